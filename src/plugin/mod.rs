@@ -1,0 +1,221 @@
+//! The plugin chain: the handler contract, the ordered directive table and the setup context.
+//!
+//! One folder per directive, each with its setup (parsing its Corefile lines), its handler and
+//! its tests, like CoreDNS. Plugins run in the fixed order of [`DIRECTIVES`] (CoreDNS's
+//! plugin.cfg), not in file order; several uses of one directive keep file order.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::corefile::{Dispenser, ParseError, ServerBlock};
+use crate::server::config::BlockConfig;
+use crate::server::request::{Outcome, Request};
+
+pub mod acl;
+pub mod any;
+pub mod bind;
+pub mod cache;
+pub mod erratic;
+pub mod errors;
+pub mod health;
+pub mod hosts;
+pub mod loadbalance;
+pub mod log;
+pub mod loop_detect;
+pub mod prometheus;
+pub mod ready;
+pub mod reload;
+pub mod tls;
+pub mod whoami;
+
+/// A handler in the chain.
+#[async_trait]
+pub trait Plugin: Send + Sync + 'static {
+    /// The directive name (`cache`), used in the `plugin` metric label and in logs.
+    fn name(&self) -> &'static str;
+
+    /// Answer the request, or pass it on with `next.serve(req)`. Returning
+    /// [`Outcome::Code`] lets the server write an empty reply with that code.
+    async fn serve(&self, req: &Request, next: Next<'_>) -> Outcome;
+
+    /// `Some(false)` keeps `/ready` at 503 (e.g. k8s_gateway before its watches synced).
+    fn ready(&self) -> Option<bool> {
+        None
+    }
+
+    /// Called once the listeners of the config holding this plugin are up.
+    async fn on_startup(&self, _ctx: &StartupCtx) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Called when the config holding this plugin is replaced (reload) or the server stops.
+    fn on_shutdown(&self) {}
+}
+
+/// What a plugin learns at startup.
+#[derive(Debug, Clone)]
+pub struct StartupCtx {
+    /// Where this block's plain-DNS listeners actually listen (resolved ephemeral ports included).
+    pub dns_addrs: Vec<std::net::SocketAddr>,
+    /// The block's zones.
+    pub zones: Vec<String>,
+}
+
+/// The rest of the chain after the current plugin.
+#[derive(Clone, Copy)]
+pub struct Next<'a> {
+    rest: &'a [Arc<dyn Plugin>],
+}
+
+impl<'a> Next<'a> {
+    pub fn new(rest: &'a [Arc<dyn Plugin>]) -> Self {
+        Next { rest }
+    }
+
+    /// Runs the next plugin; falling off the end of the chain is SERVFAIL (as in CoreDNS).
+    pub async fn serve(self, req: &Request) -> Outcome {
+        match self.rest.split_first() {
+            Some((p, rest)) => p.serve(req, Next { rest }).await,
+            None => Outcome::code(hickory_proto::op::ResponseCode::ServFail, ""),
+        }
+    }
+
+    /// Whether any plugin follows.
+    pub fn is_empty(&self) -> bool {
+        self.rest.is_empty()
+    }
+}
+
+/// What a directive's setup gets besides its tokens.
+pub struct SetupCtx<'a> {
+    /// The server block being set up (keys, zones, file, line).
+    pub block: &'a ServerBlock,
+    /// Per-block settings that directives without a handler fill in (tls, bind, health, …).
+    pub config: &'a mut BlockConfig,
+}
+
+impl SetupCtx<'_> {
+    /// The block's zones (`example.org.`), in key order, de-duplicated.
+    pub fn zones(&self) -> Vec<String> {
+        let mut zones: Vec<String> = Vec::new();
+        for k in &self.block.keys {
+            if !zones.contains(&k.zone) {
+                zones.push(k.zone.clone());
+            }
+        }
+        zones
+    }
+}
+
+/// A directive's setup: parses one occurrence (the dispenser is positioned before its name) and
+/// returns its handler, or `None` for directives that only configure the server.
+pub type SetupFn =
+    fn(&mut Dispenser, &mut SetupCtx<'_>) -> Result<Option<Arc<dyn Plugin>>, ParseError>;
+
+/// One row of the ordered directive table.
+pub struct DirectiveDef {
+    pub name: &'static str,
+    pub setup: SetupFn,
+    /// May appear only once per server block.
+    pub once: bool,
+}
+
+/// Every directive exdns knows, in execution order (CoreDNS plugin.cfg order).
+pub static DIRECTIVES: &[DirectiveDef] = &[
+    DirectiveDef {
+        name: "tls",
+        setup: tls::setup,
+        once: true,
+    },
+    DirectiveDef {
+        name: "reload",
+        setup: reload::setup,
+        once: true,
+    },
+    DirectiveDef {
+        name: "bind",
+        setup: bind::setup,
+        once: false,
+    },
+    DirectiveDef {
+        name: "ready",
+        setup: ready::setup,
+        once: true,
+    },
+    DirectiveDef {
+        name: "health",
+        setup: health::setup,
+        once: true,
+    },
+    DirectiveDef {
+        name: "prometheus",
+        setup: prometheus::setup,
+        once: true,
+    },
+    DirectiveDef {
+        name: "errors",
+        setup: errors::setup,
+        once: true,
+    },
+    DirectiveDef {
+        name: "log",
+        setup: log::setup,
+        once: false,
+    },
+    DirectiveDef {
+        name: "acl",
+        setup: acl::setup,
+        once: false,
+    },
+    DirectiveDef {
+        name: "any",
+        setup: any::setup,
+        once: true,
+    },
+    DirectiveDef {
+        name: "loadbalance",
+        setup: loadbalance::setup,
+        once: true,
+    },
+    DirectiveDef {
+        name: "cache",
+        setup: cache::setup,
+        once: true,
+    },
+    DirectiveDef {
+        name: "hosts",
+        setup: hosts::setup,
+        once: true,
+    },
+    DirectiveDef {
+        name: "loop",
+        setup: loop_detect::setup,
+        once: true,
+    },
+    DirectiveDef {
+        name: "erratic",
+        setup: erratic::setup,
+        once: true,
+    },
+    DirectiveDef {
+        name: "whoami",
+        setup: whoami::setup,
+        once: true,
+    },
+];
+
+/// Looks a directive up by name.
+pub fn directive(name: &str) -> Option<&'static DirectiveDef> {
+    DIRECTIVES.iter().find(|d| d.name == name)
+}
+
+/// Position of a directive in the execution order.
+pub fn order_of(name: &str) -> Option<usize> {
+    DIRECTIVES.iter().position(|d| d.name == name)
+}
+
+/// Prefixes a setup error the way CoreDNS does: `plugin/NAME: FILE:LINE - Error during parsing: …`.
+pub fn plugin_error(name: &str, e: &ParseError) -> String {
+    format!("plugin/{name}: {e}")
+}
