@@ -1,5 +1,304 @@
-//! Command line, spelled as CoreDNS spells it.
+//! The command line, spelled as CoreDNS spells it: `-conf FILE -dns.port N -pidfile F -quiet
+//! -plugins -version` (single dash, as Go's flag package; double dash works too), plus the exdns
+//! extension `-check`.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::Parser;
+
+use crate::server::lifecycle::{Server, Source};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "exdns",
+    disable_version_flag = true,
+    about = "A CoreDNS-compatible DNS server for Kubernetes edges and VPN gateways"
+)]
+pub struct Args {
+    /// Corefile to load (default: ./Corefile, else the built-in `.:53 { whoami log }`);
+    /// `stdin` reads it from standard input.
+    #[arg(long = "conf", value_name = "FILE")]
+    pub conf: Option<String>,
+    /// Default port for dns:// keys without one.
+    #[arg(long = "dns.port", value_name = "PORT", default_value_t = 53)]
+    pub dns_port: u16,
+    /// Write the process ID to this file.
+    #[arg(long = "pidfile", value_name = "FILE")]
+    pub pidfile: Option<PathBuf>,
+    /// Quiet mode (no initialization output).
+    #[arg(long = "quiet", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub quiet: Option<bool>,
+    /// List installed plugins.
+    #[arg(long = "plugins", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub plugins: Option<bool>,
+    /// Show version.
+    #[arg(long = "version", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub version: Option<bool>,
+    /// Parse the Corefile and set up every plugin, report errors, start nothing (exit 0 or 1).
+    #[arg(long = "check", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub check: Option<bool>,
+}
+
+const LONG_FLAGS: &[&str] = &[
+    "conf", "dns.port", "pidfile", "quiet", "plugins", "version", "check", "help",
+];
+
+/// Rewrites Go-style single-dash long flags (`-conf`, `-dns.port=53`) to clap's `--` form.
+pub fn normalize_args(args: impl IntoIterator<Item = String>) -> Vec<String> {
+    args.into_iter()
+        .enumerate()
+        .map(|(i, a)| {
+            if i == 0 || a.starts_with("--") || !a.starts_with('-') {
+                return a;
+            }
+            let name = a[1..].split('=').next().unwrap_or("");
+            if LONG_FLAGS.contains(&name) {
+                format!("-{a}")
+            } else {
+                a
+            }
+        })
+        .collect()
+}
+
+pub fn version_text() -> String {
+    format!(
+        "exdns-{}\n{}/{}, rust, {}",
+        env!("CARGO_PKG_VERSION"),
+        std::env::consts::OS,
+        std::env::consts::ARCH,
+        option_env!("EXDNS_REVISION").unwrap_or("dev")
+    )
+}
+
+pub fn plugins_text() -> String {
+    let mut s = String::from(
+        "Server types:\n  dns\n\nCaddyfile loaders:\n  flag\n  default\n\nOther plugins:\n",
+    );
+    let mut names: Vec<&str> = crate::plugin::DIRECTIVES.iter().map(|d| d.name).collect();
+    names.sort_unstable();
+    for n in names {
+        s.push_str(&format!("  dns.{n}\n"));
+    }
+    s
+}
+
+/// Picks the config source as CoreDNS does.
+pub fn source_for(conf: Option<&str>) -> Result<Source, String> {
+    match conf {
+        Some("stdin") => {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .map_err(|e| format!("reading Corefile from stdin: {e}"))?;
+            Ok(Source::Inline {
+                text,
+                label: PathBuf::from("stdin"),
+            })
+        }
+        Some(p) => {
+            let path = PathBuf::from(p);
+            if !path.exists() {
+                return Err(format!("open {p}: no such file or directory"));
+            }
+            Ok(Source::File(path))
+        }
+        None if Path::new("Corefile").exists() => Ok(Source::File(PathBuf::from("Corefile"))),
+        None => Ok(Source::Inline {
+            text: crate::corefile::DEFAULT_COREFILE.to_string(),
+            label: PathBuf::from("<default>"),
+        }),
+    }
+}
 
 pub fn main() -> i32 {
+    let args = match Args::try_parse_from(normalize_args(std::env::args())) {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    if args.version == Some(true) {
+        println!("{}", version_text());
+        return 0;
+    }
+    if args.plugins == Some(true) {
+        print!("{}", plugins_text());
+        return 0;
+    }
+    let source = match source_for(args.conf.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return 1;
+        }
+    };
+    if args.check == Some(true) {
+        return check(&source, args.dns_port);
+    }
+    let _log_guard = crate::server::logging::init();
+    crate::metrics::init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    rt.block_on(run(source, args))
+}
+
+/// `-check`: parse and set up every plugin; print errors; start nothing.
+pub fn check(source: &Source, dns_port: u16) -> i32 {
+    let result = source
+        .read(dns_port)
+        .and_then(|(cf, _)| crate::server::build::build(&cf).map(|c| (cf, c)));
+    match result {
+        Ok((cf, cfg)) => {
+            println!(
+                "{}: OK ({} server block(s), {} listener(s))",
+                cf.path.display(),
+                cfg.blocks.len(),
+                cfg.listeners.len()
+            );
+            0
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            1
+        }
+    }
+}
+
+async fn run(source: Source, args: Args) -> i32 {
+    let server = Server::new(source, args.dns_port);
+    let cfg = match server.start().await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return 1;
+        }
+    };
+    if let Some(p) = &args.pidfile
+        && let Err(e) = std::fs::write(p, format!("{}\n", std::process::id()))
+    {
+        eprintln!("Could not write pidfile: {e}");
+        return 1;
+    }
+    if args.quiet != Some(true) {
+        for l in &cfg.banner {
+            println!("{l}");
+        }
+        println!("{}", version_text());
+    }
+    for (k, a) in server.bound() {
+        tracing::info!("listening on {k} at {a}");
+    }
+    for (name, a) in server.ops().bound_addrs() {
+        tracing::info!("http endpoint {name} at {a}");
+    }
+    let reload_task = server.spawn_reload_loop();
+    wait_for_signals(&server).await;
+    reload_task.abort();
+    server.shutdown().await;
+    if let Some(p) = &args.pidfile {
+        let _ = std::fs::remove_file(p);
+    }
     0
+}
+
+/// Returns on SIGTERM or SIGINT; SIGUSR1 and SIGHUP reload the Corefile.
+async fn wait_for_signals(server: &Arc<Server>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int), Ok(mut usr1), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::user_defined1()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); return; }
+            _ = int.recv() => { tracing::info!("SIGINT: shutting down"); return; }
+            _ = usr1.recv() => { let _ = server.reload(true).await; }
+            _ = hup.recv() => { let _ = server.reload(true).await; }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(v: &[&str]) -> Args {
+        Args::try_parse_from(normalize_args(v.iter().map(|s| s.to_string()))).unwrap()
+    }
+
+    #[test]
+    fn single_dash_flags_as_coredns_spells_them() {
+        let a = parse(&[
+            "exdns",
+            "-conf",
+            "/etc/coredns/Corefile",
+            "-dns.port",
+            "1053",
+            "-pidfile",
+            "/tmp/p",
+            "-quiet",
+        ]);
+        assert_eq!(a.conf.as_deref(), Some("/etc/coredns/Corefile"));
+        assert_eq!(a.dns_port, 1053);
+        assert_eq!(a.pidfile, Some(PathBuf::from("/tmp/p")));
+        assert_eq!(a.quiet, Some(true));
+    }
+
+    #[test]
+    fn double_dash_and_equals_forms() {
+        let a = parse(&[
+            "exdns",
+            "--conf=/x",
+            "-dns.port=5353",
+            "-quiet=false",
+            "--check",
+        ]);
+        assert_eq!(a.conf.as_deref(), Some("/x"));
+        assert_eq!(a.dns_port, 5353);
+        assert_eq!(a.quiet, Some(false));
+        assert_eq!(a.check, Some(true));
+    }
+
+    #[test]
+    fn defaults() {
+        let a = parse(&["exdns"]);
+        assert_eq!(a.conf, None);
+        assert_eq!(a.dns_port, 53);
+        assert_eq!(a.quiet, None);
+    }
+
+    #[test]
+    fn unknown_flag_is_an_error() {
+        assert!(
+            Args::try_parse_from(normalize_args(
+                ["exdns", "-bogus"].iter().map(|s| s.to_string())
+            ))
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn plugins_list_has_every_directive() {
+        let t = plugins_text();
+        assert!(t.contains("  dns.cache\n"));
+        assert!(t.contains("  dns.whoami\n"));
+    }
 }

@@ -33,4 +33,9 @@ impl Ops {
 
     /// Close every listener.
     pub async fn shutdown(&self) {}
+
+    /// (configured address, bound address) of every running endpoint listener.
+    pub fn bound_addrs(&self) -> Vec<(String, std::net::SocketAddr)> {
+        Vec::new()
+    }
 }

@@ -1,0 +1,431 @@
+//! Starting, reloading and stopping: listeners are bound once and kept across reloads (the new
+//! config's routers are swapped in, so no query is dropped); SIGTERM/SIGINT enter lameduck, stop
+//! accepting, drain and exit 0.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::corefile::{self, Corefile, Scheme};
+use crate::plugin::StartupCtx;
+use crate::server::build::{self, Config, ConfigError, ListenerKey};
+use crate::server::ops::{Ops, ReadyFn};
+use crate::server::router::Router;
+use crate::server::tcp::{self, StreamLimits};
+use crate::server::tracker::Tracker;
+use crate::server::udp;
+
+/// Where the configuration comes from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A Corefile on disk (reloadable).
+    File(PathBuf),
+    /// Built-in text (the default config).
+    Inline { text: String, label: PathBuf },
+}
+
+impl Source {
+    pub fn read(&self, dns_port: u16) -> Result<(Corefile, Vec<u8>), ConfigError> {
+        match self {
+            Source::File(p) => {
+                let bytes =
+                    std::fs::read(p).map_err(|e| ConfigError(format!("{}: {e}", p.display())))?;
+                let text = String::from_utf8_lossy(&bytes);
+                let mut cf = corefile::parse_str(&text, p, dns_port)?;
+                if cf.blocks.is_empty() {
+                    cf = corefile::parse_str(
+                        corefile::DEFAULT_COREFILE,
+                        Path::new("<default>"),
+                        dns_port,
+                    )?;
+                }
+                Ok((cf, bytes))
+            }
+            Source::Inline { text, label } => {
+                let mut cf = corefile::parse_str(text, label, dns_port)?;
+                if cf.blocks.is_empty() {
+                    cf = corefile::parse_str(
+                        corefile::DEFAULT_COREFILE,
+                        Path::new("<default>"),
+                        dns_port,
+                    )?;
+                }
+                Ok((cf, text.as_bytes().to_vec()))
+            }
+        }
+    }
+
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Source::File(p) => Some(p),
+            Source::Inline { .. } => None,
+        }
+    }
+}
+
+struct Listener {
+    router: Arc<ArcSwap<Router>>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    /// The address actually bound (ephemeral ports resolved).
+    addr: SocketAddr,
+}
+
+/// A running server.
+pub struct Server {
+    pub source: Source,
+    pub dns_port: u16,
+    ops: Arc<Ops>,
+    tracker: Arc<Tracker>,
+    limits: StreamLimits,
+    listeners: Mutex<BTreeMap<ListenerKey, Listener>>,
+    current: ArcSwap<Option<Arc<Config>>>,
+    hash: Mutex<String>,
+    reload_lock: tokio::sync::Mutex<()>,
+}
+
+impl Server {
+    pub fn new(source: Source, dns_port: u16) -> Arc<Self> {
+        Arc::new(Server {
+            source,
+            dns_port,
+            ops: Ops::new(),
+            tracker: Tracker::new(),
+            limits: StreamLimits::default(),
+            listeners: Mutex::new(BTreeMap::new()),
+            current: ArcSwap::from_pointee(None),
+            hash: Mutex::new(String::new()),
+            reload_lock: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    pub fn ops(&self) -> &Arc<Ops> {
+        &self.ops
+    }
+
+    /// Reads, sets up and starts the configuration. Errors are returned, nothing is left running.
+    pub async fn start(self: &Arc<Self>) -> Result<Arc<Config>, ConfigError> {
+        let (cf, bytes) = self.source.read(self.dns_port)?;
+        let cfg = Arc::new(build::build(&cf)?);
+        self.apply(cfg.clone()).await?;
+        *self.hash.lock().unwrap() = sha512_hex(&bytes);
+        record_version(&sha512_hex(&bytes));
+        Ok(cfg)
+    }
+
+    /// The address each listener is bound to, e.g. for tests: (`dns://:0`, 127.0.0.1:41234).
+    pub fn bound(&self) -> Vec<(ListenerKey, SocketAddr)> {
+        self.listeners
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(k, l)| (*k, l.addr))
+            .collect()
+    }
+
+    /// Binds what is new, swaps routers of listeners that stay, stops the ones that go, runs the
+    /// startup hooks of the new plugins and the shutdown hooks of the old ones.
+    async fn apply(self: &Arc<Self>, cfg: Arc<Config>) -> Result<(), ConfigError> {
+        // 1. Bind every new listener before touching anything, so a failure changes nothing.
+        let mut fresh: Vec<(
+            ListenerKey,
+            Vec<std::net::UdpSocket>,
+            std::net::TcpListener,
+            SocketAddr,
+        )> = Vec::new();
+        {
+            let running = self.listeners.lock().unwrap();
+            for key in cfg.listeners.keys() {
+                if running.contains_key(key) {
+                    continue;
+                }
+                let (udp_socks, tcp_l, addr) = bind_listener(key).map_err(ConfigError)?;
+                fresh.push((*key, udp_socks, tcp_l, addr));
+            }
+        }
+        // 2. Endpoints (health, ready, metrics).
+        let ready_cfg = cfg.clone();
+        let ready: ReadyFn = Arc::new(move || ready_cfg.not_ready());
+        self.ops
+            .apply(&cfg.endpoints, ready)
+            .await
+            .map_err(ConfigError)?;
+
+        // 3. Swap routers, start new listeners, stop removed ones.
+        let mut cfg_listeners: BTreeMap<ListenerKey, Router> = BTreeMap::new();
+        // Routers are moved out of an Arc'd Config; rebuild them by cloning the table.
+        for (k, r) in cfg.listeners.iter() {
+            cfg_listeners.insert(*k, clone_router(r));
+        }
+        let old_cfg = self.current.load_full();
+        {
+            let mut running = self.listeners.lock().unwrap();
+            for (key, router) in cfg_listeners.iter_mut() {
+                if let Some(l) = running.get(key) {
+                    l.router.store(Arc::new(std::mem::replace(
+                        router,
+                        Router::new(Arc::from(""), None),
+                    )));
+                }
+            }
+            for (key, udp_socks, tcp_l, addr) in fresh {
+                let router = cfg_listeners.remove(&key).expect("listener in config");
+                let router = Arc::new(ArcSwap::from_pointee(router));
+                let (stop_tx, stop_rx) = watch::channel(false);
+                let mut tasks = Vec::new();
+                for s in udp_socks {
+                    tasks.push(tokio::spawn(udp::serve(
+                        s,
+                        router.clone(),
+                        self.tracker.clone(),
+                        stop_rx.clone(),
+                    )));
+                }
+                if key.scheme == Scheme::Tls {
+                    tasks.push(tokio::spawn(tcp::serve(
+                        tcp_l,
+                        router.clone(),
+                        self.tracker.clone(),
+                        self.limits,
+                        true,
+                        stop_rx.clone(),
+                    )));
+                } else {
+                    tasks.push(tokio::spawn(tcp::serve(
+                        tcp_l,
+                        router.clone(),
+                        self.tracker.clone(),
+                        self.limits,
+                        false,
+                        stop_rx.clone(),
+                    )));
+                }
+                running.insert(
+                    key,
+                    Listener {
+                        router,
+                        stop: stop_tx,
+                        tasks,
+                        addr,
+                    },
+                );
+            }
+            let gone: Vec<ListenerKey> = running
+                .keys()
+                .filter(|k| !cfg.listeners.contains_key(k))
+                .copied()
+                .collect();
+            for k in gone {
+                if let Some(l) = running.remove(&k) {
+                    let _ = l.stop.send(true);
+                }
+            }
+        }
+        self.current.store(Arc::new(Some(cfg.clone())));
+
+        // 4. Lifecycle hooks.
+        if let Some(old) = old_cfg.as_ref() {
+            for p in old.plugins() {
+                p.on_shutdown();
+            }
+        }
+        let bound = self.bound();
+        for (i, block) in cfg.blocks.iter().enumerate() {
+            let dns_addrs: Vec<SocketAddr> = cfg.block_listeners[i]
+                .iter()
+                .filter(|k| k.scheme == Scheme::Dns)
+                .filter_map(|k| {
+                    bound
+                        .iter()
+                        .find(|(bk, _)| bk == k)
+                        .map(|(_, a)| loopback_if_wildcard(*a))
+                })
+                .collect();
+            let ctx = StartupCtx {
+                dns_addrs,
+                zones: block.zones.clone(),
+            };
+            for p in &block.chain {
+                if let Err(e) = p.on_startup(&ctx).await {
+                    return Err(ConfigError(format!("plugin/{}: {e}", p.name())));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Re-reads the Corefile; applies it if its hash changed (or `force`). A bad config is logged
+    /// and counted, and the running one stays.
+    pub async fn reload(self: &Arc<Self>, force: bool) -> Result<bool, ConfigError> {
+        let _g = self.reload_lock.lock().await;
+        let result = async {
+            let (cf, bytes) = self.source.read(self.dns_port)?;
+            let hash = sha512_hex(&bytes);
+            if !force && *self.hash.lock().unwrap() == hash {
+                return Ok(false);
+            }
+            let cfg = Arc::new(build::build(&cf)?);
+            self.apply(cfg).await?;
+            *self.hash.lock().unwrap() = hash.clone();
+            record_version(&hash);
+            tracing::info!(target: "exdns::plugin::reload", "Running configuration SHA512 = {hash}");
+            Ok(true)
+        }
+        .await;
+        if let Err(e) = &result {
+            crate::metrics::RELOAD_FAILED.inc();
+            tracing::error!(target: "exdns::plugin::reload", "Corefile changed but reload failed: {e}");
+        }
+        result
+    }
+
+    /// Polls the Corefile per the `reload` directive until the server stops.
+    pub fn spawn_reload_loop(self: &Arc<Self>) -> JoinHandle<()> {
+        let me = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let cfg = me.current.load_full();
+                let Some(rc) = cfg.as_ref().as_ref().and_then(|c| c.reload) else {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                };
+                if me.source.path().is_none() {
+                    return;
+                }
+                let jitter = if rc.jitter.is_zero() {
+                    Duration::ZERO
+                } else {
+                    Duration::from_millis(rand::random_range(0..=rc.jitter.as_millis() as u64))
+                };
+                tokio::time::sleep(rc.interval.saturating_sub(rc.jitter) + jitter).await;
+                let _ = me.reload(false).await;
+            }
+        })
+    }
+
+    /// Lameduck, stop accepting, drain, shutdown hooks.
+    pub async fn shutdown(self: &Arc<Self>) {
+        let cfg = self.current.load_full();
+        let lameduck = cfg
+            .as_ref()
+            .as_ref()
+            .map(|c| c.lameduck)
+            .unwrap_or_default();
+        self.ops.set_lameduck();
+        if !lameduck.is_zero() {
+            tracing::info!(target: "exdns::plugin::health", "Going into lameduck mode for {}", humantime::format_duration(lameduck));
+            tokio::time::sleep(lameduck).await;
+        }
+        let tasks: Vec<JoinHandle<()>> = {
+            let mut running = self.listeners.lock().unwrap();
+            let mut tasks = Vec::new();
+            for (_, l) in std::mem::take(&mut *running) {
+                let _ = l.stop.send(true);
+                tasks.extend(l.tasks);
+            }
+            tasks
+        };
+        for t in tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(1), t).await;
+        }
+        if !self.tracker.drain(Duration::from_secs(5)).await {
+            tracing::warn!(
+                "shutdown: {} queries still in flight after 5s",
+                self.tracker.in_flight()
+            );
+        }
+        if let Some(c) = cfg.as_ref() {
+            for p in c.plugins() {
+                p.on_shutdown();
+            }
+        }
+        self.ops.shutdown().await;
+    }
+}
+
+fn clone_router(r: &Router) -> Router {
+    let mut n = Router::new(r.server.clone(), r.tls.clone());
+    for (z, b) in r.zones() {
+        n.insert(z, b.clone());
+    }
+    n
+}
+
+fn loopback_if_wildcard(a: SocketAddr) -> SocketAddr {
+    if a.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], a.port()))
+    } else {
+        a
+    }
+}
+
+/// Binds UDP (several SO_REUSEPORT sockets) and TCP on the same port; for port 0 the UDP socket
+/// picks the port and TCP follows it.
+fn bind_listener(
+    key: &ListenerKey,
+) -> Result<(Vec<std::net::UdpSocket>, std::net::TcpListener, SocketAddr), String> {
+    let n = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 16);
+    let try_bind = |addr: SocketAddr| -> std::io::Result<(
+        Vec<std::net::UdpSocket>,
+        std::net::TcpListener,
+        SocketAddr,
+    )> {
+        for _attempt in 0..20 {
+            let udp_socks = if key.scheme == Scheme::Tls {
+                Vec::new()
+            } else {
+                udp::bind(addr, n)?
+            };
+            let port = udp_socks
+                .first()
+                .map(|s| s.local_addr().map(|a| a.port()))
+                .transpose()?
+                .unwrap_or(addr.port());
+            let tcp_addr = SocketAddr::new(addr.ip(), port);
+            match tcp::bind(tcp_addr) {
+                Ok(t) => {
+                    let bound = t.local_addr()?;
+                    return Ok((udp_socks, t, bound));
+                }
+                Err(e) if addr.port() == 0 && e.kind() == std::io::ErrorKind::AddrInUse => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(std::io::Error::new(
+            std::io::ErrorKind::AddrInUse,
+            "no free port for UDP and TCP",
+        ))
+    };
+    match try_bind(key.bind_addr()) {
+        Ok(v) => Ok(v),
+        Err(e)
+            if key.ip.is_none() && e.kind() == std::io::ErrorKind::AddrNotAvailable
+                || key.ip.is_none() && e.raw_os_error() == Some(libc::EAFNOSUPPORT) =>
+        {
+            try_bind(key.bind_addr_v4()).map_err(|e| format!("listen {}: {e}", key.bind_addr_v4()))
+        }
+        Err(e) => Err(format!("listen {} ({}): {e}", key.bind_addr(), key)),
+    }
+}
+
+fn sha512_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    let d = sha2::Sha512::digest(bytes);
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn record_version(hash: &str) {
+    crate::metrics::RELOAD_VERSION.reset();
+    crate::metrics::RELOAD_VERSION
+        .with_label_values(&["sha512", hash])
+        .set(1);
+}

@@ -1,0 +1,80 @@
+//! Log lines shaped like CoreDNS's (`[INFO] plugin/reload: …`), written by a background thread
+//! so a slow stdout never stalls the query path.
+
+use std::fmt;
+
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+
+/// `[LEVEL] plugin/NAME: message` for events from `exdns::plugin::NAME…`, `[LEVEL] message` else.
+pub struct CoreDnsFormat;
+
+impl<S, N> FormatEvent<S, N> for CoreDnsFormat
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut w: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let meta = event.metadata();
+        let level = match *meta.level() {
+            Level::ERROR => "[ERROR]",
+            Level::WARN => "[WARNING]",
+            Level::INFO => "[INFO]",
+            Level::DEBUG => "[DEBUG]",
+            Level::TRACE => "[TRACE]",
+        };
+        write!(w, "{level} ")?;
+        if let Some(p) = plugin_of(meta.target()) {
+            write!(w, "plugin/{p}: ")?;
+        }
+        ctx.field_format().format_fields(w.by_ref(), event)?;
+        writeln!(w)
+    }
+}
+
+/// `exdns::plugin::cache::setup` → `cache`; `exdns::plugin::loop_detect` → `loop`.
+pub fn plugin_of(target: &str) -> Option<&str> {
+    let rest = target.strip_prefix("exdns::plugin::")?;
+    let name = rest.split("::").next()?;
+    Some(match name {
+        "loop_detect" => "loop",
+        n => n,
+    })
+}
+
+/// Installs the global subscriber. `RUST_LOG` refines the filter (default: info for exdns).
+/// The returned guard flushes the log thread when dropped.
+pub fn init() -> tracing_appender::non_blocking::WorkerGuard {
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .buffered_lines_limit(64 * 1024)
+        .finish(std::io::stdout());
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .event_format(CoreDnsFormat)
+        .try_init();
+    guard
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plugin_of;
+
+    #[test]
+    fn plugin_names_from_targets() {
+        assert_eq!(plugin_of("exdns::plugin::cache::setup"), Some("cache"));
+        assert_eq!(plugin_of("exdns::plugin::loop_detect"), Some("loop"));
+        assert_eq!(plugin_of("exdns::server::udp"), None);
+        assert_eq!(plugin_of("query"), None);
+    }
+}

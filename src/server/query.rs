@@ -1,0 +1,209 @@
+//! One query's way through the server: decode and validate the wire bytes, route to a zone, run
+//! the plugin chain, and encode the reply (EDNS, ID, truncation). Transport-independent.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use hickory_proto::op::{Edns, Header, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
+
+use crate::plugin::Next;
+use crate::server::request::{Outcome, Proto, Request};
+use crate::server::router::Router;
+
+/// The UDP payload size exdns advertises (DNS flag day 2020).
+pub const ADVERTISED_UDP_SIZE: u16 = 1232;
+
+/// What the listener should do with a datagram or stream message.
+pub enum Prepared {
+    /// Reply at once with these bytes (errors found while decoding), or drop when `None`.
+    Done(Option<Vec<u8>>),
+    /// A valid query: run the chain.
+    Query(Box<Request>, Arc<Router>),
+}
+
+/// Decodes and validates `buf`; routes it. Never panics on any input.
+pub fn prepare(
+    router: &Arc<Router>,
+    buf: &[u8],
+    src: SocketAddr,
+    local: SocketAddr,
+    proto: Proto,
+) -> Prepared {
+    if buf.len() < 12 {
+        // Not even a header: nothing to answer to.
+        return Prepared::Done(None);
+    }
+    let msg = match Message::from_vec(buf) {
+        Ok(m) => m,
+        Err(_) => return Prepared::Done(formerr_for_garbage(buf)),
+    };
+    if msg.metadata.message_type == MessageType::Response {
+        // Never answer responses (reflection loops).
+        return Prepared::Done(None);
+    }
+    if msg.metadata.op_code != OpCode::Query {
+        return Prepared::Done(encode_error(&msg, ResponseCode::NotImp));
+    }
+    if msg.queries.len() != 1 {
+        return Prepared::Done(encode_error(&msg, ResponseCode::FormErr));
+    }
+    if let Some(edns) = &msg.edns
+        && edns.version() != 0
+    {
+        return Prepared::Done(encode_error(&msg, ResponseCode::BADVERS));
+    }
+    let mut req = Request::new(msg, src, local, proto, buf.len());
+    req.server = router.server.clone();
+    match router.route(&req.name) {
+        Some((zone, _)) => {
+            req.zone = zone.clone();
+            Prepared::Query(Box::new(req), router.clone())
+        }
+        None => Prepared::Done(encode_error(&req.msg, ResponseCode::Refused)),
+    }
+}
+
+/// Runs the chain of the routed block and encodes the reply. `None`: send nothing.
+pub async fn run(req: Box<Request>, router: Arc<Router>) -> Option<Vec<u8>> {
+    let block = match router.route(&req.name) {
+        Some((_, b)) => b.clone(),
+        None => return encode_error(&req.msg, ResponseCode::Refused),
+    };
+    let outcome = CatchPanic(Next::new(&block.chain).serve(&req)).await;
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(()) => {
+            crate::metrics::PANICS.inc();
+            tracing::error!(
+                "recovered from panic in server: {} {}",
+                req.name,
+                req.qtype()
+            );
+            Outcome::code(ResponseCode::ServFail, "")
+        }
+    };
+    let msg = outcome.into_message(&req)?;
+    Some(encode_reply(&req, msg))
+}
+
+/// Encodes `msg` as the reply to `req`: ID and opcode restored, the question echoed when the
+/// plugin left it out, OPT per RFC 6891, truncated (TC, sections emptied) when it does not fit.
+pub fn encode_reply(req: &Request, mut msg: Message) -> Vec<u8> {
+    msg.metadata.id = req.msg.metadata.id;
+    msg.metadata.message_type = MessageType::Response;
+    msg.metadata.op_code = req.msg.metadata.op_code;
+    if msg.queries.is_empty() {
+        msg.queries = req.msg.queries.clone();
+    }
+    match &req.msg.edns {
+        Some(qe) => {
+            let mut e = msg.edns.take().unwrap_or_default();
+            e.set_max_payload(ADVERTISED_UDP_SIZE);
+            e.set_version(0);
+            e.set_dnssec_ok(qe.flags().dnssec_ok);
+            msg.edns = Some(e);
+        }
+        None => {
+            msg.edns = None;
+            if msg.metadata.response_code.high() > 0 {
+                // An extended rcode cannot be expressed without OPT.
+                msg.metadata.response_code = ResponseCode::ServFail;
+            }
+        }
+    }
+    // Additional records of type OPT would duplicate the EDNS record.
+    msg.additionals
+        .retain(|r| r.record_type() != hickory_proto::rr::RecordType::OPT);
+    let max = req.max_reply_size();
+    match msg.to_vec() {
+        Ok(bytes) if bytes.len() <= max => bytes,
+        Ok(_) => {
+            msg.metadata.truncation = true;
+            msg.answers.clear();
+            msg.authorities.clear();
+            msg.additionals.clear();
+            msg.to_vec().unwrap_or_else(|_| servfail_bytes(req))
+        }
+        Err(e) => {
+            tracing::error!("cannot encode reply to {} {}: {e}", req.name, req.qtype());
+            servfail_bytes(req)
+        }
+    }
+}
+
+fn servfail_bytes(req: &Request) -> Vec<u8> {
+    encode_error(&req.msg, ResponseCode::ServFail).unwrap_or_default()
+}
+
+/// An empty reply to a decoded query with `rcode` (question echoed, OPT when the query had one).
+pub fn encode_error(query: &Message, rcode: ResponseCode) -> Option<Vec<u8>> {
+    let mut m = crate::server::request::reply_to(query);
+    m.metadata.response_code = rcode;
+    if query.edns.is_some() {
+        let mut e = Edns::new();
+        e.set_max_payload(ADVERTISED_UDP_SIZE);
+        e.set_version(0);
+        m.edns = Some(e);
+    } else if rcode.high() > 0 {
+        m.metadata.response_code = ResponseCode::ServFail;
+    }
+    if m.queries.len() > 1 {
+        m.queries.truncate(1);
+    }
+    m.to_vec().ok()
+}
+
+/// FORMERR for bytes that do not decode: the header's ID and opcode, and the question when it
+/// at least decodes (as miekg/dns-based servers answer).
+fn formerr_for_garbage(buf: &[u8]) -> Option<Vec<u8>> {
+    let mut d = BinDecoder::new(buf);
+    let header = Header::read(&mut d).ok()?;
+    if header.metadata.message_type == MessageType::Response {
+        return None;
+    }
+    let mut m = Message::new(
+        header.metadata.id,
+        MessageType::Response,
+        header.metadata.op_code,
+    );
+    m.metadata.recursion_desired = header.metadata.recursion_desired;
+    m.metadata.response_code = ResponseCode::FormErr;
+    if header.counts.queries == 1
+        && let Ok(q) = Query::read(&mut d)
+    {
+        m.queries.push(q);
+    }
+    m.to_vec().ok()
+}
+
+/// Polls a future, turning a panic into `Err(())` so one bad query never takes a task down.
+struct CatchPanic<F>(F);
+
+impl<F: Future> Future for CatchPanic<F> {
+    type Output = Result<F::Output, ()>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // SAFETY: structural pinning of the only field; it is never moved out.
+        let inner = unsafe { self.map_unchecked_mut(|s| &mut s.0) };
+        match std::panic::catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(_) => Poll::Ready(Err(())),
+        }
+    }
+}
+
+/// Polls `fut` once; if it is already complete returns its output, else hands the future back
+/// so the caller can spawn it. Most authoritative and cached answers complete on the first poll,
+/// which saves a task spawn per query.
+pub fn try_now<F: Future + Unpin>(mut fut: F) -> Result<F::Output, F> {
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    match Pin::new(&mut fut).poll(&mut cx) {
+        Poll::Ready(v) => Ok(v),
+        Poll::Pending => Err(fut),
+    }
+}

@@ -1,0 +1,226 @@
+//! TCP and DNS over TLS (RFC 7766, RFC 7858): length-prefixed messages, pipelined — every query
+//! on a connection is handled concurrently and answered as soon as it is ready, in any order —
+//! with an idle timeout and caps on connections and on queries in flight per connection.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, mpsc, watch};
+
+use crate::server::query::{self, Prepared};
+use crate::server::request::Proto;
+use crate::server::router::Router;
+use crate::server::tracker::Tracker;
+
+/// Limits for stream listeners.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamLimits {
+    /// A connection with no query for this long is closed (RFC 7766 §6.2.3).
+    pub idle_timeout: Duration,
+    /// Time allowed for a TLS handshake and for the rest of a message once its length arrived.
+    pub read_timeout: Duration,
+    /// Connections open at once per listener; more are accepted and closed at once.
+    pub max_connections: usize,
+    /// Queries in flight per connection; reading pauses beyond it.
+    pub max_in_flight: usize,
+}
+
+impl Default for StreamLimits {
+    fn default() -> Self {
+        StreamLimits {
+            idle_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(5),
+            max_connections: 1024,
+            max_in_flight: 128,
+        }
+    }
+}
+
+pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        s.set_only_v6(!addr.ip().is_unspecified())?;
+    }
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    s.listen(1024)?;
+    Ok(s.into())
+}
+
+/// Accepts connections until `stop` flips; then lets open connections finish their queries.
+pub async fn serve(
+    listener: std::net::TcpListener,
+    router: Arc<ArcSwap<Router>>,
+    tracker: Arc<Tracker>,
+    limits: StreamLimits,
+    tls: bool,
+    mut stop: watch::Receiver<bool>,
+) {
+    let listener = match TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("tcp listener: {e}");
+            return;
+        }
+    };
+    let conns = Arc::new(Semaphore::new(limits.max_connections));
+    loop {
+        let (stream, src) = tokio::select! {
+            biased;
+            _ = stop.changed() => return,
+            r = listener.accept() => match r {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::warn!("tcp accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = conns.clone().try_acquire_owned() else {
+            tracing::debug!("connection cap reached, closing {src}");
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let tracker = tracker.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let local = stream.local_addr().unwrap_or(src);
+            if tls {
+                let Some(cfg) = router.load().tls.clone() else {
+                    return;
+                };
+                let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
+                match tokio::time::timeout(limits.read_timeout, acceptor.accept(stream)).await {
+                    Ok(Ok(s)) => {
+                        connection(s, src, local, Proto::Tls, router, tracker, limits, stop).await
+                    }
+                    Ok(Err(e)) => tracing::debug!("tls handshake with {src}: {e}"),
+                    Err(_) => tracing::debug!("tls handshake with {src}: timed out"),
+                }
+            } else {
+                connection(
+                    stream,
+                    src,
+                    local,
+                    Proto::Tcp,
+                    router,
+                    tracker,
+                    limits,
+                    stop,
+                )
+                .await
+            }
+        });
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn connection<S>(
+    stream: S,
+    src: SocketAddr,
+    local: SocketAddr,
+    proto: Proto,
+    router: Arc<ArcSwap<Router>>,
+    tracker: Arc<Tracker>,
+    limits: StreamLimits,
+    mut stop: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(limits.max_in_flight);
+    let writer = tokio::spawn(async move {
+        let mut out = Vec::with_capacity(4096);
+        while let Some(first) = rx.recv().await {
+            out.clear();
+            push_framed(&mut out, &first);
+            // Coalesce replies that are ready together into one write.
+            while let Ok(more) = rx.try_recv() {
+                push_framed(&mut out, &more);
+            }
+            if wr.write_all(&out).await.is_err() || wr.flush().await.is_err() {
+                return;
+            }
+        }
+        let _ = wr.shutdown().await;
+    });
+    let in_flight = Arc::new(Semaphore::new(limits.max_in_flight));
+    let mut buf = Vec::new();
+    loop {
+        let permit = match in_flight.clone().acquire_owned().await {
+            Ok(p) => p,
+            Err(_) => break,
+        };
+        // Wait for the next length prefix: idle timeout, or stop.
+        let mut len = [0u8; 2];
+        let got = tokio::select! {
+            biased;
+            _ = stop.changed() => break,
+            r = tokio::time::timeout(limits.idle_timeout, rd.read_exact(&mut len)) => r,
+        };
+        match got {
+            Ok(Ok(_)) => {}
+            _ => break, // EOF, error or idle
+        }
+        let n = u16::from_be_bytes(len) as usize;
+        if n == 0 {
+            break;
+        }
+        buf.resize(n, 0);
+        match tokio::time::timeout(limits.read_timeout, rd.read_exact(&mut buf)).await {
+            Ok(Ok(_)) => {}
+            _ => break, // slow or truncated message
+        }
+        let r = router.load_full();
+        match query::prepare(&r, &buf, src, local, proto) {
+            Prepared::Done(Some(bytes)) => {
+                if tx.send(bytes).await.is_err() {
+                    break;
+                }
+            }
+            Prepared::Done(None) => {}
+            Prepared::Query(req, r) => {
+                let guard = tracker.start();
+                let fut = Box::pin(query::run(req, r));
+                match query::try_now(fut) {
+                    Ok(Some(bytes)) => {
+                        if tx.send(bytes).await.is_err() {
+                            break;
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(fut) => {
+                        let tx = tx.clone();
+                        tokio::spawn(async move {
+                            let _guard = guard;
+                            let _permit = permit;
+                            if let Some(bytes) = fut.await {
+                                let _ = tx.send(bytes).await;
+                            }
+                        });
+                    }
+                }
+            }
+        }
+    }
+    // Stop reading; answers still in flight are written before the connection closes.
+    drop(tx);
+    let _ = writer.await;
+}
+
+fn push_framed(out: &mut Vec<u8>, msg: &[u8]) {
+    let n = msg.len().min(u16::MAX as usize) as u16;
+    out.extend_from_slice(&n.to_be_bytes());
+    out.extend_from_slice(&msg[..n as usize]);
+}

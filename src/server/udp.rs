@@ -1,0 +1,111 @@
+//! UDP: several SO_REUSEPORT sockets on one address so every core receives; each query is
+//! answered inline when the chain completes on the first poll, else on a spawned task.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::UdpSocket;
+use tokio::sync::watch;
+
+use crate::server::query::{self, Prepared};
+use crate::server::request::Proto;
+use crate::server::router::Router;
+use crate::server::tracker::Tracker;
+
+/// Binds `n` UDP sockets to `addr` with SO_REUSEPORT (port 0: the first picks it, the rest join).
+pub fn bind(addr: SocketAddr, n: usize) -> io::Result<Vec<std::net::UdpSocket>> {
+    let mut out = Vec::with_capacity(n);
+    let mut addr = addr;
+    for _ in 0..n.max(1) {
+        let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+        s.set_reuse_address(true)?;
+        s.set_reuse_port(true)?;
+        if addr.is_ipv6() {
+            s.set_only_v6(!addr.ip().is_unspecified())?;
+        }
+        // Room for bursts: queries queue in the kernel while workers are busy.
+        let _ = s.set_recv_buffer_size(4 << 20);
+        let _ = s.set_send_buffer_size(4 << 20);
+        s.set_nonblocking(true)?;
+        s.bind(&addr.into())?;
+        let std: std::net::UdpSocket = s.into();
+        addr = std.local_addr()?;
+        out.push(std);
+    }
+    Ok(out)
+}
+
+/// Serves one socket until `stop` flips to true.
+pub async fn serve(
+    sock: std::net::UdpSocket,
+    router: Arc<ArcSwap<Router>>,
+    tracker: Arc<Tracker>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let sock = match UdpSocket::from_std(sock) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            tracing::error!("udp socket: {e}");
+            return;
+        }
+    };
+    let local = sock
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let mut buf = vec![0u8; 65535];
+    loop {
+        let (n, src) = tokio::select! {
+            biased;
+            _ = stop.changed() => return,
+            r = sock.recv_from(&mut buf) => match r {
+                Ok(v) => v,
+                Err(e) => {
+                    // ICMP errors surface here on Linux (ECONNREFUSED): not fatal.
+                    tracing::debug!("udp receive: {e}");
+                    continue;
+                }
+            },
+        };
+        if *stop.borrow() {
+            return;
+        }
+        let r = router.load_full();
+        match query::prepare(&r, &buf[..n], src, local, Proto::Udp) {
+            Prepared::Done(Some(bytes)) => send(&sock, bytes, src),
+            Prepared::Done(None) => {}
+            Prepared::Query(req, r) => {
+                let guard = tracker.start();
+                let fut = Box::pin(query::run(req, r));
+                match query::try_now(fut) {
+                    Ok(Some(bytes)) => send(&sock, bytes, src),
+                    Ok(None) => {}
+                    Err(fut) => {
+                        let sock = sock.clone();
+                        tokio::spawn(async move {
+                            let _guard = guard;
+                            if let Some(bytes) = fut.await {
+                                let _ = sock.send_to(&bytes, src).await;
+                            }
+                        });
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn send(sock: &Arc<UdpSocket>, bytes: Vec<u8>, dst: SocketAddr) {
+    match sock.try_send_to(&bytes, dst) {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            let sock = sock.clone();
+            tokio::spawn(async move {
+                let _ = sock.send_to(&bytes, dst).await;
+            });
+        }
+        Err(e) => tracing::debug!("udp send to {dst}: {e}"),
+    }
+}
