@@ -17,8 +17,13 @@ pub use keys::{Key, Scheme, parse_key};
 pub use lexer::{Token, tokenize};
 pub use parser::{parse_file, parse_str};
 
-/// The Corefile CoreDNS serves when none is given and `./Corefile` does not exist.
+/// The Corefile CoreDNS serves when none is given and `./Corefile` does not exist (port 53).
 pub const DEFAULT_COREFILE: &str = ".:53 {\n    whoami\n    log\n}\n";
+
+/// The default Corefile for the `-dns.port` value, as CoreDNS builds it: `.:PORT { whoami log }`.
+pub fn default_corefile(dns_port: u16) -> String {
+    format!(".:{dns_port} {{\n    whoami\n    log\n}}\n")
+}
 
 /// A parsed Corefile: its server blocks in file order (after `import` and snippet expansion).
 #[derive(Debug, Clone)]

@@ -107,7 +107,7 @@ pub fn source_for(conf: Option<&str>) -> Result<Source, String> {
         }
         None if Path::new("Corefile").exists() => Ok(Source::File(PathBuf::from("Corefile"))),
         None => Ok(Source::Inline {
-            text: crate::corefile::DEFAULT_COREFILE.to_string(),
+            text: String::new(),
             label: PathBuf::from("<default>"),
         }),
     }
@@ -203,6 +203,7 @@ async fn run(source: Source, args: Args) -> i32 {
     for (name, a) in server.ops().bound_addrs() {
         tracing::info!("http endpoint {name} at {a}");
     }
+    tracing::info!("exdns ready to serve");
     let reload_task = server.spawn_reload_loop();
     wait_for_signals(&server).await;
     reload_task.abort();

@@ -40,7 +40,7 @@ impl Source {
                 let mut cf = corefile::parse_str(&text, p, dns_port)?;
                 if cf.blocks.is_empty() {
                     cf = corefile::parse_str(
-                        corefile::DEFAULT_COREFILE,
+                        &corefile::default_corefile(dns_port),
                         Path::new("<default>"),
                         dns_port,
                     )?;
@@ -51,7 +51,7 @@ impl Source {
                 let mut cf = corefile::parse_str(text, label, dns_port)?;
                 if cf.blocks.is_empty() {
                     cf = corefile::parse_str(
-                        corefile::DEFAULT_COREFILE,
+                        &corefile::default_corefile(dns_port),
                         Path::new("<default>"),
                         dns_port,
                     )?;
