@@ -1,0 +1,37 @@
+# exdns developer targets. `make run` and `make test` are the README's quick start.
+CARGO ?= cargo
+PORT ?= 1053
+
+.PHONY: run build release test lint fmt bench check-config clean
+
+## Build and run exdns on Corefile.example (high ports, no root needed).
+run:
+	$(CARGO) run --release -- -conf Corefile.example
+
+build:
+	$(CARGO) build
+
+release:
+	$(CARGO) build --release
+
+## Install missing test tools, check format and lints, run every test.
+test:
+	./scripts/test.sh
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+## Validate a Corefile without starting anything: make check-config CONF=path
+check-config:
+	$(CARGO) run --release -- -conf $(or $(CONF),Corefile.example) -check
+
+## Benchmarks against comparison servers (see bench/README.md).
+bench:
+	./bench/run.sh
+
+clean:
+	$(CARGO) clean
