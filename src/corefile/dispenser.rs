@@ -23,6 +23,7 @@ impl Dispenser {
     }
 
     /// Loads the next token, wherever it is. False at the end.
+    #[allow(clippy::should_implement_trait)] // Caddy's name; not an iterator
     pub fn next(&mut self) -> bool {
         if self.cursor < self.tokens.len() as isize - 1 {
             self.cursor += 1;
@@ -57,7 +58,7 @@ impl Dispenser {
             if !self.next() {
                 return false;
             }
-            if self.val() == "}" {
+            if self.is_close() {
                 self.nesting -= 1;
                 return false;
             }
@@ -66,14 +67,14 @@ impl Dispenser {
         if !self.next_arg() {
             return false;
         }
-        if self.val() != "{" {
+        if !self.is_open() {
             self.cursor -= 1;
             return false;
         }
         if !self.next() {
             return false;
         }
-        if self.val() == "}" {
+        if self.is_close() {
             return false;
         }
         self.nesting += 1;
@@ -84,13 +85,23 @@ impl Dispenser {
     pub fn remaining_args(&mut self) -> Vec<String> {
         let mut args = Vec::new();
         while self.next_arg() {
-            if self.val() == "{" {
+            if self.is_open() {
                 self.cursor -= 1;
                 break;
             }
             args.push(self.val().to_string());
         }
         args
+    }
+
+    /// The current token is an (unquoted) `{`.
+    fn is_open(&self) -> bool {
+        self.token().is_some_and(Token::is_open_brace)
+    }
+
+    /// The current token is an (unquoted) `}`.
+    fn is_close(&self) -> bool {
+        self.token().is_some_and(Token::is_close_brace)
     }
 
     /// The current token's text ("" before the first `next`).

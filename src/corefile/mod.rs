@@ -15,7 +15,7 @@ use std::sync::Arc;
 pub use dispenser::Dispenser;
 pub use keys::{Key, Scheme, parse_key};
 pub use lexer::{Token, tokenize};
-pub use parser::{parse_file, parse_str};
+pub use parser::{parse_file, parse_str, validate_directives};
 
 /// The Corefile CoreDNS serves when none is given and `./Corefile` does not exist (port 53).
 pub const DEFAULT_COREFILE: &str = ".:53 {\n    whoami\n    log\n}\n";
@@ -94,3 +94,6 @@ impl fmt::Display for ParseError {
 }
 
 impl std::error::Error for ParseError {}
+
+#[cfg(test)]
+mod tests;
