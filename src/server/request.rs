@@ -78,7 +78,7 @@ impl Request {
         self.msg.metadata.id
     }
     pub fn qname(&self) -> &Name {
-        &self.msg.queries[0].name()
+        self.msg.queries[0].name()
     }
     pub fn qtype(&self) -> RecordType {
         self.msg
