@@ -1,0 +1,387 @@
+//! Corefile parsing for `acl`, and the zone-argument helpers it shares with `hosts`.
+//!
+//! ```text
+//! acl [ZONES...] {
+//!     ACTION [type QTYPE...] [net SOURCE...]
+//! }
+//! ```
+//!
+//! CoreDNS hands every `acl` occurrence of a server block to one setup call and builds one handler
+//! whose rules are tried in file order (an `allow` in an earlier occurrence ends the evaluation).
+//! exdns calls a setup per occurrence, so the first occurrence builds the handler from all of the
+//! block's `acl` occurrences and the later ones add no handler.
+
+use std::sync::{Arc, LazyLock};
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+
+use super::{Acl, Action, IpSet, Policy, Rule};
+use crate::corefile::{Dispenser, ParseError};
+use crate::plugin::{Plugin, SetupCtx};
+
+pub fn setup(
+    d: &mut Dispenser,
+    ctx: &mut SetupCtx<'_>,
+) -> Result<Option<Arc<dyn Plugin>>, ParseError> {
+    Ok(parse(d, ctx)?.map(|a| Arc::new(a) as Arc<dyn Plugin>))
+}
+
+/// Parses this occurrence. When it is the block's first `acl`, the rules of every `acl` occurrence
+/// of the block are gathered into the returned handler; later occurrences return `None`.
+pub(crate) fn parse(d: &mut Dispenser, ctx: &SetupCtx<'_>) -> Result<Option<Acl>, ParseError> {
+    let block_zones = ctx.zones();
+    let mine = {
+        let mut probe = d.clone();
+        probe.next();
+        probe.token().cloned()
+    };
+    let occurrences: Vec<_> = ctx
+        .block
+        .directives
+        .iter()
+        .filter(|dir| dir.name == "acl")
+        .collect();
+    // An occurrence is recognised by its name token (text, file, line). The same snippet imported
+    // twice into one block yields identical tokens: each copy then builds the full handler, which
+    // decides exactly as one would (only the allowed counter counts such a query twice).
+    let position = mine.as_ref().and_then(|t| {
+        occurrences
+            .iter()
+            .position(|dir| dir.tokens.first() == Some(t))
+    });
+
+    let mut rules = Vec::new();
+    match position {
+        // Not one of the block's directives (a hand-made dispenser): this occurrence alone.
+        None => rules.push(parse_rule(d, &block_zones)?),
+        Some(0) => {
+            for dir in &occurrences {
+                let mut od = dir.dispenser();
+                rules.push(parse_rule(&mut od, &block_zones)?);
+            }
+        }
+        // Already part of the handler built for the first occurrence.
+        Some(_) => return Ok(None),
+    }
+    LazyLock::force(&super::BLOCKED);
+    LazyLock::force(&super::FILTERED);
+    LazyLock::force(&super::ALLOWED);
+    LazyLock::force(&super::DROPPED);
+    Ok(Some(Acl { rules }))
+}
+
+/// One `acl [ZONES...] { ... }` occurrence.
+fn parse_rule(d: &mut Dispenser, block_zones: &[String]) -> Result<Rule, ParseError> {
+    d.next(); // "acl"
+    let args = d.remaining_args();
+    let zones = origins_from_args(d, &args, block_zones)?;
+
+    let mut policies = Vec::new();
+    while d.next_block() {
+        let action = match d.val().to_ascii_lowercase().as_str() {
+            "allow" => Action::Allow,
+            "block" => Action::Block,
+            "filter" => Action::Filter,
+            "drop" => Action::Drop,
+            _ => {
+                return Err(d.err(format!(
+                    "unexpected token {:?}; expect 'allow', 'block', 'filter' or 'drop'",
+                    d.val()
+                )));
+            }
+        };
+        let rest = d.remaining_args();
+        policies.push(parse_policy(d, action, &rest)?);
+    }
+    Ok(Rule { zones, policies })
+}
+
+fn is_section(token: &str) -> bool {
+    token.eq_ignore_ascii_case("type") || token.eq_ignore_ascii_case("net")
+}
+
+/// `[type QTYPE...] [net SOURCE...]`, sections in any order and repeatable.
+fn parse_policy(d: &Dispenser, action: Action, args: &[String]) -> Result<Policy, ParseError> {
+    let mut qtypes: Vec<u16> = Vec::new();
+    let mut all_types = false;
+    let mut has_type = false;
+    let mut nets: Vec<IpNet> = Vec::new();
+    let mut all_nets = false;
+    let mut has_net = false;
+
+    let mut rest = args;
+    while let Some(first) = rest.first() {
+        if !is_section(first) {
+            return Err(d.err(format!("unexpected token {first:?}; expect 'type | net'")));
+        }
+        let section = first.to_ascii_lowercase();
+        let end = rest[1..]
+            .iter()
+            .position(|t| is_section(t))
+            .map(|i| i + 1)
+            .unwrap_or(rest.len());
+        let tokens = &rest[1..end];
+        rest = &rest[end..];
+        if tokens.is_empty() {
+            return Err(d.err(format!("no token specified in {section:?} section")));
+        }
+        if section == "type" {
+            has_type = true;
+            for t in tokens {
+                if t == "*" {
+                    all_types = true;
+                    break;
+                }
+                match qtype_code(t) {
+                    Some(code) => {
+                        if !qtypes.contains(&code) {
+                            qtypes.push(code);
+                        }
+                    }
+                    None => {
+                        return Err(d.err(format!("unexpected token {t:?}; expect legal QTYPE")));
+                    }
+                }
+            }
+        } else {
+            has_net = true;
+            for t in tokens {
+                if t == "*" {
+                    all_nets = true;
+                    break;
+                }
+                let normalized = normalize_source(t);
+                match normalized.parse::<IpNet>() {
+                    Ok(net) => nets.push(net.trunc()),
+                    Err(_) => {
+                        return Err(d.err(format!("illegal CIDR notation {normalized:?}")));
+                    }
+                }
+            }
+        }
+    }
+
+    let qtypes = if !has_type || all_types {
+        None
+    } else {
+        Some(qtypes)
+    };
+    let sources = if !has_net || all_nets {
+        IpSet::any()
+    } else {
+        IpSet::from_nets(&nets)
+    };
+    Ok(Policy {
+        action,
+        qtypes,
+        sources,
+    })
+}
+
+/// A single address becomes a host network (`/32`, `/128`), as CoreDNS's `normalize`.
+fn normalize_source(raw: &str) -> String {
+    if raw.contains('/') {
+        raw.to_string()
+    } else if raw.contains(':') {
+        format!("{raw}/128")
+    } else {
+        format!("{raw}/32")
+    }
+}
+
+/// QTYPE mnemonics as miekg/dns's `StringToType` knows them (case-sensitive, like CoreDNS).
+fn qtype_code(s: &str) -> Option<u16> {
+    const TYPES: &[(&str, u16)] = &[
+        ("A", 1),
+        ("NS", 2),
+        ("MD", 3),
+        ("MF", 4),
+        ("CNAME", 5),
+        ("SOA", 6),
+        ("MB", 7),
+        ("MG", 8),
+        ("MR", 9),
+        ("NULL", 10),
+        ("PTR", 12),
+        ("HINFO", 13),
+        ("MINFO", 14),
+        ("MX", 15),
+        ("TXT", 16),
+        ("RP", 17),
+        ("AFSDB", 18),
+        ("X25", 19),
+        ("ISDN", 20),
+        ("RT", 21),
+        ("NSAP-PTR", 23),
+        ("SIG", 24),
+        ("KEY", 25),
+        ("PX", 26),
+        ("GPOS", 27),
+        ("AAAA", 28),
+        ("LOC", 29),
+        ("NXT", 30),
+        ("EID", 31),
+        ("NIMLOC", 32),
+        ("SRV", 33),
+        ("ATMA", 34),
+        ("NAPTR", 35),
+        ("KX", 36),
+        ("CERT", 37),
+        ("DNAME", 39),
+        ("OPT", 41),
+        ("APL", 42),
+        ("DS", 43),
+        ("SSHFP", 44),
+        ("IPSECKEY", 45),
+        ("RRSIG", 46),
+        ("NSEC", 47),
+        ("DNSKEY", 48),
+        ("DHCID", 49),
+        ("NSEC3", 50),
+        ("NSEC3PARAM", 51),
+        ("TLSA", 52),
+        ("SMIMEA", 53),
+        ("HIP", 55),
+        ("NINFO", 56),
+        ("RKEY", 57),
+        ("TALINK", 58),
+        ("CDS", 59),
+        ("CDNSKEY", 60),
+        ("OPENPGPKEY", 61),
+        ("CSYNC", 62),
+        ("ZONEMD", 63),
+        ("SVCB", 64),
+        ("HTTPS", 65),
+        ("SPF", 99),
+        ("UINFO", 100),
+        ("UID", 101),
+        ("GID", 102),
+        ("UNSPEC", 103),
+        ("NID", 104),
+        ("L32", 105),
+        ("L64", 106),
+        ("LP", 107),
+        ("EUI48", 108),
+        ("EUI64", 109),
+        ("TKEY", 249),
+        ("TSIG", 250),
+        ("IXFR", 251),
+        ("AXFR", 252),
+        ("MAILB", 253),
+        ("MAILA", 254),
+        ("ANY", 255),
+        ("URI", 256),
+        ("CAA", 257),
+        ("AVC", 258),
+        ("AMTRELAY", 260),
+        ("RESINFO", 261),
+        ("TA", 32768),
+        ("DLV", 32769),
+    ];
+    TYPES.iter().find(|(n, _)| *n == s).map(|(_, c)| *c)
+}
+
+/// CoreDNS's `OriginsFromArgsOrServerBlock`: the zone arguments normalized, or the block's zones
+/// when there are none.
+pub(crate) fn origins_from_args(
+    d: &Dispenser,
+    args: &[String],
+    block_zones: &[String],
+) -> Result<Vec<String>, ParseError> {
+    if args.is_empty() {
+        return Ok(block_zones.to_vec());
+    }
+    let mut zones: Vec<String> = Vec::new();
+    for a in args {
+        for z in normalize_zone(a).map_err(|e| d.err(e))? {
+            if !zones.contains(&z) {
+                zones.push(z);
+            }
+        }
+    }
+    Ok(zones)
+}
+
+/// CoreDNS's `plugin.Host(s).NormalizeExact()`: drops a `scheme://` prefix and a `:port` suffix,
+/// lower-cases and makes the name absolute. A CIDR becomes its reverse zone(s); a prefix that is
+/// not on an octet (IPv4) or nibble (IPv6) boundary expands to every zone it covers.
+pub(crate) fn normalize_zone(raw: &str) -> Result<Vec<String>, String> {
+    let s = raw.split_once("://").map(|(_, rest)| rest).unwrap_or(raw);
+    if let Some((addr, len)) = s.split_once('/') {
+        // `10.0.0.0/8:53`: a port after the prefix length.
+        let len = len.split_once(':').map(|(l, _)| l).unwrap_or(len);
+        let net: IpNet = format!("{addr}/{len}")
+            .parse()
+            .map_err(|_| format!("invalid zone '{raw}': not a valid CIDR"))?;
+        return Ok(reverse_zones(net.trunc()));
+    }
+    let host = match s.rsplit_once(':') {
+        Some((h, port))
+            if !h.contains(':') && !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            h
+        }
+        _ => s,
+    };
+    if host.is_empty() {
+        return Err(format!("invalid zone '{raw}'"));
+    }
+    let mut z = host.to_ascii_lowercase();
+    if !z.ends_with('.') {
+        z.push('.');
+    }
+    if z != "." && hickory_proto::rr::Name::from_ascii(&z).is_err() {
+        return Err(format!("invalid zone '{raw}'"));
+    }
+    Ok(vec![z])
+}
+
+/// The `in-addr.arpa.` / `ip6.arpa.` zones covering `net`.
+fn reverse_zones(net: IpNet) -> Vec<String> {
+    match net {
+        IpNet::V4(n) => {
+            let step = n.prefix_len().div_ceil(8) * 8;
+            let subnets: Vec<Ipv4Net> = if step == n.prefix_len() {
+                vec![n]
+            } else {
+                n.subnets(step).map(|s| s.collect()).unwrap_or_default()
+            };
+            subnets
+                .iter()
+                .map(|s| {
+                    let octets = s.network().octets();
+                    let mut z = String::new();
+                    for o in octets[..(step / 8) as usize].iter().rev() {
+                        z.push_str(&o.to_string());
+                        z.push('.');
+                    }
+                    z.push_str("in-addr.arpa.");
+                    z
+                })
+                .collect()
+        }
+        IpNet::V6(n) => {
+            let step = n.prefix_len().div_ceil(4) * 4;
+            let subnets: Vec<Ipv6Net> = if step == n.prefix_len() {
+                vec![n]
+            } else {
+                n.subnets(step).map(|s| s.collect()).unwrap_or_default()
+            };
+            subnets
+                .iter()
+                .map(|s| {
+                    let bits = u128::from(s.network());
+                    let nibbles = (step / 4) as u32;
+                    let mut z = String::new();
+                    for i in (0..nibbles).rev() {
+                        let nib = (bits >> (124 - 4 * i)) & 0xf;
+                        z.push(char::from_digit(nib as u32, 16).unwrap_or('0'));
+                        z.push('.');
+                    }
+                    z.push_str("ip6.arpa.");
+                    z
+                })
+                .collect()
+        }
+    }
+}
