@@ -85,6 +85,12 @@ impl<'a> Next<'a> {
     pub fn is_empty(&self) -> bool {
         self.rest.is_empty()
     }
+
+    /// The plugins that follow, for work that outlives the request (cache prefetch and
+    /// serve_stale refreshes clone them into a background task: `Next::new(&owned)`).
+    pub fn plugins(&self) -> &'a [Arc<dyn Plugin>] {
+        self.rest
+    }
 }
 
 /// What a directive's setup gets besides its tokens.

@@ -1,14 +1,521 @@
-//! `cache` — placeholder until its implementation lands.
+//! `cache` — a front-end cache for replies, with CoreDNS 1.14's semantics: a success and a denial
+//! cache, TTL clamping, SERVFAIL caching, prefetch of popular entries and serve_stale.
+//!
+//! One instance per directive occurrence, shared by all zones of the server block. Entries live in
+//! two moka caches (success, denial) keyed by a hash of (qname, qtype, qclass, DO, CD); every entry
+//! re-checks the full key on lookup, so a hash collision is a miss, never a wrong answer.
+//!
+//! Background refreshes (prefetch, serve_stale `immediate`) run in a `tokio::spawn`ed task with an
+//! owned copy of the rest of the chain ([`Next::plugins`]), so the client is answered from the cache
+//! at once, as CoreDNS does. At most one refresh per entry runs at a time. No lock is held across
+//! an await: the caches are lock-free to the caller, an entry's hit counter is a short mutex.
 
+mod item;
+pub mod metrics;
+mod setup;
+#[cfg(test)]
+mod tests;
+
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
-use crate::corefile::{Dispenser, ParseError};
-use crate::plugin::{Plugin, SetupCtx};
+use async_trait::async_trait;
+use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
+use hickory_proto::rr::RecordType;
+use moka::notification::RemovalCause;
+use moka::policy::EvictionPolicy;
 
-pub fn setup(
-    d: &mut Dispenser,
-    _ctx: &mut SetupCtx<'_>,
-) -> Result<Option<Arc<dyn Plugin>>, ParseError> {
-    d.next();
-    Err(d.err("not built yet"))
+use crate::plugin::{Next, Plugin};
+use crate::server::request::{Outcome, Proto, Request};
+use item::{Item, Key, Kind, RefreshGuard, RespType};
+
+pub use setup::setup;
+
+/// The `type` label of the success cache.
+pub const SUCCESS: &str = "success";
+/// The `type` label of the denial cache.
+pub const DENIAL: &str = "denial";
+
+/// CoreDNS's default capacity per cache (9984 entries once split into 256 shards).
+pub const DEFAULT_CAPACITY: i64 = 10000;
+
+/// The `view` label: exdns has no views.
+const VIEW: &str = "";
+
+/// The parsed directive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Names under these zones are cached; others pass through.
+    pub zones: Vec<String>,
+    /// Success cache: capacity as configured, max and min TTL.
+    pub pcap: i64,
+    pub pttl: Duration,
+    pub minpttl: Duration,
+    /// Denial cache: capacity as configured, max and min TTL.
+    pub ncap: i64,
+    pub nttl: Duration,
+    pub minnttl: Duration,
+    /// How long SERVFAIL replies are cached (0: not at all).
+    pub failttl: Duration,
+    /// Prefetch after this many hits (0: off) with gaps under `duration`, once the TTL left is at
+    /// most `percentage`% of the original.
+    pub prefetch: u32,
+    pub duration: Duration,
+    pub percentage: u32,
+    /// serve_stale: how long past expiry an entry may still answer (0: off).
+    pub stale_up_to: Duration,
+    /// serve_stale `verify`: ask upstream first, answer stale only if that fails.
+    pub verify_stale: bool,
+    /// `disable success|denial ZONES`: zones whose replies the success/denial cache never stores.
+    pub pexcept: Vec<String>,
+    pub nexcept: Vec<String>,
+    /// `keepttl`: answer with the stored TTL, not decremented by the entry's age.
+    pub keepttl: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            zones: vec![".".to_string()],
+            pcap: DEFAULT_CAPACITY,
+            pttl: Duration::from_secs(3600),
+            minpttl: Duration::from_secs(5),
+            ncap: DEFAULT_CAPACITY,
+            nttl: Duration::from_secs(1800),
+            minnttl: Duration::from_secs(5),
+            failttl: Duration::from_secs(5),
+            prefetch: 0,
+            duration: Duration::from_secs(60),
+            percentage: 10,
+            stale_up_to: Duration::ZERO,
+            verify_stale: false,
+            pexcept: Vec::new(),
+            nexcept: Vec::new(),
+            keepttl: false,
+        }
+    }
+}
+
+/// CoreDNS's effective capacity: 256 shards of `capacity / 256` entries, at least 4 each (so at
+/// least 1024 entries; 10000 gives 9984).
+pub fn effective_capacity(capacity: i64) -> u64 {
+    (capacity / 256).max(4) as u64 * 256
+}
+
+/// A source of "now" (injectable for tests).
+pub(crate) type Clock = Arc<dyn Fn() -> Instant + Send + Sync>;
+
+type Store = moka::sync::Cache<u64, Arc<Item>>;
+
+/// The `cache` handler.
+pub struct Cache {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cfg: Config,
+    /// The `zones` metric label: the zones joined by ",".
+    zones_label: String,
+    pcache: Store,
+    ncache: Store,
+    hasher: RandomState,
+    clock: Clock,
+}
+
+impl Cache {
+    pub fn new(cfg: Config) -> Self {
+        Self::with_clock(cfg, Arc::new(Instant::now))
+    }
+
+    pub(crate) fn with_clock(cfg: Config, clock: Clock) -> Self {
+        let zones_label = cfg.zones.join(",");
+        let pcache = new_store(&cfg, Kind::Success, &zones_label);
+        let ncache = new_store(&cfg, Kind::Denial, &zones_label);
+        Cache {
+            inner: Arc::new(Inner {
+                cfg,
+                zones_label,
+                pcache,
+                ncache,
+                hasher: RandomState::new(),
+                clock,
+            }),
+        }
+    }
+
+    /// The parsed configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.cfg
+    }
+}
+
+/// A moka cache with CoreDNS's capacity, LRU eviction (CoreDNS evicts at random; both always
+/// admit the new entry), evictions counted, and entries dropped once past any use (TTL plus the
+/// serve_stale window; the handler's own TTL check is what decides freshness).
+fn new_store(cfg: &Config, kind: Kind, zones_label: &str) -> Store {
+    let cap = effective_capacity(if kind == Kind::Success {
+        cfg.pcap
+    } else {
+        cfg.ncap
+    });
+    let zones = zones_label.to_string();
+    let slack = cfg.stale_up_to + Duration::from_secs(1);
+    moka::sync::Cache::builder()
+        .max_capacity(cap)
+        .eviction_policy(EvictionPolicy::lru())
+        .expire_after(Lifetime { slack })
+        .eviction_listener(move |_k, v: Arc<Item>, cause| {
+            if cause == RemovalCause::Size {
+                metrics::EVICTIONS
+                    .with_label_values(&[&*v.server, kind.label(), &zones, VIEW])
+                    .inc();
+            }
+        })
+        .build()
+}
+
+struct Lifetime {
+    slack: Duration,
+}
+
+impl moka::Expiry<u64, Arc<Item>> for Lifetime {
+    fn expire_after_create(
+        &self,
+        _key: &u64,
+        value: &Arc<Item>,
+        _created_at: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(Duration::from_secs(value.orig_ttl as u64) + self.slack)
+    }
+
+    fn expire_after_update(
+        &self,
+        _key: &u64,
+        value: &Arc<Item>,
+        _updated_at: std::time::Instant,
+        _duration_until_expiry: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(Duration::from_secs(value.orig_ttl as u64) + self.slack)
+    }
+}
+
+/// Who consumes a reply that went through the cache.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// The client: TTLs are rewritten and AD cleared as needed.
+    Client,
+    /// A background refresh: only the cache is updated; failures (SERVFAIL) are not stored so
+    /// that the entry being refreshed keeps answering.
+    Refresh,
+}
+
+/// Whether `lower` (lower-case, absolute) is `zone` or below it.
+fn in_zone(lower: &str, zone: &str) -> bool {
+    if zone == "." {
+        return true;
+    }
+    lower.len() >= zone.len()
+        && lower.ends_with(zone)
+        && (lower.len() == zone.len() || lower.as_bytes()[lower.len() - zone.len() - 1] == b'.')
+}
+
+fn in_any_zone(lower: &str, zones: &[String]) -> bool {
+    zones.iter().any(|z| in_zone(lower, z))
+}
+
+impl Inner {
+    fn hash(&self, k: &Key<'_>) -> u64 {
+        let mut h = self.hasher.build_hasher();
+        k.name.hash(&mut h);
+        u16::from(k.qtype).hash(&mut h);
+        u16::from(k.qclass).hash(&mut h);
+        k.do_bit.hash(&mut h);
+        k.cd.hash(&mut h);
+        h.finish()
+    }
+
+    fn store_for(&self, kind: Kind) -> &Store {
+        match kind {
+            Kind::Success => &self.pcache,
+            Kind::Denial => &self.ncache,
+        }
+    }
+
+    /// The entry answering `k` at `now` (fresh, or within the serve_stale window), counting the
+    /// request, hit or miss. A cached SERVFAIL does not shadow a usable success entry.
+    fn lookup(&self, h: u64, k: &Key<'_>, now: Instant, server: &str) -> Option<Arc<Item>> {
+        let zones = self.zones_label.as_str();
+        metrics::REQUESTS
+            .with_label_values(&[server, zones, VIEW])
+            .inc();
+        let stale = self.cfg.stale_up_to;
+        let usable = |i: &Arc<Item>| i.matches(k) && i.usable(now, stale);
+        let hit = |i: Arc<Item>| {
+            metrics::HITS
+                .with_label_values(&[server, i.kind.label(), zones, VIEW])
+                .inc();
+            Some(i)
+        };
+        if let Some(n) = self.ncache.get(&h).filter(usable) {
+            if n.rcode == ResponseCode::ServFail
+                && let Some(p) = self.pcache.get(&h).filter(usable)
+            {
+                return hit(p);
+            }
+            return hit(n);
+        }
+        if let Some(p) = self.pcache.get(&h).filter(usable) {
+            return hit(p);
+        }
+        metrics::MISSES
+            .with_label_values(&[server, zones, VIEW])
+            .inc();
+        None
+    }
+
+    /// The entry stored for `k`, whatever its age.
+    fn exists(&self, h: u64, k: &Key<'_>) -> Option<Arc<Item>> {
+        self.ncache
+            .get(&h)
+            .filter(|i| i.matches(k))
+            .or_else(|| self.pcache.get(&h).filter(|i| i.matches(k)))
+    }
+
+    /// CoreDNS's prefetch rule: counts the hit, then prefetch when it was hit at least `prefetch`
+    /// times without a gap of `duration` and at most `percentage`% of its TTL is left.
+    fn should_prefetch(&self, i: &Item, now: Instant) -> bool {
+        if self.cfg.prefetch == 0 {
+            return false;
+        }
+        let hits = i.update_hits(self.cfg.duration, now);
+        // Float arithmetic as CoreDNS does it (math.Ceil(float64(pct) / 100 * float64(origTTL))).
+        let threshold = (self.cfg.percentage as f64 / 100.0 * i.orig_ttl as f64).ceil() as i64;
+        hits >= self.cfg.prefetch && i.ttl(now) <= threshold
+    }
+
+    /// Runs what followed the cache for `req` and stores the result; the client gets the result.
+    /// Handles what CoreDNS's caching ResponseWriter does on WriteMsg.
+    fn process(&self, req: &Request, out: Outcome, mode: Mode) -> Outcome {
+        let (mut msg, plugin, was_code) = match out {
+            Outcome::Reply { msg, plugin } => (msg, plugin, false),
+            // A SERVFAIL without a reply is cached as the empty SERVFAIL reply the server writes.
+            Outcome::Code {
+                rcode: ResponseCode::ServFail,
+                plugin,
+            } => (req.reply_code(ResponseCode::ServFail), plugin, true),
+            other => return other,
+        };
+        let t = item::typify(&msg);
+        let cfg = &self.cfg;
+        let duration = match t {
+            RespType::NameError | RespType::NoData => {
+                item::minimal_ttl(&msg, t, cfg.nttl).clamp_between(cfg.minnttl, cfg.nttl)
+            }
+            RespType::ServerError => cfg.failttl,
+            _ => item::minimal_ttl(&msg, t, cfg.pttl).clamp_between(cfg.minpttl, cfg.pttl),
+        };
+
+        // The client sees the TTL the entry gets (no 1799 -> 8 jumps between miss and hit).
+        if matches!(
+            t,
+            RespType::NoError
+                | RespType::Delegation
+                | RespType::NameError
+                | RespType::NoData
+                | RespType::ServerError
+        ) {
+            let ttl = duration.as_secs().min(u32::MAX as u64) as u32;
+            item::set_ttls(&mut msg.answers, ttl);
+            item::set_ttls(&mut msg.authorities, ttl);
+            item::set_ttls(&mut msg.additionals, ttl);
+        }
+
+        let skip_failure = mode == Mode::Refresh && t == RespType::ServerError;
+        if cacheable(&msg, t) && !duration.is_zero() && !skip_failure {
+            if reply_matches(req, &msg) {
+                self.store(req, &msg, t, duration);
+            } else {
+                metrics::DROPS
+                    .with_label_values(&[&*req.server, &self.zones_label, VIEW])
+                    .inc();
+            }
+        }
+
+        if was_code {
+            return Outcome::Code {
+                rcode: ResponseCode::ServFail,
+                plugin,
+            };
+        }
+        if mode == Mode::Client && !req.do_bit() && !req.msg.metadata.authentic_data {
+            // The client did not ask for DNSSEC: the data can't be authenticated (RFC 6840 5.7-5.8
+            // keeps AD for clients that set AD).
+            msg.metadata.authentic_data = false;
+        }
+        Outcome::Reply { msg, plugin }
+    }
+
+    fn store(&self, req: &Request, msg: &Message, t: RespType, duration: Duration) {
+        let kind = match t {
+            RespType::NoError | RespType::Delegation => Kind::Success,
+            RespType::NameError | RespType::NoData | RespType::ServerError => Kind::Denial,
+            _ => return,
+        };
+        let except = match kind {
+            Kind::Success => &self.cfg.pexcept,
+            Kind::Denial => &self.cfg.nexcept,
+        };
+        if in_any_zone(&req.name, except) {
+            return;
+        }
+        let k = Key::of(req);
+        let h = self.hash(&k);
+        let now = (self.clock)();
+        let item = Arc::new(Item::new(&k, msg, kind, now, duration, req.server.clone()));
+        self.store_for(kind).insert(h, item);
+        if kind == Kind::Success {
+            // A fresh positive answer supersedes a denial (or SERVFAIL) stored for the same key.
+            self.ncache.invalidate(&h);
+        }
+        let server = &*req.server;
+        metrics::ENTRIES
+            .with_label_values(&[server, SUCCESS, &self.zones_label, VIEW])
+            .set(self.pcache.entry_count() as i64);
+        metrics::ENTRIES
+            .with_label_values(&[server, DENIAL, &self.zones_label, VIEW])
+            .set(self.ncache.entry_count() as i64);
+    }
+
+    /// Refreshes `old` in the background through the rest of the chain (prefetch, serve_stale
+    /// `immediate`). At most one refresh per entry at a time.
+    fn spawn_refresh(self: &Arc<Self>, req: &Request, next: Next<'_>, old: &Arc<Item>, h: u64) {
+        if old.refreshing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let guard = RefreshGuard(old.clone());
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return; // no runtime (cannot happen inside the server): guard resets the flag
+        };
+        metrics::PREFETCH
+            .with_label_values(&[&*req.server, &self.zones_label, VIEW])
+            .inc();
+        let inner = self.clone();
+        let chain: Vec<Arc<dyn Plugin>> = next.plugins().to_vec();
+        let mut r = req.clone();
+        // As CoreDNS: ask with AD so an AD answer is cached, and as if over TCP so the reply is
+        // not truncated for the client's UDP size.
+        r.msg.metadata.authentic_data = true;
+        r.proto = Proto::Tcp;
+        rt.spawn(async move {
+            let guard = guard;
+            let out = Next::new(&chain).serve(&r).await;
+            inner.process(&r, out, Mode::Refresh);
+            // Keep the popularity the old entry had gathered.
+            let k = Key::of(&r);
+            if let Some(fresh) = inner.exists(h, &k)
+                && !Arc::ptr_eq(&fresh, &guard.0)
+            {
+                fresh.reset_hits((inner.clock)(), guard.0.hits());
+            }
+        });
+    }
+}
+
+/// Replies the cache may store (CoreDNS's `key()` rules plus RFC 2308's "no SOA, no caching").
+fn cacheable(msg: &Message, t: RespType) -> bool {
+    if msg.metadata.truncation {
+        return false;
+    }
+    match t {
+        RespType::OtherError | RespType::Meta | RespType::Update => false,
+        // NOERROR with an empty answer and neither SOA nor NS: a NODATA without SOA.
+        RespType::NoError => !msg.answers.is_empty(),
+        _ => true,
+    }
+}
+
+/// CoreDNS's `request.Match`: the reply is a response to this question.
+fn reply_matches(req: &Request, msg: &Message) -> bool {
+    if msg.queries.len() != 1 || msg.metadata.message_type != MessageType::Response {
+        return false;
+    }
+    let q = &msg.queries[0];
+    q.query_type() == req.qtype()
+        && q.query_class() == req.qclass()
+        && crate::server::request::lower_fqdn(q.name()) == req.name
+}
+
+trait ClampBetween {
+    fn clamp_between(self, min: Self, max: Self) -> Self;
+}
+
+impl ClampBetween for Duration {
+    /// CoreDNS's `computeTTL`: raise to `min`, then cap at `max` (max wins if min > max).
+    fn clamp_between(self, min: Duration, max: Duration) -> Duration {
+        self.max(min).min(max)
+    }
+}
+
+#[async_trait]
+impl Plugin for Cache {
+    fn name(&self) -> &'static str {
+        "cache"
+    }
+
+    async fn serve(&self, req: &Request, next: Next<'_>) -> Outcome {
+        let inner = &self.inner;
+        // Only plain queries for names in our zones; zone transfers, NOTIFY and UPDATE pass.
+        if req.msg.queries.len() != 1
+            || req.msg.metadata.op_code != OpCode::Query
+            || matches!(req.qtype(), RecordType::AXFR | RecordType::IXFR)
+            || !in_any_zone(&req.name, &inner.cfg.zones)
+        {
+            return next.serve(req).await;
+        }
+
+        let now = (inner.clock)();
+        let k = Key::of(req);
+        let h = inner.hash(&k);
+        let Some(item) = inner.lookup(h, &k, now, &req.server) else {
+            let out = next.serve(req).await;
+            return inner.process(req, out, Mode::Client);
+        };
+
+        let ttl = item.ttl(now);
+        let mut reply_ttl = ttl.max(0);
+        if ttl < 0 {
+            // serve_stale.
+            if inner.cfg.verify_stale {
+                let out = next.serve(req).await;
+                let refreshed = matches!(
+                    &out,
+                    Outcome::Reply { msg, .. }
+                        if matches!(msg.metadata.response_code, ResponseCode::NoError | ResponseCode::NXDomain)
+                );
+                if refreshed {
+                    return inner.process(req, out, Mode::Client);
+                }
+            } else {
+                inner.spawn_refresh(req, next, &item, h);
+            }
+            metrics::SERVED_STALE
+                .with_label_values(&[&*req.server, &inner.zones_label, VIEW])
+                .inc();
+            reply_ttl = 0;
+        } else if inner.should_prefetch(&item, now) {
+            inner.spawn_refresh(req, next, &item, h);
+        }
+        if inner.cfg.keepttl {
+            reply_ttl = item.orig_ttl as i64;
+        }
+        let msg = item.to_msg(
+            req,
+            reply_ttl.clamp(0, u32::MAX as i64) as u32,
+            k.do_bit,
+            req.msg.metadata.authentic_data,
+        );
+        Outcome::reply(msg, "cache")
+    }
 }
