@@ -27,6 +27,7 @@ pub mod prometheus;
 pub mod ready;
 pub mod reload;
 pub mod tls;
+pub mod util;
 pub mod whoami;
 
 /// A handler in the chain.

@@ -1,14 +1,210 @@
-//! `prometheus` — placeholder until its implementation lands.
+//! `prometheus`: exports metrics on `/metrics` and counts every request that passes through it.
+//!
+//! The setup records the address in the block's config (the server's
+//! [`crate::server::ops::Ops`] serves `/metrics`) and adds a handler that calls the rest of the
+//! chain, then records CoreDNS's `coredns_dns_*` families for the request and its outcome.
 
-use std::sync::Arc;
+use std::cell::RefCell;
+use std::sync::LazyLock;
+use std::time::Instant;
 
-use crate::corefile::{Dispenser, ParseError};
-use crate::plugin::{Plugin, SetupCtx};
+use async_trait::async_trait;
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::RecordType;
+use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
+use prometheus::IntCounterVec;
 
-pub fn setup(
-    d: &mut Dispenser,
-    _ctx: &mut SetupCtx<'_>,
-) -> Result<Option<Arc<dyn Plugin>>, ParseError> {
-    d.next();
-    Err(d.err("not built yet"))
+use crate::metrics::{
+    PLUGIN_ENABLED, REQUEST_DURATION, REQUEST_SIZE, REQUESTS, RESPONSE_SIZE, RESPONSES, family,
+};
+use crate::plugin::{Next, Plugin};
+use crate::server::request::{Outcome, Request};
+
+mod setup;
+
+pub use setup::setup;
+
+/// Where `/metrics` is served when no address is given.
+pub const DEFAULT_ADDR: &str = "localhost:9153";
+
+/// The `view` label: exdns has no views.
+const VIEW: &str = "";
+
+/// The size of the OPT record the server adds to a reply when the query had EDNS (root owner,
+/// type, class, TTL, RDLENGTH; no options).
+const OPT_RR_SIZE: usize = 11;
+
+/// `coredns_dns_do_requests_total{server,zone,view}`.
+pub static DO_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    crate::metrics::counter_vec(
+        "coredns_dns_do_requests_total",
+        "Counter of DNS requests with DO bit set per zone.",
+        &["server", "zone", "view"],
+    )
+});
+
+/// The chain handler: runs the rest of the chain, then records the request.
+#[derive(Debug, Default)]
+pub struct Prometheus;
+
+#[async_trait]
+impl Plugin for Prometheus {
+    fn name(&self) -> &'static str {
+        "prometheus"
+    }
+
+    async fn serve(&self, req: &Request, next: Next<'_>) -> Outcome {
+        let start = Instant::now();
+        let out = next.serve(req).await;
+        report(req, &out, start);
+        out
+    }
 }
+
+/// Records one request and its outcome, as CoreDNS's `vars.Report`: requests, DO requests,
+/// duration since `start` and request size always; response size and rcode unless the outcome
+/// is a drop (nothing was sent). The `plugin` label is the plugin that wrote the reply; for an
+/// [`Outcome::Code`] the server writes it, so the label is empty, as in CoreDNS. The server may
+/// call this for requests it answers without running the chain.
+pub fn report(req: &Request, out: &Outcome, start: Instant) {
+    let server: &str = &req.server;
+    let zone: &str = &req.zone;
+    let proto = req.proto.as_str();
+    if req.do_bit() {
+        DO_REQUESTS.with_label_values(&[server, zone, VIEW]).inc();
+    }
+    REQUESTS
+        .with_label_values(&[
+            server,
+            zone,
+            VIEW,
+            proto,
+            family(&req.src),
+            qtype_label(req.qtype()),
+        ])
+        .inc();
+    REQUEST_DURATION
+        .with_label_values(&[server, zone, VIEW])
+        .observe(start.elapsed().as_secs_f64());
+    REQUEST_SIZE
+        .with_label_values(&[server, zone, VIEW, proto])
+        .observe(req.size as f64);
+    let (rcode, plugin, size) = match out {
+        Outcome::Drop { .. } => return,
+        Outcome::Reply { msg, plugin } => {
+            (msg.metadata.response_code, *plugin, reply_size(req, msg))
+        }
+        Outcome::Code { rcode, .. } => (*rcode, "", reply_size(req, &req.reply_code(*rcode))),
+    };
+    RESPONSE_SIZE
+        .with_label_values(&[server, zone, VIEW, proto])
+        .observe(size as f64);
+    RESPONSES
+        .with_label_values(&[server, zone, VIEW, rcode_label(rcode), plugin])
+        .inc();
+}
+
+/// The size of `msg` on the wire as the server will send it: encoded (with name compression),
+/// plus the OPT record the server adds when the query had EDNS, capped at the client's UDP size
+/// (the server truncates larger UDP replies). Encodes into a per-thread buffer, so no allocation
+/// once the buffer has grown.
+pub fn reply_size(req: &Request, msg: &Message) -> usize {
+    thread_local! {
+        static BUF: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(4096));
+    }
+    let encoded = BUF.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        buf.clear();
+        let mut enc = BinEncoder::new(&mut buf);
+        match msg.emit(&mut enc) {
+            Ok(()) => buf.len(),
+            Err(_) => 0,
+        }
+    });
+    let mut size = encoded;
+    if msg.edns.is_none() && req.msg.edns.is_some() {
+        size += OPT_RR_SIZE;
+    }
+    size.min(req.max_reply_size())
+}
+
+/// The `type` label: CoreDNS's monitored types by name, every other type as `other`.
+pub fn qtype_label(t: RecordType) -> &'static str {
+    match t {
+        RecordType::A => "A",
+        RecordType::AAAA => "AAAA",
+        RecordType::CNAME => "CNAME",
+        RecordType::DNSKEY => "DNSKEY",
+        RecordType::DS => "DS",
+        RecordType::MX => "MX",
+        RecordType::NSEC3 => "NSEC3",
+        RecordType::NSEC => "NSEC",
+        RecordType::NS => "NS",
+        RecordType::PTR => "PTR",
+        RecordType::RRSIG => "RRSIG",
+        RecordType::SOA => "SOA",
+        RecordType::SRV => "SRV",
+        RecordType::TXT => "TXT",
+        RecordType::HTTPS => "HTTPS",
+        RecordType::IXFR => "IXFR",
+        RecordType::AXFR => "AXFR",
+        RecordType::ANY => "ANY",
+        _ => "other",
+    }
+}
+
+/// The `rcode` label as CoreDNS spells it (miekg/dns `RcodeToString`; unknown codes `RCODE<n>`).
+pub fn rcode_label(rcode: ResponseCode) -> &'static str {
+    match u16::from(rcode) {
+        0 => "NOERROR",
+        1 => "FORMERR",
+        2 => "SERVFAIL",
+        3 => "NXDOMAIN",
+        4 => "NOTIMP",
+        5 => "REFUSED",
+        6 => "YXDOMAIN",
+        7 => "YXRRSET",
+        8 => "NXRRSET",
+        9 => "NOTAUTH",
+        10 => "NOTZONE",
+        11 => "DSOTYPENI",
+        16 => "BADSIG",
+        17 => "BADKEY",
+        18 => "BADTIME",
+        19 => "BADMODE",
+        20 => "BADNAME",
+        21 => "BADALG",
+        22 => "BADTRUNC",
+        23 => "BADCOOKIE",
+        n => rcode_other(n),
+    }
+}
+
+/// `RCODE<n>` for codes without a name; interned so the label stays a `&'static str`.
+fn rcode_other(n: u16) -> &'static str {
+    static NAMES: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
+        (0..4096u16)
+            .map(|i| &*Box::leak(format!("RCODE{i}").into_boxed_str()))
+            .collect()
+    });
+    NAMES.get(usize::from(n)).copied().unwrap_or("RCODE")
+}
+
+/// Sets `coredns_plugin_enabled{server,zone,view,name}` to 1 for each handler of a server block
+/// (CoreDNS does it at startup for every listen address of a block that uses `prometheus`).
+pub fn record_plugins_enabled(server: &str, zone: &str, names: &[&str]) {
+    for name in names {
+        PLUGIN_ENABLED
+            .with_label_values(&[server, zone, VIEW, name])
+            .set(1);
+    }
+}
+
+/// Clears `coredns_plugin_enabled` (CoreDNS resets it on every reload, before the new config
+/// records its plugins).
+pub fn reset_plugins_enabled() {
+    PLUGIN_ENABLED.reset();
+}
+
+#[cfg(test)]
+mod tests;

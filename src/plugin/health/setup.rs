@@ -1,0 +1,129 @@
+//! `health [ADDR] { lameduck DURATION }`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::corefile::{Dispenser, ParseError};
+use crate::plugin::util::{check_listen_addr, parse_duration};
+use crate::plugin::{Plugin, SetupCtx};
+use crate::server::config::HealthConfig;
+
+use super::DEFAULT_ADDR;
+
+/// Records the health endpoint in `ctx.config.health`; adds no handler.
+pub fn setup(
+    d: &mut Dispenser,
+    ctx: &mut SetupCtx<'_>,
+) -> Result<Option<Arc<dyn Plugin>>, ParseError> {
+    d.next(); // "health"
+    let args = d.remaining_args();
+    let addr = match args.as_slice() {
+        [] => DEFAULT_ADDR.to_string(),
+        [addr] => {
+            check_listen_addr(addr).map_err(|e| d.err(e))?;
+            addr.clone()
+        }
+        _ => return Err(d.arg_err()),
+    };
+    let mut lameduck = Duration::ZERO;
+    while d.next_block() {
+        match d.val() {
+            "lameduck" => {
+                let args = d.remaining_args();
+                let [value] = args.as_slice() else {
+                    return Err(d.arg_err());
+                };
+                lameduck = parse_duration(value).map_err(|e| {
+                    d.err(format!(
+                        "unable to parse lameduck duration value: {value:?}: {e}"
+                    ))
+                })?;
+            }
+            _ => return Err(d.unknown_property()),
+        }
+    }
+    ctx.config.health = Some(HealthConfig { addr, lameduck });
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::util::test_support::{block, dispenser};
+    use crate::server::config::BlockConfig;
+
+    fn run(text: &str) -> Result<Option<HealthConfig>, String> {
+        let b = block(&["."]);
+        let mut config = BlockConfig::default();
+        let mut ctx = SetupCtx {
+            block: &b,
+            config: &mut config,
+        };
+        let handler = setup(&mut dispenser(text), &mut ctx).map_err(|e| e.to_string())?;
+        assert!(handler.is_none(), "health adds no handler");
+        Ok(config.health)
+    }
+
+    fn hc(addr: &str, lameduck: Duration) -> Option<HealthConfig> {
+        Some(HealthConfig {
+            addr: addr.to_string(),
+            lameduck,
+        })
+    }
+
+    #[test]
+    fn defaults_and_addresses() {
+        assert_eq!(run("health"), Ok(hc(":8080", Duration::ZERO)));
+        assert_eq!(run("health :8091"), Ok(hc(":8091", Duration::ZERO)));
+        assert_eq!(
+            run("health localhost:8080"),
+            Ok(hc("localhost:8080", Duration::ZERO))
+        );
+        assert_eq!(run("health [::1]:0"), Ok(hc("[::1]:0", Duration::ZERO)));
+    }
+
+    #[test]
+    fn lameduck_block() {
+        assert_eq!(
+            run("health {\n lameduck 5s\n}"),
+            Ok(hc(":8080", Duration::from_secs(5)))
+        );
+        assert_eq!(
+            run("health :8081 {\n lameduck 1m30s\n}"),
+            Ok(hc(":8081", Duration::from_secs(90)))
+        );
+        assert_eq!(run("health {\n}"), Ok(hc(":8080", Duration::ZERO)));
+    }
+
+    #[test]
+    fn errors() {
+        assert_eq!(
+            run("health :8080 :8081").unwrap_err(),
+            "Corefile:1 - Error during parsing: Wrong argument count or unexpected line ending after ':8081'"
+        );
+        assert_eq!(
+            run("health localhost").unwrap_err(),
+            "Corefile:1 - Error during parsing: address localhost: missing port in address"
+        );
+        assert_eq!(
+            run("health :http").unwrap_err(),
+            r#"Corefile:1 - Error during parsing: address :http: invalid port "http": a number from 0 to 65535 is expected"#
+        );
+        assert_eq!(
+            run("health {\n lameduck\n}").unwrap_err(),
+            "Corefile:2 - Error during parsing: Wrong argument count or unexpected line ending after 'lameduck'"
+        );
+        assert_eq!(
+            run("health {\n lameduck 5s 6s\n}").unwrap_err(),
+            "Corefile:2 - Error during parsing: Wrong argument count or unexpected line ending after '6s'"
+        );
+        assert_eq!(
+            run("health {\n lameduck five\n}").unwrap_err(),
+            r#"Corefile:2 - Error during parsing: unable to parse lameduck duration value: "five": time: invalid duration "five""#
+        );
+        assert_eq!(
+            run("health {\n bogus 1\n}").unwrap_err(),
+            "Corefile:2 - Error during parsing: unknown property 'bogus'"
+        );
+    }
+}

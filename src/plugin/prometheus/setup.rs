@@ -1,0 +1,35 @@
+//! `prometheus [ADDR]`.
+
+use std::sync::Arc;
+
+use crate::corefile::{Dispenser, ParseError};
+use crate::plugin::util::check_listen_addr;
+use crate::plugin::{Plugin, SetupCtx};
+
+use super::{DEFAULT_ADDR, Prometheus};
+
+/// Records the metrics address in `ctx.config.prometheus` and returns the counting handler.
+pub fn setup(
+    d: &mut Dispenser,
+    ctx: &mut SetupCtx<'_>,
+) -> Result<Option<Arc<dyn Plugin>>, ParseError> {
+    d.next(); // "prometheus"
+    let args = d.remaining_args();
+    let addr = match args.as_slice() {
+        [] => DEFAULT_ADDR.to_string(),
+        [addr] => {
+            check_listen_addr(addr).map_err(|e| d.err(e))?;
+            addr.clone()
+        }
+        _ => return Err(d.arg_err()),
+    };
+    if d.next_block() {
+        return Err(match d.val() {
+            "tls" => d.err("the tls block of prometheus is not supported by exdns"),
+            other => d.err(format!("unknown option: {other}")),
+        });
+    }
+    crate::metrics::init();
+    ctx.config.prometheus = Some(addr);
+    Ok(Some(Arc::new(Prometheus)))
+}

@@ -1,0 +1,105 @@
+//! `ready [ADDR] { monitor until-ready|continuously }`.
+
+use std::sync::Arc;
+
+use crate::corefile::{Dispenser, ParseError};
+use crate::plugin::util::check_listen_addr;
+use crate::plugin::{Plugin, SetupCtx};
+
+use super::DEFAULT_ADDR;
+
+/// Records the ready endpoint in `ctx.config.ready`; adds no handler.
+pub fn setup(
+    d: &mut Dispenser,
+    ctx: &mut SetupCtx<'_>,
+) -> Result<Option<Arc<dyn Plugin>>, ParseError> {
+    d.next(); // "ready"
+    let args = d.remaining_args();
+    let addr = match args.as_slice() {
+        [] => DEFAULT_ADDR.to_string(),
+        [addr] => {
+            check_listen_addr(addr).map_err(|e| d.err(e))?;
+            addr.clone()
+        }
+        _ => return Err(d.arg_err()),
+    };
+    while d.next_block() {
+        match d.val() {
+            // exdns always asks the plugins on every request (CoreDNS's `continuously`); a plugin
+            // with a readiness notion reports its current state, so both modes are accepted.
+            "monitor" => {
+                let args = d.remaining_args();
+                let [mode] = args.as_slice() else {
+                    return Err(d.arg_err());
+                };
+                if mode != "until-ready" && mode != "continuously" {
+                    return Err(d.err(format!("monitor type '{mode}' not supported")));
+                }
+            }
+            _ => return Err(d.unknown_property()),
+        }
+    }
+    ctx.config.ready = Some(addr);
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::util::test_support::{block, dispenser};
+    use crate::server::config::BlockConfig;
+
+    fn run(text: &str) -> Result<Option<String>, String> {
+        let b = block(&["."]);
+        let mut config = BlockConfig::default();
+        let mut ctx = SetupCtx {
+            block: &b,
+            config: &mut config,
+        };
+        let handler = setup(&mut dispenser(text), &mut ctx).map_err(|e| e.to_string())?;
+        assert!(handler.is_none(), "ready adds no handler");
+        Ok(config.ready)
+    }
+
+    #[test]
+    fn defaults_and_addresses() {
+        assert_eq!(run("ready"), Ok(Some(":8181".to_string())));
+        assert_eq!(run("ready :8182"), Ok(Some(":8182".to_string())));
+        assert_eq!(
+            run("ready 127.0.0.1:0"),
+            Ok(Some("127.0.0.1:0".to_string()))
+        );
+        assert_eq!(
+            run("ready {\n monitor continuously\n}"),
+            Ok(Some(":8181".to_string()))
+        );
+        assert_eq!(
+            run("ready :1 {\n monitor until-ready\n}"),
+            Ok(Some(":1".to_string()))
+        );
+    }
+
+    #[test]
+    fn errors() {
+        assert_eq!(
+            run("ready :1 :2").unwrap_err(),
+            "Corefile:1 - Error during parsing: Wrong argument count or unexpected line ending after ':2'"
+        );
+        assert_eq!(
+            run("ready 8181").unwrap_err(),
+            "Corefile:1 - Error during parsing: address 8181: missing port in address"
+        );
+        assert_eq!(
+            run("ready {\n monitor sometimes\n}").unwrap_err(),
+            "Corefile:2 - Error during parsing: monitor type 'sometimes' not supported"
+        );
+        assert_eq!(
+            run("ready {\n monitor\n}").unwrap_err(),
+            "Corefile:2 - Error during parsing: Wrong argument count or unexpected line ending after 'monitor'"
+        );
+        assert_eq!(
+            run("ready {\n bogus\n}").unwrap_err(),
+            "Corefile:2 - Error during parsing: unknown property 'bogus'"
+        );
+    }
+}

@@ -1,0 +1,415 @@
+//! Small parsers shared by several directives' setups: Go-style durations (`1m30s`) and
+//! `host:port` listen addresses (`:8080`, `localhost:9153`, `[::1]:53`), with Go's error wording
+//! so messages read as CoreDNS's do.
+
+use std::time::Duration;
+
+/// Parses a Go duration (`time.ParseDuration`): a sequence of decimal numbers, each with an
+/// optional fraction and a unit (`ns`, `us`/`µs`/`μs`, `ms`, `s`, `m`, `h`), like `300ms`,
+/// `1.5s`, `1h30m`. A bare `0` is zero. Negative durations are rejected (nothing in a Corefile
+/// takes one). Errors are worded as Go's: `time: invalid duration "abc"`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let invalid = || format!("time: invalid duration {}", go_quote(s));
+    let mut rest = s;
+    let mut negative = false;
+    if let Some(r) = rest.strip_prefix('-') {
+        negative = true;
+        rest = r;
+    } else if let Some(r) = rest.strip_prefix('+') {
+        rest = r;
+    }
+    if rest == "0" {
+        return Ok(Duration::ZERO);
+    }
+    if rest.is_empty() {
+        return Err(invalid());
+    }
+    // Go's limit: the largest int64 number of nanoseconds.
+    const MAX: u128 = i64::MAX as u128;
+    let mut total: u128 = 0;
+    while !rest.is_empty() {
+        // The number: digits, optionally '.' and more digits; at least one digit overall.
+        let int_len = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let int_part = &rest[..int_len];
+        rest = &rest[int_len..];
+        let mut frac_part = "";
+        if let Some(r) = rest.strip_prefix('.') {
+            let frac_len = r.bytes().take_while(u8::is_ascii_digit).count();
+            frac_part = &r[..frac_len];
+            rest = &r[frac_len..];
+        }
+        if int_part.is_empty() && frac_part.is_empty() {
+            return Err(invalid());
+        }
+        // The unit: everything up to the next digit or '.'.
+        let unit_len = rest
+            .char_indices()
+            .find(|(_, c)| *c == '.' || c.is_ascii_digit())
+            .map(|(i, _)| i)
+            .unwrap_or(rest.len());
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        if unit.is_empty() {
+            return Err(format!("time: missing unit in duration {}", go_quote(s)));
+        }
+        let scale: u128 = match unit {
+            "ns" => 1,
+            "us" | "µs" | "μs" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            _ => {
+                return Err(format!(
+                    "time: unknown unit {} in duration {}",
+                    go_quote(unit),
+                    go_quote(s)
+                ));
+            }
+        };
+        let whole: u128 = if int_part.is_empty() {
+            0
+        } else {
+            int_part.parse::<u128>().map_err(|_| invalid())?
+        };
+        let mut value = whole.checked_mul(scale).ok_or_else(invalid)?;
+        if !frac_part.is_empty() {
+            // Like Go: only as many fraction digits as can matter at this scale.
+            let mut num: u128 = 0;
+            let mut den: u128 = 1;
+            for b in frac_part.bytes() {
+                if den > 1_000_000_000_000_000_000 {
+                    break;
+                }
+                num = num * 10 + u128::from(b - b'0');
+                den *= 10;
+            }
+            value += num * scale / den;
+        }
+        total = total.checked_add(value).ok_or_else(invalid)?;
+        if total > MAX {
+            return Err(invalid());
+        }
+    }
+    if negative && total != 0 {
+        return Err(format!("negative duration {} is not allowed", go_quote(s)));
+    }
+    Ok(Duration::from_nanos(total as u64))
+}
+
+/// Formats a duration the way Go prints `time.Duration` (`1m30s`, `500ms`, `0s`), for messages.
+pub fn format_duration(d: Duration) -> String {
+    let ns = d.as_nanos();
+    if ns == 0 {
+        return "0s".to_string();
+    }
+    if ns < 1_000 {
+        return format!("{ns}ns");
+    }
+    if ns < 1_000_000 {
+        return format!("{}µs", trim_frac(ns, 1_000));
+    }
+    if ns < 1_000_000_000 {
+        return format!("{}ms", trim_frac(ns, 1_000_000));
+    }
+    let secs_total = ns / 1_000_000_000;
+    let frac = ns % 1_000_000_000;
+    let h = secs_total / 3600;
+    let m = (secs_total % 3600) / 60;
+    let s = secs_total % 60;
+    let mut out = String::new();
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if h > 0 || m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    out.push_str(&trim_frac(
+        u128::from(s as u64) * 1_000_000_000 + frac,
+        1_000_000_000,
+    ));
+    out.push('s');
+    out
+}
+
+fn trim_frac(v: u128, unit: u128) -> String {
+    let whole = v / unit;
+    let frac = v % unit;
+    if frac == 0 {
+        return whole.to_string();
+    }
+    let width = unit.ilog10() as usize;
+    let digits = format!("{frac:0width$}");
+    format!("{whole}.{}", digits.trim_end_matches('0'))
+}
+
+/// Go's `%q`/`strconv.Quote` for the plain strings Corefiles hold.
+fn go_quote(s: &str) -> String {
+    format!("{s:?}")
+}
+
+/// Splits `host:port` like Go's `net.SplitHostPort`: `[::1]:53` → (`::1`, `53`), `:8080` →
+/// (``, `8080`). Errors read as Go's: `address foo: missing port in address`.
+pub fn split_host_port(hostport: &str) -> Result<(&str, &str), String> {
+    let err = |why: &str| format!("address {hostport}: {why}");
+    const MISSING_PORT: &str = "missing port in address";
+    const TOO_MANY_COLONS: &str = "too many colons in address";
+    let Some(i) = hostport.rfind(':') else {
+        return Err(err(MISSING_PORT));
+    };
+    let (host, j, k);
+    if hostport.starts_with('[') {
+        let Some(end) = hostport.find(']') else {
+            return Err(err("missing ']' in address"));
+        };
+        if end + 1 == hostport.len() {
+            return Err(err(MISSING_PORT));
+        } else if end + 1 != i {
+            if hostport.as_bytes()[end + 1] == b':' {
+                return Err(err(TOO_MANY_COLONS));
+            }
+            return Err(err(MISSING_PORT));
+        }
+        host = &hostport[1..end];
+        j = 1;
+        k = end + 1;
+    } else {
+        host = &hostport[..i];
+        if host.contains(':') {
+            return Err(err(TOO_MANY_COLONS));
+        }
+        j = 0;
+        k = 0;
+    }
+    if hostport[j..].contains('[') {
+        return Err(err("unexpected '[' in address"));
+    }
+    if hostport[k..].contains(']') {
+        return Err(err("unexpected ']' in address"));
+    }
+    Ok((host, &hostport[i + 1..]))
+}
+
+/// Checks a listen address for an HTTP endpoint (`:8080`, `localhost:9153`, `[::1]:9153`):
+/// Go's `SplitHostPort` rules plus a numeric port (0 picks a free port).
+pub fn check_listen_addr(addr: &str) -> Result<(), String> {
+    let (_, port) = split_host_port(addr)?;
+    parse_port(port).map(|_| ()).ok_or_else(|| {
+        format!(
+            "address {addr}: invalid port {}: a number from 0 to 65535 is expected",
+            go_quote(port)
+        )
+    })
+}
+
+/// A decimal port number 0..=65535.
+pub fn parse_port(port: &str) -> Option<u16> {
+    if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    port.parse().ok()
+}
+
+/// An I/O error as Go prints it: the OS message without Rust's ` (os error N)` suffix, starting
+/// lower-case (`no such file or directory`, `address already in use`).
+pub fn io_error_text(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    let text = match text.rfind(" (os error ") {
+        Some(i) if text.ends_with(')') => text[..i].to_string(),
+        _ => text,
+    };
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first)
+            if first.is_ascii_uppercase()
+                && !chars.clone().next().is_some_and(|c| c.is_ascii_uppercase()) =>
+        {
+            first.to_ascii_lowercase().to_string() + chars.as_str()
+        }
+        _ => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn durations_in_go_syntax() {
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("1.5s"), Ok(ms(1500)));
+        assert_eq!(parse_duration(".5s"), Ok(ms(500)));
+        assert_eq!(parse_duration("1.s"), Ok(ms(1000)));
+        assert_eq!(parse_duration("300ms"), Ok(ms(300)));
+        assert_eq!(parse_duration("10us"), Ok(Duration::from_micros(10)));
+        assert_eq!(parse_duration("10µs"), Ok(Duration::from_micros(10)));
+        assert_eq!(parse_duration("10μs"), Ok(Duration::from_micros(10)));
+        assert_eq!(parse_duration("7ns"), Ok(Duration::from_nanos(7)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("+2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("-0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("1h1m1s1ms"), Ok(ms(3_661_001)));
+        assert_eq!(
+            parse_duration("2562047h"),
+            Ok(Duration::from_secs(2562047 * 3600))
+        );
+    }
+
+    #[test]
+    fn duration_errors_worded_as_go() {
+        assert_eq!(
+            parse_duration("abc").unwrap_err(),
+            r#"time: invalid duration "abc""#
+        );
+        assert_eq!(
+            parse_duration("").unwrap_err(),
+            r#"time: invalid duration """#
+        );
+        assert_eq!(
+            parse_duration("5").unwrap_err(),
+            r#"time: missing unit in duration "5""#
+        );
+        assert_eq!(
+            parse_duration("5x").unwrap_err(),
+            r#"time: unknown unit "x" in duration "5x""#
+        );
+        assert_eq!(
+            parse_duration("1s5").unwrap_err(),
+            r#"time: missing unit in duration "1s5""#
+        );
+        assert_eq!(
+            parse_duration(".s").unwrap_err(),
+            r#"time: invalid duration ".s""#
+        );
+        assert_eq!(
+            parse_duration("9999999999h").unwrap_err(),
+            r#"time: invalid duration "9999999999h""#
+        );
+        assert_eq!(
+            parse_duration("-5s").unwrap_err(),
+            r#"negative duration "-5s" is not allowed"#
+        );
+    }
+
+    #[test]
+    fn durations_print_as_go() {
+        assert_eq!(format_duration(Duration::ZERO), "0s");
+        assert_eq!(format_duration(Duration::from_secs(2)), "2s");
+        assert_eq!(format_duration(Duration::from_secs(90)), "1m30s");
+        assert_eq!(format_duration(Duration::from_secs(3600)), "1h0m0s");
+        assert_eq!(format_duration(ms(1500)), "1.5s");
+        assert_eq!(format_duration(ms(250)), "250ms");
+        assert_eq!(format_duration(Duration::from_micros(1500)), "1.5ms");
+        assert_eq!(format_duration(Duration::from_nanos(12)), "12ns");
+    }
+
+    #[test]
+    fn host_port_split_as_go() {
+        assert_eq!(split_host_port(":8080"), Ok(("", "8080")));
+        assert_eq!(split_host_port("localhost:9153"), Ok(("localhost", "9153")));
+        assert_eq!(split_host_port("[::1]:9153"), Ok(("::1", "9153")));
+        assert_eq!(split_host_port("127.0.0.1:0"), Ok(("127.0.0.1", "0")));
+        assert_eq!(
+            split_host_port("localhost").unwrap_err(),
+            "address localhost: missing port in address"
+        );
+        assert_eq!(
+            split_host_port("::1:53").unwrap_err(),
+            "address ::1:53: too many colons in address"
+        );
+        assert_eq!(
+            split_host_port("[::1]").unwrap_err(),
+            "address [::1]: missing port in address"
+        );
+        assert_eq!(
+            split_host_port("[::1:53").unwrap_err(),
+            "address [::1:53: missing ']' in address"
+        );
+        assert_eq!(
+            split_host_port("[::1]x:53").unwrap_err(),
+            "address [::1]x:53: missing port in address"
+        );
+        assert_eq!(
+            split_host_port("a]:53").unwrap_err(),
+            "address a]:53: unexpected ']' in address"
+        );
+    }
+
+    #[test]
+    fn io_errors_read_as_go() {
+        let e = std::io::Error::from_raw_os_error(libc::ENOENT);
+        assert_eq!(io_error_text(&e), "no such file or directory");
+        let e = std::io::Error::from_raw_os_error(libc::EADDRINUSE);
+        assert_eq!(io_error_text(&e), "address already in use");
+    }
+
+    #[test]
+    fn listen_addr_needs_numeric_port() {
+        assert_eq!(check_listen_addr(":8080"), Ok(()));
+        assert_eq!(check_listen_addr("[::]:0"), Ok(()));
+        assert_eq!(
+            check_listen_addr(":http").unwrap_err(),
+            r#"address :http: invalid port "http": a number from 0 to 65535 is expected"#
+        );
+        assert_eq!(
+            check_listen_addr(":65536").unwrap_err(),
+            r#"address :65536: invalid port "65536": a number from 0 to 65535 is expected"#
+        );
+        assert_eq!(
+            check_listen_addr(":").unwrap_err(),
+            r#"address :: invalid port "": a number from 0 to 65535 is expected"#
+        );
+    }
+}
+
+/// Helpers for setup tests: a dispenser from Corefile-like text (whitespace-split, one token per
+/// word, `{`/`}` as their own tokens) and a server block with the given zones.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::sync::Arc;
+
+    use crate::corefile::{Dispenser, Key, Scheme, ServerBlock, Token};
+
+    pub fn tokens(text: &str) -> Vec<Token> {
+        let file: Arc<str> = Arc::from("Corefile");
+        let mut out = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            for word in line.split_whitespace() {
+                out.push(Token {
+                    text: word.to_string(),
+                    file: file.clone(),
+                    line: i + 1,
+                    quoted: false,
+                });
+            }
+        }
+        out
+    }
+
+    pub fn dispenser(text: &str) -> Dispenser {
+        Dispenser::new(tokens(text))
+    }
+
+    pub fn block(zones: &[&str]) -> ServerBlock {
+        ServerBlock {
+            keys: zones
+                .iter()
+                .map(|z| Key {
+                    scheme: Scheme::Dns,
+                    zone: z.to_string(),
+                    port: 53,
+                    raw: z.to_string(),
+                })
+                .collect(),
+            directives: Vec::new(),
+            file: Arc::from("Corefile"),
+            line: 1,
+        }
+    }
+}
