@@ -26,6 +26,8 @@ pub mod loop_detect;
 pub mod prometheus;
 pub mod ready;
 pub mod reload;
+#[cfg(test)]
+pub(crate) mod test_chain;
 pub mod tls;
 pub mod util;
 pub mod whoami;

@@ -1,14 +1,56 @@
-//! `any` — placeholder until its implementation lands.
+//! `any`: answers queries of type ANY with a single HINFO record, as RFC 8482 allows, so ANY
+//! can no longer be used to pull every record of a name (or for amplification). Every other
+//! query goes to the next plugin.
 
-use std::sync::Arc;
+mod setup;
+#[cfg(test)]
+mod tests;
 
-use crate::corefile::{Dispenser, ParseError};
-use crate::plugin::{Plugin, SetupCtx};
+pub use setup::setup;
 
-pub fn setup(
-    d: &mut Dispenser,
-    _ctx: &mut SetupCtx<'_>,
-) -> Result<Option<Arc<dyn Plugin>>, ParseError> {
-    d.next();
-    Err(d.err("not built yet"))
+use async_trait::async_trait;
+use hickory_proto::rr::rdata::HINFO;
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+
+use crate::plugin::{Next, Plugin};
+use crate::server::request::{Outcome, Request};
+
+pub const NAME: &str = "any";
+
+/// TTL of the synthesized HINFO record (CoreDNS uses 8482).
+pub const HINFO_TTL: u32 = 8482;
+/// HINFO CPU string, as CoreDNS writes it.
+pub const HINFO_CPU: &str = "ANY obsoleted";
+/// HINFO OS string, as CoreDNS writes it.
+pub const HINFO_OS: &str = "See RFC 8482";
+
+#[derive(Debug, Default)]
+pub struct Any;
+
+#[async_trait]
+impl Plugin for Any {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    async fn serve(&self, req: &Request, next: Next<'_>) -> Outcome {
+        if req.qtype() != RecordType::ANY {
+            return next.serve(req).await;
+        }
+        let mut m = req.reply();
+        let owner = req
+            .msg
+            .queries
+            .first()
+            .map(|q| q.name().clone())
+            .unwrap_or_else(Name::root);
+        let mut rr = Record::from_rdata(
+            owner,
+            HINFO_TTL,
+            RData::HINFO(HINFO::new(HINFO_CPU.to_string(), HINFO_OS.to_string())),
+        );
+        rr.dns_class = DNSClass::IN;
+        m.answers.push(rr);
+        Outcome::reply(m, NAME)
+    }
 }
