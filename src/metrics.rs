@@ -184,12 +184,3 @@ pub fn gather_text() -> String {
 pub fn family(addr: &std::net::SocketAddr) -> &'static str {
     if addr.is_ipv4() { "1" } else { "2" }
 }
-
-/// Sets `coredns_plugin_enabled{server,zone,view,name}` to 1 for each plugin of a block.
-pub fn record_plugins_enabled(server: &str, zone: &str, names: &[&str]) {
-    for n in names {
-        PLUGIN_ENABLED
-            .with_label_values(&[server, zone, "", n])
-            .set(1);
-    }
-}

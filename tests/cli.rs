@@ -12,19 +12,37 @@ fn check(corefile: &str) -> (i32, String) {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("Corefile");
     std::fs::write(&p, corefile).unwrap();
-    let out = Command::new(bin()).arg("-conf").arg(&p).arg("-check").output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.code().unwrap(), text.replace(&p.display().to_string(), "Corefile"))
+    let out = Command::new(bin())
+        .arg("-conf")
+        .arg(&p)
+        .arg("-check")
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (
+        out.status.code().unwrap(),
+        text.replace(&p.display().to_string(), "Corefile"),
+    )
 }
 
 #[test]
 fn version_and_plugins() {
     let (code, out) = run(bin().to_str().unwrap(), &["-version"]);
     assert_eq!(code, 0);
-    assert!(out.starts_with(&format!("exdns-{}\n", env!("CARGO_PKG_VERSION"))), "{out}");
+    assert!(
+        out.starts_with(&format!("exdns-{}\n", env!("CARGO_PKG_VERSION"))),
+        "{out}"
+    );
     let (code, out) = run(bin().to_str().unwrap(), &["-plugins"]);
     assert_eq!(code, 0);
-    for p in ["dns.cache", "dns.health", "dns.whoami", "dns.log", "dns.errors"] {
+    for p in [
+        "dns.cache",
+        "dns.health",
+        "dns.whoami",
+        "dns.log",
+        "dns.errors",
+    ] {
         assert!(out.contains(p), "{p} missing from {out}");
     }
 }
@@ -39,16 +57,34 @@ fn check_accepts_a_good_corefile() {
 #[test]
 fn check_rejects_with_file_line_and_coredns_wording() {
     let cases: &[(&str, &str)] = &[
-        (".:53 {\n  whoami\n  foo bar\n}\n", "Corefile:3 - Error during parsing: Unknown directive 'foo'"),
-        (".:53 {\n  whoami\n", "Corefile:2 - Error during parsing: Unexpected EOF"),
-        (".:53 {\n  whoami\n}\n}\n", "Corefile:4 - Error during parsing: Unexpected '}' because no matching opening brace"),
+        (
+            ".:53 {\n  whoami\n  foo bar\n}\n",
+            "Corefile:3 - Error during parsing: Unknown directive 'foo'",
+        ),
+        (
+            ".:53 {\n  whoami\n",
+            "Corefile:2 - Error during parsing: Unexpected EOF",
+        ),
+        (
+            ".:53 {\n  whoami\n}\n}\n",
+            "Corefile:4 - Error during parsing: Unexpected '}' because no matching opening brace",
+        ),
         (
             ".:53 {\n  cache 30 {\n    bogus 1\n  }\n}\n",
             "plugin/cache: Corefile:3 - Error during parsing: unknown property 'bogus'",
         ),
-        (".:53 {\n  whoami\n  whoami\n}\n", "this plugin can only be used once per Server Block"),
-        ("example.org:53 {\n  whoami\n}\nexample.org:53 {\n  whoami\n}\n", "cannot serve dns://example.org.:53 - it is already defined"),
-        (".:53 {\n  whoami extra\n}\n", "plugin/whoami: Corefile:2 - Error during parsing: Wrong argument count or unexpected line ending after 'extra'"),
+        (
+            ".:53 {\n  whoami\n  whoami\n}\n",
+            "this plugin can only be used once per Server Block",
+        ),
+        (
+            "example.org:53 {\n  whoami\n}\nexample.org:53 {\n  whoami\n}\n",
+            "cannot serve dns://example.org.:53 - it is already defined",
+        ),
+        (
+            ".:53 {\n  whoami extra\n}\n",
+            "plugin/whoami: Corefile:2 - Error during parsing: Wrong argument count or unexpected line ending after 'extra'",
+        ),
     ];
     for (cf, want) in cases {
         let (code, out) = check(cf);
@@ -65,12 +101,18 @@ fn a_bad_corefile_stops_startup_with_exit_1() {
     let out = Command::new(bin()).arg("-conf").arg(&p).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(":2 - Error during parsing: Unknown directive 'nosuchplugin'"), "{err}");
+    assert!(
+        err.contains(":2 - Error during parsing: Unknown directive 'nosuchplugin'"),
+        "{err}"
+    );
 }
 
 #[test]
 fn missing_conf_file_is_an_error() {
-    let out = Command::new(bin()).args(["-conf", "/nonexistent/Corefile"]).output().unwrap();
+    let out = Command::new(bin())
+        .args(["-conf", "/nonexistent/Corefile"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/Corefile"));
 }
@@ -90,7 +132,10 @@ fn default_config_is_whoami_and_log_on_the_dns_port() {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         use std::io::BufRead;
-        for l in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+        for l in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
             let _ = tx.send(l);
         }
     });
@@ -106,7 +151,10 @@ fn default_config_is_whoami_and_log_on_the_dns_port() {
         }
     }
     let addr = addr.unwrap_or_else(|| panic!("no listener in {lines:?}"));
-    assert!(lines.iter().any(|l| l == ".:0"), "banner names the default server: {lines:?}");
+    assert!(
+        lines.iter().any(|l| l == ".:0"),
+        "banner names the default server: {lines:?}"
+    );
     let r = udp(addr, &query("whoami.example.", RecordType::A, None));
     assert_eq!(r.metadata.response_code, ResponseCode::NoError);
     assert_eq!(r.answers.len(), 1);
@@ -119,6 +167,7 @@ fn default_config_is_whoami_and_log_on_the_dns_port() {
         }
     }
     let _ = child.kill();
+    let _ = child.wait();
     assert!(logged, "the default log plugin logged the query");
 }
 
@@ -126,8 +175,15 @@ fn default_config_is_whoami_and_log_on_the_dns_port() {
 fn pidfile_and_quiet() {
     let dir = tempfile::tempdir().unwrap();
     let pid = dir.path().join("exdns.pid");
-    let ex = Exdns::start_with(".:0 {\n  whoami\n}\n", &[], &["-pidfile", pid.to_str().unwrap(), "-quiet"]);
+    let ex = Exdns::start_with(
+        ".:0 {\n  whoami\n}\n",
+        &[],
+        &["-pidfile", pid.to_str().unwrap(), "-quiet"],
+    );
     let text = std::fs::read_to_string(&pid).unwrap();
     assert_eq!(text.trim(), ex.child.id().to_string());
-    assert!(!ex.output().lines().any(|l| l == ".:0"), "quiet suppresses the banner");
+    assert!(
+        !ex.output().lines().any(|l| l == ".:0"),
+        "quiet suppresses the banner"
+    );
 }

@@ -23,14 +23,44 @@ fn dig_udp_and_tcp() {
     let ex = Exdns::start("example.org:0 {\n  hosts {\n    192.0.2.10 www.example.org\n  }\n}\n");
     let port = ex.dns().port().to_string();
     for transport in ["+notcp", "+tcp"] {
-        let (code, out) = run("dig", &["@127.0.0.1", "-p", &port, transport, "+norec", "www.example.org", "A"]);
+        let (code, out) = run(
+            "dig",
+            &[
+                "@127.0.0.1",
+                "-p",
+                &port,
+                transport,
+                "+norec",
+                "www.example.org",
+                "A",
+            ],
+        );
         assert_eq!(code, 0, "{out}");
         assert!(out.contains("status: NOERROR"), "{out}");
         assert!(out.contains("flags: qr aa;"), "AA set, RA clear: {out}");
-        assert!(out.contains("www.example.org.\t3600\tIN\tA\t192.0.2.10"), "{out}");
-        let (_, out) = run("dig", &["@127.0.0.1", "-p", &port, transport, "nope.example.org", "A"]);
-        assert!(out.contains("status: SERVFAIL"), "hosts has no SOA: SERVFAIL as CoreDNS: {out}");
-        let (_, out) = run("dig", &["@127.0.0.1", "-p", &port, transport, "www.example.com", "A"]);
+        assert!(
+            out.contains("www.example.org.\t3600\tIN\tA\t192.0.2.10"),
+            "{out}"
+        );
+        let (_, out) = run(
+            "dig",
+            &[
+                "@127.0.0.1",
+                "-p",
+                &port,
+                transport,
+                "nope.example.org",
+                "A",
+            ],
+        );
+        assert!(
+            out.contains("status: SERVFAIL"),
+            "hosts has no SOA: SERVFAIL as CoreDNS: {out}"
+        );
+        let (_, out) = run(
+            "dig",
+            &["@127.0.0.1", "-p", &port, transport, "www.example.com", "A"],
+        );
         assert!(out.contains("status: REFUSED"), "{out}");
     }
 }
@@ -52,7 +82,16 @@ fn kdig_over_tls() {
     let ca_arg = format!("+tls-ca={}", ca.display());
     let (code, out) = run(
         "kdig",
-        &["@127.0.0.1", "-p", &port, "+tls", &ca_arg, "+tls-hostname=dns.example.test", "www.example.org", "A"],
+        &[
+            "@127.0.0.1",
+            "-p",
+            &port,
+            "+tls",
+            &ca_arg,
+            "+tls-hostname=dns.example.test",
+            "www.example.org",
+            "A",
+        ],
     );
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("status: NOERROR"), "{out}");
@@ -62,13 +101,38 @@ fn kdig_over_tls() {
     let (code, out) = run(
         "kdig",
         &[
-            "@127.0.0.1", "-p", &port, "+tls", &ca_arg, "+tls-hostname=dns.example.test", "+keepopen",
-            "www.example.org", "A", "nope.example.org", "A",
+            "@127.0.0.1",
+            "-p",
+            &port,
+            "+tls",
+            &ca_arg,
+            "+tls-hostname=dns.example.test",
+            "+keepopen",
+            "www.example.org",
+            "A",
+            "nope.example.org",
+            "A",
         ],
     );
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("status: NOERROR") && out.contains("status: SERVFAIL"), "{out}");
+    assert!(
+        out.contains("status: NOERROR") && out.contains("status: SERVFAIL"),
+        "{out}"
+    );
     // A client that does not trust the CA fails the handshake.
-    let (_, out) = run("kdig", &["@127.0.0.1", "-p", &port, "+tls-ca", "+tls-hostname=dns.example.test", "www.example.org"]);
-    assert!(!out.contains("status: NOERROR"), "untrusted certificate must fail: {out}");
+    let (_, out) = run(
+        "kdig",
+        &[
+            "@127.0.0.1",
+            "-p",
+            &port,
+            "+tls-ca",
+            "+tls-hostname=dns.example.test",
+            "www.example.org",
+        ],
+    );
+    assert!(
+        !out.contains("status: NOERROR"),
+        "untrusted certificate must fail: {out}"
+    );
 }

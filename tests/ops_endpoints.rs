@@ -23,7 +23,10 @@ fn health_ready_metrics() {
     let _ = tcp(ex.dns(), &query("example.org.", RecordType::AAAA, None));
     let (s, head, body) = http_get(ex.http_addr("127.0.0.3:0"), "/metrics");
     assert_eq!(s, 200);
-    assert!(head.to_lowercase().contains("content-type: text/plain"), "{head}");
+    assert!(
+        head.to_lowercase().contains("content-type: text/plain"),
+        "{head}"
+    );
     for want in [
         "coredns_dns_requests_total{family=\"1\",proto=\"udp\",server=\"dns://:0\",type=\"A\",view=\"\",zone=\".\"} 1",
         "coredns_dns_requests_total{family=\"1\",proto=\"tcp\",server=\"dns://:0\",type=\"AAAA\",view=\"\",zone=\".\"} 1",
@@ -58,6 +61,13 @@ fn sigterm_lameduck_then_exit_0() {
     assert_eq!(s, 200);
     let code = ex.wait_exit(Duration::from_secs(8));
     assert_eq!(code, Some(0), "{}", ex.output());
-    assert!(t0.elapsed() >= Duration::from_millis(900), "lameduck lasted about 1s");
-    assert!(ex.output().contains("Going into lameduck mode for 1s"), "{}", ex.output());
+    assert!(
+        t0.elapsed() >= Duration::from_millis(900),
+        "lameduck lasted about 1s"
+    );
+    assert!(
+        ex.output().contains("Going into lameduck mode for 1s"),
+        "{}",
+        ex.output()
+    );
 }

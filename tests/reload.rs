@@ -46,7 +46,8 @@ fn edit_changes_answers_without_dropping_queries() {
                     }
                     Some(raw) => {
                         let r = Message::from_vec(&raw).unwrap();
-                        if r.metadata.response_code != ResponseCode::NoError || r.answers.len() != 1 {
+                        if r.metadata.response_code != ResponseCode::NoError || r.answers.len() != 1
+                        {
                             bad.fetch_add(1, Ordering::Relaxed);
                         }
                     }
@@ -58,15 +59,27 @@ fn edit_changes_answers_without_dropping_queries() {
     ex.write("Corefile", &corefile("192.0.2.2"));
     let deadline = Instant::now() + Duration::from_secs(10);
     while answer(&ex) != "192.0.2.2" {
-        assert!(Instant::now() < deadline, "reload did not happen:\n{}", ex.output());
+        assert!(
+            Instant::now() < deadline,
+            "reload did not happen:\n{}",
+            ex.output()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     std::thread::sleep(Duration::from_millis(300));
     stop.store(true, Ordering::Relaxed);
     loader.join().unwrap();
     assert!(sent.load(Ordering::Relaxed) > 50);
-    assert_eq!(lost.load(Ordering::Relaxed), 0, "no query dropped across the reload");
-    assert_eq!(bad.load(Ordering::Relaxed), 0, "every reply was a full answer");
+    assert_eq!(
+        lost.load(Ordering::Relaxed),
+        0,
+        "no query dropped across the reload"
+    );
+    assert_eq!(
+        bad.load(Ordering::Relaxed),
+        0,
+        "every reply was a full answer"
+    );
     assert!(ex.wait_for_line("Running configuration SHA512 = ", Duration::from_secs(1)));
 }
 
@@ -74,12 +87,24 @@ fn edit_changes_answers_without_dropping_queries() {
 fn broken_edit_keeps_the_old_config_and_is_counted() {
     let ex = Exdns::start(&corefile("192.0.2.1"));
     ex.write("Corefile", "example.org:0 {\n  reload 2s 1s\n  hosts {\n    192.0.2.9 www.example.org\n  }\n  nonsense\n}\n");
-    assert!(ex.wait_for_line("reload failed", Duration::from_secs(10)), "{}", ex.output());
-    assert!(ex.output().contains("Unknown directive 'nonsense'"), "{}", ex.output());
+    assert!(
+        ex.wait_for_line("reload failed", Duration::from_secs(10)),
+        "{}",
+        ex.output()
+    );
+    assert!(
+        ex.output().contains("Unknown directive 'nonsense'"),
+        "{}",
+        ex.output()
+    );
     assert_eq!(answer(&ex), "192.0.2.1");
     let (status, _, body) = http_get(ex.http_addr("127.0.0.1:0"), "/metrics");
     assert_eq!(status, 200);
-    assert!(body.lines().any(|l| l.starts_with("coredns_reload_failed_total") && !l.ends_with(" 0")), "{body}");
+    assert!(
+        body.lines()
+            .any(|l| l.starts_with("coredns_reload_failed_total") && !l.ends_with(" 0")),
+        "{body}"
+    );
     // A later good edit is picked up.
     ex.write("Corefile", &corefile("192.0.2.3"));
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -92,7 +117,10 @@ fn broken_edit_keeps_the_old_config_and_is_counted() {
 #[test]
 fn sigusr1_reloads_at_once() {
     let ex = Exdns::start("example.org:0 {\n  hosts {\n    192.0.2.1 www.example.org\n  }\n}\n");
-    ex.write("Corefile", "example.org:0 {\n  hosts {\n    192.0.2.7 www.example.org\n  }\n}\n");
+    ex.write(
+        "Corefile",
+        "example.org:0 {\n  hosts {\n    192.0.2.7 www.example.org\n  }\n}\n",
+    );
     ex.signal(libc::SIGUSR1);
     let deadline = Instant::now() + Duration::from_secs(5);
     while answer(&ex) != "192.0.2.7" {

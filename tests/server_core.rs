@@ -26,10 +26,16 @@ fn whoami_over_udp_and_tcp() {
     assert_eq!(r.queries, q.queries, "question echoed");
     assert_eq!(r.answers.len(), 1);
     assert_eq!(r.answers[0].name.to_ascii(), "example.org.");
-    assert_eq!(r.answers[0].data, RData::A("127.0.0.1".parse::<std::net::Ipv4Addr>().unwrap().into()));
+    assert_eq!(
+        r.answers[0].data,
+        RData::A("127.0.0.1".parse::<std::net::Ipv4Addr>().unwrap().into())
+    );
     assert_eq!(r.additionals.len(), 1);
     assert_eq!(r.additionals[0].name.to_ascii(), "_udp.example.org.");
-    assert!(r.edns.is_none(), "no OPT in the reply to a query without one");
+    assert!(
+        r.edns.is_none(),
+        "no OPT in the reply to a query without one"
+    );
 
     let r = tcp(ex.dns(), &q);
     assert_eq!(r.metadata.response_code, ResponseCode::NoError);
@@ -70,12 +76,28 @@ fn refused_outside_the_configured_zones_and_longest_zone_wins() {
     assert_eq!(r.queries[0].name().to_ascii(), "www.example.com.");
 
     let r = udp(ex.dns(), &query("www.example.org.", RecordType::A, None));
-    assert_eq!(r.answers[0].data, RData::A("192.0.2.1".parse::<std::net::Ipv4Addr>().unwrap().into()));
-    let r = udp(ex.dns(), &query("WWW.Sub.Example.ORG.", RecordType::A, None));
-    assert_eq!(r.answers[0].data, RData::A("192.0.2.2".parse::<std::net::Ipv4Addr>().unwrap().into()));
+    assert_eq!(
+        r.answers[0].data,
+        RData::A("192.0.2.1".parse::<std::net::Ipv4Addr>().unwrap().into())
+    );
+    let r = udp(
+        ex.dns(),
+        &query("WWW.Sub.Example.ORG.", RecordType::A, None),
+    );
+    assert_eq!(
+        r.answers[0].data,
+        RData::A("192.0.2.2".parse::<std::net::Ipv4Addr>().unwrap().into())
+    );
     // A name in the sub zone is answered by the sub block only, never by the parent's data.
-    let r = udp(ex.dns(), &query("other.sub.example.org.", RecordType::A, None));
-    assert_eq!(r.metadata.response_code, ResponseCode::ServFail, "hosts without fallthrough: SERVFAIL, as CoreDNS");
+    let r = udp(
+        ex.dns(),
+        &query("other.sub.example.org.", RecordType::A, None),
+    );
+    assert_eq!(
+        r.metadata.response_code,
+        ResponseCode::ServFail,
+        "hosts without fallthrough: SERVFAIL, as CoreDNS"
+    );
 }
 
 #[test]
@@ -106,10 +128,22 @@ fn malformed_queries_get_formerr_and_never_crash() {
     assert!(udp_raw(ex.dns(), &[1, 2, 3], Duration::from_millis(300)).is_none());
     let mut resp = query("example.org.", RecordType::A, None);
     resp.metadata.message_type = hickory_proto::op::MessageType::Response;
-    assert!(udp_raw(ex.dns(), &resp.to_vec().unwrap(), Duration::from_millis(300)).is_none());
+    assert!(
+        udp_raw(
+            ex.dns(),
+            &resp.to_vec().unwrap(),
+            Duration::from_millis(300)
+        )
+        .is_none()
+    );
 
     // Still serving.
-    assert_eq!(udp(ex.dns(), &query("example.org.", RecordType::A, None)).metadata.response_code, ResponseCode::NoError);
+    assert_eq!(
+        udp(ex.dns(), &query("example.org.", RecordType::A, None))
+            .metadata
+            .response_code,
+        ResponseCode::NoError
+    );
 }
 
 #[test]
@@ -127,7 +161,11 @@ fn unknown_opcode_is_notimp() {
 fn big_hosts() -> String {
     let mut s = String::from("big.test:0 {\n  hosts {\n");
     for i in 0..60 {
-        s.push_str(&format!("    10.0.{}.{} many.big.test\n", i / 200, i % 200 + 1));
+        s.push_str(&format!(
+            "    10.0.{}.{} many.big.test\n",
+            i / 200,
+            i % 200 + 1
+        ));
     }
     s.push_str("  }\n}\n");
     s
@@ -143,7 +181,10 @@ fn oversized_udp_replies_are_truncated_and_valid() {
     assert_eq!(r.metadata.response_code, ResponseCode::NoError);
     assert_eq!(r.queries[0].name().to_ascii(), "many.big.test.");
     // A 4096-byte buffer holds it.
-    let r = udp(ex.dns(), &query("many.big.test.", RecordType::A, Some(4096)));
+    let r = udp(
+        ex.dns(),
+        &query("many.big.test.", RecordType::A, Some(4096)),
+    );
     assert!(!r.metadata.truncation);
     assert_eq!(r.answers.len(), 60);
     // And TCP always does.
@@ -182,7 +223,9 @@ fn tcp_pipelining_answers_100_queries_on_one_connection() {
 
 #[test]
 fn slow_answer_does_not_hold_back_fast_ones_on_one_connection() {
-    let ex = Exdns::start("slow.test:0 {\n  erratic {\n    delay 1 800ms\n  }\n}\nfast.test:0 {\n  whoami\n}\n");
+    let ex = Exdns::start(
+        "slow.test:0 {\n  erratic {\n    delay 1 800ms\n  }\n}\nfast.test:0 {\n  whoami\n}\n",
+    );
     let mut s = TcpStream::connect(ex.dns()).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut slow = query("a.slow.test.", RecordType::A, None);
@@ -200,9 +243,19 @@ fn slow_answer_does_not_hold_back_fast_ones_on_one_connection() {
         order.push((r.metadata.id, start.elapsed()));
     }
     let ids: Vec<u16> = order.iter().map(|(i, _)| *i).collect();
-    assert_eq!(ids.last(), Some(&1), "the slow answer comes last: {order:?}");
-    assert!(order[4].1 < Duration::from_millis(600), "fast answers did not wait for the slow one: {order:?}");
-    assert!(order[5].1 >= Duration::from_millis(700), "the slow one was delayed: {order:?}");
+    assert_eq!(
+        ids.last(),
+        Some(&1),
+        "the slow answer comes last: {order:?}"
+    );
+    assert!(
+        order[4].1 < Duration::from_millis(600),
+        "fast answers did not wait for the slow one: {order:?}"
+    );
+    assert!(
+        order[5].1 >= Duration::from_millis(700),
+        "the slow one was delayed: {order:?}"
+    );
 }
 
 #[test]
@@ -216,5 +269,8 @@ fn tcp_garbage_length_closes_the_connection_but_serving_goes_on() {
     write_framed(&mut s, &q.to_vec().unwrap());
     let r = Message::from_vec(&read_framed(&mut s).expect("reply after garbage")).unwrap();
     assert_eq!(r.metadata.id, q.metadata.id);
-    assert_eq!(udp(ex.dns(), &q).metadata.response_code, ResponseCode::NoError);
+    assert_eq!(
+        udp(ex.dns(), &q).metadata.response_code,
+        ResponseCode::NoError
+    );
 }

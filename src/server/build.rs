@@ -62,6 +62,8 @@ pub struct Config {
     pub lameduck: Duration,
     /// The startup banner lines (`.:53`), one per key.
     pub banner: Vec<String>,
+    /// (server label, zone, handler names) for `coredns_plugin_enabled`.
+    pub enabled: Vec<(String, String, Vec<&'static str>)>,
 }
 
 impl Config {
@@ -110,6 +112,7 @@ pub fn build(cf: &Corefile) -> Result<Config, ConfigError> {
     let mut reload = None;
     let mut lameduck = Duration::ZERO;
     let mut banner = Vec::new();
+    let mut enabled = Vec::new();
 
     for sb in &cf.blocks {
         // Unknown directives first, in file order, as CoreDNS reports them.
@@ -235,10 +238,10 @@ pub fn build(cf: &Corefile) -> Result<Config, ConfigError> {
                 }
             }
         }
+        let names: Vec<&'static str> = block.chain.iter().map(|p| p.name()).collect();
         for z in &block.zones {
             for lk in &mine {
-                let names: Vec<&str> = block.chain.iter().map(|p| p.name()).collect();
-                crate::metrics::record_plugins_enabled(&lk.to_string(), z, &names);
+                enabled.push((lk.to_string(), z.clone(), names.clone()));
             }
         }
         blocks.push(block);
@@ -252,6 +255,7 @@ pub fn build(cf: &Corefile) -> Result<Config, ConfigError> {
         reload,
         lameduck,
         banner,
+        enabled,
     })
 }
 

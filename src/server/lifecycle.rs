@@ -228,6 +228,10 @@ impl Server {
             }
         }
         self.current.store(Arc::new(Some(cfg.clone())));
+        crate::plugin::prometheus::reset_plugins_enabled();
+        for (server, zone, names) in &cfg.enabled {
+            crate::plugin::prometheus::record_plugins_enabled(server, zone, names);
+        }
 
         // 4. Lifecycle hooks.
         if let Some(old) = old_cfg.as_ref() {

@@ -48,12 +48,20 @@ impl Exdns {
         let path = dir.path().join("Corefile");
         std::fs::write(&path, corefile).unwrap();
         let mut cmd = Command::new(bin());
-        cmd.arg("-conf").arg(&path).args(args).current_dir(dir.path());
-        cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
+        cmd.arg("-conf")
+            .arg(&path)
+            .args(args)
+            .current_dir(dir.path());
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(Stdio::null());
         let mut child = cmd.spawn().expect("start exdns");
         let lines = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = mpsc::channel::<String>();
-        for r in [Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>, Box::new(child.stderr.take().unwrap())] {
+        for r in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
             let lines = lines.clone();
             let tx = tx.clone();
             std::thread::spawn(move || {
@@ -66,7 +74,14 @@ impl Exdns {
                 }
             });
         }
-        let mut ex = Exdns { child, dir, corefile: path, lines, listeners: vec![], http: vec![] };
+        let mut ex = Exdns {
+            child,
+            dir,
+            corefile: path,
+            lines,
+            listeners: vec![],
+            http: vec![],
+        };
         // The process logs "listening on KEY at ADDR" for each listener, then the http endpoints,
         // then "exdns ready to serve" marks the end of startup.
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -139,7 +154,13 @@ impl Exdns {
     pub fn wait_for_line(&self, needle: &str, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
-            if self.lines.lock().unwrap().iter().any(|l| l.contains(needle)) {
+            if self
+                .lines
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.contains(needle))
+            {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -174,7 +195,11 @@ impl Drop for Exdns {
 }
 
 pub fn loopback(a: SocketAddr) -> SocketAddr {
-    if a.ip().is_unspecified() { SocketAddr::from(([127, 0, 0, 1], a.port())) } else { a }
+    if a.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], a.port()))
+    } else {
+        a
+    }
 }
 
 /// A query message for `name`/`qtype` with RD set; EDNS with `edns_size` when given.
@@ -193,7 +218,9 @@ pub fn query(name: &str, qtype: RecordType, edns_size: Option<u16>) -> Message {
 }
 
 pub fn rand_id() -> u16 {
-    (std::process::id() as u16) ^ (Instant::now().elapsed().subsec_nanos() as u16).wrapping_mul(31) ^ rand_u16()
+    (std::process::id() as u16)
+        ^ (Instant::now().elapsed().subsec_nanos() as u16).wrapping_mul(31)
+        ^ rand_u16()
 }
 
 fn rand_u16() -> u16 {
@@ -206,7 +233,12 @@ fn rand_u16() -> u16 {
 
 /// Sends raw bytes over UDP; returns the raw reply (None on timeout).
 pub fn udp_raw(addr: SocketAddr, bytes: &[u8], timeout: Duration) -> Option<Vec<u8>> {
-    let s = UdpSocket::bind(if addr.is_ipv4() { "127.0.0.1:0" } else { "[::1]:0" }).unwrap();
+    let s = UdpSocket::bind(if addr.is_ipv4() {
+        "127.0.0.1:0"
+    } else {
+        "[::1]:0"
+    })
+    .unwrap();
     s.set_read_timeout(Some(timeout)).unwrap();
     s.send_to(bytes, addr).unwrap();
     let mut buf = vec![0u8; 65535];
@@ -246,23 +278,42 @@ pub fn read_framed(s: &mut impl Read) -> Option<Vec<u8>> {
 
 /// Runs a command, returns (status, stdout).
 pub fn run(cmd: &str, args: &[&str]) -> (i32, String) {
-    let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("{cmd}: {e}"));
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr))
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
+    )
 }
 
 pub fn have(cmd: &str) -> bool {
-    Command::new("sh").arg("-c").arg(format!("command -v {cmd}")).output().map(|o| o.status.success()).unwrap_or(false)
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {cmd}"))
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
 }
 
 /// A plain HTTP GET; returns (status, headers, body).
 pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
-    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
     (status, head.to_string(), body.to_string())
 }
 
@@ -273,7 +324,9 @@ pub fn make_certs(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(DnType::CommonName, "exdns test CA");
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "exdns test CA");
     let ca = ca_params.self_signed(&ca_key).unwrap();
     let key = KeyPair::generate().unwrap();
     let mut params = CertificateParams::new(vec![name.to_string()]).unwrap();

@@ -33,7 +33,8 @@ pub type LoopAction = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// Logs the loop and exits the process with status 1 (CoreDNS's `log.Fatalf`).
 pub fn exit_on_loop(msg: &str) {
-    tracing::error!("plugin/loop: {msg}");
+    // Straight to stderr: the log writer is a background thread that exit() would not flush.
+    eprintln!("[FATAL] plugin/loop: {msg}");
     std::process::exit(1);
 }
 
