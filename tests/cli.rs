@@ -71,7 +71,11 @@ fn check_rejects_with_file_line_and_coredns_wording() {
         ),
         (
             ".:53 {\n  cache 30 {\n    bogus 1\n  }\n}\n",
-            "plugin/cache: Corefile:3 - Error during parsing: unknown property 'bogus'",
+            "plugin/cache: Corefile:3 - Error during parsing: Wrong argument count or unexpected line ending after 'bogus'",
+        ),
+        (
+            ".:53 {\n  health {\n    bogus\n  }\n}\n",
+            "plugin/health: Corefile:3 - Error during parsing: unknown property 'bogus'",
         ),
         (
             ".:53 {\n  whoami\n  whoami\n}\n",
@@ -157,7 +161,11 @@ fn default_config_is_whoami_and_log_on_the_dns_port() {
     );
     let r = udp(addr, &query("whoami.example.", RecordType::A, None));
     assert_eq!(r.metadata.response_code, ResponseCode::NoError);
-    assert_eq!(r.answers.len(), 1);
+    assert_eq!(
+        r.additionals.len(),
+        2,
+        "whoami answers in the additional section"
+    );
     // `log` logs the query.
     let mut logged = false;
     while let Ok(l) = rx.recv_timeout(std::time::Duration::from_secs(3)) {

@@ -57,6 +57,10 @@ pub fn prepare(
     {
         return Prepared::Done(encode_error(&msg, ResponseCode::BADVERS));
     }
+    // A dual-stack socket sees IPv4 clients as ::ffff:a.b.c.d; plugins (acl, whoami, metrics'
+    // family) see the plain IPv4 address. Replies still go to the raw address.
+    let src = SocketAddr::new(src.ip().to_canonical(), src.port());
+    let local = SocketAddr::new(local.ip().to_canonical(), local.port());
     let mut req = Request::new(msg, src, local, proto, buf.len());
     req.server = router.server.clone();
     match router.route(&req.name) {
