@@ -1,0 +1,4 @@
+//! The cluster side: object kinds, sources (API server watchers, manifest files), the store and
+//! the index that `k8s_gateway` answers from.
+
+pub mod model;

@@ -1,0 +1,338 @@
+//! The source-independent model: what each watched object contributes to the index.
+//!
+//! Sources (the API server, or YAML manifests) hand raw objects (`serde_json::Value`) to
+//! [`crate::kube::kinds::contribute`], which turns them into a [`Contribution`]; the [`Store`]
+//! keeps the latest contribution of every object; the index builder turns the store into an
+//! immutable snapshot that queries read.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+
+/// Record sources a `k8s_gateway` block can answer from, in the default lookup precedence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    HTTPRoute,
+    TLSRoute,
+    GRPCRoute,
+    DNSEndpoint,
+    VirtualServer,
+    Ingress,
+    Service,
+    Node,
+}
+
+impl Kind {
+    /// Every kind, in the default precedence (Node last; it is only used when named).
+    pub const ALL: [Kind; 8] = [
+        Kind::HTTPRoute,
+        Kind::TLSRoute,
+        Kind::GRPCRoute,
+        Kind::DNSEndpoint,
+        Kind::VirtualServer,
+        Kind::Ingress,
+        Kind::Service,
+        Kind::Node,
+    ];
+
+    /// The default `resources` list when the directive names none (every kind but Node).
+    pub const DEFAULT: [Kind; 7] = [
+        Kind::HTTPRoute,
+        Kind::TLSRoute,
+        Kind::GRPCRoute,
+        Kind::DNSEndpoint,
+        Kind::VirtualServer,
+        Kind::Ingress,
+        Kind::Service,
+    ];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Kind::HTTPRoute => "HTTPRoute",
+            Kind::TLSRoute => "TLSRoute",
+            Kind::GRPCRoute => "GRPCRoute",
+            Kind::DNSEndpoint => "DNSEndpoint",
+            Kind::VirtualServer => "VirtualServer",
+            Kind::Ingress => "Ingress",
+            Kind::Service => "Service",
+            Kind::Node => "Node",
+        }
+    }
+
+    /// Parses a `resources` entry (case-insensitive, as users write `ingress` or `Ingress`).
+    pub fn parse(s: &str) -> Option<Kind> {
+        Kind::ALL
+            .into_iter()
+            .find(|k| k.as_str().eq_ignore_ascii_case(s))
+    }
+
+    /// Index into per-kind arrays.
+    pub fn index(&self) -> usize {
+        *self as usize
+    }
+
+    /// The object kinds that must be watched to answer for this kind.
+    pub fn watched(&self) -> &'static [ObjKind] {
+        match self {
+            Kind::HTTPRoute => &[ObjKind::HTTPRoute, ObjKind::Gateway],
+            Kind::TLSRoute => &[ObjKind::TLSRoute, ObjKind::Gateway],
+            Kind::GRPCRoute => &[ObjKind::GRPCRoute, ObjKind::Gateway],
+            Kind::DNSEndpoint => &[ObjKind::DNSEndpoint],
+            Kind::VirtualServer => &[ObjKind::VirtualServer],
+            Kind::Ingress => &[ObjKind::Ingress],
+            Kind::Service => &[ObjKind::Service, ObjKind::EndpointSlice],
+            Kind::Node => &[ObjKind::Node],
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Every object kind a source delivers (record kinds plus Gateways and EndpointSlices, which
+/// only feed other kinds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ObjKind {
+    Ingress,
+    Service,
+    EndpointSlice,
+    Gateway,
+    HTTPRoute,
+    TLSRoute,
+    GRPCRoute,
+    DNSEndpoint,
+    VirtualServer,
+    Node,
+}
+
+impl ObjKind {
+    pub const ALL: [ObjKind; 10] = [
+        ObjKind::Ingress,
+        ObjKind::Service,
+        ObjKind::EndpointSlice,
+        ObjKind::Gateway,
+        ObjKind::HTTPRoute,
+        ObjKind::TLSRoute,
+        ObjKind::GRPCRoute,
+        ObjKind::DNSEndpoint,
+        ObjKind::VirtualServer,
+        ObjKind::Node,
+    ];
+
+    /// The Kubernetes `kind` field.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ObjKind::Ingress => "Ingress",
+            ObjKind::Service => "Service",
+            ObjKind::EndpointSlice => "EndpointSlice",
+            ObjKind::Gateway => "Gateway",
+            ObjKind::HTTPRoute => "HTTPRoute",
+            ObjKind::TLSRoute => "TLSRoute",
+            ObjKind::GRPCRoute => "GRPCRoute",
+            ObjKind::DNSEndpoint => "DNSEndpoint",
+            ObjKind::VirtualServer => "VirtualServer",
+            ObjKind::Node => "Node",
+        }
+    }
+
+    /// From a manifest's `kind` field.
+    pub fn from_kind(kind: &str) -> Option<ObjKind> {
+        ObjKind::ALL.into_iter().find(|k| k.as_str() == kind)
+    }
+
+    /// API group and the versions exdns understands, preferred first; plural resource name.
+    pub fn api(&self) -> (&'static str, &'static [&'static str], &'static str) {
+        match self {
+            ObjKind::Ingress => ("networking.k8s.io", &["v1"], "ingresses"),
+            ObjKind::Service => ("", &["v1"], "services"),
+            ObjKind::EndpointSlice => ("discovery.k8s.io", &["v1"], "endpointslices"),
+            ObjKind::Gateway => ("gateway.networking.k8s.io", &["v1"], "gateways"),
+            ObjKind::HTTPRoute => ("gateway.networking.k8s.io", &["v1"], "httproutes"),
+            ObjKind::TLSRoute => (
+                "gateway.networking.k8s.io",
+                &["v1", "v1alpha2"],
+                "tlsroutes",
+            ),
+            ObjKind::GRPCRoute => ("gateway.networking.k8s.io", &["v1"], "grpcroutes"),
+            ObjKind::DNSEndpoint => ("externaldns.k8s.io", &["v1alpha1"], "dnsendpoints"),
+            ObjKind::VirtualServer => ("k8s.nginx.org", &["v1"], "virtualservers"),
+            ObjKind::Node => ("", &["v1"], "nodes"),
+        }
+    }
+
+    /// Whether objects of this kind live in namespaces.
+    pub fn namespaced(&self) -> bool {
+        !matches!(self, ObjKind::Node)
+    }
+}
+
+impl fmt::Display for ObjKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `namespace/name` (namespace empty for cluster-scoped objects).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjKey {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ObjKey {
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        ObjKey {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for ObjKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.namespace.is_empty() {
+            f.write_str(&self.name)
+        } else {
+            write!(f, "{}/{}", self.namespace, self.name)
+        }
+    }
+}
+
+/// An address from a status field: an IP, or a hostname to resolve in the background.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Address {
+    Ip(IpAddr),
+    /// Lower-case, no trailing dot.
+    Hostname(String),
+}
+
+/// One name an object answers for, with its data.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NameData {
+    /// Lower-case, no trailing dot; may start with `*.` (one-label wildcard). Service keys
+    /// without an annotation are `name.namespace` (relative to every zone).
+    pub name: String,
+    pub addrs: Vec<Address>,
+    /// TXT strings (DNSEndpoint), each one TXT record (split into 255-byte character-strings
+    /// when answered).
+    pub txt: Vec<String>,
+    /// CNAME targets (DNSEndpoint), lower-case, no trailing dot.
+    pub cname: Vec<String>,
+    /// For Services with `k8s-gateway.dns/resolve-endpoints: "true"`: the addresses come from
+    /// this Service's ready EndpointSlice addresses (joined by the index builder).
+    pub endpoints_of: Option<ObjKey>,
+}
+
+/// What one watched object contributes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Contribution {
+    /// Names with data (Ingress, Service, DNSEndpoint, VirtualServer, Node).
+    Names(Vec<NameData>),
+    /// A Gateway API route: its hostnames and its parent Gateways (namespace defaulted per ref).
+    Route {
+        hostnames: Vec<String>,
+        parents: Vec<ObjKey>,
+    },
+    /// A Gateway: its class (for `gatewayClasses`) and status addresses.
+    Gateway { class: String, addrs: Vec<Address> },
+    /// An EndpointSlice: the Service it belongs to (`kubernetes.io/service-name`) and its ready
+    /// addresses.
+    EndpointSlice { service: ObjKey, addrs: Vec<IpAddr> },
+}
+
+/// Filters from the directive that decide whether an object is indexed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filters {
+    /// `ingressClasses`: empty = all.
+    pub ingress_classes: Vec<String>,
+    /// `gatewayClasses`: empty = all (applied to the parent Gateway).
+    pub gateway_classes: Vec<String>,
+    /// `serviceLabelSelectors`: empty = all; an object matching any selector is kept.
+    pub service_label_selectors: Vec<String>,
+    /// `nodeAddressType`: InternalIP (default) or ExternalIP.
+    pub node_address_type: Option<String>,
+}
+
+/// A change reported by a source for one object kind.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// An object was added or changed. `None` contribution: it exists but contributes nothing
+    /// (ignored, filtered out, or invalid) — any older contribution is removed.
+    Apply(ObjKey, Option<Contribution>),
+    /// An object was deleted.
+    Delete(ObjKey),
+    /// A full list (initial, or after a 410 re-list): replaces everything of this kind.
+    Replace(Vec<(ObjKey, Contribution)>),
+}
+
+/// The latest contribution of every object, per kind, and which kinds have synced.
+#[derive(Debug, Clone, Default)]
+pub struct Store {
+    pub objects: HashMap<ObjKind, HashMap<ObjKey, Contribution>>,
+    /// Kinds whose initial list completed (or that are known not to be served).
+    pub synced: HashMap<ObjKind, bool>,
+}
+
+impl Store {
+    /// Applies an event; returns whether anything changed.
+    pub fn apply(&mut self, kind: ObjKind, ev: Event) -> bool {
+        let map = self.objects.entry(kind).or_default();
+        match ev {
+            Event::Apply(k, Some(c)) => map.insert(k, c.clone()).as_ref() != Some(&c),
+            Event::Apply(k, None) | Event::Delete(k) => map.remove(&k).is_some(),
+            Event::Replace(items) => {
+                let new: HashMap<ObjKey, Contribution> = items.into_iter().collect();
+                let changed = *map != new;
+                *map = new;
+                changed
+            }
+        }
+    }
+
+    pub fn set_synced(&mut self, kind: ObjKind, synced: bool) {
+        self.synced.insert(kind, synced);
+    }
+
+    pub fn is_synced(&self, kind: ObjKind) -> bool {
+        self.synced.get(&kind).copied().unwrap_or(false)
+    }
+
+    pub fn get(&self, kind: ObjKind) -> Option<&HashMap<ObjKey, Contribution>> {
+        self.objects.get(&kind)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_parse_case_insensitively() {
+        assert_eq!(Kind::parse("ingress"), Some(Kind::Ingress));
+        assert_eq!(Kind::parse("HTTPRoute"), Some(Kind::HTTPRoute));
+        assert_eq!(Kind::parse("grpcroute"), Some(Kind::GRPCRoute));
+        assert_eq!(Kind::parse("Pod"), None);
+    }
+
+    #[test]
+    fn store_reports_changes() {
+        let mut s = Store::default();
+        let k = ObjKey::new("ns", "a");
+        let c = Contribution::Names(vec![NameData {
+            name: "a.example.com".into(),
+            ..Default::default()
+        }]);
+        assert!(s.apply(ObjKind::Ingress, Event::Apply(k.clone(), Some(c.clone()))));
+        assert!(!s.apply(ObjKind::Ingress, Event::Apply(k.clone(), Some(c.clone()))));
+        assert!(s.apply(ObjKind::Ingress, Event::Apply(k.clone(), None)));
+        assert!(!s.apply(ObjKind::Ingress, Event::Delete(k.clone())));
+        assert!(s.apply(
+            ObjKind::Ingress,
+            Event::Replace(vec![(k.clone(), c.clone())])
+        ));
+        assert!(!s.apply(ObjKind::Ingress, Event::Replace(vec![(k, c)])));
+    }
+}
