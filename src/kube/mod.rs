@@ -1,4 +1,8 @@
 //! The cluster side: object kinds, sources (API server watchers, manifest files), the store and
 //! the index that `k8s_gateway` answers from.
 
+pub mod index;
+pub mod kinds;
 pub mod model;
+pub mod snapshot;
+pub mod source;
