@@ -3,6 +3,8 @@
 
 pub mod index;
 pub mod kinds;
+pub mod manifests;
 pub mod model;
 pub mod snapshot;
 pub mod source;
+pub mod watch;

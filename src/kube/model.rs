@@ -266,6 +266,9 @@ pub enum Event {
     Delete(ObjKey),
     /// A full list (initial, or after a 410 re-list): replaces everything of this kind.
     Replace(Vec<(ObjKey, Contribution)>),
+    /// A full list of one scope (keys whose namespace starts with the prefix): used when
+    /// several sources share a store.
+    ReplaceScope(String, Vec<(ObjKey, Contribution)>),
 }
 
 /// The latest contribution of every object, per kind, and which kinds have synced.
@@ -288,6 +291,23 @@ impl Store {
                 let changed = *map != new;
                 *map = new;
                 changed
+            }
+            Event::ReplaceScope(prefix, items) => {
+                let new: HashMap<ObjKey, Contribution> = items.into_iter().collect();
+                let before = map.len();
+                let mut changed = false;
+                map.retain(|k, v| {
+                    let keep = !k.namespace.starts_with(&prefix) || new.get(k) == Some(v);
+                    changed |= !keep;
+                    keep
+                });
+                for (k, v) in new {
+                    if map.get(&k) != Some(&v) {
+                        map.insert(k, v);
+                        changed = true;
+                    }
+                }
+                changed || map.len() != before
             }
         }
     }

@@ -1,17 +1,22 @@
 //! Where sources deliver object changes: the shared [`Store`] plus a change signal the index
 //! builder waits on. Sources never touch the query path.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
-use crate::kube::model::{Event, ObjKind, Store};
+use crate::kube::model::{Contribution, Event, ObjKey, ObjKind, Store};
 
 /// A handle sources write to and the index builder reads from. Cheap to clone.
 #[derive(Clone, Default)]
 pub struct Feed {
     inner: Arc<FeedInner>,
+    /// Set on feeds of one of several sources: keys are prefixed so objects of different
+    /// clusters never collide, and references (route parents, EndpointSlice services) stay
+    /// within their own cluster.
+    scope: Option<Arc<str>>,
 }
 
 #[derive(Default)]
@@ -19,6 +24,9 @@ struct FeedInner {
     store: Mutex<Store>,
     changed: Notify,
     version: AtomicU64,
+    /// Scopes created with [`Feed::scoped`], and which of them have synced each kind: a kind
+    /// is synced when every scope has synced it.
+    scopes: Mutex<(Vec<Arc<str>>, HashMap<ObjKind, HashSet<Arc<str>>>)>,
 }
 
 impl Feed {
@@ -26,8 +34,28 @@ impl Feed {
         Feed::default()
     }
 
+    /// A feed into the same store whose object keys are scoped to `scope` (one cluster or
+    /// manifests directory among several).
+    /// Create every scoped feed before starting any source, so that no kind counts as synced
+    /// before all sources are known.
+    pub fn scoped(&self, scope: &str) -> Feed {
+        let scope: Arc<str> = Arc::from(scope);
+        let mut sc = self.inner.scopes.lock().unwrap_or_else(|e| e.into_inner());
+        if !sc.0.contains(&scope) {
+            sc.0.push(scope.clone());
+        }
+        Feed {
+            inner: self.inner.clone(),
+            scope: Some(scope),
+        }
+    }
+
     /// Applies `ev` for `kind`; wakes the index builder if anything changed.
     pub fn apply(&self, kind: ObjKind, ev: Event) {
+        let ev = match &self.scope {
+            Some(s) => scope_event(s, kind, ev),
+            None => ev,
+        };
         let changed = self
             .inner
             .store
@@ -41,6 +69,20 @@ impl Feed {
 
     /// Marks `kind` as synced (its initial list is complete, or it is known not to be served).
     pub fn set_synced(&self, kind: ObjKind, synced: bool) {
+        let synced = match &self.scope {
+            None => synced,
+            Some(scope) => {
+                let mut sc = self.inner.scopes.lock().unwrap_or_else(|e| e.into_inner());
+                let (all, done) = &mut *sc;
+                let set = done.entry(kind).or_default();
+                if synced {
+                    set.insert(scope.clone());
+                } else {
+                    set.remove(scope);
+                }
+                all.iter().all(|s| set.contains(s))
+            }
+        };
         let mut s = self.inner.store.lock().unwrap_or_else(|e| e.into_inner());
         if s.is_synced(kind) != synced {
             s.set_synced(kind, synced);
@@ -68,5 +110,126 @@ impl Feed {
     /// Waits for the next change (returns at once if one happened since the last wait).
     pub async fn changed(&self) {
         self.inner.changed.notified().await
+    }
+}
+
+fn scope_key(scope: &str, k: ObjKey) -> ObjKey {
+    ObjKey {
+        namespace: format!("{scope}\u{1f}{}", k.namespace),
+        name: k.name,
+    }
+}
+
+fn scope_contribution(scope: &str, c: Contribution) -> Contribution {
+    match c {
+        Contribution::Names(mut names) => {
+            for n in &mut names {
+                if let Some(k) = n.endpoints_of.take() {
+                    n.endpoints_of = Some(scope_key(scope, k));
+                }
+            }
+            Contribution::Names(names)
+        }
+        Contribution::Route { hostnames, parents } => Contribution::Route {
+            hostnames,
+            parents: parents.into_iter().map(|p| scope_key(scope, p)).collect(),
+        },
+        Contribution::EndpointSlice { service, addrs } => Contribution::EndpointSlice {
+            service: scope_key(scope, service),
+            addrs,
+        },
+        g @ Contribution::Gateway { .. } => g,
+    }
+}
+
+/// Replace events of a scoped feed only replace that scope's objects.
+fn scope_event(scope: &str, _kind: ObjKind, ev: Event) -> Event {
+    match ev {
+        Event::Apply(k, c) => {
+            Event::Apply(scope_key(scope, k), c.map(|c| scope_contribution(scope, c)))
+        }
+        Event::Delete(k) => Event::Delete(scope_key(scope, k)),
+        Event::Replace(items) => Event::ReplaceScope(
+            format!("{scope}\u{1f}"),
+            items
+                .into_iter()
+                .map(|(k, c)| (scope_key(scope, k), scope_contribution(scope, c)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kube::model::NameData;
+
+    fn names(n: &str) -> Contribution {
+        Contribution::Names(vec![NameData {
+            name: n.into(),
+            ..Default::default()
+        }])
+    }
+
+    #[test]
+    fn scoped_sources_do_not_collide_and_sync_together() {
+        let feed = Feed::new();
+        let a = feed.scoped("0");
+        let b = feed.scoped("1");
+        let k = ObjKey::new("ns", "x");
+        a.apply(
+            ObjKind::Ingress,
+            Event::Replace(vec![(k.clone(), names("a.example.com"))]),
+        );
+        b.apply(
+            ObjKind::Ingress,
+            Event::Replace(vec![(k.clone(), names("b.example.com"))]),
+        );
+        assert_eq!(
+            feed.with_store(|s| s.get(ObjKind::Ingress).unwrap().len()),
+            2
+        );
+        a.set_synced(ObjKind::Ingress, true);
+        assert!(
+            !feed.with_store(|s| s.is_synced(ObjKind::Ingress)),
+            "b has not listed yet"
+        );
+        b.set_synced(ObjKind::Ingress, true);
+        assert!(feed.with_store(|s| s.is_synced(ObjKind::Ingress)));
+        // A re-list of one scope leaves the other's objects alone.
+        a.apply(ObjKind::Ingress, Event::Replace(vec![]));
+        let left: Vec<ObjKey> =
+            feed.with_store(|s| s.get(ObjKind::Ingress).unwrap().keys().cloned().collect());
+        assert_eq!(left.len(), 1);
+        assert!(left[0].namespace.starts_with("1"));
+    }
+
+    #[test]
+    fn scoped_references_stay_in_their_scope() {
+        let feed = Feed::new();
+        let a = feed.scoped("0");
+        a.apply(
+            ObjKind::HTTPRoute,
+            Event::Apply(
+                ObjKey::new("apps", "r"),
+                Some(Contribution::Route {
+                    hostnames: vec!["x.example.com".into()],
+                    parents: vec![ObjKey::new("gw", "g")],
+                }),
+            ),
+        );
+        let c = feed.with_store(|s| {
+            s.get(ObjKind::HTTPRoute)
+                .unwrap()
+                .values()
+                .next()
+                .cloned()
+                .unwrap()
+        });
+        match c {
+            Contribution::Route { parents, .. } => assert_eq!(parents[0].namespace, "0\u{1f}gw"),
+            other => panic!("{other:?}"),
+        }
     }
 }

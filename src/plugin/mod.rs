@@ -20,6 +20,7 @@ pub mod erratic;
 pub mod errors;
 pub mod health;
 pub mod hosts;
+pub mod k8s_gateway;
 pub mod loadbalance;
 pub mod log;
 pub mod loop_detect;
@@ -196,6 +197,11 @@ pub static DIRECTIVES: &[DirectiveDef] = &[
         name: "hosts",
         setup: hosts::setup,
         once: true,
+    },
+    DirectiveDef {
+        name: "k8s_gateway",
+        setup: k8s_gateway::setup,
+        once: false,
     },
     DirectiveDef {
         name: "loop",

@@ -5,7 +5,7 @@
 //! empty NOERROR, `drop` sends nothing. A query no policy matches is allowed. `block` and `filter`
 //! replies carry an Extended DNS Error (RFC 8914: 15 Blocked, 17 Filtered) when the query had EDNS.
 
-mod setup;
+pub(crate) mod setup;
 
 use std::net::IpAddr;
 use std::sync::LazyLock;

@@ -1,0 +1,404 @@
+//! The answer table of docs/plugins/k8s_gateway.md as a pure function of the settings, the
+//! snapshot and the query — what the table tests drive.
+//!
+//! Every answer from the zone is authoritative (AA) and never claims recursion (RA clear);
+//! every negative answer carries the zone's SOA in the authority section.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, HINFO, NS, SOA, TXT};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+
+use crate::kube::model::Kind;
+use crate::kube::snapshot::{RecordSet, Snapshot};
+use crate::plugin::acl::{in_zone, match_zone};
+use crate::plugin::k8s_gateway::setup::Settings;
+use crate::server::request::Request;
+
+/// SOA timers (as the CoreDNS plugin sets them).
+pub const SOA_REFRESH: i32 = 7200;
+pub const SOA_RETRY: i32 = 1800;
+pub const SOA_EXPIRE: i32 = 86400;
+pub const SOA_MINIMUM: u32 = 60;
+pub const SOA_TTL: u32 = 60;
+
+/// What the plugin does with a query.
+#[derive(Debug)]
+pub enum Answer {
+    Reply(Message),
+    Code(ResponseCode),
+    /// Not ours (another zone, another class, or fallthrough): the next plugin.
+    Next,
+}
+
+/// Answers `req` from `snap`.
+pub fn answer(s: &Settings, snap: &Snapshot, req: &Request) -> Answer {
+    let qname = req.name.as_str();
+    let Some(zone) = match_zone(&s.zones, qname) else {
+        return Answer::Next;
+    };
+    if req.qclass() != DNSClass::IN {
+        return Answer::Next;
+    }
+    if !snap.synced() {
+        // Never a premature NXDOMAIN: the watches have not listed everything yet.
+        return Answer::Code(ResponseCode::ServFail);
+    }
+    let qtype = req.qtype();
+    let abs = qname.trim_end_matches('.');
+    // The name relative to the zone ("" at the apex).
+    let rel = if qname == zone {
+        ""
+    } else if zone == "." {
+        abs
+    } else {
+        &qname[..qname.len() - zone.len() - 1]
+    };
+    let mut r = Responder {
+        s,
+        snap,
+        req,
+        zone,
+        msg: req.reply(),
+    };
+    r.msg.metadata.authoritative = true;
+    r.msg.metadata.recursion_available = false;
+
+    if rel.is_empty() {
+        return r.apex(qtype, abs);
+    }
+    // <apex>.<zone>: this instance's own addresses; nothing exists below it.
+    if rel == s.apex {
+        let data = snap.exact(Kind::Service, &s.apex);
+        return r.data(qtype, data.as_deref(), qname);
+    }
+    if rel.ends_with(&format!(".{}", s.apex)) {
+        return r.nxdomain();
+    }
+    let keys: &[&str] = if rel == abs { &[abs] } else { &[abs, rel] };
+    match snap.lookup(&s.kinds, keys) {
+        Some((_, data)) => r.data(qtype, Some(&data), qname),
+        None => {
+            if keys.iter().any(|k| snap.has_descendants(k)) {
+                // An empty non-terminal: the name exists (RFC 8020).
+                return r.nodata();
+            }
+            if let Some(fall) = &s.fallthrough
+                && match_zone(fall, qname).is_some()
+            {
+                return Answer::Next;
+            }
+            r.nxdomain()
+        }
+    }
+}
+
+struct Responder<'a> {
+    s: &'a Settings,
+    snap: &'a Snapshot,
+    req: &'a Request,
+    zone: &'a str,
+    msg: Message,
+}
+
+impl Responder<'_> {
+    fn name(n: &str) -> Name {
+        Name::from_ascii(n).unwrap_or_else(|_| Name::root())
+    }
+
+    fn zone_name(&self) -> Name {
+        Self::name(self.zone)
+    }
+
+    /// `<label>.<zone>` as an absolute name.
+    fn in_zone(&self, label: &str) -> Name {
+        if self.zone == "." {
+            Self::name(&format!("{label}."))
+        } else {
+            Self::name(&format!("{label}.{}", self.zone))
+        }
+    }
+
+    fn soa(&self) -> Record {
+        let mname = self.in_zone(&self.s.apex);
+        let rname = self.in_zone(&format!("hostmaster.{}", self.s.apex));
+        let serial = self.snap.serial(self.zone);
+        Record::from_rdata(
+            self.zone_name(),
+            SOA_TTL,
+            RData::SOA(SOA::new(
+                mname,
+                rname,
+                serial,
+                SOA_REFRESH,
+                SOA_RETRY,
+                SOA_EXPIRE,
+                SOA_MINIMUM,
+            )),
+        )
+    }
+
+    fn ns_records(&self) -> Vec<Record> {
+        let mut v = vec![Record::from_rdata(
+            self.zone_name(),
+            self.s.ttl,
+            RData::NS(NS(self.in_zone(&self.s.apex))),
+        )];
+        if let Some(sec) = &self.s.secondary {
+            v.push(Record::from_rdata(
+                self.zone_name(),
+                self.s.ttl,
+                RData::NS(NS(self.in_zone(sec))),
+            ));
+        }
+        v
+    }
+
+    /// A and AAAA glue for the apex and the secondary nameserver.
+    fn glue(&self) -> Vec<Record> {
+        let mut v = Vec::new();
+        let apex = self.snap.exact(Kind::Service, &self.s.apex);
+        push_addrs(
+            &mut v,
+            &self.in_zone(&self.s.apex),
+            apex.as_deref(),
+            self.s.ttl,
+            true,
+            true,
+        );
+        if let Some(sec) = &self.s.secondary {
+            let data = self
+                .snap
+                .lookup(&[Kind::Service], &[sec.as_str()])
+                .map(|(_, d)| d);
+            push_addrs(
+                &mut v,
+                &self.in_zone(sec),
+                data.as_deref(),
+                self.s.ttl,
+                true,
+                true,
+            );
+        }
+        v
+    }
+
+    fn finish(mut self, rcode: ResponseCode, with_soa: bool) -> Answer {
+        self.msg.metadata.response_code = rcode;
+        if with_soa {
+            let soa = self.soa();
+            self.msg.authorities.push(soa);
+        }
+        Answer::Reply(self.msg)
+    }
+
+    fn nxdomain(self) -> Answer {
+        self.finish(ResponseCode::NXDomain, true)
+    }
+
+    fn nodata(self) -> Answer {
+        self.finish(ResponseCode::NoError, true)
+    }
+
+    /// RFC 8482: one small synthesized HINFO instead of every record of the name.
+    fn any(mut self, owner: &str) -> Answer {
+        let rec = Record::from_rdata(
+            Self::name(owner),
+            self.s.ttl,
+            RData::HINFO(HINFO::new("RFC8482".into(), String::new())),
+        );
+        self.msg.answers.push(rec);
+        self.finish(ResponseCode::NoError, false)
+    }
+
+    fn apex(mut self, qtype: RecordType, abs: &str) -> Answer {
+        match qtype {
+            RecordType::SOA => {
+                let soa = self.soa();
+                self.msg.answers.push(soa);
+                let ns = self.ns_records();
+                self.msg.authorities.extend(ns);
+                let glue = self.glue();
+                self.msg.additionals.extend(glue);
+                self.finish(ResponseCode::NoError, false)
+            }
+            RecordType::NS => {
+                let ns = self.ns_records();
+                self.msg.answers.extend(ns);
+                let glue = self.glue();
+                self.msg.additionals.extend(glue);
+                self.finish(ResponseCode::NoError, false)
+            }
+            RecordType::ANY => {
+                let zone = self.zone;
+                self.any(zone)
+            }
+            _ => {
+                // The apex name may itself carry data (an Ingress for `example.com`).
+                let data = self.snap.lookup(&self.s.kinds, &[abs]).map(|(_, d)| d);
+                let qname = self.req.name.clone();
+                self.data(qtype, data.as_deref(), &qname)
+            }
+        }
+    }
+
+    /// Answers `qtype` from one name's data (`None`: the name exists without data).
+    fn data(mut self, qtype: RecordType, data: Option<&RecordSet>, owner: &str) -> Answer {
+        let Some(d) = data else { return self.nodata() };
+        let owner_name = Self::name(owner);
+        let ttl = self.s.ttl;
+        if qtype == RecordType::ANY {
+            return self.any(owner);
+        }
+        if let Some(target) = d.cname.first() {
+            // A CNAME answers every type (RFC 1034 §3.6.2); chase it inside our own data.
+            let tname = Self::name(&format!("{target}."));
+            self.msg.answers.push(Record::from_rdata(
+                owner_name,
+                ttl,
+                RData::CNAME(CNAME(tname.clone())),
+            ));
+            if qtype != RecordType::CNAME {
+                self.chase(target, qtype, 8);
+            }
+            return self.finish(ResponseCode::NoError, false);
+        }
+        match qtype {
+            RecordType::A | RecordType::AAAA => {
+                push_addrs(
+                    &mut self.msg.answers,
+                    &owner_name,
+                    Some(d),
+                    ttl,
+                    qtype == RecordType::A,
+                    qtype == RecordType::AAAA,
+                );
+            }
+            RecordType::TXT => {
+                for t in &d.txt {
+                    self.msg.answers.push(Record::from_rdata(
+                        owner_name.clone(),
+                        ttl,
+                        RData::TXT(txt(t)),
+                    ));
+                }
+            }
+            _ => {}
+        }
+        if self.msg.answers.is_empty() {
+            self.nodata()
+        } else {
+            self.finish(ResponseCode::NoError, false)
+        }
+    }
+
+    /// Follows a CNAME target through our own zones' data, appending what it finds.
+    fn chase(&mut self, target: &str, qtype: RecordType, depth: u8) {
+        if depth == 0 {
+            return;
+        }
+        let fq = format!("{target}.");
+        let Some(zone) = match_zone(&self.s.zones, &fq) else {
+            return;
+        };
+        if !in_zone(&fq, zone) {
+            return;
+        }
+        let rel = if fq == zone {
+            String::new()
+        } else if zone == "." {
+            target.to_string()
+        } else {
+            fq[..fq.len() - zone.len() - 1].to_string()
+        };
+        let keys: Vec<&str> = if rel.is_empty() || rel == target {
+            vec![target]
+        } else {
+            vec![target, rel.as_str()]
+        };
+        let Some((_, d)) = self.snap.lookup(&self.s.kinds, &keys) else {
+            return;
+        };
+        let owner = Self::name(&fq);
+        if let Some(next) = d.cname.first() {
+            let nname = Self::name(&format!("{next}."));
+            self.msg.answers.push(Record::from_rdata(
+                owner,
+                self.s.ttl,
+                RData::CNAME(CNAME(nname)),
+            ));
+            let next = next.clone();
+            self.chase(&next, qtype, depth - 1);
+            return;
+        }
+        match qtype {
+            RecordType::A | RecordType::AAAA => push_addrs(
+                &mut self.msg.answers,
+                &owner,
+                Some(&d),
+                self.s.ttl,
+                qtype == RecordType::A,
+                qtype == RecordType::AAAA,
+            ),
+            RecordType::TXT => {
+                for t in &d.txt {
+                    self.msg.answers.push(Record::from_rdata(
+                        owner.clone(),
+                        self.s.ttl,
+                        RData::TXT(txt(t)),
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn push_addrs(
+    out: &mut Vec<Record>,
+    owner: &Name,
+    d: Option<&RecordSet>,
+    ttl: u32,
+    v4: bool,
+    v6: bool,
+) {
+    let Some(d) = d else { return };
+    if v4 {
+        for ip in &d.a {
+            out.push(Record::from_rdata(owner.clone(), ttl, RData::A(A(*ip))));
+        }
+    }
+    if v6 {
+        for ip in &d.aaaa {
+            out.push(Record::from_rdata(
+                owner.clone(),
+                ttl,
+                RData::AAAA(AAAA(*ip)),
+            ));
+        }
+    }
+}
+
+/// One TXT record; strings over 255 bytes become several 255-byte character-strings.
+pub fn txt(s: &str) -> TXT {
+    let chunks: Vec<&[u8]> = if s.is_empty() {
+        vec![&[][..]]
+    } else {
+        s.as_bytes().chunks(255).collect()
+    };
+    TXT::from_bytes(chunks)
+}
+
+/// For tests: an address list as a RecordSet.
+pub fn record_set(addrs: &[IpAddr]) -> Arc<RecordSet> {
+    let mut rs = RecordSet::default();
+    for a in addrs {
+        match a {
+            IpAddr::V4(v) => rs.a.push(*v),
+            IpAddr::V6(v) => rs.aaaa.push(*v),
+        }
+    }
+    Arc::new(rs)
+}
