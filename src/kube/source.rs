@@ -19,6 +19,9 @@ pub struct Feed {
     scope: Option<Arc<str>>,
 }
 
+/// Registered scopes, and per kind the scopes that have synced it.
+type Scopes = (Vec<Arc<str>>, HashMap<ObjKind, HashSet<Arc<str>>>);
+
 #[derive(Default)]
 struct FeedInner {
     store: Mutex<Store>,
@@ -26,7 +29,7 @@ struct FeedInner {
     version: AtomicU64,
     /// Scopes created with [`Feed::scoped`], and which of them have synced each kind: a kind
     /// is synced when every scope has synced it.
-    scopes: Mutex<(Vec<Arc<str>>, HashMap<ObjKind, HashSet<Arc<str>>>)>,
+    scopes: Mutex<Scopes>,
 }
 
 impl Feed {
