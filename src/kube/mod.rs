@@ -3,6 +3,7 @@
 
 pub mod index;
 pub mod kinds;
+pub mod metrics;
 pub mod model;
 pub mod snapshot;
 pub mod source;
