@@ -4,6 +4,7 @@
 pub mod index;
 pub mod kinds;
 pub mod manifests;
+pub mod metrics;
 pub mod model;
 pub mod snapshot;
 pub mod source;

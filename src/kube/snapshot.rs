@@ -1,9 +1,16 @@
 //! The immutable lookup structure queries read (swapped in whole by the index builder).
+//!
+//! A [`Snapshot`] is built once by [`crate::kube::index`] and then only read: lookups are plain
+//! hash-map probes on `&str` keys, with no locks and no allocation.
 
+use std::collections::{HashMap, HashSet};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use crate::kube::model::Kind;
+
+/// Number of [`Kind`]s (size of the per-kind arrays).
+pub(crate) const KINDS: usize = Kind::ALL.len();
 
 /// The data of one name, de-duplicated and sorted.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -21,37 +28,104 @@ impl RecordSet {
     }
 }
 
+/// The serial of one zone and the content hash it was derived from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ZoneSerial {
+    pub(crate) serial: u32,
+    pub(crate) hash: u64,
+}
+
 /// Names → records for every kind, the empty non-terminals and the per-zone SOA serials.
 #[derive(Debug, Default)]
 pub struct Snapshot {
-    _private: (),
+    /// Per [`Kind::index`]: exact names (lower-case, no trailing dot) → records.
+    pub(crate) exact: [HashMap<String, Arc<RecordSet>>; KINDS],
+    /// Per [`Kind::index`]: `*.foo` stored under `foo`.
+    pub(crate) wild: [HashMap<String, Arc<RecordSet>>; KINDS],
+    /// Every proper ancestor of every stored name (wildcards included).
+    pub(crate) ents: HashSet<String>,
+    /// Zone (lower-case, no trailing dot) → serial and content hash.
+    pub(crate) zones: HashMap<String, ZoneSerial>,
+    pub(crate) synced: bool,
+    /// Whether this or an earlier snapshot it replaced was synced (serials switch from the
+    /// data-derived base to the clock once it is).
+    pub(crate) ever_synced: bool,
+    /// Names whose CNAME was kept over conflicting data (`Kind/name`, sorted): logged once,
+    /// when they first appear.
+    pub(crate) conflicts: Vec<String>,
 }
 
 impl Snapshot {
     /// The data for the first of `keys` found, trying every exact key in every kind of `kinds`
     /// (in that precedence order) first, then the one-label wildcards (`*.parent`) the same way.
     /// Keys are lower-case without a trailing dot.
-    pub fn lookup(&self, _kinds: &[Kind], _keys: &[&str]) -> Option<(Kind, Arc<RecordSet>)> {
-        todo!("snapshot")
+    pub fn lookup(&self, kinds: &[Kind], keys: &[&str]) -> Option<(Kind, Arc<RecordSet>)> {
+        for &kind in kinds {
+            let map = &self.exact[kind.index()];
+            if map.is_empty() {
+                continue;
+            }
+            for key in keys {
+                if let Some(rs) = map.get(*key) {
+                    return Some((kind, rs.clone()));
+                }
+            }
+        }
+        for &kind in kinds {
+            let map = &self.wild[kind.index()];
+            if map.is_empty() {
+                continue;
+            }
+            for key in keys {
+                // `a.foo` → `foo`; a single label has no parent a wildcard could cover.
+                let Some((_, parent)) = key.split_once('.') else {
+                    continue;
+                };
+                if parent.is_empty() {
+                    continue;
+                }
+                if let Some(rs) = map.get(parent) {
+                    return Some((kind, rs.clone()));
+                }
+            }
+        }
+        None
     }
 
     /// Exact lookup in one kind only (no wildcard): the apex's own Service, glue.
-    pub fn exact(&self, _kind: Kind, _key: &str) -> Option<Arc<RecordSet>> {
-        todo!("snapshot")
+    pub fn exact(&self, kind: Kind, key: &str) -> Option<Arc<RecordSet>> {
+        self.exact[kind.index()].get(key).cloned()
     }
 
     /// Whether some stored name (of any kind) lies strictly below `key` (an empty non-terminal).
-    pub fn has_descendants(&self, _key: &str) -> bool {
-        todo!("snapshot")
+    pub fn has_descendants(&self, key: &str) -> bool {
+        self.ents.contains(key)
     }
 
-    /// The SOA serial of `zone` (lower-case, absolute: `example.com.`).
-    pub fn serial(&self, _zone: &str) -> u32 {
-        todo!("snapshot")
+    /// The SOA serial of `zone` (lower-case, absolute: `example.com.`; the trailing dot is
+    /// optional). A zone the index was not built for gets 1.
+    pub fn serial(&self, zone: &str) -> u32 {
+        let z = zone.strip_suffix('.').unwrap_or(zone);
+        let found = if z.bytes().any(|b| b.is_ascii_uppercase()) {
+            self.zones.get(&z.to_ascii_lowercase())
+        } else {
+            self.zones.get(z)
+        };
+        found.map_or(1, |zs| zs.serial)
     }
 
     /// Whether every object kind the plugin needs has completed its initial sync.
     pub fn synced(&self) -> bool {
-        todo!("snapshot")
+        self.synced
+    }
+
+    /// How many names (exact plus wildcard) `kind` holds.
+    pub fn names(&self, kind: Kind) -> usize {
+        self.exact[kind.index()].len() + self.wild[kind.index()].len()
+    }
+
+    /// How many empty non-terminals (ancestors of stored names) there are.
+    pub fn ents(&self) -> usize {
+        self.ents.len()
     }
 }
