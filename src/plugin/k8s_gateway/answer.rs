@@ -78,8 +78,18 @@ pub fn answer(s: &Settings, snap: &Snapshot, req: &Request) -> Answer {
         return r.nxdomain();
     }
     let keys: &[&str] = if rel == abs { &[abs] } else { &[abs, rel] };
-    match snap.lookup(&s.kinds, keys) {
-        Some((_, data)) => r.data(qtype, Some(&data), qname),
+    // RFC 4592 §2.2.2: a wildcard does not match a name that exists, even as an empty
+    // non-terminal; such a name only has its exact data.
+    let ent = keys.iter().any(|k| snap.has_descendants(k));
+    let found = if ent {
+        s.kinds
+            .iter()
+            .find_map(|k| keys.iter().find_map(|key| snap.exact(*k, key)))
+    } else {
+        snap.lookup(&s.kinds, keys).map(|(_, d)| d)
+    };
+    match found {
+        Some(data) => r.data(qtype, Some(&data), qname),
         None => {
             if keys.iter().any(|k| snap.has_descendants(k)) {
                 // An empty non-terminal: the name exists (RFC 8020).
