@@ -1,6 +1,7 @@
 //! The cluster side: object kinds, sources (API server watchers, manifest files), the store and
 //! the index that `k8s_gateway` answers from.
 
+pub mod client;
 pub mod index;
 pub mod kinds;
 pub mod manifests;

@@ -116,7 +116,7 @@ impl Instance {
                 } => {
                     handles.push(tokio::spawn(async move {
                         let kc = kubeconfig.map(|p| (p, context));
-                        match crate::kube::watch::client(kc).await {
+                        match crate::kube::client::client(kc).await {
                             Ok(client) => crate::kube::watch::run(client, watched, filters, feed).await,
                             Err(e) => tracing::error!(target: "exdns::plugin::k8s_gateway", "cannot create the Kubernetes client: {e}"),
                         }
