@@ -1,57 +1,64 @@
 //! Small parsers shared by several directives' setups: Go-style durations (`1m30s`) and
 //! `host:port` listen addresses (`:8080`, `localhost:9153`, `[::1]:53`), with Go's error wording
-//! so messages read as CoreDNS's do.
+//! so messages read as CoreDNS's do. Every plugin parses and prints durations with these.
 
 use std::time::Duration;
 
-/// Parses a Go duration (`time.ParseDuration`): a sequence of decimal numbers, each with an
-/// optional fraction and a unit (`ns`, `us`/`µs`/`μs`, `ms`, `s`, `m`, `h`), like `300ms`,
-/// `1.5s`, `1h30m`. A bare `0` is zero. Negative durations are rejected (nothing in a Corefile
-/// takes one). Errors are worded as Go's: `time: invalid duration "abc"`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let invalid = || format!("time: invalid duration {}", go_quote(s));
-    let mut rest = s;
-    let mut negative = false;
-    if let Some(r) = rest.strip_prefix('-') {
-        negative = true;
-        rest = r;
-    } else if let Some(r) = rest.strip_prefix('+') {
-        rest = r;
+/// Go's `time.ParseDuration`, signed, in nanoseconds: a sequence of decimal numbers, each with an
+/// optional fraction and a unit (`ns`, `us`/`µs`/`μs`, `ms`, `s`, `m`, `h`), after an optional
+/// sign, like `300ms`, `-1.5h`, `2h45m`; a bare `0` is zero. The range is Go's (an `int64` of
+/// nanoseconds) and errors are worded as Go's: `time: invalid duration "abc"`,
+/// `time: missing unit in duration "5"`, `time: unknown unit "x" in duration "5x"`.
+pub fn parse_go_duration(orig: &str) -> Result<i128, String> {
+    const LIMIT: u128 = 1 << 63;
+    let invalid = || format!("time: invalid duration {}", go_quote(orig));
+    let (negative, mut s) = match orig.as_bytes().first() {
+        Some(b'-') => (true, &orig[1..]),
+        Some(b'+') => (false, &orig[1..]),
+        _ => (false, orig),
+    };
+    if s == "0" {
+        return Ok(0);
     }
-    if rest == "0" {
-        return Ok(Duration::ZERO);
-    }
-    if rest.is_empty() {
+    if s.is_empty() {
         return Err(invalid());
     }
-    // Go's limit: the largest int64 number of nanoseconds.
-    const MAX: u128 = i64::MAX as u128;
     let mut total: u128 = 0;
-    while !rest.is_empty() {
+    while !s.is_empty() {
         // The number: digits, optionally '.' and more digits; at least one digit overall.
-        let int_len = rest.bytes().take_while(u8::is_ascii_digit).count();
-        let int_part = &rest[..int_len];
-        rest = &rest[int_len..];
+        if !s.starts_with(|c: char| c == '.' || c.is_ascii_digit()) {
+            return Err(invalid());
+        }
+        let int_len = s.bytes().take_while(u8::is_ascii_digit).count();
+        let int_part = &s[..int_len];
+        s = &s[int_len..];
+        let whole: u128 = if int_part.is_empty() {
+            0
+        } else {
+            int_part.parse().map_err(|_| invalid())?
+        };
+        if whole > LIMIT {
+            return Err(invalid());
+        }
         let mut frac_part = "";
-        if let Some(r) = rest.strip_prefix('.') {
+        if let Some(r) = s.strip_prefix('.') {
             let frac_len = r.bytes().take_while(u8::is_ascii_digit).count();
             frac_part = &r[..frac_len];
-            rest = &r[frac_len..];
+            s = &r[frac_len..];
         }
         if int_part.is_empty() && frac_part.is_empty() {
             return Err(invalid());
         }
         // The unit: everything up to the next digit or '.'.
-        let unit_len = rest
-            .char_indices()
-            .find(|(_, c)| *c == '.' || c.is_ascii_digit())
-            .map(|(i, _)| i)
-            .unwrap_or(rest.len());
-        let unit = &rest[..unit_len];
-        rest = &rest[unit_len..];
-        if unit.is_empty() {
-            return Err(format!("time: missing unit in duration {}", go_quote(s)));
+        let unit_len = s
+            .bytes()
+            .take_while(|c| *c != b'.' && !c.is_ascii_digit())
+            .count();
+        if unit_len == 0 {
+            return Err(format!("time: missing unit in duration {}", go_quote(orig)));
         }
+        let (unit, rest) = s.split_at(unit_len);
+        s = rest;
         let scale: u128 = match unit {
             "ns" => 1,
             "us" | "µs" | "μs" => 1_000,
@@ -63,38 +70,52 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
                 return Err(format!(
                     "time: unknown unit {} in duration {}",
                     go_quote(unit),
-                    go_quote(s)
+                    go_quote(orig)
                 ));
             }
         };
-        let whole: u128 = if int_part.is_empty() {
-            0
-        } else {
-            int_part.parse::<u128>().map_err(|_| invalid())?
-        };
-        let mut value = whole.checked_mul(scale).ok_or_else(invalid)?;
-        if !frac_part.is_empty() {
-            // Like Go: only as many fraction digits as can matter at this scale.
-            let mut num: u128 = 0;
-            let mut den: u128 = 1;
-            for b in frac_part.bytes() {
-                if den > 1_000_000_000_000_000_000 {
-                    break;
-                }
-                num = num * 10 + u128::from(b - b'0');
-                den *= 10;
-            }
-            value += num * scale / den;
+        // Fraction digits beyond what any unit can resolve to a nanosecond are dropped.
+        let (mut num, mut den) = (0u128, 1u128);
+        for b in frac_part.bytes().take(18) {
+            num = num * 10 + u128::from(b - b'0');
+            den *= 10;
         }
-        total = total.checked_add(value).ok_or_else(invalid)?;
-        if total > MAX {
+        total += whole * scale + num * scale / den;
+        if total > LIMIT {
             return Err(invalid());
         }
     }
-    if negative && total != 0 {
+    if negative {
+        return Ok(-(total as i128));
+    }
+    if total == LIMIT {
+        return Err(invalid());
+    }
+    Ok(total as i128)
+}
+
+/// A Go duration that may not be negative (a negative zero is zero), for options where a
+/// negative value makes no sense: `negative duration "-5s" is not allowed`; other errors as
+/// [`parse_go_duration`]'s.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let ns = parse_go_duration(s)?;
+    if ns < 0 {
         return Err(format!("negative duration {} is not allowed", go_quote(s)));
     }
-    Ok(Duration::from_nanos(total as u64))
+    Ok(Duration::from_nanos(ns as u64))
+}
+
+/// A Go duration written without a minus sign: any leading `-` (but in `-0`) is refused before
+/// the text is read, as `time: negative duration "-1s" not allowed`; other errors as
+/// [`parse_go_duration`]'s.
+pub fn parse_unsigned_duration(s: &str) -> Result<Duration, String> {
+    if s.starts_with('-') && s != "-0" {
+        return Err(format!(
+            "time: negative duration {} not allowed",
+            go_quote(s)
+        ));
+    }
+    parse_duration(s)
 }
 
 /// Formats a duration the way Go prints `time.Duration` (`1m30s`, `500ms`, `0s`), for messages.
@@ -144,7 +165,7 @@ fn trim_frac(v: u128, unit: u128) -> String {
 }
 
 /// Go's `%q`/`strconv.Quote` for the plain strings Corefiles hold.
-fn go_quote(s: &str) -> String {
+pub fn go_quote(s: &str) -> String {
     format!("{s:?}")
 }
 
@@ -298,7 +319,106 @@ mod tests {
     }
 
     #[test]
+    fn durations_more_go_syntax() {
+        let ok = [
+            ("30s", Duration::from_secs(30)),
+            ("100ms", ms(100)),
+            ("2h45m10.5s", ms((2 * 3600 + 45 * 60) * 1000 + 10_500)),
+            ("+1m", Duration::from_secs(60)),
+            ("1.5h", Duration::from_secs(5400)),
+            ("2us", Duration::from_micros(2)),
+            ("0s", Duration::ZERO),
+            ("-0s", Duration::ZERO),
+        ];
+        for (s, want) in ok {
+            assert_eq!(parse_duration(s), Ok(want), "{s}");
+        }
+    }
+
+    #[test]
+    fn signed_go_durations() {
+        let ns = 1_000_000_000i128;
+        assert_eq!(parse_go_duration("0"), Ok(0));
+        assert_eq!(parse_go_duration("1s"), Ok(ns));
+        assert_eq!(parse_go_duration("-1s"), Ok(-ns));
+        assert_eq!(parse_go_duration("+1s"), Ok(ns));
+        assert_eq!(parse_go_duration("-1.5m"), Ok(-90 * ns));
+        assert_eq!(
+            parse_go_duration("+2h3m4s"),
+            Ok((2 * 3600 + 3 * 60 + 4) * ns)
+        );
+        assert_eq!(parse_go_duration(".5s"), Ok(ns / 2));
+        assert_eq!(parse_go_duration("10µs"), Ok(10_000));
+        assert_eq!(parse_go_duration("7ns"), Ok(7));
+        assert_eq!(parse_go_duration("-0"), Ok(0));
+        assert_eq!(
+            parse_go_duration("-9223372036854775808ns"),
+            Ok(-(1i128 << 63)),
+            "Go's int64 range"
+        );
+        assert_eq!(
+            parse_go_duration("").unwrap_err(),
+            r#"time: invalid duration """#
+        );
+        assert_eq!(
+            parse_go_duration(".").unwrap_err(),
+            r#"time: invalid duration ".""#
+        );
+        assert_eq!(
+            parse_go_duration("s").unwrap_err(),
+            r#"time: invalid duration "s""#
+        );
+        assert_eq!(
+            parse_go_duration("-").unwrap_err(),
+            r#"time: invalid duration "-""#
+        );
+        assert_eq!(
+            parse_go_duration("3000000h").unwrap_err(),
+            r#"time: invalid duration "3000000h""#
+        );
+        assert_eq!(
+            parse_go_duration("9223372036854775808ns").unwrap_err(),
+            r#"time: invalid duration "9223372036854775808ns""#
+        );
+        assert_eq!(
+            parse_go_duration("99999999999999999999x").unwrap_err(),
+            r#"time: invalid duration "99999999999999999999x""#,
+            "an overlong number is refused before its unit is read, as Go does"
+        );
+    }
+
+    #[test]
+    fn unsigned_durations_refuse_a_minus_sign() {
+        assert_eq!(
+            parse_unsigned_duration("1m30s"),
+            Ok(Duration::from_secs(90))
+        );
+        assert_eq!(parse_unsigned_duration("+1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_unsigned_duration("-0"), Ok(Duration::ZERO));
+        for s in ["-1s", "-0s", "-abc"] {
+            assert_eq!(
+                parse_unsigned_duration(s).unwrap_err(),
+                format!("time: negative duration {s:?} not allowed")
+            );
+        }
+        assert_eq!(
+            parse_unsigned_duration("10x").unwrap_err(),
+            r#"time: unknown unit "x" in duration "10x""#
+        );
+        assert_eq!(
+            parse_unsigned_duration("10").unwrap_err(),
+            r#"time: missing unit in duration "10""#
+        );
+    }
+
+    #[test]
     fn durations_print_as_go() {
+        assert_eq!(format_duration(Duration::from_nanos(123)), "123ns");
+        assert_eq!(format_duration(Duration::from_nanos(1500)), "1.5µs");
+        assert_eq!(format_duration(ms(100)), "100ms");
+        assert_eq!(format_duration(Duration::from_secs(30)), "30s");
+        assert_eq!(format_duration(Duration::from_secs(300)), "5m0s");
+        assert_eq!(format_duration(Duration::from_secs(3661)), "1h1m1s");
         assert_eq!(format_duration(Duration::ZERO), "0s");
         assert_eq!(format_duration(Duration::from_secs(2)), "2s");
         assert_eq!(format_duration(Duration::from_secs(90)), "1m30s");

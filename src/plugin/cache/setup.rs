@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::{Cache, Config};
 use crate::corefile::{Dispenser, ParseError};
+use crate::plugin::util::{go_quote, parse_go_duration};
 use crate::plugin::{Plugin, SetupCtx};
 
 /// Parses one `cache` directive and builds its handler (one cache shared by all the block's zones).
@@ -321,107 +322,6 @@ pub(crate) fn go_atoi(s: &str) -> Result<i64, String> {
             )),
         },
     }
-}
-
-fn go_quote(s: &str) -> String {
-    format!("{s:?}")
-}
-
-/// Go's `time.ParseDuration` (`300ms`, `-1.5h`, `2h45m`), in nanoseconds, with its error wording.
-pub(crate) fn parse_go_duration(orig: &str) -> Result<i128, String> {
-    let invalid = || format!("time: invalid duration {}", go_quote(orig));
-    let mut s = orig;
-    let mut neg = false;
-    if let Some(rest) = s.strip_prefix('-') {
-        neg = true;
-        s = rest;
-    } else if let Some(rest) = s.strip_prefix('+') {
-        s = rest;
-    }
-    if s == "0" {
-        return Ok(0);
-    }
-    if s.is_empty() {
-        return Err(invalid());
-    }
-    let mut total: i128 = 0;
-    while !s.is_empty() {
-        let b = s.as_bytes()[0];
-        if !(b == b'.' || b.is_ascii_digit()) {
-            return Err(invalid());
-        }
-        // The integer part.
-        let int_len = s.bytes().take_while(|c| c.is_ascii_digit()).count();
-        let int_part = &s[..int_len];
-        s = &s[int_len..];
-        let mut value: i128 = if int_part.is_empty() {
-            0
-        } else {
-            int_part.parse::<i128>().map_err(|_| invalid())?
-        };
-        if value > 1i128 << 63 {
-            return Err(invalid());
-        }
-        // The fraction.
-        let mut frac: i128 = 0;
-        let mut scale: i128 = 1;
-        let mut frac_len = 0;
-        if let Some(rest) = s.strip_prefix('.') {
-            s = rest;
-            frac_len = s.bytes().take_while(|c| c.is_ascii_digit()).count();
-            for c in s[..frac_len].bytes() {
-                if scale < 1_000_000_000_000_000_000 {
-                    frac = frac * 10 + (c - b'0') as i128;
-                    scale *= 10;
-                }
-            }
-            s = &s[frac_len..];
-        }
-        if int_part.is_empty() && frac_len == 0 {
-            return Err(invalid());
-        }
-        // The unit.
-        let unit_len = s
-            .char_indices()
-            .find(|(_, c)| *c == '.' || c.is_ascii_digit())
-            .map(|(i, _)| i)
-            .unwrap_or(s.len());
-        if unit_len == 0 {
-            return Err(format!("time: missing unit in duration {}", go_quote(orig)));
-        }
-        let unit = &s[..unit_len];
-        s = &s[unit_len..];
-        let mult: i128 = match unit {
-            "ns" => 1,
-            "us" | "\u{00b5}s" | "\u{03bc}s" => 1_000,
-            "ms" => 1_000_000,
-            "s" => 1_000_000_000,
-            "m" => 60_000_000_000,
-            "h" => 3_600_000_000_000,
-            _ => {
-                return Err(format!(
-                    "time: unknown unit {} in duration {}",
-                    go_quote(unit),
-                    go_quote(orig)
-                ));
-            }
-        };
-        value = value.checked_mul(mult).ok_or_else(invalid)?;
-        if frac > 0 {
-            value += frac * mult / scale;
-        }
-        total += value;
-        if total > 1i128 << 63 {
-            return Err(invalid());
-        }
-    }
-    if neg {
-        total = -total;
-    }
-    if total > i64::MAX as i128 {
-        return Err(invalid());
-    }
-    Ok(total)
 }
 
 #[cfg(test)]
@@ -745,33 +645,6 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "Corefile:2 - Error during parsing: Wrong argument count or unexpected line ending after 'success'"
-        );
-    }
-
-    #[test]
-    fn go_durations() {
-        let ns = 1_000_000_000i128;
-        assert_eq!(parse_go_duration("0"), Ok(0));
-        assert_eq!(parse_go_duration("1s"), Ok(ns));
-        assert_eq!(parse_go_duration("-1.5m"), Ok(-90 * ns));
-        assert_eq!(
-            parse_go_duration("+2h3m4s"),
-            Ok((2 * 3600 + 3 * 60 + 4) * ns)
-        );
-        assert_eq!(parse_go_duration(".5s"), Ok(ns / 2));
-        assert_eq!(parse_go_duration("10µs"), Ok(10_000));
-        assert_eq!(parse_go_duration("7ns"), Ok(7));
-        assert_eq!(
-            parse_go_duration(""),
-            Err("time: invalid duration \"\"".to_string())
-        );
-        assert_eq!(
-            parse_go_duration("."),
-            Err("time: invalid duration \".\"".to_string())
-        );
-        assert_eq!(
-            parse_go_duration("3000000h"),
-            Err("time: invalid duration \"3000000h\"".to_string())
         );
     }
 }

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
 
-use super::setup::{parse, parse_go_duration};
+use super::setup::parse;
 use super::*;
 use crate::corefile::{Directive, Key, ParseError, Scheme, ServerBlock, Token};
 use crate::plugin::{Next, Plugin, SetupCtx, StartupCtx};
@@ -243,29 +243,6 @@ fn setup_errors_are_worded_like_coredns() {
         )),
         "{msg}"
     );
-}
-
-#[test]
-fn go_durations() {
-    let ok = |s: &str| parse_go_duration(s).map(|(neg, d)| (neg, d.as_nanos()));
-    assert_eq!(ok("5s"), Some((false, 5_000_000_000)));
-    assert_eq!(ok("0"), Some((false, 0)));
-    assert_eq!(ok("0s"), Some((false, 0)));
-    assert_eq!(ok("300ms"), Some((false, 300_000_000)));
-    assert_eq!(ok("1m30s"), Some((false, 90_000_000_000)));
-    assert_eq!(ok("1.5h"), Some((false, 5_400_000_000_000)));
-    assert_eq!(ok(".5s"), Some((false, 500_000_000)));
-    assert_eq!(ok("2us"), Some((false, 2_000)));
-    assert_eq!(ok("2µs"), Some((false, 2_000)));
-    assert_eq!(ok("-1s"), Some((true, 1_000_000_000)));
-    assert_eq!(ok("+1s"), Some((false, 1_000_000_000)));
-    assert_eq!(ok("5"), None);
-    assert_eq!(ok(""), None);
-    assert_eq!(ok("s"), None);
-    assert_eq!(ok("1x"), None);
-    assert_eq!(ok("1s5"), None);
-    assert_eq!(ok("."), None);
-    assert_eq!(ok("9999999999h"), None);
 }
 
 // ---- hosts file parsing ----

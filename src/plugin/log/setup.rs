@@ -12,7 +12,7 @@ use super::{
     Format, Log, Rule,
 };
 use crate::corefile::{Dispenser, ParseError};
-use crate::plugin::errors::duration::parse_duration;
+use crate::plugin::util::parse_unsigned_duration;
 use crate::plugin::{Plugin, SetupCtx};
 
 pub fn setup(
@@ -102,7 +102,7 @@ fn finish(d: &mut Dispenser, names: Vec<String>, format: Format) -> Result<Vec<R
                 let args = d.remaining_args();
                 min_duration = match args.as_slice() {
                     [] => DEFAULT_MIN_DURATION,
-                    [a] => parse_duration(a)
+                    [a] => parse_unsigned_duration(a)
                         .map_err(|_| d.err(format!("Illegal duration found: '{a}'")))?,
                     _ => return Err(d.arg_err()),
                 };
