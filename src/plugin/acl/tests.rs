@@ -8,71 +8,17 @@ use hickory_proto::rr::{Name, RecordType};
 
 use super::setup::{normalize_zone, parse};
 use super::*;
-use crate::corefile::{Directive, Key, ParseError, Scheme, ServerBlock, Token};
+use crate::corefile::ParseError;
+use crate::plugin::test_chain::block_with;
 use crate::plugin::{Next, Plugin, SetupCtx};
 use crate::server::config::BlockConfig;
 use crate::server::request::{Outcome, Proto, Request};
 
 // ---- helpers ----
 
-/// Whitespace tokens with line numbers; `{` and `}` must stand alone (as the real lexer treats them).
-fn tokens(text: &str) -> Vec<Token> {
-    let file: Arc<str> = Arc::from("Corefile");
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        for w in line.split_whitespace() {
-            out.push(Token {
-                text: w.to_string(),
-                file: file.clone(),
-                line: i + 1,
-                quoted: false,
-            });
-        }
-    }
-    out
-}
-
-/// A server block for `zones` whose directives are the lines of `text`.
-fn block(zones: &[&str], text: &str) -> ServerBlock {
-    let mut directives: Vec<Directive> = Vec::new();
-    let mut depth = 0usize;
-    let mut last_line = 0usize;
-    for t in tokens(text) {
-        let starts = depth == 0 && (directives.is_empty() || t.line != last_line);
-        last_line = t.line;
-        if t.text == "{" {
-            depth += 1;
-        } else if t.text == "}" {
-            depth -= 1;
-        }
-        if starts {
-            directives.push(Directive {
-                name: t.text.clone(),
-                tokens: vec![t],
-            });
-        } else {
-            directives.last_mut().unwrap().tokens.push(t);
-        }
-    }
-    ServerBlock {
-        keys: zones
-            .iter()
-            .map(|z| Key {
-                scheme: Scheme::Dns,
-                zone: z.to_string(),
-                port: 53,
-                raw: z.to_string(),
-            })
-            .collect(),
-        directives,
-        file: Arc::from("Corefile"),
-        line: 1,
-    }
-}
-
 /// Runs `acl`'s setup for every directive of the block, as the server does.
 fn setup_all(zones: &[&str], text: &str) -> Result<Vec<Arc<dyn Plugin>>, ParseError> {
-    let b = block(zones, text);
+    let b = block_with(zones, text);
     let mut config = BlockConfig::default();
     let mut out = Vec::new();
     for dir in &b.directives {
@@ -89,7 +35,7 @@ fn setup_all(zones: &[&str], text: &str) -> Result<Vec<Arc<dyn Plugin>>, ParseEr
 
 /// The parsed handler for the block's first directive.
 fn parse_first(zones: &[&str], text: &str) -> Result<Option<Acl>, ParseError> {
-    let b = block(zones, text);
+    let b = block_with(zones, text);
     let mut config = BlockConfig::default();
     let ctx = SetupCtx {
         block: &b,

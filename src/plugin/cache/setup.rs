@@ -327,25 +327,7 @@ pub(crate) fn go_atoi(s: &str) -> Result<i64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::corefile::Token;
-
-    /// Tokens for `text`: whitespace-separated, `{`/`}` their own tokens, 1-based lines.
-    pub(crate) fn dispenser(text: &str) -> Dispenser {
-        let file: Arc<str> = Arc::from("Corefile");
-        let mut tokens = Vec::new();
-        for (i, line) in text.lines().enumerate() {
-            let spaced = line.replace('{', " { ").replace('}', " } ");
-            for w in spaced.split_whitespace() {
-                tokens.push(Token {
-                    text: w.to_string(),
-                    file: file.clone(),
-                    line: i + 1,
-                    quoted: false,
-                });
-            }
-        }
-        Dispenser::new(tokens)
-    }
+    use crate::plugin::test_chain::dispenser;
 
     fn block() -> Vec<String> {
         vec!["example.org.".to_string(), "example.net.".to_string()]
@@ -607,24 +589,9 @@ mod tests {
 
     #[test]
     fn setup_builds_one_handler_for_the_block() {
-        use crate::corefile::{Key, Scheme, ServerBlock};
         use crate::server::config::BlockConfig;
-        let key = |z: &str| Key {
-            scheme: Scheme::Dns,
-            zone: z.to_string(),
-            port: 53,
-            raw: z.to_string(),
-        };
-        let block = ServerBlock {
-            keys: vec![
-                key("example.org."),
-                key("example.net."),
-                key("example.org."),
-            ],
-            directives: Vec::new(),
-            file: Arc::from("Corefile"),
-            line: 1,
-        };
+        let block =
+            crate::plugin::test_chain::block(&["example.org.", "example.net.", "example.org."]);
         let mut config = BlockConfig::default();
         let mut ctx = SetupCtx {
             block: &block,

@@ -49,19 +49,10 @@ pub fn setup(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugin::util::test_support::{block, dispenser};
-    use crate::server::config::BlockConfig;
+    use crate::plugin::test_chain::config_of;
 
     fn run(text: &str) -> Result<Option<HealthConfig>, String> {
-        let b = block(&["."]);
-        let mut config = BlockConfig::default();
-        let mut ctx = SetupCtx {
-            block: &b,
-            config: &mut config,
-        };
-        let handler = setup(&mut dispenser(text), &mut ctx).map_err(|e| e.to_string())?;
-        assert!(handler.is_none(), "health adds no handler");
-        Ok(config.health)
+        Ok(config_of(setup, text)?.health)
     }
 
     fn hc(addr: &str, lameduck: Duration) -> Option<HealthConfig> {

@@ -9,70 +9,27 @@ use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
 
 use super::setup::parse;
 use super::*;
-use crate::corefile::{Directive, Key, ParseError, Scheme, ServerBlock, Token};
+use crate::corefile::ParseError;
+use crate::plugin::test_chain;
 use crate::plugin::{Next, Plugin, SetupCtx, StartupCtx};
 use crate::server::config::BlockConfig;
 use crate::server::request::{Outcome, Proto, Request};
 
 // ---- helpers ----
 
-/// Whitespace tokens with line numbers; `{` and `}` must stand alone.
-fn tokens(text: &str) -> Vec<Token> {
-    let file: Arc<str> = Arc::from("Corefile");
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        for w in line.split_whitespace() {
-            out.push(Token {
-                text: w.to_string(),
-                file: file.clone(),
-                line: i + 1,
-                quoted: false,
-            });
-        }
-    }
-    out
-}
-
-fn block(zones: &[&str], text: &str) -> ServerBlock {
-    let toks = tokens(text);
-    ServerBlock {
-        keys: zones
-            .iter()
-            .map(|z| Key {
-                scheme: Scheme::Dns,
-                zone: z.to_string(),
-                port: 53,
-                raw: z.to_string(),
-            })
-            .collect(),
-        directives: vec![Directive {
-            name: toks[0].text.clone(),
-            tokens: toks,
-        }],
-        file: Arc::from("Corefile"),
-        line: 1,
-    }
-}
-
 fn parse_in(zones: &[&str], text: &str) -> Result<Hosts, ParseError> {
-    let b = block(zones, text);
+    let b = test_chain::block(zones);
     let mut config = BlockConfig::default();
     let ctx = SetupCtx {
         block: &b,
         config: &mut config,
     };
-    parse(&mut b.directives[0].dispenser(), &ctx)
+    parse(&mut test_chain::dispenser(text), &ctx)
 }
 
 /// Runs the real setup (which loads the file) and returns the handler.
 fn setup_in(zones: &[&str], text: &str) -> Arc<dyn Plugin> {
-    let b = block(zones, text);
-    let mut config = BlockConfig::default();
-    let mut ctx = SetupCtx {
-        block: &b,
-        config: &mut config,
-    };
-    setup(&mut b.directives[0].dispenser(), &mut ctx)
+    test_chain::setup_in(setup, text, zones)
         .unwrap()
         .expect("a handler")
 }

@@ -8,7 +8,7 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use super::*;
 use crate::metrics::gather_text;
-use crate::plugin::util::test_support::{block, dispenser};
+use crate::plugin::test_chain::setup_into;
 use crate::server::config::BlockConfig;
 use crate::server::request::Proto;
 
@@ -259,20 +259,13 @@ fn plugins_enabled_gauge() {
 }
 
 fn setup_run(text: &str) -> Result<(Option<String>, bool), String> {
-    let b = block(&["example.org."]);
     let mut config = BlockConfig::default();
-    let mut ctx = SetupCtx {
-        block: &b,
-        config: &mut config,
-    };
-    let h = setup(&mut dispenser(text), &mut ctx).map_err(|e| e.to_string())?;
+    let h = setup_into(setup, text, &["example.org."], &mut config).map_err(|e| e.to_string())?;
     Ok((
         config.prometheus,
         h.is_some_and(|h| h.name() == "prometheus"),
     ))
 }
-
-use crate::plugin::SetupCtx;
 
 #[test]
 fn setup_records_address_and_adds_handler() {

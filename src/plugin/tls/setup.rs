@@ -58,7 +58,7 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
-    use crate::plugin::util::test_support::{block, dispenser};
+    use crate::plugin::test_chain::config_of;
     use crate::server::config::BlockConfig;
 
     // Fixed test-only keys made with openssl, for the PKCS#1 RSA and SEC1 EC encodings rcgen
@@ -124,15 +124,7 @@ mod tests {
     }
 
     fn run(text: &str) -> Result<BlockConfig, String> {
-        let b = block(&["."]);
-        let mut config = BlockConfig::default();
-        let mut ctx = SetupCtx {
-            block: &b,
-            config: &mut config,
-        };
-        let handler = setup(&mut dispenser(text), &mut ctx).map_err(|e| e.to_string())?;
-        assert!(handler.is_none(), "tls adds no handler");
-        Ok(config)
+        config_of(setup, text)
     }
 
     fn p(path: &Path) -> String {
