@@ -23,6 +23,7 @@ pub mod hosts;
 pub mod loadbalance;
 pub mod log;
 pub mod loop_detect;
+pub mod names;
 pub mod prometheus;
 pub mod ready;
 pub mod reload;

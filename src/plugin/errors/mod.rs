@@ -27,7 +27,7 @@ use regex::Regex;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use crate::plugin::log::names::{rcode_name, type_name};
+use crate::plugin::names::{rcode_name, type_name};
 use crate::plugin::util::format_duration;
 use crate::plugin::{Next, Plugin, StartupCtx};
 use crate::server::request::{Outcome, Request};

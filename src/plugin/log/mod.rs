@@ -5,7 +5,6 @@
 //! the query path (no I/O); writing it is the subscriber's job (non-blocking in exdns).
 
 mod format;
-pub mod names;
 mod setup;
 #[cfg(test)]
 mod tests;

@@ -236,6 +236,32 @@ fn labels_as_coredns() {
     assert_eq!(qtype_label(RecordType::ANY), "ANY");
     assert_eq!(qtype_label(RecordType::CAA), "other");
     assert_eq!(qtype_label(RecordType::HINFO), "other");
+    assert_eq!(qtype_label(RecordType::Unknown(65280)), "other");
+    use RecordType as T;
+    let monitored = [
+        (T::A, "A"),
+        (T::AAAA, "AAAA"),
+        (T::CNAME, "CNAME"),
+        (T::DNSKEY, "DNSKEY"),
+        (T::DS, "DS"),
+        (T::MX, "MX"),
+        (T::NSEC3, "NSEC3"),
+        (T::NSEC, "NSEC"),
+        (T::NS, "NS"),
+        (T::PTR, "PTR"),
+        (T::RRSIG, "RRSIG"),
+        (T::SOA, "SOA"),
+        (T::SRV, "SRV"),
+        (T::TXT, "TXT"),
+        (T::HTTPS, "HTTPS"),
+        (T::IXFR, "IXFR"),
+        (T::AXFR, "AXFR"),
+        (T::ANY, "ANY"),
+    ];
+    for (t, name) in monitored {
+        assert_eq!(qtype_label(t), name);
+    }
+    assert_eq!(rcode_label(ResponseCode::Unknown(11)), "DSOTYPENI");
     assert_eq!(rcode_label(ResponseCode::NoError), "NOERROR");
     assert_eq!(rcode_label(ResponseCode::NXDomain), "NXDOMAIN");
     assert_eq!(rcode_label(ResponseCode::NotImp), "NOTIMP");
