@@ -32,6 +32,7 @@ pub(crate) mod test_chain;
 pub mod tls;
 pub mod util;
 pub mod whoami;
+pub mod zones;
 
 /// A handler in the chain.
 #[async_trait]

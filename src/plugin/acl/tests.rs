@@ -6,7 +6,7 @@ use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode}
 use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
 use hickory_proto::rr::{Name, RecordType};
 
-use super::setup::{normalize_zone, parse};
+use super::setup::parse;
 use super::*;
 use crate::corefile::ParseError;
 use crate::plugin::test_chain::block_with;
@@ -234,35 +234,6 @@ fn setup_errors_are_worded_like_coredns() {
 }
 
 #[test]
-fn normalize_zone_handles_names_ports_and_cidrs() {
-    assert_eq!(normalize_zone("Example.ORG").unwrap(), vec!["example.org."]);
-    assert_eq!(normalize_zone(".").unwrap(), vec!["."]);
-    assert_eq!(
-        normalize_zone("dns://example.org:1053").unwrap(),
-        vec!["example.org."]
-    );
-    assert_eq!(
-        normalize_zone("10.0.0.9/8").unwrap(),
-        vec!["10.in-addr.arpa."]
-    );
-    assert_eq!(
-        normalize_zone("192.168.0.0/23").unwrap(),
-        vec!["0.168.192.in-addr.arpa.", "1.168.192.in-addr.arpa."]
-    );
-    assert_eq!(normalize_zone("0.0.0.0/0").unwrap(), vec!["in-addr.arpa."]);
-    assert_eq!(
-        normalize_zone("2001:db8::/32").unwrap(),
-        vec!["8.b.d.0.1.0.0.2.ip6.arpa."]
-    );
-    assert_eq!(
-        normalize_zone("2001:db8::/31").unwrap(),
-        vec!["8.b.d.0.1.0.0.2.ip6.arpa.", "9.b.d.0.1.0.0.2.ip6.arpa."]
-    );
-    assert!(normalize_zone("").is_err());
-    assert!(normalize_zone("10.0.0.0/33").is_err());
-}
-
-#[test]
 fn ip_set_lookups() {
     let set = IpSet::from_nets(&[
         "10.0.0.0/8".parse().unwrap(),
@@ -290,20 +261,6 @@ fn ip_set_lookups() {
     assert!(!has("fe80::1"));
     assert!(IpSet::any().contains("::".parse().unwrap()));
     assert!(IpSet::any().contains("255.255.255.255".parse().unwrap()));
-}
-
-#[test]
-fn zone_matching_is_label_aligned_and_longest() {
-    let zones = vec!["example.org.".to_string(), "a.example.org.".to_string()];
-    assert_eq!(match_zone(&zones, "example.org."), Some("example.org."));
-    assert_eq!(
-        match_zone(&zones, "x.a.example.org."),
-        Some("a.example.org.")
-    );
-    assert_eq!(match_zone(&zones, "ba.example.org."), Some("example.org."));
-    assert_eq!(match_zone(&zones, "badexample.org."), None);
-    assert_eq!(match_zone(&zones, "org."), None);
-    assert_eq!(match_zone(&[".".to_string()], "anything."), Some("."));
 }
 
 // ---- serving ----

@@ -27,6 +27,7 @@ use hickory_proto::rr::RecordType;
 use moka::notification::RemovalCause;
 use moka::policy::EvictionPolicy;
 
+use crate::plugin::zones::in_zone;
 use crate::plugin::{Next, Plugin};
 use crate::server::request::{Outcome, Proto, Request};
 use item::{Item, Key, Kind, RefreshGuard, RespType};
@@ -209,16 +210,6 @@ enum Mode {
     /// A background refresh: only the cache is updated; failures (SERVFAIL) are not stored so
     /// that the entry being refreshed keeps answering.
     Refresh,
-}
-
-/// Whether `lower` (lower-case, absolute) is `zone` or below it.
-fn in_zone(lower: &str, zone: &str) -> bool {
-    if zone == "." {
-        return true;
-    }
-    lower.len() >= zone.len()
-        && lower.ends_with(zone)
-        && (lower.len() == zone.len() || lower.as_bytes()[lower.len() - zone.len() - 1] == b'.')
 }
 
 fn in_any_zone(lower: &str, zones: &[String]) -> bool {

@@ -200,7 +200,10 @@ fn nanos_to_duration(n: i128) -> Duration {
 }
 
 /// The zones a directive applies to: its arguments, else the server block's zones. Arguments that
-/// do not normalise are skipped, as CoreDNS's `OriginsFromArgsOrServerBlock` does.
+/// do not normalise are skipped, as CoreDNS's `OriginsFromArgsOrServerBlock` does. (The shared
+/// [`crate::plugin::zones::origins_from_args`] that acl and hosts use refuses them instead, and
+/// normalises differently in places: any `scheme://`, names checked, no duplicates; cache keeps
+/// CoreDNS's lenient reading.)
 fn origins(args: &[String], block_zones: &[String]) -> Vec<String> {
     if args.is_empty() {
         return block_zones.to_vec();
@@ -234,7 +237,7 @@ pub(crate) fn normalize_host(s: &str) -> Vec<String> {
             _ => s,
         };
         return match cidr.parse::<ipnet::IpNet>() {
-            Ok(net) => reverse_zones(&net),
+            Ok(net) => crate::corefile::reverse_zones(net.trunc()),
             Err(_) => Vec::new(),
         };
     }
@@ -251,59 +254,6 @@ pub(crate) fn normalize_host(s: &str) -> Vec<String> {
         return vec![".".to_string()];
     }
     vec![normalize_name(host)]
-}
-
-/// The reverse zones (`in-addr.arpa.` / `ip6.arpa.`) covering `net`, split on label boundaries
-/// (octets for IPv4, nibbles for IPv6).
-fn reverse_zones(net: &ipnet::IpNet) -> Vec<String> {
-    match net {
-        ipnet::IpNet::V4(n) => {
-            let prefix = n.prefix_len() as u32;
-            let labels = prefix.div_ceil(8);
-            let bits = labels * 8;
-            let base = u32::from(n.network());
-            let count = 1u64 << (bits - prefix);
-            (0..count)
-                .map(|i| {
-                    let addr = if bits == 0 {
-                        0
-                    } else {
-                        base | ((i as u32) << (32 - bits))
-                    };
-                    let octets = addr.to_be_bytes();
-                    let mut z = String::new();
-                    for o in octets[..labels as usize].iter().rev() {
-                        z.push_str(&format!("{o}."));
-                    }
-                    z.push_str("in-addr.arpa.");
-                    z
-                })
-                .collect()
-        }
-        ipnet::IpNet::V6(n) => {
-            let prefix = n.prefix_len() as u32;
-            let labels = prefix.div_ceil(4);
-            let bits = labels * 4;
-            let base = u128::from(n.network());
-            let count = 1u64 << (bits - prefix);
-            (0..count)
-                .map(|i| {
-                    let addr = if bits == 0 {
-                        0
-                    } else {
-                        base | ((i as u128) << (128 - bits))
-                    };
-                    let mut z = String::new();
-                    for k in (0..labels).rev() {
-                        let nib = (addr >> (124 - 4 * k)) & 0xf;
-                        z.push_str(&format!("{nib:x}."));
-                    }
-                    z.push_str("ip6.arpa.");
-                    z
-                })
-                .collect()
-        }
-    }
 }
 
 /// Go's `strconv.Atoi`, with its error wording.

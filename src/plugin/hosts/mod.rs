@@ -29,7 +29,7 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 use prometheus::Gauge;
 
 use crate::metrics;
-use crate::plugin::acl::match_zone;
+use crate::plugin::zones::match_zone;
 use crate::plugin::{Next, Plugin, StartupCtx};
 use crate::server::request::{Outcome, Request};
 

@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use super::{DEFAULT_PATH, DEFAULT_RELOAD, DEFAULT_TTL, Hosts, HostsData, HostsMap};
 use crate::corefile::{Dispenser, ParseError};
-use crate::plugin::acl::origins_from_args;
 use crate::plugin::util::parse_go_duration;
+use crate::plugin::zones::origins_from_args;
 use crate::plugin::{Plugin, SetupCtx};
 
 pub fn setup(

@@ -18,6 +18,7 @@ use async_trait::async_trait;
 use hickory_proto::op::{Message, OpCode, ResponseCode};
 use hickory_proto::rr::RecordType;
 
+use crate::plugin::zones::in_zone;
 use crate::plugin::{Next, Plugin};
 use crate::server::request::{Outcome, Request};
 
@@ -126,16 +127,6 @@ impl Rule {
         }
         !self.min_duration.is_zero() && took > self.min_duration
     }
-}
-
-/// Whether `name` is `zone` or below it (both lower-case and absolute).
-pub fn in_zone(name: &str, zone: &str) -> bool {
-    if zone == "." || name == zone {
-        return true;
-    }
-    name.len() > zone.len()
-        && name.ends_with(zone)
-        && name.as_bytes()[name.len() - zone.len() - 1] == b'.'
 }
 
 /// The `log` handler: the first rule whose name covers the query applies.

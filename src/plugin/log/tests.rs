@@ -497,12 +497,3 @@ async fn merged_rules_first_match_wins() {
         ]
     );
 }
-
-#[test]
-fn zone_matching() {
-    assert!(in_zone("a.b.", "."));
-    assert!(in_zone("b.", "b."));
-    assert!(in_zone("a.b.", "b."));
-    assert!(!in_zone("ab.", "b."));
-    assert!(!in_zone("b.", "a.b."));
-}

@@ -22,7 +22,7 @@ use hickory_proto::rr::{Name, RecordType};
 use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
 
-use crate::plugin::log::in_zone;
+use crate::plugin::zones::in_zone;
 use crate::plugin::{Next, Plugin, StartupCtx};
 use crate::server::request::{Outcome, Request};
 
