@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use crate::corefile::{Dispenser, ParseError};
+
 /// Go's `time.ParseDuration`, signed, in nanoseconds: a sequence of decimal numbers, each with an
 /// optional fraction and a unit (`ns`, `us`/`µs`/`μs`, `ms`, `s`, `m`, `h`), after an optional
 /// sign, like `300ms`, `-1.5h`, `2h45m`; a bare `0` is zero. The range is Go's (an `int64` of
@@ -221,6 +223,21 @@ pub fn check_listen_addr(addr: &str) -> Result<(), String> {
             go_quote(port)
         )
     })
+}
+
+/// The optional `[ADDR]` argument of an HTTP endpoint directive (`health`, `ready`,
+/// `prometheus`), read from the rest of the directive's line: `default` when there is none, else
+/// the address checked by [`check_listen_addr`]; more than one is an argument-count error.
+pub fn listen_addr_arg(d: &mut Dispenser, default: &str) -> Result<String, ParseError> {
+    let args = d.remaining_args();
+    match args.as_slice() {
+        [] => Ok(default.to_string()),
+        [addr] => {
+            check_listen_addr(addr).map_err(|e| d.err(e))?;
+            Ok(addr.clone())
+        }
+        _ => Err(d.arg_err()),
+    }
 }
 
 /// A decimal port number 0..=65535.
