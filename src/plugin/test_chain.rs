@@ -192,6 +192,20 @@ impl Plugin for Fixed {
     }
 }
 
+/// The end of a chain a query was passed on to: answers `req.reply()` tagged `next`, so a test
+/// can tell "passed on" (`out.plugin() == "next"`) from "answered".
+pub struct NextMarker;
+
+#[async_trait]
+impl Plugin for NextMarker {
+    fn name(&self) -> &'static str {
+        "next"
+    }
+    async fn serve(&self, req: &Request, _next: Next<'_>) -> Outcome {
+        Outcome::reply(req.reply(), "next")
+    }
+}
+
 /// Serves `req` through `plugin` followed by `rest`.
 pub async fn serve(plugin: &dyn Plugin, req: &Request, rest: &[Arc<dyn Plugin>]) -> Outcome {
     plugin.serve(req, Next::new(rest)).await

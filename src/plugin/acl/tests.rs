@@ -1,7 +1,6 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
 use hickory_proto::rr::{Name, RecordType};
@@ -9,7 +8,7 @@ use hickory_proto::rr::{Name, RecordType};
 use super::setup::parse;
 use super::*;
 use crate::corefile::ParseError;
-use crate::plugin::test_chain::block_with;
+use crate::plugin::test_chain::{NextMarker, block_with};
 use crate::plugin::{Next, Plugin, SetupCtx};
 use crate::server::config::BlockConfig;
 use crate::server::request::{Outcome, Proto, Request};
@@ -72,19 +71,6 @@ fn query(name: &str, qtype: RecordType, src: &str, edns: bool) -> Request {
     r.server = Arc::from("dns://:53");
     r.zone = Arc::from("example.org.");
     r
-}
-
-/// The rest of the chain: answers with an empty NOERROR reply tagged `next`.
-struct NextMarker;
-
-#[async_trait]
-impl Plugin for NextMarker {
-    fn name(&self) -> &'static str {
-        "next"
-    }
-    async fn serve(&self, req: &Request, _next: Next<'_>) -> Outcome {
-        Outcome::reply(req.reply(), "next")
-    }
 }
 
 /// Serves `req` through `chain` followed by the marker.

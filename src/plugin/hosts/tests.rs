@@ -3,15 +3,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
 
 use super::setup::parse;
 use super::*;
 use crate::corefile::ParseError;
-use crate::plugin::test_chain;
-use crate::plugin::{Next, Plugin, SetupCtx, StartupCtx};
+use crate::plugin::test_chain::{self, NextMarker};
+use crate::plugin::{Plugin, SetupCtx, StartupCtx};
 use crate::server::config::BlockConfig;
 use crate::server::request::{Outcome, Proto, Request};
 
@@ -58,21 +57,8 @@ fn query(name: &str, qtype: RecordType) -> Request {
     r
 }
 
-struct NextMarker;
-
-#[async_trait]
-impl Plugin for NextMarker {
-    fn name(&self) -> &'static str {
-        "next"
-    }
-    async fn serve(&self, req: &Request, _next: Next<'_>) -> Outcome {
-        Outcome::reply(req.reply(), "next")
-    }
-}
-
 async fn run(p: &Arc<dyn Plugin>, req: &Request) -> Outcome {
-    let rest: Vec<Arc<dyn Plugin>> = vec![Arc::new(NextMarker)];
-    p.serve(req, Next::new(&rest)).await
+    test_chain::serve(&**p, req, &[Arc::new(NextMarker)]).await
 }
 
 fn write(path: &Path, text: &str) {

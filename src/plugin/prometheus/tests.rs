@@ -1,29 +1,14 @@
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::{A, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use super::*;
 use crate::metrics::gather_text;
-use crate::plugin::test_chain::setup_into;
+use crate::plugin::test_chain::{self, Fixed, request_from, setup_into};
 use crate::server::config::BlockConfig;
 use crate::server::request::Proto;
-
-/// A chain end that returns a fixed outcome.
-struct Fixed(Outcome);
-
-#[async_trait]
-impl Plugin for Fixed {
-    fn name(&self) -> &'static str {
-        "fixed"
-    }
-    async fn serve(&self, _req: &Request, _next: Next<'_>) -> Outcome {
-        self.0.clone()
-    }
-}
 
 fn query(name: &str, qtype: RecordType, edns: Option<Edns>) -> Message {
     let mut m = Message::new(4711, MessageType::Query, OpCode::Query);
@@ -34,14 +19,7 @@ fn query(name: &str, qtype: RecordType, edns: Option<Edns>) -> Message {
 }
 
 fn request(server: &str, msg: Message, src: &str, proto: Proto) -> Request {
-    let size = msg.to_vec().unwrap().len();
-    let src: SocketAddr = src.parse().unwrap();
-    let local: SocketAddr = if src.is_ipv4() {
-        "127.0.0.1:53".parse().unwrap()
-    } else {
-        "[::1]:53".parse().unwrap()
-    };
-    let mut r = Request::new(msg, src, local, proto, size);
+    let mut r = request_from(msg, src, proto);
     r.server = Arc::from(server);
     r.zone = Arc::from("example.org.");
     r
@@ -49,8 +27,8 @@ fn request(server: &str, msg: Message, src: &str, proto: Proto) -> Request {
 
 /// Runs `req` through prometheus followed by a plugin returning `out`.
 async fn run(req: &Request, out: Outcome) -> Outcome {
-    let chain: Vec<Arc<dyn Plugin>> = vec![Arc::new(Prometheus), Arc::new(Fixed(out))];
-    Next::new(&chain).serve(req).await
+    let rest: Vec<Arc<dyn Plugin>> = vec![Fixed::new(move |_| out.clone())];
+    test_chain::serve(&Prometheus, req, &rest).await
 }
 
 fn answer(req: &Request) -> Message {
