@@ -2,7 +2,10 @@
 //! `host:port` listen addresses (`:8080`, `localhost:9153`, `[::1]:53`), with Go's error wording
 //! so messages read as CoreDNS's do. Every plugin parses and prints durations with these.
 
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
+
+use tokio::task::JoinHandle;
 
 use crate::corefile::{Dispenser, ParseError};
 
@@ -246,6 +249,36 @@ pub fn parse_port(port: &str) -> Option<u16> {
         return None;
     }
     port.parse().ok()
+}
+
+/// The one background task of a plugin (hosts' reload loop, loop's probe): starting a new one
+/// aborts the one before, `stop` (on shutdown) aborts it. Dropping the slot leaves the task be.
+#[derive(Debug, Default)]
+pub struct TaskSlot(Mutex<Option<JoinHandle<()>>>);
+
+impl TaskSlot {
+    fn lock(&self) -> MutexGuard<'_, Option<JoinHandle<()>>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Holds `task`, aborting the task held before.
+    pub fn set(&self, task: JoinHandle<()>) {
+        if let Some(old) = self.lock().replace(task) {
+            old.abort();
+        }
+    }
+
+    /// Aborts the task held, if any.
+    pub fn stop(&self) {
+        if let Some(task) = self.lock().take() {
+            task.abort();
+        }
+    }
+
+    /// Whether a task is held (started and not stopped).
+    pub fn is_set(&self) -> bool {
+        self.lock().is_some()
+    }
 }
 
 /// An I/O error as Go prints it: the OS message without Rust's ` (os error N)` suffix, starting

@@ -29,6 +29,7 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 use prometheus::Gauge;
 
 use crate::metrics;
+use crate::plugin::util::TaskSlot;
 use crate::plugin::zones::match_zone;
 use crate::plugin::{Next, Plugin, StartupCtx};
 use crate::server::request::{Outcome, Request};
@@ -210,7 +211,7 @@ pub struct Hosts {
     /// Zero: no periodic reload.
     reload: Duration,
     data: Arc<HostsData>,
-    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    task: TaskSlot,
 }
 
 /// What the data says about a query.
@@ -234,7 +235,7 @@ impl Hosts {
             ttl,
             reload,
             data,
-            task: Mutex::new(None),
+            task: TaskSlot::default(),
         }
     }
 
@@ -305,17 +306,11 @@ impl Hosts {
         }
         Lookup::Answer(answers)
     }
-
-    fn stop_task(&self) {
-        if let Some(task) = self.task.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            task.abort();
-        }
-    }
 }
 
 impl Drop for Hosts {
     fn drop(&mut self) {
-        self.stop_task();
+        self.task.stop();
     }
 }
 
@@ -394,19 +389,12 @@ impl Plugin for Hosts {
                 let _ = tokio::task::spawn_blocking(move || data.reload_if_changed()).await;
             }
         });
-        if let Some(old) = self
-            .task
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .replace(task)
-        {
-            old.abort();
-        }
+        self.task.set(task);
         Ok(())
     }
 
     fn on_shutdown(&self) {
-        self.stop_task();
+        self.task.stop();
     }
 }
 
