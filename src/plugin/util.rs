@@ -5,9 +5,11 @@
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+use hickory_proto::rr::Name;
 use tokio::task::JoinHandle;
 
 use crate::corefile::{Dispenser, ParseError};
+use crate::server::request::Request;
 
 /// Go's `time.ParseDuration`, signed, in nanoseconds: a sequence of decimal numbers, each with an
 /// optional fraction and a unit (`ns`, `us`/`µs`/`μs`, `ms`, `s`, `m`, `h`), after an optional
@@ -249,6 +251,16 @@ pub fn parse_port(port: &str) -> Option<u16> {
         return None;
     }
     port.parse().ok()
+}
+
+/// The query name as the client spelled it (case kept), the root for a message without a
+/// question; for owner names of synthesized answers.
+pub fn qname_as_sent(req: &Request) -> Name {
+    req.msg
+        .queries
+        .first()
+        .map(|q| q.name().clone())
+        .unwrap_or_else(Name::root)
 }
 
 /// The one background task of a plugin (hosts' reload loop, loop's probe): starting a new one
