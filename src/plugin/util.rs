@@ -8,7 +8,7 @@ use std::time::Duration;
 use hickory_proto::rr::Name;
 use tokio::task::JoinHandle;
 
-use crate::corefile::{Dispenser, ParseError};
+use crate::corefile::{Directive, Dispenser, ParseError, ServerBlock};
 use crate::server::request::Request;
 
 /// Go's `time.ParseDuration`, signed, in nanoseconds: a sequence of decimal numbers, each with an
@@ -251,6 +251,36 @@ pub fn parse_port(port: &str) -> Option<u16> {
         return None;
     }
     port.parse().ok()
+}
+
+/// Where the occurrence a setup is called for stands among its directive's occurrences in the
+/// server block, for directives whose occurrences make one handler (acl, log): the first builds
+/// it from all of them, later ones add none.
+#[derive(Debug)]
+pub enum Occurrence<'a> {
+    /// The dispenser is not one of the block's directives (a hand-made one): it stands alone.
+    Alone,
+    /// The block's first occurrence; all occurrences of the directive, in file order.
+    First(Vec<&'a Directive>),
+    /// A later occurrence, already part of the first one's handler.
+    Later,
+}
+
+/// Which [`Occurrence`] of directive `name` in `block` the dispenser `d` (not yet advanced) is.
+/// An occurrence is recognised by its name token (text, file, line). The same snippet imported
+/// twice into one block yields identical tokens: each copy then counts as the first.
+pub fn occurrence<'a>(d: &Dispenser, block: &'a ServerBlock, name: &str) -> Occurrence<'a> {
+    let mut probe = d.clone();
+    probe.next();
+    let Some(mine) = probe.token() else {
+        return Occurrence::Alone;
+    };
+    let all: Vec<&Directive> = block.directives.iter().filter(|x| x.name == name).collect();
+    match all.iter().position(|x| x.tokens.first() == Some(mine)) {
+        None => Occurrence::Alone,
+        Some(0) => Occurrence::First(all),
+        Some(_) => Occurrence::Later,
+    }
 }
 
 /// The query name as the client spelled it (case kept), the root for a message without a
@@ -521,6 +551,31 @@ mod tests {
             split_host_port("a]:53").unwrap_err(),
             "address a]:53: unexpected ']' in address"
         );
+    }
+
+    #[test]
+    fn occurrences_of_a_directive() {
+        use crate::plugin::test_chain::{block_with, dispenser};
+        let b = block_with(&["."], "log a\nwhoami\nlog b {\n}\nlog c");
+        let logs: Vec<_> = b.directives.iter().filter(|x| x.name == "log").collect();
+        match occurrence(&logs[0].dispenser(), &b, "log") {
+            Occurrence::First(all) => assert_eq!(all.len(), 3),
+            other => panic!("{other:?}"),
+        }
+        for later in &logs[1..] {
+            assert!(matches!(
+                occurrence(&later.dispenser(), &b, "log"),
+                Occurrence::Later
+            ));
+        }
+        assert!(matches!(
+            occurrence(&dispenser("\n\n\n\n\nlog e"), &b, "log"),
+            Occurrence::Alone
+        ));
+        assert!(matches!(
+            occurrence(&b.directives[1].dispenser(), &b, "whoami"),
+            Occurrence::First(_)
+        ));
     }
 
     #[test]

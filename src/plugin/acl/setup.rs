@@ -17,6 +17,7 @@ use ipnet::IpNet;
 
 use super::{Acl, Action, IpSet, Policy, Rule};
 use crate::corefile::{Dispenser, ParseError};
+use crate::plugin::util::{Occurrence, occurrence};
 use crate::plugin::zones::origins_from_args;
 use crate::plugin::{Plugin, SetupCtx};
 
@@ -31,38 +32,17 @@ pub fn setup(
 /// of the block are gathered into the returned handler; later occurrences return `None`.
 pub(crate) fn parse(d: &mut Dispenser, ctx: &SetupCtx<'_>) -> Result<Option<Acl>, ParseError> {
     let block_zones = ctx.zones();
-    let mine = {
-        let mut probe = d.clone();
-        probe.next();
-        probe.token().cloned()
-    };
-    let occurrences: Vec<_> = ctx
-        .block
-        .directives
-        .iter()
-        .filter(|dir| dir.name == "acl")
-        .collect();
-    // An occurrence is recognised by its name token (text, file, line). The same snippet imported
-    // twice into one block yields identical tokens: each copy then builds the full handler, which
-    // decides exactly as one would (only the allowed counter counts such a query twice).
-    let position = mine.as_ref().and_then(|t| {
-        occurrences
-            .iter()
-            .position(|dir| dir.tokens.first() == Some(t))
-    });
-
+    // The same snippet imported twice into one block makes each copy build the full handler,
+    // which decides exactly as one would (only the allowed counter counts such a query twice).
     let mut rules = Vec::new();
-    match position {
-        // Not one of the block's directives (a hand-made dispenser): this occurrence alone.
-        None => rules.push(parse_rule(d, &block_zones)?),
-        Some(0) => {
-            for dir in &occurrences {
-                let mut od = dir.dispenser();
-                rules.push(parse_rule(&mut od, &block_zones)?);
+    match occurrence(d, ctx.block, "acl") {
+        Occurrence::Alone => rules.push(parse_rule(d, &block_zones)?),
+        Occurrence::First(all) => {
+            for dir in all {
+                rules.push(parse_rule(&mut dir.dispenser(), &block_zones)?);
             }
         }
-        // Already part of the handler built for the first occurrence.
-        Some(_) => return Ok(None),
+        Occurrence::Later => return Ok(None),
     }
     LazyLock::force(&super::BLOCKED);
     LazyLock::force(&super::FILTERED);

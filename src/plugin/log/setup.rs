@@ -12,35 +12,23 @@ use super::{
     Format, Log, Rule,
 };
 use crate::corefile::{Dispenser, ParseError};
-use crate::plugin::util::parse_unsigned_duration;
+use crate::plugin::util::{Occurrence, occurrence, parse_unsigned_duration};
 use crate::plugin::{Plugin, SetupCtx};
 
 pub fn setup(
     d: &mut Dispenser,
     ctx: &mut SetupCtx<'_>,
 ) -> Result<Option<Arc<dyn Plugin>>, ParseError> {
-    let here = {
-        let mut probe = d.clone();
-        probe.next();
-        probe.token().cloned()
-    };
+    let place = occurrence(d, ctx.block, "log");
     let mut rules = parse(d)?;
-    let lines: Vec<_> = ctx
-        .block
-        .directives
-        .iter()
-        .filter(|x| x.name == "log")
-        .collect();
-    if lines.len() > 1 {
-        // Is this occurrence the block's first `log` line?
-        let mut first = lines[0].dispenser();
-        first.next();
-        if first.token() != here.as_ref() {
-            return Ok(None);
+    match place {
+        Occurrence::Alone => {}
+        Occurrence::First(lines) => {
+            for other in &lines[1..] {
+                rules.extend(parse(&mut other.dispenser())?);
+            }
         }
-        for other in &lines[1..] {
-            rules.extend(parse(&mut other.dispenser())?);
-        }
+        Occurrence::Later => return Ok(None),
     }
     Ok(Some(Arc::new(Log { rules })))
 }
