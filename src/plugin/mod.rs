@@ -27,6 +27,7 @@ pub mod names;
 pub mod prometheus;
 pub mod ready;
 pub mod reload;
+pub mod response;
 #[cfg(test)]
 pub(crate) mod test_chain;
 pub mod tls;

@@ -27,10 +27,11 @@ use hickory_proto::rr::RecordType;
 use moka::notification::RemovalCause;
 use moka::policy::EvictionPolicy;
 
+use crate::plugin::response::{RespType, typify};
 use crate::plugin::zones::in_zone;
 use crate::plugin::{Next, Plugin};
 use crate::server::request::{Outcome, Proto, Request};
-use item::{Item, Key, Kind, RefreshGuard, RespType};
+use item::{Item, Key, Kind, RefreshGuard};
 
 pub use setup::setup;
 
@@ -298,7 +299,7 @@ impl Inner {
             } => (req.reply_code(ResponseCode::ServFail), plugin, true),
             other => return other,
         };
-        let t = item::typify(&msg);
+        let t = typify(&msg);
         let cfg = &self.cfg;
         let duration = match t {
             RespType::NameError | RespType::NoData => {

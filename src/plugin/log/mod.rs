@@ -15,9 +15,9 @@ pub use setup::setup;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use hickory_proto::op::{Message, OpCode, ResponseCode};
-use hickory_proto::rr::RecordType;
+use hickory_proto::op::Message;
 
+use crate::plugin::response::{RespType, typify};
 use crate::plugin::zones::in_zone;
 use crate::plugin::{Next, Plugin};
 use crate::server::request::{Outcome, Request};
@@ -65,33 +65,13 @@ pub fn classify(reply: Option<&Message>) -> Class {
     let Some(m) = reply else {
         return Class::Error;
     };
-    // Updates, NOTIFY and zone transfers are "meta" and land in the error class.
-    if matches!(m.metadata.op_code, OpCode::Update | OpCode::Notify) {
-        return Class::Error;
-    }
-    if let Some(q) = m.queries.first()
-        && matches!(q.query_type(), RecordType::AXFR | RecordType::IXFR)
-    {
-        return Class::Error;
-    }
-    let rcode = m.metadata.response_code;
-    if !m.answers.is_empty() && rcode == ResponseCode::NoError {
-        return Class::Success;
-    }
-    let soa = m
-        .authorities
-        .iter()
-        .any(|r| r.record_type() == RecordType::SOA);
-    let ns = m
-        .authorities
-        .iter()
-        .any(|r| r.record_type() == RecordType::NS);
-    match rcode {
-        ResponseCode::NoError if soa => Class::Denial,
-        ResponseCode::NXDomain if soa => Class::Denial,
-        ResponseCode::NoError if ns => Class::Success,
-        ResponseCode::NoError => Class::Success,
-        _ => Class::Error,
+    match typify(m) {
+        RespType::NoError | RespType::Delegation => Class::Success,
+        RespType::NameError | RespType::NoData => Class::Denial,
+        // Updates, NOTIFY and zone transfers are "meta" and land in the error class.
+        RespType::ServerError | RespType::Meta | RespType::Update | RespType::OtherError => {
+            Class::Error
+        }
     }
 }
 
