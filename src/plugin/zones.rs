@@ -5,6 +5,15 @@ use ipnet::IpNet;
 
 use crate::corefile::{self, Dispenser, ParseError};
 
+/// `name` lower-cased (ASCII) and made absolute: `Example.ORG` → `example.org.`.
+pub fn fqdn_lower(name: &str) -> String {
+    let mut n = name.to_ascii_lowercase();
+    if !n.ends_with('.') {
+        n.push('.');
+    }
+    n
+}
+
 /// Whether `name` equals `zone` or is below it (both lower-case, absolute).
 pub fn in_zone(name: &str, zone: &str) -> bool {
     if zone == "." {
@@ -74,10 +83,7 @@ pub fn normalize_zone(raw: &str) -> Result<Vec<String>, String> {
     if host.is_empty() {
         return Err(format!("invalid zone '{raw}'"));
     }
-    let mut z = host.to_ascii_lowercase();
-    if !z.ends_with('.') {
-        z.push('.');
-    }
+    let z = fqdn_lower(host);
     if z != "." && hickory_proto::rr::Name::from_ascii(&z).is_err() {
         return Err(format!("invalid zone '{raw}'"));
     }

@@ -211,7 +211,8 @@ fn origins(args: &[String], block_zones: &[String]) -> Vec<String> {
     args.iter().flat_map(|a| normalize_host(a)).collect()
 }
 
-/// `plugin.Name(s).Normalize()`: lower-case and absolute.
+/// `plugin.Name(s).Normalize()`: lower-case and absolute. Go lower-cases all of Unicode, so this
+/// is not [`crate::plugin::zones::fqdn_lower`] (ASCII only).
 fn normalize_name(s: &str) -> String {
     let mut n = s.to_lowercase();
     if !n.ends_with('.') {

@@ -30,7 +30,7 @@ use prometheus::Gauge;
 
 use crate::metrics;
 use crate::plugin::util::TaskSlot;
-use crate::plugin::zones::match_zone;
+use crate::plugin::zones::{fqdn_lower, match_zone};
 use crate::plugin::{Next, Plugin, StartupCtx};
 use crate::server::request::{Outcome, Request};
 
@@ -86,10 +86,7 @@ impl HostsMap {
             };
             let ip = ip.to_canonical();
             for raw in fields {
-                let mut name = raw.to_ascii_lowercase();
-                if !name.ends_with('.') {
-                    name.push('.');
-                }
+                let name = fqdn_lower(raw);
                 if match_zone(origins, &name).is_none() {
                     continue;
                 }

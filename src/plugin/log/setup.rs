@@ -13,6 +13,7 @@ use super::{
 };
 use crate::corefile::{Dispenser, ParseError};
 use crate::plugin::util::{Occurrence, occurrence, parse_unsigned_duration};
+use crate::plugin::zones::fqdn_lower;
 use crate::plugin::{Plugin, SetupCtx};
 
 pub fn setup(
@@ -58,15 +59,7 @@ fn names(args: Vec<String>) -> Vec<String> {
     if args.is_empty() {
         return vec![".".to_string()];
     }
-    args.into_iter()
-        .map(|a| {
-            let mut n = a.to_ascii_lowercase();
-            if !n.ends_with('.') {
-                n.push('.');
-            }
-            n
-        })
-        .collect()
+    args.iter().map(|a| fqdn_lower(a)).collect()
 }
 
 fn finish(d: &mut Dispenser, names: Vec<String>, format: Format) -> Result<Vec<Rule>, ParseError> {
