@@ -454,18 +454,20 @@ async fn a_records(p: &Arc<dyn Plugin>, name: &str) -> Vec<String> {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reload_task_picks_up_changes_and_stops_on_shutdown() {
+/// `hosts FILE { reload RELOAD }` for `example.org.`, the file in a fresh directory holding
+/// `10.0.0.1 a.example.org`.
+fn hosts_file_with_reload(reload: &str) -> (tempfile::TempDir, PathBuf, Arc<Hosts>) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("hosts");
     write(&path, "10.0.0.1 a.example.org\n");
-    let hosts = Arc::new(
-        parse_in(
-            &["example.org."],
-            &format!("hosts {} {{\n reload 20ms\n}}", path.display()),
-        )
-        .unwrap(),
-    );
+    let text = format!("hosts {} {{\n reload {reload}\n}}", path.display());
+    let hosts = Arc::new(parse_in(&["example.org."], &text).unwrap());
+    (dir, path, hosts)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_task_picks_up_changes_and_stops_on_shutdown() {
+    let (_dir, path, hosts) = hosts_file_with_reload("20ms");
     let p: Arc<dyn Plugin> = hosts.clone();
     let ctx = StartupCtx {
         dns_addrs: vec![],
@@ -502,16 +504,7 @@ async fn reload_task_picks_up_changes_and_stops_on_shutdown() {
 
 #[tokio::test]
 async fn reload_zero_starts_no_task() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("hosts");
-    write(&path, "10.0.0.1 a.example.org\n");
-    let hosts = Arc::new(
-        parse_in(
-            &["example.org."],
-            &format!("hosts {} {{\n reload 0s\n}}", path.display()),
-        )
-        .unwrap(),
-    );
+    let (_dir, _path, hosts) = hosts_file_with_reload("0s");
     let p: Arc<dyn Plugin> = hosts.clone();
     p.on_startup(&StartupCtx {
         dns_addrs: vec![],
