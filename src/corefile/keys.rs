@@ -162,7 +162,7 @@ fn normalize_zone(host: &str) -> Result<String, String> {
 /// The reverse zones covering `net` (already truncated to its prefix). A prefix that is not on a
 /// label boundary (8 bits for IPv4, 4 for IPv6) is split into the networks of the next boundary,
 /// as CoreDNS does: `10.0.0.0/22` gives `0.0.10.in-addr.arpa.` .. `3.0.10.in-addr.arpa.`.
-fn reverse_zones(net: IpNet) -> Vec<String> {
+pub(crate) fn reverse_zones(net: IpNet) -> Vec<String> {
     let prefix = u32::from(net.prefix_len());
     match net.addr() {
         IpAddr::V4(a) => {

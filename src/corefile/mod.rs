@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use dispenser::Dispenser;
+pub(crate) use keys::reverse_zones;
 pub use keys::{Key, Scheme, parse_key};
 pub use lexer::{Token, tokenize};
 pub use parser::{parse_file, parse_str, validate_directives};

@@ -24,14 +24,17 @@ pub mod k8s_gateway;
 pub mod loadbalance;
 pub mod log;
 pub mod loop_detect;
+pub mod names;
 pub mod prometheus;
 pub mod ready;
 pub mod reload;
+pub mod response;
 #[cfg(test)]
 pub(crate) mod test_chain;
 pub mod tls;
 pub mod util;
 pub mod whoami;
+pub mod zones;
 
 /// A handler in the chain.
 #[async_trait]

@@ -1,6 +1,7 @@
-//! Test helpers shared by the plugin unit tests: a Corefile-ish tokenizer for building a
-//! [`Dispenser`], a server block with given zones, queries/requests, and a tiny plugin that
-//! answers with a fixed outcome so a plugin can be driven through a real [`Next`].
+//! Test helpers shared by the plugin unit tests: a [`Dispenser`] over Corefile text read by the
+//! real lexer, server blocks with given zones (and directives), setups run into a config,
+//! queries/requests, and a tiny plugin that answers with a fixed outcome so a plugin can be
+//! driven through a real [`Next`].
 
 #![allow(dead_code)]
 
@@ -12,66 +13,16 @@ use async_trait::async_trait;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{Name, RecordType};
 
-use crate::corefile::{Dispenser, Key, ParseError, Scheme, ServerBlock, Token};
+use crate::corefile::{
+    Directive, Dispenser, Key, ParseError, Scheme, ServerBlock, Token, tokenize,
+};
 use crate::plugin::{Next, Plugin, SetupCtx, SetupFn};
 use crate::server::config::BlockConfig;
 use crate::server::request::{Outcome, Proto, Request};
 
-/// Splits `text` into tokens: whitespace separated, `"..."` quoted (with `\"`), `{`/`}` as
-/// tokens of their own when separated by whitespace. Lines are 1-based; file is `Corefile`.
+/// The tokens of `text` as the real Corefile lexer reads them (file `Corefile`, 1-based lines).
 pub fn tokens(text: &str) -> Vec<Token> {
-    let file: Arc<str> = Arc::from("Corefile");
-    let mut out = Vec::new();
-    let mut line = 1;
-    let mut chars = text.chars().peekable();
-    while let Some(&c) = chars.peek() {
-        if c == '\n' {
-            line += 1;
-            chars.next();
-        } else if c.is_whitespace() {
-            chars.next();
-        } else if c == '"' {
-            chars.next();
-            let start = line;
-            let mut s = String::new();
-            while let Some(c) = chars.next() {
-                match c {
-                    '\\' if chars.peek() == Some(&'"') => {
-                        s.push('"');
-                        chars.next();
-                    }
-                    '"' => break,
-                    '\n' => {
-                        line += 1;
-                        s.push('\n');
-                    }
-                    c => s.push(c),
-                }
-            }
-            out.push(Token {
-                text: s,
-                file: file.clone(),
-                line: start,
-                quoted: true,
-            });
-        } else {
-            let mut s = String::new();
-            while let Some(&c) = chars.peek() {
-                if c.is_whitespace() {
-                    break;
-                }
-                s.push(c);
-                chars.next();
-            }
-            out.push(Token {
-                text: s,
-                file: file.clone(),
-                line,
-                quoted: false,
-            });
-        }
-    }
-    out
+    tokenize(text, &Arc::from("Corefile"))
 }
 
 pub fn dispenser(text: &str) -> Dispenser {
@@ -96,19 +47,63 @@ pub fn block(zones: &[&str]) -> ServerBlock {
     }
 }
 
+/// A server block for `zones` whose directives are read from `text` (the inside of the block):
+/// a directive starts on each new line outside a `{ ... }`.
+pub fn block_with(zones: &[&str], text: &str) -> ServerBlock {
+    let mut b = block(zones);
+    let mut depth = 0usize;
+    let mut last_line = 0usize;
+    for t in tokens(text) {
+        let starts = depth == 0 && (b.directives.is_empty() || t.line != last_line);
+        last_line = t.line;
+        if t.is_open_brace() {
+            depth += 1;
+        } else if t.is_close_brace() {
+            depth = depth.saturating_sub(1);
+        }
+        match b.directives.last_mut() {
+            Some(dir) if !starts => dir.tokens.push(t),
+            _ => b.directives.push(Directive {
+                name: t.text.clone(),
+                tokens: vec![t],
+            }),
+        }
+    }
+    b
+}
+
+/// Runs `setup` on `text` (one directive occurrence) in a block for `zones`, recording what it
+/// configures for the server in `config`.
+pub fn setup_into(
+    setup: SetupFn,
+    text: &str,
+    zones: &[&str],
+    config: &mut BlockConfig,
+) -> Result<Option<Arc<dyn Plugin>>, ParseError> {
+    let block = block(zones);
+    let mut ctx = SetupCtx {
+        block: &block,
+        config,
+    };
+    setup(&mut dispenser(text), &mut ctx)
+}
+
+/// The server settings a setup that adds no handler (health, ready, tls...) records for `text`
+/// in a `.` block, or its error text.
+pub fn config_of(setup: SetupFn, text: &str) -> Result<BlockConfig, String> {
+    let mut config = BlockConfig::default();
+    let handler = setup_into(setup, text, &["."], &mut config).map_err(|e| e.to_string())?;
+    assert!(handler.is_none(), "{text:?} added a handler");
+    Ok(config)
+}
+
 /// Runs `setup` on `text` (one directive occurrence) in a block for `zones`.
 pub fn setup_in(
     setup: SetupFn,
     text: &str,
     zones: &[&str],
 ) -> Result<Option<Arc<dyn Plugin>>, ParseError> {
-    let block = block(zones);
-    let mut config = BlockConfig::default();
-    let mut ctx = SetupCtx {
-        block: &block,
-        config: &mut config,
-    };
-    setup(&mut dispenser(text), &mut ctx)
+    setup_into(setup, text, zones, &mut BlockConfig::default())
 }
 
 /// Runs `setup` on `text` in a `.` block and returns the error text (panics on success).
@@ -194,6 +189,20 @@ impl Plugin for Fixed {
     async fn serve(&self, req: &Request, _next: Next<'_>) -> Outcome {
         self.calls.fetch_add(1, Ordering::SeqCst);
         (self.answer)(req)
+    }
+}
+
+/// The end of a chain a query was passed on to: answers `req.reply()` tagged `next`, so a test
+/// can tell "passed on" (`out.plugin() == "next"`) from "answered".
+pub struct NextMarker;
+
+#[async_trait]
+impl Plugin for NextMarker {
+    fn name(&self) -> &'static str {
+        "next"
+    }
+    async fn serve(&self, req: &Request, _next: Next<'_>) -> Outcome {
+        Outcome::reply(req.reply(), "next")
     }
 }
 

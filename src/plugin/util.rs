@@ -1,57 +1,71 @@
 //! Small parsers shared by several directives' setups: Go-style durations (`1m30s`) and
 //! `host:port` listen addresses (`:8080`, `localhost:9153`, `[::1]:53`), with Go's error wording
-//! so messages read as CoreDNS's do.
+//! so messages read as CoreDNS's do. Every plugin parses and prints durations with these.
 
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-/// Parses a Go duration (`time.ParseDuration`): a sequence of decimal numbers, each with an
-/// optional fraction and a unit (`ns`, `us`/`µs`/`μs`, `ms`, `s`, `m`, `h`), like `300ms`,
-/// `1.5s`, `1h30m`. A bare `0` is zero. Negative durations are rejected (nothing in a Corefile
-/// takes one). Errors are worded as Go's: `time: invalid duration "abc"`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let invalid = || format!("time: invalid duration {}", go_quote(s));
-    let mut rest = s;
-    let mut negative = false;
-    if let Some(r) = rest.strip_prefix('-') {
-        negative = true;
-        rest = r;
-    } else if let Some(r) = rest.strip_prefix('+') {
-        rest = r;
+use hickory_proto::rr::Name;
+use tokio::task::JoinHandle;
+
+use crate::corefile::{Directive, Dispenser, ParseError, ServerBlock};
+use crate::server::request::Request;
+
+/// Go's `time.ParseDuration`, signed, in nanoseconds: a sequence of decimal numbers, each with an
+/// optional fraction and a unit (`ns`, `us`/`µs`/`μs`, `ms`, `s`, `m`, `h`), after an optional
+/// sign, like `300ms`, `-1.5h`, `2h45m`; a bare `0` is zero. The range is Go's (an `int64` of
+/// nanoseconds) and errors are worded as Go's: `time: invalid duration "abc"`,
+/// `time: missing unit in duration "5"`, `time: unknown unit "x" in duration "5x"`.
+pub fn parse_go_duration(orig: &str) -> Result<i128, String> {
+    const LIMIT: u128 = 1 << 63;
+    let invalid = || format!("time: invalid duration {}", go_quote(orig));
+    let (negative, mut s) = match orig.as_bytes().first() {
+        Some(b'-') => (true, &orig[1..]),
+        Some(b'+') => (false, &orig[1..]),
+        _ => (false, orig),
+    };
+    if s == "0" {
+        return Ok(0);
     }
-    if rest == "0" {
-        return Ok(Duration::ZERO);
-    }
-    if rest.is_empty() {
+    if s.is_empty() {
         return Err(invalid());
     }
-    // Go's limit: the largest int64 number of nanoseconds.
-    const MAX: u128 = i64::MAX as u128;
     let mut total: u128 = 0;
-    while !rest.is_empty() {
+    while !s.is_empty() {
         // The number: digits, optionally '.' and more digits; at least one digit overall.
-        let int_len = rest.bytes().take_while(u8::is_ascii_digit).count();
-        let int_part = &rest[..int_len];
-        rest = &rest[int_len..];
+        if !s.starts_with(|c: char| c == '.' || c.is_ascii_digit()) {
+            return Err(invalid());
+        }
+        let int_len = s.bytes().take_while(u8::is_ascii_digit).count();
+        let int_part = &s[..int_len];
+        s = &s[int_len..];
+        let whole: u128 = if int_part.is_empty() {
+            0
+        } else {
+            int_part.parse().map_err(|_| invalid())?
+        };
+        if whole > LIMIT {
+            return Err(invalid());
+        }
         let mut frac_part = "";
-        if let Some(r) = rest.strip_prefix('.') {
+        if let Some(r) = s.strip_prefix('.') {
             let frac_len = r.bytes().take_while(u8::is_ascii_digit).count();
             frac_part = &r[..frac_len];
-            rest = &r[frac_len..];
+            s = &r[frac_len..];
         }
         if int_part.is_empty() && frac_part.is_empty() {
             return Err(invalid());
         }
         // The unit: everything up to the next digit or '.'.
-        let unit_len = rest
-            .char_indices()
-            .find(|(_, c)| *c == '.' || c.is_ascii_digit())
-            .map(|(i, _)| i)
-            .unwrap_or(rest.len());
-        let unit = &rest[..unit_len];
-        rest = &rest[unit_len..];
-        if unit.is_empty() {
-            return Err(format!("time: missing unit in duration {}", go_quote(s)));
+        let unit_len = s
+            .bytes()
+            .take_while(|c| *c != b'.' && !c.is_ascii_digit())
+            .count();
+        if unit_len == 0 {
+            return Err(format!("time: missing unit in duration {}", go_quote(orig)));
         }
+        let (unit, rest) = s.split_at(unit_len);
+        s = rest;
         let scale: u128 = match unit {
             "ns" => 1,
             "us" | "µs" | "μs" => 1_000,
@@ -63,38 +77,52 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
                 return Err(format!(
                     "time: unknown unit {} in duration {}",
                     go_quote(unit),
-                    go_quote(s)
+                    go_quote(orig)
                 ));
             }
         };
-        let whole: u128 = if int_part.is_empty() {
-            0
-        } else {
-            int_part.parse::<u128>().map_err(|_| invalid())?
-        };
-        let mut value = whole.checked_mul(scale).ok_or_else(invalid)?;
-        if !frac_part.is_empty() {
-            // Like Go: only as many fraction digits as can matter at this scale.
-            let mut num: u128 = 0;
-            let mut den: u128 = 1;
-            for b in frac_part.bytes() {
-                if den > 1_000_000_000_000_000_000 {
-                    break;
-                }
-                num = num * 10 + u128::from(b - b'0');
-                den *= 10;
-            }
-            value += num * scale / den;
+        // Fraction digits beyond what any unit can resolve to a nanosecond are dropped.
+        let (mut num, mut den) = (0u128, 1u128);
+        for b in frac_part.bytes().take(18) {
+            num = num * 10 + u128::from(b - b'0');
+            den *= 10;
         }
-        total = total.checked_add(value).ok_or_else(invalid)?;
-        if total > MAX {
+        total += whole * scale + num * scale / den;
+        if total > LIMIT {
             return Err(invalid());
         }
     }
-    if negative && total != 0 {
+    if negative {
+        return Ok(-(total as i128));
+    }
+    if total == LIMIT {
+        return Err(invalid());
+    }
+    Ok(total as i128)
+}
+
+/// A Go duration that may not be negative (a negative zero is zero), for options where a
+/// negative value makes no sense: `negative duration "-5s" is not allowed`; other errors as
+/// [`parse_go_duration`]'s.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let ns = parse_go_duration(s)?;
+    if ns < 0 {
         return Err(format!("negative duration {} is not allowed", go_quote(s)));
     }
-    Ok(Duration::from_nanos(total as u64))
+    Ok(Duration::from_nanos(ns as u64))
+}
+
+/// A Go duration written without a minus sign: any leading `-` (but in `-0`) is refused before
+/// the text is read, as `time: negative duration "-1s" not allowed`; other errors as
+/// [`parse_go_duration`]'s.
+pub fn parse_unsigned_duration(s: &str) -> Result<Duration, String> {
+    if s.starts_with('-') && s != "-0" {
+        return Err(format!(
+            "time: negative duration {} not allowed",
+            go_quote(s)
+        ));
+    }
+    parse_duration(s)
 }
 
 /// Formats a duration the way Go prints `time.Duration` (`1m30s`, `500ms`, `0s`), for messages.
@@ -144,7 +172,7 @@ fn trim_frac(v: u128, unit: u128) -> String {
 }
 
 /// Go's `%q`/`strconv.Quote` for the plain strings Corefiles hold.
-fn go_quote(s: &str) -> String {
+pub fn go_quote(s: &str) -> String {
     format!("{s:?}")
 }
 
@@ -202,12 +230,97 @@ pub fn check_listen_addr(addr: &str) -> Result<(), String> {
     })
 }
 
+/// The optional `[ADDR]` argument of an HTTP endpoint directive (`health`, `ready`,
+/// `prometheus`), read from the rest of the directive's line: `default` when there is none, else
+/// the address checked by [`check_listen_addr`]; more than one is an argument-count error.
+pub fn listen_addr_arg(d: &mut Dispenser, default: &str) -> Result<String, ParseError> {
+    let args = d.remaining_args();
+    match args.as_slice() {
+        [] => Ok(default.to_string()),
+        [addr] => {
+            check_listen_addr(addr).map_err(|e| d.err(e))?;
+            Ok(addr.clone())
+        }
+        _ => Err(d.arg_err()),
+    }
+}
+
 /// A decimal port number 0..=65535.
 pub fn parse_port(port: &str) -> Option<u16> {
     if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     port.parse().ok()
+}
+
+/// Where the occurrence a setup is called for stands among its directive's occurrences in the
+/// server block, for directives whose occurrences make one handler (acl, log): the first builds
+/// it from all of them, later ones add none.
+#[derive(Debug)]
+pub enum Occurrence<'a> {
+    /// The dispenser is not one of the block's directives (a hand-made one): it stands alone.
+    Alone,
+    /// The block's first occurrence; all occurrences of the directive, in file order.
+    First(Vec<&'a Directive>),
+    /// A later occurrence, already part of the first one's handler.
+    Later,
+}
+
+/// Which [`Occurrence`] of directive `name` in `block` the dispenser `d` (not yet advanced) is.
+/// An occurrence is recognised by its name token (text, file, line). The same snippet imported
+/// twice into one block yields identical tokens: each copy then counts as the first.
+pub fn occurrence<'a>(d: &Dispenser, block: &'a ServerBlock, name: &str) -> Occurrence<'a> {
+    let mut probe = d.clone();
+    probe.next();
+    let Some(mine) = probe.token() else {
+        return Occurrence::Alone;
+    };
+    let all: Vec<&Directive> = block.directives.iter().filter(|x| x.name == name).collect();
+    match all.iter().position(|x| x.tokens.first() == Some(mine)) {
+        None => Occurrence::Alone,
+        Some(0) => Occurrence::First(all),
+        Some(_) => Occurrence::Later,
+    }
+}
+
+/// The query name as the client spelled it (case kept), the root for a message without a
+/// question; for owner names of synthesized answers.
+pub fn qname_as_sent(req: &Request) -> Name {
+    req.msg
+        .queries
+        .first()
+        .map(|q| q.name().clone())
+        .unwrap_or_else(Name::root)
+}
+
+/// The one background task of a plugin (hosts' reload loop, loop's probe): starting a new one
+/// aborts the one before, `stop` (on shutdown) aborts it. Dropping the slot leaves the task be.
+#[derive(Debug, Default)]
+pub struct TaskSlot(Mutex<Option<JoinHandle<()>>>);
+
+impl TaskSlot {
+    fn lock(&self) -> MutexGuard<'_, Option<JoinHandle<()>>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Holds `task`, aborting the task held before.
+    pub fn set(&self, task: JoinHandle<()>) {
+        if let Some(old) = self.lock().replace(task) {
+            old.abort();
+        }
+    }
+
+    /// Aborts the task held, if any.
+    pub fn stop(&self) {
+        if let Some(task) = self.lock().take() {
+            task.abort();
+        }
+    }
+
+    /// Whether a task is held (started and not stopped).
+    pub fn is_set(&self) -> bool {
+        self.lock().is_some()
+    }
 }
 
 /// An I/O error as Go prints it: the OS message without Rust's ` (os error N)` suffix, starting
@@ -298,7 +411,106 @@ mod tests {
     }
 
     #[test]
+    fn durations_more_go_syntax() {
+        let ok = [
+            ("30s", Duration::from_secs(30)),
+            ("100ms", ms(100)),
+            ("2h45m10.5s", ms((2 * 3600 + 45 * 60) * 1000 + 10_500)),
+            ("+1m", Duration::from_secs(60)),
+            ("1.5h", Duration::from_secs(5400)),
+            ("2us", Duration::from_micros(2)),
+            ("0s", Duration::ZERO),
+            ("-0s", Duration::ZERO),
+        ];
+        for (s, want) in ok {
+            assert_eq!(parse_duration(s), Ok(want), "{s}");
+        }
+    }
+
+    #[test]
+    fn signed_go_durations() {
+        let ns = 1_000_000_000i128;
+        assert_eq!(parse_go_duration("0"), Ok(0));
+        assert_eq!(parse_go_duration("1s"), Ok(ns));
+        assert_eq!(parse_go_duration("-1s"), Ok(-ns));
+        assert_eq!(parse_go_duration("+1s"), Ok(ns));
+        assert_eq!(parse_go_duration("-1.5m"), Ok(-90 * ns));
+        assert_eq!(
+            parse_go_duration("+2h3m4s"),
+            Ok((2 * 3600 + 3 * 60 + 4) * ns)
+        );
+        assert_eq!(parse_go_duration(".5s"), Ok(ns / 2));
+        assert_eq!(parse_go_duration("10µs"), Ok(10_000));
+        assert_eq!(parse_go_duration("7ns"), Ok(7));
+        assert_eq!(parse_go_duration("-0"), Ok(0));
+        assert_eq!(
+            parse_go_duration("-9223372036854775808ns"),
+            Ok(-(1i128 << 63)),
+            "Go's int64 range"
+        );
+        assert_eq!(
+            parse_go_duration("").unwrap_err(),
+            r#"time: invalid duration """#
+        );
+        assert_eq!(
+            parse_go_duration(".").unwrap_err(),
+            r#"time: invalid duration ".""#
+        );
+        assert_eq!(
+            parse_go_duration("s").unwrap_err(),
+            r#"time: invalid duration "s""#
+        );
+        assert_eq!(
+            parse_go_duration("-").unwrap_err(),
+            r#"time: invalid duration "-""#
+        );
+        assert_eq!(
+            parse_go_duration("3000000h").unwrap_err(),
+            r#"time: invalid duration "3000000h""#
+        );
+        assert_eq!(
+            parse_go_duration("9223372036854775808ns").unwrap_err(),
+            r#"time: invalid duration "9223372036854775808ns""#
+        );
+        assert_eq!(
+            parse_go_duration("99999999999999999999x").unwrap_err(),
+            r#"time: invalid duration "99999999999999999999x""#,
+            "an overlong number is refused before its unit is read, as Go does"
+        );
+    }
+
+    #[test]
+    fn unsigned_durations_refuse_a_minus_sign() {
+        assert_eq!(
+            parse_unsigned_duration("1m30s"),
+            Ok(Duration::from_secs(90))
+        );
+        assert_eq!(parse_unsigned_duration("+1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_unsigned_duration("-0"), Ok(Duration::ZERO));
+        for s in ["-1s", "-0s", "-abc"] {
+            assert_eq!(
+                parse_unsigned_duration(s).unwrap_err(),
+                format!("time: negative duration {s:?} not allowed")
+            );
+        }
+        assert_eq!(
+            parse_unsigned_duration("10x").unwrap_err(),
+            r#"time: unknown unit "x" in duration "10x""#
+        );
+        assert_eq!(
+            parse_unsigned_duration("10").unwrap_err(),
+            r#"time: missing unit in duration "10""#
+        );
+    }
+
+    #[test]
     fn durations_print_as_go() {
+        assert_eq!(format_duration(Duration::from_nanos(123)), "123ns");
+        assert_eq!(format_duration(Duration::from_nanos(1500)), "1.5µs");
+        assert_eq!(format_duration(ms(100)), "100ms");
+        assert_eq!(format_duration(Duration::from_secs(30)), "30s");
+        assert_eq!(format_duration(Duration::from_secs(300)), "5m0s");
+        assert_eq!(format_duration(Duration::from_secs(3661)), "1h1m1s");
         assert_eq!(format_duration(Duration::ZERO), "0s");
         assert_eq!(format_duration(Duration::from_secs(2)), "2s");
         assert_eq!(format_duration(Duration::from_secs(90)), "1m30s");
@@ -342,6 +554,31 @@ mod tests {
     }
 
     #[test]
+    fn occurrences_of_a_directive() {
+        use crate::plugin::test_chain::{block_with, dispenser};
+        let b = block_with(&["."], "log a\nwhoami\nlog b {\n}\nlog c");
+        let logs: Vec<_> = b.directives.iter().filter(|x| x.name == "log").collect();
+        match occurrence(&logs[0].dispenser(), &b, "log") {
+            Occurrence::First(all) => assert_eq!(all.len(), 3),
+            other => panic!("{other:?}"),
+        }
+        for later in &logs[1..] {
+            assert!(matches!(
+                occurrence(&later.dispenser(), &b, "log"),
+                Occurrence::Later
+            ));
+        }
+        assert!(matches!(
+            occurrence(&dispenser("\n\n\n\n\nlog e"), &b, "log"),
+            Occurrence::Alone
+        ));
+        assert!(matches!(
+            occurrence(&b.directives[1].dispenser(), &b, "whoami"),
+            Occurrence::First(_)
+        ));
+    }
+
+    #[test]
     fn io_errors_read_as_go() {
         let e = std::io::Error::from_raw_os_error(libc::ENOENT);
         assert_eq!(io_error_text(&e), "no such file or directory");
@@ -365,51 +602,5 @@ mod tests {
             check_listen_addr(":").unwrap_err(),
             r#"address :: invalid port "": a number from 0 to 65535 is expected"#
         );
-    }
-}
-
-/// Helpers for setup tests: a dispenser from Corefile-like text (whitespace-split, one token per
-/// word, `{`/`}` as their own tokens) and a server block with the given zones.
-#[cfg(test)]
-pub(crate) mod test_support {
-    use std::sync::Arc;
-
-    use crate::corefile::{Dispenser, Key, Scheme, ServerBlock, Token};
-
-    pub fn tokens(text: &str) -> Vec<Token> {
-        let file: Arc<str> = Arc::from("Corefile");
-        let mut out = Vec::new();
-        for (i, line) in text.lines().enumerate() {
-            for word in line.split_whitespace() {
-                out.push(Token {
-                    text: word.to_string(),
-                    file: file.clone(),
-                    line: i + 1,
-                    quoted: false,
-                });
-            }
-        }
-        out
-    }
-
-    pub fn dispenser(text: &str) -> Dispenser {
-        Dispenser::new(tokens(text))
-    }
-
-    pub fn block(zones: &[&str]) -> ServerBlock {
-        ServerBlock {
-            keys: zones
-                .iter()
-                .map(|z| Key {
-                    scheme: Scheme::Dns,
-                    zone: z.to_string(),
-                    port: 53,
-                    raw: z.to_string(),
-                })
-                .collect(),
-            directives: Vec::new(),
-            file: Arc::from("Corefile"),
-            line: 1,
-        }
     }
 }

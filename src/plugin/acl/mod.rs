@@ -17,10 +17,10 @@ use ipnet::IpNet;
 use prometheus::IntCounterVec;
 
 use crate::metrics;
+use crate::plugin::zones::match_zone;
 use crate::plugin::{Next, Plugin};
 use crate::server::request::{Outcome, Request};
 
-pub(crate) use setup::origins_from_args;
 pub use setup::setup;
 
 /// EDNS option code of an Extended DNS Error (RFC 8914).
@@ -163,30 +163,6 @@ fn merge<T: Ord + Copy>(mut ranges: Vec<(T, T)>) -> Vec<(T, T)> {
 fn in_ranges<T: Ord + Copy>(ranges: &[(T, T)], x: T) -> bool {
     let i = ranges.partition_point(|r| r.1 < x);
     ranges.get(i).is_some_and(|r| r.0 <= x)
-}
-
-/// The longest of `zones` that `name` (lower-case, absolute) is in or below.
-pub(crate) fn match_zone<'a>(zones: &'a [String], name: &str) -> Option<&'a str> {
-    let mut best: Option<&'a str> = None;
-    for z in zones {
-        if in_zone(name, z) && best.is_none_or(|b| z.len() > b.len()) {
-            best = Some(z);
-        }
-    }
-    best
-}
-
-/// Whether `name` equals `zone` or is below it (both lower-case, absolute).
-pub(crate) fn in_zone(name: &str, zone: &str) -> bool {
-    if zone == "." {
-        return true;
-    }
-    if name.len() == zone.len() {
-        return name == zone;
-    }
-    name.len() > zone.len()
-        && name.ends_with(zone)
-        && name.as_bytes()[name.len() - zone.len() - 1] == b'.'
 }
 
 /// What the rules decided, with the zone of the deciding rule.

@@ -1,4 +1,4 @@
-//! Corefile parsing for `acl`, and the zone-argument helpers it shares with `hosts`.
+//! Corefile parsing for `acl`.
 //!
 //! ```text
 //! acl [ZONES...] {
@@ -13,10 +13,12 @@
 
 use std::sync::{Arc, LazyLock};
 
-use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use ipnet::IpNet;
 
 use super::{Acl, Action, IpSet, Policy, Rule};
 use crate::corefile::{Dispenser, ParseError};
+use crate::plugin::util::{Occurrence, occurrence};
+use crate::plugin::zones::origins_from_args;
 use crate::plugin::{Plugin, SetupCtx};
 
 pub fn setup(
@@ -30,38 +32,17 @@ pub fn setup(
 /// of the block are gathered into the returned handler; later occurrences return `None`.
 pub(crate) fn parse(d: &mut Dispenser, ctx: &SetupCtx<'_>) -> Result<Option<Acl>, ParseError> {
     let block_zones = ctx.zones();
-    let mine = {
-        let mut probe = d.clone();
-        probe.next();
-        probe.token().cloned()
-    };
-    let occurrences: Vec<_> = ctx
-        .block
-        .directives
-        .iter()
-        .filter(|dir| dir.name == "acl")
-        .collect();
-    // An occurrence is recognised by its name token (text, file, line). The same snippet imported
-    // twice into one block yields identical tokens: each copy then builds the full handler, which
-    // decides exactly as one would (only the allowed counter counts such a query twice).
-    let position = mine.as_ref().and_then(|t| {
-        occurrences
-            .iter()
-            .position(|dir| dir.tokens.first() == Some(t))
-    });
-
+    // The same snippet imported twice into one block makes each copy build the full handler,
+    // which decides exactly as one would (only the allowed counter counts such a query twice).
     let mut rules = Vec::new();
-    match position {
-        // Not one of the block's directives (a hand-made dispenser): this occurrence alone.
-        None => rules.push(parse_rule(d, &block_zones)?),
-        Some(0) => {
-            for dir in &occurrences {
-                let mut od = dir.dispenser();
-                rules.push(parse_rule(&mut od, &block_zones)?);
+    match occurrence(d, ctx.block, "acl") {
+        Occurrence::Alone => rules.push(parse_rule(d, &block_zones)?),
+        Occurrence::First(all) => {
+            for dir in all {
+                rules.push(parse_rule(&mut dir.dispenser(), &block_zones)?);
             }
         }
-        // Already part of the handler built for the first occurrence.
-        Some(_) => return Ok(None),
+        Occurrence::Later => return Ok(None),
     }
     LazyLock::force(&super::BLOCKED);
     LazyLock::force(&super::FILTERED);
@@ -279,109 +260,4 @@ fn qtype_code(s: &str) -> Option<u16> {
         ("DLV", 32769),
     ];
     TYPES.iter().find(|(n, _)| *n == s).map(|(_, c)| *c)
-}
-
-/// CoreDNS's `OriginsFromArgsOrServerBlock`: the zone arguments normalized, or the block's zones
-/// when there are none.
-pub(crate) fn origins_from_args(
-    d: &Dispenser,
-    args: &[String],
-    block_zones: &[String],
-) -> Result<Vec<String>, ParseError> {
-    if args.is_empty() {
-        return Ok(block_zones.to_vec());
-    }
-    let mut zones: Vec<String> = Vec::new();
-    for a in args {
-        for z in normalize_zone(a).map_err(|e| d.err(e))? {
-            if !zones.contains(&z) {
-                zones.push(z);
-            }
-        }
-    }
-    Ok(zones)
-}
-
-/// CoreDNS's `plugin.Host(s).NormalizeExact()`: drops a `scheme://` prefix and a `:port` suffix,
-/// lower-cases and makes the name absolute. A CIDR becomes its reverse zone(s); a prefix that is
-/// not on an octet (IPv4) or nibble (IPv6) boundary expands to every zone it covers.
-pub(crate) fn normalize_zone(raw: &str) -> Result<Vec<String>, String> {
-    let s = raw.split_once("://").map(|(_, rest)| rest).unwrap_or(raw);
-    if let Some((addr, len)) = s.split_once('/') {
-        // `10.0.0.0/8:53`: a port after the prefix length.
-        let len = len.split_once(':').map(|(l, _)| l).unwrap_or(len);
-        let net: IpNet = format!("{addr}/{len}")
-            .parse()
-            .map_err(|_| format!("invalid zone '{raw}': not a valid CIDR"))?;
-        return Ok(reverse_zones(net.trunc()));
-    }
-    let host = match s.rsplit_once(':') {
-        Some((h, port))
-            if !h.contains(':') && !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) =>
-        {
-            h
-        }
-        _ => s,
-    };
-    if host.is_empty() {
-        return Err(format!("invalid zone '{raw}'"));
-    }
-    let mut z = host.to_ascii_lowercase();
-    if !z.ends_with('.') {
-        z.push('.');
-    }
-    if z != "." && hickory_proto::rr::Name::from_ascii(&z).is_err() {
-        return Err(format!("invalid zone '{raw}'"));
-    }
-    Ok(vec![z])
-}
-
-/// The `in-addr.arpa.` / `ip6.arpa.` zones covering `net`.
-fn reverse_zones(net: IpNet) -> Vec<String> {
-    match net {
-        IpNet::V4(n) => {
-            let step = n.prefix_len().div_ceil(8) * 8;
-            let subnets: Vec<Ipv4Net> = if step == n.prefix_len() {
-                vec![n]
-            } else {
-                n.subnets(step).map(|s| s.collect()).unwrap_or_default()
-            };
-            subnets
-                .iter()
-                .map(|s| {
-                    let octets = s.network().octets();
-                    let mut z = String::new();
-                    for o in octets[..(step / 8) as usize].iter().rev() {
-                        z.push_str(&o.to_string());
-                        z.push('.');
-                    }
-                    z.push_str("in-addr.arpa.");
-                    z
-                })
-                .collect()
-        }
-        IpNet::V6(n) => {
-            let step = n.prefix_len().div_ceil(4) * 4;
-            let subnets: Vec<Ipv6Net> = if step == n.prefix_len() {
-                vec![n]
-            } else {
-                n.subnets(step).map(|s| s.collect()).unwrap_or_default()
-            };
-            subnets
-                .iter()
-                .map(|s| {
-                    let bits = u128::from(s.network());
-                    let nibbles = (step / 4) as u32;
-                    let mut z = String::new();
-                    for i in (0..nibbles).rev() {
-                        let nib = (bits >> (124 - 4 * i)) & 0xf;
-                        z.push(char::from_digit(nib as u32, 16).unwrap_or('0'));
-                        z.push('.');
-                    }
-                    z.push_str("ip6.arpa.");
-                    z
-                })
-                .collect()
-        }
-    }
 }

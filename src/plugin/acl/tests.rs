@@ -1,78 +1,23 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
 use hickory_proto::rr::{Name, RecordType};
 
-use super::setup::{normalize_zone, parse};
+use super::setup::parse;
 use super::*;
-use crate::corefile::{Directive, Key, ParseError, Scheme, ServerBlock, Token};
+use crate::corefile::ParseError;
+use crate::plugin::test_chain::{NextMarker, block_with};
 use crate::plugin::{Next, Plugin, SetupCtx};
 use crate::server::config::BlockConfig;
 use crate::server::request::{Outcome, Proto, Request};
 
 // ---- helpers ----
 
-/// Whitespace tokens with line numbers; `{` and `}` must stand alone (as the real lexer treats them).
-fn tokens(text: &str) -> Vec<Token> {
-    let file: Arc<str> = Arc::from("Corefile");
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        for w in line.split_whitespace() {
-            out.push(Token {
-                text: w.to_string(),
-                file: file.clone(),
-                line: i + 1,
-                quoted: false,
-            });
-        }
-    }
-    out
-}
-
-/// A server block for `zones` whose directives are the lines of `text`.
-fn block(zones: &[&str], text: &str) -> ServerBlock {
-    let mut directives: Vec<Directive> = Vec::new();
-    let mut depth = 0usize;
-    let mut last_line = 0usize;
-    for t in tokens(text) {
-        let starts = depth == 0 && (directives.is_empty() || t.line != last_line);
-        last_line = t.line;
-        if t.text == "{" {
-            depth += 1;
-        } else if t.text == "}" {
-            depth -= 1;
-        }
-        if starts {
-            directives.push(Directive {
-                name: t.text.clone(),
-                tokens: vec![t],
-            });
-        } else {
-            directives.last_mut().unwrap().tokens.push(t);
-        }
-    }
-    ServerBlock {
-        keys: zones
-            .iter()
-            .map(|z| Key {
-                scheme: Scheme::Dns,
-                zone: z.to_string(),
-                port: 53,
-                raw: z.to_string(),
-            })
-            .collect(),
-        directives,
-        file: Arc::from("Corefile"),
-        line: 1,
-    }
-}
-
 /// Runs `acl`'s setup for every directive of the block, as the server does.
 fn setup_all(zones: &[&str], text: &str) -> Result<Vec<Arc<dyn Plugin>>, ParseError> {
-    let b = block(zones, text);
+    let b = block_with(zones, text);
     let mut config = BlockConfig::default();
     let mut out = Vec::new();
     for dir in &b.directives {
@@ -89,7 +34,7 @@ fn setup_all(zones: &[&str], text: &str) -> Result<Vec<Arc<dyn Plugin>>, ParseEr
 
 /// The parsed handler for the block's first directive.
 fn parse_first(zones: &[&str], text: &str) -> Result<Option<Acl>, ParseError> {
-    let b = block(zones, text);
+    let b = block_with(zones, text);
     let mut config = BlockConfig::default();
     let ctx = SetupCtx {
         block: &b,
@@ -126,19 +71,6 @@ fn query(name: &str, qtype: RecordType, src: &str, edns: bool) -> Request {
     r.server = Arc::from("dns://:53");
     r.zone = Arc::from("example.org.");
     r
-}
-
-/// The rest of the chain: answers with an empty NOERROR reply tagged `next`.
-struct NextMarker;
-
-#[async_trait]
-impl Plugin for NextMarker {
-    fn name(&self) -> &'static str {
-        "next"
-    }
-    async fn serve(&self, req: &Request, _next: Next<'_>) -> Outcome {
-        Outcome::reply(req.reply(), "next")
-    }
 }
 
 /// Serves `req` through `chain` followed by the marker.
@@ -288,35 +220,6 @@ fn setup_errors_are_worded_like_coredns() {
 }
 
 #[test]
-fn normalize_zone_handles_names_ports_and_cidrs() {
-    assert_eq!(normalize_zone("Example.ORG").unwrap(), vec!["example.org."]);
-    assert_eq!(normalize_zone(".").unwrap(), vec!["."]);
-    assert_eq!(
-        normalize_zone("dns://example.org:1053").unwrap(),
-        vec!["example.org."]
-    );
-    assert_eq!(
-        normalize_zone("10.0.0.9/8").unwrap(),
-        vec!["10.in-addr.arpa."]
-    );
-    assert_eq!(
-        normalize_zone("192.168.0.0/23").unwrap(),
-        vec!["0.168.192.in-addr.arpa.", "1.168.192.in-addr.arpa."]
-    );
-    assert_eq!(normalize_zone("0.0.0.0/0").unwrap(), vec!["in-addr.arpa."]);
-    assert_eq!(
-        normalize_zone("2001:db8::/32").unwrap(),
-        vec!["8.b.d.0.1.0.0.2.ip6.arpa."]
-    );
-    assert_eq!(
-        normalize_zone("2001:db8::/31").unwrap(),
-        vec!["8.b.d.0.1.0.0.2.ip6.arpa.", "9.b.d.0.1.0.0.2.ip6.arpa."]
-    );
-    assert!(normalize_zone("").is_err());
-    assert!(normalize_zone("10.0.0.0/33").is_err());
-}
-
-#[test]
 fn ip_set_lookups() {
     let set = IpSet::from_nets(&[
         "10.0.0.0/8".parse().unwrap(),
@@ -344,20 +247,6 @@ fn ip_set_lookups() {
     assert!(!has("fe80::1"));
     assert!(IpSet::any().contains("::".parse().unwrap()));
     assert!(IpSet::any().contains("255.255.255.255".parse().unwrap()));
-}
-
-#[test]
-fn zone_matching_is_label_aligned_and_longest() {
-    let zones = vec!["example.org.".to_string(), "a.example.org.".to_string()];
-    assert_eq!(match_zone(&zones, "example.org."), Some("example.org."));
-    assert_eq!(
-        match_zone(&zones, "x.a.example.org."),
-        Some("a.example.org.")
-    );
-    assert_eq!(match_zone(&zones, "ba.example.org."), Some("example.org."));
-    assert_eq!(match_zone(&zones, "badexample.org."), None);
-    assert_eq!(match_zone(&zones, "org."), None);
-    assert_eq!(match_zone(&[".".to_string()], "anything."), Some("."));
 }
 
 // ---- serving ----

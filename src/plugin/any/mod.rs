@@ -10,8 +10,9 @@ pub use setup::setup;
 
 use async_trait::async_trait;
 use hickory_proto::rr::rdata::HINFO;
-use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+use hickory_proto::rr::{DNSClass, RData, Record, RecordType};
 
+use crate::plugin::util::qname_as_sent;
 use crate::plugin::{Next, Plugin};
 use crate::server::request::{Outcome, Request};
 
@@ -38,12 +39,7 @@ impl Plugin for Any {
             return next.serve(req).await;
         }
         let mut m = req.reply();
-        let owner = req
-            .msg
-            .queries
-            .first()
-            .map(|q| q.name().clone())
-            .unwrap_or_else(Name::root);
+        let owner = qname_as_sent(req);
         let mut rr = Record::from_rdata(
             owner,
             HINFO_TTL,

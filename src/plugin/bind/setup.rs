@@ -58,18 +58,14 @@ mod tests {
     use std::net::IpAddr;
 
     use super::*;
-    use crate::plugin::util::test_support::{block, dispenser};
+    use crate::plugin::test_chain::setup_into;
     use crate::server::config::BlockConfig;
 
     fn run_all(lines: &[&str]) -> Result<BlockConfig, String> {
-        let b = block(&["."]);
         let mut config = BlockConfig::default();
         for text in lines {
-            let mut ctx = SetupCtx {
-                block: &b,
-                config: &mut config,
-            };
-            let handler = setup(&mut dispenser(text), &mut ctx).map_err(|e| e.to_string())?;
+            let handler =
+                setup_into(setup, text, &["."], &mut config).map_err(|e| e.to_string())?;
             assert!(handler.is_none(), "bind adds no handler");
         }
         Ok(config)

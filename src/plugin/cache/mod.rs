@@ -27,9 +27,11 @@ use hickory_proto::rr::RecordType;
 use moka::notification::RemovalCause;
 use moka::policy::EvictionPolicy;
 
+use crate::plugin::response::{RespType, typify};
+use crate::plugin::zones::in_zone;
 use crate::plugin::{Next, Plugin};
 use crate::server::request::{Outcome, Proto, Request};
-use item::{Item, Key, Kind, RefreshGuard, RespType};
+use item::{Item, Key, Kind, RefreshGuard};
 
 pub use setup::setup;
 
@@ -211,16 +213,6 @@ enum Mode {
     Refresh,
 }
 
-/// Whether `lower` (lower-case, absolute) is `zone` or below it.
-fn in_zone(lower: &str, zone: &str) -> bool {
-    if zone == "." {
-        return true;
-    }
-    lower.len() >= zone.len()
-        && lower.ends_with(zone)
-        && (lower.len() == zone.len() || lower.as_bytes()[lower.len() - zone.len() - 1] == b'.')
-}
-
 fn in_any_zone(lower: &str, zones: &[String]) -> bool {
     zones.iter().any(|z| in_zone(lower, z))
 }
@@ -307,7 +299,7 @@ impl Inner {
             } => (req.reply_code(ResponseCode::ServFail), plugin, true),
             other => return other,
         };
-        let t = item::typify(&msg);
+        let t = typify(&msg);
         let cfg = &self.cfg;
         let duration = match t {
             RespType::NameError | RespType::NoData => {

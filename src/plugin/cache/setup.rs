@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::{Cache, Config};
 use crate::corefile::{Dispenser, ParseError};
+use crate::plugin::util::{go_quote, parse_go_duration};
 use crate::plugin::{Plugin, SetupCtx};
 
 /// Parses one `cache` directive and builds its handler (one cache shared by all the block's zones).
@@ -199,7 +200,10 @@ fn nanos_to_duration(n: i128) -> Duration {
 }
 
 /// The zones a directive applies to: its arguments, else the server block's zones. Arguments that
-/// do not normalise are skipped, as CoreDNS's `OriginsFromArgsOrServerBlock` does.
+/// do not normalise are skipped, as CoreDNS's `OriginsFromArgsOrServerBlock` does. (The shared
+/// [`crate::plugin::zones::origins_from_args`] that acl and hosts use refuses them instead, and
+/// normalises differently in places: any `scheme://`, names checked, no duplicates; cache keeps
+/// CoreDNS's lenient reading.)
 fn origins(args: &[String], block_zones: &[String]) -> Vec<String> {
     if args.is_empty() {
         return block_zones.to_vec();
@@ -207,7 +211,8 @@ fn origins(args: &[String], block_zones: &[String]) -> Vec<String> {
     args.iter().flat_map(|a| normalize_host(a)).collect()
 }
 
-/// `plugin.Name(s).Normalize()`: lower-case and absolute.
+/// `plugin.Name(s).Normalize()`: lower-case and absolute. Go lower-cases all of Unicode, so this
+/// is not [`crate::plugin::zones::fqdn_lower`] (ASCII only).
 fn normalize_name(s: &str) -> String {
     let mut n = s.to_lowercase();
     if !n.ends_with('.') {
@@ -233,7 +238,7 @@ pub(crate) fn normalize_host(s: &str) -> Vec<String> {
             _ => s,
         };
         return match cidr.parse::<ipnet::IpNet>() {
-            Ok(net) => reverse_zones(&net),
+            Ok(net) => crate::corefile::reverse_zones(net.trunc()),
             Err(_) => Vec::new(),
         };
     }
@@ -250,59 +255,6 @@ pub(crate) fn normalize_host(s: &str) -> Vec<String> {
         return vec![".".to_string()];
     }
     vec![normalize_name(host)]
-}
-
-/// The reverse zones (`in-addr.arpa.` / `ip6.arpa.`) covering `net`, split on label boundaries
-/// (octets for IPv4, nibbles for IPv6).
-fn reverse_zones(net: &ipnet::IpNet) -> Vec<String> {
-    match net {
-        ipnet::IpNet::V4(n) => {
-            let prefix = n.prefix_len() as u32;
-            let labels = prefix.div_ceil(8);
-            let bits = labels * 8;
-            let base = u32::from(n.network());
-            let count = 1u64 << (bits - prefix);
-            (0..count)
-                .map(|i| {
-                    let addr = if bits == 0 {
-                        0
-                    } else {
-                        base | ((i as u32) << (32 - bits))
-                    };
-                    let octets = addr.to_be_bytes();
-                    let mut z = String::new();
-                    for o in octets[..labels as usize].iter().rev() {
-                        z.push_str(&format!("{o}."));
-                    }
-                    z.push_str("in-addr.arpa.");
-                    z
-                })
-                .collect()
-        }
-        ipnet::IpNet::V6(n) => {
-            let prefix = n.prefix_len() as u32;
-            let labels = prefix.div_ceil(4);
-            let bits = labels * 4;
-            let base = u128::from(n.network());
-            let count = 1u64 << (bits - prefix);
-            (0..count)
-                .map(|i| {
-                    let addr = if bits == 0 {
-                        0
-                    } else {
-                        base | ((i as u128) << (128 - bits))
-                    };
-                    let mut z = String::new();
-                    for k in (0..labels).rev() {
-                        let nib = (addr >> (124 - 4 * k)) & 0xf;
-                        z.push_str(&format!("{nib:x}."));
-                    }
-                    z.push_str("ip6.arpa.");
-                    z
-                })
-                .collect()
-        }
-    }
 }
 
 /// Go's `strconv.Atoi`, with its error wording.
@@ -323,129 +275,10 @@ pub(crate) fn go_atoi(s: &str) -> Result<i64, String> {
     }
 }
 
-fn go_quote(s: &str) -> String {
-    format!("{s:?}")
-}
-
-/// Go's `time.ParseDuration` (`300ms`, `-1.5h`, `2h45m`), in nanoseconds, with its error wording.
-pub(crate) fn parse_go_duration(orig: &str) -> Result<i128, String> {
-    let invalid = || format!("time: invalid duration {}", go_quote(orig));
-    let mut s = orig;
-    let mut neg = false;
-    if let Some(rest) = s.strip_prefix('-') {
-        neg = true;
-        s = rest;
-    } else if let Some(rest) = s.strip_prefix('+') {
-        s = rest;
-    }
-    if s == "0" {
-        return Ok(0);
-    }
-    if s.is_empty() {
-        return Err(invalid());
-    }
-    let mut total: i128 = 0;
-    while !s.is_empty() {
-        let b = s.as_bytes()[0];
-        if !(b == b'.' || b.is_ascii_digit()) {
-            return Err(invalid());
-        }
-        // The integer part.
-        let int_len = s.bytes().take_while(|c| c.is_ascii_digit()).count();
-        let int_part = &s[..int_len];
-        s = &s[int_len..];
-        let mut value: i128 = if int_part.is_empty() {
-            0
-        } else {
-            int_part.parse::<i128>().map_err(|_| invalid())?
-        };
-        if value > 1i128 << 63 {
-            return Err(invalid());
-        }
-        // The fraction.
-        let mut frac: i128 = 0;
-        let mut scale: i128 = 1;
-        let mut frac_len = 0;
-        if let Some(rest) = s.strip_prefix('.') {
-            s = rest;
-            frac_len = s.bytes().take_while(|c| c.is_ascii_digit()).count();
-            for c in s[..frac_len].bytes() {
-                if scale < 1_000_000_000_000_000_000 {
-                    frac = frac * 10 + (c - b'0') as i128;
-                    scale *= 10;
-                }
-            }
-            s = &s[frac_len..];
-        }
-        if int_part.is_empty() && frac_len == 0 {
-            return Err(invalid());
-        }
-        // The unit.
-        let unit_len = s
-            .char_indices()
-            .find(|(_, c)| *c == '.' || c.is_ascii_digit())
-            .map(|(i, _)| i)
-            .unwrap_or(s.len());
-        if unit_len == 0 {
-            return Err(format!("time: missing unit in duration {}", go_quote(orig)));
-        }
-        let unit = &s[..unit_len];
-        s = &s[unit_len..];
-        let mult: i128 = match unit {
-            "ns" => 1,
-            "us" | "\u{00b5}s" | "\u{03bc}s" => 1_000,
-            "ms" => 1_000_000,
-            "s" => 1_000_000_000,
-            "m" => 60_000_000_000,
-            "h" => 3_600_000_000_000,
-            _ => {
-                return Err(format!(
-                    "time: unknown unit {} in duration {}",
-                    go_quote(unit),
-                    go_quote(orig)
-                ));
-            }
-        };
-        value = value.checked_mul(mult).ok_or_else(invalid)?;
-        if frac > 0 {
-            value += frac * mult / scale;
-        }
-        total += value;
-        if total > 1i128 << 63 {
-            return Err(invalid());
-        }
-    }
-    if neg {
-        total = -total;
-    }
-    if total > i64::MAX as i128 {
-        return Err(invalid());
-    }
-    Ok(total)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::corefile::Token;
-
-    /// Tokens for `text`: whitespace-separated, `{`/`}` their own tokens, 1-based lines.
-    pub(crate) fn dispenser(text: &str) -> Dispenser {
-        let file: Arc<str> = Arc::from("Corefile");
-        let mut tokens = Vec::new();
-        for (i, line) in text.lines().enumerate() {
-            let spaced = line.replace('{', " { ").replace('}', " } ");
-            for w in spaced.split_whitespace() {
-                tokens.push(Token {
-                    text: w.to_string(),
-                    file: file.clone(),
-                    line: i + 1,
-                    quoted: false,
-                });
-            }
-        }
-        Dispenser::new(tokens)
-    }
+    use crate::plugin::test_chain::dispenser;
 
     fn block() -> Vec<String> {
         vec!["example.org.".to_string(), "example.net.".to_string()]
@@ -707,24 +540,9 @@ mod tests {
 
     #[test]
     fn setup_builds_one_handler_for_the_block() {
-        use crate::corefile::{Key, Scheme, ServerBlock};
         use crate::server::config::BlockConfig;
-        let key = |z: &str| Key {
-            scheme: Scheme::Dns,
-            zone: z.to_string(),
-            port: 53,
-            raw: z.to_string(),
-        };
-        let block = ServerBlock {
-            keys: vec![
-                key("example.org."),
-                key("example.net."),
-                key("example.org."),
-            ],
-            directives: Vec::new(),
-            file: Arc::from("Corefile"),
-            line: 1,
-        };
+        let block =
+            crate::plugin::test_chain::block(&["example.org.", "example.net.", "example.org."]);
         let mut config = BlockConfig::default();
         let mut ctx = SetupCtx {
             block: &block,
@@ -745,33 +563,6 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "Corefile:2 - Error during parsing: Wrong argument count or unexpected line ending after 'success'"
-        );
-    }
-
-    #[test]
-    fn go_durations() {
-        let ns = 1_000_000_000i128;
-        assert_eq!(parse_go_duration("0"), Ok(0));
-        assert_eq!(parse_go_duration("1s"), Ok(ns));
-        assert_eq!(parse_go_duration("-1.5m"), Ok(-90 * ns));
-        assert_eq!(
-            parse_go_duration("+2h3m4s"),
-            Ok((2 * 3600 + 3 * 60 + 4) * ns)
-        );
-        assert_eq!(parse_go_duration(".5s"), Ok(ns / 2));
-        assert_eq!(parse_go_duration("10µs"), Ok(10_000));
-        assert_eq!(parse_go_duration("7ns"), Ok(7));
-        assert_eq!(
-            parse_go_duration(""),
-            Err("time: invalid duration \"\"".to_string())
-        );
-        assert_eq!(
-            parse_go_duration("."),
-            Err("time: invalid duration \".\"".to_string())
-        );
-        assert_eq!(
-            parse_go_duration("3000000h"),
-            Err("time: invalid duration \"3000000h\"".to_string())
         );
     }
 }

@@ -18,6 +18,7 @@ use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA, NS, SOA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
+use crate::plugin::util::qname_as_sent;
 use crate::plugin::{Next, Plugin};
 use crate::server::request::{Outcome, Request};
 
@@ -60,12 +61,7 @@ impl Plugin for Erratic {
         let mut m = req.reply();
         m.metadata.authoritative = true;
         m.metadata.truncation = trunc;
-        let qname = req
-            .msg
-            .queries
-            .first()
-            .map(|q| q.name().clone())
-            .unwrap_or_else(Name::root);
+        let qname = qname_as_sent(req);
 
         let out = match req.qtype() {
             RecordType::A => {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::Erratic;
 use crate::corefile::{Dispenser, ParseError};
-use crate::plugin::errors::duration::parse_duration;
+use crate::plugin::util::parse_unsigned_duration;
 use crate::plugin::{Plugin, SetupCtx};
 
 pub fn setup(
@@ -59,7 +59,7 @@ pub fn parse(d: &mut Dispenser) -> Result<Erratic, ParseError> {
                     e.delay = amount(d, a)?;
                 }
                 if let Some(dur) = args.get(1) {
-                    e.duration = parse_duration(dur).map_err(|m| d.err(m))?;
+                    e.duration = parse_unsigned_duration(dur).map_err(|m| d.err(m))?;
                 }
             }
             "large" => {

@@ -10,7 +10,6 @@
 //! REGEXP [LEVEL]` collects the errors whose message matches REGEXP and logs one summary line
 //! `N errors like 'REGEXP' occurred in last DURATION` DURATION after the first one.
 
-pub mod duration;
 mod setup;
 #[cfg(test)]
 mod tests;
@@ -28,7 +27,8 @@ use regex::Regex;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use crate::plugin::log::names::{rcode_name, type_name};
+use crate::plugin::names::{rcode_name, type_name};
+use crate::plugin::util::format_duration;
 use crate::plugin::{Next, Plugin, StartupCtx};
 use crate::server::request::{Outcome, Request};
 
@@ -91,7 +91,7 @@ impl Pattern {
 pub fn summary(n: u32, regex: &str, period: Duration) -> String {
     format!(
         "{n} errors like '{regex}' occurred in last {}",
-        duration::format_duration(period)
+        format_duration(period)
     )
 }
 

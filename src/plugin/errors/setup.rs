@@ -4,9 +4,9 @@ use std::sync::Arc;
 
 use regex::Regex;
 
-use super::duration::parse_duration;
 use super::{Errors, Level, Pattern};
 use crate::corefile::{Dispenser, ParseError};
+use crate::plugin::util::parse_unsigned_duration;
 use crate::plugin::{Plugin, SetupCtx};
 
 pub fn setup(
@@ -48,7 +48,7 @@ fn consolidate(d: &mut Dispenser) -> Result<Pattern, ParseError> {
     if args.len() < 2 || args.len() > 3 {
         return Err(d.arg_err());
     }
-    let period = parse_duration(&args[0]).map_err(|e| d.err(e))?;
+    let period = parse_unsigned_duration(&args[0]).map_err(|e| d.err(e))?;
     let regex = Regex::new(&args[1]).map_err(|e| d.err(e.to_string()))?;
     let level = match args.get(2).map(String::as_str) {
         None | Some("error") => Level::Error,

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::corefile::{Dispenser, ParseError};
-use crate::plugin::util::{check_listen_addr, parse_duration};
+use crate::plugin::util::{listen_addr_arg, parse_duration};
 use crate::plugin::{Plugin, SetupCtx};
 use crate::server::config::HealthConfig;
 
@@ -16,15 +16,7 @@ pub fn setup(
     ctx: &mut SetupCtx<'_>,
 ) -> Result<Option<Arc<dyn Plugin>>, ParseError> {
     d.next(); // "health"
-    let args = d.remaining_args();
-    let addr = match args.as_slice() {
-        [] => DEFAULT_ADDR.to_string(),
-        [addr] => {
-            check_listen_addr(addr).map_err(|e| d.err(e))?;
-            addr.clone()
-        }
-        _ => return Err(d.arg_err()),
-    };
+    let addr = listen_addr_arg(d, DEFAULT_ADDR)?;
     let mut lameduck = Duration::ZERO;
     while d.next_block() {
         match d.val() {
@@ -49,19 +41,10 @@ pub fn setup(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugin::util::test_support::{block, dispenser};
-    use crate::server::config::BlockConfig;
+    use crate::plugin::test_chain::config_of;
 
     fn run(text: &str) -> Result<Option<HealthConfig>, String> {
-        let b = block(&["."]);
-        let mut config = BlockConfig::default();
-        let mut ctx = SetupCtx {
-            block: &b,
-            config: &mut config,
-        };
-        let handler = setup(&mut dispenser(text), &mut ctx).map_err(|e| e.to_string())?;
-        assert!(handler.is_none(), "health adds no handler");
-        Ok(config.health)
+        Ok(config_of(setup, text)?.health)
     }
 
     fn hc(addr: &str, lameduck: Duration) -> Option<HealthConfig> {

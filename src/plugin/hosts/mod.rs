@@ -29,7 +29,8 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 use prometheus::Gauge;
 
 use crate::metrics;
-use crate::plugin::acl::match_zone;
+use crate::plugin::util::TaskSlot;
+use crate::plugin::zones::{fqdn_lower, match_zone};
 use crate::plugin::{Next, Plugin, StartupCtx};
 use crate::server::request::{Outcome, Request};
 
@@ -85,10 +86,7 @@ impl HostsMap {
             };
             let ip = ip.to_canonical();
             for raw in fields {
-                let mut name = raw.to_ascii_lowercase();
-                if !name.ends_with('.') {
-                    name.push('.');
-                }
+                let name = fqdn_lower(raw);
                 if match_zone(origins, &name).is_none() {
                     continue;
                 }
@@ -210,7 +208,7 @@ pub struct Hosts {
     /// Zero: no periodic reload.
     reload: Duration,
     data: Arc<HostsData>,
-    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    task: TaskSlot,
 }
 
 /// What the data says about a query.
@@ -234,7 +232,7 @@ impl Hosts {
             ttl,
             reload,
             data,
-            task: Mutex::new(None),
+            task: TaskSlot::default(),
         }
     }
 
@@ -305,17 +303,11 @@ impl Hosts {
         }
         Lookup::Answer(answers)
     }
-
-    fn stop_task(&self) {
-        if let Some(task) = self.task.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            task.abort();
-        }
-    }
 }
 
 impl Drop for Hosts {
     fn drop(&mut self) {
-        self.stop_task();
+        self.task.stop();
     }
 }
 
@@ -394,19 +386,12 @@ impl Plugin for Hosts {
                 let _ = tokio::task::spawn_blocking(move || data.reload_if_changed()).await;
             }
         });
-        if let Some(old) = self
-            .task
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .replace(task)
-        {
-            old.abort();
-        }
+        self.task.set(task);
         Ok(())
     }
 
     fn on_shutdown(&self) {
-        self.stop_task();
+        self.task.stop();
     }
 }
 

@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use super::{DEFAULT_PATH, DEFAULT_RELOAD, DEFAULT_TTL, Hosts, HostsData, HostsMap};
 use crate::corefile::{Dispenser, ParseError};
-use crate::plugin::acl::origins_from_args;
+use crate::plugin::util::parse_go_duration;
+use crate::plugin::zones::origins_from_args;
 use crate::plugin::{Plugin, SetupCtx};
 
 pub fn setup(
@@ -95,15 +96,14 @@ pub(crate) fn parse(d: &mut Dispenser, ctx: &SetupCtx<'_>) -> Result<Hosts, Pars
                     return Err(d.err("reload needs a duration (zero seconds to disable)"));
                 }
                 reload = match parse_go_duration(&rest[0]) {
-                    Some((false, dur)) => dur,
-                    Some((true, dur)) if dur.is_zero() => dur,
-                    Some((true, _)) => {
+                    Ok(ns) if ns >= 0 => Duration::from_nanos(ns as u64),
+                    Ok(_) => {
                         return Err(d.err(format!(
                             "invalid negative duration for reload '{}'",
                             rest[0]
                         )));
                     }
-                    None => {
+                    Err(_) => {
                         return Err(d.err(format!("invalid duration for reload '{}'", rest[0])));
                     }
                 };
@@ -127,68 +127,4 @@ pub(crate) fn parse(d: &mut Dispenser, ctx: &SetupCtx<'_>) -> Result<Hosts, Pars
     let inline_map = HostsMap::parse(&inline.join("\n"), &origins, auto_reverse);
     let data = HostsData::new(path, origins.clone(), auto_reverse, inline_map);
     Ok(Hosts::new(origins, fall, ttl, reload, Arc::new(data)))
-}
-
-/// Go's `time.ParseDuration`: `[-+]?(DECIMAL UNIT)+` with units ns, us (µs), ms, s, m, h, or a
-/// bare `0`. Returns (negative, magnitude); `None` when the text is not a duration.
-pub(crate) fn parse_go_duration(s: &str) -> Option<(bool, Duration)> {
-    let (neg, mut rest) = match s.as_bytes().first() {
-        Some(b'-') => (true, &s[1..]),
-        Some(b'+') => (false, &s[1..]),
-        _ => (false, s),
-    };
-    if rest == "0" {
-        return Some((neg, Duration::ZERO));
-    }
-    if rest.is_empty() {
-        return None;
-    }
-    let mut total_ns: u128 = 0;
-    while !rest.is_empty() {
-        let int_len = rest.bytes().take_while(u8::is_ascii_digit).count();
-        let int_part = &rest[..int_len];
-        rest = &rest[int_len..];
-        let mut frac_part = "";
-        if let Some(after) = rest.strip_prefix('.') {
-            let frac_len = after.bytes().take_while(u8::is_ascii_digit).count();
-            frac_part = &after[..frac_len];
-            rest = &after[frac_len..];
-        }
-        if int_part.is_empty() && frac_part.is_empty() {
-            return None;
-        }
-        let unit_len = rest
-            .char_indices()
-            .find(|(_, c)| c.is_ascii_digit() || *c == '.')
-            .map(|(i, _)| i)
-            .unwrap_or(rest.len());
-        let unit_ns: u128 = match &rest[..unit_len] {
-            "ns" => 1,
-            "us" | "µs" | "μs" => 1_000,
-            "ms" => 1_000_000,
-            "s" => 1_000_000_000,
-            "m" => 60_000_000_000,
-            "h" => 3_600_000_000_000,
-            _ => return None,
-        };
-        rest = &rest[unit_len..];
-        let whole: u128 = if int_part.is_empty() {
-            0
-        } else {
-            int_part.parse().ok()?
-        };
-        let mut frac_ns: u128 = 0;
-        let mut scale: u128 = 1;
-        for b in frac_part.bytes().take(18) {
-            frac_ns = frac_ns * 10 + u128::from(b - b'0');
-            scale *= 10;
-        }
-        total_ns = total_ns.checked_add(whole.checked_mul(unit_ns)?)?;
-        total_ns = total_ns.checked_add(frac_ns * unit_ns / scale)?;
-    }
-    // Go durations are int64 nanoseconds.
-    if total_ns > i64::MAX as u128 {
-        return None;
-    }
-    Some((neg, Duration::from_nanos(total_ns as u64)))
 }

@@ -3,76 +3,32 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
 
-use super::setup::{parse, parse_go_duration};
+use super::setup::parse;
 use super::*;
-use crate::corefile::{Directive, Key, ParseError, Scheme, ServerBlock, Token};
-use crate::plugin::{Next, Plugin, SetupCtx, StartupCtx};
+use crate::corefile::ParseError;
+use crate::plugin::test_chain::{self, NextMarker};
+use crate::plugin::{Plugin, SetupCtx, StartupCtx};
 use crate::server::config::BlockConfig;
 use crate::server::request::{Outcome, Proto, Request};
 
 // ---- helpers ----
 
-/// Whitespace tokens with line numbers; `{` and `}` must stand alone.
-fn tokens(text: &str) -> Vec<Token> {
-    let file: Arc<str> = Arc::from("Corefile");
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        for w in line.split_whitespace() {
-            out.push(Token {
-                text: w.to_string(),
-                file: file.clone(),
-                line: i + 1,
-                quoted: false,
-            });
-        }
-    }
-    out
-}
-
-fn block(zones: &[&str], text: &str) -> ServerBlock {
-    let toks = tokens(text);
-    ServerBlock {
-        keys: zones
-            .iter()
-            .map(|z| Key {
-                scheme: Scheme::Dns,
-                zone: z.to_string(),
-                port: 53,
-                raw: z.to_string(),
-            })
-            .collect(),
-        directives: vec![Directive {
-            name: toks[0].text.clone(),
-            tokens: toks,
-        }],
-        file: Arc::from("Corefile"),
-        line: 1,
-    }
-}
-
 fn parse_in(zones: &[&str], text: &str) -> Result<Hosts, ParseError> {
-    let b = block(zones, text);
+    let b = test_chain::block(zones);
     let mut config = BlockConfig::default();
     let ctx = SetupCtx {
         block: &b,
         config: &mut config,
     };
-    parse(&mut b.directives[0].dispenser(), &ctx)
+    parse(&mut test_chain::dispenser(text), &ctx)
 }
 
 /// Runs the real setup (which loads the file) and returns the handler.
 fn setup_in(zones: &[&str], text: &str) -> Arc<dyn Plugin> {
-    let b = block(zones, text);
-    let mut config = BlockConfig::default();
-    let mut ctx = SetupCtx {
-        block: &b,
-        config: &mut config,
-    };
-    setup(&mut b.directives[0].dispenser(), &mut ctx)
+    test_chain::setup_in(setup, text, zones)
         .unwrap()
         .expect("a handler")
 }
@@ -101,21 +57,8 @@ fn query(name: &str, qtype: RecordType) -> Request {
     r
 }
 
-struct NextMarker;
-
-#[async_trait]
-impl Plugin for NextMarker {
-    fn name(&self) -> &'static str {
-        "next"
-    }
-    async fn serve(&self, req: &Request, _next: Next<'_>) -> Outcome {
-        Outcome::reply(req.reply(), "next")
-    }
-}
-
 async fn run(p: &Arc<dyn Plugin>, req: &Request) -> Outcome {
-    let rest: Vec<Arc<dyn Plugin>> = vec![Arc::new(NextMarker)];
-    p.serve(req, Next::new(&rest)).await
+    test_chain::serve(&**p, req, &[Arc::new(NextMarker)]).await
 }
 
 fn write(path: &Path, text: &str) {
@@ -243,29 +186,6 @@ fn setup_errors_are_worded_like_coredns() {
         )),
         "{msg}"
     );
-}
-
-#[test]
-fn go_durations() {
-    let ok = |s: &str| parse_go_duration(s).map(|(neg, d)| (neg, d.as_nanos()));
-    assert_eq!(ok("5s"), Some((false, 5_000_000_000)));
-    assert_eq!(ok("0"), Some((false, 0)));
-    assert_eq!(ok("0s"), Some((false, 0)));
-    assert_eq!(ok("300ms"), Some((false, 300_000_000)));
-    assert_eq!(ok("1m30s"), Some((false, 90_000_000_000)));
-    assert_eq!(ok("1.5h"), Some((false, 5_400_000_000_000)));
-    assert_eq!(ok(".5s"), Some((false, 500_000_000)));
-    assert_eq!(ok("2us"), Some((false, 2_000)));
-    assert_eq!(ok("2µs"), Some((false, 2_000)));
-    assert_eq!(ok("-1s"), Some((true, 1_000_000_000)));
-    assert_eq!(ok("+1s"), Some((false, 1_000_000_000)));
-    assert_eq!(ok("5"), None);
-    assert_eq!(ok(""), None);
-    assert_eq!(ok("s"), None);
-    assert_eq!(ok("1x"), None);
-    assert_eq!(ok("1s5"), None);
-    assert_eq!(ok("."), None);
-    assert_eq!(ok("9999999999h"), None);
 }
 
 // ---- hosts file parsing ----
@@ -534,18 +454,20 @@ async fn a_records(p: &Arc<dyn Plugin>, name: &str) -> Vec<String> {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reload_task_picks_up_changes_and_stops_on_shutdown() {
+/// `hosts FILE { reload RELOAD }` for `example.org.`, the file in a fresh directory holding
+/// `10.0.0.1 a.example.org`.
+fn hosts_file_with_reload(reload: &str) -> (tempfile::TempDir, PathBuf, Arc<Hosts>) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("hosts");
     write(&path, "10.0.0.1 a.example.org\n");
-    let hosts = Arc::new(
-        parse_in(
-            &["example.org."],
-            &format!("hosts {} {{\n reload 20ms\n}}", path.display()),
-        )
-        .unwrap(),
-    );
+    let text = format!("hosts {} {{\n reload {reload}\n}}", path.display());
+    let hosts = Arc::new(parse_in(&["example.org."], &text).unwrap());
+    (dir, path, hosts)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_task_picks_up_changes_and_stops_on_shutdown() {
+    let (_dir, path, hosts) = hosts_file_with_reload("20ms");
     let p: Arc<dyn Plugin> = hosts.clone();
     let ctx = StartupCtx {
         dns_addrs: vec![],
@@ -556,7 +478,7 @@ async fn reload_task_picks_up_changes_and_stops_on_shutdown() {
         a_records(&p, "a.example.org.").await,
         vec!["a.example.org. 3600 A 10.0.0.1"]
     );
-    assert!(hosts.task.lock().unwrap().is_some());
+    assert!(hosts.task.is_set());
 
     write(&path, "10.0.0.7 a.example.org\n10.0.0.8 b.example.org\n");
     let mut seen = Vec::new();
@@ -570,7 +492,7 @@ async fn reload_task_picks_up_changes_and_stops_on_shutdown() {
     assert_eq!(seen, vec!["a.example.org. 3600 A 10.0.0.7"]);
 
     p.on_shutdown();
-    assert!(hosts.task.lock().unwrap().is_none());
+    assert!(!hosts.task.is_set());
     write(&path, "10.0.0.9 a.example.org\n");
     tokio::time::sleep(Duration::from_millis(150)).await;
     assert_eq!(
@@ -582,16 +504,7 @@ async fn reload_task_picks_up_changes_and_stops_on_shutdown() {
 
 #[tokio::test]
 async fn reload_zero_starts_no_task() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("hosts");
-    write(&path, "10.0.0.1 a.example.org\n");
-    let hosts = Arc::new(
-        parse_in(
-            &["example.org."],
-            &format!("hosts {} {{\n reload 0s\n}}", path.display()),
-        )
-        .unwrap(),
-    );
+    let (_dir, _path, hosts) = hosts_file_with_reload("0s");
     let p: Arc<dyn Plugin> = hosts.clone();
     p.on_startup(&StartupCtx {
         dns_addrs: vec![],
@@ -599,7 +512,7 @@ async fn reload_zero_starts_no_task() {
     })
     .await
     .unwrap();
-    assert!(hosts.task.lock().unwrap().is_none());
+    assert!(!hosts.task.is_set());
     // on_startup still loads the file once.
     assert_eq!(
         a_records(&p, "a.example.org.").await,

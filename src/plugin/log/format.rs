@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use hickory_proto::op::Message;
 
-use super::names::{class_name, rcode_name, type_name};
+use crate::plugin::names::{class_name, rcode_name, type_name};
 use crate::server::request::Request;
 
 /// Written for a value that does not exist (no reply, unknown metadata).

@@ -5,7 +5,6 @@
 //! the query path (no I/O); writing it is the subscriber's job (non-blocking in exdns).
 
 mod format;
-pub mod names;
 mod setup;
 #[cfg(test)]
 mod tests;
@@ -16,9 +15,10 @@ pub use setup::setup;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use hickory_proto::op::{Message, OpCode, ResponseCode};
-use hickory_proto::rr::RecordType;
+use hickory_proto::op::Message;
 
+use crate::plugin::response::{RespType, typify};
+use crate::plugin::zones::in_zone;
 use crate::plugin::{Next, Plugin};
 use crate::server::request::{Outcome, Request};
 
@@ -65,33 +65,13 @@ pub fn classify(reply: Option<&Message>) -> Class {
     let Some(m) = reply else {
         return Class::Error;
     };
-    // Updates, NOTIFY and zone transfers are "meta" and land in the error class.
-    if matches!(m.metadata.op_code, OpCode::Update | OpCode::Notify) {
-        return Class::Error;
-    }
-    if let Some(q) = m.queries.first()
-        && matches!(q.query_type(), RecordType::AXFR | RecordType::IXFR)
-    {
-        return Class::Error;
-    }
-    let rcode = m.metadata.response_code;
-    if !m.answers.is_empty() && rcode == ResponseCode::NoError {
-        return Class::Success;
-    }
-    let soa = m
-        .authorities
-        .iter()
-        .any(|r| r.record_type() == RecordType::SOA);
-    let ns = m
-        .authorities
-        .iter()
-        .any(|r| r.record_type() == RecordType::NS);
-    match rcode {
-        ResponseCode::NoError if soa => Class::Denial,
-        ResponseCode::NXDomain if soa => Class::Denial,
-        ResponseCode::NoError if ns => Class::Success,
-        ResponseCode::NoError => Class::Success,
-        _ => Class::Error,
+    match typify(m) {
+        RespType::NoError | RespType::Delegation => Class::Success,
+        RespType::NameError | RespType::NoData => Class::Denial,
+        // Updates, NOTIFY and zone transfers are "meta" and land in the error class.
+        RespType::ServerError | RespType::Meta | RespType::Update | RespType::OtherError => {
+            Class::Error
+        }
     }
 }
 
@@ -127,16 +107,6 @@ impl Rule {
         }
         !self.min_duration.is_zero() && took > self.min_duration
     }
-}
-
-/// Whether `name` is `zone` or below it (both lower-case and absolute).
-pub fn in_zone(name: &str, zone: &str) -> bool {
-    if zone == "." || name == zone {
-        return true;
-    }
-    name.len() > zone.len()
-        && name.ends_with(zone)
-        && name.as_bytes()[name.len() - zone.len() - 1] == b'.'
 }
 
 /// The `log` handler: the first rule whose name covers the query applies.

@@ -12,35 +12,24 @@ use super::{
     Format, Log, Rule,
 };
 use crate::corefile::{Dispenser, ParseError};
-use crate::plugin::errors::duration::parse_duration;
+use crate::plugin::util::{Occurrence, occurrence, parse_unsigned_duration};
+use crate::plugin::zones::fqdn_lower;
 use crate::plugin::{Plugin, SetupCtx};
 
 pub fn setup(
     d: &mut Dispenser,
     ctx: &mut SetupCtx<'_>,
 ) -> Result<Option<Arc<dyn Plugin>>, ParseError> {
-    let here = {
-        let mut probe = d.clone();
-        probe.next();
-        probe.token().cloned()
-    };
+    let place = occurrence(d, ctx.block, "log");
     let mut rules = parse(d)?;
-    let lines: Vec<_> = ctx
-        .block
-        .directives
-        .iter()
-        .filter(|x| x.name == "log")
-        .collect();
-    if lines.len() > 1 {
-        // Is this occurrence the block's first `log` line?
-        let mut first = lines[0].dispenser();
-        first.next();
-        if first.token() != here.as_ref() {
-            return Ok(None);
+    match place {
+        Occurrence::Alone => {}
+        Occurrence::First(lines) => {
+            for other in &lines[1..] {
+                rules.extend(parse(&mut other.dispenser())?);
+            }
         }
-        for other in &lines[1..] {
-            rules.extend(parse(&mut other.dispenser())?);
-        }
+        Occurrence::Later => return Ok(None),
     }
     Ok(Some(Arc::new(Log { rules })))
 }
@@ -70,15 +59,7 @@ fn names(args: Vec<String>) -> Vec<String> {
     if args.is_empty() {
         return vec![".".to_string()];
     }
-    args.into_iter()
-        .map(|a| {
-            let mut n = a.to_ascii_lowercase();
-            if !n.ends_with('.') {
-                n.push('.');
-            }
-            n
-        })
-        .collect()
+    args.iter().map(|a| fqdn_lower(a)).collect()
 }
 
 fn finish(d: &mut Dispenser, names: Vec<String>, format: Format) -> Result<Vec<Rule>, ParseError> {
@@ -102,7 +83,7 @@ fn finish(d: &mut Dispenser, names: Vec<String>, format: Format) -> Result<Vec<R
                 let args = d.remaining_args();
                 min_duration = match args.as_slice() {
                     [] => DEFAULT_MIN_DURATION,
-                    [a] => parse_duration(a)
+                    [a] => parse_unsigned_duration(a)
                         .map_err(|_| d.err(format!("Illegal duration found: '{a}'")))?,
                     _ => return Err(d.arg_err()),
                 };

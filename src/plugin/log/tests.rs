@@ -6,11 +6,10 @@ use hickory_proto::rr::rdata::{A, CNAME, NS, SOA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use super::*;
-use crate::corefile::Directive;
 use crate::plugin::SetupCtx;
 use crate::plugin::test_chain::{
     self, Fixed, capture_logs, dispenser, query, request, request_from, setup_err, setup_in,
-    tokens, with_edns,
+    with_edns,
 };
 use crate::server::config::BlockConfig;
 use crate::server::request::Proto;
@@ -465,23 +464,15 @@ fn setup_rules() {
 #[test]
 fn several_log_lines_make_one_handler() {
     let text = "log example.org \"{name} first\"\nlog . \"{name} second\"";
-    let toks = tokens(text);
-    let directives: Vec<Directive> = [&toks[..3], &toks[3..]]
-        .iter()
-        .map(|t| Directive {
-            name: "log".to_string(),
-            tokens: t.to_vec(),
-        })
-        .collect();
-    let mut block = test_chain::block(&["."]);
-    block.directives = directives.clone();
+    let block = test_chain::block_with(&["."], text);
+    assert_eq!(block.directives.len(), 2);
     let mut config = BlockConfig::default();
     let mut ctx = SetupCtx {
         block: &block,
         config: &mut config,
     };
-    let first = setup(&mut directives[0].dispenser(), &mut ctx).unwrap();
-    let second = setup(&mut directives[1].dispenser(), &mut ctx).unwrap();
+    let first = setup(&mut block.directives[0].dispenser(), &mut ctx).unwrap();
+    let second = setup(&mut block.directives[1].dispenser(), &mut ctx).unwrap();
     assert!(second.is_none(), "the second line adds no handler");
     assert_eq!(first.unwrap().name(), "log");
     // Single line in the block: its own handler.
@@ -505,13 +496,4 @@ async fn merged_rules_first_match_wins() {
             "INFO exdns::log: www.example.net. second"
         ]
     );
-}
-
-#[test]
-fn zone_matching() {
-    assert!(in_zone("a.b.", "."));
-    assert!(in_zone("b.", "b."));
-    assert!(in_zone("a.b.", "b."));
-    assert!(!in_zone("ab.", "b."));
-    assert!(!in_zone("b.", "a.b."));
 }

@@ -20,9 +20,9 @@ use async_trait::async_trait;
 use hickory_proto::op::{Message, Query};
 use hickory_proto::rr::{Name, RecordType};
 use tokio::net::UdpSocket;
-use tokio::task::JoinHandle;
 
-use crate::plugin::log::in_zone;
+use crate::plugin::util::TaskSlot;
+use crate::plugin::zones::in_zone;
 use crate::plugin::{Next, Plugin, StartupCtx};
 use crate::server::request::{Outcome, Request};
 
@@ -73,7 +73,7 @@ pub struct Loop {
     shared: Arc<Shared>,
     on_loop: LoopAction,
     timing: ProbeTiming,
-    task: Mutex<Option<JoinHandle<()>>>,
+    task: TaskSlot,
 }
 
 impl std::fmt::Debug for Loop {
@@ -99,7 +99,7 @@ impl Loop {
             }),
             on_loop: Arc::new(exit_on_loop),
             timing: ProbeTiming::default(),
-            task: Mutex::new(None),
+            task: TaskSlot::default(),
         }
     }
 
@@ -205,21 +205,12 @@ impl Plugin for Loop {
             }
             shared.off.store(true, Ordering::SeqCst);
         });
-        if let Some(old) = self
-            .task
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .replace(task)
-        {
-            old.abort();
-        }
+        self.task.set(task);
         Ok(())
     }
 
     fn on_shutdown(&self) {
-        if let Some(t) = self.task.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            t.abort();
-        }
+        self.task.stop();
     }
 }
 

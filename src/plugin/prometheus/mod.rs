@@ -17,6 +17,7 @@ use prometheus::IntCounterVec;
 use crate::metrics::{
     PLUGIN_ENABLED, REQUEST_DURATION, REQUEST_SIZE, REQUESTS, RESPONSE_SIZE, RESPONSES, family,
 };
+use crate::plugin::names::rcode_mnemonic;
 use crate::plugin::{Next, Plugin};
 use crate::server::request::{Outcome, Request};
 
@@ -131,53 +132,31 @@ pub fn reply_size(req: &Request, msg: &Message) -> usize {
 /// The `type` label: CoreDNS's monitored types by name, every other type as `other`.
 pub fn qtype_label(t: RecordType) -> &'static str {
     match t {
-        RecordType::A => "A",
-        RecordType::AAAA => "AAAA",
-        RecordType::CNAME => "CNAME",
-        RecordType::DNSKEY => "DNSKEY",
-        RecordType::DS => "DS",
-        RecordType::MX => "MX",
-        RecordType::NSEC3 => "NSEC3",
-        RecordType::NSEC => "NSEC",
-        RecordType::NS => "NS",
-        RecordType::PTR => "PTR",
-        RecordType::RRSIG => "RRSIG",
-        RecordType::SOA => "SOA",
-        RecordType::SRV => "SRV",
-        RecordType::TXT => "TXT",
-        RecordType::HTTPS => "HTTPS",
-        RecordType::IXFR => "IXFR",
-        RecordType::AXFR => "AXFR",
-        RecordType::ANY => "ANY",
+        RecordType::A
+        | RecordType::AAAA
+        | RecordType::CNAME
+        | RecordType::DNSKEY
+        | RecordType::DS
+        | RecordType::MX
+        | RecordType::NSEC3
+        | RecordType::NSEC
+        | RecordType::NS
+        | RecordType::PTR
+        | RecordType::RRSIG
+        | RecordType::SOA
+        | RecordType::SRV
+        | RecordType::TXT
+        | RecordType::HTTPS
+        | RecordType::IXFR
+        | RecordType::AXFR
+        | RecordType::ANY => t.into(),
         _ => "other",
     }
 }
 
 /// The `rcode` label as CoreDNS spells it (miekg/dns `RcodeToString`; unknown codes `RCODE<n>`).
 pub fn rcode_label(rcode: ResponseCode) -> &'static str {
-    match u16::from(rcode) {
-        0 => "NOERROR",
-        1 => "FORMERR",
-        2 => "SERVFAIL",
-        3 => "NXDOMAIN",
-        4 => "NOTIMP",
-        5 => "REFUSED",
-        6 => "YXDOMAIN",
-        7 => "YXRRSET",
-        8 => "NXRRSET",
-        9 => "NOTAUTH",
-        10 => "NOTZONE",
-        11 => "DSOTYPENI",
-        16 => "BADSIG",
-        17 => "BADKEY",
-        18 => "BADTIME",
-        19 => "BADMODE",
-        20 => "BADNAME",
-        21 => "BADALG",
-        22 => "BADTRUNC",
-        23 => "BADCOOKIE",
-        n => rcode_other(n),
-    }
+    rcode_mnemonic(rcode).unwrap_or_else(|| rcode_other(u16::from(rcode)))
 }
 
 /// `RCODE<n>` for codes without a name; interned so the label stays a `&'static str`.

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::corefile::{Dispenser, ParseError};
-use crate::plugin::util::check_listen_addr;
+use crate::plugin::util::listen_addr_arg;
 use crate::plugin::{Plugin, SetupCtx};
 
 use super::{DEFAULT_ADDR, Prometheus};
@@ -14,15 +14,7 @@ pub fn setup(
     ctx: &mut SetupCtx<'_>,
 ) -> Result<Option<Arc<dyn Plugin>>, ParseError> {
     d.next(); // "prometheus"
-    let args = d.remaining_args();
-    let addr = match args.as_slice() {
-        [] => DEFAULT_ADDR.to_string(),
-        [addr] => {
-            check_listen_addr(addr).map_err(|e| d.err(e))?;
-            addr.clone()
-        }
-        _ => return Err(d.arg_err()),
-    };
+    let addr = listen_addr_arg(d, DEFAULT_ADDR)?;
     if d.next_block() {
         return Err(match d.val() {
             "tls" => d.err("the tls block of prometheus is not supported by exdns"),

@@ -1,29 +1,14 @@
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::{A, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use super::*;
 use crate::metrics::gather_text;
-use crate::plugin::util::test_support::{block, dispenser};
+use crate::plugin::test_chain::{self, Fixed, request_from, setup_into};
 use crate::server::config::BlockConfig;
 use crate::server::request::Proto;
-
-/// A chain end that returns a fixed outcome.
-struct Fixed(Outcome);
-
-#[async_trait]
-impl Plugin for Fixed {
-    fn name(&self) -> &'static str {
-        "fixed"
-    }
-    async fn serve(&self, _req: &Request, _next: Next<'_>) -> Outcome {
-        self.0.clone()
-    }
-}
 
 fn query(name: &str, qtype: RecordType, edns: Option<Edns>) -> Message {
     let mut m = Message::new(4711, MessageType::Query, OpCode::Query);
@@ -34,14 +19,7 @@ fn query(name: &str, qtype: RecordType, edns: Option<Edns>) -> Message {
 }
 
 fn request(server: &str, msg: Message, src: &str, proto: Proto) -> Request {
-    let size = msg.to_vec().unwrap().len();
-    let src: SocketAddr = src.parse().unwrap();
-    let local: SocketAddr = if src.is_ipv4() {
-        "127.0.0.1:53".parse().unwrap()
-    } else {
-        "[::1]:53".parse().unwrap()
-    };
-    let mut r = Request::new(msg, src, local, proto, size);
+    let mut r = request_from(msg, src, proto);
     r.server = Arc::from(server);
     r.zone = Arc::from("example.org.");
     r
@@ -49,8 +27,8 @@ fn request(server: &str, msg: Message, src: &str, proto: Proto) -> Request {
 
 /// Runs `req` through prometheus followed by a plugin returning `out`.
 async fn run(req: &Request, out: Outcome) -> Outcome {
-    let chain: Vec<Arc<dyn Plugin>> = vec![Arc::new(Prometheus), Arc::new(Fixed(out))];
-    Next::new(&chain).serve(req).await
+    let rest: Vec<Arc<dyn Plugin>> = vec![Fixed::new(move |_| out.clone())];
+    test_chain::serve(&Prometheus, req, &rest).await
 }
 
 fn answer(req: &Request) -> Message {
@@ -236,6 +214,32 @@ fn labels_as_coredns() {
     assert_eq!(qtype_label(RecordType::ANY), "ANY");
     assert_eq!(qtype_label(RecordType::CAA), "other");
     assert_eq!(qtype_label(RecordType::HINFO), "other");
+    assert_eq!(qtype_label(RecordType::Unknown(65280)), "other");
+    use RecordType as T;
+    let monitored = [
+        (T::A, "A"),
+        (T::AAAA, "AAAA"),
+        (T::CNAME, "CNAME"),
+        (T::DNSKEY, "DNSKEY"),
+        (T::DS, "DS"),
+        (T::MX, "MX"),
+        (T::NSEC3, "NSEC3"),
+        (T::NSEC, "NSEC"),
+        (T::NS, "NS"),
+        (T::PTR, "PTR"),
+        (T::RRSIG, "RRSIG"),
+        (T::SOA, "SOA"),
+        (T::SRV, "SRV"),
+        (T::TXT, "TXT"),
+        (T::HTTPS, "HTTPS"),
+        (T::IXFR, "IXFR"),
+        (T::AXFR, "AXFR"),
+        (T::ANY, "ANY"),
+    ];
+    for (t, name) in monitored {
+        assert_eq!(qtype_label(t), name);
+    }
+    assert_eq!(rcode_label(ResponseCode::Unknown(11)), "DSOTYPENI");
     assert_eq!(rcode_label(ResponseCode::NoError), "NOERROR");
     assert_eq!(rcode_label(ResponseCode::NXDomain), "NXDOMAIN");
     assert_eq!(rcode_label(ResponseCode::NotImp), "NOTIMP");
@@ -259,20 +263,13 @@ fn plugins_enabled_gauge() {
 }
 
 fn setup_run(text: &str) -> Result<(Option<String>, bool), String> {
-    let b = block(&["example.org."]);
     let mut config = BlockConfig::default();
-    let mut ctx = SetupCtx {
-        block: &b,
-        config: &mut config,
-    };
-    let h = setup(&mut dispenser(text), &mut ctx).map_err(|e| e.to_string())?;
+    let h = setup_into(setup, text, &["example.org."], &mut config).map_err(|e| e.to_string())?;
     Ok((
         config.prometheus,
         h.is_some_and(|h| h.name() == "prometheus"),
     ))
 }
-
-use crate::plugin::SetupCtx;
 
 #[test]
 fn setup_records_address_and_adds_handler() {

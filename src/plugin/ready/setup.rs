@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::corefile::{Dispenser, ParseError};
-use crate::plugin::util::check_listen_addr;
+use crate::plugin::util::listen_addr_arg;
 use crate::plugin::{Plugin, SetupCtx};
 
 use super::DEFAULT_ADDR;
@@ -14,15 +14,7 @@ pub fn setup(
     ctx: &mut SetupCtx<'_>,
 ) -> Result<Option<Arc<dyn Plugin>>, ParseError> {
     d.next(); // "ready"
-    let args = d.remaining_args();
-    let addr = match args.as_slice() {
-        [] => DEFAULT_ADDR.to_string(),
-        [addr] => {
-            check_listen_addr(addr).map_err(|e| d.err(e))?;
-            addr.clone()
-        }
-        _ => return Err(d.arg_err()),
-    };
+    let addr = listen_addr_arg(d, DEFAULT_ADDR)?;
     while d.next_block() {
         match d.val() {
             // exdns always asks the plugins on every request (CoreDNS's `continuously`); a plugin
@@ -46,19 +38,10 @@ pub fn setup(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugin::util::test_support::{block, dispenser};
-    use crate::server::config::BlockConfig;
+    use crate::plugin::test_chain::config_of;
 
     fn run(text: &str) -> Result<Option<String>, String> {
-        let b = block(&["."]);
-        let mut config = BlockConfig::default();
-        let mut ctx = SetupCtx {
-            block: &b,
-            config: &mut config,
-        };
-        let handler = setup(&mut dispenser(text), &mut ctx).map_err(|e| e.to_string())?;
-        assert!(handler.is_none(), "ready adds no handler");
-        Ok(config.ready)
+        Ok(config_of(setup, text)?.ready)
     }
 
     #[test]

@@ -56,19 +56,10 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::plugin::util::test_support::{block, dispenser};
-    use crate::server::config::BlockConfig;
+    use crate::plugin::test_chain::config_of;
 
     fn run(text: &str) -> Result<ReloadConfig, String> {
-        let b = block(&["."]);
-        let mut config = BlockConfig::default();
-        let mut ctx = SetupCtx {
-            block: &b,
-            config: &mut config,
-        };
-        let handler = setup(&mut dispenser(text), &mut ctx).map_err(|e| e.to_string())?;
-        assert!(handler.is_none(), "reload adds no handler");
-        Ok(config.reload.expect("reload recorded"))
+        Ok(config_of(setup, text)?.reload.expect("reload recorded"))
     }
 
     fn rc(interval: u64, jitter_ms: u64) -> ReloadConfig {

@@ -58,7 +58,7 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
-    use crate::plugin::util::test_support::{block, dispenser};
+    use crate::plugin::test_chain::config_of;
     use crate::server::config::BlockConfig;
 
     // Fixed test-only keys made with openssl, for the PKCS#1 RSA and SEC1 EC encodings rcgen
@@ -81,6 +81,36 @@ mod tests {
         /// A self-signed client certificate the CA did not sign.
         rogue_chain: Vec<CertificateDer<'static>>,
         rogue_key: Vec<u8>,
+    }
+
+    /// A client certificate and its PKCS#8 key.
+    type ClientCert = (Vec<CertificateDer<'static>>, Vec<u8>);
+
+    impl Pki {
+        /// The config of `tls CERT KEY [CA] { client_auth MODE }` for the server pair.
+        fn server_config(&self, with_ca: bool, mode: &str) -> Arc<rustls::ServerConfig> {
+            let ca = if with_ca {
+                format!(" {}", p(&self.ca))
+            } else {
+                String::new()
+            };
+            let text = format!(
+                "tls {} {}{ca} {{\n client_auth {mode}\n}}",
+                p(&self.server_cert),
+                p(&self.server_key)
+            );
+            run(&text).unwrap().tls.expect("tls config stored")
+        }
+
+        /// The client certificate the CA signed.
+        fn good(&self) -> Option<ClientCert> {
+            Some((self.client_chain.clone(), self.client_key.clone()))
+        }
+
+        /// The self-signed client certificate.
+        fn rogue(&self) -> Option<ClientCert> {
+            Some((self.rogue_chain.clone(), self.rogue_key.clone()))
+        }
     }
 
     fn write(dir: &Path, name: &str, data: &str) -> PathBuf {
@@ -124,15 +154,7 @@ mod tests {
     }
 
     fn run(text: &str) -> Result<BlockConfig, String> {
-        let b = block(&["."]);
-        let mut config = BlockConfig::default();
-        let mut ctx = SetupCtx {
-            block: &b,
-            config: &mut config,
-        };
-        let handler = setup(&mut dispenser(text), &mut ctx).map_err(|e| e.to_string())?;
-        assert!(handler.is_none(), "tls adds no handler");
-        Ok(config)
+        config_of(setup, text)
     }
 
     fn p(path: &Path) -> String {
@@ -144,7 +166,7 @@ mod tests {
     async fn handshake(
         server: Arc<rustls::ServerConfig>,
         trust: &CertificateDer<'static>,
-        client_cert: Option<(Vec<CertificateDer<'static>>, Vec<u8>)>,
+        client_cert: Option<ClientCert>,
     ) -> Result<(), String> {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(trust.clone()).unwrap();
@@ -196,13 +218,7 @@ mod tests {
         assert!(cfg.alpn_protocols.is_empty(), "no ALPN, as CoreDNS");
         handshake(cfg.clone(), &k.server_der, None).await.unwrap();
         // nocert: a client certificate is not asked for, so one offered is simply unused.
-        handshake(
-            cfg,
-            &k.server_der,
-            Some((k.rogue_chain.clone(), k.rogue_key.clone())),
-        )
-        .await
-        .unwrap();
+        handshake(cfg, &k.server_der, k.rogue()).await.unwrap();
     }
 
     #[test]
@@ -241,62 +257,38 @@ mod tests {
     #[tokio::test]
     async fn require_and_verify_checks_client_certificates() {
         let k = pki();
-        let c = run(&format!(
-            "tls {} {} {} {{\n client_auth require_and_verify\n}}",
-            p(&k.server_cert),
-            p(&k.server_key),
-            p(&k.ca)
-        ))
-        .unwrap();
-        let cfg = c.tls.unwrap();
-        let good = Some((k.client_chain.clone(), k.client_key.clone()));
-        let rogue = Some((k.rogue_chain.clone(), k.rogue_key.clone()));
-        handshake(cfg.clone(), &k.server_der, good).await.unwrap();
+        let cfg = k.server_config(true, "require_and_verify");
+        handshake(cfg.clone(), &k.server_der, k.good())
+            .await
+            .unwrap();
         assert!(handshake(cfg.clone(), &k.server_der, None).await.is_err());
-        assert!(handshake(cfg, &k.server_der, rogue).await.is_err());
+        assert!(handshake(cfg, &k.server_der, k.rogue()).await.is_err());
     }
 
     #[tokio::test]
     async fn verify_if_given_allows_none_but_checks_given() {
         let k = pki();
-        let c = run(&format!(
-            "tls {} {} {} {{\n client_auth verify_if_given\n}}",
-            p(&k.server_cert),
-            p(&k.server_key),
-            p(&k.ca)
-        ))
-        .unwrap();
-        let cfg = c.tls.unwrap();
-        let good = Some((k.client_chain.clone(), k.client_key.clone()));
-        let rogue = Some((k.rogue_chain.clone(), k.rogue_key.clone()));
+        let cfg = k.server_config(true, "verify_if_given");
         handshake(cfg.clone(), &k.server_der, None).await.unwrap();
-        handshake(cfg.clone(), &k.server_der, good).await.unwrap();
-        assert!(handshake(cfg, &k.server_der, rogue).await.is_err());
+        handshake(cfg.clone(), &k.server_der, k.good())
+            .await
+            .unwrap();
+        assert!(handshake(cfg, &k.server_der, k.rogue()).await.is_err());
     }
 
     #[tokio::test]
     async fn require_wants_any_certificate() {
         let k = pki();
-        let c = run(&format!(
-            "tls {} {} {{\n client_auth require\n}}",
-            p(&k.server_cert),
-            p(&k.server_key)
-        ))
-        .unwrap();
-        let cfg = c.tls.unwrap();
-        let rogue = Some((k.rogue_chain.clone(), k.rogue_key.clone()));
-        handshake(cfg.clone(), &k.server_der, rogue).await.unwrap();
+        let cfg = k.server_config(false, "require");
+        handshake(cfg.clone(), &k.server_der, k.rogue())
+            .await
+            .unwrap();
         assert!(handshake(cfg, &k.server_der, None).await.is_err());
 
-        let c = run(&format!(
-            "tls {} {} {{\n client_auth request\n}}",
-            p(&k.server_cert),
-            p(&k.server_key)
-        ))
-        .unwrap();
-        let cfg = c.tls.unwrap();
-        let rogue = Some((k.rogue_chain.clone(), k.rogue_key.clone()));
-        handshake(cfg.clone(), &k.server_der, rogue).await.unwrap();
+        let cfg = k.server_config(false, "request");
+        handshake(cfg.clone(), &k.server_der, k.rogue())
+            .await
+            .unwrap();
         handshake(cfg, &k.server_der, None).await.unwrap();
     }
 

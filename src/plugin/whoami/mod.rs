@@ -16,6 +16,7 @@ use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA, SRV};
 use hickory_proto::rr::{Name, RData, Record};
 
+use crate::plugin::util::qname_as_sent;
 use crate::plugin::{Next, Plugin};
 use crate::server::request::{Outcome, Request};
 
@@ -46,12 +47,7 @@ pub fn answer(req: &Request) -> Option<Message> {
     m.metadata.authoritative = true;
 
     // The qname as the client spelled it (case preserved), like CoreDNS's state.QName().
-    let qname = req
-        .msg
-        .queries
-        .first()
-        .map(|q| q.name().clone())
-        .unwrap_or_else(Name::root);
+    let qname = qname_as_sent(req);
     let class = req.qclass();
 
     // A v4-mapped IPv6 peer (dual-stack socket) is an IPv4 client, as Go's To4() sees it.

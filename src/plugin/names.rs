@@ -1,5 +1,6 @@
-//! Mnemonics of types, classes and rcodes as CoreDNS (miekg/dns) prints them in logs:
-//! `AAAA`, `IN`, `NXDOMAIN`; unknown values as `TYPE65280`, `CLASS3`, or the rcode number.
+//! Mnemonics of types, classes and rcodes as CoreDNS (miekg/dns) prints them: `AAAA`, `IN`,
+//! `NXDOMAIN`; in logs unknown values read `TYPE65280`, `CLASS3`, or the rcode number. Used by
+//! `log` and `errors` for their lines and by `prometheus` for its labels.
 
 use std::borrow::Cow;
 
@@ -29,7 +30,16 @@ pub fn class_name(c: DNSClass) -> Cow<'static, str> {
 
 /// `NOERROR`, `SERVFAIL`, `NXDOMAIN`…; the number for codes without a name.
 pub fn rcode_name(r: ResponseCode) -> Cow<'static, str> {
-    Cow::Borrowed(match u16::from(r) {
+    match rcode_mnemonic(r) {
+        Some(name) => Cow::Borrowed(name),
+        None => Cow::Owned(u16::from(r).to_string()),
+    }
+}
+
+/// miekg/dns's `RcodeToString`: the name of an rcode, `None` for codes without one. BADVERS
+/// (16) reads `BADSIG`, as there.
+pub fn rcode_mnemonic(r: ResponseCode) -> Option<&'static str> {
+    Some(match u16::from(r) {
         0 => "NOERROR",
         1 => "FORMERR",
         2 => "SERVFAIL",
@@ -41,6 +51,7 @@ pub fn rcode_name(r: ResponseCode) -> Cow<'static, str> {
         8 => "NXRRSET",
         9 => "NOTAUTH",
         10 => "NOTZONE",
+        11 => "DSOTYPENI",
         16 => "BADSIG",
         17 => "BADKEY",
         18 => "BADTIME",
@@ -49,7 +60,7 @@ pub fn rcode_name(r: ResponseCode) -> Cow<'static, str> {
         21 => "BADALG",
         22 => "BADTRUNC",
         23 => "BADCOOKIE",
-        n => return Cow::Owned(n.to_string()),
+        _ => return None,
     })
 }
 
@@ -73,6 +84,8 @@ mod tests {
         assert_eq!(rcode_name(ResponseCode::Refused), "REFUSED");
         assert_eq!(rcode_name(ResponseCode::FormErr), "FORMERR");
         assert_eq!(rcode_name(ResponseCode::BADCOOKIE), "BADCOOKIE");
+        assert_eq!(rcode_name(ResponseCode::BADVERS), "BADSIG");
+        assert_eq!(rcode_name(ResponseCode::Unknown(11)), "DSOTYPENI");
         assert_eq!(rcode_name(ResponseCode::Unknown(3000)), "3000");
     }
 }
