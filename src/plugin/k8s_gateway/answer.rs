@@ -13,7 +13,7 @@ use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 
 use crate::kube::model::Kind;
 use crate::kube::snapshot::{RecordSet, Snapshot};
-use crate::plugin::acl::{in_zone, match_zone};
+use crate::plugin::zones::{in_zone, match_zone};
 use crate::plugin::k8s_gateway::setup::Settings;
 use crate::server::request::Request;
 

@@ -61,7 +61,7 @@ pub struct Settings {
 pub fn parse(d: &mut Dispenser, block_zones: &[String]) -> Result<Settings, ParseError> {
     d.next();
     let args = d.remaining_args();
-    let zones = crate::plugin::acl::setup::origins_from_args(d, &args, block_zones)?;
+    let zones = crate::plugin::zones::origins_from_args(d, &args, block_zones)?;
     let mut s = Settings {
         zones,
         kinds: Kind::DEFAULT.to_vec(),
@@ -152,7 +152,7 @@ pub fn parse(d: &mut Dispenser, block_zones: &[String]) -> Result<Settings, Pars
                 let z = if args.is_empty() {
                     s.zones.clone()
                 } else {
-                    crate::plugin::acl::setup::origins_from_args(d, &args, &s.zones)?
+                    crate::plugin::zones::origins_from_args(d, &args, &s.zones)?
                 };
                 s.fallthrough = Some(z);
             }
