@@ -1,10 +1,452 @@
-//! The manifests source (being built on its own branch).
+//! The manifests source (`manifests DIR`): Kubernetes objects read from YAML/JSON files instead
+//! of an API server, watched for changes.
+//!
+//! Every `*.yaml`, `*.yml` and `*.json` file under DIR (recursively; entries whose name starts
+//! with `.` are skipped, which also skips the `..data` / `..2024_…` directories of a mounted
+//! ConfigMap) is read: multi-document YAML, `kind: List` (and typed lists such as
+//! `ServiceList`) with `items`. Objects of the watched kinds (matched by `kind` and the API group
+//! of `apiVersion`, so an Istio `Gateway` is not taken for a Gateway API one) go through
+//! [`contribute`]; a missing namespace means `default`.
+//!
+//! After every (re)load each watched kind gets one [`Event::Replace`] with everything loaded, so
+//! objects removed from the files disappear. A file with a problem (YAML error, an object that
+//! fails to convert) is logged with its path and document number; if an earlier version of the
+//! file loaded cleanly, that version's objects keep serving until the file is fixed, otherwise
+//! the file's valid objects are used. A missing directory is logged and waited for.
 
-use std::path::PathBuf;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use crate::kube::model::{Filters, ObjKind};
+use notify::{EventKind, RecursiveMode, Watcher};
+use serde::Deserialize;
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use crate::kube::kinds::contribute;
+use crate::kube::model::{Contribution, Event, Filters, ObjKey, ObjKind};
 use crate::kube::source::Feed;
 
-pub async fn run(_dir: PathBuf, _kinds: Vec<ObjKind>, _filters: Filters, _feed: Feed) {
-    todo!("manifests")
+/// Quiet time after a file event before reloading.
+const DEBOUNCE: Duration = Duration::from_millis(100);
+/// A reload happens at the latest this long after the first event of a burst.
+const DEBOUNCE_MAX: Duration = Duration::from_secs(1);
+/// How often a missing directory is looked for.
+const POLL: Duration = Duration::from_secs(1);
+
+/// Objects per kind, as [`Event::Replace`] wants them.
+pub type Objects = HashMap<ObjKind, Vec<(ObjKey, Contribution)>>;
+
+/// One object loaded from a file.
+#[derive(Debug, Clone)]
+struct Loaded {
+    kind: ObjKind,
+    key: ObjKey,
+    contribution: Contribution,
+    /// `PATH: document N[, item M]`, for duplicate warnings.
+    origin: String,
 }
+
+/// Loads DIR once, with a fresh state: every watched kind is present in the map (possibly
+/// empty); the second value lists every problem found (also when DIR does not exist).
+pub fn load_dir(dir: &Path, kinds: &[ObjKind], filters: &Filters) -> (Objects, Vec<String>) {
+    let mut loader = Loader::new(kinds.to_vec(), filters.clone());
+    match loader.load(dir) {
+        Ok(r) => r,
+        Err(e) => (empty(kinds), vec![e]),
+    }
+}
+
+fn empty(kinds: &[ObjKind]) -> Objects {
+    kinds.iter().map(|k| (*k, Vec::new())).collect()
+}
+
+/// Loads directories, remembering each file's last clean parse.
+struct Loader {
+    kinds: Vec<ObjKind>,
+    filters: Filters,
+    last_good: HashMap<PathBuf, Vec<Loaded>>,
+}
+
+impl Loader {
+    fn new(kinds: Vec<ObjKind>, filters: Filters) -> Self {
+        Loader {
+            kinds,
+            filters,
+            last_good: HashMap::new(),
+        }
+    }
+
+    /// Reads every manifest under `dir`. `Err`: `dir` itself is unusable.
+    fn load(&mut self, dir: &Path) -> Result<(Objects, Vec<String>), String> {
+        match std::fs::metadata(dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(format!("{} is not a directory", dir.display())),
+            Err(e) => return Err(format!("{}: {e}", dir.display())),
+        }
+        let mut errors = Vec::new();
+        let mut files = Vec::new();
+        let mut seen = HashSet::new();
+        walk(dir, &mut files, &mut errors, &mut seen);
+        files.sort();
+
+        let mut per_kind: HashMap<ObjKind, BTreeMap<ObjKey, Loaded>> = HashMap::new();
+        for path in &files {
+            let (items, errs) = match std::fs::read_to_string(path) {
+                Ok(text) => self.parse_file(path, &text),
+                Err(e) => (Vec::new(), vec![format!("{}: {e}", path.display())]),
+            };
+            let items = if errs.is_empty() {
+                self.last_good.insert(path.clone(), items.clone());
+                items
+            } else {
+                errors.extend(errs);
+                match self.last_good.get(path) {
+                    Some(good) => {
+                        errors.push(format!(
+                            "{}: keeping the {} object(s) of its last good version until it is fixed",
+                            path.display(),
+                            good.len()
+                        ));
+                        good.clone()
+                    }
+                    None => items,
+                }
+            };
+            for l in items {
+                let map = per_kind.entry(l.kind).or_default();
+                if let Some(prev) = map.get(&l.key) {
+                    errors.push(format!(
+                        "{}: {} {} is also defined at {}; using the later one",
+                        l.origin, l.kind, l.key, prev.origin
+                    ));
+                }
+                map.insert(l.key.clone(), l);
+            }
+        }
+        let present: HashSet<&PathBuf> = files.iter().collect();
+        self.last_good.retain(|p, _| present.contains(p));
+
+        let mut out = empty(&self.kinds);
+        for (kind, map) in per_kind {
+            out.insert(
+                kind,
+                map.into_values().map(|l| (l.key, l.contribution)).collect(),
+            );
+        }
+        Ok((out, errors))
+    }
+
+    /// The objects of one file and its problems.
+    fn parse_file(&self, path: &Path, text: &str) -> (Vec<Loaded>, Vec<String>) {
+        let mut items = Vec::new();
+        let mut errs = Vec::new();
+        let json = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+        if json {
+            match serde_json::from_str::<Value>(text) {
+                Ok(v) => self.document(v, &format!("{}", path.display()), &mut items, &mut errs),
+                Err(e) => errs.push(format!("{}: {e}", path.display())),
+            }
+            return (items, errs);
+        }
+        for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+            let origin = format!("{}: document {}", path.display(), i + 1);
+            match Value::deserialize(doc) {
+                Ok(v) => self.document(v, &origin, &mut items, &mut errs),
+                Err(e) => {
+                    // The YAML parser cannot resume after an error: the rest of the file is
+                    // unreadable.
+                    errs.push(format!("{origin}: {e}"));
+                    break;
+                }
+            }
+        }
+        (items, errs)
+    }
+
+    /// One YAML document or JSON file: an object, a list, or nothing (empty document).
+    fn document(&self, v: Value, origin: &str, items: &mut Vec<Loaded>, errs: &mut Vec<String>) {
+        match v {
+            Value::Null => {}
+            Value::Object(_) => self.object(v, origin, items, errs),
+            other => errs.push(format!(
+                "{origin}: expected a Kubernetes object, found {}",
+                match other {
+                    Value::Array(_) => "a list",
+                    Value::String(_) => "a string",
+                    Value::Number(_) => "a number",
+                    _ => "a boolean",
+                }
+            )),
+        }
+    }
+
+    fn object(&self, mut v: Value, origin: &str, items: &mut Vec<Loaded>, errs: &mut Vec<String>) {
+        let Some(kind) = v.get("kind").and_then(Value::as_str).map(str::to_string) else {
+            errs.push(format!("{origin}: the object has no `kind`"));
+            return;
+        };
+        if kind.ends_with("List") && v.get("items").is_some() {
+            let item_kind = kind.strip_suffix("List").filter(|k| !k.is_empty());
+            let api = v.get("apiVersion").cloned();
+            let list = match v.get_mut("items").map(Value::take) {
+                Some(Value::Array(list)) => list,
+                Some(Value::Null) | None => return,
+                Some(_) => {
+                    errs.push(format!("{origin}: `items` of a {kind} must be a list"));
+                    return;
+                }
+            };
+            for (j, mut item) in list.into_iter().enumerate() {
+                let origin = format!("{origin}, item {}", j + 1);
+                // Typed lists (`ServiceList` from the API) may omit the items' kind.
+                if let (Some(k), Some(o)) = (item_kind, item.as_object_mut()) {
+                    o.entry("kind").or_insert_with(|| Value::from(k));
+                    if let Some(a) = &api {
+                        o.entry("apiVersion").or_insert_with(|| a.clone());
+                    }
+                }
+                if item.is_object() {
+                    self.object(item, &origin, items, errs);
+                } else {
+                    errs.push(format!("{origin}: expected a Kubernetes object"));
+                }
+            }
+            return;
+        }
+        let Some(ok) = ObjKind::from_kind(&kind) else {
+            return; // not a kind exdns reads (ConfigMap, Deployment, ...)
+        };
+        if !self.kinds.contains(&ok) {
+            return;
+        }
+        let api = v.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+        if !api.is_empty() {
+            let group = api.rsplit_once('/').map_or("", |(g, _)| g);
+            if group != ok.api().0 {
+                tracing::debug!("{origin}: {kind} of {api} is not the one exdns reads; skipped");
+                return;
+            }
+        }
+        if ok.namespaced()
+            && let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut)
+            && meta
+                .get("namespace")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+        {
+            meta.insert("namespace".into(), Value::from("default"));
+        }
+        match contribute(ok, &v, &self.filters) {
+            Ok((key, Some(contribution))) => items.push(Loaded {
+                kind: ok,
+                key,
+                contribution,
+                origin: origin.to_string(),
+            }),
+            Ok((_, None)) => {}
+            Err(e) => errs.push(format!("{origin}: {e}")),
+        }
+    }
+}
+
+/// Collects manifest files under `dir`, following symlinks (each real directory once).
+fn walk(
+    dir: &Path,
+    files: &mut Vec<PathBuf>,
+    errors: &mut Vec<String>,
+    seen: &mut HashSet<PathBuf>,
+) {
+    match std::fs::canonicalize(dir) {
+        Ok(c) => {
+            if !seen.insert(c) {
+                return;
+            }
+        }
+        Err(e) => {
+            errors.push(format!("{}: {e}", dir.display()));
+            return;
+        }
+    }
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            errors.push(format!("{}: {e}", dir.display()));
+            return;
+        }
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let path = entry.path();
+        // Follows symlinks; a dangling link is skipped.
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        if meta.is_dir() {
+            walk(&path, files, errors, seen);
+        } else if meta.is_file()
+            && path.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+                ["yaml", "yml", "json"]
+                    .iter()
+                    .any(|x| e.eq_ignore_ascii_case(x))
+            })
+        {
+            files.push(path);
+        }
+    }
+}
+
+/// Serves the objects in `dir` to `feed` until the task is aborted: loads, marks every kind
+/// synced, then reloads on every change (debounced).
+pub async fn run(dir: PathBuf, kinds: Vec<ObjKind>, filters: Filters, feed: Feed) {
+    let mut loader = Some(Loader::new(kinds.clone(), filters.clone()));
+    let mut synced = false;
+    let mut waiting_logged = false;
+    loop {
+        let is_dir = tokio::fs::metadata(&dir).await.is_ok_and(|m| m.is_dir());
+        if !is_dir {
+            if !waiting_logged {
+                tracing::error!(
+                    "manifests directory {} does not exist; waiting for it to appear",
+                    dir.display()
+                );
+                waiting_logged = true;
+            }
+            tokio::time::sleep(POLL).await;
+            continue;
+        }
+        waiting_logged = false;
+
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        // Watch before loading, so a change during the load is not missed.
+        let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            let _ = tx.send(res);
+        })
+        .and_then(|mut w| w.watch(&dir, RecursiveMode::Recursive).map(|()| w));
+        let _watcher = match watcher {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::error!("manifests directory {}: cannot watch: {e}", dir.display());
+                tokio::time::sleep(POLL).await;
+                continue;
+            }
+        };
+        tracing::info!("manifests: watching {}", dir.display());
+
+        if !reload(&mut loader, &dir, &kinds, &filters, &feed).await {
+            tokio::time::sleep(POLL).await;
+            continue;
+        }
+        if !synced {
+            for k in &kinds {
+                feed.set_synced(*k, true);
+            }
+            synced = true;
+        }
+
+        loop {
+            match tokio::time::timeout(POLL, rx.recv()).await {
+                Ok(Some(ev)) => {
+                    if !relevant(&ev) {
+                        continue;
+                    }
+                    debounce(&mut rx).await;
+                    if !reload(&mut loader, &dir, &kinds, &filters, &feed).await {
+                        break;
+                    }
+                }
+                Ok(None) => break, // the watcher stopped
+                Err(_) => {
+                    if !tokio::fs::metadata(&dir).await.is_ok_and(|m| m.is_dir()) {
+                        tracing::error!(
+                            "manifests directory {} disappeared; keeping its objects and waiting for it",
+                            dir.display()
+                        );
+                        waiting_logged = true;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Whether a watcher event may change what is loaded (our own reads are not changes).
+fn relevant(ev: &notify::Result<notify::Event>) -> bool {
+    match ev {
+        Ok(e) => !matches!(e.kind, EventKind::Access(_)),
+        // e.g. a queue overflow: rescan to be safe
+        Err(_) => true,
+    }
+}
+
+/// Waits until events stop for [`DEBOUNCE`] (at most [`DEBOUNCE_MAX`]).
+async fn debounce(rx: &mut mpsc::UnboundedReceiver<notify::Result<notify::Event>>) {
+    let deadline = tokio::time::Instant::now() + DEBOUNCE_MAX;
+    loop {
+        let wait = DEBOUNCE.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+        if wait.is_zero() {
+            return;
+        }
+        match tokio::time::timeout(wait, rx.recv()).await {
+            Ok(Some(_)) => continue,
+            Ok(None) | Err(_) => return,
+        }
+    }
+}
+
+/// Loads `dir` off the async threads and publishes the result. `false`: `dir` is unusable
+/// (logged; the feed keeps what it had).
+async fn reload(
+    loader: &mut Option<Loader>,
+    dir: &Path,
+    kinds: &[ObjKind],
+    filters: &Filters,
+    feed: &Feed,
+) -> bool {
+    let mut l = loader
+        .take()
+        .unwrap_or_else(|| Loader::new(kinds.to_vec(), filters.clone()));
+    let d = dir.to_path_buf();
+    let res = tokio::task::spawn_blocking(move || {
+        let r = l.load(&d);
+        (l, r)
+    })
+    .await;
+    let result = match res {
+        Ok((l, r)) => {
+            *loader = Some(l);
+            r
+        }
+        Err(e) => Err(format!("{}: loading failed: {e}", dir.display())),
+    };
+    match result {
+        Ok((objects, errors)) => {
+            for e in &errors {
+                tracing::warn!("manifests: {e}");
+            }
+            let mut counts = Vec::new();
+            for (kind, mut items) in objects {
+                items.sort_by(|a, b| a.0.cmp(&b.0));
+                counts.push(format!("{kind}={}", items.len()));
+                feed.apply(kind, Event::Replace(items));
+            }
+            counts.sort();
+            tracing::debug!("manifests: loaded {} ({})", dir.display(), counts.join(" "));
+            true
+        }
+        Err(e) => {
+            tracing::error!("manifests directory {e}");
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

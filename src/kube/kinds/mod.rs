@@ -1,15 +1,144 @@
 //! Per-kind conversion: a raw Kubernetes object (as JSON) → what it contributes to the index.
 //! The same functions serve the API-server watchers and the manifests source.
+//!
+//! Every kind follows the same rules: a missing `metadata.name` is an error; objects labelled
+//! `k8s-gateway.dns/ignore: "true"` contribute nothing; hostnames are lower-cased, lose their
+//! trailing dot, are validated (invalid ones are dropped with a warning) and de-duplicated; an
+//! object with names but no usable addresses contributes nothing.
 
-use crate::kube::model::{Contribution, Filters, ObjKey, ObjKind};
+pub mod annotations;
+mod dnsendpoint;
+mod endpointslice;
+mod gateway;
+mod ingress;
+mod node;
+mod route;
+mod service;
+mod virtualserver;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::de::DeserializeOwned;
+
+use crate::kube::model::{Address, Contribution, Filters, NameData, ObjKey, ObjKind};
 
 /// Converts one object of `kind`. `Ok(None)`: the object exists but contributes nothing
 /// (ignored by label, filtered out, no usable names). `Err`: the object is malformed (the
 /// message names what is wrong; the caller logs it and skips the object).
 pub fn contribute(
-    _kind: ObjKind,
-    _obj: &serde_json::Value,
-    _filters: &Filters,
+    kind: ObjKind,
+    obj: &serde_json::Value,
+    filters: &Filters,
 ) -> Result<(ObjKey, Option<Contribution>), String> {
-    todo!("kinds")
+    if !obj.is_object() {
+        return Err(format!(
+            "{kind}: expected an object, found {}",
+            json_type(obj)
+        ));
+    }
+    match kind {
+        ObjKind::Ingress => ingress::contribute(obj, filters),
+        ObjKind::Service => service::contribute(obj, filters),
+        ObjKind::EndpointSlice => endpointslice::contribute(obj),
+        ObjKind::Gateway => gateway::contribute(obj),
+        ObjKind::HTTPRoute | ObjKind::TLSRoute | ObjKind::GRPCRoute => route::contribute(kind, obj),
+        ObjKind::DNSEndpoint => dnsendpoint::contribute(obj),
+        ObjKind::VirtualServer => virtualserver::contribute(obj),
+        ObjKind::Node => node::contribute(obj, filters),
+    }
 }
+
+fn json_type(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "a list",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// Deserializes `obj` into the typed struct of `kind`. The error names the object when its
+/// name can be read.
+fn parse<T: DeserializeOwned>(kind: ObjKind, obj: &serde_json::Value) -> Result<T, String> {
+    T::deserialize(obj).map_err(|e| {
+        let name = obj
+            .pointer("/metadata/name")
+            .and_then(|v| v.as_str())
+            .unwrap_or("<unnamed>");
+        let ns = obj
+            .pointer("/metadata/namespace")
+            .and_then(|v| v.as_str())
+            .filter(|_| kind.namespaced());
+        match ns {
+            Some(ns) => format!("{kind} {ns}/{name}: {e}"),
+            None => format!("{kind} {name}: {e}"),
+        }
+    })
+}
+
+/// `namespace/name`; the namespace defaults to `default` for namespaced kinds and is empty for
+/// cluster-scoped ones.
+fn object_key(kind: ObjKind, meta: &ObjectMeta) -> Result<ObjKey, String> {
+    let name = meta
+        .name
+        .as_deref()
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| format!("{kind}: metadata.name is missing"))?;
+    let ns = if kind.namespaced() {
+        meta.namespace
+            .as_deref()
+            .filter(|n| !n.is_empty())
+            .unwrap_or("default")
+    } else {
+        ""
+    };
+    Ok(ObjKey::new(ns, name))
+}
+
+/// Logs a problem with one part of an object (the object itself is still used).
+fn warn(kind: ObjKind, key: &ObjKey, msg: &str) {
+    tracing::warn!(kind = %kind, object = %key, "{msg}");
+}
+
+/// Normalizes hostnames (wildcards allowed) and drops invalid ones with a warning.
+fn hostnames<'a>(
+    kind: ObjKind,
+    key: &ObjKey,
+    field: &str,
+    raw: impl IntoIterator<Item = &'a str>,
+) -> Vec<String> {
+    let mut names = annotations::Names::default();
+    for h in raw {
+        match annotations::normalize_name(h, true) {
+            Ok(n) => names.push(n),
+            Err(e) => warn(
+                kind,
+                key,
+                &format!("{field}: invalid hostname skipped: {e}"),
+            ),
+        }
+    }
+    names.into_vec()
+}
+
+/// The same addresses for every name; nothing when either list is empty.
+fn names_with_addrs(names: Vec<String>, addrs: Vec<Address>) -> Option<Contribution> {
+    if names.is_empty() || addrs.is_empty() {
+        return None;
+    }
+    let addrs = annotations::dedup_addrs(addrs);
+    Some(Contribution::Names(
+        names
+            .into_iter()
+            .map(|name| NameData {
+                name,
+                addrs: addrs.clone(),
+                ..Default::default()
+            })
+            .collect(),
+    ))
+}
+
+#[cfg(test)]
+mod tests;

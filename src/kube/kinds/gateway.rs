@@ -1,0 +1,157 @@
+//! Gateway (gateway.networking.k8s.io/v1): its class (`spec.gatewayClassName`, for
+//! `gatewayClasses`, applied by the index builder) and `status.addresses[]`: type `IPAddress`
+//! (or unset) → IP, type `Hostname` → resolved later; other types are skipped.
+//!
+//! Only the fields read are deserialized (with the gateway-api crate's address type): the
+//! generated `Gateway` type rejects a whole object over any value its closed enums don't know
+//! (a newer listener TLS mode, for instance), which would silently drop every route's names.
+
+use gateway_api::gateways::GatewayStatusAddresses;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::Deserialize;
+
+use super::annotations::{self, status_address};
+use super::{object_key, parse, warn};
+use crate::kube::model::{Address, Contribution, ObjKey, ObjKind};
+
+const KIND: ObjKind = ObjKind::Gateway;
+
+#[derive(Deserialize)]
+struct GatewayView {
+    #[serde(default)]
+    metadata: ObjectMeta,
+    #[serde(default)]
+    spec: SpecView,
+    #[serde(default)]
+    status: Option<StatusView>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct SpecView {
+    #[serde(default)]
+    gateway_class_name: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct StatusView {
+    #[serde(default)]
+    addresses: Option<Vec<GatewayStatusAddresses>>,
+}
+
+pub(super) fn contribute(
+    obj: &serde_json::Value,
+) -> Result<(ObjKey, Option<Contribution>), String> {
+    let gw: GatewayView = parse(KIND, obj)?;
+    let key = object_key(KIND, &gw.metadata)?;
+    if annotations::is_ignored(&gw.metadata) {
+        return Ok((key, None));
+    }
+    let class = gw.spec.gateway_class_name.unwrap_or_default();
+    let mut addrs: Vec<Address> = Vec::new();
+    for a in gw.status.iter().flat_map(|s| s.addresses.iter().flatten()) {
+        let mut w = |m: String| warn(KIND, &key, &format!("status.addresses: {m}"));
+        match a.r#type.as_deref() {
+            None | Some("IPAddress") => {
+                if let Some(addr) = status_address(Some(&a.value), None, &mut w) {
+                    addrs.push(addr);
+                }
+            }
+            Some("Hostname") => {
+                if let Some(addr) = status_address(None, Some(&a.value), &mut w) {
+                    addrs.push(addr);
+                }
+            }
+            Some(other) => w(format!(
+                "address type \"{other}\" not supported; \"{}\" skipped",
+                a.value
+            )),
+        }
+    }
+    let addrs = annotations::dedup_addrs(addrs);
+    Ok((key, Some(Contribution::Gateway { class, addrs })))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::kube::kinds::contribute;
+    use crate::kube::kinds::tests::{addr, host};
+    use crate::kube::model::{Contribution, Filters, ObjKey, ObjKind};
+
+    fn gw(addresses: serde_json::Value) -> serde_json::Value {
+        json!({
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "Gateway",
+            "metadata": {"name": "public", "namespace": "gateway-system"},
+            "spec": {
+                "gatewayClassName": "cilium",
+                "listeners": [{"name": "https", "port": 443, "protocol": "HTTPS",
+                               "tls": {"mode": "SomeFutureMode"}}]
+            },
+            "status": {"addresses": addresses,
+                       "conditions": [{"type": "Programmed", "status": "True"}]}
+        })
+    }
+
+    #[test]
+    fn address_types_table() {
+        let cases = vec![
+            (
+                json!([{"type": "IPAddress", "value": "192.0.2.1"}]),
+                vec![addr("192.0.2.1")],
+            ),
+            (json!([{"value": "2001:db8::1"}]), vec![addr("2001:db8::1")]),
+            (
+                json!([{"type": "Hostname", "value": "LB.Example.net."}]),
+                vec![host("lb.example.net")],
+            ),
+            (json!([{"type": "IPAddress", "value": "not-an-ip"}]), vec![]),
+            (
+                json!([{"type": "example.com/named", "value": "foo"}]),
+                vec![],
+            ),
+            (
+                json!([{"type": "IPAddress", "value": "192.0.2.2"}, {"value": "192.0.2.1"},
+                       {"type": "IPAddress", "value": "192.0.2.2"}]),
+                vec![addr("192.0.2.1"), addr("192.0.2.2")],
+            ),
+            (json!(null), vec![]),
+        ];
+        for (addresses, want) in cases {
+            let (key, c) = contribute(
+                ObjKind::Gateway,
+                &gw(addresses.clone()),
+                &Filters::default(),
+            )
+            .unwrap();
+            assert_eq!(key, ObjKey::new("gateway-system", "public"));
+            assert_eq!(
+                c,
+                Some(Contribution::Gateway {
+                    class: "cilium".into(),
+                    addrs: want
+                }),
+                "addresses {addresses}"
+            );
+        }
+    }
+
+    #[test]
+    fn ignored_and_unnamed() {
+        let mut obj = gw(json!([{"value": "192.0.2.1"}]));
+        obj["metadata"]["labels"] = json!({"k8s-gateway.dns/ignore": "true"});
+        assert_eq!(
+            contribute(ObjKind::Gateway, &obj, &Filters::default())
+                .unwrap()
+                .1,
+            None
+        );
+        let obj = json!({"kind": "Gateway", "metadata": {"namespace": "x"}});
+        assert_eq!(
+            contribute(ObjKind::Gateway, &obj, &Filters::default()).unwrap_err(),
+            "Gateway: metadata.name is missing"
+        );
+    }
+}

@@ -1,0 +1,351 @@
+//! Service (v1): type LoadBalancer, or any type annotated
+//! `k8s-gateway.dns/resolve-endpoints: "true"` (then the addresses are the Service's ready
+//! EndpointSlice addresses, joined by the index builder).
+//!
+//! Names: annotation `coredns.io/hostname`, else `external-dns.alpha.kubernetes.io/hostname`
+//! (comma-separated; invalid entries dropped with a warning; when every entry is invalid the
+//! Service contributes nothing), else `name.namespace`. Addresses: `spec.externalIPs` if set,
+//! else `status.loadBalancer.ingress[]` ip / hostname.
+
+use k8s_openapi::api::core::v1::Service;
+
+use super::annotations::{self, COREDNS_HOSTNAME, EXTERNAL_DNS_HOSTNAME, RESOLVE_ENDPOINTS};
+use super::{names_with_addrs, object_key, parse, warn};
+use crate::kube::model::{Address, Contribution, Filters, NameData, ObjKey, ObjKind};
+use crate::kube::selector;
+
+const KIND: ObjKind = ObjKind::Service;
+
+pub(super) fn contribute(
+    obj: &serde_json::Value,
+    filters: &Filters,
+) -> Result<(ObjKey, Option<Contribution>), String> {
+    let svc: Service = parse(KIND, obj)?;
+    let meta = &svc.metadata;
+    let key = object_key(KIND, meta)?;
+    if annotations::is_ignored(meta) {
+        return Ok((key, None));
+    }
+    let empty = Default::default();
+    let labels = meta.labels.as_ref().unwrap_or(&empty);
+    if !selector::matches_any(&filters.service_label_selectors, labels)
+        .map_err(|e| format!("serviceLabelSelectors: {e}"))?
+    {
+        return Ok((key, None));
+    }
+    let resolve_endpoints = annotations::annotation_true(meta, RESOLVE_ENDPOINTS);
+    let is_lb = svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.type_.as_deref())
+        .is_some_and(|t| t == "LoadBalancer");
+    if !is_lb && !resolve_endpoints {
+        return Ok((key, None));
+    }
+
+    let names = match hostname_annotation(meta) {
+        Some((ann, value)) => {
+            let (names, bad) = annotations::hostname_list(value);
+            for b in &bad {
+                warn(
+                    KIND,
+                    &key,
+                    &format!("annotation {ann}: invalid hostname skipped: {b}"),
+                );
+            }
+            if names.is_empty() {
+                warn(
+                    KIND,
+                    &key,
+                    &format!("annotation {ann}: no valid hostname; the Service is not indexed"),
+                );
+                return Ok((key, None));
+            }
+            names
+        }
+        None => vec![format!(
+            "{}.{}",
+            key.name.to_ascii_lowercase(),
+            key.namespace.to_ascii_lowercase()
+        )],
+    };
+
+    if resolve_endpoints {
+        let data = names
+            .into_iter()
+            .map(|name| NameData {
+                name,
+                endpoints_of: Some(key.clone()),
+                ..Default::default()
+            })
+            .collect();
+        return Ok((key, Some(Contribution::Names(data))));
+    }
+
+    let mut addrs = Vec::new();
+    let external: Vec<&str> = svc
+        .spec
+        .iter()
+        .flat_map(|s| s.external_ips.iter().flatten())
+        .map(String::as_str)
+        .filter(|s| !s.trim().is_empty())
+        .collect();
+    if !external.is_empty() {
+        for ip in external {
+            match annotations::parse_ip(ip) {
+                Some(a) => addrs.push(Address::Ip(a)),
+                None => warn(
+                    KIND,
+                    &key,
+                    &format!("spec.externalIPs: invalid IP address \"{ip}\" skipped"),
+                ),
+            }
+        }
+    } else {
+        let lb = svc
+            .status
+            .iter()
+            .flat_map(|s| s.load_balancer.iter())
+            .flat_map(|lb| lb.ingress.iter().flatten());
+        for e in lb {
+            let mut w = |m: String| warn(KIND, &key, &format!("status.loadBalancer.ingress: {m}"));
+            if let Some(a) =
+                annotations::status_address(e.ip.as_deref(), e.hostname.as_deref(), &mut w)
+            {
+                addrs.push(a);
+            }
+        }
+    }
+    Ok((key.clone(), names_with_addrs(names, addrs)))
+}
+
+/// The hostname annotation in effect: `coredns.io/hostname`, else the external-dns one. An
+/// empty (or whitespace-only) value counts as absent.
+fn hostname_annotation(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> Option<(&'static str, &str)> {
+    [COREDNS_HOSTNAME, EXTERNAL_DNS_HOSTNAME]
+        .into_iter()
+        .find_map(|a| {
+            annotations::annotation(meta, a)
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| (a, v))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::kube::kinds::contribute;
+    use crate::kube::kinds::tests::{addr, host, names};
+    use crate::kube::model::{Contribution, Filters, NameData, ObjKey, ObjKind};
+
+    fn svc(
+        name: &str,
+        ty: &str,
+        annotations: serde_json::Value,
+        labels: serde_json::Value,
+    ) -> serde_json::Value {
+        json!({
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": name, "namespace": "Apps", "annotations": annotations, "labels": labels},
+            "spec": {"type": ty, "ports": [{"port": 443, "protocol": "TCP"}]},
+            "status": {"loadBalancer": {"ingress": [{"ip": "198.51.100.7"}, {"ip": "2001:db8::7"}]}}
+        })
+    }
+
+    fn run(obj: &serde_json::Value, f: &Filters) -> Option<Contribution> {
+        contribute(ObjKind::Service, obj, f).unwrap().1
+    }
+
+    #[test]
+    fn annotation_parsing_table() {
+        let long = format!("{}.example.com", "a".repeat(64));
+        let cases: Vec<(serde_json::Value, Vec<&str>)> = vec![
+            (json!({}), vec!["web.apps"]),
+            (
+                json!({"coredns.io/hostname": "web.example.com"}),
+                vec!["web.example.com"],
+            ),
+            (
+                json!({"coredns.io/hostname": "a.example.com, B.example.com.,a.example.com"}),
+                vec!["a.example.com", "b.example.com"],
+            ),
+            (
+                json!({"coredns.io/hostname": "*.apps.example.com,apps.example.com"}),
+                vec!["*.apps.example.com", "apps.example.com"],
+            ),
+            (
+                json!({"coredns.io/hostname": "_sip._tcp.example.com,my_host.example.com"}),
+                vec!["_sip._tcp.example.com", "my_host.example.com"],
+            ),
+            (
+                json!({"coredns.io/hostname": "*my.host,ok.example.com"}),
+                vec!["ok.example.com"],
+            ),
+            (
+                json!({"coredns.io/hostname": "**my.host,ok.example.com"}),
+                vec!["ok.example.com"],
+            ),
+            (
+                json!({"coredns.io/hostname": "my.*.host,ok.example.com"}),
+                vec!["ok.example.com"],
+            ),
+            (
+                json!({"coredns.io/hostname": format!("{long},ok.example.com")}),
+                vec!["ok.example.com"],
+            ),
+            // every entry invalid: not indexed at all (no name.namespace fallback)
+            (
+                json!({"coredns.io/hostname": "*my.host,**my.host,my.*.host"}),
+                vec![],
+            ),
+            (
+                json!({"external-dns.alpha.kubernetes.io/hostname": "ext.example.com,ext2.example.com"}),
+                vec!["ext.example.com", "ext2.example.com"],
+            ),
+            // coredns.io wins over external-dns
+            (
+                json!({"coredns.io/hostname": "c.example.com",
+                       "external-dns.alpha.kubernetes.io/hostname": "e.example.com"}),
+                vec!["c.example.com"],
+            ),
+            // an empty annotation counts as absent
+            (
+                json!({"coredns.io/hostname": " ",
+                       "external-dns.alpha.kubernetes.io/hostname": "e.example.com"}),
+                vec!["e.example.com"],
+            ),
+        ];
+        for (ann, want) in cases {
+            let obj = svc("Web", "LoadBalancer", ann.clone(), json!({}));
+            let c = run(&obj, &Filters::default());
+            assert_eq!(names(&c), want, "annotations {ann}");
+            if let Some(Contribution::Names(v)) = &c {
+                for nd in v {
+                    assert_eq!(nd.addrs, vec![addr("198.51.100.7"), addr("2001:db8::7")]);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn types_and_addresses() {
+        // Not a LoadBalancer: nothing.
+        for ty in ["ClusterIP", "NodePort", "ExternalName"] {
+            assert_eq!(
+                run(&svc("a", ty, json!({}), json!({})), &Filters::default()),
+                None
+            );
+        }
+        // externalIPs win over the load balancer status.
+        let mut obj = svc("a", "LoadBalancer", json!({}), json!({}));
+        obj["spec"]["externalIPs"] = json!(["203.0.113.5", "bogus", "203.0.113.5"]);
+        assert_eq!(
+            run(&obj, &Filters::default()),
+            Some(Contribution::Names(vec![NameData {
+                name: "a.apps".into(),
+                addrs: vec![addr("203.0.113.5")],
+                ..Default::default()
+            }]))
+        );
+        // Hostname load balancer entries.
+        let mut obj = svc("a", "LoadBalancer", json!({}), json!({}));
+        obj["status"]["loadBalancer"]["ingress"] = json!([{"hostname": "ELB.example.net"}]);
+        let Some(Contribution::Names(v)) = run(&obj, &Filters::default()) else {
+            panic!("no contribution")
+        };
+        assert_eq!(v[0].addrs, vec![host("elb.example.net")]);
+        // Pending load balancer: nothing to answer.
+        let mut obj = svc("a", "LoadBalancer", json!({}), json!({}));
+        obj["status"] = json!({"loadBalancer": {}});
+        assert_eq!(run(&obj, &Filters::default()), None);
+    }
+
+    #[test]
+    fn resolve_endpoints_any_type() {
+        for ty in ["ClusterIP", "LoadBalancer"] {
+            let obj = svc(
+                "db",
+                ty,
+                json!({"k8s-gateway.dns/resolve-endpoints": "true", "coredns.io/hostname": "db.example.com"}),
+                json!({}),
+            );
+            assert_eq!(
+                run(&obj, &Filters::default()),
+                Some(Contribution::Names(vec![NameData {
+                    name: "db.example.com".into(),
+                    endpoints_of: Some(ObjKey::new("Apps", "db")),
+                    ..Default::default()
+                }])),
+                "type {ty}"
+            );
+        }
+        let obj = svc(
+            "db",
+            "ClusterIP",
+            json!({"k8s-gateway.dns/resolve-endpoints": "false"}),
+            json!({}),
+        );
+        assert_eq!(run(&obj, &Filters::default()), None);
+    }
+
+    #[test]
+    fn ignore_label() {
+        let obj = svc(
+            "a",
+            "LoadBalancer",
+            json!({}),
+            json!({"k8s-gateway.dns/ignore": "true"}),
+        );
+        assert_eq!(
+            contribute(ObjKind::Service, &obj, &Filters::default()).unwrap(),
+            (ObjKey::new("Apps", "a"), None)
+        );
+        let obj = svc(
+            "a",
+            "LoadBalancer",
+            json!({}),
+            json!({"k8s-gateway.dns/ignore": "false"}),
+        );
+        assert!(run(&obj, &Filters::default()).is_some());
+    }
+
+    #[test]
+    fn label_selectors_table() {
+        let labels = json!({"app": "web", "env": "prod"});
+        let cases: &[(&[&str], bool)] = &[
+            (&[], true),
+            (&["app=web"], true),
+            (&["app=api"], false),
+            (&["app!=api"], true),
+            (&["app!=web"], false),
+            (&["env in (prod,staging)"], true),
+            (&["env in (staging)"], false),
+            (&["app=web,env=prod"], true),
+            (&["app=web,env notin (prod)"], false),
+            // several selectors: OR
+            (&["app=api", "env=prod"], true),
+            (&["app=api", "env=dev"], false),
+        ];
+        for (sels, want) in cases {
+            let f = Filters {
+                service_label_selectors: sels.iter().map(|s| s.to_string()).collect(),
+                ..Default::default()
+            };
+            let obj = svc("a", "LoadBalancer", json!({}), labels.clone());
+            assert_eq!(run(&obj, &f).is_some(), *want, "selectors {sels:?}");
+        }
+        let f = Filters {
+            service_label_selectors: vec!["a in (".into()],
+            ..Default::default()
+        };
+        let obj = svc("a", "LoadBalancer", json!({}), labels);
+        assert_eq!(
+            contribute(ObjKind::Service, &obj, &f).unwrap_err(),
+            "serviceLabelSelectors: label selector \"a in (\": unterminated value set for key 'a': missing ')'"
+        );
+    }
+}

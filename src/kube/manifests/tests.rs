@@ -1,0 +1,569 @@
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::*;
+use crate::kube::model::{Address, NameData, Store};
+
+fn write(dir: &Path, name: &str, text: &str) {
+    let p = dir.join(name);
+    if let Some(parent) = p.parent() {
+        std::fs::create_dir_all(parent).unwrap();
+    }
+    std::fs::write(p, text).unwrap();
+}
+
+fn svc(name: &str, ns: Option<&str>, ip: &str) -> String {
+    let ns = ns
+        .map(|n| format!("\n  namespace: {n}"))
+        .unwrap_or_default();
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}{ns}\nspec:\n  type: LoadBalancer\nstatus:\n  loadBalancer:\n    ingress:\n      - ip: {ip}\n"
+    )
+}
+
+fn ip(s: &str) -> Address {
+    Address::Ip(s.parse().unwrap())
+}
+
+/// name → addresses of every `Names` contribution of `kind`.
+fn names(objs: &Objects, kind: ObjKind) -> HashMap<String, Vec<Address>> {
+    let mut out = HashMap::new();
+    for (_, c) in objs.get(&kind).into_iter().flatten() {
+        if let Contribution::Names(v) = c {
+            for nd in v {
+                out.insert(nd.name.clone(), nd.addrs.clone());
+            }
+        }
+    }
+    out
+}
+
+fn store_names(s: &Store, kind: ObjKind) -> Vec<String> {
+    let mut v: Vec<String> = s
+        .get(kind)
+        .into_iter()
+        .flat_map(|m| m.values())
+        .flat_map(|c| match c {
+            Contribution::Names(v) => v.iter().map(|n| n.name.clone()).collect(),
+            _ => vec![],
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+const ALL: [ObjKind; 10] = ObjKind::ALL;
+
+#[test]
+fn multi_document_yaml() {
+    let d = tempfile::tempdir().unwrap();
+    let text = format!(
+        "{}---\n# only a comment\n---\n{}---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\ndata:\n  a: b\n---\n{}",
+        svc("a", Some("apps"), "192.0.2.1"),
+        svc("b", None, "192.0.2.2"),
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: i\n  namespace: web\nspec:\n  rules:\n    - host: I.example.com\nstatus:\n  loadBalancer:\n    ingress:\n      - ip: 192.0.2.3\n"
+    );
+    write(d.path(), "all.yaml", &text);
+    let (objs, errs) = load_dir(d.path(), &ALL, &Filters::default());
+    assert!(errs.is_empty(), "{errs:?}");
+    let svcs = &objs[&ObjKind::Service];
+    let keys: Vec<&ObjKey> = svcs.iter().map(|(k, _)| k).collect();
+    assert_eq!(
+        keys,
+        vec![&ObjKey::new("apps", "a"), &ObjKey::new("default", "b")]
+    );
+    assert_eq!(
+        names(&objs, ObjKind::Service),
+        HashMap::from([
+            ("a.apps".to_string(), vec![ip("192.0.2.1")]),
+            ("b.default".to_string(), vec![ip("192.0.2.2")]),
+        ])
+    );
+    assert_eq!(
+        names(&objs, ObjKind::Ingress),
+        HashMap::from([("i.example.com".to_string(), vec![ip("192.0.2.3")])])
+    );
+    // Every requested kind is present, even without objects.
+    for k in ALL {
+        assert!(objs.contains_key(&k), "{k}");
+    }
+}
+
+#[test]
+fn lists_and_json() {
+    let d = tempfile::tempdir().unwrap();
+    write(
+        d.path(),
+        "list.yml",
+        &format!(
+            "apiVersion: v1\nkind: List\nitems:\n{}",
+            [
+                svc("a", Some("x"), "192.0.2.1"),
+                svc("b", Some("x"), "192.0.2.2")
+            ]
+            .iter()
+            .map(|s| {
+                let mut lines = s.lines();
+                let first = format!("  - {}\n", lines.next().unwrap());
+                first + &lines.map(|l| format!("    {l}\n")).collect::<String>()
+            })
+            .collect::<String>()
+        ),
+    );
+    // A typed list whose items omit kind and apiVersion, in JSON.
+    write(
+        d.path(),
+        "sub/list.JSON",
+        r#"{"apiVersion": "v1", "kind": "ServiceList", "items": [
+            {"metadata": {"name": "c", "namespace": "x"}, "spec": {"type": "LoadBalancer"},
+             "status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.3"}]}}}]}"#,
+    );
+    write(
+        d.path(),
+        "empty-list.yaml",
+        "apiVersion: v1\nkind: List\nitems: []\n",
+    );
+    write(d.path(), "notes.txt", "kind: Service\n");
+    let (objs, errs) = load_dir(d.path(), &[ObjKind::Service], &Filters::default());
+    assert!(errs.is_empty(), "{errs:?}");
+    let mut got: Vec<String> = names(&objs, ObjKind::Service).into_keys().collect();
+    got.sort();
+    assert_eq!(got, vec!["a.x", "b.x", "c.x"]);
+    assert_eq!(objs.len(), 1);
+}
+
+#[test]
+fn kinds_groups_and_hidden_entries() {
+    let d = tempfile::tempdir().unwrap();
+    // Only the requested kinds are read.
+    write(d.path(), "svc.yaml", &svc("a", Some("x"), "192.0.2.1"));
+    // An Istio Gateway is not a Gateway API Gateway.
+    write(
+        d.path(),
+        "istio.yaml",
+        "apiVersion: networking.istio.io/v1beta1\nkind: Gateway\nmetadata:\n  name: g\n  namespace: x\nspec:\n  servers: []\n",
+    );
+    write(
+        d.path(),
+        "gw.yaml",
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata:\n  name: g\nspec:\n  gatewayClassName: c\nstatus:\n  addresses:\n    - value: 192.0.2.9\n",
+    );
+    // A mounted ConfigMap's hidden directories and editor files are skipped.
+    write(
+        d.path(),
+        "..2025_01_01/svc.yaml",
+        &svc("hidden", Some("x"), "192.0.2.2"),
+    );
+    write(
+        d.path(),
+        ".svc.yaml.swp",
+        &svc("swap", Some("x"), "192.0.2.3"),
+    );
+    let (objs, errs) = load_dir(d.path(), &[ObjKind::Gateway], &Filters::default());
+    assert!(errs.is_empty(), "{errs:?}");
+    assert_eq!(
+        objs,
+        HashMap::from([(
+            ObjKind::Gateway,
+            vec![(
+                ObjKey::new("default", "g"),
+                Contribution::Gateway {
+                    class: "c".into(),
+                    addrs: vec![ip("192.0.2.9")]
+                }
+            )]
+        )])
+    );
+    let (objs, _) = load_dir(d.path(), &[ObjKind::Service], &Filters::default());
+    assert_eq!(
+        names(&objs, ObjKind::Service)
+            .into_keys()
+            .collect::<Vec<_>>(),
+        vec!["a.x"]
+    );
+}
+
+#[test]
+fn broken_files_are_reported_and_skipped() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), "good.yaml", &svc("good", Some("x"), "192.0.2.1"));
+    write(
+        d.path(),
+        "bad-yaml.yaml",
+        &format!(
+            "{}---\nkind: Service\nmetadata: [unclosed\n",
+            svc("first", Some("x"), "192.0.2.2")
+        ),
+    );
+    write(
+        d.path(),
+        "bad-object.yaml",
+        &format!(
+            "{}---\napiVersion: v1\nkind: Service\nmetadata:\n  namespace: x\nspec:\n  type: LoadBalancer\n",
+            svc("ok", Some("x"), "192.0.2.3")
+        ),
+    );
+    write(
+        d.path(),
+        "no-kind.yaml",
+        "apiVersion: v1\nmetadata:\n  name: x\n",
+    );
+    write(d.path(), "scalar.yaml", "just a string\n");
+    write(d.path(), "bad.json", "{\"kind\": ");
+    let (objs, errs) = load_dir(d.path(), &[ObjKind::Service], &Filters::default());
+    let p = |f: &str| d.path().join(f).display().to_string();
+    assert_eq!(errs.len(), 5, "{errs:#?}");
+    assert_eq!(
+        errs[0],
+        format!(
+            "{}: document 2: Service: metadata.name is missing",
+            p("bad-object.yaml")
+        )
+    );
+    assert_eq!(
+        errs[1],
+        format!(
+            "{}: document 2: did not find expected ',' or ']' at line 15 column 1, while parsing a flow sequence at line 14 column 11",
+            p("bad-yaml.yaml")
+        )
+    );
+    assert_eq!(
+        errs[2],
+        format!(
+            "{}: EOF while parsing a value at line 1 column 9",
+            p("bad.json")
+        )
+    );
+    assert_eq!(
+        errs[3],
+        format!(
+            "{}: document 1: the object has no `kind`",
+            p("no-kind.yaml")
+        )
+    );
+    assert_eq!(
+        errs[4],
+        format!(
+            "{}: document 1: expected a Kubernetes object, found a string",
+            p("scalar.yaml")
+        )
+    );
+    // The valid objects of never-good files are used.
+    let mut got: Vec<String> = names(&objs, ObjKind::Service).into_keys().collect();
+    got.sort();
+    assert_eq!(got, vec!["first.x", "good.x", "ok.x"]);
+}
+
+#[test]
+fn a_file_that_breaks_keeps_its_last_good_objects() {
+    let d = tempfile::tempdir().unwrap();
+    let mut loader = Loader::new(vec![ObjKind::Service], Filters::default());
+    write(d.path(), "a.yaml", &svc("a", Some("x"), "192.0.2.1"));
+    write(d.path(), "b.yaml", &svc("b", Some("x"), "192.0.2.2"));
+    let (objs, errs) = loader.load(d.path()).unwrap();
+    assert!(errs.is_empty());
+    assert_eq!(objs[&ObjKind::Service].len(), 2);
+
+    // a.yaml breaks (an edit in progress) while b.yaml changes.
+    write(
+        d.path(),
+        "a.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: a, namespace: x\n",
+    );
+    write(d.path(), "b.yaml", &svc("b", Some("x"), "192.0.2.22"));
+    let (objs, errs) = loader.load(d.path()).unwrap();
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    assert_eq!(
+        errs[1],
+        format!(
+            "{}: keeping the 1 object(s) of its last good version until it is fixed",
+            d.path().join("a.yaml").display()
+        )
+    );
+    assert_eq!(
+        names(&objs, ObjKind::Service),
+        HashMap::from([
+            ("a.x".to_string(), vec![ip("192.0.2.1")]),
+            ("b.x".to_string(), vec![ip("192.0.2.22")]),
+        ])
+    );
+
+    // An object that fails to convert also counts as broken.
+    write(
+        d.path(),
+        "a.yaml",
+        &format!(
+            "{}---\nkind: Service\nmetadata: {{namespace: x}}\n",
+            svc("a2", Some("x"), "192.0.2.9")
+        ),
+    );
+    let (objs, errs) = loader.load(d.path()).unwrap();
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    assert!(names(&objs, ObjKind::Service).contains_key("a.x"));
+    assert!(!names(&objs, ObjKind::Service).contains_key("a2.x"));
+
+    // Fixed: the new content replaces the old.
+    write(d.path(), "a.yaml", &svc("a3", Some("x"), "192.0.2.3"));
+    let (objs, errs) = loader.load(d.path()).unwrap();
+    assert!(errs.is_empty());
+    let mut got: Vec<String> = names(&objs, ObjKind::Service).into_keys().collect();
+    got.sort();
+    assert_eq!(got, vec!["a3.x", "b.x"]);
+
+    // A deleted file is forgotten, also as a last good version.
+    std::fs::remove_file(d.path().join("a.yaml")).unwrap();
+    let (objs, _) = loader.load(d.path()).unwrap();
+    assert_eq!(
+        names(&objs, ObjKind::Service)
+            .into_keys()
+            .collect::<Vec<_>>(),
+        vec!["b.x"]
+    );
+    assert!(!loader.last_good.contains_key(&d.path().join("a.yaml")));
+}
+
+#[test]
+fn duplicates_and_missing_dir() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), "1.yaml", &svc("a", Some("x"), "192.0.2.1"));
+    write(d.path(), "2.yaml", &svc("a", Some("x"), "192.0.2.2"));
+    let (objs, errs) = load_dir(d.path(), &[ObjKind::Service], &Filters::default());
+    assert_eq!(
+        errs,
+        vec![format!(
+            "{}: document 1: Service x/a is also defined at {}: document 1; using the later one",
+            d.path().join("2.yaml").display(),
+            d.path().join("1.yaml").display()
+        )]
+    );
+    assert_eq!(names(&objs, ObjKind::Service)["a.x"], vec![ip("192.0.2.2")]);
+
+    let missing = d.path().join("nope");
+    let (objs, errs) = load_dir(&missing, &[ObjKind::Service], &Filters::default());
+    assert_eq!(objs, HashMap::from([(ObjKind::Service, vec![])]));
+    assert_eq!(
+        errs,
+        vec![format!(
+            "{}: No such file or directory (os error 2)",
+            missing.display()
+        )]
+    );
+}
+
+#[test]
+fn filters_apply() {
+    let d = tempfile::tempdir().unwrap();
+    let mut labelled = svc("a", Some("x"), "192.0.2.1");
+    labelled = labelled.replace("  name: a\n", "  name: a\n  labels:\n    expose: public\n");
+    write(d.path(), "a.yaml", &labelled);
+    write(d.path(), "b.yaml", &svc("b", Some("x"), "192.0.2.2"));
+    let f = Filters {
+        service_label_selectors: vec!["expose in (public, partner)".into()],
+        ..Default::default()
+    };
+    let (objs, errs) = load_dir(d.path(), &[ObjKind::Service], &f);
+    assert!(errs.is_empty(), "{errs:?}");
+    assert_eq!(
+        names(&objs, ObjKind::Service)
+            .into_keys()
+            .collect::<Vec<_>>(),
+        vec!["a.x"]
+    );
+}
+
+fn demo_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/demo")
+}
+
+#[test]
+fn demo_fixtures_load_cleanly() {
+    let (objs, errs) = load_dir(&demo_dir(), &ALL, &Filters::default());
+    assert!(errs.is_empty(), "{errs:#?}");
+    let svc = names(&objs, ObjKind::Service);
+    assert_eq!(
+        svc["exdns.kube-system"],
+        vec![ip("192.0.2.53"), ip("2001:db8::53")]
+    );
+    assert_eq!(
+        svc["exdns-secondary.kube-system"],
+        vec![ip("192.0.2.54"), ip("2001:db8::54")]
+    );
+    assert_eq!(svc["*.apps.example.com"], vec![ip("203.0.113.40")]);
+    assert_eq!(
+        svc["smtp.example.com"],
+        vec![ip("203.0.113.41"), ip("2001:db8:203::41")]
+    );
+    assert_eq!(svc["gitlab.dev"], vec![ip("203.0.113.42")]);
+    assert!(!svc.contains_key("canary.example.com"));
+    assert!(!svc.contains_key("storefront.shop"));
+    let prom = objs[&ObjKind::Service]
+        .iter()
+        .find(|(k, _)| k == &ObjKey::new("monitoring", "prometheus"))
+        .map(|(_, c)| c.clone());
+    assert_eq!(
+        prom,
+        Some(Contribution::Names(vec![NameData {
+            name: "prometheus.example.com".into(),
+            endpoints_of: Some(ObjKey::new("monitoring", "prometheus")),
+            ..Default::default()
+        }]))
+    );
+    assert!(objs[&ObjKind::EndpointSlice].contains(&(
+        ObjKey::new("monitoring", "prometheus-7xk2p"),
+        Contribution::EndpointSlice {
+            service: ObjKey::new("monitoring", "prometheus"),
+            addrs: vec![
+                "198.51.100.60".parse().unwrap(),
+                "198.51.100.61".parse().unwrap()
+            ],
+        }
+    )));
+
+    let ing = names(&objs, ObjKind::Ingress);
+    assert_eq!(
+        ing["blog.example.com"],
+        vec![ip("203.0.113.30"), ip("2001:db8:203::30")]
+    );
+    assert_eq!(ing["old.example.com"], vec![ip("203.0.113.31")]);
+
+    let gw: HashMap<ObjKey, Contribution> = objs[&ObjKind::Gateway].iter().cloned().collect();
+    assert_eq!(
+        gw[&ObjKey::new("gateway-system", "internal")],
+        Contribution::Gateway {
+            class: "envoy".into(),
+            addrs: vec![
+                ip("198.51.100.20"),
+                Address::Hostname("lb.internal.example.com".into())
+            ]
+        }
+    );
+    let routes: HashMap<ObjKey, Contribution> = objs[&ObjKind::HTTPRoute].iter().cloned().collect();
+    assert_eq!(
+        routes[&ObjKey::new("docs", "wiki")],
+        Contribution::Route {
+            hostnames: vec!["wiki.example.com".into()],
+            parents: vec![
+                ObjKey::new("gateway-system", "internal"),
+                ObjKey::new("docs", "public")
+            ]
+        }
+    );
+    assert_eq!(objs[&ObjKind::HTTPRoute].len(), 4);
+    assert_eq!(objs[&ObjKind::GRPCRoute].len(), 1);
+    assert_eq!(objs[&ObjKind::TLSRoute].len(), 1);
+
+    let dns: HashMap<String, NameData> = match &objs[&ObjKind::DNSEndpoint][0].1 {
+        Contribution::Names(v) => v.iter().map(|n| (n.name.clone(), n.clone())).collect(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        dns["vpn.example.com"].addrs,
+        vec![ip("203.0.113.50"), ip("2001:db8:203::50")]
+    );
+    assert_eq!(
+        dns["info.example.com"].txt,
+        vec!["exdns demo cluster", "contact=hostmaster@example.com"]
+    );
+    assert_eq!(dns["docs.example.com"].cname, vec!["wiki.example.com"]);
+    assert_eq!(
+        names(&objs, ObjKind::VirtualServer)["cafe.example.com"],
+        vec![ip("203.0.113.60")]
+    );
+}
+
+/// Polls `feed` until `f` holds (or fails after 10 s).
+async fn wait_for(feed: &Feed, what: &str, f: impl Fn(&Store) -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if feed.with_store(&f) {
+            return;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_follows_the_directory() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("manifests");
+    let feed = Feed::new();
+    let kinds = vec![ObjKind::Service, ObjKind::Ingress];
+    let task = tokio::spawn(run(dir.clone(), kinds, Filters::default(), feed.clone()));
+
+    // The directory does not exist yet: nothing is synced.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!feed.with_store(|s| s.is_synced(ObjKind::Service)));
+
+    std::fs::create_dir(&dir).unwrap();
+    write(&dir, "a.yaml", &svc("a", Some("x"), "192.0.2.1"));
+    wait_for(&feed, "sync", |s| {
+        s.is_synced(ObjKind::Service) && s.is_synced(ObjKind::Ingress)
+    })
+    .await;
+    wait_for(&feed, "a.x", |s| {
+        store_names(s, ObjKind::Service) == ["a.x"]
+    })
+    .await;
+
+    // add
+    write(&dir, "sub/b.yaml", &svc("b", Some("x"), "192.0.2.2"));
+    wait_for(&feed, "b.x added", |s| {
+        store_names(s, ObjKind::Service) == ["a.x", "b.x"]
+    })
+    .await;
+
+    // edit
+    write(&dir, "a.yaml", &svc("a", Some("x"), "192.0.2.11"));
+    wait_for(&feed, "a.x edited", |s| {
+        s.get(ObjKind::Service)
+            .and_then(|m| m.get(&ObjKey::new("x", "a")))
+            .is_some_and(|c| match c {
+                Contribution::Names(v) => v[0].addrs == vec![ip("192.0.2.11")],
+                _ => false,
+            })
+    })
+    .await;
+
+    // broken: keeps the last good objects
+    write(&dir, "a.yaml", "kind: Service\nmetadata: [\n");
+    write(&dir, "c.yaml", &svc("c", Some("x"), "192.0.2.3"));
+    wait_for(&feed, "c.x added", |s| {
+        store_names(s, ObjKind::Service) == ["a.x", "b.x", "c.x"]
+    })
+    .await;
+
+    // delete
+    std::fs::remove_file(dir.join("sub/b.yaml")).unwrap();
+    std::fs::remove_file(dir.join("a.yaml")).unwrap();
+    wait_for(&feed, "deletions", |s| {
+        store_names(s, ObjKind::Service) == ["c.x"]
+    })
+    .await;
+    assert!(feed.with_store(|s| s.is_synced(ObjKind::Ingress)));
+
+    // The directory disappears: its objects keep serving until it comes back.
+    std::fs::remove_dir_all(&dir).unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        feed.with_store(|s| store_names(s, ObjKind::Service)),
+        ["c.x"]
+    );
+    assert!(feed.with_store(|s| s.is_synced(ObjKind::Service)));
+    std::fs::create_dir(&dir).unwrap();
+    write(&dir, "d.yaml", &svc("d", Some("x"), "192.0.2.4"));
+    wait_for(&feed, "the directory's return", |s| {
+        store_names(s, ObjKind::Service) == ["d.x"]
+    })
+    .await;
+    write(&dir, "e.yaml", &svc("e", Some("x"), "192.0.2.5"));
+    wait_for(&feed, "watching again", |s| {
+        store_names(s, ObjKind::Service) == ["d.x", "e.x"]
+    })
+    .await;
+
+    task.abort();
+}
