@@ -1,6 +1,8 @@
 //! Test support: start the real exdns binary on ephemeral loopback ports, talk DNS to it.
 #![allow(dead_code)]
 
+pub mod fake_apiserver;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
