@@ -13,8 +13,8 @@ use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 
 use crate::kube::model::Kind;
 use crate::kube::snapshot::{RecordSet, Snapshot};
-use crate::plugin::zones::{in_zone, match_zone};
 use crate::plugin::k8s_gateway::setup::Settings;
+use crate::plugin::zones::{in_zone, match_zone};
 use crate::server::request::Request;
 
 /// SOA timers (as the CoreDNS plugin sets them).
@@ -131,9 +131,19 @@ impl Responder<'_> {
         }
     }
 
+    /// The SOA MNAME's label: the apex, or — in a dual deployment — the lower of apex and
+    /// secondary, so both instances publish the same SOA.
+    fn primary(&self) -> &str {
+        match &self.s.secondary {
+            Some(sec) if sec.as_str() < self.s.apex.as_str() => sec,
+            _ => &self.s.apex,
+        }
+    }
+
     fn soa(&self) -> Record {
-        let mname = self.in_zone(&self.s.apex);
-        let rname = self.in_zone(&format!("hostmaster.{}", self.s.apex));
+        let primary = self.primary();
+        let mname = self.in_zone(primary);
+        let rname = self.in_zone(&format!("hostmaster.{primary}"));
         let serial = self.snap.serial(self.zone);
         Record::from_rdata(
             self.zone_name(),
@@ -150,42 +160,36 @@ impl Responder<'_> {
         )
     }
 
+    /// NS set in name order, identical on both instances of a dual deployment.
     fn ns_records(&self) -> Vec<Record> {
-        let mut v = vec![Record::from_rdata(
-            self.zone_name(),
-            self.s.ttl,
-            RData::NS(NS(self.in_zone(&self.s.apex))),
-        )];
+        let mut names = vec![self.s.apex.as_str()];
         if let Some(sec) = &self.s.secondary {
-            v.push(Record::from_rdata(
-                self.zone_name(),
-                self.s.ttl,
-                RData::NS(NS(self.in_zone(sec))),
-            ));
+            names.push(sec);
         }
-        v
+        names.sort_unstable();
+        names.dedup();
+        names
+            .into_iter()
+            .map(|n| {
+                Record::from_rdata(self.zone_name(), self.s.ttl, RData::NS(NS(self.in_zone(n))))
+            })
+            .collect()
     }
 
-    /// A and AAAA glue for the apex and the secondary nameserver.
+    /// A and AAAA glue for the apex and the secondary nameserver, in NS order.
     fn glue(&self) -> Vec<Record> {
-        let mut v = Vec::new();
-        let apex = self.snap.exact(Kind::Service, &self.s.apex);
-        push_addrs(
-            &mut v,
-            &self.in_zone(&self.s.apex),
-            apex.as_deref(),
-            self.s.ttl,
-            true,
-            true,
-        );
+        let mut names = vec![self.s.apex.as_str()];
         if let Some(sec) = &self.s.secondary {
-            let data = self
-                .snap
-                .lookup(&[Kind::Service], &[sec.as_str()])
-                .map(|(_, d)| d);
+            names.push(sec);
+        }
+        names.sort_unstable();
+        names.dedup();
+        let mut v = Vec::new();
+        for n in names {
+            let data = self.snap.exact(Kind::Service, n);
             push_addrs(
                 &mut v,
-                &self.in_zone(sec),
+                &self.in_zone(n),
                 data.as_deref(),
                 self.s.ttl,
                 true,
