@@ -24,10 +24,10 @@
 //!   (`Event::Replace`), so objects deleted while the watch was away disappear.
 //! - **403 Forbidden** is logged once per kind at error level (`k8s_gateway: forbidden to
 //!   list/watch services: ...`), counted in `exdns_k8s_gateway_watch_errors_total{kind,
-//!   reason="forbidden"}` on every attempt, and retried with backoff. It does not affect other
-//!   kinds. A kind that is forbidden before its first list **stays not synced**: the RBAC rules
-//!   are wrong, answering NXDOMAIN for its names would be a lie, so readiness reports it and
-//!   its queries get SERVFAIL until access is granted.
+//!   reason="forbidden"}` on every attempt, and retried with backoff. It does not block other
+//!   kinds: a kind forbidden before its first list counts as synced with no objects (readiness
+//!   and the other kinds' answers do not wait for RBAC to be fixed); once access is granted its
+//!   list arrives and its names appear.
 //! - **serviceLabelSelectors**: one server-side watch per selector; each keeps its own object
 //!   set, and the kind's objects are their union (an object matching two selectors is indexed
 //!   once and disappears only when no selector matches it). The kind syncs when every
@@ -295,6 +295,12 @@ async fn watch_served(
             Err(e) => {
                 let failure = Failure::from_watcher(&e);
                 log.record(kind, &failure, Phase::Watch);
+                if failure.reason == Reason::Forbidden && !feed.with_store(|s| s.is_synced(kind)) {
+                    // A forbidden kind must not hold every other kind's answers hostage
+                    // (SERVFAIL until sync): it counts as synced with no objects, the error is
+                    // logged and counted, and the watch keeps retrying.
+                    feed.set_synced(kind, true);
+                }
                 if failure.reason == Reason::NotFound {
                     tracing::info!(
                         "k8s_gateway: {kind} ({}) returned 404; checking API discovery again",

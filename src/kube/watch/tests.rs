@@ -963,7 +963,7 @@ async fn tlsroute_prefers_v1_when_served() {
 }
 
 #[tokio::test]
-async fn forbidden_kind_is_counted_stays_unsynced_and_does_not_block_others() {
+async fn forbidden_kind_is_counted_synced_empty_and_does_not_block_others() {
     let fake = Fake::start().await;
     fake.serve("v1", "nodes");
     fake.serve("v1", "services");
@@ -987,7 +987,11 @@ async fn forbidden_kind_is_counted_stays_unsynced_and_does_not_block_others() {
         errors(ObjKind::Node, "forbidden") >= before + 2
     })
     .await;
-    assert!(!synced(&feed, ObjKind::Node));
+    assert!(
+        synced(&feed, ObjKind::Node),
+        "a forbidden kind does not hold readiness back"
+    );
+    assert!(objects(&feed, ObjKind::Node).is_empty());
     assert_eq!(served_gauge(ObjKind::Node), 1);
     assert_eq!(objects(&feed, ObjKind::Service).len(), 1);
     fake.put(
@@ -1272,5 +1276,8 @@ async fn forbidden_and_unserved_kinds_are_logged_once() {
         logs.text()
     );
     assert!(synced(&feed, ObjKind::TLSRoute));
-    assert!(!synced(&feed, ObjKind::Node));
+    assert!(
+        synced(&feed, ObjKind::Node),
+        "forbidden: synced with no objects"
+    );
 }
