@@ -101,7 +101,13 @@ pub fn parse(d: &mut Dispenser, block_zones: &[String]) -> Result<Settings, Pars
                 s.filters.gateway_classes = nonempty(d)?;
             }
             "serviceLabelSelectors" => {
-                s.filters.service_label_selectors = nonempty(d)?;
+                let sels = nonempty(d)?;
+                for sel in &sels {
+                    crate::kube::selector::Selector::parse(sel).map_err(|e| {
+                        d.err(format!("invalid serviceLabelSelectors entry '{sel}': {e}"))
+                    })?;
+                }
+                s.filters.service_label_selectors = sels;
             }
             "ttl" => {
                 let args = d.remaining_args();
