@@ -277,3 +277,45 @@ fn tcp_garbage_length_closes_the_connection_but_serving_goes_on() {
         ResponseCode::NoError
     );
 }
+
+#[test]
+fn bind_to_an_address_and_to_an_interface() {
+    // An address: only 127.0.0.2 listens.
+    let ex = Exdns::start(".:0 {\n  bind 127.0.0.2\n  whoami\n}\n");
+    let addr = ex.addr("dns://127.0.0.2:");
+    assert_eq!(addr.ip().to_string(), "127.0.0.2");
+    let r = udp(addr, &query("example.org.", RecordType::A, None));
+    assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+    assert!(
+        udp_raw(
+            std::net::SocketAddr::from(([127, 0, 0, 1], addr.port())),
+            &query("example.org.", RecordType::A, None).to_vec().unwrap(),
+            Duration::from_millis(300)
+        )
+        .is_none(),
+        "nothing listens on 127.0.0.1"
+    );
+    // An interface name expands to its addresses (lo: 127.0.0.1, and ::1 where configured).
+    let ex = Exdns::start(".:0 {\n  bind lo\n  whoami\n}\n");
+    let keys: Vec<&str> = ex.listeners.iter().map(|(k, _)| k.as_str()).collect();
+    assert!(
+        keys.iter().any(|k| k.starts_with("dns://127.0.0.1:")),
+        "{keys:?}"
+    );
+    let r = udp(
+        ex.addr("dns://127.0.0.1:"),
+        &query("example.org.", RecordType::A, None),
+    );
+    assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+    // A missing interface is a startup error naming it.
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("Corefile");
+    std::fs::write(&p, ".:0 {\n  bind nosuchif0\n  whoami\n}\n").unwrap();
+    let out = std::process::Command::new(bin())
+        .arg("-conf")
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nosuchif0"));
+}
