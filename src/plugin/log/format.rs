@@ -140,7 +140,7 @@ fn append(b: &mut String, label: Label, req: &Request, reply: Option<&Message>, 
             None => write!(b, "{EMPTY_VALUE}"),
         },
         Label::Rsize => match reply {
-            Some(m) => write!(b, "{}", m.to_vec().map(|v| v.len()).unwrap_or(0)),
+            Some(m) => write!(b, "{}", crate::plugin::prometheus::reply_size(req, m)),
             None => write!(b, "{EMPTY_VALUE}"),
         },
         // Seconds with as many digits as needed and an `s` (Go's AppendFloat(secs, 'f', -1)).

@@ -187,7 +187,7 @@ fn default_format_lines() {
             &tcp6,
             Some(&nx),
             Duration::from_millis(1500),
-            r#"[2001:db8::1]:5353 - 4242 "AAAA IN example.org. tcp 40 true 65535" NXDOMAIN qr,aa,rd 79 1.5s"#,
+            r#"[2001:db8::1]:5353 - 4242 "AAAA IN example.org. tcp 40 true 65535" NXDOMAIN qr,aa,rd 90 1.5s"#,
         ),
         (
             &udp6_edns,
