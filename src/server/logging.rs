@@ -49,7 +49,12 @@ pub fn plugin_of(target: &str) -> Option<&str> {
     })
 }
 
-/// Installs the global subscriber. `RUST_LOG` refines the filter (default: info for exdns).
+/// The log filter when `RUST_LOG` is not set: info, except kube's watcher, which warns about a
+/// 403 on every retry (with the whole Status in Debug form); exdns logs those itself, once per
+/// run of failures (`kube::watch`).
+pub const DEFAULT_FILTER: &str = "info,kube_runtime::watcher=error";
+
+/// Installs the global subscriber. `RUST_LOG` replaces the filter (default: [`DEFAULT_FILTER`]).
 /// The returned guard flushes the log thread when dropped.
 pub fn init() -> tracing_appender::non_blocking::WorkerGuard {
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
@@ -57,7 +62,7 @@ pub fn init() -> tracing_appender::non_blocking::WorkerGuard {
         .buffered_lines_limit(64 * 1024)
         .finish(std::io::stdout());
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_FILTER));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)
@@ -68,7 +73,47 @@ pub fn init() -> tracing_appender::non_blocking::WorkerGuard {
 
 #[cfg(test)]
 mod tests {
-    use super::plugin_of;
+    use std::io;
+    use std::sync::{Arc, Mutex};
+
+    use super::{DEFAULT_FILTER, plugin_of};
+
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+
+    impl io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn default_filter_drops_kube_watcher_retry_warnings_only() {
+        let buf = Buf::default();
+        let w = buf.clone();
+        let sub = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(DEFAULT_FILTER))
+            .with_writer(move || w.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(sub, || {
+            tracing::warn!(target: "kube_runtime::watcher", "watch list error with 403");
+            tracing::error!(target: "kube_runtime::watcher", "a watcher bug");
+            tracing::warn!(target: "kube_client::client", "client warning");
+            tracing::info!(target: "exdns::kube::watch", "watching Ingress");
+            tracing::debug!(target: "exdns::kube::watch", "failed again");
+        });
+        let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        assert!(!out.contains("watch list error with 403"), "{out}");
+        assert!(!out.contains("failed again"), "{out}");
+        for kept in ["a watcher bug", "client warning", "watching Ingress"] {
+            assert!(out.contains(kept), "{kept} missing from {out}");
+        }
+    }
 
     #[test]
     fn plugin_names_from_targets() {

@@ -39,6 +39,16 @@ impl Exdns {
     }
 
     pub fn start_with(corefile: &str, files: &[(&str, &str)], args: &[&str]) -> Exdns {
+        Self::start_with_env(corefile, files, args, &[])
+    }
+
+    /// [`start_with`](Self::start_with) with extra environment variables for the process.
+    pub fn start_with_env(
+        corefile: &str,
+        files: &[(&str, &str)],
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Exdns {
         let dir = tempfile::tempdir().unwrap();
         for (name, content) in files {
             let p = dir.path().join(name);
@@ -53,6 +63,7 @@ impl Exdns {
         cmd.arg("-conf")
             .arg(&path)
             .args(args)
+            .envs(env.iter().copied())
             .current_dir(dir.path());
         cmd.stdout(Stdio::piped())
             .stderr(Stdio::piped())

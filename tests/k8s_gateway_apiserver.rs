@@ -1,0 +1,1136 @@
+//! k8s_gateway end to end against the fake Kubernetes API server (tests/support/fake_apiserver.rs):
+//! the real exdns binary with `kubeconfig PATH`, objects created, changed and deleted through the
+//! fake, API-server faults injected (restart, dropped watches, compaction, CRDs missing, RBAC), and
+//! the answers checked on the wire.
+//!
+//! Every wait is a bounded poll (at most [`WAIT`]); nothing sleeps for a fixed time and then
+//! asserts.
+
+mod support;
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::{RData, RecordType};
+use serde_json::{Value, json};
+
+use support::fake_apiserver::FakeApiServer;
+use support::*;
+
+const NET: &str = "networking.k8s.io";
+const GW: &str = "gateway.networking.k8s.io";
+const EXTDNS: &str = "externaldns.k8s.io";
+const NGINX: &str = "k8s.nginx.org";
+/// The configured addresses of `ready` and `prometheus` (keys of [`Exdns::http_addr`]).
+const READY: &str = "127.0.0.2:0";
+const METRICS: &str = "127.0.0.3:0";
+/// The directive's default `ttl`.
+const TTL: u32 = 60;
+/// The longest any change may take to show up.
+const WAIT: Duration = Duration::from_secs(10);
+
+// ---------------------------------------------------------------------------------------------
+// Objects
+
+fn meta(ns: &str, name: &str) -> Value {
+    json!({"name": name, "namespace": ns})
+}
+
+fn ingress(ns: &str, name: &str, host: &str, ip: &str) -> Value {
+    json!({
+        "metadata": meta(ns, name),
+        "spec": {"rules": [{"host": host, "http": {"paths": [{"path": "/", "pathType": "Prefix",
+            "backend": {"service": {"name": name, "port": {"number": 80}}}}]}}]},
+        "status": {"loadBalancer": {"ingress": [{"ip": ip}]}},
+    })
+}
+
+fn lb_service(ns: &str, name: &str, annotations: Value, labels: Value, ips: &[&str]) -> Value {
+    let ingress: Vec<Value> = ips.iter().map(|ip| json!({"ip": ip})).collect();
+    json!({
+        "metadata": {"name": name, "namespace": ns, "annotations": annotations, "labels": labels},
+        "spec": {"type": "LoadBalancer", "ports": [{"port": 443, "protocol": "TCP"}]},
+        "status": {"loadBalancer": {"ingress": ingress}},
+    })
+}
+
+fn gateway(ns: &str, name: &str, addrs: &[&str]) -> Value {
+    let addresses: Vec<Value> = addrs
+        .iter()
+        .map(|a| json!({"type": "IPAddress", "value": a}))
+        .collect();
+    json!({
+        "metadata": meta(ns, name),
+        "spec": {"gatewayClassName": "public",
+                 "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]},
+        "status": {"addresses": addresses},
+    })
+}
+
+fn httproute(ns: &str, name: &str, hosts: &[&str], parent: (&str, &str)) -> Value {
+    json!({
+        "metadata": meta(ns, name),
+        "spec": {
+            "parentRefs": [{"name": parent.1, "namespace": parent.0}],
+            "hostnames": hosts,
+            "rules": [{"backendRefs": [{"name": name, "port": 80}]}],
+        },
+    })
+}
+
+fn dnsendpoint(ns: &str, name: &str, endpoints: Value) -> Value {
+    json!({"metadata": meta(ns, name), "spec": {"endpoints": endpoints}})
+}
+
+fn virtualserver(ns: &str, name: &str, host: &str, ip: &str) -> Value {
+    json!({
+        "metadata": meta(ns, name),
+        "spec": {"host": host,
+                 "upstreams": [{"name": "web", "service": name, "port": 80}],
+                 "routes": [{"path": "/", "action": {"pass": "web"}}]},
+        "status": {"state": "Valid", "externalEndpoints": [{"ip": ip, "ports": "[80,443]"}]},
+    })
+}
+
+/// A fake cluster serving every kind exdns watches by default.
+fn cluster() -> FakeApiServer {
+    let c = FakeApiServer::start_with_defaults();
+    c.serve_gateway_api();
+    c.serve_dnsendpoints();
+    c.serve_virtualservers();
+    c
+}
+
+// ---------------------------------------------------------------------------------------------
+// exdns
+
+/// `example.com` answered by `k8s_gateway` with one `kubeconfig` line per cluster (plus
+/// `extra` lines in its block), `ready` and `prometheus` on their own loopback addresses.
+fn start_env(clusters: &[&FakeApiServer], extra: &str, env: &[(&str, &str)]) -> Exdns {
+    let mut kubeconfigs = String::new();
+    let mut files: Vec<(String, String)> = Vec::new();
+    for (i, c) in clusters.iter().enumerate() {
+        // What `FakeApiServer::write_kubeconfig` writes (the server URL and its bearer token),
+        // in exdns's working directory (its temp dir), where the relative path resolves.
+        let name = format!("kubeconfig-{i}.yaml");
+        kubeconfigs += &format!("    kubeconfig {name}\n");
+        files.push((name, c.kubeconfig_yaml()));
+    }
+    let corefile = format!(
+        "example.com:0 {{\n  k8s_gateway {{\n{kubeconfigs}{extra}  }}\n  ready {READY}\n  prometheus {METRICS}\n}}\n"
+    );
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(n, c)| (n.as_str(), c.as_str()))
+        .collect();
+    Exdns::start_with_env(&corefile, &files, &[], env)
+}
+
+fn start(clusters: &[&FakeApiServer], extra: &str) -> Exdns {
+    start_env(clusters, extra, &[])
+}
+
+fn ready(ex: &Exdns) -> (u16, String) {
+    let (status, _, body) = http_get(ex.http_addr(READY), "/ready");
+    (status, body)
+}
+
+fn metrics(ex: &Exdns) -> String {
+    let (status, _, body) = http_get(ex.http_addr(METRICS), "/metrics");
+    assert_eq!(status, 200);
+    body
+}
+
+/// The value of the sample `series` (`name{labels}` exactly as exposed), if present.
+fn sample(body: &str, series: &str) -> Option<f64> {
+    body.lines().find_map(|l| {
+        l.strip_prefix(series)
+            .and_then(|rest| rest.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+    })
+}
+
+/// Polls `f` (every 25 ms) until it holds; fails after [`WAIT`] with exdns's output.
+fn wait_until(ex: &Exdns, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !f() {
+        if Instant::now() >= deadline {
+            panic!(
+                "timed out after {WAIT:?} waiting for {what}; exdns output:\n{}",
+                ex.output()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+fn wait_ready(ex: &Exdns) {
+    wait_until(ex, "/ready 200", || ready(ex).0 == 200);
+}
+
+// ---------------------------------------------------------------------------------------------
+// DNS
+
+fn ask(ex: &Exdns, name: &str, qtype: RecordType) -> Message {
+    udp(ex.dns(), &query(name, qtype, None))
+}
+
+fn ips(m: &Message) -> Vec<IpAddr> {
+    let mut v: Vec<IpAddr> = m
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some(IpAddr::V4(a.0)),
+            RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+            _ => None,
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn parse_ips(want: &[&str]) -> Vec<IpAddr> {
+    let mut v: Vec<IpAddr> = want.iter().map(|a| a.parse().unwrap()).collect();
+    v.sort();
+    v
+}
+
+/// Whether `name`/`qtype` is answered NOERROR with exactly the addresses `want`.
+fn answers(ex: &Exdns, name: &str, qtype: RecordType, want: &[&str]) -> bool {
+    let m = ask(ex, name, qtype);
+    m.metadata.response_code == ResponseCode::NoError && ips(&m) == parse_ips(want)
+}
+
+/// A positive answer: NOERROR, AA set, RA clear, exactly the addresses `want` (every record of
+/// the queried type, owned by the lower-cased qname, with the directive's TTL), nothing in the
+/// authority section.
+fn assert_addrs(m: &Message, want: &[&str]) {
+    let q = &m.queries[0];
+    let owner = q.name().to_ascii().to_ascii_lowercase();
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{m:?}");
+    assert!(m.metadata.authoritative, "AA: {m:?}");
+    assert!(!m.metadata.recursion_available, "RA: {m:?}");
+    assert!(!m.metadata.truncation, "TC: {m:?}");
+    for r in &m.answers {
+        assert_eq!(r.name.to_ascii(), owner, "owner: {m:?}");
+        assert_eq!(r.ttl, TTL, "ttl: {m:?}");
+        assert_eq!(r.record_type(), q.query_type(), "type: {m:?}");
+    }
+    assert_eq!(ips(m), parse_ips(want), "{m:?}");
+    assert!(m.authorities.is_empty(), "authority: {m:?}");
+}
+
+/// Polls until `name`/`qtype` answers exactly `want`, then checks the whole answer.
+fn eventually_addrs(ex: &Exdns, name: &str, qtype: RecordType, want: &[&str]) {
+    wait_until(ex, &format!("{name} {qtype} = {want:?}"), || {
+        answers(ex, name, qtype, want)
+    });
+    assert_addrs(&ask(ex, name, qtype), want);
+}
+
+/// The negative answers' SOA: owner the zone, MNAME `dns1.kube-system.example.com.`.
+fn assert_soa_authority(m: &Message) {
+    assert_eq!(m.authorities.len(), 1, "{m:?}");
+    let soa = &m.authorities[0];
+    assert_eq!(soa.name.to_ascii(), "example.com.", "{m:?}");
+    match &soa.data {
+        RData::SOA(s) => {
+            assert_eq!(s.mname.to_ascii(), "dns1.kube-system.example.com.");
+            assert_eq!(s.minimum, 60);
+        }
+        other => panic!("not a SOA: {other:?}"),
+    }
+}
+
+fn is_nxdomain(ex: &Exdns, name: &str) -> bool {
+    ask(ex, name, RecordType::A).metadata.response_code == ResponseCode::NXDomain
+}
+
+/// NXDOMAIN, AA, no answer, the zone's SOA in authority.
+fn assert_nxdomain(m: &Message) {
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain, "{m:?}");
+    assert!(m.metadata.authoritative, "AA: {m:?}");
+    assert!(m.answers.is_empty(), "{m:?}");
+    assert_soa_authority(m);
+}
+
+/// Polls until `name` is NXDOMAIN, then checks the whole answer.
+fn eventually_nxdomain(ex: &Exdns, name: &str) {
+    wait_until(ex, &format!("{name} NXDOMAIN"), || is_nxdomain(ex, name));
+    assert_nxdomain(&ask(ex, name, RecordType::A));
+}
+
+/// NOERROR, no answer, the zone's SOA in authority.
+fn assert_nodata(m: &Message) {
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{m:?}");
+    assert!(m.metadata.authoritative, "AA: {m:?}");
+    assert!(m.answers.is_empty(), "{m:?}");
+    assert_soa_authority(m);
+}
+
+fn serial(ex: &Exdns) -> u32 {
+    match &ask(ex, "example.com.", RecordType::SOA).answers[0].data {
+        RData::SOA(s) => s.serial,
+        other => panic!("not a SOA: {other:?}"),
+    }
+}
+
+fn txt(m: &Message) -> Vec<String> {
+    m.answers
+        .iter()
+        .map(|r| match &r.data {
+            RData::TXT(t) => t
+                .txt_data
+                .iter()
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .collect::<Vec<_>>()
+                .concat(),
+            other => panic!("not a TXT: {other:?}"),
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Objects follow the cluster.
+
+#[test]
+fn objects_created_changed_and_deleted_follow_the_cluster() {
+    let c = cluster();
+    // Present before exdns starts: comes with the initial list.
+    c.create(
+        NET,
+        "v1",
+        "ingresses",
+        ingress("shop", "shop", "shop.example.com", "203.0.113.5"),
+    );
+    let ex = start(&[&c], "");
+    wait_ready(&ex);
+    assert_addrs(
+        &ask(&ex, "Shop.Example.COM.", RecordType::A),
+        &["203.0.113.5"],
+    );
+    assert_nodata(&ask(&ex, "shop.example.com.", RecordType::AAAA));
+    assert_nxdomain(&ask(&ex, "api.example.com.", RecordType::A));
+    let serial0 = serial(&ex);
+
+    // Created through the API: a LoadBalancer Service with a hostname list (a wildcard
+    // included) and one named by external-dns's annotation, IPv6 only.
+    c.create(
+        "",
+        "v1",
+        "services",
+        lb_service(
+            "apps",
+            "api",
+            json!({"coredns.io/hostname": "api.example.com,*.api.example.com"}),
+            json!({}),
+            &["198.51.100.7"],
+        ),
+    );
+    c.create(
+        "",
+        "v1",
+        "services",
+        lb_service(
+            "apps",
+            "v6",
+            json!({"external-dns.alpha.kubernetes.io/hostname": "v6.example.com"}),
+            json!({}),
+            &["2001:db8::6"],
+        ),
+    );
+    eventually_addrs(&ex, "api.example.com.", RecordType::A, &["198.51.100.7"]);
+    assert_addrs(
+        &ask(&ex, "x.api.example.com.", RecordType::A),
+        &["198.51.100.7"],
+    );
+    assert_nxdomain(&ask(&ex, "a.b.api.example.com.", RecordType::A));
+    eventually_addrs(&ex, "v6.example.com.", RecordType::AAAA, &["2001:db8::6"]);
+    assert_nodata(&ask(&ex, "v6.example.com.", RecordType::A));
+    // An annotated Service is not also known as name.namespace.
+    assert_nxdomain(&ask(&ex, "api.apps.example.com.", RecordType::A));
+
+    // A Gateway and an HTTPRoute attached to it (in another namespace).
+    c.create(
+        GW,
+        "v1",
+        "gateways",
+        gateway("gateway-system", "public", &["192.0.2.10", "2001:db8::10"]),
+    );
+    c.create(
+        GW,
+        "v1",
+        "httproutes",
+        httproute(
+            "apps",
+            "web",
+            &["web.example.com", "shop.example.com"],
+            ("gateway-system", "public"),
+        ),
+    );
+    eventually_addrs(&ex, "web.example.com.", RecordType::A, &["192.0.2.10"]);
+    assert_addrs(
+        &ask(&ex, "web.example.com.", RecordType::AAAA),
+        &["2001:db8::10"],
+    );
+    // Routes beat Ingresses for the same name (kinds are not merged).
+    eventually_addrs(&ex, "shop.example.com.", RecordType::A, &["192.0.2.10"]);
+
+    // A DNSEndpoint with an A and a TXT endpoint.
+    c.create(
+        EXTDNS,
+        "v1alpha1",
+        "dnsendpoints",
+        dnsendpoint(
+            "apps",
+            "records",
+            json!([
+                {"dnsName": "ep.example.com", "recordType": "A", "targets": ["192.0.2.77", "192.0.2.78"]},
+                {"dnsName": "ep.example.com", "recordType": "TXT", "targets": ["owner=apps"]},
+            ]),
+        ),
+    );
+    eventually_addrs(
+        &ex,
+        "ep.example.com.",
+        RecordType::A,
+        &["192.0.2.77", "192.0.2.78"],
+    );
+    let m = ask(&ex, "ep.example.com.", RecordType::TXT);
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert!(m.metadata.authoritative);
+    assert_eq!(txt(&m), vec!["owner=apps"]);
+    assert_eq!(m.answers[0].ttl, TTL);
+    let serial1 = serial(&ex);
+    assert!(serial1 > serial0, "serial {serial0} -> {serial1}");
+
+    // Changes: the Gateway moves (every route name follows), the Service's address changes,
+    // the Ingress gets another host, the DNSEndpoint loses a target.
+    c.update(
+        GW,
+        "v1",
+        "gateways",
+        gateway("gateway-system", "public", &["192.0.2.11"]),
+    );
+    eventually_addrs(&ex, "web.example.com.", RecordType::A, &["192.0.2.11"]);
+    assert_addrs(
+        &ask(&ex, "shop.example.com.", RecordType::A),
+        &["192.0.2.11"],
+    );
+    assert_nodata(&ask(&ex, "web.example.com.", RecordType::AAAA));
+    c.update(
+        "",
+        "v1",
+        "services",
+        lb_service(
+            "apps",
+            "api",
+            json!({"coredns.io/hostname": "api.example.com,*.api.example.com"}),
+            json!({}),
+            &["198.51.100.8", "198.51.100.9"],
+        ),
+    );
+    eventually_addrs(
+        &ex,
+        "y.api.example.com.",
+        RecordType::A,
+        &["198.51.100.8", "198.51.100.9"],
+    );
+    c.update(
+        NET,
+        "v1",
+        "ingresses",
+        ingress("shop", "shop", "store.example.com", "203.0.113.6"),
+    );
+    eventually_addrs(&ex, "store.example.com.", RecordType::A, &["203.0.113.6"]);
+    c.update(
+        EXTDNS,
+        "v1alpha1",
+        "dnsendpoints",
+        dnsendpoint(
+            "apps",
+            "records",
+            json!([{"dnsName": "ep.example.com", "recordType": "A", "targets": ["192.0.2.78"]}]),
+        ),
+    );
+    eventually_addrs(&ex, "ep.example.com.", RecordType::A, &["192.0.2.78"]);
+    assert_nodata(&ask(&ex, "ep.example.com.", RecordType::TXT));
+    let serial2 = serial(&ex);
+    assert!(serial2 > serial1, "serial {serial1} -> {serial2}");
+
+    // Deletes: the route goes (its names with it; shop.example.com is no Ingress host any
+    // more either), then the rest.
+    c.delete(GW, "v1", "httproutes", "apps", "web");
+    eventually_nxdomain(&ex, "web.example.com.");
+    assert_nxdomain(&ask(&ex, "shop.example.com.", RecordType::A));
+    c.delete("", "v1", "services", "apps", "api");
+    eventually_nxdomain(&ex, "api.example.com.");
+    assert_nxdomain(&ask(&ex, "x.api.example.com.", RecordType::A));
+    c.delete(EXTDNS, "v1alpha1", "dnsendpoints", "apps", "records");
+    eventually_nxdomain(&ex, "ep.example.com.");
+    c.delete(NET, "v1", "ingresses", "shop", "shop");
+    eventually_nxdomain(&ex, "store.example.com.");
+    // What was not deleted is still there.
+    assert_addrs(
+        &ask(&ex, "v6.example.com.", RecordType::AAAA),
+        &["2001:db8::6"],
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Before the first sync.
+
+#[test]
+fn servfail_and_not_ready_until_the_first_list_then_answers() {
+    let c = cluster();
+    c.create(
+        NET,
+        "v1",
+        "ingresses",
+        ingress("shop", "shop", "shop.example.com", "203.0.113.5"),
+    );
+    // The API server accepts connections and closes them: nothing can be listed.
+    c.pause();
+    let ex = start(&[&c], "");
+    for name in ["shop.example.com.", "missing.example.com."] {
+        let m = ask(&ex, name, RecordType::A);
+        assert_eq!(m.metadata.response_code, ResponseCode::ServFail, "{m:?}");
+        assert!(m.answers.is_empty() && m.authorities.is_empty(), "{m:?}");
+    }
+    let m = ask(&ex, "example.com.", RecordType::SOA);
+    assert_eq!(m.metadata.response_code, ResponseCode::ServFail, "{m:?}");
+    assert_eq!(ready(&ex), (503, "k8s_gateway".to_string()));
+    assert_eq!(c.list_requests("ingresses"), 0);
+
+    c.resume();
+    wait_until(&ex, "the first answer", || {
+        ask(&ex, "shop.example.com.", RecordType::A)
+            .metadata
+            .response_code
+            != ResponseCode::ServFail
+    });
+    assert_addrs(
+        &ask(&ex, "shop.example.com.", RecordType::A),
+        &["203.0.113.5"],
+    );
+    assert_nxdomain(&ask(&ex, "missing.example.com.", RecordType::A));
+    assert_eq!(ready(&ex), (200, "OK".to_string()));
+}
+
+#[test]
+fn servfail_while_the_initial_list_is_slow() {
+    let c = cluster();
+    c.create(
+        NET,
+        "v1",
+        "ingresses",
+        ingress("shop", "shop", "shop.example.com", "203.0.113.5"),
+    );
+    // Every request (discovery, then the list) takes 1.5 s: for about 3 s nothing has synced.
+    c.set_latency(Duration::from_millis(1500));
+    let ex = start(&[&c], "");
+    let m = ask(&ex, "shop.example.com.", RecordType::A);
+    assert_eq!(m.metadata.response_code, ResponseCode::ServFail, "{m:?}");
+    assert!(m.answers.is_empty() && m.authorities.is_empty(), "{m:?}");
+    assert_eq!(ready(&ex), (503, "k8s_gateway".to_string()));
+    // Never a premature NXDOMAIN: every answer until the sync is SERVFAIL, then the data.
+    wait_until(&ex, "the first answer", || {
+        let rcode = ask(&ex, "shop.example.com.", RecordType::A)
+            .metadata
+            .response_code;
+        assert!(
+            matches!(rcode, ResponseCode::ServFail | ResponseCode::NoError),
+            "{rcode:?} before the data"
+        );
+        rcode == ResponseCode::NoError
+    });
+    assert_addrs(
+        &ask(&ex, "shop.example.com.", RecordType::A),
+        &["203.0.113.5"],
+    );
+    assert_eq!(ready(&ex), (200, "OK".to_string()));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. API server restart.
+
+#[test]
+fn api_server_restart_keeps_answers_and_resumes_the_watch() {
+    let c = cluster();
+    c.set_restart_downtime(Duration::from_secs(2));
+    c.create(
+        NET,
+        "v1",
+        "ingresses",
+        ingress("shop", "shop", "shop.example.com", "203.0.113.5"),
+    );
+    c.create(
+        "",
+        "v1",
+        "services",
+        lb_service("kube-system", "dns1", json!({}), json!({}), &["192.0.2.53"]),
+    );
+    let mut ex = start(&[&c], "");
+    wait_ready(&ex);
+    assert_addrs(
+        &ask(&ex, "shop.example.com.", RecordType::A),
+        &["203.0.113.5"],
+    );
+
+    c.restart();
+    // During the outage: the last good data, and still ready. A change made meanwhile cannot
+    // have arrived yet.
+    c.update(
+        NET,
+        "v1",
+        "ingresses",
+        ingress("shop", "shop", "shop.example.com", "203.0.113.7"),
+    );
+    assert_addrs(
+        &ask(&ex, "shop.example.com.", RecordType::A),
+        &["203.0.113.5"],
+    );
+    assert_addrs(
+        &ask(&ex, "dns1.kube-system.example.com.", RecordType::A),
+        &["192.0.2.53"],
+    );
+    assert_nxdomain(&ask(&ex, "missing.example.com.", RecordType::A));
+    assert_eq!(ready(&ex), (200, "OK".to_string()));
+    assert!(!c.is_up(), "the checks above ran during the outage");
+
+    assert!(c.wait_up(WAIT));
+    // After the restart: the change made during the outage, and a new object created after it,
+    // both arrive over the resumed watch, without restarting exdns.
+    eventually_addrs(&ex, "shop.example.com.", RecordType::A, &["203.0.113.7"]);
+    c.create(
+        NET,
+        "v1",
+        "ingresses",
+        ingress("shop", "blog", "blog.example.com", "203.0.113.9"),
+    );
+    eventually_addrs(&ex, "blog.example.com.", RecordType::A, &["203.0.113.9"]);
+    assert!(ex.child.try_wait().unwrap().is_none(), "exdns exited");
+    assert_eq!(ex.output().matches("exdns ready to serve").count(), 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Dropped watches.
+
+#[test]
+fn dropped_watches_resume_without_a_relist() {
+    let c = cluster();
+    c.create(
+        NET,
+        "v1",
+        "ingresses",
+        ingress("shop", "shop", "shop.example.com", "203.0.113.5"),
+    );
+    let ex = start(&[&c], "");
+    wait_ready(&ex);
+    wait_until(&ex, "an open Ingress watch", || {
+        c.open_watches("ingresses") == 1
+    });
+    let lists = c.list_requests("ingresses");
+    let watches = c.watch_requests("ingresses");
+
+    c.drop_watches();
+    wait_until(&ex, "the Ingress watch to be opened again", || {
+        c.watch_requests("ingresses") > watches && c.open_watches("ingresses") == 1
+    });
+    c.create(
+        NET,
+        "v1",
+        "ingresses",
+        ingress("shop", "blog", "blog.example.com", "203.0.113.9"),
+    );
+    eventually_addrs(&ex, "blog.example.com.", RecordType::A, &["203.0.113.9"]);
+    c.delete(NET, "v1", "ingresses", "shop", "shop");
+    eventually_nxdomain(&ex, "shop.example.com.");
+    // The watch resumed from its resourceVersion: no second list.
+    assert_eq!(c.list_requests("ingresses"), lists);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. 410 Gone: re-list.
+
+#[test]
+fn restart_with_new_history_relists_and_drops_what_was_deleted_meanwhile() {
+    let c = cluster();
+    c.set_restart_downtime(Duration::from_millis(1000));
+    c.create(
+        NET,
+        "v1",
+        "ingresses",
+        ingress("shop", "shop", "shop.example.com", "203.0.113.5"),
+    );
+    c.create(
+        NET,
+        "v1",
+        "ingresses",
+        ingress("shop", "old", "old.example.com", "203.0.113.6"),
+    );
+    let ex = start(&[&c], "");
+    wait_ready(&ex);
+    assert_addrs(
+        &ask(&ex, "old.example.com.", RecordType::A),
+        &["203.0.113.6"],
+    );
+    let lists = c.list_requests("ingresses");
+
+    c.restart_with_new_history();
+    // While the watch is away: one object deleted, one created. The resumed watch's
+    // resourceVersion is too old (410), so only a re-list can tell.
+    c.delete(NET, "v1", "ingresses", "shop", "old");
+    c.create(
+        NET,
+        "v1",
+        "ingresses",
+        ingress("shop", "new", "new.example.com", "203.0.113.8"),
+    );
+    assert_addrs(
+        &ask(&ex, "old.example.com.", RecordType::A),
+        &["203.0.113.6"],
+    );
+    assert!(c.wait_up(WAIT));
+    eventually_addrs(&ex, "new.example.com.", RecordType::A, &["203.0.113.8"]);
+    eventually_nxdomain(&ex, "old.example.com.");
+    assert_addrs(
+        &ask(&ex, "shop.example.com.", RecordType::A),
+        &["203.0.113.5"],
+    );
+    assert!(c.list_requests("ingresses") > lists, "no re-list");
+    let expired = sample(
+        &metrics(&ex),
+        "exdns_k8s_gateway_watch_errors_total{kind=\"Ingress\",reason=\"expired\"}",
+    );
+    assert!(expired.is_some_and(|v| v >= 1.0), "{expired:?}");
+    // And the new watch follows later changes.
+    c.delete(NET, "v1", "ingresses", "shop", "shop");
+    eventually_nxdomain(&ex, "shop.example.com.");
+}
+
+#[test]
+fn compaction_then_dropped_watch_relists() {
+    let c = cluster();
+    // No bookmark may carry the post-compaction resourceVersion to the client.
+    c.set_bookmark_interval(Duration::from_secs(3600));
+    c.create(
+        NET,
+        "v1",
+        "ingresses",
+        ingress("shop", "shop", "shop.example.com", "203.0.113.5"),
+    );
+    let ex = start(&[&c], "");
+    wait_ready(&ex);
+    wait_until(&ex, "an open Ingress watch", || {
+        c.open_watches("ingresses") == 1
+    });
+    let lists = c.list_requests("ingresses");
+
+    c.compact();
+    c.drop_watches();
+    wait_until(&ex, "a re-list after 410", || {
+        c.list_requests("ingresses") > lists
+    });
+    let expired = sample(
+        &metrics(&ex),
+        "exdns_k8s_gateway_watch_errors_total{kind=\"Ingress\",reason=\"expired\"}",
+    );
+    assert!(expired.is_some_and(|v| v >= 1.0), "{expired:?}");
+    assert_addrs(
+        &ask(&ex, "shop.example.com.", RecordType::A),
+        &["203.0.113.5"],
+    );
+    assert_eq!(ready(&ex), (200, "OK".to_string()));
+    c.update(
+        NET,
+        "v1",
+        "ingresses",
+        ingress("shop", "shop", "shop.example.com", "203.0.113.6"),
+    );
+    eventually_addrs(&ex, "shop.example.com.", RecordType::A, &["203.0.113.6"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. CRDs installed later.
+
+#[test]
+fn kinds_not_served_at_start_are_picked_up_when_installed() {
+    // Only the built-in kinds: no Gateway API, no DNSEndpoint, no VirtualServer CRDs.
+    let c = FakeApiServer::start_with_defaults();
+    c.create(
+        NET,
+        "v1",
+        "ingresses",
+        ingress("shop", "shop", "shop.example.com", "203.0.113.5"),
+    );
+    let ex = start_env(&[&c], "", &[("EXDNS_DISCOVERY_INTERVAL_MS", "200")]);
+    wait_ready(&ex);
+    assert_addrs(
+        &ask(&ex, "shop.example.com.", RecordType::A),
+        &["203.0.113.5"],
+    );
+    assert_nxdomain(&ask(&ex, "ep.example.com.", RecordType::A));
+    assert!(
+        ex.wait_for_line(
+            "k8s_gateway: DNSEndpoint API (externaldns.k8s.io) is not served; skipping it, will check again every 200ms",
+            WAIT
+        ),
+        "{}",
+        ex.output()
+    );
+    let body = metrics(&ex);
+    assert_eq!(
+        sample(&body, "exdns_k8s_gateway_kind_served{kind=\"DNSEndpoint\"}"),
+        Some(0.0),
+        "{body}"
+    );
+    assert_eq!(
+        sample(&body, "exdns_k8s_gateway_kind_served{kind=\"Ingress\"}"),
+        Some(1.0)
+    );
+
+    // The DNSEndpoint CRD is installed and an object created.
+    c.serve_dnsendpoints();
+    c.create(
+        EXTDNS,
+        "v1alpha1",
+        "dnsendpoints",
+        dnsendpoint(
+            "apps",
+            "records",
+            json!([{"dnsName": "ep.example.com", "recordType": "A", "targets": ["192.0.2.77"]}]),
+        ),
+    );
+    eventually_addrs(&ex, "ep.example.com.", RecordType::A, &["192.0.2.77"]);
+    assert!(
+        ex.wait_for_line(
+            "k8s_gateway: DNSEndpoint API (externaldns.k8s.io/v1alpha1) is now served; watching it",
+            WAIT
+        ),
+        "{}",
+        ex.output()
+    );
+
+    // The Gateway API CRDs too: a Gateway and a route.
+    c.serve_gateway_api();
+    c.create(
+        GW,
+        "v1",
+        "gateways",
+        gateway("gateway-system", "public", &["192.0.2.10"]),
+    );
+    c.create(
+        GW,
+        "v1",
+        "httproutes",
+        httproute(
+            "apps",
+            "web",
+            &["web.example.com"],
+            ("gateway-system", "public"),
+        ),
+    );
+    eventually_addrs(&ex, "web.example.com.", RecordType::A, &["192.0.2.10"]);
+    // Ready throughout, the other kinds unaffected.
+    assert_eq!(ready(&ex), (200, "OK".to_string()));
+    assert_addrs(
+        &ask(&ex, "shop.example.com.", RecordType::A),
+        &["203.0.113.5"],
+    );
+    let body = metrics(&ex);
+    assert_eq!(
+        sample(&body, "exdns_k8s_gateway_kind_served{kind=\"DNSEndpoint\"}"),
+        Some(1.0),
+        "{body}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7. A forbidden kind.
+
+#[test]
+fn forbidden_kind_does_not_block_the_others() {
+    let c = cluster();
+    c.forbid("virtualservers");
+    c.create(
+        NET,
+        "v1",
+        "ingresses",
+        ingress("shop", "shop", "shop.example.com", "203.0.113.5"),
+    );
+    c.create(
+        NGINX,
+        "v1",
+        "virtualservers",
+        virtualserver("apps", "cafe", "cafe.example.com", "192.0.2.90"),
+    );
+    let ex = start(&[&c], "");
+    wait_ready(&ex);
+    assert_addrs(
+        &ask(&ex, "shop.example.com.", RecordType::A),
+        &["203.0.113.5"],
+    );
+    // Not readable: as if it did not exist.
+    assert_nxdomain(&ask(&ex, "cafe.example.com.", RecordType::A));
+    let series =
+        "exdns_k8s_gateway_watch_errors_total{kind=\"VirtualServer\",reason=\"forbidden\"}";
+    // Counted on every attempt: wait for the retry (backoff 0.8 s) to be refused too.
+    wait_until(&ex, "two forbidden attempts", || {
+        sample(&metrics(&ex), series).is_some_and(|v| v >= 2.0)
+    });
+    assert!(
+        ex.wait_for_line(
+            "[ERROR] k8s_gateway: forbidden to list/watch virtualservers: virtualservers.k8s.nginx.org is forbidden: User \"system:serviceaccount:default:exdns\" cannot list resource \"virtualservers\" in API group \"k8s.nginx.org\" at the cluster scope",
+            WAIT
+        ),
+        "{}",
+        ex.output()
+    );
+    // Other kinds keep following the cluster.
+    c.create(
+        NET,
+        "v1",
+        "ingresses",
+        ingress("shop", "blog", "blog.example.com", "203.0.113.9"),
+    );
+    eventually_addrs(&ex, "blog.example.com.", RecordType::A, &["203.0.113.9"]);
+    assert_eq!(ready(&ex), (200, "OK".to_string()));
+    // Logged once, however often it is retried.
+    let logged: Vec<String> = ex
+        .output()
+        .lines()
+        .filter(|l| l.contains("virtualservers") && l.contains("forbidden"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(logged.len(), 1, "logged once: {logged:#?}");
+
+    // RBAC fixed: the VirtualServer appears.
+    c.allow("virtualservers");
+    eventually_addrs(&ex, "cafe.example.com.", RecordType::A, &["192.0.2.90"]);
+    assert_eq!(ready(&ex), (200, "OK".to_string()));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 8. Several clusters.
+
+#[test]
+fn two_clusters_are_merged() {
+    let a = cluster();
+    let b = cluster();
+    a.create(
+        NET,
+        "v1",
+        "ingresses",
+        ingress("shop", "shop", "a.example.com", "203.0.113.1"),
+    );
+    b.create(
+        NET,
+        "v1",
+        "ingresses",
+        ingress("shop", "blog", "b.example.com", "203.0.113.2"),
+    );
+    // The same namespace/name in both clusters, for the same host: both addresses.
+    a.create(
+        NET,
+        "v1",
+        "ingresses",
+        ingress("shop", "both", "both.example.com", "198.51.100.1"),
+    );
+    b.create(
+        NET,
+        "v1",
+        "ingresses",
+        ingress("shop", "both", "both.example.com", "198.51.100.2"),
+    );
+    // A route in B whose Gateway is in B; a Gateway of the same name in A has another
+    // address and must not be joined.
+    a.create(
+        GW,
+        "v1",
+        "gateways",
+        gateway("gateway-system", "public", &["192.0.2.1"]),
+    );
+    b.create(
+        GW,
+        "v1",
+        "gateways",
+        gateway("gateway-system", "public", &["192.0.2.2"]),
+    );
+    b.create(
+        GW,
+        "v1",
+        "httproutes",
+        httproute(
+            "apps",
+            "web",
+            &["web.example.com"],
+            ("gateway-system", "public"),
+        ),
+    );
+    let ex = start(&[&a, &b], "");
+    wait_ready(&ex);
+    assert_addrs(&ask(&ex, "a.example.com.", RecordType::A), &["203.0.113.1"]);
+    assert_addrs(&ask(&ex, "b.example.com.", RecordType::A), &["203.0.113.2"]);
+    assert_addrs(
+        &ask(&ex, "both.example.com.", RecordType::A),
+        &["198.51.100.1", "198.51.100.2"],
+    );
+    assert_addrs(&ask(&ex, "web.example.com.", RecordType::A), &["192.0.2.2"]);
+
+    // Deleted in B: gone; A's objects stay.
+    b.delete(NET, "v1", "ingresses", "shop", "blog");
+    eventually_nxdomain(&ex, "b.example.com.");
+    b.delete(NET, "v1", "ingresses", "shop", "both");
+    eventually_addrs(&ex, "both.example.com.", RecordType::A, &["198.51.100.1"]);
+    assert_addrs(&ask(&ex, "a.example.com.", RecordType::A), &["203.0.113.1"]);
+    // Created in A: appears.
+    a.create(
+        NET,
+        "v1",
+        "ingresses",
+        ingress("shop", "new", "new.example.com", "203.0.113.3"),
+    );
+    eventually_addrs(&ex, "new.example.com.", RecordType::A, &["203.0.113.3"]);
+    // One cluster down: the other's changes still arrive, the down one's data stays.
+    a.set_restart_downtime(Duration::from_millis(1000));
+    a.restart();
+    b.create(
+        NET,
+        "v1",
+        "ingresses",
+        ingress("shop", "late", "late.example.com", "203.0.113.4"),
+    );
+    eventually_addrs(&ex, "late.example.com.", RecordType::A, &["203.0.113.4"]);
+    assert_addrs(&ask(&ex, "a.example.com.", RecordType::A), &["203.0.113.1"]);
+    assert_eq!(ready(&ex), (200, "OK".to_string()));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 9. serviceLabelSelectors.
+
+#[test]
+fn service_label_selectors_filter_services() {
+    let c = cluster();
+    let svc = |name: &str, labels: Value, ip: &str| {
+        lb_service(
+            "apps",
+            name,
+            json!({"coredns.io/hostname": format!("{name}.example.com")}),
+            labels,
+            &[ip],
+        )
+    };
+    c.create(
+        "",
+        "v1",
+        "services",
+        svc("web", json!({"app": "web"}), "192.0.2.1"),
+    );
+    c.create(
+        "",
+        "v1",
+        "services",
+        svc("edge", json!({"app": "proxy", "tier": "edge"}), "192.0.2.2"),
+    );
+    c.create(
+        "",
+        "v1",
+        "services",
+        svc("db", json!({"app": "db"}), "192.0.2.3"),
+    );
+    c.create("", "v1", "services", svc("bare", json!({}), "192.0.2.4"));
+    let ex = start(
+        &[&c],
+        "    serviceLabelSelectors \"app=web\" \"tier in (edge,core)\"\n",
+    );
+    wait_ready(&ex);
+    assert_addrs(&ask(&ex, "web.example.com.", RecordType::A), &["192.0.2.1"]);
+    assert_addrs(
+        &ask(&ex, "edge.example.com.", RecordType::A),
+        &["192.0.2.2"],
+    );
+    assert_nxdomain(&ask(&ex, "db.example.com.", RecordType::A));
+    assert_nxdomain(&ask(&ex, "bare.example.com.", RecordType::A));
+    // One server-side watch per selector.
+    let log = c.request_log();
+    for sel in [
+        "labelSelector=app%3Dweb",
+        "labelSelector=tier+in+%28edge%2Ccore%29",
+    ] {
+        assert!(
+            log.iter()
+                .any(|l| l.starts_with("GET /api/v1/services?") && l.contains(sel)),
+            "no request with {sel}: {log:#?}"
+        );
+    }
+
+    // Labels change: db starts matching, web stops.
+    c.update(
+        "",
+        "v1",
+        "services",
+        svc("db", json!({"app": "web"}), "192.0.2.3"),
+    );
+    eventually_addrs(&ex, "db.example.com.", RecordType::A, &["192.0.2.3"]);
+    c.update(
+        "",
+        "v1",
+        "services",
+        svc("web", json!({"app": "other"}), "192.0.2.1"),
+    );
+    eventually_nxdomain(&ex, "web.example.com.");
+    // Matching both selectors: indexed once, gone only when neither matches.
+    c.update(
+        "",
+        "v1",
+        "services",
+        svc("edge", json!({"app": "web", "tier": "edge"}), "192.0.2.8"),
+    );
+    eventually_addrs(&ex, "edge.example.com.", RecordType::A, &["192.0.2.8"]);
+    c.update(
+        "",
+        "v1",
+        "services",
+        svc("edge", json!({"app": "proxy", "tier": "edge"}), "192.0.2.8"),
+    );
+    // The app=web watch reports edge as deleted, then (same watch, in order) a marker.
+    c.create(
+        "",
+        "v1",
+        "services",
+        svc("marker", json!({"app": "web"}), "192.0.2.9"),
+    );
+    eventually_addrs(&ex, "marker.example.com.", RecordType::A, &["192.0.2.9"]);
+    assert_addrs(
+        &ask(&ex, "edge.example.com.", RecordType::A),
+        &["192.0.2.8"],
+    );
+    c.update(
+        "",
+        "v1",
+        "services",
+        svc(
+            "edge",
+            json!({"app": "proxy", "tier": "backend"}),
+            "192.0.2.8",
+        ),
+    );
+    eventually_nxdomain(&ex, "edge.example.com.");
+    // A new matching Service appears; a new non-matching one does not.
+    c.create(
+        "",
+        "v1",
+        "services",
+        svc("late", json!({"tier": "core"}), "192.0.2.6"),
+    );
+    c.create(
+        "",
+        "v1",
+        "services",
+        svc("other", json!({"app": "x"}), "192.0.2.7"),
+    );
+    eventually_addrs(&ex, "late.example.com.", RecordType::A, &["192.0.2.6"]);
+    assert_nxdomain(&ask(&ex, "other.example.com.", RecordType::A));
+}
