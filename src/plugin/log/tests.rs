@@ -193,7 +193,7 @@ fn default_format_lines() {
             &udp6_edns,
             Some(&servfail),
             Duration::from_secs(2),
-            r#"[::1]:10053 - 4242 "MX IN example.org. udp 40 false 1232" SERVFAIL qr,rd 29 2s"#,
+            r#"[::1]:10053 - 4242 "MX IN example.org. udp 40 false 1232" SERVFAIL qr,rd 40 2s"#,
         ),
         (
             &dot_mapped,
