@@ -1,7 +1,11 @@
 //! Test support: start the real exdns binary on ephemeral loopback ports, talk DNS to it.
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod fake_apiserver;
+pub mod netns;
+pub mod tlsecho;
+pub mod unbound;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
@@ -39,11 +43,44 @@ impl Exdns {
     }
 
     pub fn start_with(corefile: &str, files: &[(&str, &str)], args: &[&str]) -> Exdns {
-        Self::start_with_env(corefile, files, args, &[])
+        Self::start_wrapped_env(&[], corefile, files, args, &[])
     }
 
     /// [`start_with`](Self::start_with) with extra environment variables for the process.
     pub fn start_with_env(
+        corefile: &str,
+        files: &[(&str, &str)],
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Exdns {
+        Self::start_wrapped_env(&[], corefile, files, args, env)
+    }
+
+    /// Starts exdns inside network namespace `ns` (`ip netns exec NS exdns ...`, which execs, so
+    /// the child is exdns itself). Its listener addresses are the namespace's: query it from
+    /// inside (`netns::in_netns`, `Topology::run_in`).
+    pub fn start_in_netns(
+        ns: &str,
+        corefile: &str,
+        files: &[(&str, &str)],
+        args: &[&str],
+    ) -> Exdns {
+        Self::start_wrapped(&["ip", "netns", "exec", ns], corefile, files, args)
+    }
+
+    /// Starts exdns as the last argument of `wrapper` (e.g. `["ip", "netns", "exec", NS]`).
+    pub fn start_wrapped(
+        wrapper: &[&str],
+        corefile: &str,
+        files: &[(&str, &str)],
+        args: &[&str],
+    ) -> Exdns {
+        Self::start_wrapped_env(wrapper, corefile, files, args, &[])
+    }
+
+    /// The general form: a wrapper command and extra environment variables.
+    pub fn start_wrapped_env(
+        wrapper: &[&str],
         corefile: &str,
         files: &[(&str, &str)],
         args: &[&str],
@@ -59,7 +96,14 @@ impl Exdns {
         }
         let path = dir.path().join("Corefile");
         std::fs::write(&path, corefile).unwrap();
-        let mut cmd = Command::new(bin());
+        let mut cmd = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(bin());
+                c
+            }
+            None => Command::new(bin()),
+        };
         cmd.arg("-conf")
             .arg(&path)
             .args(args)
