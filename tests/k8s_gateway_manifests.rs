@@ -318,3 +318,66 @@ fn dual_deployment_agrees_on_ns_glue_and_soa() {
         assert!(matches!(m.authorities[0].data, RData::SOA(_)));
     }
 }
+
+#[test]
+fn reload_with_unchanged_k8s_gateway_keeps_answering() {
+    let cf = |extra: &str| {
+        format!(
+            "example.com:0 {{\n  reload 2s 1s\n  {extra}\n  k8s_gateway {{\n    manifests objects\n    apex exdns-a.kube-system\n  }}\n  ready 127.0.0.1:0\n}}\n"
+        )
+    };
+    let ex = Exdns::start_with(
+        &cf("errors"),
+        &[
+            ("objects/gateway.yaml", GATEWAY),
+            ("objects/services.yaml", SERVICES),
+        ],
+        &[],
+    );
+    wait_until("ready", || {
+        http_get(ex.http_addr("127.0.0.1:0"), "/ready").0 == 200
+    });
+    let dns = ex.dns();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let bad = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let t = {
+        let (stop, bad) = (stop.clone(), bad.clone());
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let m = a(dns, "web.example.com.", RecordType::A);
+                if m.metadata.response_code != ResponseCode::NoError || m.answers.len() != 1 {
+                    bad.lock()
+                        .unwrap()
+                        .push(format!("{:?}", m.metadata.response_code));
+                }
+                n += 1;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            n
+        })
+    };
+    // Another directive changes; k8s_gateway's settings do not.
+    ex.write("Corefile", &cf("errors\n  log"));
+    assert!(
+        ex.wait_for_line("Running configuration SHA512", Duration::from_secs(10)),
+        "{}",
+        ex.output()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let n = t.join().unwrap();
+    assert!(n > 50);
+    assert!(
+        bad.lock().unwrap().is_empty(),
+        "answers during the reload: {:?}",
+        bad.lock().unwrap()
+    );
+    // The new config is live (log lines appear).
+    a(dns, "web.example.com.", RecordType::A);
+    assert!(
+        ex.wait_for_line("\"A IN web.example.com. udp", Duration::from_secs(5)),
+        "{}",
+        ex.output()
+    );
+}
