@@ -25,6 +25,7 @@ pub mod loadbalance;
 pub mod log;
 pub mod loop_detect;
 pub mod names;
+pub mod podip;
 pub mod prometheus;
 pub mod ready;
 pub mod reload;
@@ -48,6 +49,12 @@ pub trait Plugin: Send + Sync + 'static {
 
     /// `Some(false)` keeps `/ready` at 503 (e.g. k8s_gateway before its watches synced).
     fn ready(&self) -> Option<bool> {
+        None
+    }
+
+    /// For plugins that forward upstream: `Some(false)` while every upstream is down (the
+    /// `podip require_upstream` endpoint answers 503 then).
+    fn upstreams_healthy(&self) -> Option<bool> {
         None
     }
 
@@ -154,6 +161,11 @@ pub static DIRECTIVES: &[DirectiveDef] = &[
     DirectiveDef {
         name: "ready",
         setup: ready::setup,
+        once: true,
+    },
+    DirectiveDef {
+        name: "podip",
+        setup: podip::setup,
         once: true,
     },
     DirectiveDef {

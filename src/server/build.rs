@@ -79,6 +79,19 @@ impl Config {
         v
     }
 
+    /// True when some plugin forwards upstream and every such plugin has all its upstreams down.
+    pub fn upstreams_down(&self) -> bool {
+        let mut any = false;
+        for p in self.plugins() {
+            match p.upstreams_healthy() {
+                Some(true) => return false,
+                Some(false) => any = true,
+                None => {}
+            }
+        }
+        any
+    }
+
     /// Every plugin instance, for lifecycle hooks.
     pub fn plugins(&self) -> impl Iterator<Item = &Arc<dyn Plugin>> {
         self.blocks.iter().flat_map(|b| b.chain.iter())
@@ -175,6 +188,12 @@ pub fn build(cf: &Corefile) -> Result<Config, ConfigError> {
         }
         if let Some(a) = &config.prometheus {
             push_unique(&mut endpoints.metrics, a);
+        }
+        if let Some(p) = &config.podip {
+            push_unique(&mut endpoints.podip, &p.addr);
+            if endpoints.podip_config.is_none() {
+                endpoints.podip_config = Some(p.clone());
+            }
         }
         if reload.is_none() {
             reload = config.reload;

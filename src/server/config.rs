@@ -30,6 +30,19 @@ pub struct BlockConfig {
     pub prometheus: Option<String>,
     /// `reload [INTERVAL] [JITTER]`.
     pub reload: Option<ReloadConfig>,
+    /// `podip [ADDR] { interface NAME; require_upstream }`.
+    pub podip: Option<PodIpConfig>,
+}
+
+/// The gateway-pod-IP endpoint's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodIpConfig {
+    /// `:3150` style address.
+    pub addr: String,
+    /// Where the IP comes from when `POD_IP` is unset (default `eth0`).
+    pub interface: String,
+    /// Answer 503 while every `forward` upstream is down.
+    pub require_upstream: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +68,7 @@ impl std::fmt::Debug for BlockConfig {
             .field("ready", &self.ready)
             .field("prometheus", &self.prometheus)
             .field("reload", &self.reload)
+            .field("podip", &self.podip)
             .finish()
     }
 }

@@ -152,6 +152,9 @@ impl Server {
         // 2. Endpoints (health, ready, metrics).
         let ready_cfg = cfg.clone();
         let ready: ReadyFn = Arc::new(move || ready_cfg.not_ready());
+        let up_cfg = cfg.clone();
+        self.ops
+            .set_upstreams_down(Arc::new(move || up_cfg.upstreams_down()));
         self.ops
             .apply(&cfg.endpoints, ready)
             .await

@@ -50,7 +50,14 @@ pub struct Endpoints {
     pub health: Vec<String>,
     pub ready: Vec<String>,
     pub metrics: Vec<String>,
+    /// `podip` listeners (any path answers the pod IP).
+    pub podip: Vec<String>,
+    /// How `podip` finds the IP and whether it reports upstream health.
+    pub podip_config: Option<crate::server::config::PodIpConfig>,
 }
+
+/// Whether every forwarding upstream is down (`None`: nothing forwards).
+pub type UpstreamsDownFn = Arc<dyn Fn() -> bool + Send + Sync>;
 
 /// How long a client has to send a request head.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
@@ -68,6 +75,7 @@ const PROBE_SLOW: Duration = Duration::from_secs(1);
 const ROUTE_HEALTH: u8 = 1;
 const ROUTE_READY: u8 = 2;
 const ROUTE_METRICS: u8 = 4;
+const ROUTE_PODIP: u8 = 8;
 
 const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
 const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -76,6 +84,8 @@ const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 struct Shared {
     lameduck: AtomicBool,
     ready: ArcSwap<ReadyFn>,
+    podip: ArcSwap<Option<crate::server::config::PodIpConfig>>,
+    upstreams_down: ArcSwap<UpstreamsDownFn>,
     conns: Arc<Semaphore>,
     header_read_timeout: Duration,
     probe_interval_ms: AtomicU64,
@@ -110,6 +120,8 @@ impl Ops {
             shared: Arc::new(Shared {
                 lameduck: AtomicBool::new(false),
                 ready: ArcSwap::from_pointee(not_configured),
+                podip: ArcSwap::from_pointee(None),
+                upstreams_down: ArcSwap::from_pointee(Arc::new(|| false) as UpstreamsDownFn),
                 conns: Arc::new(Semaphore::new(max_connections)),
                 header_read_timeout,
                 probe_interval_ms: AtomicU64::new(1000),
@@ -168,6 +180,9 @@ impl Ops {
         };
 
         let previous_ready = self.shared.ready.swap(Arc::new(ready));
+        self.shared
+            .podip
+            .store(Arc::new(endpoints.podip_config.clone()));
         let mut started = Vec::with_capacity(bound.len());
         for (addr, std_listener, routes) in bound {
             match self.start(&addr, std_listener, routes) {
@@ -191,6 +206,11 @@ impl Ops {
         };
         stop_all(removed.into_iter().map(|(_, l)| l).collect()).await;
         Ok(())
+    }
+
+    /// Sets how `podip` learns that every forwarding upstream is down (`require_upstream`).
+    pub fn set_upstreams_down(&self, f: UpstreamsDownFn) {
+        self.shared.upstreams_down.store(Arc::new(f));
     }
 
     /// Enter lameduck: `/ready` answers 503 from now on; `/health` keeps answering 200.
@@ -297,6 +317,7 @@ fn desired_routes(e: &Endpoints) -> BTreeMap<String, u8> {
         (&e.health, ROUTE_HEALTH),
         (&e.ready, ROUTE_READY),
         (&e.metrics, ROUTE_METRICS),
+        (&e.podip, ROUTE_PODIP),
     ] {
         for a in addrs {
             *m.entry(a.clone()).or_insert(0) |= bit;
@@ -505,6 +526,8 @@ fn handle(method: &Method, path: &str, routes: u8, shared: &Shared) -> Resp {
         "/health" if routes & ROUTE_HEALTH != 0 => ROUTE_HEALTH,
         "/ready" if routes & ROUTE_READY != 0 => ROUTE_READY,
         "/metrics" if routes & ROUTE_METRICS != 0 => ROUTE_METRICS,
+        // podip answers every method and path, as the socat script it replaces did.
+        _ if routes & ROUTE_PODIP != 0 => return podip_response(shared),
         _ => return respond(StatusCode::NOT_FOUND, TEXT_PLAIN, "404 page not found\n"),
     };
     if method != Method::GET && method != Method::HEAD {
@@ -525,6 +548,26 @@ fn handle(method: &Method, path: &str, routes: u8, shared: &Shared) -> Resp {
             METRICS_CONTENT_TYPE,
             crate::metrics::gather_text(),
         ),
+    }
+}
+
+/// `podip`: 200 `text/plain` with the pod IP and no trailing newline; 503 while every forwarding
+/// upstream is down (with `require_upstream`) or when no address is known.
+fn podip_response(shared: &Shared) -> Resp {
+    let cfg = shared.podip.load();
+    let Some(cfg) = cfg.as_ref() else {
+        return respond(StatusCode::NOT_FOUND, TEXT_PLAIN, "404 page not found\n");
+    };
+    if cfg.require_upstream && (**shared.upstreams_down.load())() {
+        return respond(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            "upstreams down",
+        );
+    }
+    match crate::plugin::podip::pod_ip(cfg) {
+        Some(ip) => respond(StatusCode::OK, "text/plain", ip),
+        None => respond(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "no pod IP"),
     }
 }
 

@@ -96,6 +96,7 @@ fn endpoints(health: &[&str], ready: &[&str], metrics: &[&str]) -> Endpoints {
         health: v(health),
         ready: v(ready),
         metrics: v(metrics),
+        ..Default::default()
     }
 }
 
