@@ -18,6 +18,7 @@ pub mod bind;
 pub mod cache;
 pub mod erratic;
 pub mod errors;
+pub mod forward;
 pub mod health;
 pub mod hosts;
 pub mod k8s_gateway;
@@ -222,6 +223,11 @@ pub static DIRECTIVES: &[DirectiveDef] = &[
         name: "loop",
         setup: loop_detect::setup,
         once: true,
+    },
+    DirectiveDef {
+        name: "forward",
+        setup: forward::setup,
+        once: false,
     },
     DirectiveDef {
         name: "erratic",
