@@ -119,3 +119,64 @@ fn without_pod_ip_the_interface_address_is_used() {
     let (status, _, body) = http_get(ex.http_addr("127.0.0.1:0"), "/");
     assert_eq!((status, body.as_str()), (200, "127.0.0.1"));
 }
+
+/// `require_upstream`: 503 while every forward upstream is down — here because the VPN
+/// interface the forwarder is pinned to is missing — and 200 once it is up.
+#[test]
+fn require_upstream_follows_the_tunnel() {
+    if unsafe { libc::geteuid() } != 0 {
+        panic!("this test creates a network interface and needs root (CI runs as root)");
+    }
+    let ifname = format!("exdp{}", std::process::id() % 100000);
+    let ip = |args: &[&str]| {
+        std::process::Command::new("ip")
+            .args(args)
+            .status()
+            .unwrap()
+            .success()
+    };
+    let _ = ip(&["link", "del", &ifname]);
+    struct Cleanup(String);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("ip")
+                .args(["link", "del", &self.0])
+                .status();
+        }
+    }
+    let _cleanup = Cleanup(ifname.clone());
+    let ex = Exdns::start_with_env(
+        &format!(
+            ".:0 {{\n  podip 127.0.0.1:0 {{\n    require_upstream\n  }}\n  forward . 127.0.0.1:9 {{\n    interface {ifname}\n  }}\n}}\n"
+        ),
+        &[],
+        &[],
+        &[("POD_IP", "10.42.0.7")],
+    );
+    let addr = ex.http_addr("127.0.0.1:0");
+    let wait_status = |want: u16| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (status, _, body) = http_get(addr, "/");
+            if status == want {
+                return body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "wanted {want}, still {status} {body}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_status(503);
+    // A veth pair with both ends up has carrier, like a tunnel that came up.
+    let peer = format!("{ifname}p");
+    assert!(ip(&[
+        "link", "add", &ifname, "type", "veth", "peer", "name", &peer
+    ]));
+    assert!(ip(&["link", "set", &peer, "up"]));
+    assert!(ip(&["link", "set", &ifname, "up"]));
+    assert_eq!(wait_status(200), "10.42.0.7");
+    assert!(ip(&["link", "del", &ifname]));
+    wait_status(503);
+}

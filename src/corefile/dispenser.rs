@@ -43,6 +43,11 @@ impl Dispenser {
         if c + 1 < self.tokens.len() {
             let cur = &self.tokens[c];
             let nxt = &self.tokens[c + 1];
+            // Inside a block, a `}` on the same line closes it (`log { class error }`), as
+            // CoreDNS accepts; it is never an argument.
+            if self.nesting > 0 && nxt.is_close_brace() {
+                return false;
+            }
             if cur.file == nxt.file && cur.line + cur.line_breaks() == nxt.line {
                 self.cursor += 1;
                 return true;
@@ -203,6 +208,24 @@ mod tests {
         assert!(!d.next_block());
         assert!(d.next_arg());
         assert_eq!(d.val(), "30");
+    }
+
+    #[test]
+    fn a_block_closing_on_its_own_line_ends_the_arguments() {
+        // `log { class error }` on one line, as the pod-gateway chart writes it.
+        let mut d = Dispenser::new(toks(&[
+            ("log", 1),
+            ("{", 1),
+            ("class", 1),
+            ("error", 1),
+            ("}", 1),
+        ]));
+        d.next();
+        assert!(d.next_block());
+        assert_eq!(d.val(), "class");
+        assert_eq!(d.remaining_args(), vec!["error"]);
+        assert!(!d.next_block());
+        assert!(!d.next());
     }
 
     #[test]

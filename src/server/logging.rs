@@ -31,10 +31,17 @@ where
             Level::TRACE => "[TRACE]",
         };
         write!(w, "{level} ")?;
+        let mut msg = String::new();
+        ctx.field_format()
+            .format_fields(Writer::new(&mut msg), event)?;
         if let Some(p) = plugin_of(meta.target()) {
-            write!(w, "plugin/{p}: ")?;
+            // Some messages already name their plugin (CoreDNS wording); never say it twice.
+            let prefix = format!("plugin/{p}: ");
+            if !msg.starts_with(&prefix) {
+                w.write_str(&prefix)?;
+            }
         }
-        ctx.field_format().format_fields(w.by_ref(), event)?;
+        w.write_str(&msg)?;
         writeln!(w)
     }
 }

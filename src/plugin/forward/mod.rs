@@ -455,6 +455,10 @@ impl Plugin for Forward {
         self.forward(req, next).await
     }
 
+    fn upstreams_healthy(&self) -> Option<bool> {
+        Some(!self.all_upstreams_down())
+    }
+
     fn on_shutdown(&self) {
         for u in &self.upstreams {
             u.stop();
