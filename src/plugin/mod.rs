@@ -31,6 +31,7 @@ pub mod prometheus;
 pub mod ready;
 pub mod reload;
 pub mod response;
+pub mod rewrite;
 #[cfg(test)]
 pub(crate) mod test_chain;
 pub mod tls;
@@ -208,6 +209,11 @@ pub static DIRECTIVES: &[DirectiveDef] = &[
         name: "cache",
         setup: cache::setup,
         once: true,
+    },
+    DirectiveDef {
+        name: "rewrite",
+        setup: rewrite::setup,
+        once: false,
     },
     DirectiveDef {
         name: "hosts",

@@ -171,7 +171,7 @@ fn normalize_source(raw: &str) -> String {
 }
 
 /// QTYPE mnemonics as miekg/dns's `StringToType` knows them (case-sensitive, like CoreDNS).
-fn qtype_code(s: &str) -> Option<u16> {
+pub(crate) fn qtype_code(s: &str) -> Option<u16> {
     const TYPES: &[(&str, u16)] = &[
         ("A", 1),
         ("NS", 2),
