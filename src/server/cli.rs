@@ -177,6 +177,13 @@ pub fn check(source: &Source, dns_port: u16) -> i32 {
 }
 
 async fn run(source: Source, args: Args) -> i32 {
+    let mut signals = match Signals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("cannot install signal handlers: {e}");
+            return 1;
+        }
+    };
     let server = Server::new(source, args.dns_port);
     let cfg = match server.start().await {
         Ok(c) => c,
@@ -205,7 +212,7 @@ async fn run(source: Source, args: Args) -> i32 {
     }
     tracing::info!("exdns ready to serve");
     let reload_task = server.spawn_reload_loop();
-    wait_for_signals(&server).await;
+    signals.wait(&server).await;
     reload_task.abort();
     server.shutdown().await;
     if let Some(p) = &args.pidfile {
@@ -215,24 +222,35 @@ async fn run(source: Source, args: Args) -> i32 {
 }
 
 /// Returns on SIGTERM or SIGINT; SIGUSR1 and SIGHUP reload the Corefile.
-async fn wait_for_signals(server: &Arc<Server>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int), Ok(mut usr1), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::user_defined1()),
-        signal(SignalKind::hangup()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        let _ = tokio::signal::ctrl_c().await;
-        return;
-    };
-    loop {
-        tokio::select! {
-            _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); return; }
-            _ = int.recv() => { tracing::info!("SIGINT: shutting down"); return; }
-            _ = usr1.recv() => { let _ = server.reload(true).await; }
-            _ = hup.recv() => { let _ = server.reload(true).await; }
+/// The signals exdns acts on, installed before anything starts: a SIGUSR1 or SIGTERM that
+/// arrives during startup must not fall to the default action (terminate).
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    usr1: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            usr1: signal(SignalKind::user_defined1())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// Returns on SIGTERM or SIGINT; SIGUSR1 and SIGHUP reload the Corefile.
+    async fn wait(&mut self, server: &Arc<Server>) {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => { tracing::info!("SIGTERM: shutting down"); return; }
+                _ = self.int.recv() => { tracing::info!("SIGINT: shutting down"); return; }
+                _ = self.usr1.recv() => { let _ = server.reload(true).await; }
+                _ = self.hup.recv() => { let _ = server.reload(true).await; }
+            }
         }
     }
 }
