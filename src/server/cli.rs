@@ -221,7 +221,6 @@ async fn run(source: Source, args: Args) -> i32 {
     0
 }
 
-/// Returns on SIGTERM or SIGINT; SIGUSR1 and SIGHUP reload the Corefile.
 /// The signals exdns acts on, installed before anything starts: a SIGUSR1 or SIGTERM that
 /// arrives during startup must not fall to the default action (terminate).
 struct Signals {
