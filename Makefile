@@ -1,8 +1,12 @@
 # exdns developer targets. `make run` and `make test` are the README's quick start.
 CARGO ?= cargo
 PORT ?= 1053
+# The container image `make image` builds (and the Tiltfile deploys).
+IMAGE ?= exdns:dev
+# The local kind cluster of the dev loop (hack/kind.yaml names it too).
+CLUSTER ?= exdns
 
-.PHONY: run build release test lint fmt bench check-config clean
+.PHONY: run build release test lint fmt bench check-config clean image setup up nuke
 
 ## Build and run exdns on Corefile.example (high ports, no root needed).
 run:
@@ -35,3 +39,18 @@ bench:
 
 clean:
 	$(CARGO) clean
+
+## The container image (Dockerfile: multi-stage, distroless, non-root, the binary only).
+image:
+	docker build -t $(IMAGE) .
+
+## Dev loop (see README, "Development"): a kind cluster, then Tilt builds the image, installs the
+## chart and the test/ manifests and keeps them updated; `make nuke` deletes the cluster.
+setup:
+	kind create cluster --name $(CLUSTER) --config hack/kind.yaml
+
+up:
+	tilt up
+
+nuke:
+	kind delete cluster --name $(CLUSTER)

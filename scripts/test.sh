@@ -22,7 +22,9 @@ if ((${#missing[@]})); then
   # The packages' own services are not wanted: tests start their own instances.
   for svc in unbound nsd knot dnsdist; do $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || true; done
 fi
-python3 -c 'import dns' >/dev/null 2>&1 || pip install -q dnspython
+# dnspython for scripted DNS checks; helm-python-sdk (Helm's own Go library) renders and lints
+# the chart in tests/chart.rs.
+python3 -c 'import dns, helm_python' >/dev/null 2>&1 || pip install -q dnspython helm-python-sdk
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
