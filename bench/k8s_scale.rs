@@ -679,9 +679,10 @@ fn report(rows: &[Row], rate: f64, churn_secs: f64, isolated: usize, machine: &s
     }
     s.push_str(&format!(
         "\nDelay: from just before the API write until a query for that name first returns the new address\n\
-         (each pending name is queried every millisecond for 20 ms, then every 1/20 of its age: ±5 %). Isolated: {isolated} updates, one at a time,\n\
-         {} ms apart. Churn: {rate} updates/s for {churn_secs} s (actual send time of the last run: {} s),\n\
-         a different object each time. An update not answered within {} s counts as not seen.\n\
+         (each pending name is queried every millisecond for 20 ms, then every 1/20 of its age: ±5 %).\n\
+         Isolated: {isolated} updates, one at a time, {} ms apart. Churn: {rate} updates/s for {churn_secs} s\n\
+         (actual send time of the last run: {} s), a different object each time. An update not answered\n\
+         within {} s counts as not seen.\n\
          Index builds: `exdns_k8s_gateway_index_build_seconds` count and mean during the churn.\n\n",
         ISOLATED_GAP.as_millis(),
         f(rows.last().map_or(f64::NAN, |r| r.churn_secs), 1),

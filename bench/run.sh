@@ -17,6 +17,7 @@ DURATION="${DURATION:-10}"
 NAMES="${NAMES:-10000}"
 CLIENTS="${CLIENTS:-8}"
 OUTSTANDING="${OUTSTANDING:-500}"
+REPEAT="${REPEAT:-2}"
 OUT=bench/results
 mkdir -p "$OUT"
 WORK="$(mktemp -d)"
@@ -224,7 +225,13 @@ IDLE[nsd]=$(rss "$NSD_PID")
 IDLE[knot]=$(rss "$KNOT_PID")
 for s in exdns:$PORT_EX:$EX_PID nsd:$PORT_NSD:$NSD_PID knot:$PORT_KNOT:$KNOT_PID; do
   IFS=: read -r name port pid <<<"$s"
-  FULL[$name]=$(perf "$name" "$port")
+  FULL[$name]=""
+  for _ in $(seq 1 "$REPEAT"); do # best of REPEAT: other processes on the machine add noise
+    r=$(perf "$name" "$port")
+    if [ -z "${FULL[$name]}" ] || (($(awk '{print int($1)}' <<<"$r") > $(awk '{print int($1)}' <<<"${FULL[$name]}"))); then
+      FULL[$name]=$r
+    fi
+  done
   max=$(awk '{print int($1)}' <<<"${FULL[$name]}")
   HALF[$name]=$(perf "$name" "$port" $((max / 2)))
   RSS[$name]=$(rss "$pid")
@@ -242,7 +249,7 @@ q_knot=$(awk '{print $1}' <<<"${FULL[knot]}")
   echo "Servers and dnsperf share the machine's cores over loopback."
   echo
   echo "Load: dnsperf $(dnsperf -h 2>&1 | awk '/^Version/ {print $2}'), ${DURATION} s per run, $CLIENTS clients, 1 thread, $OUTSTANDING queries outstanding;"
-  echo "full load, then 50 % of the rate that server reached at full load (\`-Q\`)."
+  echo "full load (best of $REPEAT runs), then 50 % of the rate that server reached at full load (\`-Q\`)."
   echo "Queries: 90 % existing names (A), 5 % missing names (NXDOMAIN), 5 % apex NS (with glue)."
   echo "exdns $(git rev-parse --short HEAD 2>/dev/null || echo '?'): \`k8s_gateway\` from a manifests directory of $NAMES Ingresses;"
   echo "NSD $(nsd -v 2>&1 | awk 'NR==1 {print $3}') ($(nproc) servers) and Knot $(knotd -V 2>&1 | awk '{print $NF}') ($(nproc) UDP workers) from a zone file with the same names."
