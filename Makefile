@@ -33,9 +33,10 @@ fmt:
 check-config:
 	$(CARGO) run --release -- -conf $(or $(CONF),Corefile.example) -check
 
-## Benchmarks against comparison servers (see bench/README.md).
+## Benchmarks (see bench/README.md): authoritative UDP vs NSD and Knot, then k8s_gateway at scale.
 bench:
 	./bench/run.sh
+	$(CARGO) test --release --test k8s_scale -- --ignored --nocapture
 
 clean:
 	$(CARGO) clean

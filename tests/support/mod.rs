@@ -31,8 +31,13 @@ pub struct Exdns {
     pub http: Vec<(String, SocketAddr)>,
 }
 
+/// The exdns binary: `$EXDNS_BIN` when set (benchmarks point it at a release build), else the
+/// one cargo built for this test.
 pub fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_exdns"))
+    match std::env::var_os("EXDNS_BIN") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from(env!("CARGO_BIN_EXE_exdns")),
+    }
 }
 
 impl Exdns {
