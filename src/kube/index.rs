@@ -63,10 +63,13 @@ impl IndexConfig {
     }
 }
 
-/// Quiet time after a change before a rebuild starts.
-const DEBOUNCE_QUIET: Duration = Duration::from_millis(20);
-/// Longest delay of a rebuild under continuous churn.
-const DEBOUNCE_MAX: Duration = Duration::from_millis(200);
+/// Quiet time after a change before a rebuild starts (a burst of events makes one build).
+const DEBOUNCE_QUIET: Duration = Duration::from_millis(5);
+/// Under continuous churn a rebuild waits at most as long as the last build took, within these
+/// bounds: small indexes follow every change within tens of milliseconds, big ones do not
+/// rebuild back to back (at most about half a core spent building).
+const DEBOUNCE_MAX_MIN: Duration = Duration::from_millis(25);
+const DEBOUNCE_MAX_MAX: Duration = Duration::from_millis(200);
 /// How often a resolved hostname is looked up again.
 const RESOLVE_REFRESH: Duration = Duration::from_secs(60);
 /// How soon a failed lookup is retried.
@@ -175,6 +178,7 @@ impl Index {
         out: Arc<ArcSwap<Snapshot>>,
         hosts: watch::Sender<BTreeSet<String>>,
     ) {
+        let mut last_build = DEBOUNCE_MAX_MIN;
         loop {
             let previous = out.load_full();
             let (index, c, f) = (self.clone(), cfg.clone(), feed.clone());
@@ -187,6 +191,7 @@ impl Index {
             match built {
                 Ok(b) => {
                     let took = started.elapsed();
+                    last_build = took;
                     INDEX_BUILD_SECONDS.observe(took.as_secs_f64());
                     let mut sizes = String::new();
                     for &k in &cfg.kinds {
@@ -213,7 +218,8 @@ impl Index {
                 Err(e) => tracing::error!("k8s_gateway index build failed: {e}"),
             }
             feed.changed().await;
-            debounce(&feed, DEBOUNCE_QUIET, DEBOUNCE_MAX).await;
+            let max = last_build.clamp(DEBOUNCE_MAX_MIN, DEBOUNCE_MAX_MAX);
+            debounce(&feed, DEBOUNCE_QUIET, max).await;
         }
     }
 
