@@ -3,6 +3,7 @@
 
 pub mod certs;
 pub mod fake_apiserver;
+pub mod fwd;
 pub mod netns;
 pub mod tlsecho;
 pub mod unbound;

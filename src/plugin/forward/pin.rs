@@ -13,7 +13,7 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicU64, Ordering};
 use std::sync::{LazyLock, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -33,6 +33,17 @@ pub enum PinError {
     Missing(String),
     #[error("interface {0}: {1}; not forwarding (fail closed)")]
     Other(String, String),
+}
+
+impl PinError {
+    /// 1: down, 2: missing, 3: other.
+    fn kind(&self) -> u8 {
+        match self {
+            PinError::Down(_) => 1,
+            PinError::Missing(_) => 2,
+            PinError::Other(..) => 3,
+        }
+    }
 }
 
 /// The state of a network interface as the kernel reports it.
@@ -59,6 +70,8 @@ pub struct Pin {
     index: AtomicI32,
     down: AtomicBool,
     last_log: AtomicU64,
+    /// Why the last check failed (see [`PinError::kind`]); 0 after a successful one.
+    last_reason: AtomicU8,
 }
 
 static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
@@ -77,6 +90,7 @@ impl Pin {
             index: AtomicI32::new(-1),
             down: AtomicBool::new(false),
             last_log: AtomicU64::new(0),
+            last_reason: AtomicU8::new(0),
         }
     }
 
@@ -115,6 +129,7 @@ impl Pin {
             Ok(LinkState::Up(index)) => {
                 let old = self.index.swap(index, Ordering::AcqRel);
                 let was_down = self.down.swap(false, Ordering::AcqRel);
+                self.last_reason.store(0, Ordering::Release);
                 if old != index || was_down {
                     self.generation.fetch_add(1, Ordering::AcqRel);
                 }
@@ -133,9 +148,13 @@ impl Pin {
                 if !was_down {
                     self.generation.fetch_add(1, Ordering::AcqRel);
                 }
+                // A new reason (down → missing, ...) is logged at once.
+                let changed = self.last_reason.swap(err.kind(), Ordering::AcqRel) != err.kind();
                 let now = now_ms();
                 let last = self.last_log.load(Ordering::Relaxed);
-                let due = !was_down || now.saturating_sub(last) >= LOG_EVERY.as_millis() as u64;
+                let due = !was_down
+                    || changed
+                    || now.saturating_sub(last) >= LOG_EVERY.as_millis() as u64;
                 if due
                     && self
                         .last_log

@@ -1391,3 +1391,61 @@ fn interface_down_fails_closed_and_recovery_is_automatic() {
     });
     t.join().unwrap();
 }
+
+/// A pinned interface that goes from down to missing (and back) is logged at each change of
+/// reason, not only after the 10 s repeat interval: "is down" does not stay the last word about
+/// an interface that was deleted. Root only (a network namespace of its own, a veth made there).
+#[test]
+fn a_new_reason_for_failing_closed_is_logged_at_once() {
+    let t = std::thread::spawn(|| {
+        // SAFETY: unshare only affects this thread's namespaces (and the processes it starts).
+        if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+            let e = std::io::Error::last_os_error();
+            assert_ne!(
+                unsafe { libc::geteuid() },
+                0,
+                "root could not unshare a network namespace: {e}"
+            );
+            eprintln!("skipped: needs root to create a network namespace ({e})");
+            return;
+        }
+        let ip = |args: &[&str]| {
+            let out = std::process::Command::new("ip").args(args).output();
+            match out {
+                Ok(o) => assert!(o.status.success(), "ip {args:?}: {o:?}"),
+                Err(e) => panic!("ip {args:?}: {e}"),
+            }
+        };
+        let (_g, logs) = capture_logs();
+        ip(&[
+            "link", "add", "exdt0", "type", "veth", "peer", "name", "exdt1",
+        ]);
+        let pin = Pin::new(None, Some("exdt0".to_string()));
+        // Created down.
+        assert!(matches!(pin.check(), Err(PinError::Down(_))));
+        assert!(matches!(pin.check(), Err(PinError::Down(_))));
+        ip(&["link", "del", "exdt0"]);
+        assert!(matches!(pin.check(), Err(PinError::Missing(_))));
+        assert!(matches!(pin.check(), Err(PinError::Missing(_))));
+        ip(&[
+            "link", "add", "exdt0", "type", "veth", "peer", "name", "exdt1",
+        ]);
+        assert!(matches!(pin.check(), Err(PinError::Down(_))));
+        ip(&["link", "set", "exdt1", "up"]);
+        ip(&["link", "set", "exdt0", "up"]);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while pin.check().is_err() {
+            assert!(Instant::now() < deadline, "exdt0 never came up");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let prefix = "exdns::plugin::forward::pin: interface exdt0";
+        let want = [
+            format!("ERROR {prefix} is down; not forwarding (fail closed)"),
+            format!("ERROR {prefix} does not exist; not forwarding (fail closed)"),
+            format!("ERROR {prefix} is down; not forwarding (fail closed)"),
+            format!("INFO {prefix} is up; forwarding resumed"),
+        ];
+        assert_eq!(logs.lines(), want);
+    });
+    t.join().unwrap();
+}
