@@ -578,19 +578,7 @@ fn load_pair(
 
 /// `tls [CERT KEY] CA`: the CAs the upstream's certificate is verified against.
 fn load_roots(path: &str) -> Result<RootCertStore, String> {
-    let data = std::fs::read(path)
-        .map_err(|e| format!("error reading {path}: open {path}: {}", io_error_text(&e)))?;
-    let mut roots = RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut data.as_slice()) {
-        let cert = cert.map_err(|e| format!("could not read root certs from {path}: {e}"))?;
-        roots
-            .add(cert)
-            .map_err(|e| format!("could not read root certs from {path}: {e}"))?;
-    }
-    if roots.is_empty() {
-        return Err(format!("could not read root certs from {path}"));
-    }
-    Ok(roots)
+    crate::plugin::tls::load_roots(path)
 }
 
 /// The system's CAs: `$SSL_CERT_FILE`, else the first of [`SYSTEM_CA_FILES`] that holds any.

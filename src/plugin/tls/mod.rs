@@ -140,8 +140,9 @@ fn load_key(path: &str) -> Result<PrivateKeyDer<'static>, String> {
     }
 }
 
-/// The CA certificates client certificates are verified against.
-fn load_roots(path: &str) -> Result<RootCertStore, String> {
+/// The CA certificates in a PEM file (client verification here; upstream verification in
+/// `forward`), with Go-worded errors.
+pub(crate) fn load_roots(path: &str) -> Result<RootCertStore, String> {
     let data = std::fs::read(path)
         .map_err(|e| format!("error reading {path}: open {path}: {}", io_error_text(&e)))?;
     let mut roots = RootCertStore::empty();
