@@ -33,7 +33,7 @@ fmt:
 check-config:
 	$(CARGO) run --release -- -conf $(or $(CONF),Corefile.example) -check
 
-## Benchmarks (see bench/README.md): authoritative UDP vs NSD and Knot, then k8s_gateway at scale.
+## Benchmarks (see bench/README.md): authoritative UDP vs NSD and Knot, forwarding over DoT vs unbound and dnsdist, then k8s_gateway at scale.
 bench:
 	./bench/run.sh
 	$(CARGO) test --release --test k8s_scale -- --ignored --nocapture

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # exdns benchmarks against comparison servers, side by side in one run (ratios are what count).
 # Installs nothing: it checks its tools and says what is missing. See bench/README.md.
-#   make bench                        # every scenario (this script, then the k8s_scale test)
+#   make bench                        # every scenario (this script and bench/dot.sh, then the k8s_scale test)
 #   DURATION=5 NAMES=1000 bench/run.sh  # a quick run of this script only
 #   EXDNS_BIN=path/to/exdns bench/run.sh  # benchmark a given binary (no cargo build)
 #
@@ -274,3 +274,9 @@ q_knot=$(awk '{print $1}' <<<"${FULL[knot]}")
     echo "**Warning:** the servers' answers differed for$DISAGREE (see the run's output)."
   fi
 } | tee "$OUT/authoritative.md"
+
+# Scenario 2 (forwarding over DoT) is its own script, bench/dot.sh; the servers above are
+# stopped first so they do not share the cores with it.
+kill "$EX_PID" "$NSD_PID" "$KNOT_PID" 2>/dev/null || true
+wait "$EX_PID" "$NSD_PID" "$KNOT_PID" 2>/dev/null || true
+EXDNS_BIN="$EXDNS" bench/dot.sh
