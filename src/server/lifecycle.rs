@@ -32,33 +32,22 @@ pub enum Source {
 
 impl Source {
     pub fn read(&self, dns_port: u16) -> Result<(Corefile, Vec<u8>), ConfigError> {
-        match self {
-            Source::File(p) => {
-                let bytes =
-                    std::fs::read(p).map_err(|e| ConfigError(format!("{}: {e}", p.display())))?;
-                let text = String::from_utf8_lossy(&bytes);
-                let mut cf = corefile::parse_str(&text, p, dns_port)?;
-                if cf.blocks.is_empty() {
-                    cf = corefile::parse_str(
-                        &corefile::default_corefile(dns_port),
-                        Path::new("<default>"),
-                        dns_port,
-                    )?;
-                }
-                Ok((cf, bytes))
-            }
-            Source::Inline { text, label } => {
-                let mut cf = corefile::parse_str(text, label, dns_port)?;
-                if cf.blocks.is_empty() {
-                    cf = corefile::parse_str(
-                        &corefile::default_corefile(dns_port),
-                        Path::new("<default>"),
-                        dns_port,
-                    )?;
-                }
-                Ok((cf, text.as_bytes().to_vec()))
-            }
+        let (bytes, label): (Vec<u8>, &Path) = match self {
+            Source::File(p) => (
+                std::fs::read(p).map_err(|e| ConfigError(format!("{}: {e}", p.display())))?,
+                p,
+            ),
+            Source::Inline { text, label } => (text.as_bytes().to_vec(), label),
+        };
+        let mut cf = corefile::parse_str(&String::from_utf8_lossy(&bytes), label, dns_port)?;
+        if cf.blocks.is_empty() {
+            cf = corefile::parse_str(
+                &corefile::default_corefile(dns_port),
+                Path::new("<default>"),
+                dns_port,
+            )?;
         }
+        Ok((cf, bytes))
     }
 
     pub fn path(&self) -> Option<&Path> {

@@ -13,7 +13,7 @@ use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 
 use crate::plugin::Next;
 use crate::server::request::{Outcome, Proto, Request};
-use crate::server::router::Router;
+use crate::server::router::{Block, Router};
 
 /// The UDP payload size exdns advertises (DNS flag day 2020).
 pub const ADVERTISED_UDP_SIZE: u16 = 1232;
@@ -22,8 +22,8 @@ pub const ADVERTISED_UDP_SIZE: u16 = 1232;
 pub enum Prepared {
     /// Reply at once with these bytes (errors found while decoding), or drop when `None`.
     Done(Option<Vec<u8>>),
-    /// A valid query: run the chain.
-    Query(Box<Request>, Arc<Router>),
+    /// A valid query, routed: run this block's chain.
+    Query(Box<Request>, Arc<Block>),
 }
 
 /// Decodes and validates `buf`; routes it. Never panics on any input.
@@ -64,20 +64,18 @@ pub fn prepare(
     let mut req = Request::new(msg, src, local, proto, buf.len());
     req.server = router.server.clone();
     match router.route(&req.name) {
-        Some((zone, _)) => {
+        Some((zone, block)) => {
             req.zone = zone.clone();
-            Prepared::Query(Box::new(req), router.clone())
+            let block = block.clone();
+            Prepared::Query(Box::new(req), block)
         }
         None => Prepared::Done(encode_error(&req.msg, ResponseCode::Refused)),
     }
 }
 
-/// Runs the chain of the routed block and encodes the reply. `None`: send nothing.
-pub async fn run(req: Box<Request>, router: Arc<Router>) -> Option<Vec<u8>> {
-    let block = match router.route(&req.name) {
-        Some((_, b)) => b.clone(),
-        None => return encode_error(&req.msg, ResponseCode::Refused),
-    };
+/// Runs the chain of the block `prepare` routed the query to and encodes the reply.
+/// `None`: send nothing.
+pub async fn run(req: Box<Request>, block: Arc<Block>) -> Option<Vec<u8>> {
     let outcome = CatchPanic(Next::new(&block.chain).serve(&req)).await;
     let outcome = match outcome {
         Ok(o) => o,

@@ -182,17 +182,18 @@ async fn connection<S>(
             Ok(Ok(_)) => {}
             _ => break, // slow or truncated message
         }
-        let r = router.load_full();
-        match query::prepare(&r, &buf, src, local, proto) {
+        // The guard is released before anything awaits.
+        let prepared = query::prepare(&router.load(), &buf, src, local, proto);
+        match prepared {
             Prepared::Done(Some(bytes)) => {
                 if tx.send(bytes).await.is_err() {
                     break;
                 }
             }
             Prepared::Done(None) => {}
-            Prepared::Query(req, r) => {
+            Prepared::Query(req, block) => {
                 let guard = tracker.start();
-                let fut = Box::pin(query::run(req, r));
+                let fut = Box::pin(query::run(req, block));
                 match query::try_now(fut) {
                     Ok(Some(bytes)) => {
                         if tx.send(bytes).await.is_err() {

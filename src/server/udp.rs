@@ -72,13 +72,14 @@ pub async fn serve(
         if *stop.borrow() {
             return;
         }
-        let r = router.load_full();
-        match query::prepare(&r, &buf[..n], src, local, Proto::Udp) {
+        // The guard is released before anything awaits.
+        let prepared = query::prepare(&router.load(), &buf[..n], src, local, Proto::Udp);
+        match prepared {
             Prepared::Done(Some(bytes)) => send(&sock, bytes, src),
             Prepared::Done(None) => {}
-            Prepared::Query(req, r) => {
+            Prepared::Query(req, block) => {
                 let guard = tracker.start();
-                let fut = Box::pin(query::run(req, r));
+                let fut = Box::pin(query::run(req, block));
                 match query::try_now(fut) {
                     Ok(Some(bytes)) => send(&sock, bytes, src),
                     Ok(None) => {}

@@ -288,15 +288,8 @@ fn parse_option(
             cfg.max_concurrent = n;
         }
         "next" => {
-            let args = d.remaining_args();
-            if args.is_empty() {
-                return Err(d.arg_err());
-            }
-            for rc in &args {
-                let code = rcode_from_name(rc)
-                    .ok_or_else(|| d.err(format!("{rc} is not a valid rcode")))?;
-                cfg.next_rcodes.push(code);
-            }
+            let codes = rcode_args(d, |_| Ok(()))?;
+            cfg.next_rcodes.extend(codes);
         }
         "failfast_all_unhealthy_upstreams" => {
             if !d.remaining_args().is_empty() {
@@ -305,18 +298,14 @@ fn parse_option(
             cfg.failfast_all_unhealthy_upstreams = true;
         }
         "failover" => {
-            let args = d.remaining_args();
-            if args.is_empty() {
-                return Err(d.arg_err());
-            }
-            for rc in &args {
-                let code = rcode_from_name(rc)
-                    .ok_or_else(|| d.err(format!("{rc} is not a valid rcode")))?;
+            let codes = rcode_args(d, |code| {
                 if code == 0 {
-                    return Err(d.err("NoError cannot be used in failover"));
+                    Err("NoError cannot be used in failover")
+                } else {
+                    Ok(())
                 }
-                cfg.failover_rcodes.push(code);
-            }
+            })?;
+            cfg.failover_rcodes.extend(codes);
         }
         "read_timeout" => {
             if !d.next_arg() {
@@ -398,6 +387,25 @@ fn go_atoi(s: &str) -> Result<i64, String> {
 }
 
 /// miekg/dns's `StringToRcode[strings.ToUpper(s)]`.
+/// The rcode names of a `next`/`failover` line, each checked in order by `check`.
+fn rcode_args(
+    d: &mut Dispenser,
+    check: impl Fn(u16) -> Result<(), &'static str>,
+) -> Result<Vec<u16>, ParseError> {
+    let args = d.remaining_args();
+    if args.is_empty() {
+        return Err(d.arg_err());
+    }
+    let mut codes = Vec::with_capacity(args.len());
+    for rc in &args {
+        let code =
+            rcode_from_name(rc).ok_or_else(|| d.err(format!("{rc} is not a valid rcode")))?;
+        check(code).map_err(|e| d.err(e))?;
+        codes.push(code);
+    }
+    Ok(codes)
+}
+
 fn rcode_from_name(s: &str) -> Option<u16> {
     let upper = s.to_ascii_uppercase();
     (0u16..=23).find(|&c| rcode_mnemonic(c.into()) == Some(upper.as_str()))

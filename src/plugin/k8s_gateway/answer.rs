@@ -74,7 +74,10 @@ pub fn answer(s: &Settings, snap: &Snapshot, req: &Request) -> Answer {
         let data = snap.exact(Kind::Service, &s.apex);
         return r.data(qtype, data.as_deref(), qname);
     }
-    if rel.ends_with(&format!(".{}", s.apex)) {
+    if rel.len() > s.apex.len()
+        && rel.ends_with(s.apex.as_str())
+        && rel.as_bytes()[rel.len() - s.apex.len() - 1] == b'.'
+    {
         return r.nxdomain();
     }
     let keys: &[&str] = if rel == abs { &[abs] } else { &[abs, rel] };
