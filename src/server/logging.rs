@@ -58,8 +58,10 @@ pub fn plugin_of(target: &str) -> Option<&str> {
 
 /// The log filter when `RUST_LOG` is not set: info, except kube's watcher, which warns about a
 /// 403 on every retry (with the whole Status in Debug form); exdns logs those itself, once per
-/// run of failures (`kube::watch`).
-pub const DEFAULT_FILTER: &str = "info,kube_runtime::watcher=error";
+/// run of failures (`kube::watch`), and kube's client, which logs a bare "failed with status 500"
+/// for every failed request (exdns's own warning carries the Status message).
+pub const DEFAULT_FILTER: &str =
+    "info,kube_runtime::watcher=error,kube_client::client::builder=off";
 
 /// Installs the global subscriber. `RUST_LOG` replaces the filter (default: [`DEFAULT_FILTER`]).
 /// The returned guard flushes the log thread when dropped.
@@ -111,12 +113,14 @@ mod tests {
             tracing::warn!(target: "kube_runtime::watcher", "watch list error with 403");
             tracing::error!(target: "kube_runtime::watcher", "a watcher bug");
             tracing::warn!(target: "kube_client::client", "client warning");
+            tracing::error!(target: "kube_client::client::builder", "failed with status 500");
             tracing::info!(target: "exdns::kube::watch", "watching Ingress");
             tracing::debug!(target: "exdns::kube::watch", "failed again");
         });
         let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
         assert!(!out.contains("watch list error with 403"), "{out}");
         assert!(!out.contains("failed again"), "{out}");
+        assert!(!out.contains("failed with status"), "{out}");
         for kept in ["a watcher bug", "client warning", "watching Ingress"] {
             assert!(out.contains(kept), "{kept} missing from {out}");
         }
