@@ -93,6 +93,12 @@ impl Exdns {
         env: &[(&str, &str)],
     ) -> Exdns {
         let dir = tempfile::tempdir().unwrap();
+        // World-readable, so a wrapper that drops to an unprivileged user can read the Corefile.
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
         for (name, content) in files {
             let p = dir.path().join(name);
             if let Some(parent) = p.parent() {
