@@ -6,7 +6,7 @@ IMAGE ?= exdns:dev
 # The local kind cluster of the dev loop (hack/kind.yaml names it too).
 CLUSTER ?= exdns
 
-.PHONY: run build release test lint fmt bench check-config clean image setup up nuke
+.PHONY: run build release test lint fmt bench soak check-config clean image setup up nuke
 
 ## Build and run exdns on Corefile.example (high ports, no root needed).
 run:
@@ -37,6 +37,11 @@ check-config:
 bench:
 	./bench/run.sh
 	$(CARGO) test --release --test k8s_scale -- --ignored --nocapture
+
+## Soak (see bench/README.md): 10 minutes (SOAK_SECS) of authoritative UDP+TCP and forwarded DoT load
+## with cluster churn; fails on any lost query, error rcode, RSS or fd growth. Report: bench/results/soak.md.
+soak:
+	$(CARGO) test --release --test soak -- --ignored --nocapture
 
 clean:
 	$(CARGO) clean
