@@ -33,12 +33,90 @@ pub enum Answer {
     Next,
 }
 
-/// Answers `req` from `snap`.
+/// The names and records of each zone that depend only on the settings, built once (at setup)
+/// so that no answer parses a name from text.
+#[derive(Debug)]
+pub struct Prepared {
+    /// Parallel to `Settings::zones`.
+    zones: Vec<ZoneNames>,
+}
+
+#[derive(Debug)]
+struct ZoneNames {
+    zone: Name,
+    mname: Name,
+    rname: Name,
+    /// The NS records, in name order.
+    ns: Vec<Record>,
+    /// (snapshot key, absolute name) of the apex and secondary, in NS order.
+    glue: Vec<(String, Name)>,
+}
+
+impl Prepared {
+    pub fn new(s: &Settings) -> Prepared {
+        let name = |n: &str| Name::from_ascii(n).unwrap_or_else(|_| Name::root());
+        let mut servers = vec![s.apex.as_str()];
+        if let Some(sec) = &s.secondary {
+            servers.push(sec);
+        }
+        servers.sort_unstable();
+        servers.dedup();
+        // The SOA MNAME's label: the apex, or — in a dual deployment — the lower of apex and
+        // secondary, so both instances publish the same SOA.
+        let primary = match &s.secondary {
+            Some(sec) if sec.as_str() < s.apex.as_str() => sec.as_str(),
+            _ => s.apex.as_str(),
+        };
+        let zones = s
+            .zones
+            .iter()
+            .map(|zone| {
+                let in_zone = |label: &str| {
+                    if zone == "." {
+                        name(&format!("{label}."))
+                    } else {
+                        name(&format!("{label}.{zone}"))
+                    }
+                };
+                let zname = name(zone);
+                ZoneNames {
+                    mname: in_zone(primary),
+                    rname: in_zone(&format!("hostmaster.{primary}")),
+                    ns: servers
+                        .iter()
+                        .map(|n| {
+                            Record::from_rdata(zname.clone(), s.ttl, RData::NS(NS(in_zone(n))))
+                        })
+                        .collect(),
+                    glue: servers
+                        .iter()
+                        .map(|n| (n.to_string(), in_zone(n)))
+                        .collect(),
+                    zone: zname,
+                }
+            })
+            .collect();
+        Prepared { zones }
+    }
+}
+
+/// Answers `req` from `snap` (building the [`Prepared`] names first: for tests; the plugin keeps
+/// them and calls [`answer_prepared`]).
 pub fn answer(s: &Settings, snap: &Snapshot, req: &Request) -> Answer {
+    answer_prepared(s, &Prepared::new(s), snap, req)
+}
+
+/// Answers `req` from `snap` with names prepared from `s`.
+pub fn answer_prepared(s: &Settings, p: &Prepared, snap: &Snapshot, req: &Request) -> Answer {
     let qname = req.name.as_str();
-    let Some(zone) = match_zone(&s.zones, qname) else {
+    // The longest of our zones that contains the name (`match_zone`, by index).
+    let Some(i) = (0..s.zones.len())
+        .filter(|&i| in_zone(qname, &s.zones[i]))
+        .max_by_key(|&i| s.zones[i].len())
+    else {
         return Answer::Next;
     };
+    let (zone, names) = (s.zones[i].as_str(), &p.zones[i]);
     if req.qclass() != DNSClass::IN {
         return Answer::Next;
     }
@@ -61,6 +139,7 @@ pub fn answer(s: &Settings, snap: &Snapshot, req: &Request) -> Answer {
         snap,
         req,
         zone,
+        names,
         msg: req.reply(),
     };
     r.msg.metadata.authoritative = true;
@@ -72,7 +151,7 @@ pub fn answer(s: &Settings, snap: &Snapshot, req: &Request) -> Answer {
     // <apex>.<zone>: this instance's own addresses; nothing exists below it.
     if rel == s.apex {
         let data = snap.exact(Kind::Service, &s.apex);
-        return r.data(qtype, data.as_deref(), qname);
+        return r.data(qtype, data.as_deref());
     }
     if rel.len() > s.apex.len()
         && rel.ends_with(s.apex.as_str())
@@ -92,7 +171,7 @@ pub fn answer(s: &Settings, snap: &Snapshot, req: &Request) -> Answer {
         snap.lookup(&s.kinds, keys).map(|(_, d)| d)
     };
     match found {
-        Some(data) => r.data(qtype, Some(&data), qname),
+        Some(data) => r.data(qtype, Some(&data)),
         None => {
             if keys.iter().any(|k| snap.has_descendants(k)) {
                 // An empty non-terminal: the name exists (RFC 8020).
@@ -113,6 +192,7 @@ struct Responder<'a> {
     snap: &'a Snapshot,
     req: &'a Request,
     zone: &'a str,
+    names: &'a ZoneNames,
     msg: Message,
 }
 
@@ -121,39 +201,22 @@ impl Responder<'_> {
         Name::from_ascii(n).unwrap_or_else(|_| Name::root())
     }
 
-    fn zone_name(&self) -> Name {
-        Self::name(self.zone)
-    }
-
-    /// `<label>.<zone>` as an absolute name.
-    fn in_zone(&self, label: &str) -> Name {
-        if self.zone == "." {
-            Self::name(&format!("{label}."))
-        } else {
-            Self::name(&format!("{label}.{}", self.zone))
-        }
-    }
-
-    /// The SOA MNAME's label: the apex, or — in a dual deployment — the lower of apex and
-    /// secondary, so both instances publish the same SOA.
-    fn primary(&self) -> &str {
-        match &self.s.secondary {
-            Some(sec) if sec.as_str() < self.s.apex.as_str() => sec,
-            _ => &self.s.apex,
+    /// The query name, lower-cased (owner names are, as the anchors write them).
+    fn owner(&self) -> Name {
+        match self.req.msg.queries.first() {
+            Some(q) => q.name().to_lowercase(),
+            None => Self::name(&self.req.name),
         }
     }
 
     fn soa(&self) -> Record {
-        let primary = self.primary();
-        let mname = self.in_zone(primary);
-        let rname = self.in_zone(&format!("hostmaster.{primary}"));
         let serial = self.snap.serial(self.zone);
         Record::from_rdata(
-            self.zone_name(),
+            self.names.zone.clone(),
             SOA_TTL,
             RData::SOA(SOA::new(
-                mname,
-                rname,
+                self.names.mname.clone(),
+                self.names.rname.clone(),
                 serial,
                 SOA_REFRESH,
                 SOA_RETRY,
@@ -165,39 +228,15 @@ impl Responder<'_> {
 
     /// NS set in name order, identical on both instances of a dual deployment.
     fn ns_records(&self) -> Vec<Record> {
-        let mut names = vec![self.s.apex.as_str()];
-        if let Some(sec) = &self.s.secondary {
-            names.push(sec);
-        }
-        names.sort_unstable();
-        names.dedup();
-        names
-            .into_iter()
-            .map(|n| {
-                Record::from_rdata(self.zone_name(), self.s.ttl, RData::NS(NS(self.in_zone(n))))
-            })
-            .collect()
+        self.names.ns.clone()
     }
 
     /// A and AAAA glue for the apex and the secondary nameserver, in NS order.
     fn glue(&self) -> Vec<Record> {
-        let mut names = vec![self.s.apex.as_str()];
-        if let Some(sec) = &self.s.secondary {
-            names.push(sec);
-        }
-        names.sort_unstable();
-        names.dedup();
         let mut v = Vec::new();
-        for n in names {
-            let data = self.snap.exact(Kind::Service, n);
-            push_addrs(
-                &mut v,
-                &self.in_zone(n),
-                data.as_deref(),
-                self.s.ttl,
-                true,
-                true,
-            );
+        for (key, name) in &self.names.glue {
+            let data = self.snap.exact(Kind::Service, key);
+            push_addrs(&mut v, name, data.as_deref(), self.s.ttl, true, true);
         }
         v
     }
@@ -220,9 +259,9 @@ impl Responder<'_> {
     }
 
     /// RFC 8482: one small synthesized HINFO instead of every record of the name.
-    fn any(mut self, owner: &str) -> Answer {
+    fn any(mut self, owner: Name) -> Answer {
         let rec = Record::from_rdata(
-            Self::name(owner),
+            owner,
             self.s.ttl,
             RData::HINFO(HINFO::new("RFC8482".into(), String::new())),
         );
@@ -249,25 +288,24 @@ impl Responder<'_> {
                 self.finish(ResponseCode::NoError, false)
             }
             RecordType::ANY => {
-                let zone = self.zone;
+                let zone = self.names.zone.clone();
                 self.any(zone)
             }
             _ => {
                 // The apex name may itself carry data (an Ingress for `example.com`).
                 let data = self.snap.lookup(&self.s.kinds, &[abs]).map(|(_, d)| d);
-                let qname = self.req.name.clone();
-                self.data(qtype, data.as_deref(), &qname)
+                self.data(qtype, data.as_deref())
             }
         }
     }
 
-    /// Answers `qtype` from one name's data (`None`: the name exists without data).
-    fn data(mut self, qtype: RecordType, data: Option<&RecordSet>, owner: &str) -> Answer {
+    /// Answers `qtype` for the query name from its data (`None`: the name exists without data).
+    fn data(mut self, qtype: RecordType, data: Option<&RecordSet>) -> Answer {
         let Some(d) = data else { return self.nodata() };
-        let owner_name = Self::name(owner);
+        let owner_name = self.owner();
         let ttl = self.s.ttl;
         if qtype == RecordType::ANY {
-            return self.any(owner);
+            return self.any(owner_name);
         }
         if let Some(target) = d.cname.first() {
             // A CNAME answers every type (RFC 1034 §3.6.2); chase it inside our own data.

@@ -137,6 +137,8 @@ impl Instance {
 /// The plugin: settings plus the shared instance.
 pub struct K8sGateway {
     pub settings: Settings,
+    /// Names and records built once from the settings (no name is parsed per query).
+    pub prepared: answer::Prepared,
     pub instance: Arc<Instance>,
 }
 
@@ -146,7 +148,12 @@ pub fn setup(
 ) -> Result<Option<Arc<dyn Plugin>>, ParseError> {
     let settings = setup::parse(d, &ctx.zones())?;
     let instance = Instance::get(&settings);
-    Ok(Some(Arc::new(K8sGateway { settings, instance })))
+    let prepared = answer::Prepared::new(&settings);
+    Ok(Some(Arc::new(K8sGateway {
+        settings,
+        prepared,
+        instance,
+    })))
 }
 
 #[async_trait]
@@ -157,7 +164,7 @@ impl Plugin for K8sGateway {
 
     async fn serve(&self, req: &Request, next: Next<'_>) -> Outcome {
         let snap = self.instance.snapshot.load();
-        match answer::answer(&self.settings, &snap, req) {
+        match answer::answer_prepared(&self.settings, &self.prepared, &snap, req) {
             answer::Answer::Reply(msg) => Outcome::reply(msg, NAME),
             answer::Answer::Code(rcode) => Outcome::code(rcode, NAME),
             answer::Answer::Next => next.serve(req).await,
