@@ -16,8 +16,9 @@ mod setup;
 #[cfg(test)]
 mod tests;
 
-use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 use std::sync::Arc;
+use std::sync::RwLock;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -109,7 +110,37 @@ pub fn effective_capacity(capacity: i64) -> u64 {
 /// A source of "now" (injectable for tests).
 pub(crate) type Clock = Arc<dyn Fn() -> Instant + Send + Sync>;
 
-type Store = moka::sync::Cache<u64, Arc<Item>>;
+/// Keyed by the question's 64-bit keyed hash (foldhash, random seed per cache), which moka uses
+/// as is: hashing it again would only cost time.
+type Store = moka::sync::Cache<u64, Arc<Item>, BuildHasherDefault<U64Identity>>;
+
+/// A `Hasher` for keys that are already uniformly distributed 64-bit hashes.
+#[derive(Default)]
+pub(crate) struct U64Identity(u64);
+
+impl Hasher for U64Identity {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys are hashed; fold anything else in rather than lose it.
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+/// The request/hit/miss counters of one server label, resolved once (a labelled lookup per query
+/// hashes every label value).
+struct ServerCounters {
+    server: Box<str>,
+    requests: prometheus::IntCounter,
+    hits: [prometheus::IntCounter; 2],
+    misses: prometheus::IntCounter,
+}
 
 /// The `cache` handler.
 pub struct Cache {
@@ -122,7 +153,9 @@ struct Inner {
     zones_label: String,
     pcache: Store,
     ncache: Store,
-    hasher: RandomState,
+    hasher: foldhash::fast::RandomState,
+    /// Per server label; a handful at most.
+    counters: RwLock<Vec<Arc<ServerCounters>>>,
     clock: Clock,
 }
 
@@ -141,7 +174,8 @@ impl Cache {
                 zones_label,
                 pcache,
                 ncache,
-                hasher: RandomState::new(),
+                hasher: foldhash::fast::RandomState::default(),
+                counters: RwLock::new(Vec::new()),
                 clock,
             }),
         }
@@ -175,7 +209,7 @@ fn new_store(cfg: &Config, kind: Kind, zones_label: &str) -> Store {
                     .inc();
             }
         })
-        .build()
+        .build_with_hasher(BuildHasherDefault::default())
 }
 
 struct Lifetime {
@@ -238,16 +272,12 @@ impl Inner {
     /// The entry answering `k` at `now` (fresh, or within the serve_stale window), counting the
     /// request, hit or miss. A cached SERVFAIL does not shadow a usable success entry.
     fn lookup(&self, h: u64, k: &Key<'_>, now: Instant, server: &str) -> Option<Arc<Item>> {
-        let zones = self.zones_label.as_str();
-        metrics::REQUESTS
-            .with_label_values(&[server, zones, VIEW])
-            .inc();
+        let c = self.counters_for(server);
+        c.requests.inc();
         let stale = self.cfg.stale_up_to;
         let usable = |i: &Arc<Item>| i.matches(k) && i.usable(now, stale);
         let hit = |i: Arc<Item>| {
-            metrics::HITS
-                .with_label_values(&[server, i.kind.label(), zones, VIEW])
-                .inc();
+            c.hits[i.kind as usize].inc();
             Some(i)
         };
         if let Some(n) = self.ncache.get(&h).filter(usable) {
@@ -261,10 +291,34 @@ impl Inner {
         if let Some(p) = self.pcache.get(&h).filter(usable) {
             return hit(p);
         }
-        metrics::MISSES
-            .with_label_values(&[server, zones, VIEW])
-            .inc();
+        c.misses.inc();
         None
+    }
+
+    /// The counters of `server`, resolved on its first query.
+    fn counters_for(&self, server: &str) -> Arc<ServerCounters> {
+        if let Some(c) = self
+            .counters
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|c| &*c.server == server)
+        {
+            return c.clone();
+        }
+        let zones = self.zones_label.as_str();
+        let c = Arc::new(ServerCounters {
+            server: server.into(),
+            requests: metrics::REQUESTS.with_label_values(&[server, zones, VIEW]),
+            hits: [Kind::Success, Kind::Denial]
+                .map(|kind| metrics::HITS.with_label_values(&[server, kind.label(), zones, VIEW])),
+            misses: metrics::MISSES.with_label_values(&[server, zones, VIEW]),
+        });
+        let mut all = self.counters.write().unwrap_or_else(|e| e.into_inner());
+        if !all.iter().any(|x| x.server == c.server) {
+            all.push(c.clone());
+        }
+        c
     }
 
     /// The entry stored for `k`, whatever its age.
