@@ -221,9 +221,11 @@ impl Plugin for TemplatePlugin {
         {
             return next.serve(req).await;
         }
+        // `is_match` first: no allocation for the (common) names no regex matches.
         let Some((re, regex_text, caps)) = self
             .regexes
             .iter()
+            .filter(|(re, _)| re.is_match(&req.name))
             .find_map(|(re, text)| re.captures(&req.name).map(|c| (re, text, c)))
         else {
             if self.falls_through(&req.name) {
