@@ -589,6 +589,7 @@ fn helm_lint_is_clean() {
             "forward.serverName=dns.quad9.net",
             "forward.interface=tun0",
             "cache.enabled=true",
+            "dnsChallenge.enabled=true",
             "serviceMonitor.enabled=true",
             "podDisruptionBudget.enabled=true",
         ],
@@ -1195,6 +1196,7 @@ fn every_optional_part_renders_valid_objects() {
             "forward.upstreams={tls://9.9.9.9}",
             "forward.interface=wg0",
             "cache.enabled=true",
+            "dnsChallenge.enabled=true",
             "serviceMonitor.enabled=true",
             "serviceMonitor.labels.release=prom",
             "serviceMonitor.scrapeTimeout=10s",
@@ -1739,4 +1741,188 @@ fn dev_loop_values_fit_the_kind_cluster() {
         .map(|p| (p["nodePort"].as_i64().unwrap(), 1053, s(&p["protocol"])))
         .collect();
     assert_eq!(svc, mapped);
+}
+
+// ---------------------------------------------------------------------------------------------
+// dnsChallenge: the ACME DNS-01 CNAME template
+
+#[test]
+fn dns_challenge_renders_the_k8s_gateway_acme_template() {
+    // Off by default (default_values_render_the_k8s_gateway_setup shows the whole file).
+    let rel = render("exdns", "default", &["domain=example.com"]);
+    assert!(!rel.corefile().contains("template"), "{}", rel.corefile());
+
+    // As the k8s_gateway chart renders it: a template for the zone, in front of k8s_gateway.
+    let rel = render(
+        "exdns",
+        "default",
+        &["domain=example.com", "dnsChallenge.enabled=true"],
+    );
+    assert_eq!(
+        rel.corefile(),
+        r#".:1053 {
+    template IN ANY example.com {
+        match "_acme-challenge[.](.*)[.]example[.]com"
+        answer "{{ .Name }} 5 IN CNAME {{ index .Match 1 }}.dns01.clouddns.com"
+        fallthrough
+    }
+    k8s_gateway example.com {
+        ttl 300
+        apex exdns.default
+    }
+    log
+    errors
+    health {
+        lameduck 5s
+    }
+    ready
+    prometheus 0.0.0.0:9153
+    forward . /etc/resolv.conf
+    loop
+    reload
+    loadbalance
+}"#
+    );
+    assert_check_ok(&rel);
+
+    // Another challenge zone; several zones (a string or a list) get one regex each.
+    for rel in [
+        render(
+            "exdns",
+            "default",
+            &[
+                "domain=example.com a.example.org",
+                "dnsChallenge.enabled=true",
+                "dnsChallenge.domain=acme.example.net",
+            ],
+        ),
+        render_values(
+            "exdns",
+            "default",
+            &[],
+            json!({"domain": ["example.com", "a.example.org"],
+                   "dnsChallenge": {"enabled": true, "domain": "acme.example.net"}}),
+        ),
+    ] {
+        let block = r#"
+    template IN ANY example.com a.example.org {
+        match "_acme-challenge[.](.*)[.]example[.]com" "_acme-challenge[.](.*)[.]a[.]example[.]org"
+        answer "{{ .Name }} 5 IN CNAME {{ index .Match 1 }}.acme.example.net"
+        fallthrough
+    }
+    k8s_gateway example.com a.example.org {
+"#;
+        assert!(rel.corefile().contains(block), "{}", rel.corefile());
+        assert_check_ok(&rel);
+    }
+
+    // Enabled without a challenge zone: a clear error.
+    let e = render_err(
+        &[
+            "domain=example.com",
+            "dnsChallenge.enabled=true",
+            "dnsChallenge.domain=",
+        ],
+        json!({}),
+    );
+    assert!(
+        e.contains("dnsChallenge.domain is required with dnsChallenge.enabled: the zone ACME DNS-01 challenges are delegated to, e.g. dns01.clouddns.com"),
+        "{e}"
+    );
+}
+
+/// `dig @exdns +norec NAME TYPE`; dig's output.
+fn dig(ex: &Exdns, name: &str, qtype: &str) -> String {
+    let port = ex.dns().port().to_string();
+    let (code, out) = run("dig", &["@127.0.0.1", "-p", &port, "+norec", name, qtype]);
+    assert_eq!(code, 0, "{out}");
+    out
+}
+
+/// The records of a section of dig's output, fields separated by one space.
+fn dig_section(out: &str, name: &str) -> Vec<String> {
+    out.lines()
+        .skip_while(|l| !l.starts_with(&format!(";; {name} SECTION:")))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
+#[test]
+fn dns_challenge_corefile_answers_acme_cnames_with_dig() {
+    assert!(have("dig"), "dig is not installed (make test installs it)");
+    // The chart's Corefile with dnsChallenge, with operations plugins on ephemeral ports.
+    let rel = render_values(
+        "exdns",
+        "default",
+        &["domain=example.com", "dnsChallenge.enabled=true"],
+        json!({"extraZonePlugins": [
+            {"name": "log"},
+            {"name": "errors"},
+            {"name": "ready", "parameters": "127.0.0.1:0"},
+        ]}),
+    );
+    let corefile = rel.corefile();
+    // Run as rendered, on an ephemeral port, k8s_gateway reading manifests (no API server).
+    let runnable = corefile.replacen(".:1053 {", ".:0 {", 1).replacen(
+        "    k8s_gateway example.com {\n",
+        "    k8s_gateway example.com {\n        manifests objects\n",
+        1,
+    );
+    assert_eq!(
+        runnable.matches("manifests objects").count() + runnable.matches(".:0 {").count(),
+        2,
+        "{corefile}"
+    );
+    let ingress = "apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: www
+  namespace: web
+spec:
+  rules:
+    - host: www.example.com
+status:
+  loadBalancer:
+    ingress:
+      - ip: 198.51.100.80
+";
+    let ex = Exdns::start_with(&runnable, &[("objects/ingress.yaml", ingress)], &[]);
+    wait_ready(&ex);
+
+    // The challenge name: a CNAME into the challenge zone, authoritative, whatever the type.
+    for qtype in ["TXT", "CNAME", "ANY"] {
+        let out = dig(&ex, "_acme-challenge.foo.example.com", qtype);
+        assert!(out.contains("status: NOERROR"), "{out}");
+        assert!(out.contains("flags: qr aa;"), "{out}");
+        assert_eq!(
+            dig_section(&out, "ANSWER"),
+            vec!["_acme-challenge.foo.example.com. 5 IN CNAME foo.dns01.clouddns.com."],
+            "{qtype}: {out}"
+        );
+    }
+    let out = dig(&ex, "_acme-challenge.a.b.example.com", "TXT");
+    assert_eq!(
+        dig_section(&out, "ANSWER"),
+        vec!["_acme-challenge.a.b.example.com. 5 IN CNAME a.b.dns01.clouddns.com."],
+        "{out}"
+    );
+    // Every other name falls through to k8s_gateway.
+    let out = dig(&ex, "www.example.com", "A");
+    assert!(out.contains("status: NOERROR"), "{out}");
+    assert_eq!(
+        dig_section(&out, "ANSWER"),
+        vec!["www.example.com. 300 IN A 198.51.100.80"],
+        "{out}"
+    );
+    let out = dig(&ex, "_acme-challenge.example.com", "TXT");
+    assert!(out.contains("status: NXDOMAIN"), "{out}");
+    let soa = dig_section(&out, "AUTHORITY");
+    assert_eq!(soa.len(), 1, "{out}");
+    assert!(soa[0].starts_with("example.com. "), "{out}");
+    assert!(
+        soa[0].contains(" IN SOA exdns.default.example.com. "),
+        "{out}"
+    );
 }

@@ -32,6 +32,7 @@ pub mod ready;
 pub mod reload;
 pub mod response;
 pub mod rewrite;
+pub mod template;
 #[cfg(test)]
 pub(crate) mod test_chain;
 pub mod tls;
@@ -213,6 +214,11 @@ pub static DIRECTIVES: &[DirectiveDef] = &[
     DirectiveDef {
         name: "rewrite",
         setup: rewrite::setup,
+        once: false,
+    },
+    DirectiveDef {
+        name: "template",
+        setup: template::setup,
         once: false,
     },
     DirectiveDef {

@@ -210,6 +210,14 @@ The Corefile.
 {{- fail "forward.interface needs forward.upstreams (the upstreams to pin to the interface)" -}}
 {{- end -}}
 .:{{ int $v.containerPort }} {
+    {{- if $v.dnsChallenge.enabled }}
+    {{- $challenge := required "dnsChallenge.domain is required with dnsChallenge.enabled: the zone ACME DNS-01 challenges are delegated to, e.g. dns01.clouddns.com" $v.dnsChallenge.domain }}
+    template IN ANY {{ include "exdns.domain" . }} {
+        match{{ range $z := splitList " " (include "exdns.domain" .) }} "_acme-challenge[.](.*)[.]{{ $z | replace "." "[.]" }}"{{ end }}
+        answer "{{ "{{" }} .Name {{ "}}" }} 5 IN CNAME {{ "{{" }} index .Match 1 {{ "}}" }}.{{ $challenge }}"
+        fallthrough
+    }
+    {{- end }}
     k8s_gateway {{ include "exdns.domain" . }} {
         {{- if $v.watchedResources }}
         resources {{ include "exdns.kinds" . | fromJsonArray | join " " }}
