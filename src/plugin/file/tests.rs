@@ -857,6 +857,11 @@ fn a_bad_file_at_startup_is_a_setup_error() {
             "$TTL 60\n@ IN SOA ns hm 1 1 1 1 1\nx IN TXT \"open\ny IN A 192.0.2.1\n",
             "3: lexer error: unclosed quoted string".into(),
         ),
+        // DNSSEC records.
+        (
+            "$TTL 60\n@ IN SOA ns hm 1 1 1 1 1\nsub IN NS ns.example.net.\nsub IN DS 1 8 2 abcd\n",
+            "4: DS records are not supported (no DNSSEC data is served)".into(),
+        ),
         // Types hickory's zone parser does not read.
         (
             "$TTL 60\n@ IN SOA ns hm 1 1 1 1 1\nd IN DNAME example.net.\n",

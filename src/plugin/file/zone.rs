@@ -154,7 +154,7 @@ impl Zone {
             Err(e) => {
                 return Err(LoadError {
                     line: error_line(text, path, &origin_name),
-                    message: e.to_string(),
+                    message: explain(e.to_string()),
                 });
             }
         };
@@ -452,6 +452,15 @@ impl Zone {
                 }
             }
         }
+    }
+}
+
+/// hickory's wording for the DNSSEC types it only builds itself (`DS should be dynamically
+/// generated`), said plainly.
+fn explain(message: String) -> String {
+    match message.strip_suffix(" should be dynamically generated") {
+        Some(t) => format!("{t} records are not supported (no DNSSEC data is served)"),
+        None => message,
     }
 }
 
