@@ -1,7 +1,7 @@
 //! The Helm chart in `charts/exdns`, rendered by the real Helm renderer and linted by Helm's own
 //! linter (helm-python-sdk: Helm v4's Go library as a Python wheel, driven by
 //! `charts/exdns/tests/render.py`). The rendered Corefiles go through `exdns -check` (and, for the
-//! dual deployment, are run and queried); the rendered manifests are checked against the
+//! dual deployment and a `zoneFiles` entry, are run and queried); the rendered manifests are checked against the
 //! Kubernetes API types (see [`validate`]) and against each other (selectors, ports, names).
 //!
 //! Needs `pip install helm-python-sdk` (scripts/test.sh installs it); without it every test here
@@ -592,6 +592,14 @@ fn helm_lint_is_clean() {
             "dnsChallenge.enabled=true",
             "serviceMonitor.enabled=true",
             "podDisruptionBudget.enabled=true",
+        ],
+        &[
+            "domain=example.com",
+            "zoneFiles[0].filename=example.org.db",
+            "zoneFiles[0].domains=example.org",
+            "zoneFiles[0].reload=30s",
+            "zoneFiles[0].fallthrough.enabled=true",
+            "zoneFiles[0].contents=$TTL 60",
         ],
     ];
     let mut jobs: Vec<Value> = vec![json!({"op": "version"})];
@@ -1831,6 +1839,137 @@ fn dns_challenge_renders_the_k8s_gateway_acme_template() {
     );
 }
 
+// zoneFiles
+
+/// The zone file of the `zoneFiles` tests (the k8s_gateway chart's example, with a `$TTL`).
+const ZONE_FILE: &str = "$TTL 3600
+example.org.      IN SOA ns1.example.org. hostmaster.example.org. 2024010101 7200 3600 1209600 300
+example.org.      IN NS  ns1.example.org.
+ns1.example.org.  IN A   192.0.2.53
+example.org.      IN A   192.0.2.10
+www.example.org.  IN CNAME example.org.
+*.dev.example.org. IN A  192.0.2.11
+";
+
+#[test]
+fn zone_files_render_file_blocks_config_map_keys_and_mounts() {
+    // The k8s_gateway chart's own test case, then the other shapes the value takes.
+    let rel = render_values(
+        "exdns",
+        "default",
+        &["domain=example.com"],
+        json!({"zoneFiles": [
+            {"domains": "example.com.", "zoneName": "example.com.", "filename": "example.com.db",
+             "fallthrough": {"enabled": true, "zones": ["test.example.com"]},
+             "contents": ZONE_FILE.replace("example.org.", "example.com.")},
+            {"domains": ["example.org", "example.net"], "filename": "shared.db", "reload": "30s",
+             "fallthrough": {"enabled": false, "zones": ["x.example.org"]}, "contents": ZONE_FILE},
+            {"domains": "example.edu", "filename": "edu.db", "reload": "1m",
+             "fallthrough": {"enabled": true}, "contents": " leading blank\n\tand a tab\n"},
+        ]}),
+    );
+    assert_check_ok(&rel);
+    let corefile = rel.corefile();
+    let blocks = "    file /etc/coredns/example.com.db example.com. {
+        fallthrough test.example.com
+    }
+    file /etc/coredns/shared.db example.org example.net {
+        reload 30s
+    }
+    file /etc/coredns/edu.db example.edu {
+        fallthrough
+        reload 1m
+    }
+}";
+    assert!(corefile.ends_with(blocks), "{corefile}");
+    assert!(!corefile.contains("x.example.org"), "{corefile}");
+
+    // The contents are ConfigMap keys, byte for byte.
+    let cm = rel.one("ConfigMap");
+    assert_eq!(
+        cm["data"]["example.com.db"],
+        json!(ZONE_FILE.replace("example.org.", "example.com."))
+    );
+    assert_eq!(cm["data"]["shared.db"], json!(ZONE_FILE));
+    assert_eq!(cm["data"]["edu.db"], " leading blank\n\tand a tab\n");
+
+    // Mounted next to the Corefile, where the file lines point.
+    let spec = &rel.one("Deployment")["spec"]["template"]["spec"];
+    assert_eq!(
+        spec["volumes"][0]["configMap"]["items"],
+        json!([
+            {"key": "Corefile", "path": "Corefile"},
+            {"key": "example.com.db", "path": "example.com.db"},
+            {"key": "shared.db", "path": "shared.db"},
+            {"key": "edu.db", "path": "edu.db"},
+        ])
+    );
+    assert_eq!(
+        rel.container()["volumeMounts"][0],
+        json!({"name": "config", "mountPath": "/etc/coredns", "readOnly": true})
+    );
+
+    // Without options: the bare line; `reload: 0` is kept (it disables the reload).
+    let rel = render_values(
+        "exdns",
+        "default",
+        &["domain=example.com"],
+        json!({"zoneFiles": [
+            {"filename": "a.db", "domains": "example.org", "contents": ZONE_FILE},
+            {"filename": "b.db", "domains": "example.org", "reload": 0, "contents": ZONE_FILE},
+        ]}),
+    );
+    assert!(
+        rel.corefile().ends_with(
+            "    file /etc/coredns/a.db example.org\n    file /etc/coredns/b.db example.org {\n        reload 0\n    }\n}"
+        ),
+        "{}",
+        rel.corefile()
+    );
+    // A new zone file rolls the pods (the checksum covers the whole ConfigMap).
+    let before = render("exdns", "default", &["domain=example.com"]);
+    let sum = |r: &Release| {
+        r.one("Deployment")["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+            .clone()
+    };
+    assert_ne!(sum(&before), sum(&rel));
+
+    // Bad entries are clear errors.
+    for (entry, want) in [
+        (
+            json!({"contents": "x"}),
+            "zoneFiles[0]: filename is required (the file's key in the ConfigMap, mounted at /etc/coredns/FILENAME)",
+        ),
+        (
+            json!({"filename": "Corefile", "contents": "x"}),
+            r#"zoneFiles[0]: filename "Corefile" is not a valid ConfigMap key (letters, digits, '-', '_', '.') or is Corefile"#,
+        ),
+        (
+            json!({"filename": "zones/a.db", "contents": "x"}),
+            r#"zoneFiles[0]: filename "zones/a.db" is not a valid ConfigMap key"#,
+        ),
+        (
+            json!({"filename": "a.db"}),
+            "zoneFiles[0] (a.db): contents is required: the zone file text, as a string",
+        ),
+        (
+            json!("a.db"),
+            "zoneFiles[0]: expected a map with filename and contents",
+        ),
+    ] {
+        let e = render_err(&["domain=example.com"], json!({"zoneFiles": [entry]}));
+        assert!(e.contains(want), "{e}");
+    }
+    let e = render_err(
+        &["domain=example.com"],
+        json!({"zoneFiles": [{"filename": "a.db", "contents": "x"}, {"filename": "a.db", "contents": "y"}]}),
+    );
+    assert!(
+        e.contains(r#"zoneFiles[1]: filename "a.db" is used twice"#),
+        "{e}"
+    );
+}
+
 /// `dig @exdns +norec NAME TYPE`; dig's output.
 fn dig(ex: &Exdns, name: &str, qtype: &str) -> String {
     let port = ex.dns().port().to_string();
@@ -1925,4 +2064,143 @@ status:
         soa[0].contains(" IN SOA exdns.default.example.com. "),
         "{out}"
     );
+}
+
+#[test]
+fn a_rendered_zone_file_and_dns_challenge_answer_over_dig() {
+    assert!(
+        have("dig"),
+        "dig is not installed (run `make test`, which installs the test tools)"
+    );
+    let rel = render_values(
+        "exdns",
+        "default",
+        &["domain=example.com"],
+        json!({"zoneFiles": [{
+            "filename": "example.org.db", "domains": "example.org", "reload": "1s",
+            "contents": ZONE_FILE,
+        }], "dnsChallenge": {"enabled": true, "domain": "acme.example.net"}}),
+    );
+    assert_check_ok(&rel);
+    let rendered = rel.corefile();
+    assert!(
+        rendered.contains("template IN ANY example.com {"),
+        "{rendered}"
+    );
+    let zone = s(&rel.one("ConfigMap")["data"]["example.org.db"]);
+    assert_eq!(zone, ZONE_FILE);
+
+    // The rendered Corefile as is, but for what a test machine needs: an ephemeral DNS port,
+    // loopback HTTP endpoints on ephemeral ports, k8s_gateway reading (no) manifests instead of
+    // an API server, and the ConfigMap's files in the test's directory instead of /etc/coredns.
+    let mut corefile = String::new();
+    for line in rendered.lines() {
+        let t = line.trim();
+        let line = if t == ".:1053 {" {
+            ".:0 {".to_string()
+        } else if t.starts_with("k8s_gateway ") {
+            format!("{line}\n        manifests objects")
+        } else if t == "health {" {
+            line.replace("health {", "health 127.0.0.1:0 {")
+        } else if t == "ready" {
+            line.replace("ready", "ready 127.0.0.1:0")
+        } else if t.starts_with("prometheus ") {
+            line.replace("0.0.0.0:9153", "127.0.0.1:0")
+        } else {
+            line.replace("/etc/coredns/", "")
+        };
+        corefile.push_str(&line);
+        corefile.push('\n');
+    }
+    let ex = Exdns::start_with(
+        &corefile,
+        &[("example.org.db", &zone), ("objects/none.yaml", "")],
+        &[],
+    );
+    wait_ready(&ex);
+    let port = ex.dns().port().to_string();
+    let dig = |name: &str, qtype: &str| -> String {
+        let (code, out) = run(
+            "dig",
+            &["@127.0.0.1", "-p", &port, "+norec", "+tcp", name, qtype],
+        );
+        assert_eq!(code, 0, "{out}");
+        out
+    };
+    let section = |out: &str, name: &str| -> Vec<String> {
+        out.lines()
+            .skip_while(|l| !l.starts_with(&format!(";; {name} SECTION:")))
+            .skip(1)
+            .take_while(|l| !l.trim().is_empty())
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect()
+    };
+    // dnsChallenge, in the same Corefile: the ACME CNAME from the template.
+    let out = dig("_acme-challenge.shop.example.com", "TXT");
+    assert!(
+        out.contains("status: NOERROR") && out.contains("flags: qr aa;"),
+        "{out}"
+    );
+    assert_eq!(
+        section(&out, "ANSWER"),
+        ["_acme-challenge.shop.example.com. 5 IN CNAME shop.acme.example.net."],
+        "{out}"
+    );
+    let out = dig("www.example.org", "A");
+    assert!(
+        out.contains("status: NOERROR") && out.contains("flags: qr aa;"),
+        "{out}"
+    );
+    assert_eq!(
+        section(&out, "ANSWER"),
+        [
+            "www.example.org. 3600 IN CNAME example.org.",
+            "example.org. 3600 IN A 192.0.2.10"
+        ],
+        "{out}"
+    );
+    assert_eq!(
+        section(&out, "AUTHORITY"),
+        ["example.org. 3600 IN NS ns1.example.org."],
+        "{out}"
+    );
+    let out = dig("a.b.dev.example.org", "A");
+    assert_eq!(
+        section(&out, "ANSWER"),
+        ["a.b.dev.example.org. 3600 IN A 192.0.2.11"],
+        "{out}"
+    );
+    let out = dig("nope.example.org", "A");
+    assert!(
+        out.contains("status: NXDOMAIN") && out.contains("flags: qr aa;"),
+        "{out}"
+    );
+    assert_eq!(
+        section(&out, "AUTHORITY"),
+        [
+            "example.org. 300 IN SOA ns1.example.org. hostmaster.example.org. 2024010101 7200 3600 1209600 300"
+        ],
+        "{out}"
+    );
+    // The k8s_gateway zone next to it still answers (its SOA).
+    let out = dig("example.com", "SOA");
+    assert!(
+        out.contains("status: NOERROR") && out.contains("flags: qr aa;"),
+        "{out}"
+    );
+
+    // A ConfigMap update with a new serial reaches the answers (the rendered `reload 1s`).
+    ex.write(
+        "example.org.db",
+        &zone
+            .replace("2024010101", "2024010102")
+            .replace("192.0.2.10", "192.0.2.20"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !section(&dig("example.org", "A"), "ANSWER")
+        .contains(&"example.org. 3600 IN A 192.0.2.20".to_string())
+    {
+        assert!(Instant::now() < deadline, "not reloaded:\n{}", ex.output());
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

@@ -18,6 +18,7 @@ pub mod bind;
 pub mod cache;
 pub mod erratic;
 pub mod errors;
+pub mod file;
 pub mod forward;
 pub mod health;
 pub mod hosts;
@@ -229,6 +230,11 @@ pub static DIRECTIVES: &[DirectiveDef] = &[
     DirectiveDef {
         name: "k8s_gateway",
         setup: k8s_gateway::setup,
+        once: false,
+    },
+    DirectiveDef {
+        name: "file",
+        setup: file::setup,
         once: false,
     },
     DirectiveDef {

@@ -5,6 +5,7 @@ pub mod certs;
 pub mod fake_apiserver;
 pub mod fwd;
 pub mod netns;
+pub mod nsd;
 pub mod tlsecho;
 pub mod unbound;
 

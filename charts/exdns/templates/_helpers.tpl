@@ -290,7 +290,50 @@ The Corefile.
     }
     {{- end }}
     {{- end }}
+    {{- include "exdns.zoneFilesChecked" . }}
+    {{- range $v.zoneFiles }}
+    {{- $fall := and (kindIs "map" .fallthrough) .fallthrough.enabled }}
+    {{- $reload := and (hasKey . "reload") (not (kindIs "invalid" .reload)) }}
+    {{- $domains := .domains }}
+    {{- if kindIs "slice" $domains }}
+    {{- $domains = join " " $domains }}
+    {{- end }}
+    file /etc/coredns/{{ .filename }}{{ with $domains }} {{ . }}{{ end }}
+    {{- if or $fall $reload }} {
+        {{- if $fall }}
+        fallthrough{{ range .fallthrough.zones }} {{ . }}{{ end }}
+        {{- end }}
+        {{- if $reload }}
+        reload {{ .reload }}
+        {{- end }}
+    }
+    {{- end }}
+    {{- end }}
 }
+{{- end -}}
+
+{{/*
+zoneFiles, checked (renders nothing): each entry a map with a `filename` that is a valid
+ConfigMap key other than `Corefile`, used once, and `contents`, the zone file text.
+*/}}
+{{- define "exdns.zoneFilesChecked" -}}
+{{- $seen := list -}}
+{{- range $i, $f := .Values.zoneFiles -}}
+{{- if not (kindIs "map" $f) -}}
+{{- fail (printf "zoneFiles[%d]: expected a map with filename and contents" $i) -}}
+{{- end -}}
+{{- $name := toString (required (printf "zoneFiles[%d]: filename is required (the file's key in the ConfigMap, mounted at /etc/coredns/FILENAME)" $i) $f.filename) -}}
+{{- if or (eq $name "Corefile") (eq $name ".") (eq $name "..") (gt (len $name) 253) (not (regexMatch "^[-._a-zA-Z0-9]+$" $name)) -}}
+{{- fail (printf "zoneFiles[%d]: filename %q is not a valid ConfigMap key (letters, digits, '-', '_', '.') or is Corefile" $i $name) -}}
+{{- end -}}
+{{- if has $name $seen -}}
+{{- fail (printf "zoneFiles[%d]: filename %q is used twice" $i $name) -}}
+{{- end -}}
+{{- $seen = append $seen $name -}}
+{{- if not (kindIs "string" $f.contents) -}}
+{{- fail (printf "zoneFiles[%d] (%s): contents is required: the zone file text, as a string" $i $name) -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 
 {{/*
