@@ -33,7 +33,9 @@ fmt:
 check-config:
 	$(CARGO) run --release -- -conf $(or $(CONF),Corefile.example) -check
 
-## Benchmarks (see bench/README.md): authoritative UDP vs NSD and Knot, forwarding over DoT vs unbound and dnsdist, then k8s_gateway at scale.
+## Benchmarks (see bench/README.md): authoritative UDP vs NSD and Knot with its resperf latency curve,
+## forwarding over DoT vs unbound and dnsdist, TCP and DoT serving vs NSD, Knot and unbound, then
+## k8s_gateway at scale. Installs nothing; needs dnsperf (+resperf), nsd, knot, unbound, dnsdist, gnuplot.
 bench:
 	./bench/run.sh
 	$(CARGO) test --release --test k8s_scale -- --ignored --nocapture

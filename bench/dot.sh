@@ -11,37 +11,19 @@
 # server and run); the upstream answers every name under bench.test from memory (a `redirect`
 # local zone). Cache-hit runs repeat a small set of names, asked once before the run.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 DURATION="${DURATION:-10}"
 CLIENTS="${CLIENTS:-8}"
 OUTSTANDING="${OUTSTANDING:-500}"
 MISS_NAMES="${MISS_NAMES:-$((DURATION * 100000))}" # unique names per cache-miss run (≥ 100k qps)
 HIT_NAMES="${HIT_NAMES:-1000}"
-OUT="${OUT:-bench/results}"
-mkdir -p "$OUT"
-WORK="$(mktemp -d)"
-trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
+bench_init
+bench_need bench/dot "apt-get install dnsperf unbound dnsdist openssl bind9-dnsutils python3" \
+  dnsperf unbound unbound-checkconf dnsdist openssl dig python3
+bench_exdns
 
-missing=()
-for t in dnsperf unbound unbound-checkconf dnsdist openssl dig python3; do
-  command -v "$t" >/dev/null || missing+=("$t")
-done
-[ -n "${EXDNS_BIN:-}" ] || command -v cargo >/dev/null || missing+=(cargo)
-if ((${#missing[@]})); then
-  echo "bench/dot: missing tools: ${missing[*]} (apt-get install dnsperf unbound dnsdist openssl bind9-dnsutils python3)" >&2
-  exit 1
-fi
-
-if [ -n "${EXDNS_BIN:-}" ]; then
-  EXDNS="$EXDNS_BIN"
-else
-  cargo build --release --quiet
-  EXDNS="${CARGO_TARGET_DIR:-target}/release/exdns"
-fi
-
-ZONE=bench.test
 SNI=dns.$ZONE
-LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 PORT_UP="${PORT_UP:-15853}"     # upstream unbound: DoT (and plain UDP for the readiness check)
 PORT_EX="${PORT_EX:-15361}"     # exdns, forward only
 PORT_EXC="${PORT_EXC:-15362}"   # exdns, cache + forward
@@ -50,18 +32,7 @@ PORT_DD="${PORT_DD:-15364}"     # dnsdist, no packet cache
 PORT_DDPC="${PORT_DDPC:-15365}" # dnsdist, packet cache
 
 # A private CA and the upstream's certificate (leaf: CA:FALSE, SAN dns.bench.test).
-(
-  cd "$WORK"
-  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-    -keyout ca.key -out ca.pem -subj "/CN=exdns bench CA" \
-    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign"
-  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-    -keyout server.key -out server.csr -subj "/CN=$SNI"
-  printf '%s\n' "basicConstraints=critical,CA:FALSE" "subjectAltName=DNS:$SNI" \
-    "keyUsage=critical,digitalSignature,keyEncipherment" "extendedKeyUsage=serverAuth" >server.ext
-  openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
-    -extfile server.ext -out server.pem
-) >"$WORK/openssl.log" 2>&1 || { cat "$WORK/openssl.log"; exit 1; }
+make_cert "$SNI"
 CA="$WORK/ca.pem"
 
 # The upstream: one thread (it gets one of the cores; the forwarder under test and dnsperf share
@@ -244,7 +215,6 @@ for s in exdns-cache:$PORT_EXC unbound:$PORT_UB dnsdist-pc:$PORT_DDPC; do
 done
 
 qps() { awk '{print $1}' <<<"${R[$1]}"; }
-ratio() { python3 -c "a, b = $1, $2; print(f'{a / b:.2f}' if b else 'n/a')"; }
 verdict() { python3 -c "a, b = $1, $2; print('met' if b and a / b >= $3 else 'missed')"; }
 r_dd=$(ratio "$(qps exdns-miss)" "$(qps dnsdist-miss)")
 r_up=$(ratio "$(qps exdns-miss)" "$(qps direct-miss)")
@@ -252,17 +222,17 @@ r_ub=$(ratio "$(qps exdns-cache-hit)" "$(qps unbound-hit)")
 {
   echo "# Forwarding over DoT: exdns vs unbound and dnsdist against the same upstream"
   echo
-  echo "Machine: $(nproc) cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, Linux $(uname -r); $(date -u '+%F %H:%M UTC'); load average before the run: $LOAD."
+  bench_machine
   echo "Upstream, forwarders and dnsperf share the machine's cores over loopback."
   echo
-  echo "Upstream: unbound $(unbound -V | awk 'NR==1 {print $2}') on 127.0.0.1:$PORT_UP, DoT (\`tls-port\`, a private CA, certificate for \`$SNI\`), \`num-threads: 1\`,"
+  echo "Upstream: unbound $(unbound_version) on 127.0.0.1:$PORT_UP, DoT (\`tls-port\`, a private CA, certificate for \`$SNI\`), \`num-threads: 1\`,"
   echo "every name under \`$ZONE\` answered from memory (\`local-zone: $ZONE. redirect\`, one A record, TTL 3600)."
   echo "Forwarders, each on its own port, all verifying the upstream's certificate against the CA and \`$SNI\`:"
-  echo "exdns $(git rev-parse --short HEAD 2>/dev/null || echo '?') (\`forward . tls://…\`, without and with \`cache\`),"
-  echo "unbound $(unbound -V | awk 'NR==1 {print $2}') (\`forward-tls-upstream\`, $(nproc) threads),"
+  echo "exdns $(bench_rev) (\`forward . tls://…\`, without and with \`cache\`),"
+  echo "unbound $(unbound_version) (\`forward-tls-upstream\`, $(nproc) threads),"
   echo "dnsdist $(dnsdist --version | awk 'NR==1 {print $2}') (\`tls=\"openssl\"\`, \`maxInFlight=64\`; packet cache off for misses, on for hits)."
   echo
-  echo "Load: dnsperf $(dnsperf -h 2>&1 | awk '/^Version/ {print $2}') over UDP, ${DURATION} s per run, $CLIENTS clients, 1 thread, $OUTSTANDING queries outstanding."
+  echo "Load: dnsperf $(dnsperf_version) over UDP, ${DURATION} s per run, $CLIENTS clients, 1 thread, $OUTSTANDING queries outstanding."
   echo "**Miss**: names that server was never asked before ($MISS_NAMES unique names per run, a range of its own; \`sent\` above that means dnsperf wrapped around and repeated names)."
   echo "**Hit**: $HIT_NAMES names, each asked once before the run, repeated. **Upstream direct**: dnsperf \`-m dot\` to the upstream itself ($CLIENTS TLS connections) — the ceiling for misses."
   echo
