@@ -85,12 +85,22 @@ struct PerfResult {
     qps: f64,
 }
 
-fn dnsperf(what: &'static str, port: u16, data: &std::path::Path, extra: &[&str]) -> Perf {
-    let secs = env_or("SOAK_SECS", 600u64).to_string();
+/// dnsperf at `qps` for SOAK_SECS: `-n` passes through the file (not `-l`, which ends the run
+/// with up to `-q` queries still in flight and counts them as lost).
+fn dnsperf(
+    what: &'static str,
+    port: u16,
+    data: &std::path::Path,
+    qps: u64,
+    extra: &[&str],
+) -> Perf {
+    let secs = env_or("SOAK_SECS", 600u64);
+    let lines = std::fs::read_to_string(data).unwrap().lines().count() as u64;
+    let passes = (qps * secs).div_ceil(lines.max(1)).max(1).to_string();
     let child = Command::new("dnsperf")
         .args(["-s", "127.0.0.1", "-p", &port.to_string(), "-d"])
         .arg(data)
-        .args(["-l", &secs, "-t", "3"])
+        .args(["-n", &passes, "-t", "3", "-Q", &qps.to_string()])
         .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -238,24 +248,15 @@ fn soak() {
     };
 
     let perfs = vec![
-        dnsperf(
-            "authoritative UDP",
-            port,
-            &auth,
-            &["-Q", &auth_qps.to_string(), "-c", "4"],
-        ),
+        dnsperf("authoritative UDP", port, &auth, auth_qps, &["-c", "4"]),
         dnsperf(
             "authoritative TCP",
             port,
             &auth,
-            &["-m", "tcp", "-Q", &tcp_qps.to_string(), "-c", "8"],
+            tcp_qps,
+            &["-m", "tcp", "-c", "8"],
         ),
-        dnsperf(
-            "forwarded DoT (cached)",
-            port,
-            &fwd,
-            &["-Q", &fwd_qps.to_string(), "-c", "2"],
-        ),
+        dnsperf("forwarded DoT (cached)", port, &fwd, fwd_qps, &["-c", "2"]),
     ];
 
     // Samples every 10 s while the churn runs.
