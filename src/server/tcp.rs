@@ -138,7 +138,10 @@ async fn connection<S>(
 ) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
-    let (mut rd, mut wr) = tokio::io::split(stream);
+    let (rd, mut wr) = tokio::io::split(stream);
+    // Buffered: pipelined queries arriving together are read with one recv, not two per query
+    // (length prefix, then message).
+    let mut rd = tokio::io::BufReader::with_capacity(16 * 1024, rd);
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(limits.max_in_flight);
     let writer = tokio::spawn(async move {
         let mut out = Vec::with_capacity(4096);
