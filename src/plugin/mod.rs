@@ -32,6 +32,7 @@ pub mod ready;
 pub mod reload;
 pub mod response;
 pub mod rewrite;
+pub mod rrl;
 #[cfg(test)]
 pub(crate) mod test_chain;
 pub mod tls;
@@ -188,6 +189,13 @@ pub static DIRECTIVES: &[DirectiveDef] = &[
     DirectiveDef {
         name: "log",
         setup: log::setup,
+        once: false,
+    },
+    // The external coredns/rrl plugin goes right before acl (its plugin.cfg landmark), so it
+    // also sees the answers cache gives.
+    DirectiveDef {
+        name: "rrl",
+        setup: rrl::setup,
         once: false,
     },
     DirectiveDef {
