@@ -29,3 +29,8 @@ python3 -c 'import dns, helm_python' >/dev/null 2>&1 || pip install -q dnspython
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --all-targets --locked
+
+# Fuzz smoke run (fuzz/README.md): every target 20 s from the committed seeds. cargo-fuzz is
+# installed when missing; stable Rust is enough.
+command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
+./fuzz/run.sh 20

@@ -57,6 +57,24 @@ pub fn load_dir(dir: &Path, kinds: &[ObjKind], filters: &Filters) -> (Objects, V
     }
 }
 
+/// Reads one file's text as a load does (`json`: the file is `*.json`, else YAML): the objects
+/// of `kinds` it holds, and the problems found. Used by the fuzz target and its regression tests.
+pub fn parse_text(
+    text: &str,
+    json: bool,
+    kinds: &[ObjKind],
+    filters: &Filters,
+) -> (Objects, Vec<String>) {
+    let loader = Loader::new(kinds.to_vec(), filters.clone());
+    let path = Path::new(if json { "input.json" } else { "input.yaml" });
+    let (items, errors) = loader.parse_file(path, text);
+    let mut out = empty(kinds);
+    for l in items {
+        out.entry(l.kind).or_default().push((l.key, l.contribution));
+    }
+    (out, errors)
+}
+
 fn empty(kinds: &[ObjKind]) -> Objects {
     kinds.iter().map(|k| (*k, Vec::new())).collect()
 }

@@ -33,6 +33,7 @@ pub mod ready;
 pub mod reload;
 pub mod response;
 pub mod rewrite;
+pub mod rrl;
 pub mod template;
 #[cfg(test)]
 pub(crate) mod test_chain;
@@ -190,6 +191,13 @@ pub static DIRECTIVES: &[DirectiveDef] = &[
     DirectiveDef {
         name: "log",
         setup: log::setup,
+        once: false,
+    },
+    // The external coredns/rrl plugin goes right before acl (its plugin.cfg landmark), so it
+    // also sees the answers cache gives.
+    DirectiveDef {
+        name: "rrl",
+        setup: rrl::setup,
         once: false,
     },
     DirectiveDef {

@@ -141,6 +141,7 @@ pub fn main() -> i32 {
     }
     let _log_guard = crate::server::logging::init();
     crate::metrics::init();
+    raise_open_files_limit();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -152,6 +153,27 @@ pub fn main() -> i32 {
         }
     };
     rt.block_on(run(source, args))
+}
+
+/// Raises the soft limit on open files to the hard limit, as the Go runtime does for CoreDNS:
+/// every TCP/DoT client and upstream connection is a descriptor, and with the common soft limit
+/// of 1024 the process would run out of them before the connection cap (1024 per listener) is
+/// reached — new connections would then wait unaccepted instead of being closed.
+fn raise_open_files_limit() {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain system calls on a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) == 0 && rl.rlim_cur < rl.rlim_max {
+            let want = rl.rlim_max;
+            rl.rlim_cur = want;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &rl) != 0 {
+                tracing::debug!("cannot raise the open files limit to {want}");
+            }
+        }
+    }
 }
 
 /// `-check`: parse and set up every plugin; print errors; start nothing.

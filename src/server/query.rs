@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use hickory_proto::op::{Edns, Header, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::DNSClass;
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 
 use crate::plugin::Next;
@@ -27,6 +28,12 @@ pub enum Prepared {
 }
 
 /// Decodes and validates `buf`; routes it. Never panics on any input.
+///
+/// The header is judged before anything else is decoded, by the rules of miekg/dns's default
+/// accept function (what CoreDNS runs): fewer than 12 bytes or a response → no reply; an opcode
+/// other than QUERY → NOTIMP; QDCOUNT ≠ 1, ANCOUNT > 1, NSCOUNT > 1 or ARCOUNT > 2 → FORMERR.
+/// Then, as CoreDNS's server: an undecodable message → FORMERR, a class other than IN →
+/// REFUSED, an EDNS version other than 0 → BADVERS.
 pub fn prepare(
     router: &Arc<Router>,
     buf: &[u8],
@@ -34,23 +41,31 @@ pub fn prepare(
     local: SocketAddr,
     proto: Proto,
 ) -> Prepared {
-    if buf.len() < 12 {
+    let Ok(header) = Header::read(&mut BinDecoder::new(buf)) else {
         // Not even a header: nothing to answer to.
         return Prepared::Done(None);
-    }
-    let msg = match Message::from_vec(buf) {
-        Ok(m) => m,
-        Err(_) => return Prepared::Done(formerr_for_garbage(buf)),
     };
-    if msg.metadata.message_type == MessageType::Response {
+    if header.metadata.message_type == MessageType::Response {
         // Never answer responses (reflection loops).
         return Prepared::Done(None);
     }
-    if msg.metadata.op_code != OpCode::Query {
-        return Prepared::Done(encode_error(&msg, ResponseCode::NotImp));
+    if header.metadata.op_code != OpCode::Query {
+        return Prepared::Done(header_error(buf, &header, ResponseCode::NotImp));
     }
+    let c = &header.counts;
+    if c.queries != 1 || c.answers > 1 || c.authorities > 1 || c.additionals > 2 {
+        return Prepared::Done(header_error(buf, &header, ResponseCode::FormErr));
+    }
+    let msg = match Message::from_vec(buf) {
+        Ok(m) => m,
+        Err(_) => return Prepared::Done(header_error(buf, &header, ResponseCode::FormErr)),
+    };
     if msg.queries.len() != 1 {
         return Prepared::Done(encode_error(&msg, ResponseCode::FormErr));
+    }
+    if msg.queries[0].query_class() != DNSClass::IN {
+        // CoreDNS without the chaos plugin (exdns has none) refuses every other class.
+        return Prepared::Done(encode_error(&msg, ResponseCode::Refused));
     }
     if let Some(edns) = &msg.edns
         && edns.version() != 0
@@ -121,7 +136,13 @@ pub fn encode_reply(req: &Request, mut msg: Message) -> Vec<u8> {
     // Additional records of type OPT would duplicate the EDNS record.
     msg.additionals
         .retain(|r| r.record_type() != hickory_proto::rr::RecordType::OPT);
-    let max = req.max_reply_size();
+    // Over UDP never more than we advertise, whatever the client offers: fragmented replies
+    // get lost or spoofed (DNS flag day 2020), and a large buffer must not make us an amplifier.
+    let max = if req.proto.is_stream() {
+        req.max_reply_size()
+    } else {
+        req.max_reply_size().min(ADVERTISED_UDP_SIZE as usize)
+    };
     match msg.to_vec() {
         Ok(bytes) if bytes.len() <= max => bytes,
         Ok(_) => {
@@ -160,22 +181,21 @@ pub fn encode_error(query: &Message, rcode: ResponseCode) -> Option<Vec<u8>> {
     m.to_vec().ok()
 }
 
-/// FORMERR for bytes that do not decode: the header's ID and opcode, and the question when it
-/// at least decodes (as miekg/dns-based servers answer).
-fn formerr_for_garbage(buf: &[u8]) -> Option<Vec<u8>> {
-    let mut d = BinDecoder::new(buf);
-    let header = Header::read(&mut d).ok()?;
-    if header.metadata.message_type == MessageType::Response {
-        return None;
-    }
+/// An empty reply with `rcode` to a message judged by its `header` alone: the header's ID,
+/// opcode, RD and CD, and the question when there is exactly one and it decodes (as
+/// miekg/dns-based servers answer).
+fn header_error(buf: &[u8], header: &Header, rcode: ResponseCode) -> Option<Vec<u8>> {
     let mut m = Message::new(
         header.metadata.id,
         MessageType::Response,
         header.metadata.op_code,
     );
     m.metadata.recursion_desired = header.metadata.recursion_desired;
-    m.metadata.response_code = ResponseCode::FormErr;
+    m.metadata.checking_disabled = header.metadata.checking_disabled;
+    m.metadata.response_code = rcode;
+    let mut d = BinDecoder::new(buf);
     if header.counts.queries == 1
+        && Header::read(&mut d).is_ok()
         && let Ok(q) = Query::read(&mut d)
     {
         m.queries.push(q);

@@ -25,6 +25,8 @@ pub struct StreamLimits {
     pub idle_timeout: Duration,
     /// Time allowed for a TLS handshake and for the rest of a message once its length arrived.
     pub read_timeout: Duration,
+    /// Time allowed for writing replies: a client that stops reading is closed after it.
+    pub write_timeout: Duration,
     /// Connections open at once per listener; more are accepted and closed at once.
     pub max_connections: usize,
     /// Queries in flight per connection; reading pauses beyond it.
@@ -36,6 +38,7 @@ impl Default for StreamLimits {
         StreamLimits {
             idle_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(5),
+            write_timeout: Duration::from_secs(5),
             max_connections: 1024,
             max_in_flight: 128,
         }
@@ -152,8 +155,15 @@ async fn connection<S>(
             while let Ok(more) = rx.try_recv() {
                 push_framed(&mut out, &more);
             }
-            if wr.write_all(&out).await.is_err() || wr.flush().await.is_err() {
-                return;
+            // A client that does not read its replies must not hold the connection (and its
+            // queries in flight) forever.
+            let write = async {
+                wr.write_all(&out).await?;
+                wr.flush().await
+            };
+            match tokio::time::timeout(limits.write_timeout, write).await {
+                Ok(Ok(())) => {}
+                _ => return,
             }
         }
         let _ = wr.shutdown().await;
@@ -170,6 +180,8 @@ async fn connection<S>(
         let got = tokio::select! {
             biased;
             _ = stop.changed() => break,
+            // The writer gave up (write error or timeout): close now.
+            _ = tx.closed() => break,
             r = tokio::time::timeout(limits.idle_timeout, rd.read_exact(&mut len)) => r,
         };
         match got {

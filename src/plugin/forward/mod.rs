@@ -348,9 +348,7 @@ impl Forward {
                 }
                 break r;
             };
-            let reply = result.and_then(|buf| {
-                Message::from_vec(&buf).map_err(|e| ExchangeError::Io(format!("bad reply: {e}")))
-            });
+            let reply = result.and_then(|buf| decode_reply(&buf));
             let mut reply = match reply {
                 Ok(m) => m,
                 Err(ExchangeError::Pin(_)) => {
@@ -373,7 +371,7 @@ impl Forward {
             };
             up.observe(reply.metadata.response_code, start.elapsed());
 
-            if !question_matches(req, &reply) {
+            if !check_reply(req, &mut reply) {
                 tracing::debug!(
                     "wrong reply from {} for {} {}",
                     up.display(),
@@ -398,18 +396,39 @@ impl Forward {
                 return next.serve(req).await;
             }
 
-            reply.metadata.id = req.id();
             return Outcome::reply(reply, NAME);
         }
 
-        if let Some(mut reply) = last_failover {
-            reply.metadata.id = req.id();
+        if let Some(reply) = last_failover {
             return Outcome::reply(reply, NAME);
         }
         let why = last_err.unwrap_or_else(|| "no healthy upstreams".to_string());
         self.log_failure(req, &why);
         Outcome::code(ResponseCode::ServFail, NAME)
     }
+}
+
+/// Decodes an upstream's raw reply (its ID was already matched by the transport: see
+/// [`reply_id_matches`]). Undecodable bytes count as a failed exchange.
+pub fn decode_reply(buf: &[u8]) -> Result<Message, ExchangeError> {
+    Message::from_vec(buf).map_err(|e| ExchangeError::Io(format!("bad reply: {e}")))
+}
+
+/// Whether `buf` can be the reply to a query sent with ID `id`: a full header with that ID.
+/// Datagrams that fail this are stale or spoofed and are skipped.
+pub fn reply_id_matches(buf: &[u8], id: u16) -> bool {
+    buf.len() >= 12 && buf[..2] == id.to_be_bytes()
+}
+
+/// Makes a decoded upstream reply the reply to `req`: `false` when it does not answer `req`'s
+/// question ([`question_matches`]) — the client then gets FORMERR, as from CoreDNS; else the
+/// client's ID is restored.
+pub fn check_reply(req: &Request, reply: &mut Message) -> bool {
+    if !question_matches(req, reply) {
+        return false;
+    }
+    reply.metadata.id = req.id();
+    true
 }
 
 /// CoreDNS's `request.Match`: a response with one question of the asked name (any case) and

@@ -132,7 +132,7 @@ impl UdpPool {
             c.sock.send(wire).await?;
             loop {
                 let n = c.sock.recv(&mut c.buf).await?;
-                if n >= 12 && c.buf[..2] == id.to_be_bytes() {
+                if super::reply_id_matches(&c.buf[..n], id) {
                     return Ok::<_, std::io::Error>(c.buf[..n].to_vec());
                 }
             }

@@ -1,0 +1,292 @@
+//! Entry points for the fuzz targets under `fuzz/` and for `tests/fuzz_regressions.rs`, which
+//! replays their corpora in the normal test suite. Not part of exdns's API.
+//!
+//! Each entry point drives the real code and panics when an invariant is broken, so that the
+//! fuzzer (and the replay test) reports it:
+//! - [`QueryHarness::check`]: raw bytes → [`query::prepare`] / [`query::run`] /
+//!   [`query::encode_reply`] over UDP and TCP against a small realistic configuration. A reply
+//!   or a drop, never a panic (not even one the server would catch), never a UDP reply larger
+//!   than allowed (512 without EDNS, else the client's size clamped to 512..=1232); replies
+//!   keep the query's ID and opcode, have QR set and decode.
+//! - [`corefile`]: text → lexer, parser and the setup of every directive → a config or an error.
+//! - [`manifests`]: bytes → the manifest loader (YAML and JSON) → objects or errors, then the
+//!   index built from them.
+//! - [`forward_relay`]: a query and an upstream's raw reply → forward's ID and question checks
+//!   → the reply the client would get, with the client's ID and question.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Message, MessageType, ResponseCode};
+
+use crate::corefile;
+use crate::kube::index::{self, IndexConfig};
+use crate::kube::model::{Event, Filters, Kind, ObjKind};
+use crate::kube::source::Feed;
+use crate::plugin::StartupCtx;
+use crate::server::build::{self, Config};
+use crate::server::query::{self, ADVERTISED_UDP_SIZE, Prepared};
+use crate::server::request::{Proto, Request};
+use crate::server::router::Router;
+
+/// The configuration the query target runs; `{MANIFESTS}` is the demo cluster's directory
+/// (fixtures/demo). Every plugin answers locally (no upstream, no log output).
+pub const QUERY_COREFILE: &str = r#"
+example.com:53 {
+    errors
+    any
+    rewrite name regex (.*)\.alias\.example\.com\. {1}.example.com. answer auto
+    cache 30
+    k8s_gateway {
+        manifests {MANIFESTS}
+        apex exdns.kube-system
+        secondary exdns-secondary.kube-system
+    }
+}
+example.net:53 10.0.0.0/8:53 {
+    acl {
+        block type AXFR
+        drop type IXFR
+        filter type MX
+    }
+    rewrite stop type ANY HINFO
+    rrl {
+        responses-per-second 50
+        nxdomains-per-second 20
+        slip-ratio 2
+    }
+    hosts {
+        192.0.2.1 www.example.net
+        2001:db8::1 www.example.net v6.example.net
+        10.1.2.3 host.example.net
+        fallthrough
+    }
+    loadbalance
+    whoami
+}
+.:53 {
+    whoami
+}
+"#;
+
+/// The query path over one listener of [`QUERY_COREFILE`], started and synced.
+pub struct QueryHarness {
+    router: Arc<Router>,
+    config: Config,
+    rt: tokio::runtime::Runtime,
+}
+
+impl QueryHarness {
+    /// Builds [`QUERY_COREFILE`] with `manifests` as the k8s_gateway source, starts its plugins
+    /// and waits until they are ready.
+    pub fn new(manifests: &Path) -> Result<Self, String> {
+        let text = QUERY_COREFILE.replace("{MANIFESTS}", &manifests.display().to_string());
+        let cf =
+            corefile::parse_str(&text, Path::new("Corefile"), 53).map_err(|e| e.to_string())?;
+        let mut config = build::build(&cf).map_err(|e| e.to_string())?;
+        let (_, router) = config
+            .listeners
+            .pop_first()
+            .ok_or_else(|| "no listener".to_string())?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        rt.block_on(async {
+            for (block, _) in config.blocks.iter().zip(&config.block_listeners) {
+                let ctx = StartupCtx {
+                    dns_addrs: Vec::new(),
+                    zones: block.zones.clone(),
+                };
+                for p in &block.chain {
+                    p.on_startup(&ctx).await?;
+                }
+            }
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while !config.not_ready().is_empty() {
+                if Instant::now() > deadline {
+                    return Err(format!("not ready: {:?}", config.not_ready()));
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Ok::<(), String>(())
+        })?;
+        Ok(QueryHarness {
+            router: Arc::new(router),
+            config,
+            rt,
+        })
+    }
+
+    /// What the server sends back for `data` received over `proto` (`None`: nothing).
+    pub fn answer(&self, data: &[u8], proto: Proto) -> Option<Vec<u8>> {
+        let _guard = self.rt.enter();
+        let src = SocketAddr::from(([192, 0, 2, 7], 53535));
+        let local = SocketAddr::from(([127, 0, 0, 1], 53));
+        match query::prepare(&self.router, data, src, local, proto) {
+            Prepared::Done(bytes) => bytes,
+            Prepared::Query(req, block) => match query::try_now(Box::pin(query::run(req, block))) {
+                Ok(v) => v,
+                Err(fut) => self.rt.block_on(fut),
+            },
+        }
+    }
+
+    /// Runs `data` over UDP and TCP and checks every invariant (panics when one is broken).
+    pub fn check(&self, data: &[u8]) {
+        let panics = crate::metrics::PANICS.get();
+        for proto in [Proto::Udp, Proto::Tcp] {
+            let reply = self.answer(data, proto);
+            check_query_reply(data, reply.as_deref(), proto);
+        }
+        assert_eq!(
+            crate::metrics::PANICS.get(),
+            panics,
+            "a plugin panicked (caught by the server)"
+        );
+    }
+
+    /// The plugins' configuration, kept alive while the harness runs.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+}
+
+/// The invariants of a reply to the raw query `query` over `proto`.
+pub fn check_query_reply(query: &[u8], reply: Option<&[u8]>, proto: Proto) {
+    let Some(reply) = reply else {
+        return;
+    };
+    assert!(query.len() >= 12, "a reply to {} bytes", query.len());
+    assert_eq!(query[2] & 0x80, 0, "a reply to a response");
+    assert!(reply.len() >= 12, "a reply of {} bytes", reply.len());
+    assert_eq!(reply[..2], query[..2], "the reply's ID");
+    assert_ne!(reply[2] & 0x80, 0, "QR is not set");
+    assert_eq!((reply[2] >> 3) & 0xf, (query[2] >> 3) & 0xf, "the opcode");
+    let decoded_query = Message::from_vec(query).ok();
+    let limit = match proto {
+        Proto::Udp => decoded_query
+            .as_ref()
+            .and_then(|q| q.edns.as_ref())
+            .map_or(512, |e| e.max_payload().clamp(512, ADVERTISED_UDP_SIZE))
+            as usize,
+        _ => u16::MAX as usize,
+    };
+    assert!(
+        reply.len() <= limit,
+        "a {}-byte reply over {proto:?}; the limit is {limit}",
+        reply.len()
+    );
+    let r = match Message::from_vec(reply) {
+        Ok(r) => r,
+        Err(e) => panic!("the reply does not decode: {e}"),
+    };
+    assert!(r.queries.len() <= 1, "{} questions echoed", r.queries.len());
+    if let Some(q) = &decoded_query
+        && q.queries.len() == 1
+        && !r.queries.is_empty()
+    {
+        // A rewrite with `answer auto` gives back the client's name, in any case.
+        assert_eq!(
+            r.queries[0].query_type(),
+            q.queries[0].query_type(),
+            "the echoed question's type"
+        );
+    }
+}
+
+/// Parses `text` as a Corefile and sets up every directive of every block (nothing is bound or
+/// started). Returns the config error, worded for the user.
+/// Every error names the file and line it is about (`Corefile:3 - Error during ...`).
+pub fn corefile(text: &str) -> Result<(), String> {
+    let located = |e: String| {
+        assert!(
+            e.starts_with("Corefile:") || e.starts_with("plugin/"),
+            "an error without its location: {e:?}"
+        );
+        assert!(
+            e.contains("Corefile:"),
+            "an error without its location: {e:?}"
+        );
+        e
+    };
+    let cf =
+        corefile::parse_str(text, Path::new("Corefile"), 53).map_err(|e| located(e.to_string()))?;
+    let cfg = build::build(&cf).map_err(|e| located(e.to_string()))?;
+    assert_eq!(cfg.blocks.len(), cfg.block_listeners.len());
+    Ok(())
+}
+
+/// Loads `data` as one manifest file (YAML, and JSON when it is UTF-8), then builds the index of
+/// every record kind from what loaded. Returns how many objects loaded.
+pub fn manifests(data: &[u8]) -> usize {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return 0; // the loader reads files as UTF-8; others are an I/O error
+    };
+    let filters = Filters::default();
+    let mut loaded = 0;
+    for json in [false, true] {
+        let (objects, errors) =
+            crate::kube::manifests::parse_text(text, json, &ObjKind::ALL, &filters);
+        for e in &errors {
+            assert!(!e.is_empty(), "an empty error message");
+        }
+        let feed = Feed::new();
+        for (kind, items) in objects {
+            loaded += items.len();
+            feed.apply(kind, Event::Replace(items));
+            feed.set_synced(kind, true);
+        }
+        let cfg = IndexConfig {
+            kinds: Kind::ALL.to_vec(),
+            zones: vec!["example.com.".to_string(), ".".to_string()],
+            filters: filters.clone(),
+        };
+        let snap = index::build(&cfg, &feed, None);
+        assert!(snap.synced(), "every kind was marked synced");
+    }
+    loaded
+}
+
+/// forward's handling of an upstream reply: `data` is `[query length: 1 byte][query][the
+/// upstream's reply]`. The query must be one the server would forward; the reply goes through
+/// the ID check of the UDP transport (the query is sent with ID 0x4242), decoding and the
+/// question check, then is encoded for the client. Returns the bytes the client would get, or
+/// `None` when the exchange counts as failed (the next upstream would be tried).
+pub fn forward_relay(data: &[u8]) -> Option<Vec<u8>> {
+    use crate::plugin::forward;
+    const SENT_ID: u16 = 0x4242;
+    let (&qlen, rest) = data.split_first()?;
+    let qlen = (qlen as usize).min(rest.len());
+    let (qbytes, upstream) = rest.split_at(qlen);
+    let msg = Message::from_vec(qbytes).ok()?;
+    if msg.metadata.message_type != MessageType::Query || msg.queries.len() != 1 {
+        return None; // the server answers these itself
+    }
+    let src = SocketAddr::from(([192, 0, 2, 7], 53535));
+    let local = SocketAddr::from(([127, 0, 0, 1], 53));
+    let req = Request::new(msg, src, local, Proto::Udp, qbytes.len());
+    if !forward::reply_id_matches(upstream, SENT_ID) {
+        return None;
+    }
+    let mut reply = forward::decode_reply(upstream).ok()?;
+    let msg = if forward::check_reply(&req, &mut reply) {
+        reply
+    } else {
+        req.reply_code(ResponseCode::FormErr)
+    };
+    let bytes = query::encode_reply(&req, msg);
+    check_query_reply(qbytes, Some(&bytes), Proto::Udp);
+    let r = Message::from_vec(&bytes).expect("checked above");
+    assert_eq!(r.metadata.id, req.id());
+    assert_eq!(r.queries.len(), 1, "the client's question");
+    assert_eq!(r.queries[0].query_type(), req.qtype());
+    assert_eq!(
+        r.queries[0].name().to_lowercase(),
+        req.qname().to_lowercase()
+    );
+    Some(bytes)
+}
