@@ -76,12 +76,13 @@ impl IndexConfig {
     }
 }
 
-/// Quiet time after a change before a rebuild starts (a burst of events makes one build).
-const DEBOUNCE_QUIET: Duration = Duration::from_millis(5);
-/// Under continuous churn a rebuild waits at most as long as the last build took, within these
-/// bounds: small indexes follow every change within tens of milliseconds, big ones do not
-/// rebuild back to back (at most about half a core spent building).
-const DEBOUNCE_MAX_MIN: Duration = Duration::from_millis(25);
+/// Quiet time after a change before the index is updated (a burst of events makes one update).
+const DEBOUNCE_QUIET: Duration = Duration::from_millis(2);
+/// Under continuous churn an update waits at most as long as the last one took, within these
+/// bounds. Updates are incremental (sub-millisecond for a few changed objects), so the lower
+/// bound is what applies in steady state; the upper one spaces out the big ones (the first
+/// load, a re-list of a large kind).
+const DEBOUNCE_MAX_MIN: Duration = Duration::from_millis(10);
 const DEBOUNCE_MAX_MAX: Duration = Duration::from_millis(200);
 /// How often a resolved hostname is looked up again.
 const RESOLVE_REFRESH: Duration = Duration::from_secs(60);
