@@ -542,3 +542,6 @@ impl Resolver {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod bench;
