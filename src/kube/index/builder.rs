@@ -391,6 +391,10 @@ impl Builder {
             let store: &Store = store;
             for &ok in &self.watched.clone() {
                 let Some(objs) = store.get(ok) else { continue };
+                dirty.reserve(objs.len());
+                if let Some(kind) = record_kind(ok).filter(|k| self.configured[k.index()]) {
+                    self.by_name[kind.index()].reserve(objs.len());
+                }
                 for (key, c) in objs {
                     self.object(store, ok, key, None, Some(c), &mut dirty, &mut gateways);
                 }
@@ -725,6 +729,19 @@ impl Builder {
     /// non-terminals and zone hashes. Returns the conflicts that appeared.
     fn apply(&mut self, updates: Vec<Update>) -> Vec<String> {
         let mut added = Vec::new();
+        if updates.len() > 1000 {
+            // A load or a re-list: size the tables once.
+            let mut adds = [[0usize; 2]; KINDS];
+            for u in &updates {
+                if let Some((wild, _)) = slot(&u.name).filter(|_| !u.rs.is_empty()) {
+                    adds[u.kind.index()][wild as usize] += 1;
+                }
+            }
+            for (i, [exact, wild]) in adds.into_iter().enumerate() {
+                self.snap.exact[i].reserve(exact);
+                self.snap.wild[i].reserve(wild);
+            }
+        }
         for u in updates {
             if u.conflict || !self.conflicts.is_empty() {
                 let c = format!("{}/{}", u.kind, u.name);

@@ -153,10 +153,27 @@ impl<V: Clone> NameMap<V> {
         old
     }
 
+    /// Makes room for `additional` more entries: takes the shard count they need at once
+    /// instead of doubling (and re-inserting everything) several times on the way.
+    pub fn reserve(&mut self, additional: usize) {
+        let want = self.len + additional;
+        let mut bits = self.bits;
+        while want > SHARD_LOAD << bits && bits < MAX_BITS {
+            bits += 1;
+        }
+        if bits != self.bits || self.shards.is_empty() {
+            self.regrid(bits, want);
+        }
+    }
+
     /// Doubles the shard count (amortized: once per doubling of the size).
     fn grow(&mut self) {
-        let bits = self.bits + 1;
-        let per = (self.len >> bits) + 1;
+        self.regrid(self.bits + 1, self.len);
+    }
+
+    /// Redistributes the entries over 2^bits shards sized for `capacity` entries in all.
+    fn regrid(&mut self, bits: u32, capacity: usize) {
+        let per = (capacity >> bits) + 1;
         let mut shards: Vec<HashMap<Arc<str>, V>> = (0..1usize << bits)
             .map(|_| HashMap::with_capacity(per))
             .collect();
@@ -194,6 +211,19 @@ mod tests {
         assert_eq!(m.iter().count(), 4999);
         assert!(!m.contains_key("host7.example.com"));
         assert!(m.contains_key("host8.example.com"));
+
+        // Reserving up front gives the same map.
+        let mut r: NameMap<u32> = NameMap::default();
+        r.reserve(5000);
+        let bits = r.bits;
+        for i in 0..5000u32 {
+            r.insert(Arc::from(format!("host{i}.example.com")), i);
+        }
+        assert_eq!(r.bits, bits, "no growth after reserve");
+        assert_eq!(r.len(), 5000);
+        assert_eq!(r.get("host4999.example.com"), Some(&4999));
+        r.reserve(10);
+        assert_eq!(r.get("host0.example.com"), Some(&0));
     }
 
     #[test]
