@@ -9,8 +9,8 @@
 //! [`Store`]: crate::kube::model::Store
 //!
 //! ## Serials
-//! Every zone's serial is derived from a content hash (the sum, modulo 2^64, of a SHA-256
-//! prefix of every entry — kind, name and data — of the zone; names outside every configured
+//! Every zone's serial is derived from a content hash (the sum, modulo 2^64, of a fixed-key
+//! SipHash-2-4 of every entry — kind, name and data — of the zone; names outside every configured
 //! zone — e.g. a Service's `name.namespace` key — can be reached relative to any zone and
 //! count for all of them; a name inside several nested zones counts for the longest). The
 //! sum does not depend on any order, so it is updated per changed entry:

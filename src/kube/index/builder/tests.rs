@@ -527,3 +527,19 @@ fn random_changes_applied_incrementally_equal_a_full_build() {
         drop(prev);
     }
 }
+
+#[test]
+fn entry_hashes_are_pinned() {
+    // Two instances, or two versions, must hash the same data the same way (the dual
+    // deployment answers one SOA serial from both): this value must never change by accident.
+    let rs = RecordSet {
+        a: vec!["192.0.2.1".parse().unwrap()],
+        aaaa: vec!["2001:db8::1".parse().unwrap()],
+        txt: vec!["v=1".into()],
+        cname: vec![],
+    };
+    let h = entry_hash(Kind::Ingress, false, "www.example.com", &rs);
+    assert_eq!(h, 0xe427_f83c_ee3a_2385);
+    assert_ne!(entry_hash(Kind::Ingress, true, "www.example.com", &rs), h);
+    assert_ne!(entry_hash(Kind::Service, false, "www.example.com", &rs), h);
+}
