@@ -2,13 +2,18 @@
 //! EndpointSlices, applies `gatewayClasses`, resolves hostname addresses (in the background,
 //! never on the query path), computes empty non-terminals and per-zone serials.
 //!
+//! The running index is incremental (see [`builder`]): the store logs which objects changed,
+//! and a new snapshot costs work proportional to the names those changes touch, not to the
+//! cluster. Snapshots share every untouched part of their name tables.
+//!
 //! [`Store`]: crate::kube::model::Store
 //!
 //! ## Serials
-//! Every zone's serial is derived from a content hash (SHA-256 over the zone's names, kinds
-//! and data in sorted order; names outside every configured zone — e.g. a Service's
-//! `name.namespace` key — can be reached relative to any zone and count for all of them; a
-//! name inside several nested zones counts for the longest):
+//! Every zone's serial is derived from a content hash (the sum, modulo 2^64, of a fixed-key
+//! SipHash-2-4 of every entry — kind, name and data — of the zone; names outside every configured
+//! zone — e.g. a Service's `name.namespace` key — can be reached relative to any zone and
+//! count for all of them; a name inside several nested zones counts for the longest). The
+//! sum does not depend on any order, so it is updated per changed entry:
 //! - until the index has been synced once, the serial is a base derived from the hash alone
 //!   (1 for an empty zone, else `1 + hash % 999_999_999`), so two instances that synced the
 //!   same data answer the same serial; the base stays below any current Unix time;
@@ -18,6 +23,8 @@
 //!
 //! A restarted process starts again from the base (there is no persisted state), so its
 //! serial can be lower than before the restart.
+
+mod builder;
 
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -29,15 +36,21 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
-use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::kube::metrics::{INDEX_BUILD_SECONDS, INDEX_NAMES};
-use crate::kube::model::{Address, Contribution, Filters, Kind, ObjKey, ObjKind};
-use crate::kube::snapshot::{RecordSet, Snapshot, ZoneSerial};
+use crate::kube::model::{Filters, Kind, ObjKind};
+use crate::kube::snapshot::Snapshot;
 use crate::kube::source::Feed;
+
+use builder::Builder;
+// The tests (`use super::*`) build contributions and read record sets.
+#[cfg(test)]
+use crate::kube::model::{Address, Contribution, ObjKey};
+#[cfg(test)]
+use crate::kube::snapshot::RecordSet;
 
 /// What the index is built for.
 #[derive(Debug, Clone)]
@@ -63,12 +76,13 @@ impl IndexConfig {
     }
 }
 
-/// Quiet time after a change before a rebuild starts (a burst of events makes one build).
-const DEBOUNCE_QUIET: Duration = Duration::from_millis(5);
-/// Under continuous churn a rebuild waits at most as long as the last build took, within these
-/// bounds: small indexes follow every change within tens of milliseconds, big ones do not
-/// rebuild back to back (at most about half a core spent building).
-const DEBOUNCE_MAX_MIN: Duration = Duration::from_millis(25);
+/// Quiet time after a change before the index is updated (a burst of events makes one update).
+const DEBOUNCE_QUIET: Duration = Duration::from_millis(2);
+/// Under continuous churn an update waits at most as long as the last one took, within these
+/// bounds. Updates are incremental (sub-millisecond for a few changed objects), so the lower
+/// bound is what applies in steady state; the upper one spaces out the big ones (the first
+/// load, a re-list of a large kind).
+const DEBOUNCE_MAX_MIN: Duration = Duration::from_millis(10);
 const DEBOUNCE_MAX_MAX: Duration = Duration::from_millis(200);
 /// How often a resolved hostname is looked up again.
 const RESOLVE_REFRESH: Duration = Duration::from_secs(60);
@@ -83,7 +97,38 @@ const RESOLVE_PARALLEL: usize = 16;
 /// background resolver and read by every build.
 #[derive(Debug, Default)]
 pub struct HostCache {
-    map: Mutex<HashMap<String, Vec<IpAddr>>>,
+    map: Mutex<HostMap>,
+}
+
+/// The cache's contents, and which hostnames changed since the index builder last looked
+/// (recorded once it asked).
+#[derive(Debug, Default)]
+pub(crate) struct HostMap {
+    pub(crate) addrs: HashMap<String, Vec<IpAddr>>,
+    changed: Option<HashSet<String>>,
+}
+
+impl HostMap {
+    /// Starts (or restarts) recording changed hostnames, from an empty set.
+    pub(crate) fn track_changes(&mut self) {
+        self.changed = Some(HashSet::new());
+    }
+
+    /// The hostnames whose addresses changed since the last call.
+    pub(crate) fn take_changes(&mut self) -> HashSet<String> {
+        self.changed
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    fn note(&mut self, host: &str) {
+        if let Some(c) = self.changed.as_mut()
+            && !c.contains(host)
+        {
+            c.insert(host.to_owned());
+        }
+    }
 }
 
 impl HostCache {
@@ -93,7 +138,7 @@ impl HostCache {
 
     /// The addresses last resolved for `host` (lower-case, no trailing dot).
     pub fn get(&self, host: &str) -> Option<Vec<IpAddr>> {
-        self.lock().get(host).cloned()
+        self.lock().addrs.get(host).cloned()
     }
 
     /// Stores the addresses of `host` (sorted and de-duplicated here); returns whether they
@@ -105,23 +150,25 @@ impl HostCache {
         addrs.sort_unstable();
         addrs.dedup();
         let mut map = self.lock();
-        if map.get(host) == Some(&addrs) {
+        if map.addrs.get(host) == Some(&addrs) {
             return false;
         }
-        map.insert(host.to_owned(), addrs);
+        map.addrs.insert(host.to_owned(), addrs);
+        map.note(host);
         true
     }
 
     /// Forgets `host`; returns whether it was known.
     pub fn remove(&self, host: &str) -> bool {
-        self.lock().remove(host).is_some()
+        let mut map = self.lock();
+        let known = map.addrs.remove(host).is_some();
+        if known {
+            map.note(host);
+        }
+        known
     }
 
-    fn copy(&self) -> HashMap<String, Vec<IpAddr>> {
-        self.lock().clone()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<IpAddr>>> {
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, HostMap> {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -134,13 +181,13 @@ pub struct Index {
 }
 
 /// Keeps `out` up to date with `feed` until the task is aborted: waits for changes, debounces
-/// bursts, rebuilds, swaps. Also runs the background resolver for hostname addresses.
+/// bursts, updates, swaps. Also runs the background resolver for hostname addresses.
 pub async fn run(cfg: IndexConfig, feed: Feed, out: Arc<ArcSwap<Snapshot>>) {
     Index::new().run(cfg, feed, out).await
 }
 
-/// One synchronous build (used by `run` and by tests) with an empty hostname cache: hostname
-/// addresses yield nothing. See [`Index::build`].
+/// One synchronous full build (for tests) with an empty hostname cache: hostname addresses
+/// yield nothing. See [`Index::build`].
 pub fn build(cfg: &IndexConfig, feed: &Feed, previous: Option<&Snapshot>) -> Snapshot {
     Index::new().build(cfg, feed, previous)
 }
@@ -155,13 +202,14 @@ impl Index {
         &self.cache
     }
 
-    /// One synchronous build from the store, with hostname addresses from the cache.
+    /// One synchronous full build from the store, with hostname addresses from the cache.
     /// `previous` (the snapshot being replaced) carries the serials forward.
     pub fn build(&self, cfg: &IndexConfig, feed: &Feed, previous: Option<&Snapshot>) -> Snapshot {
         self.build_at(cfg, feed, previous, unix_now()).snapshot
     }
 
-    /// Like [`Index::run`]'s loop; see the free [`run`].
+    /// Like [`Index::run`]'s loop; see the free [`run`]. Only one running index may use a
+    /// feed: it owns the store's change log.
     pub async fn run(&self, cfg: IndexConfig, feed: Feed, out: Arc<ArcSwap<Snapshot>>) {
         let (hosts_tx, hosts_rx) = watch::channel(BTreeSet::new());
         let resolver = Resolver::system(self.cache.clone(), feed.clone());
@@ -179,43 +227,60 @@ impl Index {
         hosts: watch::Sender<BTreeSet<String>>,
     ) {
         let mut last_build = DEBOUNCE_MAX_MIN;
+        // Moved to the blocking pool for each update and back; lost if an update panics, and
+        // then rebuilt from the whole store.
+        let mut builder: Option<Builder> = None;
         loop {
+            let mut b = builder
+                .take()
+                .unwrap_or_else(|| Builder::new(&cfg, self.cache.clone(), true));
             let previous = out.load_full();
-            let (index, c, f) = (self.clone(), cfg.clone(), feed.clone());
+            let f = feed.clone();
             let started = std::time::Instant::now();
-            // Big indexes take a while to build: keep that off the runtime's workers.
+            // The first load of a big cluster takes a while: keep updates off the runtime's
+            // workers.
             let built = tokio::task::spawn_blocking(move || {
-                index.build_at(&c, &f, Some(&previous), unix_now())
+                b.step(&f, Some(&previous), unix_now());
+                let snap = Arc::new(b.snapshot().clone());
+                (b, snap)
             })
             .await;
             match built {
-                Ok(b) => {
+                Ok((b, snap)) => {
                     let took = started.elapsed();
                     last_build = took;
                     INDEX_BUILD_SECONDS.observe(took.as_secs_f64());
-                    let mut sizes = String::new();
                     for &k in &cfg.kinds {
-                        let n = b.snapshot.names(k);
-                        INDEX_NAMES.with_label_values(&[k.as_str()]).set(n as i64);
-                        sizes.push_str(&format!(" {k}={n}"));
+                        INDEX_NAMES
+                            .with_label_values(&[k.as_str()])
+                            .set(snap.names(k) as i64);
                     }
-                    tracing::debug!(
-                        "k8s_gateway index built in {took:?}:{sizes} ents={} hostnames={} synced={}",
-                        b.snapshot.ents(),
-                        b.hostnames.len(),
-                        b.snapshot.synced()
-                    );
-                    out.store(Arc::new(b.snapshot));
-                    hosts.send_if_modified(|cur| {
-                        if *cur == b.hostnames {
-                            false
-                        } else {
-                            *cur = b.hostnames;
-                            true
+                    if tracing::enabled!(tracing::Level::DEBUG) {
+                        let mut sizes = String::new();
+                        for &k in &cfg.kinds {
+                            sizes.push_str(&format!(" {k}={}", snap.names(k)));
                         }
-                    });
+                        tracing::debug!(
+                            "k8s_gateway index updated in {took:?}:{sizes} ents={} synced={}",
+                            snap.ents(),
+                            snap.synced()
+                        );
+                    }
+                    out.store(snap);
+                    if b.hostnames_changed() {
+                        let names = b.hostnames();
+                        hosts.send_if_modified(|cur| {
+                            if *cur == names {
+                                false
+                            } else {
+                                *cur = names;
+                                true
+                            }
+                        });
+                    }
+                    builder = Some(b);
                 }
-                Err(e) => tracing::error!("k8s_gateway index build failed: {e}"),
+                Err(e) => tracing::error!("k8s_gateway index update failed: {e}"),
             }
             feed.changed().await;
             let max = last_build.clamp(DEBOUNCE_MAX_MIN, DEBOUNCE_MAX_MAX);
@@ -223,8 +288,8 @@ impl Index {
         }
     }
 
-    /// The build itself, at Unix time `now` (for serials); also returns every hostname
-    /// address seen, for the resolver.
+    /// A full build at Unix time `now` (for serials); also returns every hostname address
+    /// seen, for the resolver.
     fn build_at(
         &self,
         cfg: &IndexConfig,
@@ -232,142 +297,11 @@ impl Index {
         previous: Option<&Snapshot>,
         now: u32,
     ) -> Built {
-        let watched = cfg.watched();
-        let (objects, synced) = feed.with_store(|s| {
-            let objects: HashMap<ObjKind, HashMap<ObjKey, Contribution>> = watched
-                .iter()
-                .filter_map(|k| s.get(*k).map(|m| (*k, m.clone())))
-                .collect();
-            (objects, watched.iter().all(|k| s.is_synced(*k)))
-        });
-        let resolved = self.cache.copy();
-        let mut hostnames = BTreeSet::new();
-        let empty = HashMap::new();
-        let objs = |k: ObjKind| objects.get(&k).unwrap_or(&empty);
-
-        // Service → its ready EndpointSlice addresses.
-        let mut endpoints: HashMap<&ObjKey, Vec<IpAddr>> = HashMap::new();
-        for c in objs(ObjKind::EndpointSlice).values() {
-            if let Contribution::EndpointSlice { service, addrs } = c {
-                endpoints.entry(service).or_default().extend(addrs);
-            }
-        }
-        let gateways = objs(ObjKind::Gateway);
-        let classes = &cfg.filters.gateway_classes;
-
-        let mut kinds: Vec<Kind> = Vec::with_capacity(cfg.kinds.len());
-        for &k in &cfg.kinds {
-            if !kinds.contains(&k) {
-                kinds.push(k);
-            }
-        }
-
-        let mut snap = Snapshot {
-            synced,
-            ..Snapshot::default()
-        };
-        let mut conflicts = Vec::new();
-        for &kind in &kinds {
-            let mut accs: HashMap<String, Acc> = HashMap::new();
-            for c in objs(kind.watched()[0]).values() {
-                match c {
-                    Contribution::Route {
-                        hostnames: names,
-                        parents,
-                    } => {
-                        let mut addrs = Vec::new();
-                        for p in parents {
-                            if let Some(Contribution::Gateway { class, addrs: gw }) =
-                                gateways.get(p)
-                                && (classes.is_empty() || classes.contains(class))
-                            {
-                                for a in gw {
-                                    push_addr(&mut addrs, a, &resolved, &mut hostnames);
-                                }
-                            }
-                        }
-                        if addrs.is_empty() {
-                            continue;
-                        }
-                        for name in names {
-                            let acc = accs.entry(norm(name).into_owned()).or_default();
-                            acc.addrs.extend_from_slice(&addrs);
-                        }
-                    }
-                    Contribution::Names(names) => {
-                        for nd in names {
-                            let acc = accs.entry(norm(&nd.name).into_owned()).or_default();
-                            match &nd.endpoints_of {
-                                Some(svc) => {
-                                    if let Some(eps) = endpoints.get(svc) {
-                                        acc.addrs.extend_from_slice(eps);
-                                    }
-                                }
-                                None => {
-                                    for a in &nd.addrs {
-                                        push_addr(&mut acc.addrs, a, &resolved, &mut hostnames);
-                                    }
-                                }
-                            }
-                            acc.txt.extend(nd.txt.iter().cloned());
-                            acc.cname
-                                .extend(nd.cname.iter().map(|c| norm(c).into_owned()));
-                        }
-                    }
-                    Contribution::Gateway { .. } | Contribution::EndpointSlice { .. } => {}
-                }
-            }
-            let (exact, wild) = (&mut snap.exact[kind.index()], &mut snap.wild[kind.index()]);
-            exact.reserve(accs.len());
-            for (name, acc) in accs {
-                let (rs, conflict) = acc.finish();
-                if rs.is_empty() || name.is_empty() {
-                    continue;
-                }
-                if conflict {
-                    conflicts.push(format!("{kind}/{name}"));
-                }
-                add_ancestors(&mut snap.ents, &name);
-                match name.strip_prefix("*.") {
-                    Some(parent) if !parent.is_empty() => {
-                        wild.insert(parent.to_owned(), Arc::new(rs));
-                    }
-                    Some(_) => {}
-                    None if name == "*" => {}
-                    None => {
-                        exact.insert(name, Arc::new(rs));
-                    }
-                }
-            }
-        }
-
-        conflicts.sort_unstable();
-        let old: &[String] = previous.map_or(&[], |p| &p.conflicts);
-        for c in &conflicts {
-            if old.binary_search(c).is_err() {
-                tracing::warn!(
-                    "k8s_gateway: {c} has a CNAME and other data; answering the CNAME only \
-                     (a CNAME cannot coexist with other records, RFC 1034)"
-                );
-            }
-        }
-        snap.conflicts = conflicts;
-
-        let ever_synced = synced || previous.is_some_and(|p| p.ever_synced);
-        snap.ever_synced = ever_synced;
-        for (zone, hash, count) in zone_hashes(&cfg.zones, &kinds, &snap) {
-            let prev = previous
-                .filter(|p| p.ever_synced)
-                .and_then(|p| p.zones.get(&zone).copied());
-            let serial = match prev {
-                Some(p) if p.hash == hash => p.serial,
-                Some(p) => p.serial.wrapping_add(1).max(1).max(now),
-                None => base_serial(hash, count),
-            };
-            snap.zones.insert(zone, ZoneSerial { serial, hash });
-        }
+        let mut b = Builder::new(cfg, self.cache.clone(), false);
+        b.step(feed, previous, now);
+        let hostnames = b.hostnames();
         Built {
-            snapshot: snap,
+            snapshot: b.into_snapshot(),
             hostnames,
         }
     }
@@ -376,70 +310,10 @@ impl Index {
 /// A build's result.
 struct Built {
     snapshot: Snapshot,
-    /// Every `Address::Hostname` in the objects the index used.
+    /// Every `Address::Hostname` in the objects the index used (the running index asks its
+    /// builder directly; tests read it here).
+    #[cfg_attr(not(test), allow(dead_code))]
     hostnames: BTreeSet<String>,
-}
-
-/// The data gathered for one name of one kind, before sorting.
-#[derive(Default)]
-struct Acc {
-    addrs: Vec<IpAddr>,
-    txt: Vec<String>,
-    cname: Vec<String>,
-}
-
-impl Acc {
-    /// Sorted, de-duplicated records; `true` when a CNAME had to drop other data.
-    fn finish(self) -> (RecordSet, bool) {
-        let mut rs = RecordSet::default();
-        for ip in self.addrs {
-            match ip.to_canonical() {
-                IpAddr::V4(a) => rs.a.push(a),
-                IpAddr::V6(a) => rs.aaaa.push(a),
-            }
-        }
-        rs.a.sort_unstable();
-        rs.a.dedup();
-        rs.aaaa.sort_unstable();
-        rs.aaaa.dedup();
-        rs.txt = self.txt;
-        rs.txt.sort_unstable();
-        rs.txt.dedup();
-        rs.cname = self.cname;
-        rs.cname.retain(|c| !c.is_empty());
-        rs.cname.sort_unstable();
-        rs.cname.dedup();
-        let other = !(rs.a.is_empty() && rs.aaaa.is_empty() && rs.txt.is_empty());
-        let conflict = other && !rs.cname.is_empty();
-        if conflict {
-            rs.a.clear();
-            rs.aaaa.clear();
-            rs.txt.clear();
-        }
-        (rs, conflict)
-    }
-}
-
-/// Appends the IPs `a` stands for: itself, or a hostname's cached addresses (none until the
-/// resolver has them). Records every hostname in `hostnames`.
-fn push_addr(
-    out: &mut Vec<IpAddr>,
-    a: &Address,
-    resolved: &HashMap<String, Vec<IpAddr>>,
-    hostnames: &mut BTreeSet<String>,
-) {
-    match a {
-        Address::Ip(ip) => out.push(*ip),
-        Address::Hostname(h) => {
-            let h = norm(h);
-            if let Some(ips) = resolved.get(h.as_ref()) {
-                out.extend_from_slice(ips);
-            }
-            if !hostnames.contains(h.as_ref()) {
-                hostnames.insert(h.into_owned());
-            }
-        }
-    }
 }
 
 /// Lower-case, without a trailing dot (sources already deliver names that way; this only
@@ -453,22 +327,6 @@ fn norm(name: &str) -> Cow<'_, str> {
     }
 }
 
-/// Adds every proper ancestor of `name` (`a.b.c` → `b.c`, `c`).
-fn add_ancestors(ents: &mut HashSet<String>, name: &str) {
-    let mut rest = name;
-    while let Some((_, parent)) = rest.split_once('.') {
-        if parent.is_empty() {
-            break;
-        }
-        if ents.contains(parent) {
-            // Its own ancestors were added with it.
-            break;
-        }
-        ents.insert(parent.to_owned());
-        rest = parent;
-    }
-}
-
 /// Whether `name` is `zone` or below it (`zone` without trailing dot; "" is the root).
 fn in_zone(name: &str, zone: &str) -> bool {
     zone.is_empty()
@@ -476,90 +334,6 @@ fn in_zone(name: &str, zone: &str) -> bool {
         || (name.len() > zone.len()
             && name.ends_with(zone)
             && name.as_bytes()[name.len() - zone.len() - 1] == b'.')
-}
-
-/// Per configured zone (normalized): its content hash and how many names it holds.
-fn zone_hashes(zones: &[String], kinds: &[Kind], snap: &Snapshot) -> Vec<(String, u64, usize)> {
-    let mut names: Vec<String> = Vec::new();
-    for z in zones {
-        let z = norm(z).into_owned();
-        if !names.contains(&z) {
-            names.push(z);
-        }
-    }
-    let mut hashers: Vec<(Sha256, usize)> = names.iter().map(|_| (Sha256::new(), 0)).collect();
-    let mut buf = Vec::with_capacity(256);
-    for &kind in kinds {
-        for (wild, map) in [
-            (false, &snap.exact[kind.index()]),
-            (true, &snap.wild[kind.index()]),
-        ] {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort_unstable();
-            for key in keys {
-                let rs = &map[key];
-                encode_entry(&mut buf, kind, wild, key, rs);
-                // `*.p` lies in zone z when p is z or below it.
-                let best = names
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, z)| in_zone(key, z))
-                    .max_by_key(|(_, z)| z.len())
-                    .map(|(i, _)| i);
-                match best {
-                    Some(i) => {
-                        hashers[i].0.update(&buf);
-                        hashers[i].1 += 1;
-                    }
-                    // Outside every zone: reachable relative to any of them.
-                    None => {
-                        for h in hashers.iter_mut() {
-                            h.0.update(&buf);
-                            h.1 += 1;
-                        }
-                    }
-                }
-            }
-        }
-    }
-    names
-        .into_iter()
-        .zip(hashers)
-        .map(|(z, (h, n))| {
-            let d = h.finalize();
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&d[..8]);
-            (z, u64::from_be_bytes(b), n)
-        })
-        .collect()
-}
-
-/// An unambiguous byte encoding of one entry, for hashing.
-fn encode_entry(buf: &mut Vec<u8>, kind: Kind, wild: bool, key: &str, rs: &RecordSet) {
-    fn bytes(buf: &mut Vec<u8>, b: &[u8]) {
-        buf.extend_from_slice(&(b.len() as u32).to_be_bytes());
-        buf.extend_from_slice(b);
-    }
-    buf.clear();
-    buf.push(kind.index() as u8);
-    buf.push(wild as u8);
-    bytes(buf, key.as_bytes());
-    buf.extend_from_slice(&(rs.a.len() as u32).to_be_bytes());
-    for a in &rs.a {
-        buf.extend_from_slice(&a.octets());
-    }
-    buf.extend_from_slice(&(rs.aaaa.len() as u32).to_be_bytes());
-    for a in &rs.aaaa {
-        buf.extend_from_slice(&a.octets());
-    }
-    buf.extend_from_slice(&(rs.txt.len() as u32).to_be_bytes());
-    for t in &rs.txt {
-        bytes(buf, t.as_bytes());
-    }
-    buf.extend_from_slice(&(rs.cname.len() as u32).to_be_bytes());
-    for c in &rs.cname {
-        bytes(buf, c.as_bytes());
-    }
 }
 
 /// The serial before the first synced build: from the data only, below any current Unix time.
@@ -768,3 +542,6 @@ impl Resolver {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod bench;

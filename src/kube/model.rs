@@ -271,45 +271,117 @@ pub enum Event {
     ReplaceScope(String, Vec<(ObjKey, Contribution)>),
 }
 
+/// Per object kind: every object changed since the log was last taken, with its contribution
+/// before the first of those changes (`None`: it did not exist).
+pub type Changes = HashMap<ObjKind, HashMap<ObjKey, Option<Contribution>>>;
+
 /// The latest contribution of every object, per kind, and which kinds have synced.
 #[derive(Debug, Clone, Default)]
 pub struct Store {
     pub objects: HashMap<ObjKind, HashMap<ObjKey, Contribution>>,
     /// Kinds whose initial list completed (or that are known not to be served).
     pub synced: HashMap<ObjKind, bool>,
+    /// What changed since the index builder last looked; kept only once it asked
+    /// ([`Store::track_changes`]), so a store nobody builds from does not grow a log.
+    changes: Option<Changes>,
 }
 
 impl Store {
     /// Applies an event; returns whether anything changed.
     pub fn apply(&mut self, kind: ObjKind, ev: Event) -> bool {
         let map = self.objects.entry(kind).or_default();
+        let mut log = self.changes.as_mut().map(|c| c.entry(kind).or_default());
+        let tracking = log.is_some();
+        // Keeps the value from before the first change since the log was taken.
+        let mut note = |k: &ObjKey, old: Option<Contribution>| {
+            if let Some(log) = log.as_mut()
+                && !log.contains_key(k)
+            {
+                log.insert(k.clone(), old);
+            }
+        };
         match ev {
-            Event::Apply(k, Some(c)) => map.insert(k, c.clone()).as_ref() != Some(&c),
-            Event::Apply(k, None) | Event::Delete(k) => map.remove(&k).is_some(),
+            Event::Apply(k, Some(c)) => match map.get_mut(&k) {
+                Some(cur) if *cur == c => false,
+                Some(cur) => {
+                    let old = std::mem::replace(cur, c);
+                    note(&k, Some(old));
+                    true
+                }
+                None => {
+                    note(&k, None);
+                    map.insert(k, c);
+                    true
+                }
+            },
+            Event::Apply(k, None) | Event::Delete(k) => match map.remove(&k) {
+                Some(old) => {
+                    note(&k, Some(old));
+                    true
+                }
+                None => false,
+            },
             Event::Replace(items) => {
                 let new: HashMap<ObjKey, Contribution> = items.into_iter().collect();
-                let changed = *map != new;
-                *map = new;
+                if !tracking {
+                    let changed = *map != new;
+                    *map = new;
+                    return changed;
+                }
+                let old = std::mem::replace(map, new);
+                let mut changed = false;
+                for k in map.keys() {
+                    if !old.contains_key(k) {
+                        note(k, None);
+                        changed = true;
+                    }
+                }
+                for (k, v) in old {
+                    if map.get(&k) != Some(&v) {
+                        note(&k, Some(v));
+                        changed = true;
+                    }
+                }
                 changed
             }
             Event::ReplaceScope(prefix, items) => {
                 let new: HashMap<ObjKey, Contribution> = items.into_iter().collect();
                 let before = map.len();
-                let mut changed = false;
-                map.retain(|k, v| {
-                    let keep = !k.namespace.starts_with(&prefix) || new.get(k) == Some(v);
-                    changed |= !keep;
-                    keep
-                });
+                let gone: Vec<ObjKey> = map
+                    .iter()
+                    .filter(|(k, v)| k.namespace.starts_with(&prefix) && new.get(*k) != Some(*v))
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                let mut changed = !gone.is_empty();
+                for k in gone {
+                    if let Some(old) = map.remove(&k) {
+                        note(&k, Some(old));
+                    }
+                }
                 for (k, v) in new {
                     if map.get(&k) != Some(&v) {
-                        map.insert(k, v);
+                        let old = map.insert(k.clone(), v);
+                        note(&k, old);
                         changed = true;
                     }
                 }
                 changed || map.len() != before
             }
         }
+    }
+
+    /// Starts (or restarts) recording changes for [`Store::take_changes`], from an empty log.
+    pub fn track_changes(&mut self) {
+        self.changes = Some(Changes::new());
+    }
+
+    /// The changes recorded since the last call (or since [`Store::track_changes`]); empty
+    /// when changes are not tracked.
+    pub fn take_changes(&mut self) -> Changes {
+        self.changes
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     pub fn set_synced(&mut self, kind: ObjKind, synced: bool) {
@@ -354,5 +426,65 @@ mod tests {
             Event::Replace(vec![(k.clone(), c.clone())])
         ));
         assert!(!s.apply(ObjKind::Ingress, Event::Replace(vec![(k, c)])));
+    }
+
+    #[test]
+    fn store_logs_each_changed_object_with_its_value_before_the_batch() {
+        let names = |n: &str| {
+            Contribution::Names(vec![NameData {
+                name: n.into(),
+                ..Default::default()
+            }])
+        };
+        let (a, b, c) = (
+            ObjKey::new("ns", "a"),
+            ObjKey::new("ns", "b"),
+            ObjKey::new("x", "c"),
+        );
+        let mut s = Store::default();
+        s.apply(ObjKind::Ingress, Event::Apply(a.clone(), Some(names("a1"))));
+        // Not tracked yet: nothing recorded.
+        assert!(s.take_changes().is_empty());
+        s.track_changes();
+        s.apply(ObjKind::Ingress, Event::Apply(a.clone(), Some(names("a2"))));
+        s.apply(ObjKind::Ingress, Event::Apply(a.clone(), Some(names("a3"))));
+        s.apply(ObjKind::Ingress, Event::Apply(b.clone(), Some(names("b1"))));
+        // No change, no entry.
+        s.apply(ObjKind::Service, Event::Delete(c.clone()));
+        let log = s.take_changes();
+        assert_eq!(log[&ObjKind::Ingress].len(), 2);
+        assert_eq!(
+            log[&ObjKind::Ingress][&a],
+            Some(names("a1")),
+            "the first old value"
+        );
+        assert_eq!(log[&ObjKind::Ingress][&b], None, "did not exist");
+        assert!(log.get(&ObjKind::Service).is_none_or(|m| m.is_empty()));
+        assert!(s.take_changes().values().all(|m| m.is_empty()));
+
+        // A re-list: b changed, a gone, c new; unchanged objects are not logged.
+        s.apply(ObjKind::Ingress, Event::Apply(c.clone(), Some(names("c1"))));
+        s.take_changes();
+        assert!(s.apply(
+            ObjKind::Ingress,
+            Event::Replace(vec![(b.clone(), names("b2")), (c.clone(), names("c1"))])
+        ));
+        let log = s.take_changes();
+        let mut got: Vec<_> = log[&ObjKind::Ingress].iter().collect();
+        got.sort_by(|x, y| x.0.cmp(y.0));
+        assert_eq!(got, [(&a, &Some(names("a3"))), (&b, &Some(names("b1")))]);
+        // A scoped re-list only touches its scope.
+        assert!(s.apply(
+            ObjKind::Ingress,
+            Event::ReplaceScope("x".into(), vec![(ObjKey::new("x", "d"), names("d1"))])
+        ));
+        let log = s.take_changes();
+        let mut got: Vec<_> = log[&ObjKind::Ingress].iter().collect();
+        got.sort_by(|x, y| x.0.cmp(y.0));
+        assert_eq!(
+            got,
+            [(&c, &Some(names("c1"))), (&ObjKey::new("x", "d"), &None)]
+        );
+        assert_eq!(s.get(ObjKind::Ingress).unwrap().len(), 2);
     }
 }

@@ -1,13 +1,19 @@
 //! The immutable lookup structure queries read (swapped in whole by the index builder).
 //!
-//! A [`Snapshot`] is built once by [`crate::kube::index`] and then only read: lookups are plain
-//! hash-map probes on `&str` keys, with no locks and no allocation.
+//! A [`Snapshot`] is published by [`crate::kube::index`] and then only read: lookups are plain
+//! hash-map probes on `&str` keys, with no locks and no allocation. Its name tables are
+//! [`NameMap`]s: the builder keeps a working copy, changes the few names an update touches and
+//! publishes a clone, which shares every untouched shard with the snapshot before it.
 
-use std::collections::{HashMap, HashSet};
+mod name_map;
+
+use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use crate::kube::model::Kind;
+
+pub(crate) use name_map::NameMap;
 
 /// Number of [`Kind`]s (size of the per-kind arrays).
 pub(crate) const KINDS: usize = Kind::ALL.len();
@@ -36,14 +42,15 @@ pub(crate) struct ZoneSerial {
 }
 
 /// Names → records for every kind, the empty non-terminals and the per-zone SOA serials.
-#[derive(Debug, Default)]
+/// Cloning is cheap (the name tables are shared).
+#[derive(Debug, Default, Clone)]
 pub struct Snapshot {
     /// Per [`Kind::index`]: exact names (lower-case, no trailing dot) → records.
-    pub(crate) exact: [HashMap<String, Arc<RecordSet>>; KINDS],
+    pub(crate) exact: [NameMap<Arc<RecordSet>>; KINDS],
     /// Per [`Kind::index`]: `*.foo` stored under `foo`.
-    pub(crate) wild: [HashMap<String, Arc<RecordSet>>; KINDS],
+    pub(crate) wild: [NameMap<Arc<RecordSet>>; KINDS],
     /// Every proper ancestor of every stored name (wildcards included).
-    pub(crate) ents: HashSet<String>,
+    pub(crate) ents: NameMap<()>,
     /// Zone (lower-case, no trailing dot) → serial and content hash.
     pub(crate) zones: HashMap<String, ZoneSerial>,
     pub(crate) synced: bool,
@@ -66,7 +73,7 @@ impl Snapshot {
                 continue;
             }
             for key in keys {
-                if let Some(rs) = map.get(*key) {
+                if let Some(rs) = map.get(key) {
                     return Some((kind, rs.clone()));
                 }
             }
@@ -99,7 +106,7 @@ impl Snapshot {
 
     /// Whether some stored name (of any kind) lies strictly below `key` (an empty non-terminal).
     pub fn has_descendants(&self, key: &str) -> bool {
-        self.ents.contains(key)
+        self.ents.contains_key(key)
     }
 
     /// The SOA serial of `zone` (lower-case, absolute: `example.com.`; the trailing dot is
@@ -127,5 +134,28 @@ impl Snapshot {
     /// How many empty non-terminals (ancestors of stored names) there are.
     pub fn ents(&self) -> usize {
         self.ents.len()
+    }
+
+    /// Everything the snapshot holds, one line per entry, sorted: two snapshots with the same
+    /// contents give the same lines (tests compare incremental updates with full builds).
+    #[cfg(test)]
+    pub(crate) fn contents(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        for kind in Kind::ALL {
+            for (tag, map) in [("exact", &self.exact), ("wild", &self.wild)] {
+                let map = &map[kind.index()];
+                assert_eq!(map.iter().count(), map.len(), "{kind} {tag} length");
+                for (k, rs) in map.iter() {
+                    v.push(format!("{tag} {kind} {k} {rs:?}"));
+                }
+            }
+        }
+        assert_eq!(self.ents.iter().count(), self.ents.len(), "ents length");
+        v.extend(self.ents.iter().map(|(k, _)| format!("ent {k}")));
+        v.extend(self.zones.iter().map(|(z, s)| format!("zone {z} {s:?}")));
+        v.extend(self.conflicts.iter().map(|c| format!("conflict {c}")));
+        v.push(format!("synced {} ever {}", self.synced, self.ever_synced));
+        v.sort();
+        v
     }
 }

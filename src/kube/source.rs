@@ -105,6 +105,12 @@ impl Feed {
         f(&self.inner.store.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
+    /// Runs `f` on the store with write access (under its lock: keep it short). The index
+    /// builder takes the store's change log this way.
+    pub(crate) fn with_store_mut<R>(&self, f: impl FnOnce(&mut Store) -> R) -> R {
+        f(&mut self.inner.store.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
     /// Increases with every change.
     pub fn version(&self) -> u64 {
         self.inner.version.load(Ordering::Acquire)

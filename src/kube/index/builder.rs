@@ -1,0 +1,839 @@
+//! The index builder's state: everything needed to turn a batch of object changes into a new
+//! snapshot with work proportional to the change, not to the cluster.
+//!
+//! The store records, per changed object, its contribution before the batch
+//! ([`Store::take_changes`]); the builder keeps reverse indexes derived from the store
+//! (which objects name a given name, which routes hang off a Gateway, which EndpointSlices
+//! belong to a Service, which objects use a status hostname) and the snapshot it last
+//! published. A batch then:
+//! 1. under the store lock: updates the reverse indexes from each changed object's old and
+//!    new contribution and collects the names they touch — a Gateway touches the names of its
+//!    routes, an EndpointSlice those of the Services resolving endpoints through it, a
+//!    re-resolved hostname those of the objects (and Gateways' routes) using it — then
+//!    recomputes exactly those names from the current contributions;
+//! 2. without it: writes the changed names into its working copy of the snapshot (copying
+//!    only the shards they live in), keeps the empty non-terminals as reference counts, and
+//!    updates every zone's content hash by subtracting the old entry's hash and adding the new
+//!    one — the hash is a sum of per-entry hashes, so it does not depend on the order of
+//!    anything and needs no sort: two instances with the same data get the same hash;
+//! 3. publishes a clone of the working copy.
+//!
+//! The first batch of a builder loads everything (every object counts as new): that is also
+//! how a one-off full build ([`super::Index::build`]) is made, so full and incremental builds
+//! share all their code.
+//!
+//! [`Store::take_changes`]: crate::kube::model::Store::take_changes
+
+use std::borrow::{Borrow, Cow};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::hash::Hash;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use super::{HostCache, HostMap, IndexConfig, base_serial, in_zone, norm};
+use crate::kube::model::{Address, Contribution, Kind, NameData, ObjKey, ObjKind, Store};
+use crate::kube::snapshot::{KINDS, RecordSet, Snapshot, ZoneSerial};
+use crate::kube::source::Feed;
+
+/// An object that feeds a record kind, by that kind.
+type Obj = (Kind, ObjKey);
+
+/// Who makes a status hostname worth resolving.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum HostUser {
+    /// An object of a configured kind with the hostname among a name's addresses.
+    Obj(Kind, ObjKey),
+    /// A Gateway of an accepted class with routes, with the hostname among its addresses.
+    Gateway(ObjKey),
+}
+
+/// A name whose records were recomputed.
+struct Update {
+    kind: Kind,
+    name: Arc<str>,
+    rs: RecordSet,
+    conflict: bool,
+}
+
+/// The object kind whose objects feed record kind `k`.
+fn source_kind(k: Kind) -> ObjKind {
+    k.watched()[0]
+}
+
+/// The record kind objects of `o` feed (none for Gateways and EndpointSlices).
+fn record_kind(o: ObjKind) -> Option<Kind> {
+    Kind::ALL.into_iter().find(|k| source_kind(*k) == o)
+}
+
+/// The (normalized) names a contribution gives data to, in its own record kind.
+fn names_of(c: &Contribution) -> Box<dyn Iterator<Item = Cow<'_, str>> + '_> {
+    match c {
+        Contribution::Route { hostnames, .. } => Box::new(hostnames.iter().map(|h| norm(h))),
+        Contribution::Names(nds) => Box::new(nds.iter().map(|nd| norm(&nd.name))),
+        Contribution::Gateway { .. } | Contribution::EndpointSlice { .. } => {
+            Box::new(std::iter::empty())
+        }
+    }
+}
+
+/// The hostname addresses of one name's data (none when its addresses come from endpoints).
+fn hostnames_of(nd: &NameData) -> impl Iterator<Item = Cow<'_, str>> {
+    nd.addrs
+        .iter()
+        .filter(|_| nd.endpoints_of.is_none())
+        .filter_map(|a| match a {
+            Address::Hostname(h) => Some(norm(h)),
+            Address::Ip(_) => None,
+        })
+}
+
+/// Removes `item` from `map[key]`, and the set when it empties; returns whether it did.
+fn remove_from<K, Q, T>(map: &mut HashMap<K, HashSet<T>>, key: &Q, item: &T) -> bool
+where
+    K: Borrow<Q> + Hash + Eq,
+    Q: Hash + Eq + ?Sized,
+    T: Hash + Eq,
+{
+    let Some(set) = map.get_mut(key) else {
+        return false;
+    };
+    set.remove(item);
+    if set.is_empty() {
+        map.remove(key);
+        return true;
+    }
+    false
+}
+
+/// The data gathered for one name of one kind, before sorting.
+#[derive(Default)]
+struct Acc {
+    addrs: Vec<IpAddr>,
+    txt: Vec<String>,
+    cname: Vec<String>,
+}
+
+impl Acc {
+    /// Sorted, de-duplicated records; `true` when a CNAME had to drop other data.
+    fn finish(self) -> (RecordSet, bool) {
+        let mut rs = RecordSet::default();
+        for ip in self.addrs {
+            match ip.to_canonical() {
+                IpAddr::V4(a) => rs.a.push(a),
+                IpAddr::V6(a) => rs.aaaa.push(a),
+            }
+        }
+        rs.a.sort_unstable();
+        rs.a.dedup();
+        rs.aaaa.sort_unstable();
+        rs.aaaa.dedup();
+        rs.txt = self.txt;
+        rs.txt.sort_unstable();
+        rs.txt.dedup();
+        rs.cname = self.cname;
+        rs.cname.retain(|c| !c.is_empty());
+        rs.cname.sort_unstable();
+        rs.cname.dedup();
+        let other = !(rs.a.is_empty() && rs.aaaa.is_empty() && rs.txt.is_empty());
+        let conflict = other && !rs.cname.is_empty();
+        if conflict {
+            rs.a.clear();
+            rs.aaaa.clear();
+            rs.txt.clear();
+        }
+        (rs, conflict)
+    }
+}
+
+/// Appends the IPs `a` stands for: itself, or a hostname's resolved addresses (none until the
+/// resolver has them).
+fn push_addr(out: &mut Vec<IpAddr>, a: &Address, resolved: &HashMap<String, Vec<IpAddr>>) {
+    match a {
+        Address::Ip(ip) => out.push(*ip),
+        Address::Hostname(h) => {
+            if let Some(ips) = resolved.get(norm(h).as_ref()) {
+                out.extend_from_slice(ips);
+            }
+        }
+    }
+}
+
+/// Where a name is stored: exact, as a wildcard (under its parent), or not at all (`""`,
+/// `*`, `*.`).
+fn slot(name: &str) -> Option<(bool, &str)> {
+    if name.is_empty() {
+        return None;
+    }
+    match name.strip_prefix("*.") {
+        Some("") => None,
+        Some(parent) => Some((true, parent)),
+        None if name == "*" => None,
+        None => Some((false, name)),
+    }
+}
+
+/// Every proper ancestor of `name` (`a.b.c` → `b.c`, `c`).
+fn ancestors(name: &str) -> impl Iterator<Item = &str> {
+    let mut rest = name;
+    std::iter::from_fn(move || {
+        let (_, parent) = rest.split_once('.')?;
+        if parent.is_empty() {
+            return None;
+        }
+        rest = parent;
+        Some(parent)
+    })
+}
+
+/// The hash one entry adds to its zone's content hash: SipHash-2-4 with fixed keys over an
+/// unambiguous encoding of it. `SipHasher` is deprecated in favour of `DefaultHasher`, whose
+/// algorithm is unspecified; this needs one that is (every instance, every build must agree)
+/// and fast (a full load hashes every entry; SHA-256 was 30 % of it on a CPU without SHA
+/// instructions). Collisions only matter by accident (a change that leaves the sum as it
+/// was would keep the serial), and a 64-bit PRF makes that negligible.
+#[allow(deprecated)]
+fn entry_hash(kind: Kind, wild: bool, key: &str, rs: &RecordSet) -> u64 {
+    use std::hash::{Hasher, SipHasher};
+    fn bytes(h: &mut SipHasher, b: &[u8]) {
+        h.write(&(b.len() as u32).to_be_bytes());
+        h.write(b);
+    }
+    let mut h = SipHasher::new_with_keys(0x6578_646e_735f_6b38, 0x735f_7a6f_6e65_5f31);
+    h.write(&[kind.index() as u8, wild as u8]);
+    bytes(&mut h, key.as_bytes());
+    h.write(&(rs.a.len() as u32).to_be_bytes());
+    for a in &rs.a {
+        h.write(&a.octets());
+    }
+    h.write(&(rs.aaaa.len() as u32).to_be_bytes());
+    for a in &rs.aaaa {
+        h.write(&a.octets());
+    }
+    h.write(&(rs.txt.len() as u32).to_be_bytes());
+    for t in &rs.txt {
+        bytes(&mut h, t.as_bytes());
+    }
+    h.write(&(rs.cname.len() as u32).to_be_bytes());
+    for c in &rs.cname {
+        bytes(&mut h, c.as_bytes());
+    }
+    h.finish()
+}
+
+/// One index's state between batches; see the module docs.
+pub(crate) struct Builder {
+    /// Which record kinds are answered.
+    configured: [bool; KINDS],
+    watched: Vec<ObjKind>,
+    /// Zones (normalized, de-duplicated) with their content hash and entry count.
+    zones: Vec<(String, u64, usize)>,
+    classes: Vec<String>,
+    cache: Arc<HostCache>,
+    /// Whether this builder owns the store's and the cache's change logs (the running index),
+    /// or only builds once from what is there (tests, [`super::build`]).
+    track: bool,
+    /// Whether the first batch (everything) was loaded.
+    loaded: bool,
+
+    /// Per record kind: normalized name → the objects that name it.
+    by_name: [HashMap<Arc<str>, Vec<ObjKey>>; KINDS],
+    /// Names whose last contributor went away during the current batch: removed from
+    /// `by_name` at its end unless one came back (an object that keeps its name then keeps
+    /// the name's `Arc`, shared with the snapshot's key).
+    emptied: Vec<(Kind, Arc<str>)>,
+    /// Gateway → the routes (of configured kinds) that list it as a parent.
+    routes_of: HashMap<ObjKey, HashSet<Obj>>,
+    /// Service → its EndpointSlices.
+    slices_of: HashMap<ObjKey, HashSet<ObjKey>>,
+    /// Service → the objects with a name resolving its endpoints.
+    eps_users: HashMap<ObjKey, HashSet<Obj>>,
+    /// Status hostname → who needs it resolved.
+    host_users: HashMap<String, HashSet<HostUser>>,
+    /// The hostnames each Gateway is registered as a user of.
+    gw_hosts: HashMap<ObjKey, Vec<String>>,
+    /// Whether the set of hostnames changed in the last batch.
+    hosts_changed: bool,
+
+    /// How many stored (kind, name) entries lie below each empty non-terminal.
+    ent_counts: HashMap<Arc<str>, u32>,
+    conflicts: BTreeSet<String>,
+    /// The working copy; published as clones.
+    snap: Snapshot,
+}
+
+impl Builder {
+    pub(crate) fn new(cfg: &IndexConfig, cache: Arc<HostCache>, track: bool) -> Self {
+        let mut configured = [false; KINDS];
+        for &k in &cfg.kinds {
+            configured[k.index()] = true;
+        }
+        let mut zones: Vec<(String, u64, usize)> = Vec::new();
+        for z in &cfg.zones {
+            let z = norm(z).into_owned();
+            if !zones.iter().any(|(n, _, _)| *n == z) {
+                zones.push((z, 0, 0));
+            }
+        }
+        Builder {
+            configured,
+            watched: cfg.watched(),
+            zones,
+            classes: cfg.filters.gateway_classes.clone(),
+            cache,
+            track,
+            loaded: false,
+            by_name: Default::default(),
+            emptied: Vec::new(),
+            routes_of: HashMap::new(),
+            slices_of: HashMap::new(),
+            eps_users: HashMap::new(),
+            host_users: HashMap::new(),
+            gw_hosts: HashMap::new(),
+            hosts_changed: false,
+            ent_counts: HashMap::new(),
+            conflicts: BTreeSet::new(),
+            snap: Snapshot::default(),
+        }
+    }
+
+    /// The working snapshot (what the last [`Builder::step`] produced).
+    pub(crate) fn snapshot(&self) -> &Snapshot {
+        &self.snap
+    }
+
+    pub(crate) fn into_snapshot(self) -> Snapshot {
+        self.snap
+    }
+
+    /// Every status hostname the index uses (for the resolver).
+    pub(crate) fn hostnames(&self) -> BTreeSet<String> {
+        self.host_users.keys().cloned().collect()
+    }
+
+    /// Whether [`Builder::hostnames`] may have changed in the last step.
+    pub(crate) fn hostnames_changed(&self) -> bool {
+        self.hosts_changed
+    }
+
+    /// Brings the snapshot up to date with the store (everything on the first call, the
+    /// changes since the last call afterwards), at Unix time `now` (for serials). On the first
+    /// call `previous` (the snapshot being replaced) carries serials forward; later calls use
+    /// the builder's own last snapshot.
+    pub(crate) fn step(&mut self, feed: &Feed, previous: Option<&Snapshot>, now: u32) {
+        let first = !self.loaded;
+        self.hosts_changed = false;
+        let (updates, synced) = feed.with_store_mut(|store| {
+            let cache = self.cache.clone();
+            let mut hosts = cache.lock();
+            self.collect(store, &mut hosts)
+        });
+        let (prev_zones, prev_ever, prev_conflicts) = if first {
+            (
+                previous.map(|p| p.zones.clone()),
+                previous.is_some_and(|p| p.ever_synced),
+                previous.map(|p| p.conflicts.clone()).unwrap_or_default(),
+            )
+        } else {
+            (
+                Some(self.snap.zones.clone()),
+                self.snap.ever_synced,
+                Vec::new(),
+            )
+        };
+        let added = self.apply(updates);
+        let log: Vec<&String> = if first {
+            added
+                .iter()
+                .filter(|c| prev_conflicts.binary_search(c).is_err())
+                .collect()
+        } else {
+            added.iter().collect()
+        };
+        for c in log {
+            tracing::warn!(
+                "k8s_gateway: {c} has a CNAME and other data; answering the CNAME only \
+                 (a CNAME cannot coexist with other records, RFC 1034)"
+            );
+        }
+        if first || self.snap.conflicts.len() != self.conflicts.len() || !added.is_empty() {
+            self.snap.conflicts = self.conflicts.iter().cloned().collect();
+        }
+
+        self.snap.synced = synced;
+        let ever_synced = synced || prev_ever;
+        self.snap.ever_synced = ever_synced;
+        let prev_zones = prev_zones.filter(|_| prev_ever);
+        self.snap.zones.clear();
+        for (zone, hash, count) in &self.zones {
+            let prev = prev_zones.as_ref().and_then(|p| p.get(zone).copied());
+            let serial = match prev {
+                Some(p) if p.hash == *hash => p.serial,
+                Some(p) => p.serial.wrapping_add(1).max(1).max(now),
+                None => base_serial(*hash, *count),
+            };
+            self.snap.zones.insert(
+                zone.clone(),
+                ZoneSerial {
+                    serial,
+                    hash: *hash,
+                },
+            );
+        }
+    }
+
+    /// Phase 1, under the store's lock: the reverse indexes follow the changes, and the names
+    /// they touch are recomputed. Returns them and whether every watched kind is synced.
+    fn collect(&mut self, store: &mut Store, hosts: &mut HostMap) -> (Vec<Update>, bool) {
+        let mut dirty: HashSet<(Kind, Arc<str>)> = HashSet::new();
+        let mut gateways: HashSet<ObjKey> = HashSet::new();
+        if !self.loaded {
+            if self.track {
+                store.track_changes();
+                hosts.track_changes();
+            }
+            let store: &Store = store;
+            for &ok in &self.watched.clone() {
+                let Some(objs) = store.get(ok) else { continue };
+                dirty.reserve(objs.len());
+                if let Some(kind) = record_kind(ok).filter(|k| self.configured[k.index()]) {
+                    self.by_name[kind.index()].reserve(objs.len());
+                }
+                for (key, c) in objs {
+                    self.object(store, ok, key, None, Some(c), &mut dirty, &mut gateways);
+                }
+            }
+            self.loaded = true;
+        } else {
+            let changes = store.take_changes();
+            let store: &Store = store;
+            for (ok, objs) in changes {
+                if !self.watched.contains(&ok) {
+                    continue;
+                }
+                let current = store.get(ok);
+                for (key, old) in objs {
+                    let new = current.and_then(|m| m.get(&key));
+                    if old.as_ref() == new {
+                        continue;
+                    }
+                    self.object(
+                        store,
+                        ok,
+                        &key,
+                        old.as_ref(),
+                        new,
+                        &mut dirty,
+                        &mut gateways,
+                    );
+                }
+            }
+            for h in hosts.take_changes() {
+                self.host_changed(store, &h, &mut dirty);
+            }
+        }
+        for g in gateways {
+            self.refresh_gateway(store, &g);
+        }
+        for (kind, name) in std::mem::take(&mut self.emptied) {
+            let map = &mut self.by_name[kind.index()];
+            if map.get(&name).is_some_and(|keys| keys.is_empty()) {
+                map.remove(&name);
+            }
+        }
+        let synced = self.watched.iter().all(|k| store.is_synced(*k));
+        let updates = dirty
+            .into_iter()
+            .map(|(kind, name)| {
+                let (rs, conflict) = self.recompute(store, &hosts.addrs, kind, &name);
+                Update {
+                    kind,
+                    name,
+                    rs,
+                    conflict,
+                }
+            })
+            .collect();
+        (updates, synced)
+    }
+
+    /// One object changed from `old` to `new` (either may be absent).
+    #[allow(clippy::too_many_arguments)]
+    fn object(
+        &mut self,
+        store: &Store,
+        ok: ObjKind,
+        key: &ObjKey,
+        old: Option<&Contribution>,
+        new: Option<&Contribution>,
+        dirty: &mut HashSet<(Kind, Arc<str>)>,
+        gateways: &mut HashSet<ObjKey>,
+    ) {
+        match ok {
+            ObjKind::Gateway => {
+                if let Some(routes) = self.routes_of.get(key) {
+                    for (kind, r) in routes {
+                        self.dirty_names(store, *kind, r, dirty);
+                    }
+                }
+                gateways.insert(key.clone());
+            }
+            ObjKind::EndpointSlice => {
+                for (c, add) in [(old, false), (new, true)] {
+                    let Some(Contribution::EndpointSlice { service, .. }) = c else {
+                        continue;
+                    };
+                    if add {
+                        self.slices_of
+                            .entry(service.clone())
+                            .or_default()
+                            .insert(key.clone());
+                    } else {
+                        remove_from(&mut self.slices_of, service, key);
+                    }
+                    if let Some(users) = self.eps_users.get(service) {
+                        for (kind, u) in users {
+                            self.dirty_names(store, *kind, u, dirty);
+                        }
+                    }
+                }
+            }
+            _ => {
+                let Some(kind) = record_kind(ok).filter(|k| self.configured[k.index()]) else {
+                    return;
+                };
+                if let Some(c) = old {
+                    self.link(kind, key, c, false, dirty, gateways);
+                }
+                if let Some(c) = new {
+                    self.link(kind, key, c, true, dirty, gateways);
+                }
+            }
+        }
+    }
+
+    /// Adds (`add`) or removes the references `c` (of object `key` feeding `kind`) makes:
+    /// its names, its parent Gateways, the Service whose endpoints it uses, its hostnames.
+    /// Every name is marked dirty.
+    fn link(
+        &mut self,
+        kind: Kind,
+        key: &ObjKey,
+        c: &Contribution,
+        add: bool,
+        dirty: &mut HashSet<(Kind, Arc<str>)>,
+        gateways: &mut HashSet<ObjKey>,
+    ) {
+        for name in names_of(c) {
+            let name = self.contributor(kind, name, key, add);
+            dirty.insert((kind, name));
+        }
+        let obj = || (kind, key.clone());
+        match c {
+            Contribution::Route { parents, .. } => {
+                for p in parents {
+                    if add {
+                        self.routes_of.entry(p.clone()).or_default().insert(obj());
+                    } else {
+                        remove_from(&mut self.routes_of, p, &obj());
+                    }
+                    gateways.insert(p.clone());
+                }
+            }
+            Contribution::Names(nds) => {
+                for nd in nds {
+                    if let Some(svc) = &nd.endpoints_of {
+                        if add {
+                            self.eps_users.entry(svc.clone()).or_default().insert(obj());
+                        } else {
+                            remove_from(&mut self.eps_users, svc, &obj());
+                        }
+                    }
+                    for h in hostnames_of(nd) {
+                        let user = HostUser::Obj(kind, key.clone());
+                        self.host_user(&h, user, add);
+                    }
+                }
+            }
+            Contribution::Gateway { .. } | Contribution::EndpointSlice { .. } => {}
+        }
+    }
+
+    /// Adds or removes `key` as a contributor of `name` in `kind`; returns the name as stored
+    /// (shared with the tables).
+    fn contributor(&mut self, kind: Kind, name: Cow<'_, str>, key: &ObjKey, add: bool) -> Arc<str> {
+        let map = &mut self.by_name[kind.index()];
+        if let Some((stored, keys)) = map.get_key_value(name.as_ref()) {
+            let stored = stored.clone();
+            let keys_present = keys.contains(key);
+            if add && !keys_present {
+                map.get_mut(name.as_ref())
+                    .expect("present")
+                    .push(key.clone());
+            } else if !add && keys_present {
+                let keys = map.get_mut(name.as_ref()).expect("present");
+                keys.retain(|k| k != key);
+                if keys.is_empty() {
+                    self.emptied.push((kind, stored.clone()));
+                }
+            }
+            return stored;
+        }
+        let stored: Arc<str> = Arc::from(name.as_ref());
+        if add {
+            map.insert(stored.clone(), vec![key.clone()]);
+        }
+        stored
+    }
+
+    fn host_user(&mut self, host: &str, user: HostUser, add: bool) {
+        if add {
+            match self.host_users.get_mut(host) {
+                Some(users) => {
+                    users.insert(user);
+                }
+                None => {
+                    self.host_users
+                        .insert(host.to_owned(), HashSet::from([user]));
+                    self.hosts_changed = true;
+                }
+            }
+        } else if remove_from(&mut self.host_users, host, &user) {
+            self.hosts_changed = true;
+        }
+    }
+
+    /// Marks every name of object `key` (feeding `kind`) dirty.
+    fn dirty_names(
+        &self,
+        store: &Store,
+        kind: Kind,
+        key: &ObjKey,
+        dirty: &mut HashSet<(Kind, Arc<str>)>,
+    ) {
+        let Some(c) = store.get(source_kind(kind)).and_then(|m| m.get(key)) else {
+            return;
+        };
+        let map = &self.by_name[kind.index()];
+        for name in names_of(c) {
+            let name = match map.get_key_value(name.as_ref()) {
+                Some((stored, _)) => stored.clone(),
+                None => Arc::from(name.as_ref()),
+            };
+            dirty.insert((kind, name));
+        }
+    }
+
+    /// A hostname's resolved addresses changed: every name using it is dirty.
+    fn host_changed(&self, store: &Store, host: &str, dirty: &mut HashSet<(Kind, Arc<str>)>) {
+        let Some(users) = self.host_users.get(host) else {
+            return;
+        };
+        for user in users {
+            match user {
+                HostUser::Obj(kind, key) => self.dirty_names(store, *kind, key, dirty),
+                HostUser::Gateway(g) => {
+                    for (kind, r) in self.routes_of.get(g).into_iter().flatten() {
+                        self.dirty_names(store, *kind, r, dirty);
+                    }
+                }
+            }
+        }
+    }
+
+    fn class_ok(&self, class: &str) -> bool {
+        self.classes.is_empty() || self.classes.iter().any(|c| c == class)
+    }
+
+    /// Registers Gateway `g` as a user of its hostnames when it is in use (an accepted class,
+    /// at least one route), and unregisters it otherwise.
+    fn refresh_gateway(&mut self, store: &Store, g: &ObjKey) {
+        let used = self.routes_of.get(g).is_some_and(|r| !r.is_empty());
+        let desired: Vec<String> = match store.get(ObjKind::Gateway).and_then(|m| m.get(g)) {
+            Some(Contribution::Gateway { class, addrs }) if used && self.class_ok(class) => addrs
+                .iter()
+                .filter_map(|a| match a {
+                    Address::Hostname(h) => Some(norm(h).into_owned()),
+                    Address::Ip(_) => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let old = self.gw_hosts.remove(g).unwrap_or_default();
+        if old != desired {
+            for h in &old {
+                self.host_user(h, HostUser::Gateway(g.clone()), false);
+            }
+            for h in &desired {
+                self.host_user(h, HostUser::Gateway(g.clone()), true);
+            }
+        }
+        if !desired.is_empty() {
+            self.gw_hosts.insert(g.clone(), desired);
+        }
+    }
+
+    /// The records of `name` in `kind`, from every object naming it.
+    fn recompute(
+        &self,
+        store: &Store,
+        resolved: &HashMap<String, Vec<IpAddr>>,
+        kind: Kind,
+        name: &str,
+    ) -> (RecordSet, bool) {
+        let mut acc = Acc::default();
+        let keys = self.by_name[kind.index()].get(name);
+        let objs = store.get(source_kind(kind));
+        for key in keys.into_iter().flatten() {
+            match objs.and_then(|m| m.get(key)) {
+                Some(Contribution::Route { parents, .. }) => {
+                    let gateways = store.get(ObjKind::Gateway);
+                    for p in parents {
+                        if let Some(Contribution::Gateway { class, addrs }) =
+                            gateways.and_then(|m| m.get(p))
+                            && self.class_ok(class)
+                        {
+                            for a in addrs {
+                                push_addr(&mut acc.addrs, a, resolved);
+                            }
+                        }
+                    }
+                }
+                Some(Contribution::Names(nds)) => {
+                    for nd in nds.iter().filter(|nd| norm(&nd.name) == name) {
+                        match &nd.endpoints_of {
+                            Some(svc) => {
+                                let slices = store.get(ObjKind::EndpointSlice);
+                                for s in self.slices_of.get(svc).into_iter().flatten() {
+                                    if let Some(Contribution::EndpointSlice { addrs, .. }) =
+                                        slices.and_then(|m| m.get(s))
+                                    {
+                                        acc.addrs.extend_from_slice(addrs);
+                                    }
+                                }
+                            }
+                            None => {
+                                for a in &nd.addrs {
+                                    push_addr(&mut acc.addrs, a, resolved);
+                                }
+                            }
+                        }
+                        acc.txt.extend(nd.txt.iter().cloned());
+                        acc.cname
+                            .extend(nd.cname.iter().map(|c| norm(c).into_owned()));
+                    }
+                }
+                _ => {}
+            }
+        }
+        acc.finish()
+    }
+
+    /// Phase 2: writes recomputed names into the working snapshot, with their empty
+    /// non-terminals and zone hashes. Returns the conflicts that appeared.
+    fn apply(&mut self, updates: Vec<Update>) -> Vec<String> {
+        let mut added = Vec::new();
+        if updates.len() > 1000 {
+            // A load or a re-list: size the tables once.
+            let mut adds = [[0usize; 2]; KINDS];
+            for u in &updates {
+                if let Some((wild, _)) = slot(&u.name).filter(|_| !u.rs.is_empty()) {
+                    adds[u.kind.index()][wild as usize] += 1;
+                }
+            }
+            for (i, [exact, wild]) in adds.into_iter().enumerate() {
+                self.snap.exact[i].reserve(exact);
+                self.snap.wild[i].reserve(wild);
+            }
+        }
+        for u in updates {
+            if u.conflict || !self.conflicts.is_empty() {
+                let c = format!("{}/{}", u.kind, u.name);
+                if u.conflict {
+                    if !self.conflicts.contains(&c) {
+                        self.conflicts.insert(c.clone());
+                        added.push(c);
+                    }
+                } else {
+                    self.conflicts.remove(&c);
+                }
+            }
+            let Some((wild, key)) = slot(&u.name) else {
+                continue;
+            };
+            let i = u.kind.index();
+            let map = if wild {
+                &mut self.snap.wild[i]
+            } else {
+                &mut self.snap.exact[i]
+            };
+            let old = map.get(key);
+            let present = !u.rs.is_empty();
+            match old {
+                Some(o) if **o == u.rs => continue,
+                None if !present => continue,
+                _ => {}
+            }
+            // The zone the entry counts for: the longest containing one, else all of them.
+            let best = self
+                .zones
+                .iter()
+                .enumerate()
+                .filter(|(_, (z, _, _))| in_zone(key, z))
+                .max_by_key(|(_, (z, _, _))| z.len())
+                .map(|(i, _)| i);
+            let zones = match best {
+                Some(b) => b..b + 1,
+                None => 0..self.zones.len(),
+            };
+            if let Some(o) = old {
+                let h = entry_hash(u.kind, wild, key, o);
+                for z in &mut self.zones[zones.clone()] {
+                    z.1 = z.1.wrapping_sub(h);
+                    z.2 -= 1;
+                }
+            }
+            if present {
+                let h = entry_hash(u.kind, wild, key, &u.rs);
+                for z in &mut self.zones[zones] {
+                    z.1 = z.1.wrapping_add(h);
+                    z.2 += 1;
+                }
+            }
+            let was = old.is_some();
+            if present {
+                let key: Arc<str> = if wild { Arc::from(key) } else { u.name.clone() };
+                map.insert(key, Arc::new(u.rs));
+            } else {
+                map.remove(key);
+            }
+            if was != present {
+                self.ents(&u.name, present);
+            }
+        }
+        added
+    }
+
+    /// Counts `name`'s ancestors as empty non-terminals (`add`) or stops counting them.
+    fn ents(&mut self, name: &str, add: bool) {
+        for parent in ancestors(name) {
+            if add {
+                if let Some(n) = self.ent_counts.get_mut(parent) {
+                    *n += 1;
+                } else {
+                    let p: Arc<str> = Arc::from(parent);
+                    self.ent_counts.insert(p.clone(), 1);
+                    self.snap.ents.insert(p, ());
+                }
+            } else if let Some(n) = self.ent_counts.get_mut(parent) {
+                *n -= 1;
+                if *n == 0 {
+                    self.ent_counts.remove(parent);
+                    self.snap.ents.remove(parent);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
