@@ -215,6 +215,7 @@ pub async fn serve(plugin: &dyn Plugin, req: &Request, rest: &[Arc<dyn Plugin>])
 pub fn reply_of(out: Outcome) -> Message {
     match out {
         Outcome::Reply { msg, .. } => msg,
+        Outcome::Wire { bytes, .. } => Message::from_vec(&bytes).expect("wire reply decodes"),
         other => panic!("expected a reply, got {other:?}"),
     }
 }

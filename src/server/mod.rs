@@ -13,3 +13,4 @@ pub mod router;
 pub mod tcp;
 pub mod tracker;
 pub mod udp;
+pub mod wire;

@@ -118,6 +118,17 @@ impl Request {
             self.udp_size() as usize
         }
     }
+    /// The largest reply exdns sends to this client. Over UDP never more than we advertise,
+    /// whatever the client offers: fragmented replies get lost or spoofed (DNS flag day 2020),
+    /// and a large buffer must not make us an amplifier.
+    pub fn reply_limit(&self) -> usize {
+        if self.proto.is_stream() {
+            self.max_reply_size()
+        } else {
+            self.max_reply_size()
+                .min(crate::server::query::ADVERTISED_UDP_SIZE as usize)
+        }
+    }
     /// An empty reply skeleton: ID, opcode, RD and CD copied, QR set, the question echoed.
     /// The server adds the OPT record when writing it.
     pub fn reply(&self) -> Message {
@@ -146,11 +157,37 @@ pub fn reply_to(query: &Message) -> Message {
 
 /// Lower-case, absolute text form of `name` (`www.example.org.`).
 pub fn lower_fqdn(name: &Name) -> String {
+    if let Some(s) = plain_lower_fqdn(name) {
+        return s;
+    }
     let mut s = name.to_lowercase().to_ascii();
     if !s.ends_with('.') {
         s.push('.');
     }
     s
+}
+
+/// [`lower_fqdn`] for the names that need no escaping (letters, digits, `_`, `-` but first,
+/// `*` first), without hickory's general formatter; `None` for the others.
+fn plain_lower_fqdn(name: &Name) -> Option<String> {
+    let mut s = String::with_capacity(name.len() + 1);
+    for label in name.iter() {
+        for (i, &b) in label.iter().enumerate() {
+            let ok = b.is_ascii_alphanumeric()
+                || b == b'_'
+                || (b == b'-' && i > 0)
+                || (b == b'*' && i == 0);
+            if !ok {
+                return None;
+            }
+            s.push(b.to_ascii_lowercase() as char);
+        }
+        s.push('.');
+    }
+    if s.is_empty() {
+        s.push('.');
+    }
+    Some(s)
 }
 
 /// What a plugin (or the chain) produced for a request: CoreDNS's write-or-return rule as a value.
@@ -166,6 +203,15 @@ pub enum Outcome {
     },
     /// Nothing is sent back (acl `drop`, erratic `drop`).
     Drop { plugin: &'static str },
+    /// A reply already in wire form and made the reply to this request (`wire::finalize`: ID,
+    /// opcode, OPT), so the server sends it as is — after truncating it when it is larger than
+    /// the client can take. `rcode` is its full response code. Cache hits and relayed upstream
+    /// replies travel this way; plugins that need the records call [`Outcome::decoded`].
+    Wire {
+        bytes: Vec<u8>,
+        rcode: ResponseCode,
+        plugin: &'static str,
+    },
 }
 
 impl Outcome {
@@ -180,6 +226,7 @@ impl Outcome {
         match self {
             Outcome::Reply { plugin, .. }
             | Outcome::Code { plugin, .. }
+            | Outcome::Wire { plugin, .. }
             | Outcome::Drop { plugin } => plugin,
         }
     }
@@ -187,7 +234,7 @@ impl Outcome {
     pub fn rcode(&self) -> Option<ResponseCode> {
         match self {
             Outcome::Reply { msg, .. } => Some(msg.metadata.response_code),
-            Outcome::Code { rcode, .. } => Some(*rcode),
+            Outcome::Code { rcode, .. } | Outcome::Wire { rcode, .. } => Some(*rcode),
             Outcome::Drop { .. } => None,
         }
     }
@@ -196,7 +243,69 @@ impl Outcome {
         match self {
             Outcome::Reply { msg, .. } => Some(msg),
             Outcome::Code { rcode, .. } => Some(req.reply_code(rcode)),
+            Outcome::Wire { bytes, rcode, .. } => Some(decode_wire(req, &bytes, rcode)),
             Outcome::Drop { .. } => None,
         }
+    }
+
+    /// The same outcome with a wire reply decoded into a [`Outcome::Reply`], for plugins that
+    /// read or change records (loadbalance, rewrite, rrl, log). Other outcomes are unchanged.
+    pub fn decoded(self, req: &Request) -> Outcome {
+        match self {
+            Outcome::Wire {
+                bytes,
+                rcode,
+                plugin,
+            } => Outcome::Reply {
+                msg: decode_wire(req, &bytes, rcode),
+                plugin,
+            },
+            other => other,
+        }
+    }
+}
+
+/// A wire reply as a `Message`; one that does not decode (a relayed upstream reply with an
+/// exotic record hickory rejects) is seen as an empty reply with its rcode.
+fn decode_wire(req: &Request, bytes: &[u8], rcode: ResponseCode) -> Message {
+    Message::from_vec(bytes).unwrap_or_else(|_| req.reply_code(rcode))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_lower_fqdn_is_hickorys_text() {
+        let names: &[&[&[u8]]] = &[
+            &[],
+            &[b"www", b"Example", b"ORG"],
+            &[b"_dns", b"_tcp", b"example", b"org"],
+            &[b"*", b"wild", b"example", b"org"],
+            &[b"a-b", b"c_d", b"x1"],
+            &[b"a*b", b"example"],
+            &[b"sp ace", b"example"],
+            &[b"dot.ted", b"example"],
+            &[b"UTF\xc3\xa9", b"example"],
+            &[b"\x00\xff", b"example"],
+        ];
+        for labels in names {
+            let n = Name::from_labels(labels.iter().copied()).unwrap();
+            let hickory = {
+                let mut t = n.to_lowercase().to_ascii();
+                if !t.ends_with('.') {
+                    t.push('.');
+                }
+                t
+            };
+            assert_eq!(lower_fqdn(&n), hickory, "{labels:?}");
+            if let Some(p) = plain_lower_fqdn(&n) {
+                assert_eq!(p, hickory, "{labels:?}");
+            }
+        }
+        let lead = Name::from_labels([&b"-lead"[..], &b"example"[..]]).unwrap();
+        assert_eq!(lower_fqdn(&lead), "\\-lead.example.");
+        assert!(plain_lower_fqdn(&lead).is_none());
+        assert!(plain_lower_fqdn(&Name::from_ascii("www.example.").unwrap()).is_some());
     }
 }

@@ -5,37 +5,34 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use hickory_proto::op::{Message, ResponseCode};
-use hickory_proto::rr::{DNSClass, RData, Record, RecordType};
+use hickory_proto::op::{OpCode, ResponseCode};
+use hickory_proto::rr::{DNSClass, RecordType};
 
 use crate::plugin::response::RespType;
 use crate::server::request::Request;
+use crate::server::wire::{self, Layout};
 
 /// CoreDNS's `MinimalDefaultTTL`: the TTL used when a message gives nothing better.
 pub(crate) const MINIMAL_DEFAULT_TTL: Duration = Duration::from_secs(5);
 
-/// The lowest TTL in `m` (answer, authority, additional except OPT), never above `max`. For a
+/// The lowest TTL in `buf` (answer, authority, additional except OPT), never above `max`. For a
 /// denial the SOA counts as min(SOA TTL, SOA MINIMUM) (RFC 2308 section 5). Types other than
 /// NoError/NameError/NoData and messages without records get [`MINIMAL_DEFAULT_TTL`].
-pub(crate) fn minimal_ttl(m: &Message, t: RespType, max: Duration) -> Duration {
+pub(crate) fn minimal_ttl(buf: &[u8], layout: &Layout, t: RespType, max: Duration) -> Duration {
     if !matches!(
         t,
         RespType::NoError | RespType::NameError | RespType::NoData
     ) {
         return MINIMAL_DEFAULT_TTL;
     }
-    let records = m
-        .answers
-        .iter()
-        .chain(m.authorities.iter())
-        .chain(m.additionals.iter())
-        .filter(|r| r.record_type() != RecordType::OPT);
     let denial = matches!(t, RespType::NameError | RespType::NoData);
     let mut min: Option<u64> = None;
-    for r in records {
-        let mut ttl = r.ttl as u64;
-        if denial && let RData::SOA(soa) = &r.data {
-            ttl = ttl.min(soa.minimum as u64);
+    for r in layout.rrs.iter().filter(|r| r.rtype != wire::T_OPT) {
+        let mut ttl = r.ttl(buf) as u64;
+        if denial && r.rtype == wire::T_SOA {
+            // scan checked the SOA's RDATA: two names, then 20 octets ending with MINIMUM.
+            let minimum = u32::from_be_bytes(buf[r.end - 4..r.end].try_into().unwrap_or([0; 4]));
+            ttl = ttl.min(minimum as u64);
         }
         min = Some(min.map_or(ttl, |m| m.min(ttl)));
     }
@@ -43,6 +40,50 @@ pub(crate) fn minimal_ttl(m: &Message, t: RespType, max: Duration) -> Duration {
         None => MINIMAL_DEFAULT_TTL,
         Some(s) => Duration::from_secs(s).min(max),
     }
+}
+
+/// Sets every record TTL in `buf` (OPT excepted) to `ttl`.
+pub(crate) fn set_ttls(buf: &mut [u8], layout: &Layout, ttl: u32) {
+    let t = ttl.to_be_bytes();
+    for r in layout.rrs.iter().filter(|r| r.rtype != wire::T_OPT) {
+        buf[r.ttl_at..r.ttl_at + 4].copy_from_slice(&t);
+    }
+}
+
+/// CoreDNS's `response.Typify` on a reply in wire form whose full response code is `rcode`.
+pub(crate) fn typify(buf: &[u8], layout: &Layout, rcode: ResponseCode) -> RespType {
+    match OpCode::from_u8(((wire::flags(buf) >> 11) & 0xf) as u8) {
+        OpCode::Update => return RespType::Update,
+        OpCode::Notify => return RespType::Meta,
+        _ => {}
+    }
+    if matches!(
+        RecordType::from(layout.qtype),
+        RecordType::AXFR | RecordType::IXFR
+    ) {
+        return RespType::Meta;
+    }
+    if layout.an > 0 && rcode == ResponseCode::NoError {
+        return RespType::NoError;
+    }
+    let soa = layout.authorities().iter().any(|r| r.rtype == wire::T_SOA);
+    let ns = layout.authorities().iter().any(|r| r.rtype == wire::T_NS);
+    if soa && rcode == ResponseCode::NoError {
+        return RespType::NoData;
+    }
+    if soa && rcode == ResponseCode::NXDomain {
+        return RespType::NameError;
+    }
+    if rcode == ResponseCode::ServFail {
+        return RespType::ServerError;
+    }
+    if ns && rcode == ResponseCode::NoError {
+        return RespType::Delegation;
+    }
+    if rcode == ResponseCode::NoError {
+        return RespType::NoError;
+    }
+    RespType::OtherError
 }
 
 /// Which of the two caches an entry lives in (the `type` metric label).
@@ -90,7 +131,7 @@ struct Freq {
     hits: u32,
 }
 
-/// One cached reply.
+/// One cached reply, kept as the bytes it is answered with.
 #[derive(Debug)]
 pub(crate) struct Item {
     name: String,
@@ -101,11 +142,13 @@ pub(crate) struct Item {
 
     pub(crate) kind: Kind,
     pub(crate) rcode: ResponseCode,
-    authentic_data: bool,
-    recursion_available: bool,
-    answers: Vec<Record>,
-    authorities: Vec<Record>,
-    additionals: Vec<Record>,
+    /// The reply as stored: ID 0, no OPT record, the question's name in lower case, the flags
+    /// as received, every TTL the stored TTL.
+    wire: Box<[u8]>,
+    /// Offsets of the TTL fields in `wire`.
+    ttls: Box<[u16]>,
+    /// End of the question's name in `wire`.
+    qname_end: usize,
 
     /// The TTL the entry was stored with, in seconds.
     pub(crate) orig_ttl: u32,
@@ -119,39 +162,51 @@ pub(crate) struct Item {
 }
 
 impl Item {
+    /// An entry for `key` from `reply` (laid out as `layout`, its TTLs already the entry's).
+    /// `None` when the reply's OPT record is not its last record (not worth storing).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         key: &Key<'_>,
-        m: &Message,
+        reply: &[u8],
+        layout: &Layout,
+        rcode: ResponseCode,
         kind: Kind,
         now: Instant,
         ttl: Duration,
         server: std::sync::Arc<str>,
-    ) -> Self {
-        let keep = |rs: &[Record]| -> Vec<Record> {
-            rs.iter()
-                .filter(|r| r.record_type() != RecordType::OPT)
-                .cloned()
-                .collect()
-        };
-        Item {
+    ) -> Option<Self> {
+        let mut w = reply[..layout.end].to_vec();
+        let mut rrs = &layout.rrs[..];
+        if let Some(i) = layout.opt {
+            if i + 1 != rrs.len() {
+                return None;
+            }
+            w.truncate(rrs[i].start);
+            let ar = wire::u16_at(&w, 10) - 1;
+            w[10..12].copy_from_slice(&ar.to_be_bytes());
+            rrs = &rrs[..i];
+        }
+        w[0] = 0;
+        w[1] = 0;
+        wire::lowercase_qname(&mut w, layout);
+        let ttls = rrs.iter().map(|r| r.ttl_at as u16).collect();
+        Some(Item {
             name: key.name.to_string(),
             qtype: key.qtype,
             qclass: key.qclass,
             do_bit: key.do_bit,
             cd: key.cd,
             kind,
-            rcode: m.metadata.response_code,
-            authentic_data: m.metadata.authentic_data,
-            recursion_available: m.metadata.recursion_available,
-            answers: keep(&m.answers),
-            authorities: keep(&m.authorities),
-            additionals: keep(&m.additionals),
+            rcode,
+            wire: w.into_boxed_slice(),
+            ttls,
+            qname_end: layout.qname_end,
             orig_ttl: ttl.as_secs().min(u32::MAX as u64) as u32,
             stored: now,
             server,
             freq: Mutex::new(Freq::default()),
             refreshing: AtomicBool::new(false),
-        }
+        })
     }
 
     /// Whether this entry answers exactly `key` (guards against hash collisions).
@@ -199,37 +254,36 @@ impl Item {
         f.hits = hits;
     }
 
-    /// The reply to `req` from this entry, every record with `ttl`. AA is set (as CoreDNS does
-    /// for answers from its cache); AD only when the client asked for DNSSEC (DO) or set AD.
-    pub(crate) fn to_msg(&self, req: &Request, ttl: u32, do_bit: bool, ad: bool) -> Message {
-        let mut m = req.reply();
-        m.metadata.authoritative = true;
-        m.metadata.authentic_data = self.authentic_data && (do_bit || ad);
-        m.metadata.recursion_available = self.recursion_available;
-        m.metadata.response_code = self.rcode;
-        m.answers = with_ttl(&self.answers, ttl);
-        m.authorities = with_ttl(&self.authorities, ttl);
-        m.additionals = with_ttl(&self.additionals, ttl);
-        m
-    }
-}
-
-fn with_ttl(rs: &[Record], ttl: u32) -> Vec<Record> {
-    rs.iter()
-        .map(|r| {
-            let mut r = r.clone();
-            r.ttl = ttl;
-            r
-        })
-        .collect()
-}
-
-/// Sets every record TTL in `rs` (OPT excepted) to `ttl`.
-pub(crate) fn set_ttls(rs: &mut [Record], ttl: u32) {
-    for r in rs.iter_mut() {
-        if r.record_type() != RecordType::OPT {
-            r.ttl = ttl;
+    /// The reply to `req` from this entry, in wire form and finalized for `req`, every record
+    /// with `ttl`: the stored bytes with the request's ID, opcode, RD and CD and the case of its
+    /// question; AA set (as CoreDNS does for answers from its cache); AD only when the client
+    /// asked for DNSSEC (DO) or set AD; an OPT record when the request had EDNS.
+    pub(crate) fn reply(&self, req: &Request, ttl: u32, do_bit: bool, ad: bool) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.wire.len() + wire::OPT_SIZE);
+        out.extend_from_slice(&self.wire);
+        wire::copy_qname_case(&mut out[wire::HEADER..self.qname_end], req.qname());
+        let stored = wire::flags(&out);
+        let q = &req.msg.metadata;
+        let mut f = wire::QR | wire::AA | (u16::from(u8::from(q.op_code)) << 11);
+        f |= stored & (wire::RA | 0x000f);
+        if q.recursion_desired {
+            f |= wire::RD;
         }
+        if q.checking_disabled {
+            f |= wire::CD;
+        }
+        if stored & wire::AD != 0 && (do_bit || ad) {
+            f |= wire::AD;
+        }
+        wire::set_flags(&mut out, f);
+        out[0..2].copy_from_slice(&req.id().to_be_bytes());
+        let t = ttl.to_be_bytes();
+        for &at in self.ttls.iter() {
+            let at = at as usize;
+            out[at..at + 4].copy_from_slice(&t);
+        }
+        wire::add_opt(req, &mut out);
+        out
     }
 }
 

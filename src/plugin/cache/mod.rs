@@ -23,15 +23,16 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
+use hickory_proto::op::{Message, OpCode, ResponseCode};
 use hickory_proto::rr::RecordType;
 use moka::notification::RemovalCause;
 use moka::policy::EvictionPolicy;
 
-use crate::plugin::response::{RespType, typify};
+use crate::plugin::response::RespType;
 use crate::plugin::zones::in_zone;
 use crate::plugin::{Next, Plugin};
 use crate::server::request::{Outcome, Proto, Request};
+use crate::server::wire::{self, Layout};
 use item::{Item, Key, Kind, RefreshGuard};
 
 pub use setup::setup;
@@ -342,25 +343,47 @@ impl Inner {
     }
 
     /// Runs what followed the cache for `req` and stores the result; the client gets the result.
-    /// Handles what CoreDNS's caching ResponseWriter does on WriteMsg.
+    /// Handles what CoreDNS's caching ResponseWriter does on WriteMsg. Replies are handled in
+    /// wire form: a decoded reply is encoded here once (the server would encode it anyway),
+    /// stored as bytes, and handed on as the bytes the server sends.
     fn process(&self, req: &Request, out: Outcome, mode: Mode) -> Outcome {
-        let (mut msg, plugin, was_code) = match out {
-            Outcome::Reply { msg, plugin } => (msg, plugin, false),
+        let (bytes, plugin, was_code) = match out {
+            Outcome::Wire { bytes, plugin, .. } => (bytes, plugin, false),
+            Outcome::Reply { msg, plugin } => match encode_plain(req, msg) {
+                Ok(b) => (b, plugin, false),
+                Err(msg) => return Outcome::Reply { msg: *msg, plugin },
+            },
             // A SERVFAIL without a reply is cached as the empty SERVFAIL reply the server writes.
             Outcome::Code {
                 rcode: ResponseCode::ServFail,
                 plugin,
-            } => (req.reply_code(ResponseCode::ServFail), plugin, true),
+            } => match encode_plain(req, req.reply_code(ResponseCode::ServFail)) {
+                Ok(b) => (b, plugin, true),
+                Err(_) => return Outcome::code(ResponseCode::ServFail, plugin),
+            },
             other => return other,
         };
-        let t = typify(&msg);
+        let Some(layout) = wire::scan(&bytes) else {
+            // Not a well-formed reply (cannot come from exdns's own encoder): passed on uncached.
+            let rcode = ResponseCode::from_low(wire::header_rcode(&bytes) as u8);
+            return Outcome::Wire {
+                bytes,
+                rcode,
+                plugin,
+            };
+        };
+        let mut bytes = bytes;
+        let rcode = wire::rcode(&bytes, &layout);
+        let t = item::typify(&bytes, &layout, rcode);
         let cfg = &self.cfg;
         let duration = match t {
             RespType::NameError | RespType::NoData => {
-                item::minimal_ttl(&msg, t, cfg.nttl).clamp_between(cfg.minnttl, cfg.nttl)
+                item::minimal_ttl(&bytes, &layout, t, cfg.nttl).clamp_between(cfg.minnttl, cfg.nttl)
             }
             RespType::ServerError => cfg.failttl,
-            _ => item::minimal_ttl(&msg, t, cfg.pttl).clamp_between(cfg.minpttl, cfg.pttl),
+            _ => {
+                item::minimal_ttl(&bytes, &layout, t, cfg.pttl).clamp_between(cfg.minpttl, cfg.pttl)
+            }
         };
 
         // The client sees the TTL the entry gets (no 1799 -> 8 jumps between miss and hit).
@@ -373,15 +396,13 @@ impl Inner {
                 | RespType::ServerError
         ) {
             let ttl = duration.as_secs().min(u32::MAX as u64) as u32;
-            item::set_ttls(&mut msg.answers, ttl);
-            item::set_ttls(&mut msg.authorities, ttl);
-            item::set_ttls(&mut msg.additionals, ttl);
+            item::set_ttls(&mut bytes, &layout, ttl);
         }
 
         let skip_failure = mode == Mode::Refresh && t == RespType::ServerError;
-        if cacheable(&msg, t) && !duration.is_zero() && !skip_failure {
-            if reply_matches(req, &msg) {
-                self.store(req, &msg, t, duration);
+        if cacheable(&bytes, &layout, t) && !duration.is_zero() && !skip_failure {
+            if reply_matches(req, &bytes, &layout) {
+                self.store(req, &bytes, &layout, rcode, t, duration);
             } else {
                 metrics::DROPS
                     .with_label_values(&[&*req.server, &self.zones_label, VIEW])
@@ -398,12 +419,22 @@ impl Inner {
         if mode == Mode::Client && !req.do_bit() && !req.msg.metadata.authentic_data {
             // The client did not ask for DNSSEC: the data can't be authenticated (RFC 6840 5.7-5.8
             // keeps AD for clients that set AD).
-            msg.metadata.authentic_data = false;
+            let f = wire::flags(&bytes) & !wire::AD;
+            wire::set_flags(&mut bytes, f);
         }
-        Outcome::Reply { msg, plugin }
+        wire::finalize_or_decode(req, bytes, &layout, rcode, plugin)
     }
 
-    fn store(&self, req: &Request, msg: &Message, t: RespType, duration: Duration) {
+    #[allow(clippy::too_many_arguments)]
+    fn store(
+        &self,
+        req: &Request,
+        buf: &[u8],
+        layout: &Layout,
+        rcode: ResponseCode,
+        t: RespType,
+        duration: Duration,
+    ) {
         let kind = match t {
             RespType::NoError | RespType::Delegation => Kind::Success,
             RespType::NameError | RespType::NoData | RespType::ServerError => Kind::Denial,
@@ -419,8 +450,19 @@ impl Inner {
         let k = Key::of(req);
         let h = self.hash(&k);
         let now = (self.clock)();
-        let item = Arc::new(Item::new(&k, msg, kind, now, duration, req.server.clone()));
-        self.store_for(kind).insert(h, item);
+        let Some(item) = Item::new(
+            &k,
+            buf,
+            layout,
+            rcode,
+            kind,
+            now,
+            duration,
+            req.server.clone(),
+        ) else {
+            return;
+        };
+        self.store_for(kind).insert(h, Arc::new(item));
         if kind == Kind::Success {
             // A fresh positive answer supersedes a denial (or SERVFAIL) stored for the same key.
             self.ncache.invalidate(&h);
@@ -470,27 +512,24 @@ impl Inner {
 }
 
 /// Replies the cache may store (CoreDNS's `key()` rules plus RFC 2308's "no SOA, no caching").
-fn cacheable(msg: &Message, t: RespType) -> bool {
-    if msg.metadata.truncation {
+fn cacheable(buf: &[u8], layout: &Layout, t: RespType) -> bool {
+    if wire::flags(buf) & wire::TC != 0 {
         return false;
     }
     match t {
         RespType::OtherError | RespType::Meta | RespType::Update => false,
         // NOERROR with an empty answer and neither SOA nor NS: a NODATA without SOA.
-        RespType::NoError => !msg.answers.is_empty(),
+        RespType::NoError => layout.an > 0,
         _ => true,
     }
 }
 
 /// CoreDNS's `request.Match`: the reply is a response to this question.
-fn reply_matches(req: &Request, msg: &Message) -> bool {
-    if msg.queries.len() != 1 || msg.metadata.message_type != MessageType::Response {
-        return false;
-    }
-    let q = &msg.queries[0];
-    q.query_type() == req.qtype()
-        && q.query_class() == req.qclass()
-        && crate::server::request::lower_fqdn(q.name()) == req.name
+fn reply_matches(req: &Request, buf: &[u8], layout: &Layout) -> bool {
+    wire::flags(buf) & wire::QR != 0
+        && layout.qtype == u16::from(req.qtype())
+        && layout.qclass == u16::from(req.qclass())
+        && wire::qname_is(buf, layout, req.qname())
 }
 
 trait ClampBetween {
@@ -537,8 +576,8 @@ impl Plugin for Cache {
                 let out = next.serve(req).await;
                 let refreshed = matches!(
                     &out,
-                    Outcome::Reply { msg, .. }
-                        if matches!(msg.metadata.response_code, ResponseCode::NoError | ResponseCode::NXDomain)
+                    Outcome::Reply { .. } | Outcome::Wire { .. }
+                        if matches!(out.rcode(), Some(ResponseCode::NoError | ResponseCode::NXDomain))
                 );
                 if refreshed {
                     return inner.process(req, out, Mode::Client);
@@ -556,12 +595,29 @@ impl Plugin for Cache {
         if inner.cfg.keepttl {
             reply_ttl = item.orig_ttl as i64;
         }
-        let msg = item.to_msg(
+        let bytes = item.reply(
             req,
             reply_ttl.clamp(0, u32::MAX as i64) as u32,
             k.do_bit,
             req.msg.metadata.authentic_data,
         );
-        Outcome::reply(msg, "cache")
+        Outcome::Wire {
+            bytes,
+            rcode: item.rcode,
+            plugin: "cache",
+        }
     }
+}
+
+/// `msg` as a reply in wire form, before the server's finishing (the request's question when
+/// the plugin left it out; its OPT record, if any, kept for the extended rcode). `Err` gives the
+/// message back when it cannot be encoded or has no single question.
+fn encode_plain(req: &Request, mut msg: Message) -> Result<Vec<u8>, Box<Message>> {
+    if msg.queries.is_empty() {
+        msg.queries = req.msg.queries.clone();
+    }
+    if msg.queries.len() != 1 {
+        return Err(Box::new(msg));
+    }
+    crate::server::query::to_wire(&msg).map_err(|_| Box::new(msg))
 }

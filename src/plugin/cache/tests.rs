@@ -5,7 +5,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 
-use hickory_proto::op::{Edns, Query};
+use hickory_proto::op::{Edns, Message, MessageType, Query};
 use hickory_proto::rr::rdata::{A, NS, SOA};
 use hickory_proto::rr::{DNSClass, Name, RData, Record};
 
@@ -147,6 +147,7 @@ impl Harness {
 fn msg(o: Outcome) -> Message {
     match o {
         Outcome::Reply { msg, .. } => msg,
+        Outcome::Wire { bytes, .. } => Message::from_vec(&bytes).expect("wire reply decodes"),
         other => panic!("expected a reply, got {other:?}"),
     }
 }

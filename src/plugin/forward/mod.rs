@@ -34,12 +34,13 @@ use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use hickory_proto::op::{Message, MessageType, ResponseCode};
+use hickory_proto::op::ResponseCode;
 
 use crate::plugin::names::type_name;
 use crate::plugin::zones::in_zone;
 use crate::plugin::{Next, Plugin};
 use crate::server::request::{Outcome, Proto, Request};
+use crate::server::wire::{self, Layout};
 
 pub use dot::Limits;
 pub use pin::{LinkState, Pin, PinError};
@@ -306,7 +307,7 @@ impl Forward {
         let max_fails = self.cfg.max_fails;
         let (mut i, mut fails, mut attempts, mut failed_over) = (0usize, 0usize, 0usize, 0usize);
         let mut last_err: Option<String> = None;
-        let mut last_failover: Option<Message> = None;
+        let mut last_failover: Option<UpstreamReply> = None;
 
         while tokio::time::Instant::now() < deadline && attempts < 2 * n {
             if i >= n {
@@ -348,8 +349,8 @@ impl Forward {
                 }
                 break r;
             };
-            let reply = result.and_then(|buf| decode_reply(&buf));
-            let mut reply = match reply {
+            let reply = result.and_then(UpstreamReply::parse);
+            let reply = match reply {
                 Ok(m) => m,
                 Err(ExchangeError::Pin(_)) => {
                     // Fail closed: nothing is tried elsewhere. Pin::check logged it
@@ -369,9 +370,9 @@ impl Forward {
                     break;
                 }
             };
-            up.observe(reply.metadata.response_code, start.elapsed());
+            up.observe(reply.rcode, start.elapsed());
 
-            if !check_reply(req, &mut reply) {
+            if !reply.answers(req) {
                 tracing::debug!(
                     "wrong reply from {} for {} {}",
                     up.display(),
@@ -381,7 +382,7 @@ impl Forward {
                 return Outcome::reply(req.reply_code(ResponseCode::FormErr), NAME);
             }
 
-            let rcode = u16::from(reply.metadata.response_code);
+            let rcode = u16::from(reply.rcode);
             if self.cfg.failover_rcodes.contains(&rcode) && failed_over + 1 < n {
                 // Try the next upstream; once every upstream gave a failover rcode, the last
                 // reply is returned.
@@ -396,11 +397,11 @@ impl Forward {
                 return next.serve(req).await;
             }
 
-            return Outcome::reply(reply, NAME);
+            return reply.relay(req);
         }
 
         if let Some(reply) = last_failover {
-            return Outcome::reply(reply, NAME);
+            return reply.relay(req);
         }
         let why = last_err.unwrap_or_else(|| "no healthy upstreams".to_string());
         self.log_failure(req, &why);
@@ -408,37 +409,51 @@ impl Forward {
     }
 }
 
-/// Decodes an upstream's raw reply (its ID was already matched by the transport: see
-/// [`reply_id_matches`]). Undecodable bytes count as a failed exchange.
-pub fn decode_reply(buf: &[u8]) -> Result<Message, ExchangeError> {
-    Message::from_vec(buf).map_err(|e| ExchangeError::Io(format!("bad reply: {e}")))
+/// An upstream's raw reply, checked in place (its ID was already matched by the transport: see
+/// [`reply_id_matches`]). It is relayed as it came — rcode, flags, every section and the OPT
+/// record's options — with only the client's ID and OPT parameters put in (`wire::finalize`);
+/// nothing is decoded.
+#[derive(Debug)]
+pub struct UpstreamReply {
+    pub bytes: Vec<u8>,
+    pub layout: Layout,
+    /// The full response code (with the OPT record's extended bits).
+    pub rcode: ResponseCode,
+}
+
+impl UpstreamReply {
+    /// Checks the reply's structure ([`wire::scan`]): a malformed reply counts as a failed
+    /// exchange.
+    pub fn parse(bytes: Vec<u8>) -> Result<Self, ExchangeError> {
+        let layout = wire::scan(&bytes)
+            .ok_or_else(|| ExchangeError::Io("bad reply: malformed message".to_string()))?;
+        let rcode = wire::rcode(&bytes, &layout);
+        Ok(UpstreamReply {
+            bytes,
+            layout,
+            rcode,
+        })
+    }
+
+    /// CoreDNS's `request.Match`: a response whose one question is `req`'s name (any case) and
+    /// type. When it is not, the client gets FORMERR, as from CoreDNS.
+    pub fn answers(&self, req: &Request) -> bool {
+        req.msg.queries.len() == 1
+            && wire::flags(&self.bytes) & wire::QR != 0
+            && self.layout.qtype == u16::from(req.qtype())
+            && wire::qname_is(&self.bytes, &self.layout, req.qname())
+    }
+
+    /// The reply for the client: the upstream's bytes with the client's ID and OPT parameters.
+    pub fn relay(self, req: &Request) -> Outcome {
+        wire::finalize_or_decode(req, self.bytes, &self.layout, self.rcode, NAME)
+    }
 }
 
 /// Whether `buf` can be the reply to a query sent with ID `id`: a full header with that ID.
 /// Datagrams that fail this are stale or spoofed and are skipped.
 pub fn reply_id_matches(buf: &[u8], id: u16) -> bool {
     buf.len() >= 12 && buf[..2] == id.to_be_bytes()
-}
-
-/// Makes a decoded upstream reply the reply to `req`: `false` when it does not answer `req`'s
-/// question ([`question_matches`]) — the client then gets FORMERR, as from CoreDNS; else the
-/// client's ID is restored.
-pub fn check_reply(req: &Request, reply: &mut Message) -> bool {
-    if !question_matches(req, reply) {
-        return false;
-    }
-    reply.metadata.id = req.id();
-    true
-}
-
-/// CoreDNS's `request.Match`: a response with one question of the asked name (any case) and
-/// type.
-pub fn question_matches(req: &Request, reply: &Message) -> bool {
-    reply.metadata.message_type == MessageType::Response
-        && reply.queries.len() == 1
-        && req.msg.queries.len() == 1
-        && reply.queries[0].name() == req.qname()
-        && reply.queries[0].query_type() == req.qtype()
 }
 
 /// Counts a query against `max_concurrent` while alive.

@@ -31,7 +31,7 @@ impl Plugin for LoadBalance {
     }
 
     async fn serve(&self, req: &Request, next: Next<'_>) -> Outcome {
-        match next.serve(req).await {
+        match next.serve(req).await.decoded(req) {
             Outcome::Reply { mut msg, plugin } => {
                 shuffle_message(&mut msg, &mut rand::rng());
                 Outcome::Reply { msg, plugin }

@@ -133,9 +133,9 @@ impl Plugin for Log {
         let written;
         let reply = match &out {
             Outcome::Reply { msg, .. } => Some(msg),
-            Outcome::Code { rcode, .. } => {
-                written = req.reply_code(*rcode);
-                Some(&written)
+            Outcome::Code { .. } | Outcome::Wire { .. } => {
+                written = out.clone().into_message(req);
+                written.as_ref()
             }
             Outcome::Drop { .. } => None,
         };

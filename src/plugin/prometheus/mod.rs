@@ -4,14 +4,12 @@
 //! [`crate::server::ops::Ops`] serves `/metrics`) and adds a handler that calls the rest of the
 //! chain, then records CoreDNS's `coredns_dns_*` families for the request and its outcome.
 
-use std::cell::RefCell;
 use std::sync::LazyLock;
 use std::time::Instant;
 
 use async_trait::async_trait;
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
-use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 use prometheus::IntCounterVec;
 
 use crate::metrics::{
@@ -96,6 +94,12 @@ pub fn report(req: &Request, out: &Outcome, start: Instant) {
             (msg.metadata.response_code, *plugin, reply_size(req, msg))
         }
         Outcome::Code { rcode, .. } => (*rcode, "", reply_size(req, &req.reply_code(*rcode))),
+        // Already the bytes the server sends, but for truncation.
+        Outcome::Wire {
+            bytes,
+            rcode,
+            plugin,
+        } => (*rcode, *plugin, bytes.len().min(req.max_reply_size())),
     };
     RESPONSE_SIZE
         .with_label_values(&[server, zone, VIEW, proto])
@@ -107,21 +111,9 @@ pub fn report(req: &Request, out: &Outcome, start: Instant) {
 
 /// The size of `msg` on the wire as the server will send it: encoded (with name compression),
 /// plus the OPT record the server adds when the query had EDNS, capped at the client's UDP size
-/// (the server truncates larger UDP replies). Encodes into a per-thread buffer, so no allocation
-/// once the buffer has grown.
+/// (the server truncates larger UDP replies).
 pub fn reply_size(req: &Request, msg: &Message) -> usize {
-    thread_local! {
-        static BUF: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(4096));
-    }
-    let encoded = BUF.with(|buf| {
-        let mut buf = buf.borrow_mut();
-        buf.clear();
-        let mut enc = BinEncoder::new(&mut buf);
-        match msg.emit(&mut enc) {
-            Ok(()) => buf.len(),
-            Err(_) => 0,
-        }
-    });
+    let encoded = crate::server::query::to_wire(msg).map_or(0, |b| b.len());
     let mut size = encoded;
     if msg.edns.is_none() && req.msg.edns.is_some() {
         size += OPT_RR_SIZE;

@@ -156,6 +156,7 @@ impl Plugin for Rewrite {
         if !revert {
             return out;
         }
+        let out = out.decoded(&rw.req);
         match out {
             Outcome::Reply { mut msg, plugin } => {
                 revert_reply(req, &rw.req, &mut msg, &rw.responses, next).await;
@@ -240,7 +241,7 @@ async fn rewrite_cname_targets(
         let mut lookup = rewritten.clone();
         lookup.msg.queries[0].set_name(to.clone());
         lookup.name = lower_fqdn(&to);
-        return match next.serve(&lookup).await {
+        return match next.serve(&lookup).await.decoded(&lookup) {
             Outcome::Reply { msg: up, .. } => up
                 .answers
                 .into_iter()

@@ -466,7 +466,8 @@ impl Plugin for Rrl {
                 return Outcome::Drop { plugin: NAME };
             }
         }
-        let out = next.serve(req).await;
+        // The reply's records decide its category (the zone of a denial, a referral's zone).
+        let out = next.serve(req).await.decoded(req);
         let t = match &out {
             Outcome::Reply { msg, .. } => response_type(msg),
             Outcome::Code { rcode, .. } => {
@@ -476,7 +477,7 @@ impl Plugin for Rrl {
                     RType::Error
                 }
             }
-            Outcome::Drop { .. } => return out,
+            Outcome::Drop { .. } | Outcome::Wire { .. } => return out,
         };
         let interval = self.cfg.interval(t);
         if interval == 0 {

@@ -150,7 +150,9 @@ impl Rig {
                     assert_eq!(msg.queries.len(), 1, "the question is kept");
                     slipped += 1;
                 }
-                Outcome::Reply { .. } | Outcome::Code { .. } => answered += 1,
+                Outcome::Reply { .. } | Outcome::Code { .. } | Outcome::Wire { .. } => {
+                    answered += 1
+                }
             }
         }
         (answered, slipped, dropped)

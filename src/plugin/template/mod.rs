@@ -330,7 +330,7 @@ impl Plugin for TemplatePlugin {
                 sub.msg.queries[0].set_name(target);
                 sub.msg.metadata.recursion_desired = true;
                 sub.name = lower_fqdn(sub.msg.queries[0].name());
-                if let Outcome::Reply { msg: up, .. } = next.serve(&sub).await {
+                if let Outcome::Reply { msg: up, .. } = next.serve(&sub).await.decoded(&sub) {
                     msg.metadata.truncation = up.metadata.truncation;
                     msg.answers.extend(up.answers);
                 }

@@ -1,0 +1,362 @@
+//! The wire paths must give the client exactly what the decoded path gives: every case below is
+//! encoded both ways and compared.
+
+use std::net::SocketAddr;
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, NS, SOA, TXT};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+
+use super::*;
+use crate::server::query::encode_reply;
+use crate::server::request::{Proto, Request};
+
+fn name(s: &str) -> Name {
+    Name::from_ascii(s).unwrap()
+}
+
+fn request(qname: &str, qtype: RecordType, edns: Option<(u16, bool)>, proto: Proto) -> Request {
+    let mut m = Message::new(0xbeef, MessageType::Query, OpCode::Query);
+    m.metadata.recursion_desired = true;
+    m.add_query(Query::query(name(qname), qtype));
+    if let Some((size, dnssec_ok)) = edns {
+        let mut e = Edns::new();
+        e.set_max_payload(size);
+        e.set_dnssec_ok(dnssec_ok);
+        m.edns = Some(e);
+    }
+    let size = m.to_vec().unwrap().len();
+    let a: SocketAddr = "127.0.0.1:5300".parse().unwrap();
+    Request::new(m, a, a, proto, size)
+}
+
+/// A reply from "upstream": another ID, the question in another case, `n` A records, an SOA
+/// and NS in authority, glue, and an OPT record when `opt` is set.
+fn reply(req: &Request, n: usize, rcode: ResponseCode, opt: Option<u16>) -> Message {
+    let mut m = Message::new(7, MessageType::Response, OpCode::Query);
+    m.metadata.recursion_available = true;
+    m.metadata.recursion_desired = true;
+    m.metadata.authentic_data = true;
+    m.metadata.response_code = rcode;
+    let q = req.msg.queries[0].clone();
+    let owner = Name::from_ascii(q.name().to_ascii().to_uppercase()).unwrap();
+    m.add_query(Query::query(owner.clone(), q.query_type()));
+    for i in 0..n {
+        m.add_answer(Record::from_rdata(
+            owner.clone(),
+            300,
+            RData::A(A::new(10, 0, (i / 250) as u8, (i % 250) as u8)),
+        ));
+    }
+    let zone = name("example.org.");
+    m.add_authority(Record::from_rdata(
+        zone.clone(),
+        60,
+        RData::SOA(SOA::new(
+            name("ns1.example.org."),
+            name("hostmaster.example.org."),
+            1,
+            7200,
+            1800,
+            86400,
+            30,
+        )),
+    ));
+    m.add_authority(Record::from_rdata(
+        zone.clone(),
+        60,
+        RData::NS(NS(name("ns1.example.org."))),
+    ));
+    m.add_additional(Record::from_rdata(
+        name("ns1.example.org."),
+        60,
+        RData::AAAA(AAAA::new(0xfd00, 0, 0, 0, 0, 0, 0, 1)),
+    ));
+    if let Some(size) = opt {
+        let mut e = Edns::new();
+        e.set_max_payload(size);
+        m.edns = Some(e);
+    }
+    m
+}
+
+/// Both ways: `encode_reply` on the decoded reply, `finalize` + `fit` on its bytes (encoded by
+/// the same encoder, so that both make the same truncation decision).
+fn both(req: &Request, reply: Message) -> (Vec<u8>, Vec<u8>) {
+    let bytes = crate::server::query::to_wire(&reply).unwrap();
+    let layout = scan(&bytes).expect("scan");
+    let decoded = encode_reply(req, Message::from_vec(&bytes).unwrap());
+    let wire = fit(req, finalize(req, bytes, &layout).expect("finalize"));
+    (decoded, wire)
+}
+
+fn same(req: &Request, reply: Message) {
+    let (decoded, wire) = both(req, reply);
+    let d = Message::from_vec(&decoded).unwrap();
+    let w = Message::from_vec(&wire).unwrap();
+    assert_eq!(d, w, "decoded path vs wire path");
+    assert_eq!(decoded.len(), wire.len());
+}
+
+#[test]
+fn finalize_matches_encode_reply() {
+    for proto in [Proto::Udp, Proto::Tcp] {
+        for edns in [
+            None,
+            Some((512, false)),
+            Some((1232, true)),
+            Some((4096, false)),
+        ] {
+            for opt in [None, Some(4096)] {
+                for n in [0, 1, 5, 40, 200] {
+                    for rcode in [ResponseCode::NoError, ResponseCode::NXDomain] {
+                        let req = request("www.Example.org.", RecordType::A, edns, proto);
+                        same(&req, reply(&req, n, rcode, opt));
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn truncation_keeps_question_and_opt() {
+    let req = request(
+        "www.example.org.",
+        RecordType::A,
+        Some((512, true)),
+        Proto::Udp,
+    );
+    let (_, wire) = both(&req, reply(&req, 100, ResponseCode::NoError, None));
+    let m = Message::from_vec(&wire).unwrap();
+    assert!(m.metadata.truncation);
+    assert!(m.answers.is_empty() && m.authorities.is_empty() && m.additionals.is_empty());
+    assert_eq!(m.queries.len(), 1);
+    let e = m.edns.expect("OPT kept");
+    assert_eq!(e.max_payload(), 1232);
+    assert!(e.flags().dnssec_ok);
+    // Without EDNS: 512 bytes at most, no OPT.
+    let req = request("www.example.org.", RecordType::A, None, Proto::Udp);
+    let (_, wire) = both(&req, reply(&req, 40, ResponseCode::NoError, Some(4096)));
+    assert!(wire.len() <= 512);
+    let m = Message::from_vec(&wire).unwrap();
+    assert!(m.metadata.truncation && m.edns.is_none());
+    // Over TCP nothing is truncated.
+    let req = request("www.example.org.", RecordType::A, None, Proto::Tcp);
+    let (_, wire) = both(&req, reply(&req, 200, ResponseCode::NoError, None));
+    assert_eq!(Message::from_vec(&wire).unwrap().answers.len(), 200);
+}
+
+#[test]
+fn finalize_sets_id_qr_opcode_and_opt() {
+    let req = request(
+        "a.example.org.",
+        RecordType::A,
+        Some((1400, true)),
+        Proto::Udp,
+    );
+    let r = reply(&req, 1, ResponseCode::NoError, Some(4000));
+    let bytes = r.to_vec().unwrap();
+    let layout = scan(&bytes).unwrap();
+    let out = finalize(&req, bytes, &layout).unwrap();
+    assert_eq!(u16_at(&out, 0), 0xbeef);
+    assert!(flags(&out) & QR != 0);
+    let m = Message::from_vec(&out).unwrap();
+    let e = m.edns.unwrap();
+    assert_eq!(
+        (e.max_payload(), e.version(), e.flags().dnssec_ok),
+        (1232, 0, true)
+    );
+    assert_eq!(m.additionals.len(), 1, "glue kept, one OPT");
+}
+
+#[test]
+fn extended_rcode_without_edns_is_servfail() {
+    let req = request("a.example.org.", RecordType::A, None, Proto::Udp);
+    let r = reply(&req, 0, ResponseCode::BADCOOKIE, Some(1232));
+    let bytes = r.to_vec().unwrap();
+    let layout = scan(&bytes).unwrap();
+    assert_eq!(rcode(&bytes, &layout), ResponseCode::BADCOOKIE);
+    let out = finalize(&req, bytes, &layout).unwrap();
+    let m = Message::from_vec(&out).unwrap();
+    assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+    assert!(m.edns.is_none());
+}
+
+#[test]
+fn scan_finds_every_record() {
+    let req = request("www.example.org.", RecordType::MX, None, Proto::Udp);
+    let mut m = reply(&req, 2, ResponseCode::NoError, Some(1232));
+    m.add_answer(Record::from_rdata(
+        name("www.example.org."),
+        5,
+        RData::MX(MX::new(10, name("mail.example.org."))),
+    ));
+    m.add_answer(Record::from_rdata(
+        name("www.example.org."),
+        5,
+        RData::CNAME(CNAME(name("x.example.org."))),
+    ));
+    m.add_answer(Record::from_rdata(
+        name("www.example.org."),
+        5,
+        RData::TXT(TXT::new(vec!["hello".into()])),
+    ));
+    let bytes = m.to_vec().unwrap();
+    let l = scan(&bytes).unwrap();
+    assert_eq!((l.an, l.ns, l.rrs.len()), (5, 2, 9));
+    assert_eq!(l.opt, Some(8));
+    assert_eq!(l.end, bytes.len());
+    let types: Vec<u16> = l.rrs.iter().map(|r| r.rtype).collect();
+    assert_eq!(types, [1, 1, 15, 5, 16, 6, 2, 28, 41]);
+    assert_eq!(l.answers()[0].ttl(&bytes), 300);
+    assert_eq!(l.qtype, u16::from(RecordType::MX));
+    assert_eq!(l.qclass, u16::from(DNSClass::IN));
+    assert!(qname_is(&bytes, &l, &name("WWW.example.ORG.")));
+    assert!(!qname_is(&bytes, &l, &name("ww.example.org.")));
+    assert!(!qname_is(&bytes, &l, &name("www.example.org.x.")));
+}
+
+#[test]
+fn scan_rejects_malformed() {
+    let req = request("www.example.org.", RecordType::A, None, Proto::Udp);
+    let good = reply(&req, 1, ResponseCode::NoError, Some(1232))
+        .to_vec()
+        .unwrap();
+    assert!(scan(&good).is_some());
+    // Every strict prefix is cut inside some record.
+    for cut in 0..good.len() {
+        assert!(scan(&good[..cut]).is_none(), "prefix of {cut} bytes");
+    }
+    // A pointer to itself or forwards: rejected (no loops).
+    let mut bad = good.clone();
+    let first_rr = 12 + 17 + 4; // header, "www.example.org." (17 bytes), type and class
+    bad[first_rr] = 0xc0;
+    bad[first_rr + 1] = first_rr as u8;
+    assert!(scan(&bad).is_none());
+    // An A record of 3 bytes.
+    let mut m = Message::from_vec(&good).unwrap();
+    m.answers.clear();
+    let mut bytes = m.to_vec().unwrap();
+    let an_at = bytes.len();
+    bytes.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 5, 0, 3, 1, 2, 3]);
+    bytes[7] = 1; // ANCOUNT (answers come first in a real message; the scan reads in order)
+    let _ = an_at;
+    assert!(scan(&bytes).is_none());
+    // Two questions.
+    let mut two = good.clone();
+    two[5] = 2;
+    assert!(scan(&two).is_none());
+    // A label type 0x40 / 0x80 is reserved.
+    let mut reserved = good;
+    reserved[12] = 0x43;
+    assert!(scan(&reserved).is_none());
+}
+
+#[test]
+fn copy_qname_case_restores_the_clients_case() {
+    let req = request("WwW.ExAmple.org.", RecordType::A, None, Proto::Udp);
+    let r = reply(&req, 1, ResponseCode::NoError, None);
+    let mut bytes = r.to_vec().unwrap();
+    let l = scan(&bytes).unwrap();
+    lowercase_qname(&mut bytes, &l);
+    assert_eq!(&bytes[12..l.qname_end], b"\x03www\x07example\x03org\x00");
+    copy_qname_case(&mut bytes[12..l.qname_end], req.qname());
+    assert_eq!(&bytes[12..l.qname_end], b"\x03WwW\x07ExAmple\x03org\x00");
+}
+
+/// The fast encoder and hickory's give the same message (compression may differ, never the
+/// content), and the fast one is never longer.
+#[test]
+fn encoder_matches_hickory() {
+    use hickory_proto::rr::rdata::{PTR, SRV};
+    for n in [0usize, 1, 3, 30] {
+        for edns in [None, Some((1232, true))] {
+            let req = request("Www.Example.org.", RecordType::A, edns, Proto::Udp);
+            let mut m = reply(&req, n, ResponseCode::NoError, edns.map(|e| e.0));
+            m.add_answer(Record::from_rdata(
+                name("www.example.org."),
+                5,
+                RData::MX(MX::new(10, name("mail.example.org."))),
+            ));
+            m.add_answer(Record::from_rdata(
+                name("alias.other.net."),
+                5,
+                RData::CNAME(CNAME(name("www.example.org."))),
+            ));
+            m.add_answer(Record::from_rdata(
+                name("_x._tcp.example.org."),
+                5,
+                RData::SRV(SRV::new(1, 2, 443, name("www.example.org."))),
+            ));
+            m.add_answer(Record::from_rdata(
+                name("4.3.2.1.in-addr.arpa."),
+                5,
+                RData::PTR(PTR(name("host.example.org."))),
+            ));
+            m.add_answer(Record::from_rdata(
+                name("txt.example.org."),
+                5,
+                RData::TXT(TXT::new(vec!["a".into(), String::new(), "x".repeat(255)])),
+            ));
+            m.metadata.authoritative = true;
+            m.metadata.checking_disabled = true;
+            let fast = encode::encode(&m).expect("covered types");
+            let slow = m.to_vec().unwrap();
+            assert_eq!(
+                Message::from_vec(&fast).unwrap(),
+                Message::from_vec(&slow).unwrap()
+            );
+            assert!(fast.len() <= slow.len(), "{} > {}", fast.len(), slow.len());
+        }
+    }
+}
+
+#[test]
+fn encoder_leaves_the_rest_to_hickory() {
+    let req = request("www.example.org.", RecordType::A, None, Proto::Udp);
+    let mut m = reply(&req, 1, ResponseCode::NoError, None);
+    m.add_answer(Record::from_rdata(
+        name("www.example.org."),
+        5,
+        RData::Unknown {
+            code: RecordType::Unknown(65400),
+            rdata: hickory_proto::rr::rdata::NULL::with(vec![1, 2, 3]),
+        },
+    ));
+    assert!(encode::encode(&m).is_none());
+    let mut e = Edns::new();
+    e.options_mut()
+        .insert(hickory_proto::rr::rdata::opt::EdnsOption::Unknown(
+            65001,
+            vec![1],
+        ));
+    let mut m = reply(&req, 1, ResponseCode::NoError, None);
+    m.edns = Some(e);
+    assert!(encode::encode(&m).is_none());
+}
+
+/// Names that share suffixes with names written before them, and a name of 255 octets.
+#[test]
+fn encoder_compresses_within_and_across_names() {
+    let long = {
+        let l63 = "a".repeat(63);
+        format!("{l63}.{l63}.{l63}.{}.org.", "b".repeat(57))
+    };
+    for qname in ["example.org.", "a.a.a.a.", long.as_str()] {
+        let req = request(qname, RecordType::A, None, Proto::Tcp);
+        let mut m = reply(&req, 2, ResponseCode::NoError, None);
+        for owner in ["a.a.a.", "a.a.a.a.a.", "org.", "."] {
+            m.add_answer(Record::from_rdata(
+                name(owner),
+                5,
+                RData::CNAME(CNAME(name("a.a.example.org."))),
+            ));
+        }
+        let fast = encode::encode(&m).unwrap();
+        assert_eq!(
+            Message::from_vec(&fast).unwrap(),
+            Message::from_vec(&m.to_vec().unwrap()).unwrap()
+        );
+    }
+}
