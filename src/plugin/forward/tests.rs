@@ -1449,3 +1449,80 @@ fn a_new_reason_for_failing_closed_is_logged_at_once() {
     });
     t.join().unwrap();
 }
+
+/// Replies are relayed byte for byte: a record type exdns knows nothing of, the upstream's EDNS
+/// options and its name compression reach the client unchanged; only the ID and the OPT
+/// record's size, version and DO bit are the client's.
+#[tokio::test]
+async fn replies_are_relayed_byte_for_byte() {
+    // Answer: the question's name (pointer), type 65400, class IN, TTL 77, RDATA 1 2 3.
+    // Additional: OPT with size 4096 and an NSID option ("up").
+    let net: FakeNet = Arc::new(|q: Vec<u8>, _t| {
+        async move {
+            let mut r = q[..12].to_vec();
+            r[2] |= 0x80; // QR
+            r[3] = 0x80; // RA
+            r[6..12].copy_from_slice(&[0, 1, 0, 0, 0, 1]);
+            let qend = 12 + crate::server::wire::check_name(&q, 12).unwrap() - 12 + 4;
+            r.extend_from_slice(&q[12..qend]);
+            r.extend_from_slice(&[0xc0, 12, 0xff, 0x78, 0, 1, 0, 0, 0, 77, 0, 3, 1, 2, 3]);
+            r.extend_from_slice(&[0, 0, 41, 0x10, 0, 0, 0, 0, 0, 0, 6, 0, 3, 0, 2, b'u', b'p']);
+            Ok(r)
+        }
+        .boxed()
+    });
+    let f = forward_with(cfg(), vec![net]);
+    let mut q = query("Odd.Example.org.", RecordType::A);
+    q.metadata.id = 0x1234;
+    let req = request_from(with_edns(q, 1400, true), "10.0.0.1:40000", Proto::Udp);
+    let out = serve(&*f, &req, &[Arc::new(NextMarker)]).await;
+    let Outcome::Wire { bytes, rcode, plugin } = out else {
+        panic!("expected a relayed reply, got {out:?}");
+    };
+    assert_eq!((rcode, plugin), (ResponseCode::NoError, "forward"));
+    assert_eq!(bytes[..2], [0x12, 0x34], "the client's ID");
+    let qend = 12 + 17 + 4;
+    assert_eq!(&bytes[12..qend - 4], b"\x03Odd\x07Example\x03org\x00");
+    assert_eq!(
+        &bytes[qend..qend + 15],
+        &[0xc0, 12, 0xff, 0x78, 0, 1, 0, 0, 0, 77, 0, 3, 1, 2, 3],
+        "the unknown record, compression pointer included"
+    );
+    // OPT: exdns's size (1232), version 0, the client's DO, the upstream's NSID option.
+    assert_eq!(
+        &bytes[qend + 15..],
+        &[0, 0, 41, 0x04, 0xd0, 0, 0, 0x80, 0, 0, 6, 0, 3, 0, 2, b'u', b'p']
+    );
+
+    // Without EDNS in the query the OPT record is removed.
+    let req = request("odd.example.org.", RecordType::A);
+    let out = serve(&*f, &req, &[Arc::new(NextMarker)]).await;
+    let Outcome::Wire { bytes, .. } = out else {
+        panic!("expected a relayed reply, got {out:?}");
+    };
+    assert_eq!(bytes[10..12], [0, 0], "ARCOUNT");
+    assert_eq!(bytes.len(), qend + 15);
+}
+
+/// A reply that is not a well-formed message (here an A record of 3 octets) is a failed
+/// exchange: never relayed, the client gets SERVFAIL.
+#[tokio::test]
+async fn malformed_replies_fail_the_exchange() {
+    let net: FakeNet = Arc::new(|q: Vec<u8>, _t| {
+        async move {
+            let mut r = answer(&q, |_| {});
+            r[7] = 1; // ANCOUNT
+            r.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 5, 0, 3, 1, 2, 3]);
+            Ok(r)
+        }
+        .boxed()
+    });
+    let mut c = cfg();
+    c.max_fails = 0;
+    let f = forward_with(c, vec![net]);
+    let out = ask(&f, "www.example.org.").await;
+    assert!(
+        matches!(out, Outcome::Code { rcode: ResponseCode::ServFail, .. }),
+        "{out:?}"
+    );
+}
