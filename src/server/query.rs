@@ -102,7 +102,10 @@ fn prepare_inner(
     // family) see the plain IPv4 address. Replies still go to the raw address.
     let src = SocketAddr::new(src.ip().to_canonical(), src.port());
     let local = SocketAddr::new(local.ip().to_canonical(), local.port());
-    let mut req = Request::new(msg, src, local, proto, buf.len());
+    let mut req = match wire::plain_lower_qname(buf) {
+        Some(name) => Request::with_name(msg, name, src, local, proto, buf.len()),
+        None => Request::new(msg, src, local, proto, buf.len()),
+    };
     req.server = router.server.clone();
     match router.route(&req.name) {
         Some((zone, block)) => {
@@ -121,15 +124,8 @@ fn decode_query(buf: &[u8], header: &Header) -> Option<Message> {
     if l.an != 0 || l.ns != 0 || l.rrs.len() > usize::from(l.opt.is_some()) {
         return None;
     }
-    let mut labels: [&[u8]; 128] = [&[]; 128];
-    let (mut n, mut at) = (0, wire::HEADER);
-    while buf[at] != 0 {
-        let len = buf[at] as usize;
-        *labels.get_mut(n)? = &buf[at + 1..at + 1 + len];
-        n += 1;
-        at += 1 + len;
-    }
-    let name = Name::from_labels(labels[..n].iter().copied()).ok()?;
+    // The question's name has no pointer (scan checked): it decodes on its own.
+    let name = Name::read(&mut BinDecoder::new(&buf[wire::HEADER..l.qname_end])).ok()?;
     let mut msg = Message::new(
         header.metadata.id,
         header.metadata.message_type,

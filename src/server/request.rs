@@ -61,6 +61,18 @@ impl Request {
             .first()
             .map(|q| lower_fqdn(q.name()))
             .unwrap_or_else(|| ".".to_string());
+        Self::with_name(msg, name, src, local, proto, size)
+    }
+
+    /// [`Request::new`] with the question's name already in `lower_fqdn` form.
+    pub fn with_name(
+        msg: Message,
+        name: String,
+        src: SocketAddr,
+        local: SocketAddr,
+        proto: Proto,
+        size: usize,
+    ) -> Self {
         Request {
             msg,
             src,
@@ -170,24 +182,21 @@ pub fn lower_fqdn(name: &Name) -> String {
 /// [`lower_fqdn`] for the names that need no escaping (letters, digits, `_`, `-` but first,
 /// `*` first), without hickory's general formatter; `None` for the others.
 fn plain_lower_fqdn(name: &Name) -> Option<String> {
-    let mut s = String::with_capacity(name.len() + 1);
+    let mut v: Vec<u8> = Vec::with_capacity(name.len() + 1);
     for label in name.iter() {
-        for (i, &b) in label.iter().enumerate() {
-            let ok = b.is_ascii_alphanumeric()
-                || b == b'_'
-                || (b == b'-' && i > 0)
-                || (b == b'*' && i == 0);
-            if !ok {
-                return None;
-            }
-            s.push(b.to_ascii_lowercase() as char);
+        let plain = label.iter().enumerate().all(|(i, &b)| {
+            b.is_ascii_alphanumeric() || b == b'_' || (b == b'-' && i > 0) || (b == b'*' && i == 0)
+        });
+        if !plain {
+            return None;
         }
-        s.push('.');
+        v.extend(label.iter().map(u8::to_ascii_lowercase));
+        v.push(b'.');
     }
-    if s.is_empty() {
-        s.push('.');
+    if v.is_empty() {
+        v.push(b'.');
     }
-    Some(s)
+    String::from_utf8(v).ok()
 }
 
 /// What a plugin (or the chain) produced for a request: CoreDNS's write-or-return rule as a value.

@@ -31,7 +31,7 @@ impl Block {
 pub struct Router {
     /// CoreDNS's `server` label for this listener, e.g. `dns://:53`.
     pub server: Arc<str>,
-    zones: HashMap<String, (Arc<str>, Arc<Block>)>,
+    zones: HashMap<String, (Arc<str>, Arc<Block>), foldhash::fast::RandomState>,
     /// The TLS config for a `tls://` listener.
     pub tls: Option<Arc<rustls::ServerConfig>>,
 }
@@ -40,7 +40,7 @@ impl Router {
     pub fn new(server: Arc<str>, tls: Option<Arc<rustls::ServerConfig>>) -> Self {
         Router {
             server,
-            zones: HashMap::new(),
+            zones: HashMap::default(),
             tls,
         }
     }

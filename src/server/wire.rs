@@ -420,6 +420,43 @@ pub fn fit(req: &Request, buf: Vec<u8>) -> Vec<u8> {
     out
 }
 
+/// The question's name of `buf` as `request::lower_fqdn` writes it (lower case, absolute),
+/// read straight from the wire when it is written out and needs no escaping (letters, digits,
+/// `_`, `-` but first, `*` first); `None` otherwise.
+pub fn plain_lower_qname(buf: &[u8]) -> Option<String> {
+    let mut v = Vec::with_capacity(32);
+    let mut at = HEADER;
+    loop {
+        let len = *buf.get(at)? as usize;
+        if len == 0 {
+            break;
+        }
+        if len > 63 {
+            return None;
+        }
+        let label = buf.get(at + 1..at + 1 + len)?;
+        for (i, &b) in label.iter().enumerate() {
+            if !(b.is_ascii_alphanumeric()
+                || b == b'_'
+                || (b == b'-' && i > 0)
+                || (b == b'*' && i == 0))
+            {
+                return None;
+            }
+            v.push(b.to_ascii_lowercase());
+        }
+        v.push(b'.');
+        at += 1 + len;
+    }
+    if v.is_empty() {
+        v.push(b'.');
+    }
+    if v.len() > 254 {
+        return None;
+    }
+    String::from_utf8(v).ok()
+}
+
 /// Lower-cases the ASCII letters of the question's name in place (a cache entry's canonical
 /// form; the case of each client's question is copied back when it is answered).
 pub fn lowercase_qname(buf: &mut [u8], layout: &Layout) {

@@ -1476,7 +1476,12 @@ async fn replies_are_relayed_byte_for_byte() {
     q.metadata.id = 0x1234;
     let req = request_from(with_edns(q, 1400, true), "10.0.0.1:40000", Proto::Udp);
     let out = serve(&*f, &req, &[Arc::new(NextMarker)]).await;
-    let Outcome::Wire { bytes, rcode, plugin } = out else {
+    let Outcome::Wire {
+        bytes,
+        rcode,
+        plugin,
+    } = out
+    else {
         panic!("expected a relayed reply, got {out:?}");
     };
     assert_eq!((rcode, plugin), (ResponseCode::NoError, "forward"));
@@ -1491,7 +1496,9 @@ async fn replies_are_relayed_byte_for_byte() {
     // OPT: exdns's size (1232), version 0, the client's DO, the upstream's NSID option.
     assert_eq!(
         &bytes[qend + 15..],
-        &[0, 0, 41, 0x04, 0xd0, 0, 0, 0x80, 0, 0, 6, 0, 3, 0, 2, b'u', b'p']
+        &[
+            0, 0, 41, 0x04, 0xd0, 0, 0, 0x80, 0, 0, 6, 0, 3, 0, 2, b'u', b'p'
+        ]
     );
 
     // Without EDNS in the query the OPT record is removed.
@@ -1522,7 +1529,13 @@ async fn malformed_replies_fail_the_exchange() {
     let f = forward_with(c, vec![net]);
     let out = ask(&f, "www.example.org.").await;
     assert!(
-        matches!(out, Outcome::Code { rcode: ResponseCode::ServFail, .. }),
+        matches!(
+            out,
+            Outcome::Code {
+                rcode: ResponseCode::ServFail,
+                ..
+            }
+        ),
         "{out:?}"
     );
 }

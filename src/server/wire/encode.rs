@@ -100,73 +100,59 @@ impl Encoder {
     }
 
     /// Writes `name`, as a pointer to an earlier copy of its longest possible suffix when
-    /// `compress` (labels compared exactly, so the case written is kept).
+    /// `compress` (labels compared exactly, so the case written is kept). The name is written
+    /// out first; the first of its suffixes found earlier in the message is then replaced by a
+    /// pointer.
     fn name(&mut self, name: &Name, compress: bool) {
-        let mut labels: [&[u8]; 128] = [&[]; 128];
-        let mut n = 0;
+        let start = self.buf.len();
         for l in name.iter() {
-            if n == labels.len() {
-                break;
-            }
-            labels[n] = l;
-            n += 1;
-        }
-        let labels = &labels[..n];
-        // Label positions become compression targets once the whole name is written.
-        let mut written = [0u16; 128];
-        let mut w = 0;
-        for i in 0..n {
-            if compress && let Some(at) = self.find(&labels[i..]) {
-                self.u16(0xc000 | at);
-                self.add_targets(&written[..w]);
-                return;
-            }
-            let at = self.buf.len();
-            if at < 0x3fff {
-                written[w] = at as u16;
-                w += 1;
-            }
-            self.buf.push(labels[i].len() as u8);
-            self.buf.extend_from_slice(labels[i]);
+            self.buf.push(l.len() as u8);
+            self.buf.extend_from_slice(l);
         }
         self.buf.push(0);
-        self.add_targets(&written[..w]);
-    }
-
-    fn add_targets(&mut self, offsets: &[u16]) {
-        for &at in offsets {
-            if self.n_targets == MAX_TARGETS {
-                return;
+        let end = self.buf.len();
+        let known = self.n_targets;
+        let mut at = start;
+        while self.buf[at] != 0 {
+            if compress
+                && let Some(t) = self.targets[..known]
+                    .iter()
+                    .copied()
+                    .find(|&t| self.same_name(t as usize, at))
+            {
+                self.buf.truncate(at);
+                self.u16(0xc000 | t);
+                break;
             }
-            self.targets[self.n_targets] = at;
-            self.n_targets += 1;
+            if at < 0x3fff && self.n_targets < MAX_TARGETS {
+                self.targets[self.n_targets] = at as u16;
+                self.n_targets += 1;
+            }
+            at += 1 + self.buf[at] as usize;
         }
+        debug_assert!(self.buf.len() <= end);
     }
 
-    /// An earlier position where exactly `labels` (then the root) is written.
-    fn find(&self, labels: &[&[u8]]) -> Option<u16> {
-        self.targets[..self.n_targets]
-            .iter()
-            .copied()
-            .find(|&at| self.written_is(at as usize, labels))
-    }
-
-    fn written_is(&self, mut at: usize, labels: &[&[u8]]) -> bool {
+    /// Whether the name at `earlier` (which may end in a pointer) is the uncompressed name
+    /// written at `at`.
+    fn same_name(&self, mut earlier: usize, mut at: usize) -> bool {
         let b = &self.buf;
-        for l in labels {
-            while b[at] & 0xc0 == 0xc0 {
-                at = (((b[at] & 0x3f) as usize) << 8) | b[at + 1] as usize;
+        loop {
+            while b[earlier] & 0xc0 == 0xc0 {
+                earlier = (((b[earlier] & 0x3f) as usize) << 8) | b[earlier + 1] as usize;
             }
             let len = b[at] as usize;
-            if len != l.len() || &b[at + 1..at + 1 + len] != *l {
+            if b[earlier] as usize != len
+                || b[earlier + 1..earlier + 1 + len] != b[at + 1..at + 1 + len]
+            {
                 return false;
             }
+            if len == 0 {
+                return true;
+            }
+            earlier += 1 + len;
             at += 1 + len;
         }
-        while b[at] & 0xc0 == 0xc0 {
-            at = (((b[at] & 0x3f) as usize) << 8) | b[at + 1] as usize;
-        }
-        b[at] == 0
     }
 
     fn record(&mut self, r: &Record) -> Option<()> {

@@ -360,3 +360,40 @@ fn encoder_compresses_within_and_across_names() {
         );
     }
 }
+
+#[test]
+fn plain_lower_qname_is_lower_fqdn() {
+    for q in [
+        "WWW.Example.org.",
+        "_x._tcp.a-b.example.",
+        "*.w.example.",
+        ".",
+    ] {
+        let req = request(q, RecordType::A, None, Proto::Udp);
+        let bytes = req.msg.to_vec().unwrap();
+        assert_eq!(
+            plain_lower_qname(&bytes).as_deref(),
+            Some(req.name.as_str()),
+            "{q}"
+        );
+    }
+    for q in [
+        "a b.example.",
+        "-x.example.",
+        "a*.example.",
+        "dot\\.ted.example.",
+    ] {
+        let m = Message::from_vec(&{
+            let mut m = Message::new(1, MessageType::Query, OpCode::Query);
+            let n = match Name::from_ascii(q) {
+                Ok(n) => n,
+                Err(_) => Name::from_labels(q.trim_end_matches('.').split('.').map(str::as_bytes))
+                    .unwrap(),
+            };
+            m.add_query(Query::query(n, RecordType::A));
+            m.to_vec().unwrap()
+        })
+        .unwrap();
+        assert!(plain_lower_qname(&m.to_vec().unwrap()).is_none(), "{q}");
+    }
+}
