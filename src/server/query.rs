@@ -140,7 +140,11 @@ fn decode_query(buf: &[u8], header: &Header) -> Option<Message> {
         if rr.rdata != rr.end {
             // Options (a cookie, from dig): hickory decodes the OPT record alone.
             let opt = Record::read(&mut BinDecoder::new(&buf[rr.start..rr.end])).ok()?;
-            msg.edns = Some(Edns::from(&opt));
+            let e = Edns::from(&opt);
+            // As hickory's decoder: the OPT record's high bits complete the header's rcode.
+            msg.metadata.response_code =
+                ResponseCode::from(e.rcode_high(), msg.metadata.response_code.low());
+            msg.edns = Some(e);
             return Some(msg);
         }
         let ttl = rr.ttl(buf);
@@ -149,9 +153,16 @@ fn decode_query(buf: &[u8], header: &Header) -> Option<Message> {
         e.set_version((ttl >> 16) as u8);
         *e.flags_mut() = EdnsFlags::from(ttl as u16);
         e.set_rcode_high((ttl >> 24) as u8);
+        msg.metadata.response_code =
+            ResponseCode::from(e.rcode_high(), msg.metadata.response_code.low());
         msg.edns = Some(e);
     }
     Some(msg)
+}
+
+#[cfg(test)]
+pub(crate) fn decode_query_for_tests(buf: &[u8], header: &Header) -> Option<Message> {
+    decode_query(buf, header)
 }
 
 /// Runs the chain of the block `prepare` routed the query to and encodes the reply.
