@@ -258,16 +258,21 @@ impl Outcome {
     }
 
     /// The same outcome with a wire reply decoded into a [`Outcome::Reply`], for plugins that
-    /// read or change records (loadbalance, rewrite, rrl, log). Other outcomes are unchanged.
-    pub fn decoded(self, req: &Request) -> Outcome {
+    /// read or change records (loadbalance, rewrite, rrl). A relayed reply hickory cannot
+    /// decode (well-formed, but with a record it rejects) becomes SERVFAIL, as when forward
+    /// decoded every reply: those plugins cannot do their work on it. Other outcomes are
+    /// unchanged.
+    pub fn decoded(self, _req: &Request) -> Outcome {
         match self {
-            Outcome::Wire {
-                bytes,
-                rcode,
-                plugin,
-            } => Outcome::Reply {
-                msg: decode_wire(req, &bytes, rcode),
-                plugin,
+            Outcome::Wire { bytes, plugin, .. } => match Message::from_vec(&bytes) {
+                Ok(msg) => Outcome::Reply { msg, plugin },
+                Err(e) => {
+                    tracing::debug!("{plugin}: a reply that does not decode: {e}");
+                    Outcome::Code {
+                        rcode: ResponseCode::ServFail,
+                        plugin,
+                    }
+                }
             },
             other => other,
         }
@@ -316,5 +321,52 @@ mod tests {
         assert_eq!(lower_fqdn(&lead), "\\-lead.example.");
         assert!(plain_lower_fqdn(&lead).is_none());
         assert!(plain_lower_fqdn(&Name::from_ascii("www.example.").unwrap()).is_some());
+    }
+
+    /// A well-formed reply hickory cannot decode (a HINFO whose string overruns its RDATA) is
+    /// SERVFAIL for the plugins that need records; the other outcomes pass unchanged.
+    #[test]
+    fn decoded_wire_that_hickory_rejects_is_servfail() {
+        use hickory_proto::op::{MessageType, OpCode, Query};
+        let mut q = Message::new(7, MessageType::Query, OpCode::Query);
+        q.add_query(Query::query(
+            Name::from_ascii("x.example.").unwrap(),
+            RecordType::A,
+        ));
+        let a: SocketAddr = "127.0.0.1:53".parse().unwrap();
+        let req = Request::new(q.clone(), a, a, Proto::Udp, 30);
+        let mut bytes = q.to_vec().unwrap();
+        bytes[2] |= 0x80;
+        bytes[7] = 1;
+        bytes.extend_from_slice(&[0xc0, 12, 0, 13, 0, 1, 0, 0, 0, 5, 0, 1, 5]);
+        assert!(crate::server::wire::scan(&bytes).is_some());
+        assert!(Message::from_vec(&bytes).is_err());
+        let out = Outcome::Wire {
+            bytes: bytes.clone(),
+            rcode: ResponseCode::NoError,
+            plugin: "forward",
+        };
+        assert!(matches!(
+            out.decoded(&req),
+            Outcome::Code {
+                rcode: ResponseCode::ServFail,
+                plugin: "forward"
+            }
+        ));
+        // A reply that decodes becomes a Reply with its records.
+        let mut good = q.to_vec().unwrap();
+        good[2] |= 0x80;
+        let out = Outcome::Wire {
+            bytes: good,
+            rcode: ResponseCode::NoError,
+            plugin: "cache",
+        };
+        assert!(matches!(
+            out.decoded(&req),
+            Outcome::Reply {
+                plugin: "cache",
+                ..
+            }
+        ));
     }
 }
