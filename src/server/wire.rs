@@ -38,6 +38,9 @@ pub const RA: u16 = 0x0080;
 pub const AD: u16 = 0x0020;
 pub const CD: u16 = 0x0010;
 
+/// Compression pointers followed per name at most (a name has at most 127 labels).
+pub const MAX_POINTERS: usize = 127;
+
 /// Where one resource record is in a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rr {
@@ -114,13 +117,15 @@ pub fn header_rcode(buf: &[u8]) -> u16 {
     flags(buf) & 0x000f
 }
 
-/// Checks the name at `pos`, following compression pointers (which must point backwards, so no
-/// loop is possible), and returns the offset just past it where it is written. `None` when it is
-/// out of bounds, uses a reserved label type or is longer than 255 octets.
+/// Checks the name at `pos`, following compression pointers (which must point backwards), and
+/// returns the offset just past it where it is written. `None` when it is out of bounds, uses a
+/// reserved label type, is longer than 255 octets or follows more than [`MAX_POINTERS`]
+/// pointers (a chain of pointers would otherwise cost up to 32k steps per name).
 pub fn check_name(buf: &[u8], pos: usize) -> Option<usize> {
     let mut at = pos;
     let mut end: Option<usize> = None;
     let mut total = 0usize;
+    let mut hops = 0;
     loop {
         let len = *buf.get(at)? as usize;
         match len & 0xc0 {
@@ -144,6 +149,10 @@ pub fn check_name(buf: &[u8], pos: usize) -> Option<usize> {
                 }
                 if end.is_none() {
                     end = Some(at + 2);
+                }
+                hops += 1;
+                if hops > MAX_POINTERS {
+                    return None;
                 }
                 at = target;
             }

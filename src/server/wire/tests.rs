@@ -497,3 +497,48 @@ fn mutated_traffic_never_panics() {
         "{accepted} replies, {decoded} queries"
     );
 }
+
+/// A chain of pointers, each to the one before it, longer than a name can need: rejected.
+#[test]
+fn pointer_chains_are_bounded() {
+    let req = request("a.example.", RecordType::A, None, Proto::Udp);
+    let mut bytes = reply(&req, 0, ResponseCode::NoError, None)
+        .to_vec()
+        .unwrap();
+    bytes.truncate(12 + 11 + 4); // header, "a.example." question
+    bytes[6..12].copy_from_slice(&[0, 1, 0, 0, 0, 0]);
+    let chain_start = bytes.len();
+    // Pointer 0 → the question's name; pointer k → pointer k-1.
+    bytes.extend_from_slice(&[0xc0, 12]);
+    for k in 1..=200usize {
+        let prev = chain_start + 2 * (k - 1);
+        bytes.extend_from_slice(&[0xc0 | (prev >> 8) as u8, prev as u8]);
+    }
+    let owner_at = bytes.len() - 2;
+    // An A record whose owner is the last pointer of the chain.
+    bytes.truncate(owner_at);
+    let last = chain_start + 2 * 199;
+    bytes.extend_from_slice(&[
+        0xc0 | (last >> 8) as u8,
+        last as u8,
+        0,
+        1,
+        0,
+        1,
+        0,
+        0,
+        0,
+        5,
+        0,
+        4,
+        1,
+        2,
+        3,
+        4,
+    ]);
+    assert!(check_name(&bytes, owner_at).is_none());
+    assert!(
+        check_name(&bytes, chain_start + 2 * 100).is_some(),
+        "100 hops are fine"
+    );
+}
