@@ -71,12 +71,18 @@ impl Feed {
     }
 
     /// Marks `kind` as synced (its initial list is complete, or it is known not to be served).
+    ///
+    /// For scoped feeds the kind is synced once every scope has synced it. The scopes' lock is
+    /// held until the store is written: computed under it and written after it, two scopes
+    /// syncing at once could write their results in the wrong order and leave the kind
+    /// unsynced for good (seen as a cluster pair that never became ready).
     pub fn set_synced(&self, kind: ObjKind, synced: bool) {
+        let mut scopes = None;
         let synced = match &self.scope {
             None => synced,
             Some(scope) => {
-                let mut sc = self.inner.scopes.lock().unwrap_or_else(|e| e.into_inner());
-                let (all, done) = &mut *sc;
+                let sc = scopes.insert(self.inner.scopes.lock().unwrap_or_else(|e| e.into_inner()));
+                let (all, done) = &mut **sc;
                 let set = done.entry(kind).or_default();
                 if synced {
                     set.insert(scope.clone());
@@ -86,10 +92,15 @@ impl Feed {
                 all.iter().all(|s| set.contains(s))
             }
         };
+        // Lock order: scopes, then store (nothing takes them the other way round).
         let mut s = self.inner.store.lock().unwrap_or_else(|e| e.into_inner());
-        if s.is_synced(kind) != synced {
+        let changed = s.is_synced(kind) != synced;
+        if changed {
             s.set_synced(kind, synced);
-            drop(s);
+        }
+        drop(s);
+        drop(scopes);
+        if changed {
             self.bump();
         }
     }
@@ -212,6 +223,35 @@ mod tests {
             feed.with_store(|s| s.get(ObjKind::Ingress).unwrap().keys().cloned().collect());
         assert_eq!(left.len(), 1);
         assert!(left[0].namespace.starts_with("1"));
+    }
+
+    /// Scopes syncing the same kind at the same moment, from different threads: the kind always
+    /// ends synced (the result of the last scope to sync must be the one written).
+    #[test]
+    fn concurrent_scoped_syncs_end_synced() {
+        let mut unsynced = 0;
+        for _ in 0..2000 {
+            let feed = Feed::new();
+            let scopes: Vec<Feed> = (0..3).map(|i| feed.scoped(&i.to_string())).collect();
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(scopes.len()));
+            let threads: Vec<_> = scopes
+                .into_iter()
+                .map(|f| {
+                    let barrier = barrier.clone();
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        f.set_synced(ObjKind::Ingress, true);
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().unwrap();
+            }
+            if !feed.with_store(|s| s.is_synced(ObjKind::Ingress)) {
+                unsynced += 1;
+            }
+        }
+        assert_eq!(unsynced, 0, "runs left unsynced");
     }
 
     #[test]
