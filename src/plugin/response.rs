@@ -25,38 +25,46 @@ pub enum RespType {
     OtherError,
 }
 
-/// Classifies `m` as CoreDNS's `response.Typify` does. (Expired-RRSIG detection is not done: the
-/// DNSSEC record types are not decoded by this build.)
-pub fn typify(m: &Message) -> RespType {
-    match m.metadata.op_code {
+/// What [`classify`] looks at in a reply, whatever form the reply is in (a decoded `Message`
+/// or wire bytes).
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    pub op_code: OpCode,
+    /// The question's type, if there is a question.
+    pub qtype: Option<RecordType>,
+    /// The full response code.
+    pub rcode: ResponseCode,
+    pub has_answers: bool,
+    /// The authority section holds an SOA / NS record.
+    pub soa: bool,
+    pub ns: bool,
+}
+
+/// CoreDNS's `response.Typify` on a reply's [`Shape`]. (Expired-RRSIG detection is not done:
+/// the DNSSEC record types are not decoded by this build.)
+pub fn classify(s: Shape) -> RespType {
+    match s.op_code {
         OpCode::Update => return RespType::Update,
         OpCode::Notify => return RespType::Meta,
         _ => {}
     }
-    if let Some(q) = m.queries.first()
-        && matches!(q.query_type(), RecordType::AXFR | RecordType::IXFR)
-    {
+    if matches!(s.qtype, Some(RecordType::AXFR | RecordType::IXFR)) {
         return RespType::Meta;
     }
-    let rcode = m.metadata.response_code;
-    if !m.answers.is_empty() && rcode == ResponseCode::NoError {
+    let rcode = s.rcode;
+    if s.has_answers && rcode == ResponseCode::NoError {
         return RespType::NoError;
     }
-    let soa = has_soa(m);
-    let ns = m
-        .authorities
-        .iter()
-        .any(|r| r.record_type() == RecordType::NS);
-    if soa && rcode == ResponseCode::NoError {
+    if s.soa && rcode == ResponseCode::NoError {
         return RespType::NoData;
     }
-    if soa && rcode == ResponseCode::NXDomain {
+    if s.soa && rcode == ResponseCode::NXDomain {
         return RespType::NameError;
     }
     if rcode == ResponseCode::ServFail {
         return RespType::ServerError;
     }
-    if ns && rcode == ResponseCode::NoError {
+    if s.ns && rcode == ResponseCode::NoError {
         return RespType::Delegation;
     }
     if rcode == ResponseCode::NoError {
@@ -65,8 +73,15 @@ pub fn typify(m: &Message) -> RespType {
     RespType::OtherError
 }
 
-fn has_soa(m: &Message) -> bool {
-    m.authorities
-        .iter()
-        .any(|r| r.record_type() == RecordType::SOA)
+/// Classifies `m` as CoreDNS's `response.Typify` does.
+pub fn typify(m: &Message) -> RespType {
+    let in_authority = |t: RecordType| m.authorities.iter().any(|r| r.record_type() == t);
+    classify(Shape {
+        op_code: m.metadata.op_code,
+        qtype: m.queries.first().map(|q| q.query_type()),
+        rcode: m.metadata.response_code,
+        has_answers: !m.answers.is_empty(),
+        soa: in_authority(RecordType::SOA),
+        ns: in_authority(RecordType::NS),
+    })
 }

@@ -119,7 +119,7 @@ fn prepare_inner(
 
 /// The common query decoded without hickory's general decoder: one question, no records but an
 /// OPT record without options. `None` for anything else, which `Message::from_vec` decodes.
-fn decode_query(buf: &[u8], header: &Header) -> Option<Message> {
+pub(crate) fn decode_query(buf: &[u8], header: &Header) -> Option<Message> {
     let l = wire::scan(buf)?;
     if l.an != 0 || l.ns != 0 || l.rrs.len() > usize::from(l.opt.is_some()) {
         return None;
@@ -158,11 +158,6 @@ fn decode_query(buf: &[u8], header: &Header) -> Option<Message> {
         msg.edns = Some(e);
     }
     Some(msg)
-}
-
-#[cfg(test)]
-pub(crate) fn decode_query_for_tests(buf: &[u8], header: &Header) -> Option<Message> {
-    decode_query(buf, header)
 }
 
 /// Runs the chain of the block `prepare` routed the query to and encodes the reply.

@@ -179,24 +179,33 @@ pub fn lower_fqdn(name: &Name) -> String {
     s
 }
 
-/// [`lower_fqdn`] for the names that need no escaping (letters, digits, `_`, `-` but first,
-/// `*` first), without hickory's general formatter; `None` for the others.
+/// [`lower_fqdn`] for the names that need no escaping (see [`push_plain_label`]), without
+/// hickory's general formatter; `None` for the others.
 fn plain_lower_fqdn(name: &Name) -> Option<String> {
     let mut v: Vec<u8> = Vec::with_capacity(name.len() + 1);
     for label in name.iter() {
-        let plain = label.iter().enumerate().all(|(i, &b)| {
-            b.is_ascii_alphanumeric() || b == b'_' || (b == b'-' && i > 0) || (b == b'*' && i == 0)
-        });
-        if !plain {
+        if !push_plain_label(&mut v, label) {
             return None;
         }
-        v.extend(label.iter().map(u8::to_ascii_lowercase));
-        v.push(b'.');
     }
     if v.is_empty() {
         v.push(b'.');
     }
     String::from_utf8(v).ok()
+}
+
+/// Appends `label` lower-cased and a dot to `out`, as [`lower_fqdn`] writes it, when it needs
+/// no escaping there (letters, digits, `_`, `-` but first, `*` first); else returns false
+/// (`out` may then hold part of it).
+pub(crate) fn push_plain_label(out: &mut Vec<u8>, label: &[u8]) -> bool {
+    let plain = label.iter().enumerate().all(|(i, &b)| {
+        b.is_ascii_alphanumeric() || b == b'_' || (b == b'-' && i > 0) || (b == b'*' && i == 0)
+    });
+    if plain {
+        out.extend(label.iter().map(u8::to_ascii_lowercase));
+        out.push(b'.');
+    }
+    plain
 }
 
 /// What a plugin (or the chain) produced for a request: CoreDNS's write-or-return rule as a value.
@@ -253,6 +262,16 @@ impl Outcome {
             Outcome::Reply { msg, .. } => Some(msg),
             Outcome::Code { rcode, .. } => Some(req.reply_code(rcode)),
             Outcome::Wire { bytes, rcode, .. } => Some(decode_wire(req, &bytes, rcode)),
+            Outcome::Drop { .. } => None,
+        }
+    }
+
+    /// [`Outcome::into_message`] without consuming the outcome (a `Reply` is cloned).
+    pub fn to_message(&self, req: &Request) -> Option<Message> {
+        match self {
+            Outcome::Reply { msg, .. } => Some(msg.clone()),
+            Outcome::Code { rcode, .. } => Some(req.reply_code(*rcode)),
+            Outcome::Wire { bytes, rcode, .. } => Some(decode_wire(req, bytes, *rcode)),
             Outcome::Drop { .. } => None,
         }
     }

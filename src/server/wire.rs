@@ -90,9 +90,6 @@ impl Layout {
     pub fn authorities(&self) -> &[Rr] {
         &self.rrs[self.an..self.an + self.ns]
     }
-    pub fn additionals(&self) -> &[Rr] {
-        &self.rrs[self.an + self.ns..]
-    }
 }
 
 pub fn u16_at(buf: &[u8], at: usize) -> u16 {
@@ -288,6 +285,15 @@ pub fn add_opt(req: &Request, out: &mut Vec<u8>) {
     }
 }
 
+/// CoreDNS's `request.Match` on wire bytes: `buf` is a response whose one question is `req`'s
+/// name (any case) and type.
+pub fn is_reply_to(buf: &[u8], layout: &Layout, req: &Request) -> bool {
+    req.msg.queries.len() == 1
+        && flags(buf) & QR != 0
+        && layout.qtype == u16::from(req.qtype())
+        && qname_is(buf, layout, req.qname())
+}
+
 /// Whether the question name written at `buf[HEADER..layout.qname_end]` is `name`, without
 /// regard to case.
 pub fn qname_is(buf: &[u8], layout: &Layout, name: &Name) -> bool {
@@ -430,8 +436,8 @@ pub fn fit(req: &Request, buf: Vec<u8>) -> Vec<u8> {
 }
 
 /// The question's name of `buf` as `request::lower_fqdn` writes it (lower case, absolute),
-/// read straight from the wire when it is written out and needs no escaping (letters, digits,
-/// `_`, `-` but first, `*` first); `None` otherwise.
+/// read straight from the wire when it is written out and needs no escaping
+/// (`request::push_plain_label`); `None` otherwise.
 pub fn plain_lower_qname(buf: &[u8]) -> Option<String> {
     let mut v = Vec::with_capacity(32);
     let mut at = HEADER;
@@ -444,17 +450,9 @@ pub fn plain_lower_qname(buf: &[u8]) -> Option<String> {
             return None;
         }
         let label = buf.get(at + 1..at + 1 + len)?;
-        for (i, &b) in label.iter().enumerate() {
-            if !(b.is_ascii_alphanumeric()
-                || b == b'_'
-                || (b == b'-' && i > 0)
-                || (b == b'*' && i == 0))
-            {
-                return None;
-            }
-            v.push(b.to_ascii_lowercase());
+        if !crate::server::request::push_plain_label(&mut v, label) {
+            return None;
         }
-        v.push(b'.');
         at += 1 + len;
     }
     if v.is_empty() {

@@ -119,7 +119,7 @@ fn stats(mut v: Vec<Duration>) -> String {
 }
 
 #[test]
-#[ignore]
+#[ignore = "a benchmark, not a test: run in release with --ignored (module docs)"]
 fn update_cost() {
     let sizes: Vec<usize> = std::env::var("INDEX_BENCH_SIZES")
         .unwrap_or_else(|_| "10000,100000".into())

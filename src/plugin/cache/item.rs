@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use hickory_proto::op::{OpCode, ResponseCode};
 use hickory_proto::rr::{DNSClass, RecordType};
 
-use crate::plugin::response::RespType;
+use crate::plugin::response::{self, RespType};
 use crate::server::request::Request;
 use crate::server::wire::{self, Layout};
 
@@ -52,38 +52,15 @@ pub(crate) fn set_ttls(buf: &mut [u8], layout: &Layout, ttl: u32) {
 
 /// CoreDNS's `response.Typify` on a reply in wire form whose full response code is `rcode`.
 pub(crate) fn typify(buf: &[u8], layout: &Layout, rcode: ResponseCode) -> RespType {
-    match OpCode::from_u8(((wire::flags(buf) >> 11) & 0xf) as u8) {
-        OpCode::Update => return RespType::Update,
-        OpCode::Notify => return RespType::Meta,
-        _ => {}
-    }
-    if matches!(
-        RecordType::from(layout.qtype),
-        RecordType::AXFR | RecordType::IXFR
-    ) {
-        return RespType::Meta;
-    }
-    if layout.an > 0 && rcode == ResponseCode::NoError {
-        return RespType::NoError;
-    }
-    let soa = layout.authorities().iter().any(|r| r.rtype == wire::T_SOA);
-    let ns = layout.authorities().iter().any(|r| r.rtype == wire::T_NS);
-    if soa && rcode == ResponseCode::NoError {
-        return RespType::NoData;
-    }
-    if soa && rcode == ResponseCode::NXDomain {
-        return RespType::NameError;
-    }
-    if rcode == ResponseCode::ServFail {
-        return RespType::ServerError;
-    }
-    if ns && rcode == ResponseCode::NoError {
-        return RespType::Delegation;
-    }
-    if rcode == ResponseCode::NoError {
-        return RespType::NoError;
-    }
-    RespType::OtherError
+    let in_authority = |t: u16| layout.authorities().iter().any(|r| r.rtype == t);
+    response::classify(response::Shape {
+        op_code: OpCode::from_u8(((wire::flags(buf) >> 11) & 0xf) as u8),
+        qtype: Some(RecordType::from(layout.qtype)),
+        rcode,
+        has_answers: layout.an > 0,
+        soa: in_authority(wire::T_SOA),
+        ns: in_authority(wire::T_NS),
+    })
 }
 
 /// Which of the two caches an entry lives in (the `type` metric label).

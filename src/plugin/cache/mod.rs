@@ -524,12 +524,9 @@ fn cacheable(buf: &[u8], layout: &Layout, t: RespType) -> bool {
     }
 }
 
-/// CoreDNS's `request.Match`: the reply is a response to this question.
+/// CoreDNS's `request.Match` (the reply is a response to this question), the class included.
 fn reply_matches(req: &Request, buf: &[u8], layout: &Layout) -> bool {
-    wire::flags(buf) & wire::QR != 0
-        && layout.qtype == u16::from(req.qtype())
-        && layout.qclass == u16::from(req.qclass())
-        && wire::qname_is(buf, layout, req.qname())
+    wire::is_reply_to(buf, layout, req) && layout.qclass == u16::from(req.qclass())
 }
 
 trait ClampBetween {

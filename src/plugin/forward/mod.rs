@@ -438,10 +438,7 @@ impl UpstreamReply {
     /// CoreDNS's `request.Match`: a response whose one question is `req`'s name (any case) and
     /// type. When it is not, the client gets FORMERR, as from CoreDNS.
     pub fn answers(&self, req: &Request) -> bool {
-        req.msg.queries.len() == 1
-            && wire::flags(&self.bytes) & wire::QR != 0
-            && self.layout.qtype == u16::from(req.qtype())
-            && wire::qname_is(&self.bytes, &self.layout, req.qname())
+        wire::is_reply_to(&self.bytes, &self.layout, req)
     }
 
     /// The reply for the client: the upstream's bytes with the client's ID and OPT parameters.

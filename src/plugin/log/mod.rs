@@ -134,7 +134,7 @@ impl Plugin for Log {
         let reply = match &out {
             Outcome::Reply { msg, .. } => Some(msg),
             Outcome::Code { .. } | Outcome::Wire { .. } => {
-                written = out.clone().into_message(req);
+                written = out.to_message(req);
                 written.as_ref()
             }
             Outcome::Drop { .. } => None,

@@ -4,12 +4,15 @@
 //! [`crate::server::ops::Ops`] serves `/metrics`) and adds a handler that calls the rest of the
 //! chain, then records CoreDNS's `coredns_dns_*` families for the request and its outcome.
 
+use std::cell::RefCell;
 use std::sync::LazyLock;
 use std::time::Instant;
 
 use async_trait::async_trait;
+
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
+use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 use prometheus::IntCounterVec;
 
 use crate::metrics::{
@@ -111,9 +114,24 @@ pub fn report(req: &Request, out: &Outcome, start: Instant) {
 
 /// The size of `msg` on the wire as the server will send it: encoded (with name compression),
 /// plus the OPT record the server adds when the query had EDNS, capped at the client's UDP size
-/// (the server truncates larger UDP replies).
+/// (the server truncates larger UDP replies). Encodes into a per-thread buffer, so no allocation
+/// once the buffer has grown.
 pub fn reply_size(req: &Request, msg: &Message) -> usize {
-    let encoded = crate::server::query::to_wire(msg).map_or(0, |b| b.len());
+    thread_local! {
+        static BUF: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(4096));
+    }
+    let encoded = BUF.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        if crate::server::wire::encode::encode_into(msg, &mut buf).is_some() {
+            return buf.len();
+        }
+        buf.clear();
+        let mut enc = BinEncoder::new(&mut buf);
+        match msg.emit(&mut enc) {
+            Ok(()) => buf.len(),
+            Err(_) => 0,
+        }
+    });
     let mut size = encoded;
     if msg.edns.is_none() && req.msg.edns.is_some() {
         size += OPT_RR_SIZE;

@@ -21,77 +21,92 @@ struct Encoder {
 
 /// `msg` in wire form, or `None` when it holds something this encoder leaves to hickory.
 pub fn encode(msg: &Message) -> Option<Vec<u8>> {
-    if msg.signature.is_some() {
-        return None;
-    }
-    if let Some(e) = &msg.edns
-        && !e.options().options.is_empty()
-    {
-        return None;
-    }
+    let mut out = Vec::with_capacity(512);
+    encode_into(msg, &mut out)?;
+    Some(out)
+}
+
+/// [`encode`] into `out` (cleared first), so that a caller can reuse one buffer. `None` (and
+/// `out` in an unspecified state) when `msg` holds something left to hickory.
+pub fn encode_into(msg: &Message, out: &mut Vec<u8>) -> Option<()> {
+    out.clear();
     let mut enc = Encoder {
-        buf: Vec::with_capacity(512),
+        buf: std::mem::take(out),
         targets: [0; MAX_TARGETS],
         n_targets: 0,
     };
-    let m = &msg.metadata;
-    let rcode = m.response_code;
-    let mut flags: u16 = (u16::from(u8::from(m.op_code)) & 0xf) << 11;
-    for (on, bit) in [
-        (
-            m.message_type == hickory_proto::op::MessageType::Response,
-            0x8000,
-        ),
-        (m.authoritative, 0x0400),
-        (m.truncation, 0x0200),
-        (m.recursion_desired, 0x0100),
-        (m.recursion_available, 0x0080),
-        (m.authentic_data, 0x0020),
-        (m.checking_disabled, 0x0010),
-    ] {
-        if on {
-            flags |= bit;
-        }
-    }
-    flags |= u16::from(rcode.low());
-    let counts = [
-        msg.queries.len(),
-        msg.answers.len(),
-        msg.authorities.len(),
-        msg.additionals.len() + usize::from(msg.edns.is_some()),
-    ];
-    enc.u16(m.id);
-    enc.u16(flags);
-    for c in counts {
-        enc.u16(u16::try_from(c).ok()?);
-    }
-    for q in &msg.queries {
-        enc.name(q.name(), true);
-        enc.u16(q.query_type().into());
-        enc.u16(q.query_class().into());
-    }
-    for r in msg
-        .answers
-        .iter()
-        .chain(&msg.authorities)
-        .chain(&msg.additionals)
-    {
-        enc.record(r)?;
-    }
-    if let Some(e) = &msg.edns {
-        enc.buf.push(0);
-        enc.u16(41);
-        enc.u16(e.max_payload().max(512));
-        enc.buf.push(rcode.high());
-        enc.buf.push(e.version());
-        let f = e.flags();
-        enc.u16((f.z & 0x7fff) | if f.dnssec_ok { 0x8000 } else { 0 });
-        enc.u16(0);
-    }
-    Some(enc.buf)
+    let done = enc.message(msg);
+    *out = enc.buf;
+    done
 }
 
 impl Encoder {
+    fn message(&mut self, msg: &Message) -> Option<()> {
+        if msg.signature.is_some() {
+            return None;
+        }
+        if let Some(e) = &msg.edns
+            && !e.options().options.is_empty()
+        {
+            return None;
+        }
+        let m = &msg.metadata;
+        let rcode = m.response_code;
+        let mut flags: u16 = (u16::from(u8::from(m.op_code)) & 0xf) << 11;
+        for (on, bit) in [
+            (
+                m.message_type == hickory_proto::op::MessageType::Response,
+                0x8000,
+            ),
+            (m.authoritative, 0x0400),
+            (m.truncation, 0x0200),
+            (m.recursion_desired, 0x0100),
+            (m.recursion_available, 0x0080),
+            (m.authentic_data, 0x0020),
+            (m.checking_disabled, 0x0010),
+        ] {
+            if on {
+                flags |= bit;
+            }
+        }
+        flags |= u16::from(rcode.low());
+        let counts = [
+            msg.queries.len(),
+            msg.answers.len(),
+            msg.authorities.len(),
+            msg.additionals.len() + usize::from(msg.edns.is_some()),
+        ];
+        self.u16(m.id);
+        self.u16(flags);
+        for c in counts {
+            self.u16(u16::try_from(c).ok()?);
+        }
+        for q in &msg.queries {
+            self.name(q.name(), true);
+            self.u16(q.query_type().into());
+            self.u16(q.query_class().into());
+        }
+        for r in msg
+            .answers
+            .iter()
+            .chain(&msg.authorities)
+            .chain(&msg.additionals)
+        {
+            self.record(r)?;
+        }
+        if let Some(e) = &msg.edns {
+            self.buf.push(0);
+            self.u16(41);
+            self.u16(e.max_payload().max(512));
+            self.buf.push(rcode.high());
+            self.buf.push(e.version());
+            let f = e.flags();
+            self.u16((f.z & 0x7fff) | if f.dnssec_ok { 0x8000 } else { 0 });
+            self.u16(0);
+        }
+        Some(())
+    }
+
     fn u16(&mut self, v: u16) {
         self.buf.extend_from_slice(&v.to_be_bytes());
     }
