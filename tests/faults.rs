@@ -316,19 +316,32 @@ fn reloads_under_load_lose_no_query_and_switch_answers() {
     std::thread::sleep(Duration::from_millis(200));
     let (rss0, fds0) = (rss_kib(pid), fds(pid));
 
-    // Ten edits, each followed by SIGHUP, alternating the address.
+    // Ten edits, each followed by SIGHUP, alternating the address. Each reload is awaited (its
+    // log line) before the next edit: signals sent while a reload runs are coalesced, as they
+    // should be, and on a slow machine that would make the count below depend on timing.
+    const RELOADED: &str = "Running configuration SHA512";
     for i in 0..10 {
         let ip = if i % 2 == 0 { "192.0.2.2" } else { "192.0.2.1" };
-        ex.write("Corefile", &hosts_corefile(ip));
+        ex.replace("Corefile", &hosts_corefile(ip));
         ex.signal(libc::SIGHUP);
-        std::thread::sleep(Duration::from_millis(250));
+        assert!(
+            wait_until(POLL, || ex.count_lines(RELOADED) > i),
+            "reload {i} done\n{}",
+            ex.output()
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
     // The last edit (i = 9) set 192.0.2.1; make the final state distinct and wait for it.
-    ex.write("Corefile", &hosts_corefile("192.0.2.3"));
+    ex.replace("Corefile", &hosts_corefile("192.0.2.3"));
     ex.signal(libc::SIGHUP);
     assert!(wait_until(POLL, || {
         ask_a(ex.dns(), "svc.test.").map(|m| ipv4s(&m)) == Some(vec!["192.0.2.3".to_string()])
     }));
+    assert!(
+        wait_until(POLL, || ex.count_lines(RELOADED) >= 11),
+        "11 reloads logged\n{}",
+        ex.output()
+    );
     stop.store(true, Ordering::Relaxed);
     for h in hs {
         h.join().unwrap();
@@ -357,16 +370,6 @@ fn reloads_under_load_lose_no_query_and_switch_answers() {
         .filter(|q| q.2 == ["192.0.2.2".to_string()])
         .count();
     assert!(seen2 > 0, "the reloaded address was served under load");
-    let reloads = ex
-        .output()
-        .lines()
-        .filter(|l| l.contains("Running configuration SHA512"))
-        .count();
-    assert!(
-        reloads >= 11,
-        "start + reloads done: {reloads}\n{}",
-        ex.output()
-    );
     let (rss1, fds1) = (rss_kib(pid), fds(pid));
     assert!(rss1 < rss0 + 16 * 1024, "RSS {rss0} KiB → {rss1} KiB");
     assert!(fds1 <= fds0 + 4, "open fds {fds0} → {fds1}");

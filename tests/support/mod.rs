@@ -212,8 +212,27 @@ impl Exdns {
         )
     }
 
+    /// Writes a file in place (truncate, then write), as `cat >` or `echo >` do.
     pub fn write(&self, name: &str, content: &str) {
         std::fs::write(self.dir.path().join(name), content).unwrap();
+    }
+
+    /// Replaces a file the way an editor or a ConfigMap update does: the server reading it at any
+    /// moment sees the old content or the new, never a half-written file.
+    pub fn replace(&self, name: &str, content: &str) {
+        let tmp = self.dir.path().join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, content).unwrap();
+        std::fs::rename(&tmp, self.dir.path().join(name)).unwrap();
+    }
+
+    /// How many printed lines contain `needle`.
+    pub fn count_lines(&self, needle: &str) -> usize {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
