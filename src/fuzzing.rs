@@ -33,7 +33,8 @@ use crate::server::router::Router;
 use crate::server::wire;
 
 /// The configuration the query target runs; `{MANIFESTS}` is the demo cluster's directory
-/// (fixtures/demo). Every plugin answers locally (no upstream, no log output).
+/// (fixtures/demo). Every plugin answers locally (no upstream, no log output). example.org's
+/// chain answers its cache hits on the fast path (`server::view`).
 pub const QUERY_COREFILE: &str = r#"
 example.com:53 {
     errors
@@ -66,6 +67,15 @@ example.net:53 10.0.0.0/8:53 {
     }
     loadbalance
     whoami
+}
+example.org:53 {
+    prometheus 127.0.0.1:0
+    errors
+    cache 30
+    hosts {
+        192.0.2.9 www.example.org
+        2001:db8::9 www.example.org
+    }
 }
 .:53 {
     whoami

@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use crate::corefile::{Dispenser, ParseError, ServerBlock};
 use crate::server::config::BlockConfig;
 use crate::server::request::{Outcome, Request};
+use crate::server::view::{FastReply, QueryView};
 
 pub mod acl;
 pub mod any;
@@ -51,6 +52,15 @@ pub trait Plugin: Send + Sync + 'static {
     /// Answer the request, or pass it on with `next.serve(req)`. Returning
     /// [`Outcome::Code`] lets the server write an empty reply with that code.
     async fn serve(&self, req: &Request, next: Next<'_>) -> Outcome;
+
+    /// The fast path ([`crate::server::view`]): answer `q` at once from what the plugin holds,
+    /// or pass it on with `next.fast(q)` when the plugin would let the answer through unchanged.
+    /// `None` (the default) sends the query down the full path through [`Plugin::serve`]; a
+    /// plugin that returns `None` must have done nothing, and a reply given here must be exactly
+    /// the one `serve` would give.
+    fn fast(&self, _q: &QueryView<'_>, _next: FastNext<'_>) -> Option<FastReply> {
+        None
+    }
 
     /// `Some(false)` keeps `/ready` at 503 (e.g. k8s_gateway before its watches synced).
     fn ready(&self) -> Option<bool> {
@@ -109,6 +119,24 @@ impl<'a> Next<'a> {
     /// serve_stale refreshes clone them into a background task: `Next::new(&owned)`).
     pub fn plugins(&self) -> &'a [Arc<dyn Plugin>] {
         self.rest
+    }
+}
+
+/// The rest of the chain on the fast path.
+#[derive(Clone, Copy)]
+pub struct FastNext<'a> {
+    rest: &'a [Arc<dyn Plugin>],
+}
+
+impl<'a> FastNext<'a> {
+    pub fn new(rest: &'a [Arc<dyn Plugin>]) -> Self {
+        FastNext { rest }
+    }
+
+    /// Offers `q` to the next plugin; the end of the chain takes the full path.
+    pub fn fast(self, q: &QueryView<'_>) -> Option<FastReply> {
+        let (p, rest) = self.rest.split_first()?;
+        p.fast(q, FastNext { rest })
     }
 }
 

@@ -13,4 +13,5 @@ pub mod router;
 pub mod tcp;
 pub mod tracker;
 pub mod udp;
+pub mod view;
 pub mod wire;

@@ -14,9 +14,10 @@ use hickory_proto::op::{
 use hickory_proto::rr::{DNSClass, Name, Record, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 
-use crate::plugin::Next;
+use crate::plugin::{FastNext, Next};
 use crate::server::request::{Outcome, Proto, Request};
 use crate::server::router::{Block, Router};
+use crate::server::view::{self, QueryView};
 use crate::server::wire;
 
 /// The UDP payload size exdns advertises (DNS flag day 2020).
@@ -78,7 +79,32 @@ fn prepare_inner(
     if c.queries != 1 || c.answers > 1 || c.authorities > 1 || c.additionals > 2 {
         return Prepared::Done(header_error(buf, &header, ResponseCode::FormErr));
     }
-    let decoded = match decode_query(buf, &header) {
+    let layout = wire::scan(buf);
+    let lower = wire::plain_lower_qname(buf);
+    // A dual-stack socket sees IPv4 clients as ::ffff:a.b.c.d; plugins (acl, whoami, metrics'
+    // family) see the plain IPv4 address. Replies still go to the raw address.
+    let src = SocketAddr::new(src.ip().to_canonical(), src.port());
+    let local = SocketAddr::new(local.ip().to_canonical(), local.port());
+    if let (Some(l), Some(name)) = (&layout, &lower)
+        && let Some(shape) = view::shape(buf, l)
+        && let Some((zone, block)) = router.route(name)
+    {
+        let q = QueryView {
+            buf,
+            qname_end: l.qname_end,
+            name,
+            qtype: shape.qtype,
+            edns: shape.edns,
+            proto,
+            src,
+            server: &router.server,
+            zone,
+        };
+        if let Some(reply) = FastNext::new(&block.chain).fast(&q) {
+            return Prepared::Done(Some(reply.bytes));
+        }
+    }
+    let decoded = match layout.and_then(|l| decode_laid_out(buf, &header, &l)) {
         Some(m) => Ok(m),
         None => Message::from_vec(buf),
     };
@@ -98,11 +124,7 @@ fn prepare_inner(
     {
         return Prepared::Done(encode_error(&msg, ResponseCode::BADVERS));
     }
-    // A dual-stack socket sees IPv4 clients as ::ffff:a.b.c.d; plugins (acl, whoami, metrics'
-    // family) see the plain IPv4 address. Replies still go to the raw address.
-    let src = SocketAddr::new(src.ip().to_canonical(), src.port());
-    let local = SocketAddr::new(local.ip().to_canonical(), local.port());
-    let mut req = match wire::plain_lower_qname(buf) {
+    let mut req = match lower {
         Some(name) => Request::with_name(msg, name, src, local, proto, buf.len()),
         None => Request::new(msg, src, local, proto, buf.len()),
     };
@@ -117,10 +139,16 @@ fn prepare_inner(
     }
 }
 
-/// The common query decoded without hickory's general decoder: one question, no records but an
-/// OPT record without options. `None` for anything else, which `Message::from_vec` decodes.
+/// [`decode_laid_out`], scanning `buf` first.
+#[cfg(test)]
 pub(crate) fn decode_query(buf: &[u8], header: &Header) -> Option<Message> {
-    let l = wire::scan(buf)?;
+    decode_laid_out(buf, header, &wire::scan(buf)?)
+}
+
+/// The common query (laid out as `l`) decoded without hickory's general decoder: one question,
+/// no records but an OPT record (its options decoded by hickory). `None` for anything else,
+/// which `Message::from_vec` decodes.
+fn decode_laid_out(buf: &[u8], header: &Header, l: &wire::Layout) -> Option<Message> {
     if l.an != 0 || l.ns != 0 || l.rrs.len() > usize::from(l.opt.is_some()) {
         return None;
     }

@@ -195,18 +195,75 @@ fn plain_lower_fqdn(name: &Name) -> Option<String> {
 }
 
 /// Appends `label` lower-cased and a dot to `out`, as [`lower_fqdn`] writes it, when it needs
-/// no escaping there (letters, digits, `_`, `-` but first, `*` first); else returns false
-/// (`out` may then hold part of it).
+/// no escaping there (letters, digits, `_`, `-` but first, `*` first); else returns false and
+/// leaves `out` as it was.
 pub(crate) fn push_plain_label(out: &mut Vec<u8>, label: &[u8]) -> bool {
-    let plain = label.iter().enumerate().all(|(i, &b)| {
-        b.is_ascii_alphanumeric() || b == b'_' || (b == b'-' && i > 0) || (b == b'*' && i == 0)
-    });
-    if plain {
-        out.extend(label.iter().map(u8::to_ascii_lowercase));
-        out.push(b'.');
+    let start = out.len();
+    out.reserve(label.len() + 1);
+    if let Some((&first, rest)) = label.split_first() {
+        let f = match first {
+            b'*' => b'*',
+            b'-' => 0,
+            b => PLAIN[b as usize],
+        };
+        if f == 0 {
+            return false;
+        }
+        out.push(f);
+        for &b in rest {
+            let l = PLAIN[b as usize];
+            if l == 0 {
+                out.truncate(start);
+                return false;
+            }
+            out.push(l);
+        }
     }
-    plain
+    out.push(b'.');
+    true
 }
+
+/// Lower-cases `label` in place when it is plain (see [`push_plain_label`]); else returns false
+/// (`label` may then be partly lower-cased).
+pub(crate) fn lower_plain_label(label: &mut [u8]) -> bool {
+    if let Some((first, rest)) = label.split_first_mut() {
+        let f = match *first {
+            b'*' => b'*',
+            b'-' => 0,
+            b => PLAIN[b as usize],
+        };
+        if f == 0 {
+            return false;
+        }
+        *first = f;
+        for b in rest {
+            let l = PLAIN[*b as usize];
+            if l == 0 {
+                return false;
+            }
+            *b = l;
+        }
+    }
+    true
+}
+
+/// For each octet: its lower-case form when it may appear unescaped in a label after the first
+/// position (letters, digits, `_`, `-`), else 0. A query's name is lower-cased through this
+/// table once per query.
+static PLAIN: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = match c {
+            b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' => c,
+            b'A'..=b'Z' => c + 32,
+            _ => 0,
+        };
+        b += 1;
+    }
+    t
+};
 
 /// What a plugin (or the chain) produced for a request: CoreDNS's write-or-return rule as a value.
 #[derive(Debug, Clone)]
@@ -336,10 +393,58 @@ mod tests {
                 assert_eq!(p, hickory, "{labels:?}");
             }
         }
+        // The longest name: 255 octets on the wire, 254 characters as text.
+        let long: Vec<Vec<u8>> = vec![
+            vec![b'A'; 63],
+            vec![b'b'; 63],
+            vec![b'c'; 63],
+            vec![b'D'; 61],
+        ];
+        let n = Name::from_labels(long.iter().map(|l| &l[..])).unwrap();
+        let mut q = Message::new(1, MessageType::Query, hickory_proto::op::OpCode::Query);
+        q.add_query(hickory_proto::op::Query::query(n.clone(), RecordType::A));
+        let text = crate::server::wire::plain_lower_qname(&q.to_vec().unwrap()).unwrap();
+        assert_eq!(text.len(), 254);
+        assert_eq!(text, n.to_lowercase().to_ascii());
         let lead = Name::from_labels([&b"-lead"[..], &b"example"[..]]).unwrap();
         assert_eq!(lower_fqdn(&lead), "\\-lead.example.");
         assert!(plain_lower_fqdn(&lead).is_none());
         assert!(plain_lower_fqdn(&Name::from_ascii("www.example.").unwrap()).is_some());
+    }
+
+    /// Every octet, first in a label and after the first: plain exactly for letters, digits,
+    /// `_`, `-` (not first) and `*` (first only), and then hickory's text.
+    #[test]
+    fn plain_labels_octet_by_octet() {
+        for b in 0..=255u8 {
+            for (label, first) in [(vec![b, b'x'], true), (vec![b'x', b], false)] {
+                let n = Name::from_labels([&label[..], &b"example"[..]]).unwrap();
+                let plain = b.is_ascii_alphanumeric()
+                    || b == b'_'
+                    || (b == b'-' && !first)
+                    || (b == b'*' && first);
+                let mut out = b"keep".to_vec();
+                assert_eq!(push_plain_label(&mut out, &label), plain, "{label:?}");
+                let mut q = Message::new(1, MessageType::Query, hickory_proto::op::OpCode::Query);
+                q.add_query(hickory_proto::op::Query::query(n.clone(), RecordType::A));
+                assert_eq!(
+                    crate::server::wire::plain_lower_qname(&q.to_vec().unwrap()),
+                    plain_lower_fqdn(&n),
+                    "from the wire: {label:?}"
+                );
+                if plain {
+                    assert_eq!(out.len(), 4 + 3);
+                    assert_eq!(
+                        plain_lower_fqdn(&n).unwrap(),
+                        n.to_lowercase().to_ascii(),
+                        "{label:?}"
+                    );
+                } else {
+                    assert_eq!(out, b"keep", "left as it was: {label:?}");
+                    assert!(plain_lower_fqdn(&n).is_none(), "{label:?}");
+                }
+            }
+        }
     }
 
     /// A well-formed reply hickory cannot decode (a HINFO whose string overruns its RDATA) is

@@ -279,10 +279,15 @@ fn push_opt(out: &mut Vec<u8>, dnssec_ok: bool) {
 /// Appends exdns's OPT record to `out` (a reply without one) when `req` had EDNS.
 pub fn add_opt(req: &Request, out: &mut Vec<u8>) {
     if let Some(e) = &req.msg.edns {
-        let ar = u16_at(out, 10).saturating_add(1);
-        push_opt(out, e.flags().dnssec_ok);
-        put_u16(out, 10, ar);
+        append_opt(out, e.flags().dnssec_ok);
     }
+}
+
+/// Appends exdns's OPT record with `dnssec_ok` to `out` (a reply without one), counted in ARCOUNT.
+pub fn append_opt(out: &mut Vec<u8>, dnssec_ok: bool) {
+    let ar = u16_at(out, 10).saturating_add(1);
+    push_opt(out, dnssec_ok);
+    put_u16(out, 10, ar);
 }
 
 /// CoreDNS's `request.Match` on wire bytes: `buf` is a response whose one question is `req`'s
@@ -439,27 +444,35 @@ pub fn fit(req: &Request, buf: Vec<u8>) -> Vec<u8> {
 /// read straight from the wire when it is written out and needs no escaping
 /// (`request::push_plain_label`); `None` otherwise.
 pub fn plain_lower_qname(buf: &[u8]) -> Option<String> {
-    let mut v = Vec::with_capacity(32);
-    let mut at = HEADER;
+    // The text form is the wire form without its first length octet, each other length octet
+    // (and the final zero) turned into a dot: copy once, then fix it up label by label.
+    let mut end = HEADER;
     loop {
-        let len = *buf.get(at)? as usize;
-        if len == 0 {
-            break;
-        }
+        let len = *buf.get(end)? as usize;
         if len > 63 {
             return None;
         }
-        let label = buf.get(at + 1..at + 1 + len)?;
-        if !crate::server::request::push_plain_label(&mut v, label) {
-            return None;
+        end += 1 + len;
+        if len == 0 {
+            break;
         }
-        at += 1 + len;
     }
-    if v.is_empty() {
-        v.push(b'.');
+    if end == HEADER + 1 {
+        return Some(".".to_string());
     }
+    let mut v = buf.get(HEADER + 1..end)?.to_vec();
     if v.len() > 254 {
         return None;
+    }
+    let (mut at, mut len) = (0, buf[HEADER] as usize);
+    while len != 0 {
+        if !crate::server::request::lower_plain_label(&mut v[at..at + len]) {
+            return None;
+        }
+        at += len;
+        len = v[at] as usize;
+        v[at] = b'.';
+        at += 1;
     }
     String::from_utf8(v).ok()
 }

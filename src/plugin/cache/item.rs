@@ -10,6 +10,7 @@ use hickory_proto::rr::{DNSClass, RecordType};
 
 use crate::plugin::response::{self, RespType};
 use crate::server::request::Request;
+use crate::server::view::QueryView;
 use crate::server::wire::{self, Layout};
 
 /// CoreDNS's `MinimalDefaultTTL`: the TTL used when a message gives nothing better.
@@ -136,6 +137,8 @@ pub(crate) struct Item {
     freq: Mutex<Freq>,
     /// A background refresh of this entry is running.
     pub(crate) refreshing: AtomicBool,
+    /// A denial for the same key was stored after this (success) entry.
+    denied_later: AtomicBool,
 }
 
 impl Item {
@@ -183,7 +186,17 @@ impl Item {
             server,
             freq: Mutex::new(Freq::default()),
             refreshing: AtomicBool::new(false),
+            denied_later: AtomicBool::new(false),
         })
+    }
+
+    /// Whether a denial for this entry's key may have been stored after it.
+    pub(crate) fn may_be_denied(&self) -> bool {
+        self.denied_later.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_may_be_denied(&self) {
+        self.denied_later.store(true, Ordering::Relaxed);
     }
 
     /// Whether this entry answers exactly `key` (guards against hash collisions).
@@ -236,32 +249,77 @@ impl Item {
     /// question; AA set (as CoreDNS does for answers from its cache); AD only when the client
     /// asked for DNSSEC (DO) or set AD; an OPT record when the request had EDNS.
     pub(crate) fn reply(&self, req: &Request, ttl: u32, do_bit: bool, ad: bool) -> Vec<u8> {
+        let q = &req.msg.metadata;
+        let to = ReplyTo {
+            id: req.id(),
+            opcode: u8::from(q.op_code),
+            rd: q.recursion_desired,
+            cd: q.checking_disabled,
+            ad_ok: do_bit || ad,
+            opt: req.msg.edns.as_ref().map(|e| e.flags().dnssec_ok),
+        };
+        self.build(&to, ttl, |qname| wire::copy_qname_case(qname, req.qname()))
+    }
+
+    /// [`Item::reply`] for a query on the fast path.
+    pub(crate) fn reply_to_view(&self, q: &QueryView<'_>, ttl: u32) -> Vec<u8> {
+        let to = ReplyTo {
+            id: q.id(),
+            opcode: 0,
+            rd: q.recursion_desired(),
+            cd: q.checking_disabled(),
+            ad_ok: q.do_bit() || q.authentic_data(),
+            opt: q.edns.map(|e| e.dnssec_ok),
+        };
+        self.build(&to, ttl, |qname| {
+            // The same name (the entry matched it), so the same length; the client's case.
+            let theirs = q.qname_wire();
+            if theirs.len() == qname.len() {
+                qname.copy_from_slice(theirs);
+            }
+        })
+    }
+
+    fn build(&self, to: &ReplyTo, ttl: u32, case: impl FnOnce(&mut [u8])) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.wire.len() + wire::OPT_SIZE);
         out.extend_from_slice(&self.wire);
-        wire::copy_qname_case(&mut out[wire::HEADER..self.qname_end], req.qname());
+        case(&mut out[wire::HEADER..self.qname_end]);
         let stored = wire::flags(&out);
-        let q = &req.msg.metadata;
-        let mut f = wire::QR | wire::AA | (u16::from(u8::from(q.op_code)) << 11);
+        let mut f = wire::QR | wire::AA | (u16::from(to.opcode) << 11);
         f |= stored & (wire::RA | 0x000f);
-        if q.recursion_desired {
+        if to.rd {
             f |= wire::RD;
         }
-        if q.checking_disabled {
+        if to.cd {
             f |= wire::CD;
         }
-        if stored & wire::AD != 0 && (do_bit || ad) {
+        if stored & wire::AD != 0 && to.ad_ok {
             f |= wire::AD;
         }
         wire::set_flags(&mut out, f);
-        out[0..2].copy_from_slice(&req.id().to_be_bytes());
+        out[0..2].copy_from_slice(&to.id.to_be_bytes());
         let t = ttl.to_be_bytes();
         for &at in self.ttls.iter() {
             let at = at as usize;
             out[at..at + 4].copy_from_slice(&t);
         }
-        wire::add_opt(req, &mut out);
+        if let Some(dnssec_ok) = to.opt {
+            wire::append_opt(&mut out, dnssec_ok);
+        }
         out
     }
+}
+
+/// What a reply from the cache takes from the query.
+struct ReplyTo {
+    id: u16,
+    opcode: u8,
+    rd: bool,
+    cd: bool,
+    /// AD may be kept (the client set DO or AD).
+    ad_ok: bool,
+    /// The query had EDNS, with this DO bit.
+    opt: Option<bool>,
 }
 
 /// Marks `item` as not refreshing when dropped (also when a refresh task panics).

@@ -24,14 +24,15 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use hickory_proto::op::{Message, OpCode, ResponseCode};
-use hickory_proto::rr::RecordType;
+use hickory_proto::rr::{DNSClass, RecordType};
 use moka::notification::RemovalCause;
 use moka::policy::EvictionPolicy;
 
 use crate::plugin::response::RespType;
 use crate::plugin::zones::in_zone;
-use crate::plugin::{Next, Plugin};
+use crate::plugin::{FastNext, Next, Plugin};
 use crate::server::request::{Outcome, Proto, Request};
+use crate::server::view::{FastReply, QueryView};
 use crate::server::wire::{self, Layout};
 use item::{Item, Key, Kind, RefreshGuard};
 
@@ -275,25 +276,36 @@ impl Inner {
     fn lookup(&self, h: u64, k: &Key<'_>, now: Instant, server: &str) -> Option<Arc<Item>> {
         let c = self.counters_for(server);
         c.requests.inc();
+        match self.choose(h, k, now) {
+            Some(i) => {
+                c.hits[i.kind as usize].inc();
+                Some(i)
+            }
+            None => {
+                c.misses.inc();
+                None
+            }
+        }
+    }
+
+    /// The entry [`Inner::lookup`] answers with, without counting anything: as CoreDNS, a
+    /// denial before a success, except that a cached SERVFAIL does not shadow a usable success.
+    /// A success entry not marked [`Item::may_be_denied`] has no denial stored after it, so
+    /// it answers without a look in the denial cache (most hits are successes).
+    fn choose(&self, h: u64, k: &Key<'_>, now: Instant) -> Option<Arc<Item>> {
         let stale = self.cfg.stale_up_to;
         let usable = |i: &Arc<Item>| i.matches(k) && i.usable(now, stale);
-        let hit = |i: Arc<Item>| {
-            c.hits[i.kind as usize].inc();
-            Some(i)
-        };
-        if let Some(n) = self.ncache.get(&h).filter(usable) {
-            if n.rcode == ResponseCode::ServFail
-                && let Some(p) = self.pcache.get(&h).filter(usable)
-            {
-                return hit(p);
-            }
-            return hit(n);
+        let p = self.pcache.get(&h).filter(usable);
+        if let Some(p) = &p
+            && !p.may_be_denied()
+        {
+            return Some(p.clone());
         }
-        if let Some(p) = self.pcache.get(&h).filter(usable) {
-            return hit(p);
+        match self.ncache.get(&h).filter(usable) {
+            Some(n) if n.rcode == ResponseCode::ServFail => p.or(Some(n)),
+            Some(n) => Some(n),
+            None => p,
         }
-        c.misses.inc();
-        None
     }
 
     /// The counters of `server`, resolved on its first query.
@@ -463,9 +475,17 @@ impl Inner {
             return;
         };
         self.store_for(kind).insert(h, Arc::new(item));
-        if kind == Kind::Success {
+        match kind {
             // A fresh positive answer supersedes a denial (or SERVFAIL) stored for the same key.
-            self.ncache.invalidate(&h);
+            Kind::Success => self.ncache.invalidate(&h),
+            // A denial shadows the success entry stored before it (CoreDNS looks in the denial
+            // cache first): mark that entry so lookups do look there.
+            Kind::Denial if rcode != ResponseCode::ServFail => {
+                if let Some(p) = self.pcache.get(&h) {
+                    p.set_may_be_denied();
+                }
+            }
+            Kind::Denial => {}
         }
         let server = &*req.server;
         metrics::ENTRIES
@@ -544,6 +564,50 @@ impl ClampBetween for Duration {
 impl Plugin for Cache {
     fn name(&self) -> &'static str {
         "cache"
+    }
+
+    /// A fresh hit, when nothing else is due: no prefetch configured, not stale, and the reply
+    /// fits the client's size. Everything else (misses included) takes the full path, which
+    /// counts it.
+    fn fast(&self, q: &QueryView<'_>, _next: FastNext<'_>) -> Option<FastReply> {
+        let inner = &self.inner;
+        if inner.cfg.prefetch != 0
+            || matches!(q.qtype, RecordType::AXFR | RecordType::IXFR)
+            || !in_any_zone(q.name, &inner.cfg.zones)
+        {
+            return None;
+        }
+        let now = (inner.clock)();
+        let k = Key {
+            name: q.name,
+            qtype: q.qtype,
+            qclass: DNSClass::IN,
+            do_bit: q.do_bit(),
+            cd: q.checking_disabled(),
+        };
+        let h = inner.hash(&k);
+        let item = inner.choose(h, &k, now)?;
+        let ttl = item.ttl(now);
+        if ttl < 0 {
+            return None;
+        }
+        let ttl = if inner.cfg.keepttl {
+            item.orig_ttl
+        } else {
+            ttl.min(u32::MAX as i64) as u32
+        };
+        let bytes = item.reply_to_view(q, ttl);
+        if bytes.len() > q.reply_limit() {
+            return None;
+        }
+        let c = inner.counters_for(q.server);
+        c.requests.inc();
+        c.hits[item.kind as usize].inc();
+        Some(FastReply {
+            bytes,
+            rcode: item.rcode,
+            plugin: "cache",
+        })
     }
 
     async fn serve(&self, req: &Request, next: Next<'_>) -> Outcome {

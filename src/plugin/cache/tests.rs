@@ -1066,3 +1066,47 @@ async fn serve_stale_denial_survives_failed_refresh() {
         .await;
     }
 }
+
+/// A denial stored after a success shadows it, as in CoreDNS (denials are looked up first): the
+/// stale success entry, refreshed in the background into an NXDOMAIN, is not served again while
+/// the NXDOMAIN lasts; a fresh success replaces the denial.
+#[tokio::test]
+async fn denial_stored_after_success_shadows_it() {
+    let cfg = Config {
+        stale_up_to: Duration::from_secs(3600),
+        ..Config::default()
+    };
+    let gone = Arc::new(AtomicUsize::new(0));
+    let gone2 = gone.clone();
+    let h = Harness::new(
+        cfg,
+        "denied_later",
+        upstream(move |r, n| match gone2.load(Ordering::SeqCst) {
+            1 => nxdomain(r, 60, 60),
+            _ => answer(r, &[10], n as u8),
+        }),
+    );
+    assert_eq!(
+        last_octet(&h.reply("www.example.org.", RecordType::A).await),
+        1
+    );
+    gone.store(1, Ordering::SeqCst);
+    h.clock.advance(20);
+    // Stale: served at once, refreshed in the background into the NXDOMAIN.
+    let m = h.reply("www.example.org.", RecordType::A).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(ttls(&m), vec![0]);
+    h.settle(|| h.up.calls() == 2).await;
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+    for _ in 0..3 {
+        let m = h.reply("www.example.org.", RecordType::A).await;
+        assert_eq!(
+            m.metadata.response_code,
+            ResponseCode::NXDomain,
+            "the later denial"
+        );
+    }
+    assert_eq!(h.up.calls(), 2, "answered from the cache");
+}

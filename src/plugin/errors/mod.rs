@@ -29,8 +29,9 @@ use tokio::task::JoinHandle;
 
 use crate::plugin::names::{rcode_name, type_name};
 use crate::plugin::util::format_duration;
-use crate::plugin::{Next, Plugin, StartupCtx};
+use crate::plugin::{FastNext, Next, Plugin, StartupCtx};
 use crate::server::request::{Outcome, Request};
+use crate::server::view::{FastReply, QueryView};
 
 pub const NAME: &str = "errors";
 
@@ -176,6 +177,11 @@ impl Plugin for Errors {
             self.report(req, *rcode, &error_message(plugin, *rcode));
         }
         out
+    }
+
+    /// Transparent: a fast-path answer is never an error to report.
+    fn fast(&self, q: &QueryView<'_>, next: FastNext<'_>) -> Option<FastReply> {
+        next.fast(q)
     }
 
     async fn on_startup(&self, _ctx: &StartupCtx) -> Result<(), String> {

@@ -5,6 +5,7 @@
 //! chain, then records CoreDNS's `coredns_dns_*` families for the request and its outcome.
 
 use std::cell::RefCell;
+use std::net::SocketAddr;
 use std::sync::LazyLock;
 use std::time::Instant;
 
@@ -19,8 +20,9 @@ use crate::metrics::{
     PLUGIN_ENABLED, REQUEST_DURATION, REQUEST_SIZE, REQUESTS, RESPONSE_SIZE, RESPONSES, family,
 };
 use crate::plugin::names::rcode_mnemonic;
-use crate::plugin::{Next, Plugin};
-use crate::server::request::{Outcome, Request};
+use crate::plugin::{FastNext, Next, Plugin};
+use crate::server::request::{Outcome, Proto, Request};
+use crate::server::view::{FastReply, QueryView};
 
 mod setup;
 
@@ -61,6 +63,27 @@ impl Plugin for Prometheus {
         report(req, &out, start);
         out
     }
+
+    /// Transparent: records what the rest of the chain answered on the fast path.
+    fn fast(&self, q: &QueryView<'_>, next: FastNext<'_>) -> Option<FastReply> {
+        let start = Instant::now();
+        let reply = next.fast(q)?;
+        let seen = Seen {
+            server: q.server,
+            zone: q.zone,
+            proto: q.proto,
+            src: &q.src,
+            qtype: q.qtype,
+            do_bit: q.do_bit(),
+            size: q.buf.len(),
+        };
+        record(
+            &seen,
+            start,
+            Some((reply.rcode, reply.plugin, reply.bytes.len())),
+        );
+        Some(reply)
+    }
 }
 
 /// Records one request and its outcome, as CoreDNS's `vars.Report`: requests, DO requests,
@@ -69,10 +92,48 @@ impl Plugin for Prometheus {
 /// [`Outcome::Code`] the server writes it, so the label is empty, as in CoreDNS. The server may
 /// call this for requests it answers without running the chain.
 pub fn report(req: &Request, out: &Outcome, start: Instant) {
-    let server: &str = &req.server;
-    let zone: &str = &req.zone;
-    let proto = req.proto.as_str();
-    if req.do_bit() {
+    let reply = match out {
+        Outcome::Drop { .. } => None,
+        Outcome::Reply { msg, plugin } => {
+            Some((msg.metadata.response_code, *plugin, reply_size(req, msg)))
+        }
+        Outcome::Code { rcode, .. } => Some((*rcode, "", reply_size(req, &req.reply_code(*rcode)))),
+        // Already the bytes the server sends, but for truncation.
+        Outcome::Wire {
+            bytes,
+            rcode,
+            plugin,
+        } => Some((*rcode, *plugin, bytes.len().min(req.max_reply_size()))),
+    };
+    let seen = Seen {
+        server: &req.server,
+        zone: &req.zone,
+        proto: req.proto,
+        src: &req.src,
+        qtype: req.qtype(),
+        do_bit: req.do_bit(),
+        size: req.size,
+    };
+    record(&seen, start, reply);
+}
+
+/// What the metrics take from a request.
+struct Seen<'a> {
+    server: &'a str,
+    zone: &'a str,
+    proto: Proto,
+    src: &'a SocketAddr,
+    qtype: RecordType,
+    do_bit: bool,
+    size: usize,
+}
+
+/// Records one request; `reply` is the (rcode, plugin, size) of what was sent, `None` when
+/// nothing was.
+fn record(q: &Seen<'_>, start: Instant, reply: Option<(ResponseCode, &str, usize)>) {
+    let (server, zone) = (q.server, q.zone);
+    let proto = q.proto.as_str();
+    if q.do_bit {
         DO_REQUESTS.with_label_values(&[server, zone, VIEW]).inc();
     }
     REQUESTS
@@ -81,8 +142,8 @@ pub fn report(req: &Request, out: &Outcome, start: Instant) {
             zone,
             VIEW,
             proto,
-            family(&req.src),
-            qtype_label(req.qtype()),
+            family(q.src),
+            qtype_label(q.qtype),
         ])
         .inc();
     REQUEST_DURATION
@@ -90,19 +151,9 @@ pub fn report(req: &Request, out: &Outcome, start: Instant) {
         .observe(start.elapsed().as_secs_f64());
     REQUEST_SIZE
         .with_label_values(&[server, zone, VIEW, proto])
-        .observe(req.size as f64);
-    let (rcode, plugin, size) = match out {
-        Outcome::Drop { .. } => return,
-        Outcome::Reply { msg, plugin } => {
-            (msg.metadata.response_code, *plugin, reply_size(req, msg))
-        }
-        Outcome::Code { rcode, .. } => (*rcode, "", reply_size(req, &req.reply_code(*rcode))),
-        // Already the bytes the server sends, but for truncation.
-        Outcome::Wire {
-            bytes,
-            rcode,
-            plugin,
-        } => (*rcode, *plugin, bytes.len().min(req.max_reply_size())),
+        .observe(q.size as f64);
+    let Some((rcode, plugin, size)) = reply else {
+        return;
     };
     RESPONSE_SIZE
         .with_label_values(&[server, zone, VIEW, proto])
