@@ -161,5 +161,30 @@ pub struct FastReply {
     pub plugin: &'static str,
 }
 
+/// Builds the view of `buf` as the server does (server `dns://:53`, zone `.`) and hands it to
+/// `f`; `None` when the query does not have the fast path's shape.
+#[cfg(test)]
+pub(crate) fn with_view<R>(
+    buf: &[u8],
+    proto: Proto,
+    f: impl FnOnce(&QueryView<'_>) -> R,
+) -> Option<R> {
+    let l = wire::scan(buf)?;
+    let sh = shape(buf, &l)?;
+    let name = wire::plain_lower_qname(buf)?;
+    let (server, zone): (Arc<str>, Arc<str>) = (Arc::from("dns://:53"), Arc::from("."));
+    Some(f(&QueryView {
+        buf,
+        qname_end: l.qname_end,
+        name: &name,
+        qtype: sh.qtype,
+        edns: sh.edns,
+        proto,
+        src: SocketAddr::from(([192, 0, 2, 200], 5353)),
+        server: &server,
+        zone: &zone,
+    }))
+}
+
 #[cfg(test)]
 mod tests;

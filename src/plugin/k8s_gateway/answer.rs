@@ -16,6 +16,8 @@ use crate::kube::snapshot::{RecordSet, Snapshot};
 use crate::plugin::k8s_gateway::setup::Settings;
 use crate::plugin::zones::{in_zone, match_zone};
 use crate::server::request::Request;
+use crate::server::view::QueryView;
+use crate::server::wire::{self, encode::ReplyWriter};
 
 /// SOA timers (as the CoreDNS plugin sets them).
 pub const SOA_REFRESH: i32 = 7200;
@@ -109,11 +111,7 @@ pub fn answer(s: &Settings, snap: &Snapshot, req: &Request) -> Answer {
 /// Answers `req` from `snap` with names prepared from `s`.
 pub fn answer_prepared(s: &Settings, p: &Prepared, snap: &Snapshot, req: &Request) -> Answer {
     let qname = req.name.as_str();
-    // The longest of our zones that contains the name (`match_zone`, by index).
-    let Some(i) = (0..s.zones.len())
-        .filter(|&i| in_zone(qname, &s.zones[i]))
-        .max_by_key(|&i| s.zones[i].len())
-    else {
+    let Some(i) = zone_index(s, qname) else {
         return Answer::Next;
     };
     let (zone, names) = (s.zones[i].as_str(), &p.zones[i]);
@@ -125,15 +123,6 @@ pub fn answer_prepared(s: &Settings, p: &Prepared, snap: &Snapshot, req: &Reques
         return Answer::Code(ResponseCode::ServFail);
     }
     let qtype = req.qtype();
-    let abs = qname.trim_end_matches('.');
-    // The name relative to the zone ("" at the apex).
-    let rel = if qname == zone {
-        ""
-    } else if zone == "." {
-        abs
-    } else {
-        &qname[..qname.len() - zone.len() - 1]
-    };
     let mut r = Responder {
         s,
         snap,
@@ -144,20 +133,69 @@ pub fn answer_prepared(s: &Settings, p: &Prepared, snap: &Snapshot, req: &Reques
     };
     r.msg.metadata.authoritative = true;
     r.msg.metadata.recursion_available = false;
+    match find(s, snap, qname, zone) {
+        Found::Apex => r.apex(qtype, qname.trim_end_matches('.')),
+        Found::ApexHost => {
+            let data = snap.exact(Kind::Service, &s.apex);
+            r.data(qtype, data.as_deref())
+        }
+        Found::Data(data) => r.data(qtype, Some(&data)),
+        Found::EmptyNonTerminal => r.nodata(),
+        Found::Missing => {
+            if let Some(fall) = &s.fallthrough
+                && match_zone(fall, qname).is_some()
+            {
+                return Answer::Next;
+            }
+            r.nxdomain()
+        }
+    }
+}
 
+/// The longest of our zones that contains `qname` (`match_zone`, by index).
+fn zone_index(s: &Settings, qname: &str) -> Option<usize> {
+    (0..s.zones.len())
+        .filter(|&i| in_zone(qname, &s.zones[i]))
+        .max_by_key(|&i| s.zones[i].len())
+}
+
+/// What the snapshot holds for a name in one of our zones.
+enum Found {
+    /// The zone's apex.
+    Apex,
+    /// `<apex>.<zone>`: this instance's own addresses.
+    ApexHost,
+    /// The name's data (exact, or a wildcard's).
+    Data(Arc<RecordSet>),
+    /// No data, but names below it (RFC 8020: it exists).
+    EmptyNonTerminal,
+    /// Nothing (names below `<apex>.<zone>` included).
+    Missing,
+}
+
+/// Looks `qname` (lower case, absolute, in `zone`) up in the snapshot.
+fn find(s: &Settings, snap: &Snapshot, qname: &str, zone: &str) -> Found {
+    let abs = qname.trim_end_matches('.');
+    // The name relative to the zone ("" at the apex).
+    let rel = if qname == zone {
+        ""
+    } else if zone == "." {
+        abs
+    } else {
+        &qname[..qname.len() - zone.len() - 1]
+    };
     if rel.is_empty() {
-        return r.apex(qtype, abs);
+        return Found::Apex;
     }
     // <apex>.<zone>: this instance's own addresses; nothing exists below it.
     if rel == s.apex {
-        let data = snap.exact(Kind::Service, &s.apex);
-        return r.data(qtype, data.as_deref());
+        return Found::ApexHost;
     }
     if rel.len() > s.apex.len()
         && rel.ends_with(s.apex.as_str())
         && rel.as_bytes()[rel.len() - s.apex.len() - 1] == b'.'
     {
-        return r.nxdomain();
+        return Found::Missing;
     }
     let keys: &[&str] = if rel == abs { &[abs] } else { &[abs, rel] };
     // RFC 4592 §2.2.2: a wildcard does not match a name that exists, even as an empty
@@ -171,20 +209,53 @@ pub fn answer_prepared(s: &Settings, p: &Prepared, snap: &Snapshot, req: &Reques
         snap.lookup(&s.kinds, keys).map(|(_, d)| d)
     };
     match found {
-        Some(data) => r.data(qtype, Some(&data)),
-        None => {
-            if keys.iter().any(|k| snap.has_descendants(k)) {
-                // An empty non-terminal: the name exists (RFC 8020).
-                return r.nodata();
-            }
-            if let Some(fall) = &s.fallthrough
-                && match_zone(fall, qname).is_some()
-            {
-                return Answer::Next;
-            }
-            r.nxdomain()
+        Some(data) => Found::Data(data),
+        None if ent => Found::EmptyNonTerminal,
+        None => Found::Missing,
+    }
+}
+
+/// The fast path's answer ([`crate::server::view`]): a name with addresses of the asked family
+/// (A or AAAA), answered straight in wire form. Everything else — other types, CNAMEs, no
+/// addresses of that family, denials, not yet synced — is `None`, for the full path.
+pub fn answer_fast(s: &Settings, snap: &Snapshot, q: &QueryView<'_>) -> Option<Vec<u8>> {
+    let v4 = match q.qtype {
+        RecordType::A => true,
+        RecordType::AAAA => false,
+        _ => return None,
+    };
+    let i = zone_index(s, q.name)?;
+    if !snap.synced() {
+        return None;
+    }
+    // The data `answer_prepared` answers A and AAAA from.
+    let d = match find(s, snap, q.name, &s.zones[i]) {
+        Found::Data(d) => d,
+        Found::Apex => snap.lookup(&s.kinds, &[q.name.trim_end_matches('.')])?.1,
+        Found::ApexHost => snap.exact(Kind::Service, &s.apex)?,
+        Found::EmptyNonTerminal | Found::Missing => return None,
+    };
+    if !d.cname.is_empty() || (v4 && d.a.is_empty()) || (!v4 && d.aaaa.is_empty()) {
+        return None;
+    }
+    // As the full path writes it: the client's question, AA, RA clear, the owner lower-cased.
+    let flags = wire::QR | wire::AA | (wire::flags(q.buf) & (wire::RD | wire::CD));
+    let mut w = ReplyWriter::new(q.id(), flags, q.qname_wire(), q.qtype.into(), 1);
+    let mut owner = [0u8; 255];
+    let owner = &mut owner[..q.qname_wire().len()];
+    owner.copy_from_slice(q.qname_wire());
+    owner.make_ascii_lowercase();
+    let ttl = s.ttl;
+    if v4 {
+        for ip in &d.a {
+            w.record(owner, wire::T_A, ttl, &ip.octets());
+        }
+    } else {
+        for ip in &d.aaaa {
+            w.record(owner, wire::T_AAAA, ttl, &ip.octets());
         }
     }
+    w.finish(q.edns.map(|e| e.dnssec_ok))
 }
 
 struct Responder<'a> {

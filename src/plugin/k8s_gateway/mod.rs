@@ -22,8 +22,10 @@ use crate::kube::index::IndexConfig;
 use crate::kube::model::ObjKind;
 use crate::kube::snapshot::Snapshot;
 use crate::kube::source::Feed;
-use crate::plugin::{Next, Plugin, SetupCtx, StartupCtx};
+use crate::plugin::{FastNext, Next, Plugin, SetupCtx, StartupCtx};
 use crate::server::request::{Outcome, Request};
+use crate::server::view::{FastReply, QueryView};
+use hickory_proto::op::ResponseCode;
 
 pub use setup::{Settings, SourceSpec};
 
@@ -169,6 +171,20 @@ impl Plugin for K8sGateway {
             answer::Answer::Code(rcode) => Outcome::code(rcode, NAME),
             answer::Answer::Next => next.serve(req).await,
         }
+    }
+
+    /// Names with addresses of the asked family, answered from the snapshot in wire form.
+    fn fast(&self, q: &QueryView<'_>, _next: FastNext<'_>) -> Option<FastReply> {
+        let snap = self.instance.snapshot.load();
+        let bytes = answer::answer_fast(&self.settings, &snap, q)?;
+        if bytes.len() > q.reply_limit() {
+            return None;
+        }
+        Some(FastReply {
+            bytes,
+            rcode: ResponseCode::NoError,
+            plugin: NAME,
+        })
     }
 
     fn ready(&self) -> Option<bool> {

@@ -736,3 +736,105 @@ fn setup_errors() {
         assert!(e.contains(want), "{text:?}: {e}");
     }
 }
+
+/// The fast path (`answer_fast`) gives exactly the bytes the full path sends (`answer` then the
+/// server's `encode_reply`), for every name of the table, several types, the client's case,
+/// EDNS sizes and DO, over UDP and TCP; and it answers every name with addresses of the asked
+/// family that has no CNAME.
+#[test]
+fn fast_answers_are_the_full_paths_bytes() {
+    use hickory_proto::op::Edns;
+
+    use crate::server::query::encode_reply;
+    use crate::server::view::with_view;
+
+    let s = settings();
+    let snap = snapshot(&s, &feed());
+    let names = [
+        "ingress.example.com.",
+        "InGreSS.Example.COM.",
+        "shared.example.com.",
+        "shared2.example.com.",
+        "v6only.example.com.",
+        "a.b.deep.example.com.",
+        "b.deep.example.com.",
+        "x.wild.example.com.",
+        "X.Wild.example.com.",
+        "exact.wild.example.com.",
+        "example.com.",
+        "dns1.example.com.",
+        "x.dns1.example.com.",
+        "missing.example.com.",
+        "route.example.com.",
+        "both.example.com.",
+        "orphan.example.com.",
+        "txt.example.com.",
+        "alias.example.com.",
+        "outside.example.com.",
+        "www.elsewhere.org.",
+    ];
+    let (mut fast, mut total) = (0, 0);
+    for name in names {
+        for qtype in [
+            RecordType::A,
+            RecordType::AAAA,
+            RecordType::TXT,
+            RecordType::MX,
+        ] {
+            for edns in [
+                None,
+                Some((1232, false)),
+                Some((4096, true)),
+                Some((512, false)),
+            ] {
+                for proto in [Proto::Udp, Proto::Tcp] {
+                    let mut m = Message::new(7, MessageType::Query, OpCode::Query);
+                    m.metadata.recursion_desired = true;
+                    m.metadata.checking_disabled = edns.is_some_and(|e| e.1);
+                    m.add_query(Query::query(Name::from_ascii(name).unwrap(), qtype));
+                    if let Some((size, dnssec_ok)) = edns {
+                        let mut e = Edns::new();
+                        e.set_max_payload(size);
+                        e.set_dnssec_ok(dnssec_ok);
+                        m.edns = Some(e);
+                    }
+                    let buf = m.to_vec().unwrap();
+                    let src: SocketAddr = "192.0.2.200:5353".parse().unwrap();
+                    let req = Request::new(
+                        Message::from_vec(&buf).unwrap(),
+                        src,
+                        "127.0.0.1:53".parse().unwrap(),
+                        proto,
+                        buf.len(),
+                    );
+                    let full = match answer(&s, &snap, &req) {
+                        Answer::Reply(msg) => Some(encode_reply(&req, msg)),
+                        _ => None,
+                    };
+                    let got = with_view(&buf, proto, |q| super::answer::answer_fast(&s, &snap, q))
+                        .expect("the common shape");
+                    total += 1;
+                    let positive = full.as_ref().is_some_and(|b| {
+                        let r = Message::from_vec(b).unwrap();
+                        r.metadata.response_code == ResponseCode::NoError
+                            && !r.answers.is_empty()
+                            && r.answers.iter().all(|a| a.record_type() == qtype)
+                            && matches!(qtype, RecordType::A | RecordType::AAAA)
+                    });
+                    match got {
+                        Some(bytes) => {
+                            fast += 1;
+                            assert_eq!(
+                                Some(&bytes),
+                                full.as_ref(),
+                                "{name} {qtype} {edns:?} {proto:?}"
+                            );
+                        }
+                        None => assert!(!positive, "{name} {qtype} {edns:?}: answered fast"),
+                    }
+                }
+            }
+        }
+    }
+    assert!(fast >= 80, "{fast} of {total} answered fast");
+}

@@ -40,6 +40,60 @@ pub fn encode_into(msg: &Message, out: &mut Vec<u8>) -> Option<()> {
     done
 }
 
+/// A reply written straight from a query's wire form (the fast path, [`crate::server::view`]):
+/// the header and the client's question, then answer records one by one, names compressed as
+/// [`encode`] compresses them, so the bytes are those `encode` gives for the same message.
+pub struct ReplyWriter {
+    enc: Encoder,
+    /// Answers written; `None` once more than a header can count.
+    answers: Option<u16>,
+}
+
+impl ReplyWriter {
+    /// A reply with `id` and header `flags` (rcode included) to the question `qname` (wire form,
+    /// uncompressed), `qtype`, `qclass`.
+    pub fn new(id: u16, flags: u16, qname: &[u8], qtype: u16, qclass: u16) -> Self {
+        let mut enc = Encoder {
+            buf: Vec::with_capacity(512),
+            targets: [0; MAX_TARGETS],
+            n_targets: 0,
+        };
+        for v in [id, flags, 1, 0, 0, 0] {
+            enc.u16(v);
+        }
+        enc.name_wire(qname, true);
+        enc.u16(qtype);
+        enc.u16(qclass);
+        ReplyWriter {
+            enc,
+            answers: Some(0),
+        }
+    }
+
+    /// Appends an answer record of class IN.
+    pub fn record(&mut self, owner: &[u8], rtype: u16, ttl: u32, rdata: &[u8]) {
+        let e = &mut self.enc;
+        e.name_wire(owner, true);
+        e.u16(rtype);
+        e.u16(1);
+        e.u32(ttl);
+        e.u16(rdata.len() as u16);
+        e.buf.extend_from_slice(rdata);
+        self.answers = self.answers.and_then(|n| n.checked_add(1));
+    }
+
+    /// The reply, with exdns's OPT record (the client's DO bit) when `opt` is given. `None` when
+    /// it holds more answers than a header can count.
+    pub fn finish(self, opt: Option<bool>) -> Option<Vec<u8>> {
+        let mut buf = self.enc.buf;
+        buf[6..8].copy_from_slice(&self.answers?.to_be_bytes());
+        if let Some(dnssec_ok) = opt {
+            super::append_opt(&mut buf, dnssec_ok);
+        }
+        Some(buf)
+    }
+}
+
 impl Encoder {
     fn message(&mut self, msg: &Message) -> Option<()> {
         if msg.signature.is_some() {
@@ -125,6 +179,19 @@ impl Encoder {
             self.buf.extend_from_slice(l);
         }
         self.buf.push(0);
+        self.compress(start, compress);
+    }
+
+    /// [`Encoder::name`] for a name already in (uncompressed) wire form.
+    fn name_wire(&mut self, name: &[u8], compress: bool) {
+        let start = self.buf.len();
+        self.buf.extend_from_slice(name);
+        self.compress(start, compress);
+    }
+
+    /// Registers the name just written out at `start` as a compression target, replacing the
+    /// first of its suffixes written earlier with a pointer when `compress`.
+    fn compress(&mut self, start: usize, compress: bool) {
         let end = self.buf.len();
         let known = self.n_targets;
         let mut at = start;
