@@ -123,16 +123,17 @@ dnsdist --check-config -C "$WORK/dnsdist-pc.conf" >/dev/null
 PIDS=()
 unbound -d -c "$WORK/upstream.conf" >"$WORK/upstream.log" 2>&1 &
 PIDS+=($!)
+declare -A PID # server name -> process, for its CPU time
 "$EXDNS" -conf "$WORK/Corefile" -quiet >"$WORK/exdns.log" 2>&1 &
-PIDS+=($!)
+PIDS+=($!) PID[exdns]=$!
 "$EXDNS" -conf "$WORK/Corefile-cache" -quiet >"$WORK/exdns-cache.log" 2>&1 &
-PIDS+=($!)
+PIDS+=($!) PID[exdns-cache]=$!
 unbound -d -c "$WORK/unbound-fwd.conf" >"$WORK/unbound-fwd.log" 2>&1 &
-PIDS+=($!)
+PIDS+=($!) PID[unbound]=$!
 dnsdist --supervised --disable-syslog -C "$WORK/dnsdist.conf" >"$WORK/dnsdist.log" 2>&1 &
-PIDS+=($!)
+PIDS+=($!) PID[dnsdist]=$!
 dnsdist --supervised --disable-syslog -C "$WORK/dnsdist-pc.conf" >"$WORK/dnsdist-pc.log" 2>&1 &
-PIDS+=($!)
+PIDS+=($!) PID[dnsdist-pc]=$!
 
 # Ready: the server answers a name under bench.test with the upstream's address (through TLS
 # for the forwarders: a TLS or certificate problem shows up here as SERVFAIL).
@@ -192,10 +193,22 @@ else:
 PY
 }
 
-declare -A R
+declare -A R CPU
 record() { # key result
   R[$1]=$2
   echo "bench/dot: $1: $2 (qps avg_ms lost% sent rcodes)" >&2
+}
+# The CPU time (user + system, all threads) a process has used, in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# measure KEY NAME MODE PORT FILE [dnsperf options]: a run, with the server's CPU time per answer.
+measure() {
+  local key=$1 name=$2 t0 t1
+  shift 2
+  t0=$(cpu_ticks "${PID[$name]}")
+  record "$key" "$(run "$name" "$@")"
+  t1=$(cpu_ticks "${PID[$name]}")
+  CPU[$key]=$(python3 -c "q = ${R[$key]%% *} * $DURATION; print(f'{($t1 - $t0) / $(getconf CLK_TCK) * 1e6 / q:.1f}' if q else 'n/a')")
+  echo "bench/dot: $key: ${CPU[$key]} µs of server CPU per answered query" >&2
 }
 # The ceiling: the upstream's own DoT capacity, dnsperf speaking DoT to it directly.
 f=$(miss_file direct)
@@ -204,14 +217,14 @@ rm -f "$f"
 for s in exdns:$PORT_EX exdns-cache:$PORT_EXC unbound:$PORT_UB dnsdist:$PORT_DD; do
   IFS=: read -r name port <<<"$s"
   f=$(miss_file "$name-")
-  record "$name-miss" "$(run "$name" miss "$port" "$f")"
+  measure "$name-miss" "$name" miss "$port" "$f"
   rm -f "$f"
 done
 for s in exdns-cache:$PORT_EXC unbound:$PORT_UB dnsdist-pc:$PORT_DDPC; do
   IFS=: read -r name port <<<"$s"
   # Fill the cache: every hit name asked once before the run.
   dnsperf -s 127.0.0.1 -p "$port" -d "$WORK/q-hit" -n 1 -q 100 >/dev/null 2>&1
-  record "$name-hit" "$(run "$name" hit "$port" "$WORK/q-hit")"
+  measure "$name-hit" "$name" hit "$port" "$WORK/q-hit"
 done
 
 qps() { awk '{print $1}' <<<"${R[$1]}"; }
@@ -236,8 +249,8 @@ r_ub=$(ratio "$(qps exdns-cache-hit)" "$(qps unbound-hit)")
   echo "**Miss**: names that server was never asked before ($MISS_NAMES unique names per run, a range of its own; \`sent\` above that means dnsperf wrapped around and repeated names)."
   echo "**Hit**: $HIT_NAMES names, each asked once before the run, repeated. **Upstream direct**: dnsperf \`-m dot\` to the upstream itself ($CLIENTS TLS connections) — the ceiling for misses."
   echo
-  echo "| server | run | qps | avg latency (ms) | lost (%) | sent | response codes |"
-  echo "|---|---|---:|---:|---:|---:|---|"
+  echo "| server | run | qps | avg latency (ms) | lost (%) | sent | server CPU per answer (µs) | response codes |"
+  echo "|---|---|---:|---:|---:|---:|---:|---|"
   for k in direct-miss exdns-miss exdns-cache-miss unbound-miss dnsdist-miss exdns-cache-hit unbound-hit dnsdist-pc-hit; do
     read -r q a l s c <<<"${R[$k]}"
     case $k in
@@ -247,7 +260,7 @@ r_ub=$(ratio "$(qps exdns-cache-hit)" "$(qps unbound-hit)")
       *) label=${k%-*} ;;
     esac
     if [ "${k##*-}" = miss ] && [ "$s" -gt "$MISS_NAMES" ]; then s="$s (names repeated)"; fi
-    echo "| $label | ${k##*-} | $q | $a | $l | $s | $c |"
+    echo "| $label | ${k##*-} | $q | $a | $l | $s | ${CPU[$k]:-–} | $c |"
   done
   echo
   echo "| target (issue 4) | ratio | |"
@@ -255,6 +268,12 @@ r_ub=$(ratio "$(qps exdns-cache-hit)" "$(qps unbound-hit)")
   echo "| misses: exdns / dnsdist ≥ 3× | **$r_dd×** | $(verdict "$(qps exdns-miss)" "$(qps dnsdist-miss)" 3) |"
   echo "| misses: exdns / upstream direct ≥ 0.7× | **$r_up×** | $(verdict "$(qps exdns-miss)" "$(qps direct-miss)" 0.7) |"
   echo "| hits: exdns + cache / unbound ≥ 1× | **$r_ub×** | $(verdict "$(qps exdns-cache-hit)" "$(qps unbound-hit)" 1) |"
+  echo "| hits, CPU per answer: unbound / exdns + cache (≥ 1× when exdns spends less) | **$(ratio "${CPU[unbound-hit]}" "${CPU[exdns-cache-hit]}")×** | $(verdict "${CPU[unbound-hit]}" "${CPU[exdns-cache-hit]}" 1) |"
+  echo
+  echo "Server CPU per answer: the server process's user + system time over the run (all its threads, from"
+  echo "\`/proc/PID/stat\`) divided by the queries it answered. When every server nears the rate dnsperf itself can"
+  echo "drive on these shared cores, qps stops telling them apart and this figure still does (for misses it"
+  echo "leaves out the upstream's work)."
   echo
   echo "dnsperf's own TLS client runs on the same cores: the upstream-direct figure includes its TLS cost (a forwarder"
   echo "pays that cost itself instead, on fewer pipelined connections), so a forwarder can exceed it."

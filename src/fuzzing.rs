@@ -33,8 +33,9 @@ use crate::server::router::Router;
 use crate::server::wire;
 
 /// The configuration the query target runs; `{MANIFESTS}` is the demo cluster's directory
-/// (fixtures/demo). Every plugin answers locally (no upstream, no log output). example.org's
-/// chain answers its cache hits on the fast path (`server::view`).
+/// (fixtures/demo). Every plugin answers locally (no upstream, no log output). The chains of
+/// apps.example.com (k8s_gateway's addresses) and example.org (cache hits) answer on the fast
+/// path (`server::view`).
 pub const QUERY_COREFILE: &str = r#"
 example.com:53 {
     errors
@@ -67,6 +68,13 @@ example.net:53 10.0.0.0/8:53 {
     }
     loadbalance
     whoami
+}
+apps.example.com:53 {
+    prometheus 127.0.0.1:0
+    errors
+    k8s_gateway {
+        manifests {MANIFESTS}
+    }
 }
 example.org:53 {
     prometheus 127.0.0.1:0
