@@ -122,6 +122,17 @@ impl Nsd {
         Ok(())
     }
 
+    /// `msg` over UDP, asked up to three times (2 s each); panics when NSD never answers.
+    pub fn ask_udp(&self, msg: &Message) -> Message {
+        let bytes = msg.to_vec().unwrap();
+        for _ in 0..3 {
+            if let Some(raw) = super::udp_raw(self.addr, &bytes, Duration::from_secs(2)) {
+                return Message::from_vec(&raw).expect("decodable reply");
+            }
+        }
+        panic!("nsd did not answer {:?}:\n{}", msg.queries, self.output());
+    }
+
     fn answers_soa(&self, zone: &str) -> bool {
         let Ok(s) = UdpSocket::bind("127.0.0.1:0") else {
             return false;
