@@ -142,6 +142,8 @@ struct ServerCounters {
     requests: prometheus::IntCounter,
     hits: [prometheus::IntCounter; 2],
     misses: prometheus::IntCounter,
+    /// `coredns_cache_entries` for the success and the denial cache.
+    entries: [prometheus::IntGauge; 2],
 }
 
 /// The `cache` handler.
@@ -326,6 +328,8 @@ impl Inner {
             hits: [Kind::Success, Kind::Denial]
                 .map(|kind| metrics::HITS.with_label_values(&[server, kind.label(), zones, VIEW])),
             misses: metrics::MISSES.with_label_values(&[server, zones, VIEW]),
+            entries: [SUCCESS, DENIAL]
+                .map(|t| metrics::ENTRIES.with_label_values(&[server, t, zones, VIEW])),
         });
         let mut all = self.counters.write().unwrap_or_else(|e| e.into_inner());
         if !all.iter().any(|x| x.server == c.server) {
@@ -487,13 +491,9 @@ impl Inner {
             }
             Kind::Denial => {}
         }
-        let server = &*req.server;
-        metrics::ENTRIES
-            .with_label_values(&[server, SUCCESS, &self.zones_label, VIEW])
-            .set(self.pcache.entry_count() as i64);
-        metrics::ENTRIES
-            .with_label_values(&[server, DENIAL, &self.zones_label, VIEW])
-            .set(self.ncache.entry_count() as i64);
+        let c = self.counters_for(&req.server);
+        c.entries[0].set(self.pcache.entry_count() as i64);
+        c.entries[1].set(self.ncache.entry_count() as i64);
     }
 
     /// Refreshes `old` in the background through the rest of the chain (prefetch, serve_stale
