@@ -85,9 +85,10 @@ fn prepare_inner(
     // family) see the plain IPv4 address. Replies still go to the raw address.
     let src = SocketAddr::new(src.ip().to_canonical(), src.port());
     let local = SocketAddr::new(local.ip().to_canonical(), local.port());
-    if let (Some(l), Some(name)) = (&layout, &lower)
+    // Routed once: the fast path and the full path use the same route.
+    let routed = lower.as_deref().map(|name| router.route(name));
+    if let (Some(l), Some(name), Some(Some((zone, block)))) = (&layout, &lower, routed)
         && let Some(shape) = view::shape(buf, l)
-        && let Some((zone, block)) = router.route(name)
     {
         let q = QueryView {
             buf,
@@ -129,7 +130,8 @@ fn prepare_inner(
         None => Request::new(msg, src, local, proto, buf.len()),
     };
     req.server = router.server.clone();
-    match router.route(&req.name) {
+    // `req.name` is `lower` when there is one, already routed.
+    match routed.unwrap_or_else(|| router.route(&req.name)) {
         Some((zone, block)) => {
             req.zone = zone.clone();
             let block = block.clone();

@@ -27,6 +27,25 @@ impl Proto {
     pub fn is_stream(&self) -> bool {
         !matches!(self, Proto::Udp)
     }
+    /// The largest reply a client that advertised `udp_size` can take on this transport.
+    pub fn max_reply_size(&self, udp_size: u16) -> usize {
+        if self.is_stream() {
+            65535
+        } else {
+            udp_size as usize
+        }
+    }
+    /// The largest reply exdns sends to a client that advertised `udp_size`. Over UDP never
+    /// more than we advertise, whatever the client offers: fragmented replies get lost or
+    /// spoofed (DNS flag day 2020), and a large buffer must not make us an amplifier.
+    pub fn reply_limit(&self, udp_size: u16) -> usize {
+        match self {
+            Proto::Udp => self
+                .max_reply_size(udp_size)
+                .min(crate::server::query::ADVERTISED_UDP_SIZE as usize),
+            Proto::Tcp | Proto::Tls => self.max_reply_size(udp_size),
+        }
+    }
 }
 
 /// A parsed query with its context. Built once per query by the listener.
@@ -122,24 +141,13 @@ impl Request {
             .map(|e| e.max_payload().max(512))
             .unwrap_or(512)
     }
-    /// The largest reply the client can take on this transport.
+    /// The largest reply the client can take on this transport ([`Proto::max_reply_size`]).
     pub fn max_reply_size(&self) -> usize {
-        if self.proto.is_stream() {
-            65535
-        } else {
-            self.udp_size() as usize
-        }
+        self.proto.max_reply_size(self.udp_size())
     }
-    /// The largest reply exdns sends to this client. Over UDP never more than we advertise,
-    /// whatever the client offers: fragmented replies get lost or spoofed (DNS flag day 2020),
-    /// and a large buffer must not make us an amplifier.
+    /// The largest reply exdns sends to this client ([`Proto::reply_limit`]).
     pub fn reply_limit(&self) -> usize {
-        if self.proto.is_stream() {
-            self.max_reply_size()
-        } else {
-            self.max_reply_size()
-                .min(crate::server::query::ADVERTISED_UDP_SIZE as usize)
-        }
+        self.proto.reply_limit(self.udp_size())
     }
     /// An empty reply skeleton: ID, opcode, RD and CD copied, QR set, the question echoed.
     /// The server adds the OPT record when writing it.

@@ -17,7 +17,6 @@ use std::sync::Arc;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
-use crate::server::query::ADVERTISED_UDP_SIZE;
 use crate::server::request::Proto;
 use crate::server::wire::{self, HEADER, Layout};
 
@@ -134,21 +133,9 @@ impl QueryView<'_> {
     pub fn udp_size(&self) -> u16 {
         self.edns.map_or(512, |e| e.udp_size.max(512))
     }
-    /// The largest reply the client can take on this transport (as `Request::max_reply_size`).
-    pub fn max_reply_size(&self) -> usize {
-        if self.proto.is_stream() {
-            65535
-        } else {
-            self.udp_size() as usize
-        }
-    }
     /// The largest reply exdns sends to this client (as `Request::reply_limit`).
     pub fn reply_limit(&self) -> usize {
-        if self.proto.is_stream() {
-            65535
-        } else {
-            self.max_reply_size().min(ADVERTISED_UDP_SIZE as usize)
-        }
+        self.proto.reply_limit(self.udp_size())
     }
 }
 

@@ -310,6 +310,16 @@ impl Inner {
         }
     }
 
+    /// The TTL a hit on `item` is answered with, `ttl` being what is left of it (0 when
+    /// served stale): the stored TTL instead with `keepttl`.
+    fn reply_ttl(&self, item: &Item, ttl: i64) -> u32 {
+        if self.cfg.keepttl {
+            item.orig_ttl
+        } else {
+            ttl.clamp(0, u32::MAX as i64) as u32
+        }
+    }
+
     /// The counters of `server`, resolved on its first query.
     fn counters_for(&self, server: &str) -> Arc<ServerCounters> {
         if let Some(c) = self
@@ -591,12 +601,7 @@ impl Plugin for Cache {
         if ttl < 0 {
             return None;
         }
-        let ttl = if inner.cfg.keepttl {
-            item.orig_ttl
-        } else {
-            ttl.min(u32::MAX as i64) as u32
-        };
-        let bytes = item.reply_to_view(q, ttl);
+        let bytes = item.reply_to_view(q, inner.reply_ttl(&item, ttl));
         if bytes.len() > q.reply_limit() {
             return None;
         }
@@ -653,12 +658,9 @@ impl Plugin for Cache {
         } else if inner.should_prefetch(&item, now) {
             inner.spawn_refresh(req, next, &item, h);
         }
-        if inner.cfg.keepttl {
-            reply_ttl = item.orig_ttl as i64;
-        }
         let bytes = item.reply(
             req,
-            reply_ttl.clamp(0, u32::MAX as i64) as u32,
+            inner.reply_ttl(&item, reply_ttl),
             k.do_bit,
             req.msg.metadata.authentic_data,
         );
