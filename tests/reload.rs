@@ -128,3 +128,56 @@ fn sigusr1_reloads_at_once() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// The process's threads that serve UDP sockets (one per socket, named `exdns-udp`).
+fn udp_threads(ex: &Exdns) -> usize {
+    std::fs::read_dir(format!("/proc/{}/task", ex.child.id()))
+        .unwrap()
+        .filter(|t| {
+            let comm = t.as_ref().unwrap().path().join("comm");
+            std::fs::read_to_string(comm).is_ok_and(|c| c.trim() == "exdns-udp")
+        })
+        .count()
+}
+
+/// Waits until `f` holds, up to 5 s.
+fn eventually(ex: &Exdns, what: &str, f: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !f() {
+        assert!(Instant::now() < deadline, "{what}\n{}", ex.output());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_listener_removed_by_a_reload_stops_its_threads_and_its_socket() {
+    let both = "example.org:0 {\n  hosts {\n    192.0.2.1 www.example.org\n  }\n}\n\
+                example.net:0 {\n  bind 127.0.0.2\n  hosts {\n    192.0.2.2 www.example.net\n  }\n}\n";
+    let ex = Exdns::start(both);
+    let kept = ex.addr("dns://:");
+    let gone = ex.addr("dns://127.0.0.2:");
+    let ask = |addr, name: &str| {
+        let q = query(name, RecordType::A, None);
+        udp_raw(addr, &q.to_vec().unwrap(), Duration::from_millis(500))
+    };
+    assert!(ask(gone, "www.example.net.").is_some(), "{}", ex.output());
+    let per_listener = udp_threads(&ex) / 2;
+    assert!(per_listener >= 1);
+    assert_eq!(udp_threads(&ex), 2 * per_listener);
+
+    ex.replace(
+        "Corefile",
+        "example.org:0 {\n  hosts {\n    192.0.2.1 www.example.org\n  }\n}\n",
+    );
+    ex.signal(libc::SIGUSR1);
+    // The removed listener's threads exit and its sockets close: nothing answers there any more.
+    eventually(&ex, "threads of the removed listener still running", || {
+        udp_threads(&ex) == per_listener
+    });
+    assert_eq!(ask(gone, "www.example.net."), None, "{}", ex.output());
+    // The listener that stays keeps its threads and answers.
+    let r =
+        Message::from_vec(&ask(kept, "www.example.org.").expect("kept listener answers")).unwrap();
+    assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(udp_threads(&ex), per_listener);
+}
