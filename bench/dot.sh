@@ -112,8 +112,9 @@ forward_block() {
     }
 EOC
 }
-{ echo ".:$PORT_EX {"; forward_block; echo "}"; } >"$WORK/Corefile"
-{ echo ".:$PORT_EXC {"; echo "    cache"; forward_block; echo "}"; } >"$WORK/Corefile-cache"
+# Bound to 127.0.0.1 like the others (bench/lib.sh, exdns_block).
+{ echo ".:$PORT_EX {"; echo "    bind 127.0.0.1"; forward_block; echo "}"; } >"$WORK/Corefile"
+{ echo ".:$PORT_EXC {"; echo "    bind 127.0.0.1"; echo "    cache"; forward_block; echo "}"; } >"$WORK/Corefile-cache"
 
 unbound-checkconf "$WORK/upstream.conf" >/dev/null
 unbound-checkconf "$WORK/unbound-fwd.conf" >/dev/null

@@ -135,10 +135,13 @@ PY
 
 # exdns_block KEY [DIRECTIVE...]: a Corefile server block serving the names through
 # k8s_gateway from $WORK/manifests, with the given extra directive lines (e.g. `tls C K`).
+# Bound to 127.0.0.1 as every other server here is: without `bind`, exdns (like CoreDNS) listens
+# on the IPv6 wildcard, dual-stack, and each IPv4 query then takes the kernel's longer IPv6 path.
 exdns_block() {
   local key=$1 d
   shift
   echo "$key {"
+  echo "    bind 127.0.0.1"
   for d in "$@"; do echo "    $d"; done
   cat <<EOC
     k8s_gateway $ZONE {
@@ -304,6 +307,11 @@ best() {
   else
     echo "$1"
   fi
+}
+
+# median_p99 RESULT...: the dnsperf_v result whose p99 (4th field) is the median of those given.
+median_p99() {
+  printf '%s\n' "$@" | sort -g -k4,4 | awk '{r[NR] = $0} END {print r[int((NR + 1) / 2)]}'
 }
 
 ratio() { python3 -c "a, b = $1, $2; print(f'{a / b:.2f}' if b else 'n/a')"; }
