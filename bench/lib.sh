@@ -12,6 +12,18 @@ bench_init() {
   WORK="$(mktemp -d)"
   trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
   LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
+  CPU0=$(cpu_ticks)
+}
+
+# cpu_ticks: "steal total" jiffies of all CPUs so far (/proc/stat).
+cpu_ticks() { awk '/^cpu / {t = 0; for (i = 2; i <= NF; i++) t += $i; print $9, t}' /proc/stat; }
+
+# steal_pct: the share of CPU time the hypervisor gave to others since bench_init (a virtual
+# machine's "steal"): on a shared host it is what makes one run's figures differ from the next.
+steal_pct() {
+  read -r s0 t0 <<<"$CPU0"
+  read -r s1 t1 <<<"$(cpu_ticks)"
+  awk -v s=$((s1 - s0)) -v t=$((t1 - t0)) 'BEGIN {printf "%.0f %%", t ? 100 * s / t : 0}'
 }
 
 # bench_need TAG HINT TOOL...: exits saying which tools are missing (cargo too, unless EXDNS_BIN
@@ -39,7 +51,7 @@ bench_exdns() {
 
 # bench_machine: the report's "Machine:" line.
 bench_machine() {
-  echo "Machine: $(nproc) cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, Linux $(uname -r); $(date -u '+%F %H:%M UTC'); load average before the run: $LOAD."
+  echo "Machine: $(nproc) cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, Linux $(uname -r); $(date -u '+%F %H:%M UTC'); load average before the run: $LOAD; CPU time stolen by the hypervisor during the run: $(steal_pct)."
 }
 
 bench_rev() { git rev-parse --short HEAD 2>/dev/null || echo '?'; }

@@ -58,21 +58,33 @@ declare -A FULL HALF HALF_P99S RSS IDLE
 IDLE[exdns]=$(rss "$EX_PID")
 IDLE[nsd]=$(rss "$NSD_PID")
 IDLE[knot]=$(rss "$KNOT_PID")
-for s in exdns:$PORT_EX:$EX_PID nsd:$PORT_NSD:$NSD_PID knot:$PORT_KNOT:$KNOT_PID; do
+SERVERS="exdns:$PORT_EX:$EX_PID nsd:$PORT_NSD:$NSD_PID knot:$PORT_KNOT:$KNOT_PID"
+for s in $SERVERS; do
   IFS=: read -r name port pid <<<"$s"
   FULL[$name]=""
   for _ in $(seq 1 "$REPEAT"); do # best of REPEAT: other processes on the machine add noise
     FULL[$name]=$(best "${FULL[$name]}" "$(perf "$name" "$port")")
   done
-  max=$(awk '{print int($1)}' <<<"${FULL[$name]}")
-  # One run's p99 on these shared cores swings several-fold with the rest of the machine (bench/README):
-  # the median of HALF_REPEAT runs, every run's p99 listed under the table.
-  runs=()
-  for _ in $(seq 1 "$HALF_REPEAT"); do runs+=("$(perf "$name" "$port" $((max / 2)))"); done
+  echo "bench: $name full: ${FULL[$name]} (qps avg p50 p99 lost%)" >&2
+done
+# One run's p99 on these shared cores swings several-fold with the rest of the machine
+# (bench/README): HALF_REPEAT rounds, each running every server once in turn (so a noisy minute
+# hits them all alike), the median p99 of each server's runs in the table, every run listed.
+declare -A RUNS
+for _ in $(seq 1 "$HALF_REPEAT"); do
+  for s in $SERVERS; do
+    IFS=: read -r name port pid <<<"$s"
+    max=$(awk '{print int($1)}' <<<"${FULL[$name]}")
+    RUNS[$name]+="$(perf "$name" "$port" $((max / 2)))"$'\n'
+  done
+done
+for s in $SERVERS; do
+  IFS=: read -r name port pid <<<"$s"
+  mapfile -t runs <<<"${RUNS[$name]%$'\n'}"
   HALF[$name]=$(median_p99 "${runs[@]}")
   HALF_P99S[$name]=$(printf '%s\n' "${runs[@]}" | awk '{printf "%s%s", (NR > 1 ? ", " : ""), $4}')
   RSS[$name]=$(rss "$pid")
-  echo "bench: $name full: ${FULL[$name]} | 50 %: ${HALF[$name]} (qps avg p50 p99 lost%)" >&2
+  echo "bench: $name 50 %: ${HALF[$name]} (qps avg p50 p99 lost%; p99 of each run: ${HALF_P99S[$name]})" >&2
 done
 
 q_ex=$(awk '{print $1}' <<<"${FULL[exdns]}")
@@ -86,7 +98,7 @@ q_knot=$(awk '{print $1}' <<<"${FULL[knot]}")
   echo
   echo "Load: dnsperf $(dnsperf_version), ${DURATION} s per run, $CLIENTS clients, 1 thread, $OUTSTANDING queries outstanding;"
   echo "full load (best of $REPEAT runs), then 50 % of the rate that server reached at full load (\`-Q\`,"
-  echo "$HALF_REPEAT runs: the table shows the run with the median p99)."
+  echo "$HALF_REPEAT rounds of one run per server in turn: the table shows each server's run with the median p99)."
   echo "Queries: 90 % existing names (A), 5 % missing names (NXDOMAIN), 5 % apex NS (with glue)."
   echo "exdns $(bench_rev): \`k8s_gateway\` from a manifests directory of $NAMES Ingresses;"
   echo "NSD $(nsd_version) ($(nproc) servers) and Knot $(knot_version) ($(nproc) UDP workers) from a zone file with the same names."
