@@ -182,9 +182,13 @@ fn every_upstream_misbehaviour_is_a_servfail_within_the_timeout_and_recovers() {
     );
     let ex = Exdns::start(&corefile);
     let pid = ex.child.id();
+    // No reply within ask_a's 3 s counts as not yet recovered: a health probe or query that
+    // began a handshake while the upstream stalled handshakes keeps waiting for it (up to the
+    // 5 s dial timeout) after the upstream answers again, and queries queued behind it with it.
     let good = |i: &str| {
-        let m = ask_a(ex.dns(), &format!("good-{i}.example.test.")).expect("a reply");
-        m.metadata.response_code == ResponseCode::NoError && !m.answers.is_empty()
+        ask_a(ex.dns(), &format!("good-{i}.example.test.")).is_some_and(|m| {
+            m.metadata.response_code == ResponseCode::NoError && !m.answers.is_empty()
+        })
     };
     assert!(good("0"));
     let (rss0, fds0) = (rss_kib(pid), fds(pid));
