@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{RData, RecordType};
+use support::fwd::{POLL, wait_until};
 use support::*;
 
 fn corefile(ip: &str) -> String {
@@ -140,15 +141,6 @@ fn udp_threads(ex: &Exdns) -> usize {
         .count()
 }
 
-/// Waits until `f` holds, up to 5 s.
-fn eventually(ex: &Exdns, what: &str, f: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !f() {
-        assert!(Instant::now() < deadline, "{what}\n{}", ex.output());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn a_listener_removed_by_a_reload_stops_its_threads_and_its_socket() {
     let both = "example.org:0 {\n  hosts {\n    192.0.2.1 www.example.org\n  }\n}\n\
@@ -166,9 +158,11 @@ fn a_listener_removed_by_a_reload_stops_its_threads_and_its_socket() {
         .map(|n| n.get())
         .unwrap_or(1)
         .clamp(1, 16);
-    eventually(&ex, "a thread per core and listener", || {
-        udp_threads(&ex) == 2 * per_listener
-    });
+    assert!(
+        wait_until(POLL, || udp_threads(&ex) == 2 * per_listener),
+        "a thread per core and listener\n{}",
+        ex.output()
+    );
 
     ex.replace(
         "Corefile",
@@ -176,9 +170,11 @@ fn a_listener_removed_by_a_reload_stops_its_threads_and_its_socket() {
     );
     ex.signal(libc::SIGUSR1);
     // The removed listener's threads exit and its sockets close: nothing answers there any more.
-    eventually(&ex, "threads of the removed listener still running", || {
-        udp_threads(&ex) == per_listener
-    });
+    assert!(
+        wait_until(POLL, || udp_threads(&ex) == per_listener),
+        "threads of the removed listener still running\n{}",
+        ex.output()
+    );
     assert_eq!(ask(gone, "www.example.net."), None, "{}", ex.output());
     // The listener that stays keeps its threads and answers.
     let r =
