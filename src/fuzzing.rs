@@ -4,7 +4,7 @@
 //! Each entry point drives the real code and panics when an invariant is broken, so that the
 //! fuzzer (and the replay test) reports it:
 //! - [`QueryHarness::check`]: raw bytes → [`query::prepare`] / [`query::run`] /
-//!   [`query::encode_reply`] over UDP and TCP against a small realistic configuration. A reply
+//!   [`reply::encode_reply`](crate::dns::reply::encode_reply) over UDP and TCP against a small realistic configuration. A reply
 //!   or a drop, never a panic (not even one the server would catch), never a UDP reply larger
 //!   than allowed (512 without EDNS, else the client's size clamped to 512..=1232); replies
 //!   keep the query's ID and opcode, have QR set and decode.
@@ -22,15 +22,16 @@ use std::time::{Duration, Instant};
 use hickory_proto::op::{Message, MessageType, ResponseCode};
 
 use crate::corefile;
+use crate::dns::reply::ADVERTISED_UDP_SIZE;
+use crate::dns::request::{Outcome, Proto, Request};
+use crate::dns::wire;
 use crate::kube::index::{self, IndexConfig};
 use crate::kube::model::{Event, Filters, Kind, ObjKind};
 use crate::kube::source::Feed;
 use crate::plugin::StartupCtx;
 use crate::server::build::{self, Config};
-use crate::server::query::{self, ADVERTISED_UDP_SIZE, Prepared};
-use crate::server::request::{Outcome, Proto, Request};
+use crate::server::query::{self, Prepared};
 use crate::server::router::Router;
-use crate::server::wire;
 
 /// The configuration the query target runs; `{MANIFESTS}` is the demo cluster's directory
 /// (fixtures/demo). Every plugin answers locally (no upstream, no log output). The chains of
@@ -306,7 +307,7 @@ pub fn forward_relay(data: &[u8]) -> Option<Vec<u8>> {
     // The server's last step for a wire reply, else its encoder.
     let bytes = match out {
         Outcome::Wire { bytes, .. } => wire::fit(&req, bytes),
-        other => query::encode_reply(&req, other.into_message(&req).expect("a reply")),
+        other => crate::dns::reply::encode_reply(&req, other.into_message(&req).expect("a reply")),
     };
     // A relayed reply is the upstream's bytes: it must be well-formed, not necessarily of
     // record types hickory decodes.

@@ -134,6 +134,22 @@ pub static PLUGIN_ENABLED: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     )
 });
 
+/// Sets `coredns_plugin_enabled{server,zone,view,name}` to 1 for each handler of a server block
+/// (the `view` label empty: exdns has no views; CoreDNS does it at startup for every listen address of a block that uses `prometheus`).
+pub fn record_plugins_enabled(server: &str, zone: &str, names: &[&str]) {
+    for name in names {
+        PLUGIN_ENABLED
+            .with_label_values(&[server, zone, "", name])
+            .set(1);
+    }
+}
+
+/// Clears `coredns_plugin_enabled` (CoreDNS resets it on every reload, before the new config
+/// records its plugins).
+pub fn reset_plugins_enabled() {
+    PLUGIN_ENABLED.reset();
+}
+
 /// `coredns_reload_failed_total`.
 pub static RELOAD_FAILED: LazyLock<IntCounter> = LazyLock::new(|| {
     counter(

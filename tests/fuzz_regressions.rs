@@ -95,7 +95,7 @@ fn the_seeds_exercise_the_targets() {
         .iter()
         .filter(|f| {
             let d = std::fs::read(f).unwrap();
-            h.answer(&d, exdns::server::request::Proto::Tcp)
+            h.answer(&d, exdns::dns::request::Proto::Tcp)
                 .is_some_and(|r| r.len() > 12 && r[3] & 0x0f == 0 && r[7] > 0)
         })
         .count();

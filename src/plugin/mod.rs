@@ -9,20 +9,22 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::corefile::{Dispenser, ParseError, ServerBlock};
-use crate::server::config::BlockConfig;
-use crate::server::request::{Outcome, Request};
-use crate::server::view::{FastReply, QueryView};
+use crate::dns::request::{Outcome, Request};
+use crate::dns::view::{FastReply, QueryView};
+use crate::plugin::config::BlockConfig;
 
 pub mod acl;
 pub mod any;
 pub mod bind;
 pub mod cache;
+pub mod config;
 pub mod erratic;
 pub mod errors;
 pub mod file;
 pub mod forward;
 pub mod health;
 pub mod hosts;
+pub mod http;
 pub mod k8s_gateway;
 pub mod loadbalance;
 pub mod log;
@@ -53,7 +55,7 @@ pub trait Plugin: Send + Sync + 'static {
     /// [`Outcome::Code`] lets the server write an empty reply with that code.
     async fn serve(&self, req: &Request, next: Next<'_>) -> Outcome;
 
-    /// The fast path ([`crate::server::view`]): answer `q` at once from what the plugin holds,
+    /// The fast path ([`crate::dns::view`]): answer `q` at once from what the plugin holds,
     /// or pass it on with `next.fast(q)` when the plugin would let the answer through unchanged.
     /// `None` (the default) sends the query down the full path through [`Plugin::serve`]; a
     /// plugin that returns `None` must have done nothing, and a reply given here must be exactly

@@ -16,9 +16,9 @@ use hickory_proto::rr::{Name, RecordType};
 use crate::corefile::{
     Directive, Dispenser, Key, ParseError, Scheme, ServerBlock, Token, tokenize,
 };
+use crate::dns::request::{Outcome, Proto, Request};
+use crate::plugin::config::BlockConfig;
 use crate::plugin::{Next, Plugin, SetupCtx, SetupFn};
-use crate::server::config::BlockConfig;
-use crate::server::request::{Outcome, Proto, Request};
 
 /// The tokens of `text` as the real Corefile lexer reads them (file `Corefile`, 1-based lines).
 pub fn tokens(text: &str) -> Vec<Token> {

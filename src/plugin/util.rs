@@ -9,7 +9,7 @@ use hickory_proto::rr::Name;
 use tokio::task::JoinHandle;
 
 use crate::corefile::{Directive, Dispenser, ParseError, ServerBlock};
-use crate::server::request::Request;
+use crate::dns::request::Request;
 
 /// Go's `time.ParseDuration`, signed, in nanoseconds: a sequence of decimal numbers, each with an
 /// optional fraction and a unit (`ns`, `us`/`µs`/`μs`, `ms`, `s`, `m`, `h`), after an optional

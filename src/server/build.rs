@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::corefile::{Corefile, ParseError, Scheme};
+use crate::netif;
+use crate::plugin::config::{BindSpec, BlockConfig, ReloadConfig};
+use crate::plugin::http::HttpEndpoint;
 use crate::plugin::{self, Plugin, SetupCtx};
-use crate::server::config::{BindSpec, BlockConfig, ReloadConfig};
-use crate::server::netif;
-use crate::server::ops::Endpoints;
 use crate::server::router::{Block, Router};
 
 /// Where a listener listens.
@@ -57,7 +57,7 @@ pub struct Config {
     pub listeners: BTreeMap<ListenerKey, Router>,
     /// For each block (same index as `blocks`), the listeners it is reachable on.
     pub block_listeners: Vec<Vec<ListenerKey>>,
-    pub endpoints: Endpoints,
+    pub endpoints: Vec<HttpEndpoint>,
     pub reload: Option<ReloadConfig>,
     pub lameduck: Duration,
     /// The startup banner lines (`.:53`), one per key.
@@ -121,7 +121,7 @@ pub fn build(cf: &Corefile) -> Result<Config, ConfigError> {
     let mut blocks = Vec::new();
     let mut block_listeners = Vec::new();
     let mut listeners: BTreeMap<ListenerKey, Router> = BTreeMap::new();
-    let mut endpoints = Endpoints::default();
+    let mut endpoints: Vec<HttpEndpoint> = Vec::new();
     let mut reload = None;
     let mut lameduck = Duration::ZERO;
     let mut banner = Vec::new();
@@ -179,22 +179,8 @@ pub fn build(cf: &Corefile) -> Result<Config, ConfigError> {
             ConfigError(format!("{}:{} - Error during setup: {m}", sb.file, sb.line))
         })?;
 
-        if let Some(h) = &config.health {
-            push_unique(&mut endpoints.health, &h.addr);
-            lameduck = lameduck.max(h.lameduck);
-        }
-        if let Some(a) = &config.ready {
-            push_unique(&mut endpoints.ready, a);
-        }
-        if let Some(a) = &config.prometheus {
-            push_unique(&mut endpoints.metrics, a);
-        }
-        if let Some(p) = &config.podip {
-            push_unique(&mut endpoints.podip, &p.addr);
-            if endpoints.podip_config.is_none() {
-                endpoints.podip_config = Some(p.clone());
-            }
-        }
+        endpoints.extend(config.http.iter().cloned());
+        lameduck = lameduck.max(config.lameduck.unwrap_or_default());
         if reload.is_none() {
             reload = config.reload;
         }
@@ -276,12 +262,6 @@ pub fn build(cf: &Corefile) -> Result<Config, ConfigError> {
         banner,
         enabled,
     })
-}
-
-fn push_unique(v: &mut Vec<String>, s: &str) {
-    if !v.iter().any(|x| x == s) {
-        v.push(s.to_string());
-    }
 }
 
 /// `.:53`, `example.org.:1053`, `tls://.:853`, as CoreDNS prints its servers at startup.

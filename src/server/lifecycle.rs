@@ -220,9 +220,9 @@ impl Server {
             }
         }
         self.current.store(Arc::new(Some(cfg.clone())));
-        crate::plugin::prometheus::reset_plugins_enabled();
+        crate::metrics::reset_plugins_enabled();
         for (server, zone, names) in &cfg.enabled {
-            crate::plugin::prometheus::record_plugins_enabled(server, zone, names);
+            crate::metrics::record_plugins_enabled(server, zone, names);
         }
 
         // 4. Lifecycle hooks.

@@ -1,5 +1,6 @@
-//! The HTTP endpoints of the operations plugins: `/health` (health), `/ready` (ready) and
-//! `/metrics` (prometheus). Listeners are kept across reloads when their address is unchanged.
+//! The HTTP listeners that serve the endpoints directives register ([`HttpEndpoint`]: `/health`,
+//! `/ready`, `/metrics`, the pod IP). Listeners are kept across reloads when their address is
+//! unchanged; what they serve is swapped in place.
 //!
 //! Addresses are spelled as in a Corefile: `:8080` (every interface: one dual-stack `[::]`
 //! socket, or `0.0.0.0` where IPv6 is unavailable), `localhost:9153` (127.0.0.1),
@@ -10,7 +11,8 @@
 //! (CoreDNS would fail with "address already in use"; a shared `:8080` for health and ready is a
 //! common wish). Each path is only served where it is configured; other paths answer 404.
 //!
-//! Only `GET` and `HEAD` are served (405 otherwise). Slow clients cannot tie the server up: the
+//! Only `GET` and `HEAD` are served on an endpoint's path (405 otherwise); an endpoint without a
+//! path answers every method. Slow clients cannot tie the server up: the
 //! request head must arrive within [`HEADER_READ_TIMEOUT`], a connection lives at most
 //! [`CONN_MAX_AGE`] (then it is closed after its current request), and at most
 //! [`MAX_CONNECTIONS`] connections are open at once across all listeners (more are closed at
@@ -19,7 +21,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -38,23 +40,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
-use crate::plugin::health::{HEALTH_DURATION, HEALTH_FAILURES};
+use crate::plugin::http::{HttpEndpoint, HttpHandler, ServerState, TEXT_PLAIN};
 use crate::plugin::util::{io_error_text, parse_port, split_host_port};
 
 /// Names of the plugins that are not ready yet (empty: ready).
 pub type ReadyFn = Arc<dyn Fn() -> Vec<&'static str> + Send + Sync>;
-
-/// The addresses each endpoint must be served on, collected from every server block.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Endpoints {
-    pub health: Vec<String>,
-    pub ready: Vec<String>,
-    pub metrics: Vec<String>,
-    /// `podip` listeners (any path answers the pod IP).
-    pub podip: Vec<String>,
-    /// How `podip` finds the IP and whether it reports upstream health.
-    pub podip_config: Option<crate::server::config::PodIpConfig>,
-}
 
 /// Whether every forwarding upstream is down (`None`: nothing forwards).
 pub type UpstreamsDownFn = Arc<dyn Fn() -> bool + Send + Sync>;
@@ -67,35 +57,53 @@ pub const CONN_MAX_AGE: Duration = Duration::from_secs(30);
 const CONN_GRACE: Duration = Duration::from_secs(5);
 /// Open connections allowed across all listeners.
 pub const MAX_CONNECTIONS: usize = 256;
-/// The self-probe of `/health` gives up after this long (as CoreDNS's).
+/// A self-probe gives up after this long (as CoreDNS's health probe).
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
-/// A self-probe slower than this is logged (as CoreDNS does).
-const PROBE_SLOW: Duration = Duration::from_secs(1);
 
-const ROUTE_HEALTH: u8 = 1;
-const ROUTE_READY: u8 = 2;
-const ROUTE_METRICS: u8 = 4;
-const ROUTE_PODIP: u8 = 8;
+/// What one address serves: the handler of each path, and the one for every other path.
+#[derive(Default)]
+struct Routes {
+    paths: Vec<(&'static str, Arc<dyn HttpHandler>)>,
+    other: Option<Arc<dyn HttpHandler>>,
+}
 
-const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
-const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+impl Routes {
+    /// The endpoint the listener probes itself, if any.
+    fn probe(&self) -> Option<(&'static str, &Arc<dyn HttpHandler>)> {
+        self.paths
+            .iter()
+            .find(|(_, h)| h.self_probe())
+            .map(|(p, h)| (*p, h))
+    }
+}
 
 /// State the connection handlers share with [`Ops`].
 struct Shared {
     lameduck: AtomicBool,
     ready: ArcSwap<ReadyFn>,
-    podip: ArcSwap<Option<crate::server::config::PodIpConfig>>,
     upstreams_down: ArcSwap<UpstreamsDownFn>,
     conns: Arc<Semaphore>,
     header_read_timeout: Duration,
     probe_interval_ms: AtomicU64,
 }
 
+impl ServerState for Shared {
+    fn lameduck(&self) -> bool {
+        self.lameduck.load(Ordering::Relaxed)
+    }
+    fn not_ready(&self) -> Vec<&'static str> {
+        (**self.ready.load())()
+    }
+    fn upstreams_down(&self) -> bool {
+        (**self.upstreams_down.load())()
+    }
+}
+
 /// One running listener.
 struct Listener {
     local: SocketAddr,
-    /// Which paths it serves (`ROUTE_*` bits); updated in place on reload.
-    routes: Arc<AtomicU8>,
+    /// What it serves; swapped in place on reload.
+    routes: Arc<ArcSwap<Routes>>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -120,7 +128,6 @@ impl Ops {
             shared: Arc::new(Shared {
                 lameduck: AtomicBool::new(false),
                 ready: ArcSwap::from_pointee(not_configured),
-                podip: ArcSwap::from_pointee(None),
                 upstreams_down: ArcSwap::from_pointee(Arc::new(|| false) as UpstreamsDownFn),
                 conns: Arc::new(Semaphore::new(max_connections)),
                 header_read_timeout,
@@ -132,27 +139,25 @@ impl Ops {
     }
 
     /// Makes the running listeners match `endpoints`: starts new addresses, stops removed ones,
-    /// keeps the rest without a gap. `ready` is consulted on every `/ready` request.
+    /// keeps the rest without a gap. `ready` is what [`ServerState::not_ready`] asks.
     ///
     /// On error (an address that cannot be resolved or bound) the running listeners are left as
     /// they were and the error reads as Go's: `listen tcp :8080: bind: address already in use`.
-    pub async fn apply(&self, endpoints: &Endpoints, ready: ReadyFn) -> Result<(), String> {
+    pub async fn apply(&self, endpoints: &[HttpEndpoint], ready: ReadyFn) -> Result<(), String> {
         let _serial = self.apply_lock.lock().await;
-        let desired = desired_routes(endpoints);
-        if !endpoints.health.is_empty() {
-            crate::plugin::health::init_metrics();
-        }
+        let mut desired = desired_routes(endpoints);
 
         // Resolve and bind every new address before touching the running set.
         let running: HashSet<String> = self.lock().keys().cloned().collect();
-        let new: Vec<(&String, u8)> = desired
-            .iter()
-            .filter(|(addr, _)| !running.contains(*addr))
-            .map(|(a, r)| (a, *r))
+        let new: Vec<String> = desired
+            .keys()
+            .filter(|addr| !running.contains(*addr))
+            .cloned()
             .collect();
         let mut targets = Vec::with_capacity(new.len());
-        for (addr, routes) in &new {
-            targets.push((addr.to_string(), resolve(addr).await?, *routes));
+        for addr in new {
+            let target = resolve(&addr).await?;
+            targets.push((addr, target));
         }
         let bound = match bind_all(&targets) {
             Ok(bound) => bound,
@@ -164,9 +169,9 @@ impl Ops {
                 if removed.is_empty() {
                     return Err(first);
                 }
-                let restore: Vec<(String, u8)> = removed
+                let restore: Vec<(String, Arc<Routes>)> = removed
                     .iter()
-                    .map(|(a, l)| (a.clone(), l.routes.load(Ordering::Relaxed)))
+                    .map(|(a, l)| (a.clone(), l.routes.load_full()))
                     .collect();
                 stop_all(removed.into_iter().map(|(_, l)| l).collect()).await;
                 match bind_all(&targets) {
@@ -180,12 +185,10 @@ impl Ops {
         };
 
         let previous_ready = self.shared.ready.swap(Arc::new(ready));
-        self.shared
-            .podip
-            .store(Arc::new(endpoints.podip_config.clone()));
         let mut started = Vec::with_capacity(bound.len());
-        for (addr, std_listener, routes) in bound {
-            match self.start(&addr, std_listener, routes) {
+        for (addr, std_listener) in bound {
+            let routes = desired.remove(&addr).unwrap_or_default();
+            match self.start(&addr, std_listener, Arc::new(routes)) {
                 Ok(l) => started.push((addr, l)),
                 Err(e) => {
                     stop_all(started.into_iter().map(|(_, l)| l).collect()).await;
@@ -196,19 +199,20 @@ impl Ops {
         }
         let removed = {
             let mut listeners = self.lock();
-            for (addr, listener) in listeners.iter() {
-                if let Some(routes) = desired.get(addr) {
-                    listener.routes.store(*routes, Ordering::Relaxed);
+            let removed = take_removed_locked(&mut listeners, &desired);
+            for (addr, routes) in desired {
+                if let Some(listener) = listeners.get(&addr) {
+                    listener.routes.store(Arc::new(routes));
                 }
             }
             listeners.extend(started);
-            take_removed_locked(&mut listeners, &desired)
+            removed
         };
         stop_all(removed.into_iter().map(|(_, l)| l).collect()).await;
         Ok(())
     }
 
-    /// Sets how `podip` learns that every forwarding upstream is down (`require_upstream`).
+    /// Sets what [`ServerState::upstreams_down`] asks.
     pub fn set_upstreams_down(&self, f: UpstreamsDownFn) {
         self.shared.upstreams_down.store(Arc::new(f));
     }
@@ -236,7 +240,8 @@ impl Ops {
             .collect()
     }
 
-    /// How often the health listeners probe their own `/health` (default 1s, as CoreDNS).
+    /// How often a listener probes an endpoint that asks for it ([`HttpHandler::self_probe`];
+    /// default 1s, as CoreDNS's health plugin).
     /// Applies to listeners started afterwards.
     pub fn set_health_probe_interval(&self, every: Duration) {
         let ms = every.as_millis().clamp(1, u128::from(u64::MAX)) as u64;
@@ -247,12 +252,12 @@ impl Ops {
         self.listeners.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn take_removed(&self, desired: &BTreeMap<String, u8>) -> Vec<(String, Listener)> {
+    fn take_removed(&self, desired: &BTreeMap<String, Routes>) -> Vec<(String, Listener)> {
         take_removed_locked(&mut self.lock(), desired)
     }
 
     /// Re-opens listeners released for a retry that failed (best effort: logged on failure).
-    async fn restore(&self, restore: Vec<(String, u8)>) {
+    async fn restore(&self, restore: Vec<(String, Arc<Routes>)>) {
         for (addr, routes) in restore {
             let started = match resolve(&addr).await {
                 Ok(target) => bind(&addr, &target).and_then(|l| self.start(&addr, l, routes)),
@@ -272,7 +277,7 @@ impl Ops {
         &self,
         addr: &str,
         std_listener: std::net::TcpListener,
-        routes: u8,
+        routes: Arc<Routes>,
     ) -> Result<Listener, String> {
         let local = std_listener
             .local_addr()
@@ -285,7 +290,7 @@ impl Ops {
                 .is_ok_and(|v6_only| !v6_only);
         let listener = TcpListener::from_std(std_listener)
             .map_err(|e| format!("listen tcp {addr}: {}", io_error_text(&e)))?;
-        let routes = Arc::new(AtomicU8::new(routes));
+        let routes = Arc::new(ArcSwap::new(routes));
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = vec![tokio::spawn(accept_loop(
             listener,
@@ -310,25 +315,25 @@ impl Ops {
     }
 }
 
-/// Address → the paths to serve there.
-fn desired_routes(e: &Endpoints) -> BTreeMap<String, u8> {
-    let mut m = BTreeMap::new();
-    for (addrs, bit) in [
-        (&e.health, ROUTE_HEALTH),
-        (&e.ready, ROUTE_READY),
-        (&e.metrics, ROUTE_METRICS),
-        (&e.podip, ROUTE_PODIP),
-    ] {
-        for a in addrs {
-            *m.entry(a.clone()).or_insert(0) |= bit;
+/// Address → what to serve there. The first endpoint registered for an address and path wins.
+fn desired_routes(endpoints: &[HttpEndpoint]) -> BTreeMap<String, Routes> {
+    let mut m: BTreeMap<String, Routes> = BTreeMap::new();
+    for e in endpoints {
+        let routes = m.entry(e.addr.clone()).or_default();
+        match e.path {
+            Some(path) if !routes.paths.iter().any(|(p, _)| *p == path) => {
+                routes.paths.push((path, e.handler.clone()));
+            }
+            None if routes.other.is_none() => routes.other = Some(e.handler.clone()),
+            _ => {}
         }
     }
     m
 }
 
-fn take_removed_locked(
+fn take_removed_locked<V>(
     listeners: &mut BTreeMap<String, Listener>,
-    desired: &BTreeMap<String, u8>,
+    desired: &BTreeMap<String, V>,
 ) -> Vec<(String, Listener)> {
     let gone: Vec<String> = listeners
         .keys()
@@ -388,13 +393,11 @@ async fn resolve(addr: &str) -> Result<Target, String> {
         .ok_or_else(|| format!("listen tcp {addr}: lookup {host}: no such host"))
 }
 
-fn bind_all(
-    targets: &[(String, Target, u8)],
-) -> Result<Vec<(String, std::net::TcpListener, u8)>, String> {
+fn bind_all(targets: &[(String, Target)]) -> Result<Vec<(String, std::net::TcpListener)>, String> {
     let mut out = Vec::with_capacity(targets.len());
-    for (addr, target, routes) in targets {
+    for (addr, target) in targets {
         // On error the ones bound so far are dropped, closing them.
-        out.push((addr.clone(), bind(addr, target)?, *routes));
+        out.push((addr.clone(), bind(addr, target)?));
     }
     Ok(out)
 }
@@ -441,7 +444,7 @@ fn bind_socket(sa: SocketAddr, dual_stack: bool) -> std::io::Result<std::net::Tc
 
 async fn accept_loop(
     listener: TcpListener,
-    routes: Arc<AtomicU8>,
+    routes: Arc<ArcSwap<Routes>>,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -476,18 +479,13 @@ async fn accept_loop(
 
 async fn serve_conn(
     stream: TcpStream,
-    routes: Arc<AtomicU8>,
+    routes: Arc<ArcSwap<Routes>>,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
 ) {
     let header_read_timeout = shared.header_read_timeout;
     let svc = service_fn(move |req: hyper::Request<Incoming>| {
-        let resp = handle(
-            req.method(),
-            req.uri().path(),
-            routes.load(Ordering::Relaxed),
-            &shared,
-        );
+        let resp = handle(req.method(), req.uri().path(), &routes.load(), &shared);
         async move { Ok::<_, Infallible>(resp) }
     });
     let conn = http1::Builder::new()
@@ -521,14 +519,12 @@ fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Bytes
 }
 
 /// Answers one request.
-fn handle(method: &Method, path: &str, routes: u8, shared: &Shared) -> Resp {
-    let route = match path {
-        "/health" if routes & ROUTE_HEALTH != 0 => ROUTE_HEALTH,
-        "/ready" if routes & ROUTE_READY != 0 => ROUTE_READY,
-        "/metrics" if routes & ROUTE_METRICS != 0 => ROUTE_METRICS,
-        // podip answers every method and path, as the socat script it replaces did.
-        _ if routes & ROUTE_PODIP != 0 => return podip_response(shared),
-        _ => return respond(StatusCode::NOT_FOUND, TEXT_PLAIN, "404 page not found\n"),
+fn handle(method: &Method, path: &str, routes: &Routes, shared: &Shared) -> Resp {
+    let Some((_, handler)) = routes.paths.iter().find(|(p, _)| *p == path) else {
+        return match &routes.other {
+            Some(h) => to_response(h.respond(shared)),
+            None => respond(StatusCode::NOT_FOUND, TEXT_PLAIN, "404 page not found\n"),
+        };
     };
     if method != Method::GET && method != Method::HEAD {
         let mut r = respond(
@@ -540,53 +536,12 @@ fn handle(method: &Method, path: &str, routes: u8, shared: &Shared) -> Resp {
             .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         return r;
     }
-    match route {
-        ROUTE_HEALTH => respond(StatusCode::OK, TEXT_PLAIN, "OK"),
-        ROUTE_READY => ready_response(shared),
-        _ => respond(
-            StatusCode::OK,
-            METRICS_CONTENT_TYPE,
-            crate::metrics::gather_text(),
-        ),
-    }
+    to_response(handler.respond(shared))
 }
 
-/// `podip`: 200 `text/plain` with the pod IP and no trailing newline; 503 while every forwarding
-/// upstream is down (with `require_upstream`) or when no address is known.
-fn podip_response(shared: &Shared) -> Resp {
-    let cfg = shared.podip.load();
-    let Some(cfg) = cfg.as_ref() else {
-        return respond(StatusCode::NOT_FOUND, TEXT_PLAIN, "404 page not found\n");
-    };
-    if cfg.require_upstream && (**shared.upstreams_down.load())() {
-        return respond(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "text/plain",
-            "upstreams down",
-        );
-    }
-    match crate::plugin::podip::pod_ip(cfg) {
-        Some(ip) => respond(StatusCode::OK, "text/plain", ip),
-        None => respond(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "no pod IP"),
-    }
-}
-
-/// `/ready`: `OK`, or 503 with the sorted not-ready plugin names joined by commas (as CoreDNS),
-/// or 503 `Shutting down` in lameduck.
-fn ready_response(shared: &Shared) -> Resp {
-    if shared.lameduck.load(Ordering::Relaxed) {
-        return respond(StatusCode::SERVICE_UNAVAILABLE, TEXT_PLAIN, "Shutting down");
-    }
-    let ready = shared.ready.load();
-    let mut names = (**ready)();
-    if names.is_empty() {
-        return respond(StatusCode::OK, TEXT_PLAIN, "OK");
-    }
-    names.sort_unstable();
-    names.dedup();
-    let list = names.join(",");
-    tracing::info!("Plugins not ready: {list:?}");
-    respond(StatusCode::SERVICE_UNAVAILABLE, TEXT_PLAIN, list)
+fn to_response(r: crate::plugin::http::HttpResponse) -> Resp {
+    let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    respond(status, r.content_type, r.body)
 }
 
 /// Where a listener's self-probe connects: its own address; loopback for a wildcard one (IPv4
@@ -607,13 +562,12 @@ fn probe_target(local: SocketAddr, dual_stack: bool) -> SocketAddr {
     }
 }
 
-/// While the listener serves `/health`, fetches it every `every` and records how long that took
-/// (`coredns_health_request_duration_seconds`) and failures
-/// (`coredns_health_request_failures_total`), as CoreDNS's health plugin does. Any HTTP answer
-/// counts as success; connection errors and timeouts are failures.
+/// While the listener serves an endpoint that asks for a self-probe, fetches it every `every` and
+/// tells the endpoint how long that took and whether an HTTP answer came (CoreDNS's health
+/// plugin probes its own `/health` so).
 async fn probe_loop(
     target: SocketAddr,
-    routes: Arc<AtomicU8>,
+    routes: Arc<ArcSwap<Routes>>,
     every: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -625,44 +579,27 @@ async fn probe_loop(
             _ = stop.wait_for(|s| *s) => return,
             _ = tick.tick() => {}
         }
-        if routes.load(Ordering::Relaxed) & ROUTE_HEALTH == 0 {
-            continue;
-        }
+        let (path, handler) = match routes.load().probe() {
+            Some((path, handler)) => (path, handler.clone()),
+            None => continue,
+        };
         let start = Instant::now();
         let res = tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
-            res = tokio::time::timeout(PROBE_TIMEOUT, probe_once(target)) => res,
+            res = tokio::time::timeout(PROBE_TIMEOUT, probe_once(target, path)) => res,
         };
-        let elapsed = start.elapsed();
-        HEALTH_DURATION.observe(elapsed.as_secs_f64());
-        let url = format!("http://{target}/health");
-        match res {
-            Ok(Ok(())) => {
-                if elapsed > PROBE_SLOW {
-                    tracing::warn!(
-                        "Local health request to {url:?} took more than 1s: {elapsed:?}"
-                    );
-                }
-            }
-            Ok(Err(e)) => {
-                HEALTH_FAILURES.inc();
-                tracing::warn!("Local health request to {url:?} failed: {e}");
-            }
-            Err(_) => {
-                HEALTH_FAILURES.inc();
-                tracing::warn!("Local health request to {url:?} failed: timeout");
-            }
-        }
+        let result = res.unwrap_or_else(|_| Err("timeout".to_string()));
+        handler.probed(&format!("http://{target}{path}"), start.elapsed(), result);
     }
 }
 
-/// One `GET /health`; Ok once a response status line arrives.
-async fn probe_once(target: SocketAddr) -> Result<(), String> {
+/// One `GET path`; Ok once a response status line arrives.
+async fn probe_once(target: SocketAddr, path: &str) -> Result<(), String> {
     let mut s = TcpStream::connect(target)
         .await
         .map_err(|e| io_error_text(&e))?;
     let req = format!(
-        "GET /health HTTP/1.1\r\nHost: {target}\r\nUser-Agent: exdns-health\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {target}\r\nUser-Agent: exdns-health\r\nConnection: close\r\n\r\n"
     );
     s.write_all(req.as_bytes())
         .await

@@ -8,20 +8,17 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use hickory_proto::op::{
-    Edns, EdnsFlags, Header, Message, MessageType, OpCode, Query, ResponseCode,
-};
-use hickory_proto::rr::{DNSClass, Name, Record, RecordType};
+use hickory_proto::op::{Header, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::DNSClass;
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 
+use crate::dns::decode::decode_laid_out;
+use crate::dns::reply::{encode_error, encode_reply, servfail_bytes};
+use crate::dns::request::{Outcome, Proto, Request};
+use crate::dns::view::{self, QueryView};
+use crate::dns::wire;
 use crate::plugin::{FastNext, Next};
-use crate::server::request::{Outcome, Proto, Request};
 use crate::server::router::{Block, Router};
-use crate::server::view::{self, QueryView};
-use crate::server::wire;
-
-/// The UDP payload size exdns advertises (DNS flag day 2020).
-pub const ADVERTISED_UDP_SIZE: u16 = 1232;
 
 /// What the listener should do with a datagram or stream message.
 pub enum Prepared {
@@ -141,55 +138,6 @@ fn prepare_inner(
     }
 }
 
-/// [`decode_laid_out`], scanning `buf` first.
-#[cfg(test)]
-pub(crate) fn decode_query(buf: &[u8], header: &Header) -> Option<Message> {
-    decode_laid_out(buf, header, &wire::scan(buf)?)
-}
-
-/// The common query (laid out as `l`) decoded without hickory's general decoder: one question,
-/// no records but an OPT record (its options decoded by hickory). `None` for anything else,
-/// which `Message::from_vec` decodes.
-fn decode_laid_out(buf: &[u8], header: &Header, l: &wire::Layout) -> Option<Message> {
-    if l.an != 0 || l.ns != 0 || l.rrs.len() > usize::from(l.opt.is_some()) {
-        return None;
-    }
-    // The question's name has no pointer (scan checked): it decodes on its own.
-    let name = Name::read(&mut BinDecoder::new(&buf[wire::HEADER..l.qname_end])).ok()?;
-    let mut msg = Message::new(
-        header.metadata.id,
-        header.metadata.message_type,
-        header.metadata.op_code,
-    );
-    msg.metadata = header.metadata;
-    let mut q = Query::query(name, RecordType::from(l.qtype));
-    q.set_query_class(DNSClass::from(l.qclass));
-    msg.queries.push(q);
-    if let Some(i) = l.opt {
-        let rr = l.rrs[i];
-        if rr.rdata != rr.end {
-            // Options (a cookie, from dig): hickory decodes the OPT record alone.
-            let opt = Record::read(&mut BinDecoder::new(&buf[rr.start..rr.end])).ok()?;
-            let e = Edns::from(&opt);
-            // As hickory's decoder: the OPT record's high bits complete the header's rcode.
-            msg.metadata.response_code =
-                ResponseCode::from(e.rcode_high(), msg.metadata.response_code.low());
-            msg.edns = Some(e);
-            return Some(msg);
-        }
-        let ttl = rr.ttl(buf);
-        let mut e = Edns::new();
-        e.set_max_payload(wire::u16_at(buf, rr.ttl_at - 2));
-        e.set_version((ttl >> 16) as u8);
-        *e.flags_mut() = EdnsFlags::from(ttl as u16);
-        e.set_rcode_high((ttl >> 24) as u8);
-        msg.metadata.response_code =
-            ResponseCode::from(e.rcode_high(), msg.metadata.response_code.low());
-        msg.edns = Some(e);
-    }
-    Some(msg)
-}
-
 /// Runs the chain of the block `prepare` routed the query to and encodes the reply.
 /// `None`: send nothing.
 pub async fn run(req: Box<Request>, block: Arc<Block>) -> Option<Vec<u8>> {
@@ -209,7 +157,7 @@ pub async fn run(req: Box<Request>, block: Arc<Block>) -> Option<Vec<u8>> {
     // Encoding is guarded as the chain is: a panic gives the client an empty SERVFAIL.
     std::panic::catch_unwind(AssertUnwindSafe(|| {
         if let Outcome::Wire { bytes, .. } = outcome {
-            return Some(crate::server::wire::fit(&req, bytes));
+            return Some(crate::dns::wire::fit(&req, bytes));
         }
         let msg = outcome.into_message(&req)?;
         Some(encode_reply(&req, msg))
@@ -223,81 +171,6 @@ pub async fn run(req: Box<Request>, block: Arc<Block>) -> Option<Vec<u8>> {
         );
         std::panic::catch_unwind(AssertUnwindSafe(|| servfail_bytes(&req))).ok()
     })
-}
-
-/// Encodes `msg` as the reply to `req`: ID and opcode restored, the question echoed when the
-/// plugin left it out, OPT per RFC 6891, truncated (TC, sections emptied) when it does not fit.
-pub fn encode_reply(req: &Request, mut msg: Message) -> Vec<u8> {
-    msg.metadata.id = req.msg.metadata.id;
-    msg.metadata.message_type = MessageType::Response;
-    msg.metadata.op_code = req.msg.metadata.op_code;
-    if msg.queries.is_empty() {
-        msg.queries = req.msg.queries.clone();
-    }
-    match &req.msg.edns {
-        Some(qe) => {
-            let mut e = msg.edns.take().unwrap_or_default();
-            e.set_max_payload(ADVERTISED_UDP_SIZE);
-            e.set_version(0);
-            e.set_dnssec_ok(qe.flags().dnssec_ok);
-            msg.edns = Some(e);
-        }
-        None => {
-            msg.edns = None;
-            if msg.metadata.response_code.high() > 0 {
-                // An extended rcode cannot be expressed without OPT.
-                msg.metadata.response_code = ResponseCode::ServFail;
-            }
-        }
-    }
-    // Additional records of type OPT would duplicate the EDNS record.
-    msg.additionals
-        .retain(|r| r.record_type() != hickory_proto::rr::RecordType::OPT);
-    let max = req.reply_limit();
-    match to_wire(&msg) {
-        Ok(bytes) if bytes.len() <= max => bytes,
-        Ok(_) => {
-            msg.metadata.truncation = true;
-            msg.answers.clear();
-            msg.authorities.clear();
-            msg.additionals.clear();
-            to_wire(&msg).unwrap_or_else(|_| servfail_bytes(req))
-        }
-        Err(e) => {
-            tracing::error!("cannot encode reply to {} {}: {e}", req.name, req.qtype());
-            servfail_bytes(req)
-        }
-    }
-}
-
-/// `msg` in wire form: exdns's own encoder for what it covers, else hickory's.
-pub fn to_wire(msg: &Message) -> Result<Vec<u8>, hickory_proto::ProtoError> {
-    match crate::server::wire::encode::encode(msg) {
-        Some(bytes) => Ok(bytes),
-        None => msg.to_vec(),
-    }
-}
-
-fn servfail_bytes(req: &Request) -> Vec<u8> {
-    encode_error(&req.msg, ResponseCode::ServFail).unwrap_or_default()
-}
-
-/// An empty reply to a decoded query with `rcode` (question echoed, OPT when the query had one).
-pub fn encode_error(query: &Message, rcode: ResponseCode) -> Option<Vec<u8>> {
-    let mut m = crate::server::request::reply_to(query);
-    m.metadata.response_code = rcode;
-    if query.edns.is_some() {
-        let mut e = Edns::new();
-        e.set_max_payload(ADVERTISED_UDP_SIZE);
-        e.set_version(0);
-        m.edns = Some(e);
-    } else if rcode.high() > 0 {
-        m.metadata.response_code = ResponseCode::ServFail;
-    }
-    if m.queries.len() > 1 {
-        m.queries.truncate(1);
-    }
-    to_wire(&m).ok()
 }
 
 /// An empty reply with `rcode` to a message judged by its `header` alone: the header's ID,
@@ -346,34 +219,5 @@ pub fn try_now<F: Future + Unpin>(mut fut: F) -> Result<F::Output, F> {
     match Pin::new(&mut fut).poll(&mut cx) {
         Poll::Ready(v) => Ok(v),
         Poll::Pending => Err(fut),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Every query `dig` and `kdig` sent with many options (the fuzz seeds): the fast decoder
-    /// gives exactly what hickory's decoder gives, or leaves the query to it.
-    #[test]
-    fn decode_query_agrees_with_hickory() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/query");
-        let (mut fast, mut total) = (0, 0);
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let buf = std::fs::read(entry.unwrap().path()).unwrap();
-            let Ok(header) = Header::read(&mut BinDecoder::new(&buf)) else {
-                continue;
-            };
-            total += 1;
-            if let Some(m) = decode_query(&buf, &header) {
-                fast += 1;
-                let h = Message::from_vec(&buf).expect("hickory decodes what the scan accepts");
-                assert_eq!(m, h, "{buf:?}");
-            }
-        }
-        assert!(
-            total > 500 && fast > total / 2,
-            "{fast} of {total} decoded fast"
-        );
     }
 }

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::plugin::Plugin;
-use crate::server::config::BlockConfig;
+use crate::plugin::config::BlockConfig;
 
 /// One server block after setup: its plugin chain (shared by all its keys) and its settings.
 pub struct Block {

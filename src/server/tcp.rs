@@ -13,8 +13,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
 
+use crate::dns::request::Proto;
 use crate::server::query::{self, Prepared};
-use crate::server::request::Proto;
 use crate::server::router::Router;
 use crate::server::tracker::Tracker;
 

@@ -11,8 +11,8 @@ use arc_swap::ArcSwap;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::watch;
 
+use crate::dns::request::Proto;
 use crate::server::query::{self, Prepared};
-use crate::server::request::Proto;
 use crate::server::router::Router;
 use crate::server::tracker::Tracker;
 

@@ -16,10 +16,10 @@ use hickory_proto::rr::rdata::opt::EdnsOption;
 use ipnet::IpNet;
 use prometheus::IntCounterVec;
 
+use crate::dns::request::{Outcome, Request};
 use crate::metrics;
 use crate::plugin::zones::match_zone;
 use crate::plugin::{Next, Plugin};
-use crate::server::request::{Outcome, Request};
 
 pub use setup::setup;
 

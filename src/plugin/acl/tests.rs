@@ -8,10 +8,10 @@ use hickory_proto::rr::{Name, RecordType};
 use super::setup::parse;
 use super::*;
 use crate::corefile::ParseError;
+use crate::dns::request::{Outcome, Proto, Request};
+use crate::plugin::config::BlockConfig;
 use crate::plugin::test_chain::{NextMarker, block_with};
 use crate::plugin::{Next, Plugin, SetupCtx};
-use crate::server::config::BlockConfig;
-use crate::server::request::{Outcome, Proto, Request};
 
 // ---- helpers ----
 

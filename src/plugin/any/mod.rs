@@ -12,9 +12,9 @@ use async_trait::async_trait;
 use hickory_proto::rr::rdata::HINFO;
 use hickory_proto::rr::{DNSClass, RData, Record, RecordType};
 
+use crate::dns::request::{Outcome, Request};
 use crate::plugin::util::qname_as_sent;
 use crate::plugin::{Next, Plugin};
-use crate::server::request::{Outcome, Request};
 
 pub const NAME: &str = "any";
 

@@ -5,7 +5,7 @@
 //! server expands interface names to their addresses when it opens the listeners (so an interface
 //! that appears later, like a VPN tunnel, is picked up on the next start or reload).
 
-use crate::server::config::BindSpec;
+use crate::plugin::config::BindSpec;
 
 mod setup;
 

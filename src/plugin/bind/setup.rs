@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use crate::corefile::{Dispenser, ParseError};
+use crate::plugin::config::BindSpec;
 use crate::plugin::{Plugin, SetupCtx};
-use crate::server::config::BindSpec;
 
 use super::parse_bind_spec;
 
@@ -58,8 +58,8 @@ mod tests {
     use std::net::IpAddr;
 
     use super::*;
+    use crate::plugin::config::BlockConfig;
     use crate::plugin::test_chain::setup_into;
-    use crate::server::config::BlockConfig;
 
     fn run_all(lines: &[&str]) -> Result<BlockConfig, String> {
         let mut config = BlockConfig::default();

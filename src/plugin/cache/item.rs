@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 use hickory_proto::op::{OpCode, ResponseCode};
 use hickory_proto::rr::{DNSClass, RecordType};
 
+use crate::dns::request::Request;
+use crate::dns::view::QueryView;
+use crate::dns::wire::{self, Layout};
 use crate::plugin::response::{self, RespType};
-use crate::server::request::Request;
-use crate::server::view::QueryView;
-use crate::server::wire::{self, Layout};
 
 /// CoreDNS's `MinimalDefaultTTL`: the TTL used when a message gives nothing better.
 pub(crate) const MINIMAL_DEFAULT_TTL: Duration = Duration::from_secs(5);

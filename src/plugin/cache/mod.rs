@@ -28,12 +28,12 @@ use hickory_proto::rr::{DNSClass, RecordType};
 use moka::notification::RemovalCause;
 use moka::policy::EvictionPolicy;
 
+use crate::dns::request::{Outcome, Proto, Request};
+use crate::dns::view::{FastReply, QueryView};
+use crate::dns::wire::{self, Layout};
 use crate::plugin::response::RespType;
 use crate::plugin::zones::in_zone;
 use crate::plugin::{FastNext, Next, Plugin};
-use crate::server::request::{Outcome, Proto, Request};
-use crate::server::view::{FastReply, QueryView};
-use crate::server::wire::{self, Layout};
 use item::{Item, Key, Kind, RefreshGuard};
 
 pub use setup::setup;
@@ -682,5 +682,5 @@ fn encode_plain(req: &Request, mut msg: Message) -> Result<Vec<u8>, Box<Message>
     if msg.queries.len() != 1 {
         return Err(Box::new(msg));
     }
-    crate::server::query::to_wire(&msg).map_err(|_| Box::new(msg))
+    crate::dns::reply::to_wire(&msg).map_err(|_| Box::new(msg))
 }

@@ -540,7 +540,7 @@ mod tests {
 
     #[test]
     fn setup_builds_one_handler_for_the_block() {
-        use crate::server::config::BlockConfig;
+        use crate::plugin::config::BlockConfig;
         let block =
             crate::plugin::test_chain::block(&["example.org.", "example.net.", "example.org."]);
         let mut config = BlockConfig::default();

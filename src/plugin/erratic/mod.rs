@@ -18,9 +18,9 @@ use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA, NS, SOA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
+use crate::dns::request::{Outcome, Request};
 use crate::plugin::util::qname_as_sent;
 use crate::plugin::{Next, Plugin};
-use crate::server::request::{Outcome, Request};
 
 pub const NAME: &str = "erratic";
 

@@ -27,11 +27,11 @@ use regex::Regex;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+use crate::dns::request::{Outcome, Request};
+use crate::dns::view::{FastReply, QueryView};
 use crate::plugin::names::{rcode_name, type_name};
 use crate::plugin::util::format_duration;
 use crate::plugin::{FastNext, Next, Plugin, StartupCtx};
-use crate::server::request::{Outcome, Request};
-use crate::server::view::{FastReply, QueryView};
 
 pub const NAME: &str = "errors";
 

@@ -28,11 +28,11 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 use prometheus::IntGaugeVec;
 
+use crate::dns::request::{Outcome, Request};
 use crate::metrics;
 use crate::plugin::util::{TaskSlot, format_duration, io_error_text};
 use crate::plugin::zones::in_zone;
 use crate::plugin::{Next, Plugin, StartupCtx};
-use crate::server::request::{Outcome, Request};
 
 pub use setup::setup;
 use zone::{Kind, Zone};

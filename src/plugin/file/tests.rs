@@ -8,9 +8,9 @@ use hickory_proto::rr::{Record, RecordType};
 use super::setup::parse;
 use super::*;
 use crate::corefile::ParseError;
+use crate::plugin::config::BlockConfig;
 use crate::plugin::test_chain::{self, NextMarker};
 use crate::plugin::{Plugin, SetupCtx, StartupCtx};
-use crate::server::config::BlockConfig;
 
 /// The zone most tests answer from (tests/file.rs compares the same file with NSD).
 const ZONE: &str = include_str!("../../../fixtures/file/example.org.db");

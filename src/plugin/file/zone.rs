@@ -19,8 +19,8 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use hickory_proto::serialize::txt::{LexerError, ParseError, Parser};
 
+use crate::dns::request::lower_fqdn;
 use crate::plugin::zones::in_zone;
-use crate::server::request::lower_fqdn;
 
 /// Longest CNAME chain followed inside the zone (CoreDNS follows at most 8 links after the first).
 pub(crate) const MAX_CHAIN: usize = 8;

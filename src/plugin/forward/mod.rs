@@ -36,11 +36,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use hickory_proto::op::ResponseCode;
 
+use crate::dns::request::{Outcome, Proto, Request};
+use crate::dns::wire::{self, Layout};
 use crate::plugin::names::type_name;
 use crate::plugin::zones::in_zone;
 use crate::plugin::{Next, Plugin};
-use crate::server::request::{Outcome, Proto, Request};
-use crate::server::wire::{self, Layout};
 
 pub use dot::Limits;
 pub use pin::{LinkState, Pin, PinError};

@@ -17,11 +17,11 @@ use super::policy::{Policy, order, random_one};
 use super::setup::{host_port_or_file, parse, split_zone};
 use super::upstream::FakeNet;
 use super::*;
+use crate::dns::request::{Outcome, Proto, Request};
 use crate::plugin::test_chain::{
     NextMarker, capture_logs, dispenser, query, reply_of, request, request_from, serve, with_edns,
 };
 use crate::plugin::{Plugin, directive, order_of};
-use crate::server::request::{Outcome, Proto, Request};
 
 // ---------------------------------------------------------------------------------------------
 // setup
@@ -371,7 +371,7 @@ fn host_port_or_file_and_split_zone_as_coredns() {
 #[test]
 fn setup_builds_a_handler_per_line() {
     let block = crate::plugin::test_chain::block(&["example.org."]);
-    let mut config = crate::server::config::BlockConfig::default();
+    let mut config = crate::plugin::config::BlockConfig::default();
     let mut ctx = crate::plugin::SetupCtx {
         block: &block,
         config: &mut config,
@@ -1463,7 +1463,7 @@ async fn replies_are_relayed_byte_for_byte() {
             r[2] |= 0x80; // QR
             r[3] = 0x80; // RA
             r[6..12].copy_from_slice(&[0, 1, 0, 0, 0, 1]);
-            let qend = 12 + crate::server::wire::check_name(&q, 12).unwrap() - 12 + 4;
+            let qend = 12 + crate::dns::wire::check_name(&q, 12).unwrap() - 12 + 4;
             r.extend_from_slice(&q[12..qend]);
             r.extend_from_slice(&[0xc0, 12, 0xff, 0x78, 0, 1, 0, 0, 0, 77, 0, 3, 1, 2, 3]);
             r.extend_from_slice(&[0, 0, 41, 0x10, 0, 0, 0, 0, 0, 0, 6, 0, 3, 0, 2, b'u', b'p']);

@@ -18,8 +18,8 @@ use tokio::sync::mpsc;
 
 use super::setup::parse;
 use super::*;
+use crate::dns::request::{Outcome, Proto, Request};
 use crate::plugin::test_chain::{capture_logs, dispenser, query, reply_of, request_from, serve};
-use crate::server::request::{Outcome, Proto, Request};
 
 const NAME_OK: &str = "dns.example.test";
 

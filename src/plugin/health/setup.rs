@@ -4,13 +4,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::corefile::{Dispenser, ParseError};
+use crate::plugin::http::HttpEndpoint;
 use crate::plugin::util::{listen_addr_arg, parse_duration};
 use crate::plugin::{Plugin, SetupCtx};
-use crate::server::config::HealthConfig;
 
-use super::DEFAULT_ADDR;
+use super::{DEFAULT_ADDR, Health};
 
-/// Records the health endpoint in `ctx.config.health`; adds no handler.
+/// Registers `/health` and records the lameduck duration; adds no handler.
 pub fn setup(
     d: &mut Dispenser,
     ctx: &mut SetupCtx<'_>,
@@ -34,7 +34,12 @@ pub fn setup(
             _ => return Err(d.unknown_property()),
         }
     }
-    ctx.config.health = Some(HealthConfig { addr, lameduck });
+    ctx.config.serve_http(HttpEndpoint::new(
+        addr,
+        Some("/health"),
+        Arc::new(Health::new()),
+    ));
+    ctx.config.lameduck = Some(lameduck);
     Ok(None)
 }
 
@@ -43,15 +48,17 @@ mod tests {
     use super::*;
     use crate::plugin::test_chain::config_of;
 
-    fn run(text: &str) -> Result<Option<HealthConfig>, String> {
-        Ok(config_of(setup, text)?.health)
+    /// The registered address and the lameduck duration.
+    fn run(text: &str) -> Result<Option<(String, Duration)>, String> {
+        let config = config_of(setup, text)?;
+        assert_eq!(config.http.len(), 1, "{config:?}");
+        Ok(config
+            .http_addr(Some("/health"))
+            .map(|a| (a.to_string(), config.lameduck.expect("lameduck recorded"))))
     }
 
-    fn hc(addr: &str, lameduck: Duration) -> Option<HealthConfig> {
-        Some(HealthConfig {
-            addr: addr.to_string(),
-            lameduck,
-        })
+    fn hc(addr: &str, lameduck: Duration) -> Option<(String, Duration)> {
+        Some((addr.to_string(), lameduck))
     }
 
     #[test]

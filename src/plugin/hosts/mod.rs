@@ -28,11 +28,11 @@ use hickory_proto::rr::rdata::{A, AAAA, PTR};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use prometheus::Gauge;
 
+use crate::dns::request::{Outcome, Request};
 use crate::metrics;
 use crate::plugin::util::TaskSlot;
 use crate::plugin::zones::{fqdn_lower, match_zone};
 use crate::plugin::{Next, Plugin, StartupCtx};
-use crate::server::request::{Outcome, Request};
 
 pub use setup::setup;
 

@@ -9,10 +9,10 @@ use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
 use super::setup::parse;
 use super::*;
 use crate::corefile::ParseError;
+use crate::dns::request::{Outcome, Proto, Request};
+use crate::plugin::config::BlockConfig;
 use crate::plugin::test_chain::{self, NextMarker};
 use crate::plugin::{Plugin, SetupCtx, StartupCtx};
-use crate::server::config::BlockConfig;
-use crate::server::request::{Outcome, Proto, Request};
 
 // ---- helpers ----
 

@@ -11,13 +11,13 @@ use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, HINFO, NS, SOA, TXT};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 
+use crate::dns::request::Request;
+use crate::dns::view::QueryView;
+use crate::dns::wire::{self, encode::ReplyWriter};
 use crate::kube::model::Kind;
 use crate::kube::snapshot::{RecordSet, Snapshot};
 use crate::plugin::k8s_gateway::setup::Settings;
 use crate::plugin::zones::{in_zone, match_zone};
-use crate::server::request::Request;
-use crate::server::view::QueryView;
-use crate::server::wire::{self, encode::ReplyWriter};
 
 /// SOA timers (as the CoreDNS plugin sets them).
 pub const SOA_REFRESH: i32 = 7200;
@@ -215,7 +215,7 @@ fn find(s: &Settings, snap: &Snapshot, qname: &str, zone: &str) -> Found {
     }
 }
 
-/// The fast path's answer ([`crate::server::view`]): a name with addresses of the asked family
+/// The fast path's answer ([`crate::dns::view`]): a name with addresses of the asked family
 /// (A or AAAA), answered straight in wire form. Everything else — other types, CNAMEs, no
 /// addresses of that family, denials, not yet synced — is `None`, for the full path.
 pub fn answer_fast(s: &Settings, snap: &Snapshot, q: &QueryView<'_>) -> Option<Vec<u8>> {

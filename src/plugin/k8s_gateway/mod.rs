@@ -18,13 +18,13 @@ use async_trait::async_trait;
 use tokio::task::JoinHandle;
 
 use crate::corefile::{Dispenser, ParseError};
+use crate::dns::request::{Outcome, Request};
+use crate::dns::view::{FastReply, QueryView};
 use crate::kube::index::IndexConfig;
 use crate::kube::model::ObjKind;
 use crate::kube::snapshot::Snapshot;
 use crate::kube::source::Feed;
 use crate::plugin::{FastNext, Next, Plugin, SetupCtx, StartupCtx};
-use crate::server::request::{Outcome, Request};
-use crate::server::view::{FastReply, QueryView};
 use hickory_proto::op::ResponseCode;
 
 pub use setup::{Settings, SourceSpec};

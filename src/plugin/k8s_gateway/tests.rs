@@ -7,11 +7,11 @@ use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
 
 use super::answer::{Answer, answer};
 use super::setup::{self, Settings};
+use crate::dns::request::{Proto, Request};
 use crate::kube::index::{IndexConfig, build};
 use crate::kube::model::{Address, Contribution, Event, Filters, Kind, NameData, ObjKey, ObjKind};
 use crate::kube::snapshot::Snapshot;
 use crate::kube::source::Feed;
-use crate::server::request::{Proto, Request};
 
 fn ip(s: &str) -> Address {
     Address::Ip(s.parse().unwrap())
@@ -745,8 +745,8 @@ fn setup_errors() {
 fn fast_answers_are_the_full_paths_bytes() {
     use hickory_proto::op::Edns;
 
-    use crate::server::query::encode_reply;
-    use crate::server::view::with_view;
+    use crate::dns::reply::encode_reply;
+    use crate::dns::view::with_view;
 
     let s = settings();
     let snap = snapshot(&s, &feed());

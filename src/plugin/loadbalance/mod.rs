@@ -16,8 +16,8 @@ use hickory_proto::rr::{Record, RecordType};
 use rand::Rng;
 use rand::seq::SliceRandom;
 
+use crate::dns::request::{Outcome, Request};
 use crate::plugin::{Next, Plugin};
-use crate::server::request::{Outcome, Request};
 
 pub const NAME: &str = "loadbalance";
 

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use hickory_proto::op::Message;
 
+use crate::dns::request::Request;
 use crate::plugin::names::{class_name, rcode_name, type_name};
-use crate::server::request::Request;
 
 /// Written for a value that does not exist (no reply, unknown metadata).
 pub const EMPTY_VALUE: &str = "-";

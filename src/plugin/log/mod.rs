@@ -17,10 +17,10 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use hickory_proto::op::Message;
 
+use crate::dns::request::{Outcome, Request};
 use crate::plugin::response::{RespType, typify};
 use crate::plugin::zones::in_zone;
 use crate::plugin::{Next, Plugin};
-use crate::server::request::{Outcome, Request};
 
 pub const NAME: &str = "log";
 

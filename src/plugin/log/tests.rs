@@ -6,13 +6,13 @@ use hickory_proto::rr::rdata::{A, CNAME, NS, SOA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use super::*;
+use crate::dns::request::Proto;
 use crate::plugin::SetupCtx;
+use crate::plugin::config::BlockConfig;
 use crate::plugin::test_chain::{
     self, Fixed, capture_logs, dispenser, query, request, request_from, setup_err, setup_in,
     with_edns,
 };
-use crate::server::config::BlockConfig;
-use crate::server::request::Proto;
 
 fn n(s: &str) -> Name {
     Name::from_ascii(s).unwrap()

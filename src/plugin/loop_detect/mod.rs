@@ -21,10 +21,10 @@ use hickory_proto::op::{Message, Query};
 use hickory_proto::rr::{Name, RecordType};
 use tokio::net::UdpSocket;
 
+use crate::dns::request::{Outcome, Request};
 use crate::plugin::util::TaskSlot;
 use crate::plugin::zones::in_zone;
 use crate::plugin::{Next, Plugin, StartupCtx};
-use crate::server::request::{Outcome, Request};
 
 pub const NAME: &str = "loop";
 

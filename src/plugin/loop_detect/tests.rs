@@ -7,10 +7,10 @@ use hickory_proto::rr::RecordType;
 use tokio::net::UdpSocket;
 
 use super::*;
+use crate::dns::request::Proto;
 use crate::plugin::test_chain::{
     self, Fixed, block, query, request, request_from, setup_err, setup_in,
 };
-use crate::server::request::Proto;
 
 /// A loop detector whose action records the messages instead of exiting.
 fn detector(zone: &str, timing: ProbeTiming) -> (Arc<Loop>, Arc<Mutex<Vec<String>>>) {
@@ -68,7 +68,7 @@ fn setup_zone_and_name() {
     );
     // The zone comes from the block's first key.
     let b = block(&["example.org.", "example.net."]);
-    let mut config = crate::server::config::BlockConfig::default();
+    let mut config = crate::plugin::config::BlockConfig::default();
     let ctx = crate::plugin::SetupCtx {
         block: &b,
         config: &mut config,
@@ -138,7 +138,7 @@ async fn fake_server(l: Arc<Loop>, looping: bool) -> SocketAddr {
                 return;
             };
             let msg = Message::from_vec(&buf[..n]).unwrap();
-            let req = crate::server::request::Request::new(msg, peer, local, Proto::Udp, n);
+            let req = crate::dns::request::Request::new(msg, peer, local, Proto::Udp, n);
             if looping {
                 let rest: Vec<Arc<dyn Plugin>> = vec![Fixed::reply(|_| {})];
                 for _ in 0..3 {

@@ -5,14 +5,42 @@
 //! `curl -fs` + IPv4-check clients. The IP comes from `POD_IP` (the downward API), else the
 //! first IPv4 address of the configured interface (default `eth0`). With `require_upstream`,
 //! the endpoint answers 503 while every `forward` upstream is down, so a Service stops sending
-//! clients to a gateway whose tunnel is dead. Served by the operations HTTP listeners
-//! (src/server/ops.rs), so it keeps running across Corefile reloads.
+//! clients to a gateway whose tunnel is dead. Registered as an HTTP endpoint
+//! ([`crate::plugin::http`]) that the server's operations listeners serve, so it keeps running
+//! across Corefile reloads.
 
 mod setup;
 
 pub use setup::{DEFAULT_ADDR, DEFAULT_INTERFACE, setup};
 
-use crate::server::config::PodIpConfig;
+use crate::plugin::http::{HttpHandler, HttpResponse, ServerState};
+
+/// The endpoint's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodIpConfig {
+    /// `:3150` style address.
+    pub addr: String,
+    /// Where the IP comes from when `POD_IP` is unset (default `eth0`).
+    pub interface: String,
+    /// Answer 503 while every `forward` upstream is down.
+    pub require_upstream: bool,
+}
+
+/// The endpoint: 200 `text/plain` with the pod IP and no trailing newline; 503 while every
+/// forwarding upstream is down (with `require_upstream`) or when no address is known.
+pub struct PodIp(pub PodIpConfig);
+
+impl HttpHandler for PodIp {
+    fn respond(&self, server: &dyn ServerState) -> HttpResponse {
+        if self.0.require_upstream && server.upstreams_down() {
+            return HttpResponse::new(503, "text/plain", "upstreams down");
+        }
+        match pod_ip(&self.0) {
+            Some(ip) => HttpResponse::new(200, "text/plain", ip),
+            None => HttpResponse::new(503, "text/plain", "no pod IP"),
+        }
+    }
+}
 
 /// The IP to report: `POD_IP` when set (and an IP), else the first IPv4 of the interface.
 pub fn pod_ip(cfg: &PodIpConfig) -> Option<String> {
@@ -29,7 +57,7 @@ fn pod_ip_from(env: Option<&str>, interface: &str) -> Option<String> {
             tracing::warn!(target: "exdns::plugin::podip", "POD_IP is not an IP address: {v:?}; using interface {interface}");
         }
     }
-    crate::server::netif::addresses(interface)
+    crate::netif::addresses(interface)
         .into_iter()
         .find(|a| a.is_ipv4())
         .map(|a| a.to_string())

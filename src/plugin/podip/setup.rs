@@ -3,20 +3,28 @@
 use std::sync::Arc;
 
 use crate::corefile::{Dispenser, ParseError};
+use crate::plugin::http::HttpEndpoint;
 use crate::plugin::util::listen_addr_arg;
 use crate::plugin::{Plugin, SetupCtx};
-use crate::server::config::PodIpConfig;
+
+use super::{PodIp, PodIpConfig};
 
 /// Default listen address (the pod-gateway Services target port 3150).
 pub const DEFAULT_ADDR: &str = ":3150";
 /// Default interface for the IP when `POD_IP` is unset.
 pub const DEFAULT_INTERFACE: &str = "eth0";
 
+/// Registers the endpoint (every path and method of its address); adds no handler.
 pub fn setup(
     d: &mut Dispenser,
     ctx: &mut SetupCtx<'_>,
 ) -> Result<Option<Arc<dyn Plugin>>, ParseError> {
-    ctx.config.podip = Some(parse(d)?);
+    let cfg = parse(d)?;
+    ctx.config.serve_http(HttpEndpoint::new(
+        cfg.addr.clone(),
+        None,
+        Arc::new(PodIp(cfg)),
+    ));
     Ok(None)
 }
 

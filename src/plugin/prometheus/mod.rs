@@ -1,8 +1,8 @@
 //! `prometheus`: exports metrics on `/metrics` and counts every request that passes through it.
 //!
-//! The setup records the address in the block's config (the server's
-//! [`crate::server::ops::Ops`] serves `/metrics`) and adds a handler that calls the rest of the
-//! chain, then records CoreDNS's `coredns_dns_*` families for the request and its outcome.
+//! The setup registers `/metrics` ([`crate::plugin::http`]) and adds a handler that calls the
+//! rest of the chain, then records CoreDNS's `coredns_dns_*` families for the request and its
+//! outcome.
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
@@ -16,15 +16,29 @@ use hickory_proto::rr::RecordType;
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 use prometheus::IntCounterVec;
 
-use crate::metrics::{
-    PLUGIN_ENABLED, REQUEST_DURATION, REQUEST_SIZE, REQUESTS, RESPONSE_SIZE, RESPONSES, family,
-};
+use crate::dns::request::{Outcome, Proto, Request};
+use crate::dns::view::{FastReply, QueryView};
+use crate::metrics::{REQUEST_DURATION, REQUEST_SIZE, REQUESTS, RESPONSE_SIZE, RESPONSES, family};
 use crate::plugin::names::rcode_mnemonic;
 use crate::plugin::{FastNext, Next, Plugin};
-use crate::server::request::{Outcome, Proto, Request};
-use crate::server::view::{FastReply, QueryView};
 
 mod setup;
+
+/// `/metrics`: every registered metric in Prometheus's text format.
+pub struct Metrics;
+
+impl crate::plugin::http::HttpHandler for Metrics {
+    fn respond(
+        &self,
+        _server: &dyn crate::plugin::http::ServerState,
+    ) -> crate::plugin::http::HttpResponse {
+        crate::plugin::http::HttpResponse::new(
+            200,
+            "text/plain; version=0.0.4; charset=utf-8",
+            crate::metrics::gather_text(),
+        )
+    }
+}
 
 pub use setup::setup;
 
@@ -173,7 +187,7 @@ pub fn reply_size(req: &Request, msg: &Message) -> usize {
     }
     let encoded = BUF.with(|buf| {
         let mut buf = buf.borrow_mut();
-        if crate::server::wire::encode::encode_into(msg, &mut buf).is_some() {
+        if crate::dns::wire::encode::encode_into(msg, &mut buf).is_some() {
             return buf.len();
         }
         buf.clear();
@@ -228,22 +242,6 @@ fn rcode_other(n: u16) -> &'static str {
             .collect()
     });
     NAMES.get(usize::from(n)).copied().unwrap_or("RCODE")
-}
-
-/// Sets `coredns_plugin_enabled{server,zone,view,name}` to 1 for each handler of a server block
-/// (CoreDNS does it at startup for every listen address of a block that uses `prometheus`).
-pub fn record_plugins_enabled(server: &str, zone: &str, names: &[&str]) {
-    for name in names {
-        PLUGIN_ENABLED
-            .with_label_values(&[server, zone, VIEW, name])
-            .set(1);
-    }
-}
-
-/// Clears `coredns_plugin_enabled` (CoreDNS resets it on every reload, before the new config
-/// records its plugins).
-pub fn reset_plugins_enabled() {
-    PLUGIN_ENABLED.reset();
 }
 
 #[cfg(test)]

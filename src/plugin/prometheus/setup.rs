@@ -3,12 +3,13 @@
 use std::sync::Arc;
 
 use crate::corefile::{Dispenser, ParseError};
+use crate::plugin::http::HttpEndpoint;
 use crate::plugin::util::listen_addr_arg;
 use crate::plugin::{Plugin, SetupCtx};
 
-use super::{DEFAULT_ADDR, Prometheus};
+use super::{DEFAULT_ADDR, Metrics, Prometheus};
 
-/// Records the metrics address in `ctx.config.prometheus` and returns the counting handler.
+/// Registers `/metrics` and returns the counting handler.
 pub fn setup(
     d: &mut Dispenser,
     ctx: &mut SetupCtx<'_>,
@@ -22,6 +23,7 @@ pub fn setup(
         });
     }
     crate::metrics::init();
-    ctx.config.prometheus = Some(addr);
+    ctx.config
+        .serve_http(HttpEndpoint::new(addr, Some("/metrics"), Arc::new(Metrics)));
     Ok(Some(Arc::new(Prometheus)))
 }

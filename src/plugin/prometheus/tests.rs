@@ -5,10 +5,10 @@ use hickory_proto::rr::rdata::{A, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use super::*;
-use crate::metrics::gather_text;
+use crate::dns::request::Proto;
+use crate::metrics::{PLUGIN_ENABLED, gather_text, record_plugins_enabled};
+use crate::plugin::config::BlockConfig;
 use crate::plugin::test_chain::{self, Fixed, request_from, setup_into};
-use crate::server::config::BlockConfig;
-use crate::server::request::Proto;
 
 fn query(name: &str, qtype: RecordType, edns: Option<Edns>) -> Message {
     let mut m = Message::new(4711, MessageType::Query, OpCode::Query);
@@ -266,7 +266,7 @@ fn setup_run(text: &str) -> Result<(Option<String>, bool), String> {
     let mut config = BlockConfig::default();
     let h = setup_into(setup, text, &["example.org."], &mut config).map_err(|e| e.to_string())?;
     Ok((
-        config.prometheus,
+        config.http_addr(Some("/metrics")).map(str::to_string),
         h.is_some_and(|h| h.name() == "prometheus"),
     ))
 }

@@ -3,12 +3,13 @@
 use std::sync::Arc;
 
 use crate::corefile::{Dispenser, ParseError};
+use crate::plugin::http::HttpEndpoint;
 use crate::plugin::util::listen_addr_arg;
 use crate::plugin::{Plugin, SetupCtx};
 
-use super::DEFAULT_ADDR;
+use super::{DEFAULT_ADDR, Ready};
 
-/// Records the ready endpoint in `ctx.config.ready`; adds no handler.
+/// Registers `/ready`; adds no handler.
 pub fn setup(
     d: &mut Dispenser,
     ctx: &mut SetupCtx<'_>,
@@ -31,7 +32,8 @@ pub fn setup(
             _ => return Err(d.unknown_property()),
         }
     }
-    ctx.config.ready = Some(addr);
+    ctx.config
+        .serve_http(HttpEndpoint::new(addr, Some("/ready"), Arc::new(Ready)));
     Ok(None)
 }
 
@@ -41,7 +43,9 @@ mod tests {
     use crate::plugin::test_chain::config_of;
 
     fn run(text: &str) -> Result<Option<String>, String> {
-        Ok(config_of(setup, text)?.ready)
+        Ok(config_of(setup, text)?
+            .http_addr(Some("/ready"))
+            .map(str::to_string))
     }
 
     #[test]

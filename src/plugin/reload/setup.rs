@@ -3,9 +3,9 @@
 use std::sync::Arc;
 
 use crate::corefile::{Dispenser, ParseError};
+use crate::plugin::config::ReloadConfig;
 use crate::plugin::util::{format_duration, parse_duration};
 use crate::plugin::{Plugin, SetupCtx};
-use crate::server::config::ReloadConfig;
 
 use super::{DEFAULT_INTERVAL, DEFAULT_JITTER, MIN_INTERVAL, MIN_JITTER};
 

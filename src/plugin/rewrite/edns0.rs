@@ -8,7 +8,7 @@ use hickory_proto::op::Edns;
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption, NSIDPayload};
 
 use super::rules::ResponseRule;
-use crate::server::request::Request;
+use crate::dns::request::Request;
 
 /// EDNS0 option codes (RFC 5001, RFC 7871).
 const NSID: u16 = 3;

@@ -23,8 +23,8 @@ use async_trait::async_trait;
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{Name, Record};
 
+use crate::dns::request::{Outcome, Request, lower_fqdn};
 use crate::plugin::{Next, Plugin};
-use crate::server::request::{Outcome, Request, lower_fqdn};
 use rules::{Mode, ResponseRule, Rule, RuleKind, StringRewriter, name_text};
 
 pub const NAME: &str = "rewrite";

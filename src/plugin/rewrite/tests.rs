@@ -16,10 +16,10 @@ use super::rules::{Matcher, Mode, ResponseRule, RuleKind};
 use super::setup::{go_hex_decode, go_parse_uint, parse};
 use super::*;
 use crate::corefile::ParseError;
+use crate::dns::request::{Outcome, Proto, Request};
+use crate::plugin::config::BlockConfig;
 use crate::plugin::test_chain::{block_with, query, request, request_from, with_edns};
 use crate::plugin::{Next, Plugin, SetupCtx};
-use crate::server::config::BlockConfig;
-use crate::server::request::{Outcome, Proto, Request};
 
 // ---- helpers ----
 

@@ -33,10 +33,10 @@ use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
 use prometheus::{IntCounter, IntCounterVec};
 
+use crate::dns::request::{Outcome, Request};
 use crate::metrics;
 use crate::plugin::zones::in_zone;
 use crate::plugin::{Next, Plugin};
-use crate::server::request::{Outcome, Request};
 
 pub const NAME: &str = "rrl";
 

@@ -6,8 +6,8 @@ use hickory_proto::rr::rdata::{A, NS, SOA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use super::*;
+use crate::dns::request::Proto;
 use crate::plugin::test_chain::{Fixed, query, request_from, setup_err, setup_in};
-use crate::server::request::Proto;
 
 fn name(s: &str) -> Name {
     Name::from_ascii(s).unwrap()

@@ -47,7 +47,7 @@ use crate::metrics::counter_vec;
 use crate::plugin::names::{class_name, type_name};
 use crate::plugin::zones::{in_zone, match_zone};
 use crate::plugin::{Next, Plugin};
-use crate::server::request::{Outcome, Request, lower_fqdn};
+use crate::dns::request::{Outcome, Request, lower_fqdn};
 use gotmpl::{Data, Question};
 
 pub const NAME: &str = "template";

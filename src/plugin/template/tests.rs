@@ -13,7 +13,7 @@ use super::*;
 use crate::plugin::test_chain::{
     NextMarker, block_with, query, reply_of, request, request_from, serve, with_edns,
 };
-use crate::server::request::{Outcome, Proto, Request};
+use crate::dns::request::{Outcome, Proto, Request};
 
 // ---- helpers ----
 

@@ -58,8 +58,8 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
+    use crate::plugin::config::BlockConfig;
     use crate::plugin::test_chain::config_of;
-    use crate::server::config::BlockConfig;
 
     // Fixed test-only keys made with openssl, for the PKCS#1 RSA and SEC1 EC encodings rcgen
     // cannot write.

@@ -5,8 +5,8 @@ use hickory_proto::rr::rdata::{A, AAAA, SRV};
 use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
 
 use super::*;
+use crate::dns::request::Proto;
 use crate::plugin::test_chain::{self, Fixed, query, reply_of, request_from, setup_err, setup_in};
-use crate::server::request::Proto;
 
 fn n(s: &str) -> Name {
     Name::from_ascii(s).unwrap()

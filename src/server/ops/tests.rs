@@ -3,6 +3,9 @@ use std::sync::Mutex as StdMutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::*;
+use crate::plugin::health::{HEALTH_DURATION, Health};
+use crate::plugin::prometheus::Metrics;
+use crate::plugin::ready::Ready;
 
 /// A parsed HTTP/1.1 response.
 #[derive(Debug)]
@@ -90,14 +93,23 @@ fn addr_of(ops: &Ops, configured: &str) -> SocketAddr {
         .1
 }
 
-fn endpoints(health: &[&str], ready: &[&str], metrics: &[&str]) -> Endpoints {
-    let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect();
-    Endpoints {
-        health: v(health),
-        ready: v(ready),
-        metrics: v(metrics),
-        ..Default::default()
+/// What the `health`, `ready` and `prometheus` directives register for these addresses.
+fn endpoints(health: &[&str], ready: &[&str], metrics: &[&str]) -> Vec<HttpEndpoint> {
+    let mut v = Vec::new();
+    for (addrs, path, handler) in [
+        (
+            health,
+            "/health",
+            Arc::new(Health::new()) as Arc<dyn HttpHandler>,
+        ),
+        (ready, "/ready", Arc::new(Ready)),
+        (metrics, "/metrics", Arc::new(Metrics)),
+    ] {
+        for a in addrs {
+            v.push(HttpEndpoint::new(*a, Some(path), handler.clone()));
+        }
     }
+    v
 }
 
 /// A ready function whose answer the test controls.
@@ -258,7 +270,7 @@ async fn apply_keeps_unchanged_listeners_and_stops_removed_ones() {
     assert_eq!(ops.bound_addrs().len(), 1);
 
     // Nothing configured: everything closes.
-    ops.apply(&Endpoints::default(), no_ready()).await.unwrap();
+    ops.apply(&[], no_ready()).await.unwrap();
     assert!(ops.bound_addrs().is_empty());
     assert!(refused(h).await);
 }
@@ -405,9 +417,12 @@ async fn probe_succeeds_on_http_and_fails_otherwise() {
         .unwrap();
     let m = addr_of(&ops, "127.0.0.1:0");
     // Any HTTP answer is a success (even a 404), as with CoreDNS's Go client.
-    assert_eq!(probe_once(m).await, Ok(()));
+    assert_eq!(probe_once(m, "/health").await, Ok(()));
     ops.shutdown().await;
-    assert!(probe_once(m).await.is_err(), "nothing listens any more");
+    assert!(
+        probe_once(m, "/health").await.is_err(),
+        "nothing listens any more"
+    );
 
     // Something that is not HTTP.
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -419,7 +434,7 @@ async fn probe_succeeds_on_http_and_fails_otherwise() {
         let _ = s.write_all(b"SSH-2.0-OpenSSH_9.6\r\n").await;
     });
     assert_eq!(
-        probe_once(a).await,
+        probe_once(a, "/health").await,
         Err("malformed HTTP response".to_string())
     );
 }
@@ -465,8 +480,26 @@ fn routes_merge_per_address() {
         &[":8080", ":8181"],
         &["localhost:9153"],
     ));
-    assert_eq!(d.get(":8080"), Some(&(ROUTE_HEALTH | ROUTE_READY)));
-    assert_eq!(d.get(":8181"), Some(&ROUTE_READY));
-    assert_eq!(d.get("localhost:9153"), Some(&ROUTE_METRICS));
+    let paths = |a: &str| -> Vec<&str> { d[a].paths.iter().map(|(p, _)| *p).collect() };
+    assert_eq!(paths(":8080"), ["/health", "/ready"]);
+    assert_eq!(paths(":8181"), ["/ready"]);
+    assert_eq!(paths("localhost:9153"), ["/metrics"]);
     assert_eq!(d.len(), 3);
+    assert!(d.values().all(|r| r.other.is_none()));
+    assert_eq!(d[":8080"].probe().map(|(p, _)| p), Some("/health"));
+    assert!(d[":8181"].probe().is_none());
+
+    // The first registration of an address and path wins; a catch-all joins the paths.
+    let pod = |addr: &str| HttpEndpoint::new(addr, None, Arc::new(Metrics));
+    let mut e = endpoints(&[":8080"], &[], &[]);
+    e.extend(endpoints(&[":8080"], &[], &[]));
+    e.push(pod(":8080"));
+    e.push(pod(":8080"));
+    let d = desired_routes(&e);
+    assert_eq!(d[":8080"].paths.len(), 1);
+    assert!(Arc::ptr_eq(&d[":8080"].paths[0].1, &e[0].handler));
+    assert!(Arc::ptr_eq(
+        d[":8080"].other.as_ref().unwrap(),
+        &e[2].handler
+    ));
 }

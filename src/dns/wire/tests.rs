@@ -11,8 +11,8 @@ use hickory_proto::op::Header;
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 
 use super::*;
-use crate::server::query::encode_reply;
-use crate::server::request::{Proto, Request};
+use crate::dns::reply::encode_reply;
+use crate::dns::request::{Proto, Request};
 
 fn name(s: &str) -> Name {
     Name::from_ascii(s).unwrap()
@@ -86,7 +86,7 @@ fn reply(req: &Request, n: usize, rcode: ResponseCode, opt: Option<u16>) -> Mess
 /// Both ways: `encode_reply` on the decoded reply, `finalize` + `fit` on its bytes (encoded by
 /// the same encoder, so that both make the same truncation decision).
 fn both(req: &Request, reply: Message) -> (Vec<u8>, Vec<u8>) {
-    let bytes = crate::server::query::to_wire(&reply).unwrap();
+    let bytes = crate::dns::reply::to_wire(&reply).unwrap();
     let layout = scan(&bytes).expect("scan");
     let decoded = encode_reply(req, Message::from_vec(&bytes).unwrap());
     let wire = fit(req, finalize(req, bytes, &layout).expect("finalize"));
@@ -486,7 +486,7 @@ fn mutated_traffic_never_panics() {
                 continue;
             };
             let _ = plain_lower_qname(&m);
-            if let Some(msg) = crate::server::query::decode_query(&m, &header) {
+            if let Some(msg) = crate::dns::decode::decode_query(&m, &header) {
                 decoded += 1;
                 assert_eq!(Some(msg), Message::from_vec(&m).ok(), "{m:?}");
             }

@@ -1,8 +1,11 @@
-//! Settings that server-only directives (tls, bind, health, ready, reload, prometheus) record for
-//! their server block; the server builds listeners and HTTP endpoints from them.
+//! Settings that directives without a handler of their own (tls, bind, health, ready, reload,
+//! prometheus, podip) record for their server block; the server builds listeners and HTTP
+//! endpoints from them.
 
 use std::sync::Arc;
 use std::time::Duration;
+
+use crate::plugin::http::HttpEndpoint;
 
 /// Where `bind` lets a block listen.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,34 +25,12 @@ pub struct BlockConfig {
     pub bind: Vec<BindSpec>,
     /// `bind { except ... }`.
     pub bind_except: Vec<BindSpec>,
-    /// `health [ADDR] { lameduck DUR }`.
-    pub health: Option<HealthConfig>,
-    /// `ready [ADDR]`.
-    pub ready: Option<String>,
-    /// `prometheus [ADDR]`.
-    pub prometheus: Option<String>,
+    /// HTTP endpoints to serve (`health`, `ready`, `prometheus`, `podip`).
+    pub http: Vec<HttpEndpoint>,
+    /// How long the server keeps answering after SIGTERM before it stops (`health { lameduck }`).
+    pub lameduck: Option<Duration>,
     /// `reload [INTERVAL] [JITTER]`.
     pub reload: Option<ReloadConfig>,
-    /// `podip [ADDR] { interface NAME; require_upstream }`.
-    pub podip: Option<PodIpConfig>,
-}
-
-/// The gateway-pod-IP endpoint's settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PodIpConfig {
-    /// `:3150` style address.
-    pub addr: String,
-    /// Where the IP comes from when `POD_IP` is unset (default `eth0`).
-    pub interface: String,
-    /// Answer 503 while every `forward` upstream is down.
-    pub require_upstream: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HealthConfig {
-    /// `:8080` style address.
-    pub addr: String,
-    pub lameduck: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,17 +39,30 @@ pub struct ReloadConfig {
     pub jitter: Duration,
 }
 
+impl BlockConfig {
+    /// Registers an HTTP endpoint for the server to serve.
+    pub fn serve_http(&mut self, endpoint: HttpEndpoint) {
+        self.http.push(endpoint);
+    }
+
+    /// The address of the endpoint registered for `path`, if any.
+    pub fn http_addr(&self, path: Option<&str>) -> Option<&str> {
+        self.http
+            .iter()
+            .find(|e| e.path == path)
+            .map(|e| e.addr.as_str())
+    }
+}
+
 impl std::fmt::Debug for BlockConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BlockConfig")
             .field("tls", &self.tls.is_some())
             .field("bind", &self.bind)
             .field("bind_except", &self.bind_except)
-            .field("health", &self.health)
-            .field("ready", &self.ready)
-            .field("prometheus", &self.prometheus)
+            .field("http", &self.http)
+            .field("lameduck", &self.lameduck)
             .field("reload", &self.reload)
-            .field("podip", &self.podip)
             .finish()
     }
 }

@@ -40,7 +40,7 @@ pub fn encode_into(msg: &Message, out: &mut Vec<u8>) -> Option<()> {
     done
 }
 
-/// A reply written straight from a query's wire form (the fast path, [`crate::server::view`]):
+/// A reply written straight from a query's wire form (the fast path, [`crate::dns::view`]):
 /// the header and the client's question, then answer records one by one, names compressed as
 /// [`encode`] compresses them, so the bytes are those `encode` gives for the same message.
 pub struct ReplyWriter {

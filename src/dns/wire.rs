@@ -5,14 +5,14 @@
 //! [`scan`] checks a message's structure (every name, pointer and record within bounds, the
 //! names inside well-known record types included) and returns where each record is;
 //! [`finalize`] turns a reply into the reply to one request (ID, OPT per RFC 6891) and [`fit`]
-//! truncates it for the client's size, exactly as `query::encode_reply` does for a decoded
+//! truncates it for the client's size, exactly as `reply::encode_reply` does for a decoded
 //! `Message`.
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::Name;
 
-use crate::server::query::ADVERTISED_UDP_SIZE;
-use crate::server::request::{Outcome, Request};
+use crate::dns::reply::ADVERTISED_UDP_SIZE;
+use crate::dns::request::{Outcome, Request};
 
 /// Size of the DNS header.
 pub const HEADER: usize = 12;
@@ -330,7 +330,7 @@ pub fn copy_qname_case(qname: &mut [u8], name: &Name) {
     }
 }
 
-/// Makes `buf` (a reply laid out as `layout`) the reply to `req`, as `query::encode_reply` does
+/// Makes `buf` (a reply laid out as `layout`) the reply to `req`, as `reply::encode_reply` does
 /// for a decoded message: the request's ID and opcode, QR set; when the request had EDNS, an OPT
 /// record with exdns's UDP size, version 0 and the client's DO bit (the reply's OPT options and
 /// extended rcode kept), else no OPT (an extended rcode then becomes SERVFAIL); bytes after the
@@ -406,7 +406,7 @@ pub fn finalize_or_decode(
 }
 
 /// `buf` (a reply finalized for `req`) as sent: unchanged when it fits what the client can
-/// take ([`Request::reply_limit`]), else truncated as `query::encode_reply` truncates — TC set,
+/// take ([`Request::reply_limit`]), else truncated as `reply::encode_reply` truncates — TC set,
 /// the question and the OPT record kept, every other record dropped.
 pub fn fit(req: &Request, buf: Vec<u8>) -> Vec<u8> {
     let max = req.reply_limit();
@@ -415,7 +415,7 @@ pub fn fit(req: &Request, buf: Vec<u8>) -> Vec<u8> {
     }
     let Some(layout) = scan(&buf) else {
         // Cannot happen for a finalized reply; an empty SERVFAIL is still a valid answer.
-        return crate::server::query::encode_error(&req.msg, ResponseCode::ServFail)
+        return crate::dns::reply::encode_error(&req.msg, ResponseCode::ServFail)
             .unwrap_or_default();
     };
     let qend = layout.qname_end + 4;
@@ -466,7 +466,7 @@ pub fn plain_lower_qname(buf: &[u8]) -> Option<String> {
     }
     let (mut at, mut len) = (0, buf[HEADER] as usize);
     while len != 0 {
-        if !crate::server::request::lower_plain_label(&mut v[at..at + len]) {
+        if !crate::dns::request::lower_plain_label(&mut v[at..at + len]) {
             return None;
         }
         at += len;

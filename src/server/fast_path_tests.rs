@@ -14,13 +14,13 @@ use hickory_proto::rr::rdata::opt::EdnsOption;
 use hickory_proto::rr::rdata::{A, SOA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
+use crate::dns::request::{Outcome, Proto, Request};
 use crate::plugin::cache::{Cache, Config};
+use crate::plugin::config::BlockConfig;
 use crate::plugin::errors::Errors;
 use crate::plugin::prometheus::Prometheus;
 use crate::plugin::{Next, Plugin};
-use crate::server::config::BlockConfig;
 use crate::server::query::{self, Prepared};
-use crate::server::request::{Outcome, Proto, Request};
 use crate::server::router::{Block, Router};
 
 /// The zone's data: A answers, a big answer, NXDOMAIN and NODATA with a SOA, and SERVFAIL.

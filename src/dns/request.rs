@@ -42,7 +42,7 @@ impl Proto {
         match self {
             Proto::Udp => self
                 .max_reply_size(udp_size)
-                .min(crate::server::query::ADVERTISED_UDP_SIZE as usize),
+                .min(crate::dns::reply::ADVERTISED_UDP_SIZE as usize),
             Proto::Tcp | Proto::Tls => self.max_reply_size(udp_size),
         }
     }
@@ -411,7 +411,7 @@ mod tests {
         let n = Name::from_labels(long.iter().map(|l| &l[..])).unwrap();
         let mut q = Message::new(1, MessageType::Query, hickory_proto::op::OpCode::Query);
         q.add_query(hickory_proto::op::Query::query(n.clone(), RecordType::A));
-        let text = crate::server::wire::plain_lower_qname(&q.to_vec().unwrap()).unwrap();
+        let text = crate::dns::wire::plain_lower_qname(&q.to_vec().unwrap()).unwrap();
         assert_eq!(text.len(), 254);
         assert_eq!(text, n.to_lowercase().to_ascii());
         let lead = Name::from_labels([&b"-lead"[..], &b"example"[..]]).unwrap();
@@ -436,7 +436,7 @@ mod tests {
                 let mut q = Message::new(1, MessageType::Query, hickory_proto::op::OpCode::Query);
                 q.add_query(hickory_proto::op::Query::query(n.clone(), RecordType::A));
                 assert_eq!(
-                    crate::server::wire::plain_lower_qname(&q.to_vec().unwrap()),
+                    crate::dns::wire::plain_lower_qname(&q.to_vec().unwrap()),
                     plain_lower_fqdn(&n),
                     "from the wire: {label:?}"
                 );
@@ -471,7 +471,7 @@ mod tests {
         bytes[2] |= 0x80;
         bytes[7] = 1;
         bytes.extend_from_slice(&[0xc0, 12, 0, 13, 0, 1, 0, 0, 0, 5, 0, 1, 5]);
-        assert!(crate::server::wire::scan(&bytes).is_some());
+        assert!(crate::dns::wire::scan(&bytes).is_some());
         assert!(Message::from_vec(&bytes).is_err());
         let out = Outcome::Wire {
             bytes: bytes.clone(),

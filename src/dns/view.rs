@@ -1,5 +1,5 @@
 //! The fast path: a query in its common shape, read in place from the wire, offered to the
-//! block's chain before a [`Request`](crate::server::request::Request) is built.
+//! block's chain before a [`Request`](crate::dns::request::Request) is built.
 //!
 //! Most queries have one shape: one question of class IN, no records but an OPT record of
 //! version 0 (with no options, or a cookie or padding). For those the server builds a
@@ -17,8 +17,8 @@ use std::sync::Arc;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
-use crate::server::request::Proto;
-use crate::server::wire::{self, HEADER, Layout};
+use crate::dns::request::Proto;
+use crate::dns::wire::{self, HEADER, Layout};
 
 /// The EDNS parts of a query that a reply depends on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,6 +172,3 @@ pub(crate) fn with_view<R>(
         zone: &zone,
     }))
 }
-
-#[cfg(test)]
-mod tests;
