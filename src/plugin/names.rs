@@ -16,16 +16,149 @@ pub fn type_name(t: RecordType) -> Cow<'static, str> {
     }
 }
 
-/// `IN`, `CH`, `HS`, `NONE`, `ANY`; `CLASSn` otherwise.
+/// `IN`, `CS`, `CH`, `HS`, `NONE`, `ANY`; `CLASSn` otherwise.
 pub fn class_name(c: DNSClass) -> Cow<'static, str> {
-    Cow::Borrowed(match c {
-        DNSClass::IN => "IN",
-        DNSClass::CH => "CH",
-        DNSClass::HS => "HS",
-        DNSClass::NONE => "NONE",
-        DNSClass::ANY => "ANY",
-        other => return Cow::Owned(format!("CLASS{}", u16::from(other))),
-    })
+    match class_mnemonic(c) {
+        "" => Cow::Owned(format!("CLASS{}", u16::from(c))),
+        name => Cow::Borrowed(name),
+    }
+}
+
+/// miekg/dns's `ClassToString`, as (mnemonic, code).
+const CLASSES: &[(&str, u16)] = &[
+    ("IN", 1),
+    ("CS", 2),
+    ("CH", 3),
+    ("HS", 4),
+    ("NONE", 254),
+    ("ANY", 255),
+];
+
+/// miekg/dns's `ClassToString` (the empty string for other classes).
+pub fn class_mnemonic(c: DNSClass) -> &'static str {
+    let code = u16::from(c);
+    CLASSES
+        .iter()
+        .find(|(_, n)| *n == code)
+        .map_or("", |(name, _)| name)
+}
+
+/// miekg/dns's `StringToClass` (case-sensitive).
+pub fn class_from_mnemonic(s: &str) -> Option<DNSClass> {
+    CLASSES
+        .iter()
+        .find(|(name, _)| *name == s)
+        .map(|(_, n)| DNSClass::from(*n))
+}
+
+/// miekg/dns's `TypeToString`, as (mnemonic, code).
+const TYPES: &[(&str, u16)] = &[
+    ("None", 0),
+    ("A", 1),
+    ("NS", 2),
+    ("MD", 3),
+    ("MF", 4),
+    ("CNAME", 5),
+    ("SOA", 6),
+    ("MB", 7),
+    ("MG", 8),
+    ("MR", 9),
+    ("NULL", 10),
+    ("PTR", 12),
+    ("HINFO", 13),
+    ("MINFO", 14),
+    ("MX", 15),
+    ("TXT", 16),
+    ("RP", 17),
+    ("AFSDB", 18),
+    ("X25", 19),
+    ("ISDN", 20),
+    ("RT", 21),
+    ("NSAP-PTR", 23),
+    ("SIG", 24),
+    ("KEY", 25),
+    ("PX", 26),
+    ("GPOS", 27),
+    ("AAAA", 28),
+    ("LOC", 29),
+    ("NXT", 30),
+    ("EID", 31),
+    ("NIMLOC", 32),
+    ("SRV", 33),
+    ("ATMA", 34),
+    ("NAPTR", 35),
+    ("KX", 36),
+    ("CERT", 37),
+    ("DNAME", 39),
+    ("OPT", 41),
+    ("APL", 42),
+    ("DS", 43),
+    ("SSHFP", 44),
+    ("IPSECKEY", 45),
+    ("RRSIG", 46),
+    ("NSEC", 47),
+    ("DNSKEY", 48),
+    ("DHCID", 49),
+    ("NSEC3", 50),
+    ("NSEC3PARAM", 51),
+    ("TLSA", 52),
+    ("SMIMEA", 53),
+    ("HIP", 55),
+    ("NINFO", 56),
+    ("RKEY", 57),
+    ("TALINK", 58),
+    ("CDS", 59),
+    ("CDNSKEY", 60),
+    ("OPENPGPKEY", 61),
+    ("CSYNC", 62),
+    ("ZONEMD", 63),
+    ("SVCB", 64),
+    ("HTTPS", 65),
+    ("SPF", 99),
+    ("UINFO", 100),
+    ("UID", 101),
+    ("GID", 102),
+    ("UNSPEC", 103),
+    ("NID", 104),
+    ("L32", 105),
+    ("L64", 106),
+    ("LP", 107),
+    ("EUI48", 108),
+    ("EUI64", 109),
+    ("NXNAME", 128),
+    ("TKEY", 249),
+    ("TSIG", 250),
+    ("IXFR", 251),
+    ("AXFR", 252),
+    ("MAILB", 253),
+    ("MAILA", 254),
+    ("ANY", 255),
+    ("URI", 256),
+    ("CAA", 257),
+    ("AVC", 258),
+    ("AMTRELAY", 260),
+    ("RESINFO", 261),
+    ("TA", 32768),
+    ("DLV", 32769),
+    ("Reserved", 65535),
+];
+
+/// miekg/dns's `TypeToString` (the empty string for other types).
+pub fn type_mnemonic(t: RecordType) -> &'static str {
+    let code = u16::from(t);
+    TYPES
+        .iter()
+        .find(|(_, c)| *c == code)
+        .map(|(n, _)| *n)
+        .unwrap_or("")
+}
+
+/// miekg/dns's `StringToType` (case-sensitive).
+pub fn type_from_mnemonic(s: &str) -> Option<RecordType> {
+    TYPES
+        .iter()
+        .find(|(n, _)| *n == s)
+        .map(|(_, c)| RecordType::from(*c))
 }
 
 /// `NOERROR`, `SERVFAIL`, `NXDOMAIN`…; the number for codes without a name.

@@ -17,6 +17,7 @@ use ipnet::IpNet;
 
 use super::{Acl, Action, IpSet, Policy, Rule};
 use crate::corefile::{Dispenser, ParseError};
+use crate::plugin::names::type_from_mnemonic;
 use crate::plugin::util::{Occurrence, occurrence};
 use crate::plugin::zones::origins_from_args;
 use crate::plugin::{Plugin, SetupCtx};
@@ -113,7 +114,7 @@ fn parse_policy(d: &Dispenser, action: Action, args: &[String]) -> Result<Policy
                     all_types = true;
                     break;
                 }
-                match qtype_code(t) {
+                match type_from_mnemonic(t).map(u16::from) {
                     Some(code) => {
                         if !qtypes.contains(&code) {
                             qtypes.push(code);
@@ -168,96 +169,4 @@ fn normalize_source(raw: &str) -> String {
     } else {
         format!("{raw}/32")
     }
-}
-
-/// QTYPE mnemonics as miekg/dns's `StringToType` knows them (case-sensitive, like CoreDNS).
-pub(crate) fn qtype_code(s: &str) -> Option<u16> {
-    const TYPES: &[(&str, u16)] = &[
-        ("A", 1),
-        ("NS", 2),
-        ("MD", 3),
-        ("MF", 4),
-        ("CNAME", 5),
-        ("SOA", 6),
-        ("MB", 7),
-        ("MG", 8),
-        ("MR", 9),
-        ("NULL", 10),
-        ("PTR", 12),
-        ("HINFO", 13),
-        ("MINFO", 14),
-        ("MX", 15),
-        ("TXT", 16),
-        ("RP", 17),
-        ("AFSDB", 18),
-        ("X25", 19),
-        ("ISDN", 20),
-        ("RT", 21),
-        ("NSAP-PTR", 23),
-        ("SIG", 24),
-        ("KEY", 25),
-        ("PX", 26),
-        ("GPOS", 27),
-        ("AAAA", 28),
-        ("LOC", 29),
-        ("NXT", 30),
-        ("EID", 31),
-        ("NIMLOC", 32),
-        ("SRV", 33),
-        ("ATMA", 34),
-        ("NAPTR", 35),
-        ("KX", 36),
-        ("CERT", 37),
-        ("DNAME", 39),
-        ("OPT", 41),
-        ("APL", 42),
-        ("DS", 43),
-        ("SSHFP", 44),
-        ("IPSECKEY", 45),
-        ("RRSIG", 46),
-        ("NSEC", 47),
-        ("DNSKEY", 48),
-        ("DHCID", 49),
-        ("NSEC3", 50),
-        ("NSEC3PARAM", 51),
-        ("TLSA", 52),
-        ("SMIMEA", 53),
-        ("HIP", 55),
-        ("NINFO", 56),
-        ("RKEY", 57),
-        ("TALINK", 58),
-        ("CDS", 59),
-        ("CDNSKEY", 60),
-        ("OPENPGPKEY", 61),
-        ("CSYNC", 62),
-        ("ZONEMD", 63),
-        ("SVCB", 64),
-        ("HTTPS", 65),
-        ("SPF", 99),
-        ("UINFO", 100),
-        ("UID", 101),
-        ("GID", 102),
-        ("UNSPEC", 103),
-        ("NID", 104),
-        ("L32", 105),
-        ("L64", 106),
-        ("LP", 107),
-        ("EUI48", 108),
-        ("EUI64", 109),
-        ("TKEY", 249),
-        ("TSIG", 250),
-        ("IXFR", 251),
-        ("AXFR", 252),
-        ("MAILB", 253),
-        ("MAILA", 254),
-        ("ANY", 255),
-        ("URI", 256),
-        ("CAA", 257),
-        ("AVC", 258),
-        ("AMTRELAY", 260),
-        ("RESINFO", 261),
-        ("TA", 32768),
-        ("DLV", 32769),
-    ];
-    TYPES.iter().find(|(n, _)| *n == s).map(|(_, c)| *c)
 }

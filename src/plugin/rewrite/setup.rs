@@ -27,8 +27,7 @@ use super::rules::{
     CnameMatch, CnameTarget, Matcher, Mode, NameRule, ResponseRule, Rule, RuleKind, StringRewriter,
 };
 use crate::corefile::{Dispenser, ParseError};
-use crate::plugin::acl::setup::qtype_code;
-use crate::plugin::names::rcode_mnemonic;
+use crate::plugin::names::{class_from_mnemonic, rcode_mnemonic, type_from_mnemonic};
 use crate::plugin::util::{Occurrence, go_quote, occurrence};
 use crate::plugin::{Plugin, SetupCtx};
 
@@ -131,24 +130,13 @@ pub fn new_rule(args: &[String]) -> Result<Rule, String> {
 /// miekg/dns's `StringToType`, upper-cased first: `invalid type "X"`.
 fn type_of(s: &str) -> Result<RecordType, String> {
     let up = s.to_uppercase();
-    qtype_code(&up)
-        .map(RecordType::from)
-        .ok_or_else(|| format!("invalid type {}", go_quote(&up)))
+    type_from_mnemonic(&up).ok_or_else(|| format!("invalid type {}", go_quote(&up)))
 }
 
 /// miekg/dns's `StringToClass`, upper-cased first: `invalid class "X"`.
 fn class_of(s: &str) -> Result<DNSClass, String> {
     let up = s.to_uppercase();
-    let code: u16 = match up.as_str() {
-        "IN" => 1,
-        "CS" => 2,
-        "CH" => 3,
-        "HS" => 4,
-        "NONE" => 254,
-        "ANY" => 255,
-        _ => return Err(format!("invalid class {}", go_quote(&up))),
-    };
-    Ok(DNSClass::from(code))
+    class_from_mnemonic(&up).ok_or_else(|| format!("invalid class {}", go_quote(&up)))
 }
 
 /// CoreDNS's `plugin.Name(s).Normalize()`: lower-cased and absolute.

@@ -21,10 +21,10 @@ use regex::Regex;
 use super::gotmpl::{Template, go_parse_uint};
 use super::{
     ExtendedError, MATCHES, NAME, RR_FAILURES, Rr, Section, TEMPLATE_FAILURES, TemplatePlugin,
-    class_from_mnemonic, parse_rr, type_from_mnemonic,
+    parse_rr,
 };
 use crate::corefile::{Dispenser, ParseError};
-use crate::plugin::names::rcode_mnemonic;
+use crate::plugin::names::{class_from_mnemonic, rcode_mnemonic, type_from_mnemonic};
 use crate::plugin::zones::origins_from_args;
 use crate::plugin::{Plugin, SetupCtx};
 

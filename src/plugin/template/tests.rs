@@ -10,10 +10,10 @@ use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 
 use super::setup::{parse, rcode_from_mnemonic};
 use super::*;
+use crate::dns::request::{Outcome, Proto, Request};
 use crate::plugin::test_chain::{
     NextMarker, block_with, query, reply_of, request, request_from, serve, with_edns,
 };
-use crate::dns::request::{Outcome, Proto, Request};
 
 // ---- helpers ----
 
@@ -156,7 +156,7 @@ fn setup_defaults_and_every_option() {
     assert!(t.answer.is_empty() && t.authority.is_empty());
     // Other classes and types by their miekg/dns names.
     assert_eq!(tp("template CS SRV").class, DNSClass::Unknown(2));
-    assert_eq!(tp("template HS NSAPPTR").qtype, RecordType::Unknown(23));
+    assert_eq!(tp("template HS NSAP-PTR").qtype, RecordType::Unknown(23));
     assert_eq!(tp("template NONE None").qtype, RecordType::ZERO);
 }
 
