@@ -171,7 +171,9 @@ impl Forward {
         let pin = Arc::new(Pin::new(cfg.source_address, cfg.interface.clone()));
         let opts = Options {
             expire: cfg.expire,
-            dial_timeout: DEADLINE,
+            // A dial (TCP connect and TLS handshake) gets what a reply gets: a stalled handshake
+            // must not hold the queries waiting for it much longer than an unanswered query.
+            dial_timeout: cfg.read_timeout.min(DEADLINE),
             limits: cfg.limits,
         };
         let mut upstreams = Vec::with_capacity(cfg.upstreams.len());

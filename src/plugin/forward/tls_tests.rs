@@ -4,7 +4,7 @@
 //! or close a connection on a given query without answering.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -91,6 +91,8 @@ struct Behaviour {
     drop_on_query: Option<usize>,
     /// Close a connection that has been quiet this long.
     idle_close: Option<Duration>,
+    /// While true, accepted connections get no TLS handshake (held open, read and ignored).
+    stall: Option<Arc<AtomicBool>>,
 }
 
 struct TlsServer {
@@ -136,6 +138,13 @@ async fn tls_server(pki: &Pki, b: Behaviour) -> TlsServer {
             let (acceptor, b) = (acceptor.clone(), b.clone());
             let (resumed, ended, queries) = (resumed.clone(), ended.clone(), queries.clone());
             tokio::spawn(async move {
+                if b.stall.as_ref().is_some_and(|s| s.load(Ordering::SeqCst)) {
+                    let mut tcp = tcp;
+                    let mut sink = [0u8; 1024];
+                    while matches!(tcp.read(&mut sink).await, Ok(n) if n > 0) {}
+                    ended.fetch_add(1, Ordering::SeqCst);
+                    return;
+                }
                 let Ok(tls) = acceptor.accept(tcp).await else {
                     ended.fetch_add(1, Ordering::SeqCst);
                     return;
@@ -606,6 +615,56 @@ async fn a_connection_closed_under_a_query_is_retried_once_on_a_fresh_one() {
         3,
         "q2 twice: dropped, then answered"
     );
+}
+
+/// A dial whose TLS handshake stalls gives up at `read_timeout` (not at the request's deadline),
+/// so the queries that waited for it make their next attempt on a fresh dial: once the upstream
+/// answers again they are answered within their own deadline instead of failing with the dial.
+#[tokio::test]
+async fn queries_waiting_on_a_stalled_handshake_move_to_a_fresh_dial() {
+    let pki = pki();
+    let stall = Arc::new(AtomicBool::new(true));
+    let srv = tls_server(
+        &pki,
+        Behaviour {
+            stall: Some(stall.clone()),
+            ..Behaviour::default()
+        },
+    )
+    .await;
+    let f = forward_to(
+        &pki,
+        &format!("tls://127.0.0.1%{NAME_OK}:{}", srv.addr.port()),
+        "max_fails 0\n read_timeout 1s",
+    );
+    let reqs: Vec<Request> = (1..=3u16)
+        .map(|i| req(&format!("q{i}.example."), i))
+        .collect();
+    let waiting = futures::future::join_all(reqs.iter().map(|r| serve(&*f, r, &[])));
+    let recover = async {
+        wait_for("the stalled dial", || {
+            srv.accepts.load(Ordering::SeqCst) == 1
+        })
+        .await;
+        stall.store(false, Ordering::SeqCst);
+    };
+    let (outs, ()) = futures::join!(waiting, recover);
+    for (i, out) in outs.into_iter().enumerate() {
+        let i = i as u16 + 1;
+        check_answer(out, &format!("q{i}.example."), i);
+    }
+    assert_eq!(
+        srv.accepts.load(Ordering::SeqCst),
+        2,
+        "the stalled dial, then one fresh dial shared by the three queries"
+    );
+    assert_eq!(srv.queries.load(Ordering::SeqCst), 3);
+    let pool = f.upstreams()[0].stream_pool().unwrap();
+    assert_eq!(pool.dials(), 2);
+    wait_for("the stalled connection to close", || {
+        srv.ended.load(Ordering::SeqCst) == 1
+    })
+    .await;
 }
 
 #[tokio::test]
