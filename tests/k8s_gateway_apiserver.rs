@@ -774,7 +774,7 @@ fn kinds_not_served_at_start_are_picked_up_when_installed() {
     assert_nxdomain(&ask(&ex, "ep.example.com.", RecordType::A));
     assert!(
         ex.wait_for_line(
-            "k8s_gateway: DNSEndpoint API (externaldns.k8s.io) is not served; skipping it, will check again every 200ms",
+            "[WARNING] plugin/k8s_gateway: DNSEndpoint API (externaldns.k8s.io) is not served; skipping it, will check again every 200ms",
             WAIT
         ),
         "{}",
@@ -806,7 +806,7 @@ fn kinds_not_served_at_start_are_picked_up_when_installed() {
     eventually_addrs(&ex, "ep.example.com.", RecordType::A, &["192.0.2.77"]);
     assert!(
         ex.wait_for_line(
-            "k8s_gateway: DNSEndpoint API (externaldns.k8s.io/v1alpha1) is now served; watching it",
+            "[INFO] plugin/k8s_gateway: DNSEndpoint API (externaldns.k8s.io/v1alpha1) is now served; watching it",
             WAIT
         ),
         "{}",
@@ -882,7 +882,7 @@ fn forbidden_kind_does_not_block_the_others() {
     });
     assert!(
         ex.wait_for_line(
-            "[ERROR] k8s_gateway: forbidden to list/watch virtualservers: virtualservers.k8s.nginx.org is forbidden: User \"system:serviceaccount:default:exdns\" cannot list resource \"virtualservers\" in API group \"k8s.nginx.org\" at the cluster scope",
+            "[ERROR] plugin/k8s_gateway: forbidden to list/watch virtualservers: virtualservers.k8s.nginx.org is forbidden: User \"system:serviceaccount:default:exdns\" cannot list resource \"virtualservers\" in API group \"k8s.nginx.org\" at the cluster scope",
             WAIT
         ),
         "{}",

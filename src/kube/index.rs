@@ -261,7 +261,7 @@ impl Index {
                             sizes.push_str(&format!(" {k}={}", snap.names(k)));
                         }
                         tracing::debug!(
-                            "k8s_gateway index updated in {took:?}:{sizes} ents={} synced={}",
+                            "index updated in {took:?}:{sizes} ents={} synced={}",
                             snap.ents(),
                             snap.synced()
                         );
@@ -280,7 +280,7 @@ impl Index {
                     }
                     builder = Some(b);
                 }
-                Err(e) => tracing::error!("k8s_gateway index update failed: {e}"),
+                Err(e) => tracing::error!("index update failed: {e}"),
             }
             feed.changed().await;
             let max = last_build.clamp(DEBOUNCE_MAX_MIN, DEBOUNCE_MAX_MAX);
@@ -520,19 +520,16 @@ impl Resolver {
                 st.due = Instant::now() + self.refresh;
                 st.failures = 0;
                 if self.cache.insert(&name, addrs) {
-                    tracing::debug!(
-                        "k8s_gateway: {name} resolved to {:?}",
-                        self.cache.get(&name)
-                    );
+                    tracing::debug!("{name} resolved to {:?}", self.cache.get(&name));
                     self.feed.bump();
                 }
             }
             Err(e) => {
                 st.due = Instant::now() + self.retry;
                 if st.failures == 0 {
-                    tracing::warn!("k8s_gateway: cannot resolve status hostname {name}: {e}");
+                    tracing::warn!("cannot resolve status hostname {name}: {e}");
                 } else {
-                    tracing::debug!("k8s_gateway: cannot resolve status hostname {name}: {e}");
+                    tracing::debug!("cannot resolve status hostname {name}: {e}");
                 }
                 st.failures = st.failures.saturating_add(1);
             }

@@ -22,7 +22,7 @@
 //!   the server answers again). A 410 (resourceVersion too old) is not an error to back off
 //!   from: kube's watcher re-lists at once, and the re-list replaces the kind's objects
 //!   (`Event::Replace`), so objects deleted while the watch was away disappear.
-//! - **403 Forbidden** is logged once per kind at error level (`k8s_gateway: forbidden to
+//! - **403 Forbidden** is logged once per kind at error level (`plugin/k8s_gateway: forbidden to
 //!   list/watch services: ...`), counted in `exdns_k8s_gateway_watch_errors_total{kind,
 //!   reason="forbidden"}` on every attempt, and retried with backoff. It does not block other
 //!   kinds: a kind forbidden before its first list counts as synced with no objects (readiness
@@ -61,7 +61,7 @@ pub static DISCOVERY_INTERVAL: LazyLock<Duration> = LazyLock::new(|| {
             Ok(ms) if ms > 0 => Duration::from_millis(ms),
             _ => {
                 tracing::warn!(
-                    "k8s_gateway: ignoring EXDNS_DISCOVERY_INTERVAL_MS={v:?} (not a positive number of milliseconds)"
+                    "ignoring EXDNS_DISCOVERY_INTERVAL_MS={v:?} (not a positive number of milliseconds)"
                 );
                 Duration::from_secs(60)
             }
@@ -144,7 +144,7 @@ async fn watch_kind(
                 KIND_SERVED.with_label_values(&[kind.as_str()]).set(1);
                 if announced_unserved {
                     tracing::info!(
-                        "k8s_gateway: {kind} API ({}) is now served; watching it",
+                        "{kind} API ({}) is now served; watching it",
                         api_version(group, version)
                     );
                     announced_unserved = false;
@@ -161,10 +161,10 @@ async fn watch_kind(
             Ok(None) => {
                 KIND_SERVED.with_label_values(&[kind.as_str()]).set(0);
                 if announced_unserved {
-                    tracing::debug!("k8s_gateway: {kind} API is still not served");
+                    tracing::debug!("{kind} API is still not served");
                 } else {
                     tracing::warn!(
-                        "k8s_gateway: {kind} API ({}) is not served; skipping it, will check again every {}",
+                        "{kind} API ({}) is not served; skipping it, will check again every {}",
                         if group.is_empty() { "core" } else { group },
                         fmt_interval(opts.discovery_interval)
                     );
@@ -282,7 +282,7 @@ async fn watch_served(
     });
     let mut events = futures::stream::select_all(streams);
     let mut progressed = false;
-    tracing::info!("k8s_gateway: watching {kind} ({})", resource.api_version);
+    tracing::info!("watching {kind} ({})", resource.api_version);
     while let Some((i, item)) = events.next().await {
         match item {
             Ok(ev) => {
@@ -303,7 +303,7 @@ async fn watch_served(
                 }
                 if failure.reason == Reason::NotFound {
                     tracing::info!(
-                        "k8s_gateway: {kind} ({}) returned 404; checking API discovery again",
+                        "{kind} ({}) returned 404; checking API discovery again",
                         resource.api_version
                     );
                     return progressed;
@@ -506,28 +506,22 @@ impl ErrorLog {
             (Reason::Forbidden, _) if !self.forbidden_logged => {
                 self.forbidden_logged = true;
                 self.last = Some(f.reason);
-                tracing::error!(
-                    "k8s_gateway: forbidden to list/watch {plural}: {}",
-                    f.message
-                );
+                tracing::error!("forbidden to list/watch {plural}: {}", f.message);
             }
             (Reason::Expired, Phase::Watch) => {
-                tracing::debug!(
-                    "k8s_gateway: {kind} watch expired, re-listing: {}",
-                    f.message
-                );
+                tracing::debug!("{kind} watch expired, re-listing: {}", f.message);
             }
             (reason, _) if self.last != Some(reason) && reason != Reason::Forbidden => {
                 self.last = Some(reason);
                 match phase {
                     Phase::Discovery => tracing::warn!(
-                        "k8s_gateway: API discovery for {kind} ({}) failed ({}): {}",
+                        "API discovery for {kind} ({}) failed ({}): {}",
                         if group.is_empty() { "core" } else { group },
                         reason.as_str(),
                         f.message
                     ),
                     Phase::Watch => tracing::warn!(
-                        "k8s_gateway: list/watch of {plural} failed ({}): {}; keeping the last known objects",
+                        "list/watch of {plural} failed ({}): {}; keeping the last known objects",
                         reason.as_str(),
                         f.message
                     ),
@@ -535,7 +529,7 @@ impl ErrorLog {
             }
             (reason, _) => {
                 tracing::debug!(
-                    "k8s_gateway: {kind} {phase:?} failed again ({}): {}",
+                    "{kind} {phase:?} failed again ({}): {}",
                     reason.as_str(),
                     f.message
                 );
@@ -706,14 +700,14 @@ impl KindState {
         let value = match serde_json::to_value(&obj) {
             Ok(v) => v,
             Err(e) => {
-                tracing::warn!("k8s_gateway: ignoring {} {key}: {e}", self.kind);
+                tracing::warn!("ignoring {} {key}: {e}", self.kind);
                 return (key, None);
             }
         };
         match (self.convert)(self.kind, &value, &self.filters) {
             Ok((_, contribution)) => (key, contribution),
             Err(e) => {
-                tracing::warn!("k8s_gateway: ignoring {} {key}: {e}", self.kind);
+                tracing::warn!("ignoring {} {key}: {e}", self.kind);
                 (key, None)
             }
         }

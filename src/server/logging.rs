@@ -46,8 +46,13 @@ where
     }
 }
 
-/// `exdns::plugin::cache::setup` → `cache`; `exdns::plugin::loop_detect` → `loop`.
+/// `exdns::plugin::cache::setup` → `cache`; `exdns::plugin::loop_detect` → `loop`; the cluster
+/// side (`exdns::kube::…`, the sources and index behind `k8s_gateway`) → `k8s_gateway`, as
+/// CoreDNS's k8s_gateway logs its controller's lines.
 pub fn plugin_of(target: &str) -> Option<&str> {
+    if target == "exdns::kube" || target.starts_with("exdns::kube::") {
+        return Some("k8s_gateway");
+    }
     let rest = target.strip_prefix("exdns::plugin::")?;
     let name = rest.split("::").next()?;
     Some(match name {
@@ -130,6 +135,9 @@ mod tests {
     fn plugin_names_from_targets() {
         assert_eq!(plugin_of("exdns::plugin::cache::setup"), Some("cache"));
         assert_eq!(plugin_of("exdns::plugin::loop_detect"), Some("loop"));
+        assert_eq!(plugin_of("exdns::kube::watch"), Some("k8s_gateway"));
+        assert_eq!(plugin_of("exdns::kube"), Some("k8s_gateway"));
+        assert_eq!(plugin_of("exdns::kubernetes"), None);
         assert_eq!(plugin_of("exdns::server::udp"), None);
         assert_eq!(plugin_of("query"), None);
     }

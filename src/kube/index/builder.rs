@@ -351,7 +351,7 @@ impl Builder {
         };
         for c in log {
             tracing::warn!(
-                "k8s_gateway: {c} has a CNAME and other data; answering the CNAME only \
+                "{c} has a CNAME and other data; answering the CNAME only \
                  (a CNAME cannot coexist with other records, RFC 1034)"
             );
         }

@@ -1261,7 +1261,7 @@ async fn forbidden_and_unserved_kinds_are_logged_once() {
     .await;
     assert_eq!(
         logs.lines_containing(
-            "ERROR exdns::kube::watch: k8s_gateway: forbidden to list/watch nodes: nodes is forbidden: User \"system:serviceaccount:dns:exdns\" cannot list resource \"nodes\" in API group \"\" at the cluster scope"
+            "ERROR exdns::kube::watch: forbidden to list/watch nodes: nodes is forbidden: User \"system:serviceaccount:dns:exdns\" cannot list resource \"nodes\" in API group \"\" at the cluster scope"
         ),
         1,
         "{}",
@@ -1269,7 +1269,7 @@ async fn forbidden_and_unserved_kinds_are_logged_once() {
     );
     assert_eq!(
         logs.lines_containing(
-            "WARN exdns::kube::watch: k8s_gateway: TLSRoute API (gateway.networking.k8s.io) is not served; skipping it, will check again every 100ms"
+            "WARN exdns::kube::watch: TLSRoute API (gateway.networking.k8s.io) is not served; skipping it, will check again every 100ms"
         ),
         1,
         "{}",
