@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use hickory_proto::op::{Message, MessageType, ResponseCode};
 
 use crate::corefile;
-use crate::dns::reply::ADVERTISED_UDP_SIZE;
+use crate::dns::request::ADVERTISED_UDP_SIZE;
 use crate::dns::request::{Outcome, Proto, Request};
 use crate::dns::wire;
 use crate::kube::index::{self, IndexConfig};

@@ -3,10 +3,7 @@
 
 use hickory_proto::op::{Edns, Message, MessageType, ResponseCode};
 
-use crate::dns::request::Request;
-
-/// The UDP payload size exdns advertises (DNS flag day 2020).
-pub const ADVERTISED_UDP_SIZE: u16 = 1232;
+use crate::dns::request::{ADVERTISED_UDP_SIZE, Request};
 
 /// Encodes `msg` as the reply to `req`: ID and opcode restored, the question echoed when the
 /// plugin left it out, OPT per RFC 6891, truncated (TC, sections emptied) when it does not fit.

@@ -7,6 +7,9 @@ use std::time::Instant;
 use hickory_proto::op::{Message, MessageType, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, RecordType};
 
+/// The UDP payload size exdns advertises (DNS flag day 2020).
+pub const ADVERTISED_UDP_SIZE: u16 = 1232;
+
 /// The transport a query arrived on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Proto {
@@ -42,7 +45,7 @@ impl Proto {
         match self {
             Proto::Udp => self
                 .max_reply_size(udp_size)
-                .min(crate::dns::reply::ADVERTISED_UDP_SIZE as usize),
+                .min(ADVERTISED_UDP_SIZE as usize),
             Proto::Tcp | Proto::Tls => self.max_reply_size(udp_size),
         }
     }

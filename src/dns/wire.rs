@@ -11,7 +11,7 @@
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::Name;
 
-use crate::dns::reply::ADVERTISED_UDP_SIZE;
+use crate::dns::request::ADVERTISED_UDP_SIZE;
 use crate::dns::request::{Outcome, Request};
 
 /// Size of the DNS header.
