@@ -985,11 +985,7 @@ fn vpn_gateway_options_forward_podip_cache() {
         c["ports"][5],
         json!({"name": "podip", "containerPort": 3150, "protocol": "TCP"})
     );
-    // SO_BINDTODEVICE: NET_RAW (kernels before 5.7); still no NET_BIND_SERVICE (ports ≥ 1024).
-    assert_eq!(
-        c["securityContext"]["capabilities"],
-        json!({"drop": ["ALL"], "add": ["NET_RAW"]})
-    );
+    // SO_BINDTODEVICE needs no capability (Linux ≥ 5.7, the chart's floor for `interface`);
     // `curl -fs http://gw-exdns-podip.vpn`: port 80 → the endpoint.
     let svc = rel.get("Service", "gw-exdns-podip");
     assert_eq!(svc["spec"]["type"], "ClusterIP");
@@ -1025,6 +1021,41 @@ fn vpn_gateway_options_forward_podip_cache() {
 
 #[test]
 fn privileges_follow_the_configuration() {
+    // No capability is ever added while every port is 1024 or above, whatever else is set:
+    // pinning forwarding to an interface (SO_BINDTODEVICE) needs none since Linux 5.7, the
+    // chart's kernel floor for `forward.interface`.
+    let unprivileged: &[&[&str]] = &[
+        &["domain=example.com"],
+        &[
+            "domain=example.com",
+            "forward.upstreams={tls://9.9.9.9}",
+            "forward.interface=tun0",
+        ],
+        &[
+            "domain=example.com",
+            "forward.upstreams={tls://9.9.9.9}",
+            "forward.interface=wg0",
+            "podip.enabled=true",
+            "podip.interface=vxlan0",
+            "cache.enabled=true",
+            "serviceMonitor.enabled=true",
+        ],
+    ];
+    let jobs: Vec<Value> = unprivileged
+        .iter()
+        .map(|set| render_job("exdns", "default", set, json!({})))
+        .collect();
+    for (set, r) in unprivileged.iter().zip(helm(&jobs)) {
+        let rel = Release::new("exdns", "default", r.unwrap());
+        validate_release(&rel);
+        assert_eq!(
+            rel.container()["securityContext"]["capabilities"],
+            json!({"drop": ["ALL"]}),
+            "{set:?}"
+        );
+        let pod = &rel.one("Deployment")["spec"]["template"]["spec"];
+        assert!(pod["securityContext"].get("sysctls").is_none(), "{set:?}");
+    }
     // A port below 1024: NET_BIND_SERVICE, and the unprivileged-port sysctl (which is what lets
     // a non-root process bind it: added capabilities do not reach a non-root process's
     // effective set).
