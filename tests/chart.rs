@@ -1966,6 +1966,61 @@ fn dev_loop_values_fit_the_kind_cluster() {
     assert_eq!(svc, mapped);
 }
 
+#[test]
+fn chart_image_and_changelog_versions_follow_cargo() {
+    // One version for a release: the tag vX.Y.Z, Cargo.toml's version, the chart's version and
+    // appVersion, the image the chart deploys by default, and a CHANGELOG.md section (the
+    // release notes). The release workflow refuses a tag that disagrees with Cargo.toml.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let version = env!("CARGO_PKG_VERSION");
+    let yaml = |p: &str| -> Value {
+        let text = std::fs::read_to_string(root.join(p)).unwrap();
+        serde_json::to_value(serde_yaml::from_str::<serde_yaml::Value>(&text).unwrap()).unwrap()
+    };
+    let chart = yaml("charts/exdns/Chart.yaml");
+    assert_eq!(
+        chart["appVersion"], version,
+        "Chart.yaml appVersion vs Cargo.toml"
+    );
+    assert_eq!(
+        chart["version"], version,
+        "Chart.yaml version vs Cargo.toml"
+    );
+    // The default image tag is empty (the appVersion) or the same version.
+    let tag = yaml("charts/exdns/values.yaml")["image"]["tag"].clone();
+    assert!(
+        tag == "" || tag == version,
+        "values.yaml image.tag {tag} vs Cargo.toml {version}"
+    );
+    let rel = render("exdns", "default", &["domain=example.com"]);
+    let image = s(&rel.container()["image"]);
+    assert!(image.ends_with(&format!(":{version}")), "{image}");
+    assert_eq!(
+        rel.one("Deployment")["metadata"]["labels"]["app.kubernetes.io/version"],
+        version
+    );
+    // The release notes of the version: its CHANGELOG.md section, as the release workflow
+    // extracts it.
+    let out = Command::new("bash")
+        .arg(root.join("scripts/release-notes.sh"))
+        .arg(version)
+        .output()
+        .unwrap();
+    let notes = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && notes.contains("### Added"),
+        "scripts/release-notes.sh {version}: {notes}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!notes.contains("## ["), "one section only: {notes}");
+    let out = Command::new("bash")
+        .arg(root.join("scripts/release-notes.sh"))
+        .arg("0.0.0-none")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "a version without a section fails");
+}
+
 // ---------------------------------------------------------------------------------------------
 // dnsChallenge: the ACME DNS-01 CNAME template
 
