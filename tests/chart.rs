@@ -693,7 +693,7 @@ fn default_values_render_the_k8s_gateway_setup() {
     let dep = rel.one("Deployment");
     let c = rel.container();
     assert_eq!(c["args"], json!(["-conf", "/etc/coredns/Corefile"]));
-    assert_eq!(s(&c["image"]), "exdns:0.1.0");
+    assert_eq!(s(&c["image"]), "ghcr.io/exdns/exdns:0.1.0");
     assert_eq!(
         c["livenessProbe"]["httpGet"],
         json!({"path": "/health", "port": 8080, "scheme": "HTTP"})
@@ -972,7 +972,7 @@ fn the_values_schema_rejects_bad_values() {
                            "zoneName": "a.example.", "contents": "$TTL 60\n"}],
         }),
     );
-    assert_eq!(rel.container()["image"], "exdns:2");
+    assert_eq!(rel.container()["image"], "ghcr.io/exdns/exdns:2");
     assert!(
         rel.corefile().contains("    cache 30\n"),
         "{}",
