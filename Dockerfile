@@ -2,12 +2,15 @@
 # exdns container image: `make image` (docker build -t exdns:dev .).
 #
 # Build stage: the release binary. glibc of rust:1-bookworm matches the distroless Debian 12 base.
+# A multi-platform build (the release workflow's linux/amd64 + linux/arm64) runs this stage once per
+# platform: each keeps its own target-directory cache.
 FROM rust:1-bookworm AS build
+ARG TARGETARCH
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
-    --mount=type=cache,target=/src/target \
+    --mount=type=cache,target=/src/target,id=exdns-target-${TARGETARCH} \
     cargo build --release --locked --bin exdns \
     && cp target/release/exdns /usr/local/bin/exdns
 

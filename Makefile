@@ -6,7 +6,8 @@ IMAGE ?= exdns:dev
 # The local kind cluster of the dev loop (hack/kind.yaml names it too).
 CLUSTER ?= exdns
 
-.PHONY: run build release test lint fmt bench soak check-config clean image setup up nuke
+.PHONY: run build release test lint fmt bench soak check-config clean image setup up nuke \
+	tools lint-release test-chart release-check release-notes
 
 ## Build and run exdns on Corefile.example (high ports, no root needed).
 run:
@@ -25,6 +26,29 @@ test:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
+
+## Install the missing test and lint tools (Debian packages, pip packages), as `make test` does first.
+tools:
+	./scripts/install-test-tools.sh
+
+## Release lints (scripts/lint-release.sh; `make test` runs them, so do the workflows): actionlint on
+## the workflows, hadolint on the Dockerfile, yamllint, check-jsonschema on the chart's values,
+## ShellCheck on scripts/, and one version in Cargo.toml, Chart.yaml and CHANGELOG.md.
+lint-release:
+	./scripts/lint-release.sh
+
+## The chart tests alone: Helm's renderer and linter, the values schema, `exdns -check` on every
+## rendered Corefile (what the chart workflow runs on changes to charts/).
+test-chart:
+	$(CARGO) test --locked --test chart
+
+## The version a release tag must name, checked everywhere: make release-check [TAG=v0.1.0]
+release-check:
+	./scripts/release-check.sh $(TAG)
+
+## A version's release notes, from CHANGELOG.md: make release-notes VERSION=0.1.0
+release-notes:
+	./scripts/release-notes.sh $(VERSION)
 
 fmt:
 	$(CARGO) fmt --all

@@ -178,10 +178,27 @@ fn render_values(name: &str, namespace: &str, set: &[&str], values: Value) -> Re
     rel
 }
 
-fn render_err(set: &[&str], values: Value) -> String {
-    match helm(&[render_job("exdns", "default", set, values)]).remove(0) {
-        Ok(_) => panic!("{set:?} rendered, expected an error"),
-        Err(e) => e,
+/// A configuration Helm must refuse (`--set` expressions, a values document) and a fragment of
+/// the message it must refuse it with.
+type Refused<'a> = (&'a [&'a str], Value, &'a str);
+
+/// Renders every case (release `exdns` in `default`) in one Helm run; each must fail with its
+/// message. `skip_schema`: as `helm install --skip-schema-validation`, which reaches the
+/// templates' own checks behind the values schema.
+fn assert_refused(cases: &[Refused], skip_schema: bool) {
+    let jobs: Vec<Value> = cases
+        .iter()
+        .map(|(set, values, _)| {
+            let mut job = render_job("exdns", "default", set, values.clone());
+            job["skip_schema"] = json!(skip_schema);
+            job
+        })
+        .collect();
+    for ((set, values, want), r) in cases.iter().zip(helm(&jobs)) {
+        match r {
+            Ok(_) => panic!("{set:?} {values} rendered, expected an error with {want:?}"),
+            Err(e) => assert!(e.contains(want), "{set:?} {values}: {e}"),
+        }
     }
 }
 
@@ -573,6 +590,20 @@ fn validate_release(rel: &Release) {
 // ---------------------------------------------------------------------------------------------
 // Tests
 
+/// The server block's lines from the default `extraZonePlugins`, after `k8s_gateway`.
+const DEFAULT_PLUGINS: &str = "    log
+    errors
+    health {
+        lameduck 5s
+    }
+    ready
+    prometheus 0.0.0.0:9153
+    forward . /etc/resolv.conf
+    loop
+    reload
+    loadbalance
+";
+
 #[test]
 fn helm_lint_is_clean() {
     let lint = |set: &[&str]| {
@@ -647,23 +678,14 @@ fn default_values_render_the_k8s_gateway_setup() {
     assert_eq!(rel.kinds_and_names(), want);
     assert_eq!(
         rel.corefile(),
-        ".:1053 {
-    k8s_gateway example.com {
+        format!(
+            ".:1053 {{
+    k8s_gateway example.com {{
         ttl 300
         apex exdns.default
-    }
-    log
-    errors
-    health {
-        lameduck 5s
-    }
-    ready
-    prometheus 0.0.0.0:9153
-    forward . /etc/resolv.conf
-    loop
-    reload
-    loadbalance
-}"
+    }}
+{DEFAULT_PLUGINS}}}"
+        )
     );
     assert_check_ok(&rel);
 
@@ -671,7 +693,7 @@ fn default_values_render_the_k8s_gateway_setup() {
     let dep = rel.one("Deployment");
     let c = rel.container();
     assert_eq!(c["args"], json!(["-conf", "/etc/coredns/Corefile"]));
-    assert_eq!(s(&c["image"]), "exdns:0.1.0");
+    assert_eq!(s(&c["image"]), "ghcr.io/exdns/exdns:0.1.0");
     assert_eq!(
         c["livenessProbe"]["httpGet"],
         json!({"path": "/health", "port": 8080, "scheme": "HTTP"})
@@ -759,33 +781,202 @@ fn hex(b: &[u8]) -> String {
 
 #[test]
 fn missing_or_bad_values_are_clear_errors() {
-    let e = render_err(&[], json!({}));
+    // The templates' checks, for what a schema cannot say (an empty domain, values that need
+    // each other); the same with and without schema validation.
+    let template_checks: &[Refused] = &[
+        (
+            &[],
+            json!({}),
+            "domain is required: the zone(s) to serve, e.g. --set domain=example.com",
+        ),
+        (&["domain=  "], json!({}), "domain is required"),
+        (
+            &["domain=example.com", "forward.interface=tun0"],
+            json!({}),
+            "forward.interface needs forward.upstreams",
+        ),
+        (
+            &["domain=example.com", "serviceMonitor.enabled=true"],
+            json!({"extraZonePlugins": [{"name": "errors"}]}),
+            "serviceMonitor.enabled needs the prometheus plugin",
+        ),
+    ];
+    assert_refused(template_checks, false);
+    assert_refused(template_checks, true);
+    // An unknown kind: the schema's error (the_values_schema_rejects_bad_values), and the
+    // templates' own behind it.
+    assert_refused(
+        &[(
+            &["domain=example.com", "watchedResources={Ingress,Pod}"],
+            json!({}),
+            r#"watchedResources: unknown kind "Pod" (known: HTTPRoute, TLSRoute, GRPCRoute, DNSEndpoint, VirtualServer, Ingress, Service, Node)"#,
+        )],
+        true,
+    );
+}
+
+#[test]
+fn the_values_schema_rejects_bad_values() {
+    // Helm validates the values against values.schema.json before rendering: a mistyped value
+    // is refused with its path instead of rendering silently. `helm install --set ttl=abc`:
+    let schema = "values don't meet the specifications of the schema(s) in the following chart(s):\nexdns:\n- at '/ttl': got string, want integer";
+    let kinds = "value must be one of 'HTTPRoute', 'TLSRoute', 'GRPCRoute', 'DNSEndpoint', 'VirtualServer', 'Ingress', 'Service', 'Node'";
+    let sixteen: Vec<String> = (1..=16).map(|i| format!("tls://192.0.2.{i}")).collect();
+    let d = "domain=example.com";
+    assert_refused(
+        &[
+            (&[d, "ttl=abc"], json!({}), schema),
+            (
+                &[d, "ttl=5000"],
+                json!({}),
+                "at '/ttl': maximum: got 5,000, want 3,600",
+            ),
+            (
+                &[d, "ttl=-1"],
+                json!({}),
+                "at '/ttl': minimum: got -1, want 0",
+            ),
+            (&["domain=null"], json!({}), "missing property 'domain'"),
+            (
+                &[],
+                json!({"domain": {"zone": "example.com"}}),
+                "at '/domain': got object, want string or array",
+            ),
+            (
+                &[d, "tll=30"],
+                json!({}),
+                "additional properties 'tll' not allowed",
+            ),
+            (
+                &[d, "forward.upstream={tls://9.9.9.9}"],
+                json!({}),
+                "at '/forward': additional properties 'upstream' not allowed",
+            ),
+            (
+                &[d, "watchedResources={Ingress,Pod}"],
+                json!({}),
+                &format!("at '/watchedResources/1': {kinds}"),
+            ),
+            (
+                &[d],
+                json!({"watchedResources": "Ingress"}),
+                "at '/watchedResources': got string, want array",
+            ),
+            (
+                &[d, "forward.policy=fastest"],
+                json!({}),
+                "at '/forward/policy': value must be one of '', 'random', 'round_robin', 'sequential'",
+            ),
+            (
+                &[d],
+                json!({"forward": {"upstreams": sixteen}}),
+                "at '/forward/upstreams': maxItems: got 16, want 15",
+            ),
+            (
+                &[d, "nodeAddressType=Hostname"],
+                json!({}),
+                "at '/nodeAddressType': value must be one of '', 'InternalIP', 'ExternalIP'",
+            ),
+            (
+                &[d, "service.type=ExternalName"],
+                json!({}),
+                "at '/service/type': value must be one of 'ClusterIP', 'NodePort', 'LoadBalancer'",
+            ),
+            (
+                &[d, "service.ipFamilies={IPv5}"],
+                json!({}),
+                "at '/service/ipFamilies/0': value must be one of 'IPv4', 'IPv6'",
+            ),
+            (
+                &[d, "service.externalTrafficPolicy=local"],
+                json!({}),
+                "at '/service/externalTrafficPolicy': value must be one of '', 'Cluster', 'Local'",
+            ),
+            (
+                &[d, "image.pullPolicy=Sometimes"],
+                json!({}),
+                "at '/image/pullPolicy': value must be one of 'Always', 'IfNotPresent', 'Never'",
+            ),
+            (
+                &[d, "containerPort=70000"],
+                json!({}),
+                "at '/containerPort': maximum: got 70,000, want 65,535",
+            ),
+            (
+                &[d, "podip.enabled=yes"],
+                json!({}),
+                "at '/podip/enabled': got string, want boolean",
+            ),
+            (
+                &[d, "cache.ttl=0"],
+                json!({}),
+                "at '/cache/ttl': minimum: got 0, want 1",
+            ),
+            (
+                &[d, "replicaCount=two"],
+                json!({}),
+                "at '/replicaCount': got string, want integer",
+            ),
+            (
+                &[d],
+                json!({"extraZonePlugins": [{"parameters": ". 9.9.9.9"}]}),
+                "at '/extraZonePlugins/0': missing property 'name'",
+            ),
+            (
+                &[d],
+                json!({"extraZonePlugins": [{"name": "log", "config": "x"}]}),
+                "at '/extraZonePlugins/0': additional properties 'config' not allowed",
+            ),
+            (
+                &[d],
+                json!({"zoneFiles": ["a.db"]}),
+                "at '/zoneFiles/0': got string, want object",
+            ),
+            (
+                &[d],
+                json!({"zoneFiles": [{"filename": "a.db", "contents": "x", "reload": true}]}),
+                "at '/zoneFiles/0/reload': got boolean, want null or integer or string",
+            ),
+            (
+                &[d],
+                json!({"livenessProbe": {"periodSeconds": 0}}),
+                "at '/livenessProbe/periodSeconds': minimum: got 0, want 1",
+            ),
+            (
+                &[d],
+                json!({"customLabels": {"team": ["net"]}}),
+                "at '/customLabels/team': got array, want string",
+            ),
+        ],
+        false,
+    );
+
+    // Free-form values stay free-form, and every shape the templates accept is accepted.
+    let rel = render_values(
+        "exdns",
+        "default",
+        &[
+            d,
+            "watchedResources={service,INGRESS}",
+            "podDisruptionBudget.minAvailable=50%",
+        ],
+        json!({
+            "image": {"tag": 2},
+            "extraZonePlugins": [{"name": "cache", "parameters": 30}, {"name": "ready"}],
+            "resources": {"limits": {"memory": "64Mi", "cpu": "1"}},
+            "podSecurityContext": {"fsGroup": 1000, "supplementalGroups": [1]},
+            "securityContext": {"capabilities": {"drop": ["ALL"]}},
+            "affinity": {"nodeAffinity": {}},
+            "nodeSelector": {"kubernetes.io/arch": "arm64"},
+            "zoneFiles": [{"filename": "a.db", "domains": ["a.example"], "reload": null,
+                           "zoneName": "a.example.", "contents": "$TTL 60\n"}],
+        }),
+    );
+    assert_eq!(rel.container()["image"], "ghcr.io/exdns/exdns:2");
     assert!(
-        e.contains("domain is required: the zone(s) to serve, e.g. --set domain=example.com"),
-        "{e}"
-    );
-    let e = render_err(&["domain=  "], json!({}));
-    assert!(e.contains("domain is required"), "{e}");
-    let e = render_err(
-        &["domain=example.com", "watchedResources={Ingress,Pod}"],
-        json!({}),
-    );
-    assert!(
-        e.contains(r#"watchedResources: unknown kind "Pod" (known: HTTPRoute, TLSRoute, GRPCRoute, DNSEndpoint, VirtualServer, Ingress, Service, Node)"#),
-        "{e}"
-    );
-    let e = render_err(&["domain=example.com", "forward.interface=tun0"], json!({}));
-    assert!(
-        e.contains("forward.interface needs forward.upstreams"),
-        "{e}"
-    );
-    let e = render_err(
-        &["domain=example.com", "serviceMonitor.enabled=true"],
-        json!({"extraZonePlugins": [{"name": "errors"}]}),
-    );
-    assert!(
-        e.contains("serviceMonitor.enabled needs the prometheus plugin"),
-        "{e}"
+        rel.corefile().contains("    cache 30\n"),
+        "{}",
+        rel.corefile()
     );
 }
 
@@ -819,18 +1010,10 @@ fn set_values_as_on_the_helm_command_line() {
         fallthrough example.org
         nodeAddressType ExternalIP
     }
-    log
-    errors
-    health {
-        lameduck 5s
-    }
-    ready
-    prometheus 0.0.0.0:9153
-    forward . /etc/resolv.conf
-    loop
-    reload
-    loadbalance
-}"#
+"#
+        .to_string()
+            + DEFAULT_PLUGINS
+            + "}"
     );
     assert_check_ok(&rel);
     // The release name lacks the chart name: resources are `<release>-exdns`, so is the apex.
@@ -903,9 +1086,12 @@ fn set_values_as_on_the_helm_command_line() {
 
 #[test]
 fn exdns_check_catches_a_bad_rendered_corefile() {
-    // The check is real: a value exdns refuses is reported with exdns's own error.
-    let rel = render("exdns", "default", &["domain=example.com", "ttl=5000"]);
-    let e = check_corefile(&rel.corefile()).unwrap_err();
+    // The check is real: a value exdns refuses is reported with exdns's own error. (The schema
+    // refuses `--set ttl=5000` before rendering, so the rendered Corefile is edited to it.)
+    let rel = render("exdns", "default", &["domain=example.com", "ttl=300"]);
+    let cf = rel.corefile();
+    assert!(cf.contains("\n        ttl 300\n"), "{cf}");
+    let e = check_corefile(&cf.replace("\n        ttl 300\n", "\n        ttl 5000\n")).unwrap_err();
     assert!(
         e.contains("plugin/k8s_gateway:") && e.contains("ttl must be in range [0, 3600]: 5000"),
         "{e}"
@@ -949,17 +1135,10 @@ fn vpn_gateway_options_forward_podip_cache() {
         ttl 300
         apex gw-exdns.vpn
     }
-    log
-    errors
-    health {
-        lameduck 5s
-    }
-    ready
-    prometheus 0.0.0.0:9153
-    loop
-    reload
-    loadbalance
-    forward . tls://9.9.9.9 tls://149.112.112.112 {
+"
+        .to_string()
+            + &DEFAULT_PLUGINS.replace("    forward . /etc/resolv.conf\n", "")
+            + "    forward . tls://9.9.9.9 tls://149.112.112.112 {
         tls_servername dns.quad9.net
         interface tun0
         policy sequential
@@ -985,10 +1164,11 @@ fn vpn_gateway_options_forward_podip_cache() {
         c["ports"][5],
         json!({"name": "podip", "containerPort": 3150, "protocol": "TCP"})
     );
-    // SO_BINDTODEVICE: NET_RAW (kernels before 5.7); still no NET_BIND_SERVICE (ports ≥ 1024).
+    // SO_BINDTODEVICE needs no capability (Linux ≥ 5.7, the chart's floor for `interface`);
+    // no NET_BIND_SERVICE either (ports ≥ 1024).
     assert_eq!(
         c["securityContext"]["capabilities"],
-        json!({"drop": ["ALL"], "add": ["NET_RAW"]})
+        json!({"drop": ["ALL"]})
     );
     // `curl -fs http://gw-exdns-podip.vpn`: port 80 → the endpoint.
     let svc = rel.get("Service", "gw-exdns-podip");
@@ -1025,6 +1205,41 @@ fn vpn_gateway_options_forward_podip_cache() {
 
 #[test]
 fn privileges_follow_the_configuration() {
+    // No capability is ever added while every port is 1024 or above, whatever else is set:
+    // pinning forwarding to an interface (SO_BINDTODEVICE) needs none since Linux 5.7, the
+    // chart's kernel floor for `forward.interface`.
+    let unprivileged: &[&[&str]] = &[
+        &["domain=example.com"],
+        &[
+            "domain=example.com",
+            "forward.upstreams={tls://9.9.9.9}",
+            "forward.interface=tun0",
+        ],
+        &[
+            "domain=example.com",
+            "forward.upstreams={tls://9.9.9.9}",
+            "forward.interface=wg0",
+            "podip.enabled=true",
+            "podip.interface=vxlan0",
+            "cache.enabled=true",
+            "serviceMonitor.enabled=true",
+        ],
+    ];
+    let jobs: Vec<Value> = unprivileged
+        .iter()
+        .map(|set| render_job("exdns", "default", set, json!({})))
+        .collect();
+    for (set, r) in unprivileged.iter().zip(helm(&jobs)) {
+        let rel = Release::new("exdns", "default", r.unwrap());
+        validate_release(&rel);
+        assert_eq!(
+            rel.container()["securityContext"]["capabilities"],
+            json!({"drop": ["ALL"]}),
+            "{set:?}"
+        );
+        let pod = &rel.one("Deployment")["spec"]["template"]["spec"];
+        assert!(pod["securityContext"].get("sysctls").is_none(), "{set:?}");
+    }
     // A port below 1024: NET_BIND_SERVICE, and the unprivileged-port sysctl (which is what lets
     // a non-root process bind it: added capabilities do not reach a non-root process's
     // effective set).
@@ -1751,6 +1966,61 @@ fn dev_loop_values_fit_the_kind_cluster() {
     assert_eq!(svc, mapped);
 }
 
+#[test]
+fn chart_image_and_changelog_versions_follow_cargo() {
+    // One version for a release: the tag vX.Y.Z, Cargo.toml's version, the chart's version and
+    // appVersion, the image the chart deploys by default, and a CHANGELOG.md section (the
+    // release notes). The release workflow refuses a tag that disagrees with Cargo.toml.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let version = env!("CARGO_PKG_VERSION");
+    let yaml = |p: &str| -> Value {
+        let text = std::fs::read_to_string(root.join(p)).unwrap();
+        serde_json::to_value(serde_yaml::from_str::<serde_yaml::Value>(&text).unwrap()).unwrap()
+    };
+    let chart = yaml("charts/exdns/Chart.yaml");
+    assert_eq!(
+        chart["appVersion"], version,
+        "Chart.yaml appVersion vs Cargo.toml"
+    );
+    assert_eq!(
+        chart["version"], version,
+        "Chart.yaml version vs Cargo.toml"
+    );
+    // The default image tag is empty (the appVersion) or the same version.
+    let tag = yaml("charts/exdns/values.yaml")["image"]["tag"].clone();
+    assert!(
+        tag == "" || tag == version,
+        "values.yaml image.tag {tag} vs Cargo.toml {version}"
+    );
+    let rel = render("exdns", "default", &["domain=example.com"]);
+    let image = s(&rel.container()["image"]);
+    assert!(image.ends_with(&format!(":{version}")), "{image}");
+    assert_eq!(
+        rel.one("Deployment")["metadata"]["labels"]["app.kubernetes.io/version"],
+        version
+    );
+    // The release notes of the version: its CHANGELOG.md section, as the release workflow
+    // extracts it.
+    let out = Command::new("bash")
+        .arg(root.join("scripts/release-notes.sh"))
+        .arg(version)
+        .output()
+        .unwrap();
+    let notes = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && notes.contains("### Added"),
+        "scripts/release-notes.sh {version}: {notes}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!notes.contains("## ["), "one section only: {notes}");
+    let out = Command::new("bash")
+        .arg(root.join("scripts/release-notes.sh"))
+        .arg("0.0.0-none")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "a version without a section fails");
+}
+
 // ---------------------------------------------------------------------------------------------
 // dnsChallenge: the ACME DNS-01 CNAME template
 
@@ -1778,18 +2048,10 @@ fn dns_challenge_renders_the_k8s_gateway_acme_template() {
         ttl 300
         apex exdns.default
     }
-    log
-    errors
-    health {
-        lameduck 5s
-    }
-    ready
-    prometheus 0.0.0.0:9153
-    forward . /etc/resolv.conf
-    loop
-    reload
-    loadbalance
-}"#
+"#
+        .to_string()
+            + DEFAULT_PLUGINS
+            + "}"
     );
     assert_check_ok(&rel);
 
@@ -1825,17 +2087,17 @@ fn dns_challenge_renders_the_k8s_gateway_acme_template() {
     }
 
     // Enabled without a challenge zone: a clear error.
-    let e = render_err(
-        &[
-            "domain=example.com",
-            "dnsChallenge.enabled=true",
-            "dnsChallenge.domain=",
-        ],
-        json!({}),
-    );
-    assert!(
-        e.contains("dnsChallenge.domain is required with dnsChallenge.enabled: the zone ACME DNS-01 challenges are delegated to, e.g. dns01.clouddns.com"),
-        "{e}"
+    assert_refused(
+        &[(
+            &[
+                "domain=example.com",
+                "dnsChallenge.enabled=true",
+                "dnsChallenge.domain=",
+            ],
+            json!({}),
+            "dnsChallenge.domain is required with dnsChallenge.enabled: the zone ACME DNS-01 challenges are delegated to, e.g. dns01.clouddns.com",
+        )],
+        false,
     );
 }
 
@@ -1934,48 +2196,103 @@ fn zone_files_render_file_blocks_config_map_keys_and_mounts() {
     };
     assert_ne!(sum(&before), sum(&rel));
 
-    // Bad entries are clear errors.
-    for (entry, want) in [
-        (
-            json!({"contents": "x"}),
-            "zoneFiles[0]: filename is required (the file's key in the ConfigMap, mounted at /etc/coredns/FILENAME)",
-        ),
-        (
-            json!({"filename": "Corefile", "contents": "x"}),
-            r#"zoneFiles[0]: filename "Corefile" is not a valid ConfigMap key (letters, digits, '-', '_', '.') or is Corefile"#,
-        ),
-        (
-            json!({"filename": "zones/a.db", "contents": "x"}),
-            r#"zoneFiles[0]: filename "zones/a.db" is not a valid ConfigMap key"#,
-        ),
-        (
-            json!({"filename": "a.db"}),
-            "zoneFiles[0] (a.db): contents is required: the zone file text, as a string",
-        ),
-        (
-            json!("a.db"),
-            "zoneFiles[0]: expected a map with filename and contents",
-        ),
-    ] {
-        let e = render_err(&["domain=example.com"], json!({"zoneFiles": [entry]}));
-        assert!(e.contains(want), "{e}");
-    }
-    let e = render_err(
-        &["domain=example.com"],
-        json!({"zoneFiles": [{"filename": "a.db", "contents": "x"}, {"filename": "a.db", "contents": "y"}]}),
+    // Bad entries are clear errors: the templates' own (the schema checks only the types).
+    let zone_files = |entries: Value| json!({"zoneFiles": entries});
+    let d: &[&str] = &["domain=example.com"];
+    assert_refused(
+        &[
+            (
+                d,
+                zone_files(json!([{"contents": "x"}])),
+                "zoneFiles[0]: filename is required (the file's key in the ConfigMap, mounted at /etc/coredns/FILENAME)",
+            ),
+            (
+                d,
+                zone_files(json!([{"filename": "Corefile", "contents": "x"}])),
+                r#"zoneFiles[0]: filename "Corefile" is not a valid ConfigMap key (letters, digits, '-', '_', '.') or is Corefile"#,
+            ),
+            (
+                d,
+                zone_files(json!([{"filename": "zones/a.db", "contents": "x"}])),
+                r#"zoneFiles[0]: filename "zones/a.db" is not a valid ConfigMap key"#,
+            ),
+            (
+                d,
+                zone_files(json!([{"filename": "a.db"}])),
+                "zoneFiles[0] (a.db): contents is required: the zone file text, as a string",
+            ),
+            (
+                d,
+                zone_files(
+                    json!([{"filename": "a.db", "contents": "x"}, {"filename": "a.db", "contents": "y"}]),
+                ),
+                r#"zoneFiles[1]: filename "a.db" is used twice"#,
+            ),
+        ],
+        false,
     );
-    assert!(
-        e.contains(r#"zoneFiles[1]: filename "a.db" is used twice"#),
-        "{e}"
+    // Not a map: the schema's error first (the_values_schema_rejects_bad_values), the
+    // templates' behind it.
+    assert_refused(
+        &[(
+            d,
+            zone_files(json!(["a.db"])),
+            "zoneFiles[0]: expected a map with filename and contents",
+        )],
+        true,
     );
 }
 
-/// `dig @exdns +norec NAME TYPE`; dig's output.
-fn dig(ex: &Exdns, name: &str, qtype: &str) -> String {
+/// `dig @exdns +norec [OPTIONS] NAME TYPE`; dig's output.
+fn dig(ex: &Exdns, options: &[&str], name: &str, qtype: &str) -> String {
     let port = ex.dns().port().to_string();
-    let (code, out) = run("dig", &["@127.0.0.1", "-p", &port, "+norec", name, qtype]);
+    let mut args = vec!["@127.0.0.1", "-p", &port, "+norec"];
+    args.extend_from_slice(options);
+    args.extend([name, qtype]);
+    let (code, out) = run("dig", &args);
     assert_eq!(code, 0, "{out}");
     out
+}
+
+/// Asserts dig's output: `status`, an authoritative reply (flags qr aa), and exactly `want` in
+/// `section`.
+fn assert_dig(out: &str, status: &str, section: &str, want: &[&str]) {
+    assert!(
+        out.contains(&format!("status: {status},")) && out.contains("flags: qr aa;"),
+        "{out}"
+    );
+    assert_eq!(dig_section(out, section), want, "{out}");
+}
+
+/// A rendered Corefile as is, but for what a test machine needs: an ephemeral DNS port,
+/// loopback HTTP endpoints on ephemeral ports, k8s_gateway reading the manifests in `objects/`
+/// instead of an API server, and the ConfigMap's files in the test's directory instead of
+/// /etc/coredns.
+fn runnable_as_rendered(rendered: &str) -> String {
+    let mut corefile = String::new();
+    let (mut key, mut k8s) = (0, 0);
+    for line in rendered.lines() {
+        let t = line.trim();
+        let line = if t == ".:1053 {" {
+            key += 1;
+            ".:0 {".to_string()
+        } else if t.starts_with("k8s_gateway ") {
+            k8s += 1;
+            format!("{line}\n        manifests objects")
+        } else if t == "health {" {
+            line.replace("health {", "health 127.0.0.1:0 {")
+        } else if t == "ready" {
+            line.replace("ready", "ready 127.0.0.1:0")
+        } else if t.starts_with("prometheus ") {
+            line.replace("0.0.0.0:9153", "127.0.0.1:0")
+        } else {
+            line.replace("/etc/coredns/", "")
+        };
+        corefile.push_str(&line);
+        corefile.push('\n');
+    }
+    assert_eq!((key, k8s), (1, 1), "{rendered}");
+    corefile
 }
 
 /// The records of a section of dig's output, fields separated by one space.
@@ -2002,18 +2319,8 @@ fn dns_challenge_corefile_answers_acme_cnames_with_dig() {
             {"name": "ready", "parameters": "127.0.0.1:0"},
         ]}),
     );
-    let corefile = rel.corefile();
     // Run as rendered, on an ephemeral port, k8s_gateway reading manifests (no API server).
-    let runnable = corefile.replacen(".:1053 {", ".:0 {", 1).replacen(
-        "    k8s_gateway example.com {\n",
-        "    k8s_gateway example.com {\n        manifests objects\n",
-        1,
-    );
-    assert_eq!(
-        runnable.matches("manifests objects").count() + runnable.matches(".:0 {").count(),
-        2,
-        "{corefile}"
-    );
+    let runnable = runnable_as_rendered(&rel.corefile());
     let ingress = "apiVersion: networking.k8s.io/v1
 kind: Ingress
 metadata:
@@ -2032,30 +2339,30 @@ status:
 
     // The challenge name: a CNAME into the challenge zone, authoritative, whatever the type.
     for qtype in ["TXT", "CNAME", "ANY"] {
-        let out = dig(&ex, "_acme-challenge.foo.example.com", qtype);
-        assert!(out.contains("status: NOERROR"), "{out}");
-        assert!(out.contains("flags: qr aa;"), "{out}");
-        assert_eq!(
-            dig_section(&out, "ANSWER"),
-            vec!["_acme-challenge.foo.example.com. 5 IN CNAME foo.dns01.clouddns.com."],
-            "{qtype}: {out}"
+        let out = dig(&ex, &[], "_acme-challenge.foo.example.com", qtype);
+        assert_dig(
+            &out,
+            "NOERROR",
+            "ANSWER",
+            &["_acme-challenge.foo.example.com. 5 IN CNAME foo.dns01.clouddns.com."],
         );
     }
-    let out = dig(&ex, "_acme-challenge.a.b.example.com", "TXT");
-    assert_eq!(
-        dig_section(&out, "ANSWER"),
-        vec!["_acme-challenge.a.b.example.com. 5 IN CNAME a.b.dns01.clouddns.com."],
-        "{out}"
+    let out = dig(&ex, &[], "_acme-challenge.a.b.example.com", "TXT");
+    assert_dig(
+        &out,
+        "NOERROR",
+        "ANSWER",
+        &["_acme-challenge.a.b.example.com. 5 IN CNAME a.b.dns01.clouddns.com."],
     );
     // Every other name falls through to k8s_gateway.
-    let out = dig(&ex, "www.example.com", "A");
-    assert!(out.contains("status: NOERROR"), "{out}");
-    assert_eq!(
-        dig_section(&out, "ANSWER"),
-        vec!["www.example.com. 300 IN A 198.51.100.80"],
-        "{out}"
+    let out = dig(&ex, &[], "www.example.com", "A");
+    assert_dig(
+        &out,
+        "NOERROR",
+        "ANSWER",
+        &["www.example.com. 300 IN A 198.51.100.80"],
     );
-    let out = dig(&ex, "_acme-challenge.example.com", "TXT");
+    let out = dig(&ex, &[], "_acme-challenge.example.com", "TXT");
     assert!(out.contains("status: NXDOMAIN"), "{out}");
     let soa = dig_section(&out, "AUTHORITY");
     assert_eq!(soa.len(), 1, "{out}");
@@ -2090,97 +2397,50 @@ fn a_rendered_zone_file_and_dns_challenge_answer_over_dig() {
     let zone = s(&rel.one("ConfigMap")["data"]["example.org.db"]);
     assert_eq!(zone, ZONE_FILE);
 
-    // The rendered Corefile as is, but for what a test machine needs: an ephemeral DNS port,
-    // loopback HTTP endpoints on ephemeral ports, k8s_gateway reading (no) manifests instead of
-    // an API server, and the ConfigMap's files in the test's directory instead of /etc/coredns.
-    let mut corefile = String::new();
-    for line in rendered.lines() {
-        let t = line.trim();
-        let line = if t == ".:1053 {" {
-            ".:0 {".to_string()
-        } else if t.starts_with("k8s_gateway ") {
-            format!("{line}\n        manifests objects")
-        } else if t == "health {" {
-            line.replace("health {", "health 127.0.0.1:0 {")
-        } else if t == "ready" {
-            line.replace("ready", "ready 127.0.0.1:0")
-        } else if t.starts_with("prometheus ") {
-            line.replace("0.0.0.0:9153", "127.0.0.1:0")
-        } else {
-            line.replace("/etc/coredns/", "")
-        };
-        corefile.push_str(&line);
-        corefile.push('\n');
-    }
+    let corefile = runnable_as_rendered(&rendered);
     let ex = Exdns::start_with(
         &corefile,
         &[("example.org.db", &zone), ("objects/none.yaml", "")],
         &[],
     );
     wait_ready(&ex);
-    let port = ex.dns().port().to_string();
-    let dig = |name: &str, qtype: &str| -> String {
-        let (code, out) = run(
-            "dig",
-            &["@127.0.0.1", "-p", &port, "+norec", "+tcp", name, qtype],
-        );
-        assert_eq!(code, 0, "{out}");
-        out
-    };
-    let section = |out: &str, name: &str| -> Vec<String> {
-        out.lines()
-            .skip_while(|l| !l.starts_with(&format!(";; {name} SECTION:")))
-            .skip(1)
-            .take_while(|l| !l.trim().is_empty())
-            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-            .collect()
-    };
+    let dig = |name: &str, qtype: &str| dig(&ex, &["+tcp"], name, qtype);
     // dnsChallenge, in the same Corefile: the ACME CNAME from the template.
-    let out = dig("_acme-challenge.shop.example.com", "TXT");
-    assert!(
-        out.contains("status: NOERROR") && out.contains("flags: qr aa;"),
-        "{out}"
-    );
-    assert_eq!(
-        section(&out, "ANSWER"),
-        ["_acme-challenge.shop.example.com. 5 IN CNAME shop.acme.example.net."],
-        "{out}"
+    assert_dig(
+        &dig("_acme-challenge.shop.example.com", "TXT"),
+        "NOERROR",
+        "ANSWER",
+        &["_acme-challenge.shop.example.com. 5 IN CNAME shop.acme.example.net."],
     );
     let out = dig("www.example.org", "A");
-    assert!(
-        out.contains("status: NOERROR") && out.contains("flags: qr aa;"),
-        "{out}"
-    );
-    assert_eq!(
-        section(&out, "ANSWER"),
-        [
+    assert_dig(
+        &out,
+        "NOERROR",
+        "ANSWER",
+        &[
             "www.example.org. 3600 IN CNAME example.org.",
-            "example.org. 3600 IN A 192.0.2.10"
+            "example.org. 3600 IN A 192.0.2.10",
         ],
-        "{out}"
     );
-    assert_eq!(
-        section(&out, "AUTHORITY"),
-        ["example.org. 3600 IN NS ns1.example.org."],
-        "{out}"
+    assert_dig(
+        &out,
+        "NOERROR",
+        "AUTHORITY",
+        &["example.org. 3600 IN NS ns1.example.org."],
     );
-    let out = dig("a.b.dev.example.org", "A");
-    assert_eq!(
-        section(&out, "ANSWER"),
-        ["a.b.dev.example.org. 3600 IN A 192.0.2.11"],
-        "{out}"
+    assert_dig(
+        &dig("a.b.dev.example.org", "A"),
+        "NOERROR",
+        "ANSWER",
+        &["a.b.dev.example.org. 3600 IN A 192.0.2.11"],
     );
-    let out = dig("nope.example.org", "A");
-    assert!(
-        out.contains("status: NXDOMAIN") && out.contains("flags: qr aa;"),
-        "{out}"
-    );
-    assert_eq!(
-        section(&out, "AUTHORITY"),
-        [
-            "example.org. 300 IN SOA ns1.example.org. hostmaster.example.org. 2024010101 7200 3600 1209600 300"
+    assert_dig(
+        &dig("nope.example.org", "A"),
+        "NXDOMAIN",
+        "AUTHORITY",
+        &[
+            "example.org. 300 IN SOA ns1.example.org. hostmaster.example.org. 2024010101 7200 3600 1209600 300",
         ],
-        "{out}"
     );
     // The k8s_gateway zone next to it still answers (its SOA).
     let out = dig("example.com", "SOA");
@@ -2197,7 +2457,7 @@ fn a_rendered_zone_file_and_dns_challenge_answer_over_dig() {
             .replace("192.0.2.10", "192.0.2.20"),
     );
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !section(&dig("example.org", "A"), "ANSWER")
+    while !dig_section(&dig("example.org", "A"), "ANSWER")
         .contains(&"example.org. 3600 IN A 192.0.2.20".to_string())
     {
         assert!(Instant::now() < deadline, "not reloaded:\n{}", ex.output());

@@ -356,9 +356,10 @@ port below 1024 is configured, then podSecurityContext over them.
 {{- end -}}
 
 {{/*
-The container's securityContext: hardened defaults (secure), the capabilities the
-configuration needs (NET_BIND_SERVICE for a port below 1024, NET_RAW for forward.interface),
-then securityContext over them.
+The container's securityContext: hardened defaults (secure), the capability the
+configuration needs (NET_BIND_SERVICE for a port below 1024, for setups running as root), then
+securityContext over them. forward.interface (SO_BINDTODEVICE) needs no capability on
+Linux 5.7 and later, the chart's kernel floor for it.
 */}}
 {{- define "exdns.securityContext" -}}
 {{- $ctx := dict -}}
@@ -370,9 +371,6 @@ then securityContext over them.
 {{- $add := list -}}
 {{- if lt (include "exdns.lowestPort" . | int) 1024 -}}
 {{- $add = append $add "NET_BIND_SERVICE" -}}
-{{- end -}}
-{{- if .Values.forward.interface -}}
-{{- $add = append $add "NET_RAW" -}}
 {{- end -}}
 {{- if $add -}}
 {{- $_ := set $caps "add" $add -}}

@@ -5,18 +5,23 @@ Reads a JSON list of jobs on stdin and writes a JSON list of results, one per jo
 
   {"op": "render", "chart": DIR, "name": RELEASE, "namespace": NS,
    "set": ["domain=example.com", ...],      # `helm --set` expressions, parsed by Helm's strvals
-   "values": {...}}                         # a values document, merged under the --set values
+   "values": {...},                         # a values document, merged under the --set values
+   "skip_schema": false}                    # true: as `helm install --skip-schema-validation`
       -> {"ok": {"templates/x.yaml": "rendered text", ...}} or {"error": "message"}
   {"op": "lint", "chart": DIR, "namespace": NS, "set": [...], "values": {...}}
       -> {"ok": {"messages": [...], "errors": [...], ...}} (Helm's lint report)
   {"op": "version"} -> {"ok": {"helm": "...", "helm_python": "..."}}
 
-Template errors (`required`, `fail`) are results, not crashes. Exit status 3 with a message on
+Helm validates the values against the chart's values.schema.json before rendering; schema and
+template errors (`required`, `fail`) are results, not crashes. Exit status 3 with a message on
 stderr when helm-python-sdk is not installed.
 """
 
 import json
+import os
+import shutil
 import sys
+import tempfile
 
 try:
     import helm_python
@@ -47,6 +52,20 @@ def job_values(job):
     return values
 
 
+_WITHOUT_SCHEMA = {}
+
+
+def chart_without_schema(chart):
+    """A copy of the chart without values.schema.json: what Helm renders with
+    --skip-schema-validation, so the templates' own checks can be tested behind the schema."""
+    if chart not in _WITHOUT_SCHEMA:
+        tmp = tempfile.mkdtemp(prefix="exdns-chart-")
+        dst = os.path.join(tmp, os.path.basename(os.path.normpath(chart)))
+        shutil.copytree(chart, dst, ignore=shutil.ignore_patterns("values.schema.json"))
+        _WITHOUT_SCHEMA[chart] = (tmp, dst)
+    return _WITHOUT_SCHEMA[chart][1]
+
+
 def strip_chart_name(rendered):
     """`exdns/templates/x.yaml` -> `templates/x.yaml`."""
     return {k.split("/", 1)[1] if "/" in k else k: v for k, v in rendered.items()}
@@ -57,7 +76,10 @@ def run(job):
     if op == "version":
         return {"helm": helm_python.helm_sdk_version(), "helm_python": helm_python.__version__}
     if op == "render":
-        chart = helm_python.Chart.load(job["chart"])
+        path = job["chart"]
+        if job.get("skip_schema"):
+            path = chart_without_schema(path)
+        chart = helm_python.Chart.load(path)
         out = chart.render(
             job_values(job),
             name=job.get("name", "exdns"),
@@ -83,6 +105,8 @@ def main():
             results.append({"ok": run(job)})
         except helm_python.HelmError as e:
             results.append({"error": str(e)})
+    for tmp, _ in _WITHOUT_SCHEMA.values():
+        shutil.rmtree(tmp, ignore_errors=True)
     json.dump(results, sys.stdout)
 
 
