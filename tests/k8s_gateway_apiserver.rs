@@ -33,64 +33,111 @@ const WAIT: Duration = Duration::from_secs(10);
 // ---------------------------------------------------------------------------------------------
 // Objects
 
+/// An object's body and the API resource (group, version, plural) it is created under.
+struct Obj {
+    group: &'static str,
+    version: &'static str,
+    plural: &'static str,
+    body: Value,
+}
+
+fn obj(group: &'static str, version: &'static str, plural: &'static str, body: Value) -> Obj {
+    Obj {
+        group,
+        version,
+        plural,
+        body,
+    }
+}
+
 fn meta(ns: &str, name: &str) -> Value {
     json!({"name": name, "namespace": ns})
 }
 
-fn ingress(ns: &str, name: &str, host: &str, ip: &str) -> Value {
-    json!({
-        "metadata": meta(ns, name),
-        "spec": {"rules": [{"host": host, "http": {"paths": [{"path": "/", "pathType": "Prefix",
-            "backend": {"service": {"name": name, "port": {"number": 80}}}}]}}]},
-        "status": {"loadBalancer": {"ingress": [{"ip": ip}]}},
-    })
+fn ingress(ns: &str, name: &str, host: &str, ip: &str) -> Obj {
+    obj(
+        NET,
+        "v1",
+        "ingresses",
+        json!({
+            "metadata": meta(ns, name),
+            "spec": {"rules": [{"host": host, "http": {"paths": [{"path": "/", "pathType": "Prefix",
+                "backend": {"service": {"name": name, "port": {"number": 80}}}}]}}]},
+            "status": {"loadBalancer": {"ingress": [{"ip": ip}]}},
+        }),
+    )
 }
 
-fn lb_service(ns: &str, name: &str, annotations: Value, labels: Value, ips: &[&str]) -> Value {
+fn lb_service(ns: &str, name: &str, annotations: Value, labels: Value, ips: &[&str]) -> Obj {
     let ingress: Vec<Value> = ips.iter().map(|ip| json!({"ip": ip})).collect();
-    json!({
-        "metadata": {"name": name, "namespace": ns, "annotations": annotations, "labels": labels},
-        "spec": {"type": "LoadBalancer", "ports": [{"port": 443, "protocol": "TCP"}]},
-        "status": {"loadBalancer": {"ingress": ingress}},
-    })
+    obj(
+        "",
+        "v1",
+        "services",
+        json!({
+            "metadata": {"name": name, "namespace": ns, "annotations": annotations, "labels": labels},
+            "spec": {"type": "LoadBalancer", "ports": [{"port": 443, "protocol": "TCP"}]},
+            "status": {"loadBalancer": {"ingress": ingress}},
+        }),
+    )
 }
 
-fn gateway(ns: &str, name: &str, addrs: &[&str]) -> Value {
+fn gateway(ns: &str, name: &str, addrs: &[&str]) -> Obj {
     let addresses: Vec<Value> = addrs
         .iter()
         .map(|a| json!({"type": "IPAddress", "value": a}))
         .collect();
-    json!({
-        "metadata": meta(ns, name),
-        "spec": {"gatewayClassName": "public",
-                 "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]},
-        "status": {"addresses": addresses},
-    })
+    obj(
+        GW,
+        "v1",
+        "gateways",
+        json!({
+            "metadata": meta(ns, name),
+            "spec": {"gatewayClassName": "public",
+                     "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]},
+            "status": {"addresses": addresses},
+        }),
+    )
 }
 
-fn httproute(ns: &str, name: &str, hosts: &[&str], parent: (&str, &str)) -> Value {
-    json!({
-        "metadata": meta(ns, name),
-        "spec": {
-            "parentRefs": [{"name": parent.1, "namespace": parent.0}],
-            "hostnames": hosts,
-            "rules": [{"backendRefs": [{"name": name, "port": 80}]}],
-        },
-    })
+fn httproute(ns: &str, name: &str, hosts: &[&str], parent: (&str, &str)) -> Obj {
+    obj(
+        GW,
+        "v1",
+        "httproutes",
+        json!({
+            "metadata": meta(ns, name),
+            "spec": {
+                "parentRefs": [{"name": parent.1, "namespace": parent.0}],
+                "hostnames": hosts,
+                "rules": [{"backendRefs": [{"name": name, "port": 80}]}],
+            },
+        }),
+    )
 }
 
-fn dnsendpoint(ns: &str, name: &str, endpoints: Value) -> Value {
-    json!({"metadata": meta(ns, name), "spec": {"endpoints": endpoints}})
+fn dnsendpoint(ns: &str, name: &str, endpoints: Value) -> Obj {
+    obj(
+        EXTDNS,
+        "v1alpha1",
+        "dnsendpoints",
+        json!({"metadata": meta(ns, name), "spec": {"endpoints": endpoints}}),
+    )
 }
 
-fn virtualserver(ns: &str, name: &str, host: &str, ip: &str) -> Value {
-    json!({
-        "metadata": meta(ns, name),
-        "spec": {"host": host,
-                 "upstreams": [{"name": "web", "service": name, "port": 80}],
-                 "routes": [{"path": "/", "action": {"pass": "web"}}]},
-        "status": {"state": "Valid", "externalEndpoints": [{"ip": ip, "ports": "[80,443]"}]},
-    })
+fn virtualserver(ns: &str, name: &str, host: &str, ip: &str) -> Obj {
+    obj(
+        NGINX,
+        "v1",
+        "virtualservers",
+        json!({
+            "metadata": meta(ns, name),
+            "spec": {"host": host,
+                     "upstreams": [{"name": "web", "service": name, "port": 80}],
+                     "routes": [{"path": "/", "action": {"pass": "web"}}]},
+            "status": {"state": "Valid", "externalEndpoints": [{"ip": ip, "ports": "[80,443]"}]},
+        }),
+    )
 }
 
 /// A fake cluster serving every kind exdns watches by default.
@@ -100,6 +147,27 @@ fn cluster() -> FakeApiServer {
     c.serve_dnsendpoints();
     c.serve_virtualservers();
     c
+}
+
+/// [`Obj`]s created and replaced in a fake cluster, the API resource coming with the object.
+trait Objects {
+    fn add(&self, o: Obj);
+    fn set(&self, o: Obj);
+}
+
+impl Objects for FakeApiServer {
+    fn add(&self, o: Obj) {
+        self.create(o.group, o.version, o.plural, o.body);
+    }
+
+    fn set(&self, o: Obj) {
+        self.update(o.group, o.version, o.plural, o.body);
+    }
+}
+
+/// The Ingress most tests start from: `shop.example.com` at 203.0.113.5 ([`expect_shop`]).
+fn add_shop(c: &FakeApiServer) {
+    c.add(ingress("shop", "shop", "shop.example.com", "203.0.113.5"));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -129,6 +197,13 @@ fn start_env(clusters: &[&FakeApiServer], extra: &str, env: &[(&str, &str)]) -> 
 
 fn start(clusters: &[&FakeApiServer], extra: &str) -> Exdns {
     start_env(clusters, extra, &[])
+}
+
+/// [`start`], then [`wait_ready`].
+fn start_ready(clusters: &[&FakeApiServer], extra: &str) -> Exdns {
+    let ex = start(clusters, extra);
+    wait_ready(&ex);
+    ex
 }
 
 fn ready(ex: &Exdns) -> (u16, String) {
@@ -163,6 +238,12 @@ fn wait_until(ex: &Exdns, what: &str, mut f: impl FnMut() -> bool) {
         }
         std::thread::sleep(Duration::from_millis(25));
     }
+}
+
+fn wait_ingress_watch(ex: &Exdns, c: &FakeApiServer) {
+    wait_until(ex, "an open Ingress watch", || {
+        c.open_watches("ingresses") == 1
+    });
 }
 
 fn wait_ready(ex: &Exdns) {
@@ -269,6 +350,96 @@ fn assert_nodata(m: &Message) {
     assert_soa_authority(m);
 }
 
+/// Checks the whole answer to `name`/`qtype`: exactly the addresses `want` ([`assert_addrs`]).
+#[track_caller]
+fn expect_addrs(ex: &Exdns, name: &str, qtype: RecordType, want: &[&str]) {
+    assert_addrs(&ask(ex, name, qtype), want);
+}
+
+#[track_caller]
+fn expect_a(ex: &Exdns, name: &str, want: &[&str]) {
+    expect_addrs(ex, name, RecordType::A, want);
+}
+
+/// The answer while [`add_shop`]'s Ingress is unchanged.
+#[track_caller]
+fn expect_shop(ex: &Exdns) {
+    expect_a(ex, "shop.example.com.", &["203.0.113.5"]);
+}
+
+#[track_caller]
+fn expect_nxdomain(ex: &Exdns, name: &str) {
+    assert_nxdomain(&ask(ex, name, RecordType::A));
+}
+
+#[track_caller]
+fn expect_nodata(ex: &Exdns, name: &str, qtype: RecordType) {
+    assert_nodata(&ask(ex, name, qtype));
+}
+
+/// What a row of a [`check`] table expects.
+enum Want<'a> {
+    /// [`expect_a`].
+    A(&'a [&'a str]),
+    /// [`expect_nxdomain`].
+    NxDomain,
+    /// [`expect_nodata`] for this type.
+    NoData(RecordType),
+}
+
+/// Checks each row's answer in order, as one `expect_*` call per row would.
+#[track_caller]
+fn check(ex: &Exdns, rows: &[(&str, Want)]) {
+    for (name, want) in rows {
+        match want {
+            Want::A(ips) => expect_a(ex, name, ips),
+            Want::NxDomain => expect_nxdomain(ex, name),
+            Want::NoData(qtype) => expect_nodata(ex, name, *qtype),
+        }
+    }
+}
+
+/// [`eventually_addrs`] for A.
+fn eventually_a(ex: &Exdns, name: &str, want: &[&str]) {
+    eventually_addrs(ex, name, RecordType::A, want);
+}
+
+#[track_caller]
+fn assert_ready(ex: &Exdns) {
+    assert_eq!(ready(ex), (200, "OK".to_string()));
+}
+
+/// A SERVFAIL with nothing in the answer and authority sections.
+#[track_caller]
+fn assert_servfail(m: &Message) {
+    assert_eq!(m.metadata.response_code, ResponseCode::ServFail, "{m:?}");
+    assert!(m.answers.is_empty() && m.authorities.is_empty(), "{m:?}");
+}
+
+/// The Ingress watch's 410s are counted (`reason="expired"`).
+#[track_caller]
+fn assert_ingress_watch_expired(ex: &Exdns) {
+    let expired = sample(
+        &metrics(ex),
+        "exdns_k8s_gateway_watch_errors_total{kind=\"Ingress\",reason=\"expired\"}",
+    );
+    assert!(expired.is_some_and(|v| v >= 1.0), "{expired:?}");
+}
+
+/// Waits (at most [`WAIT`]) for exdns to log `line`; fails with its whole output.
+#[track_caller]
+fn expect_log_line(ex: &Exdns, line: &str) {
+    assert!(ex.wait_for_line(line, WAIT), "{}", ex.output());
+}
+
+/// The `exdns_k8s_gateway_kind_served` sample of `kind` in a `/metrics` body.
+fn kind_served(body: &str, kind: &str) -> Option<f64> {
+    sample(
+        body,
+        &format!("exdns_k8s_gateway_kind_served{{kind=\"{kind}\"}}"),
+    )
+}
+
 fn serial(ex: &Exdns) -> u32 {
     match &ask(ex, "example.com.", RecordType::SOA).answers[0].data {
         RData::SOA(s) => s.serial,
@@ -298,105 +469,82 @@ fn txt(m: &Message) -> Vec<String> {
 fn objects_created_changed_and_deleted_follow_the_cluster() {
     let c = cluster();
     // Present before exdns starts: comes with the initial list.
-    c.create(
-        NET,
-        "v1",
-        "ingresses",
-        ingress("shop", "shop", "shop.example.com", "203.0.113.5"),
+    add_shop(&c);
+    let ex = start_ready(&[&c], "");
+    check(
+        &ex,
+        &[
+            ("Shop.Example.COM.", Want::A(&["203.0.113.5"])),
+            ("shop.example.com.", Want::NoData(RecordType::AAAA)),
+            ("api.example.com.", Want::NxDomain),
+        ],
     );
-    let ex = start(&[&c], "");
-    wait_ready(&ex);
-    assert_addrs(
-        &ask(&ex, "Shop.Example.COM.", RecordType::A),
-        &["203.0.113.5"],
-    );
-    assert_nodata(&ask(&ex, "shop.example.com.", RecordType::AAAA));
-    assert_nxdomain(&ask(&ex, "api.example.com.", RecordType::A));
     let serial0 = serial(&ex);
 
     // Created through the API: a LoadBalancer Service with a hostname list (a wildcard
     // included) and one named by external-dns's annotation, IPv6 only.
-    c.create(
-        "",
-        "v1",
-        "services",
+    let api = |ips: &[&str]| {
         lb_service(
             "apps",
             "api",
             json!({"coredns.io/hostname": "api.example.com,*.api.example.com"}),
             json!({}),
-            &["198.51.100.7"],
-        ),
+            ips,
+        )
+    };
+    c.add(api(&["198.51.100.7"]));
+    c.add(lb_service(
+        "apps",
+        "v6",
+        json!({"external-dns.alpha.kubernetes.io/hostname": "v6.example.com"}),
+        json!({}),
+        &["2001:db8::6"],
+    ));
+    eventually_a(&ex, "api.example.com.", &["198.51.100.7"]);
+    check(
+        &ex,
+        &[
+            ("x.api.example.com.", Want::A(&["198.51.100.7"])),
+            ("a.b.api.example.com.", Want::NxDomain),
+        ],
     );
-    c.create(
-        "",
-        "v1",
-        "services",
-        lb_service(
-            "apps",
-            "v6",
-            json!({"external-dns.alpha.kubernetes.io/hostname": "v6.example.com"}),
-            json!({}),
-            &["2001:db8::6"],
-        ),
-    );
-    eventually_addrs(&ex, "api.example.com.", RecordType::A, &["198.51.100.7"]);
-    assert_addrs(
-        &ask(&ex, "x.api.example.com.", RecordType::A),
-        &["198.51.100.7"],
-    );
-    assert_nxdomain(&ask(&ex, "a.b.api.example.com.", RecordType::A));
     eventually_addrs(&ex, "v6.example.com.", RecordType::AAAA, &["2001:db8::6"]);
-    assert_nodata(&ask(&ex, "v6.example.com.", RecordType::A));
-    // An annotated Service is not also known as name.namespace.
-    assert_nxdomain(&ask(&ex, "api.apps.example.com.", RecordType::A));
+    check(
+        &ex,
+        &[
+            ("v6.example.com.", Want::NoData(RecordType::A)),
+            // An annotated Service is not also known as name.namespace.
+            ("api.apps.example.com.", Want::NxDomain),
+        ],
+    );
 
     // A Gateway and an HTTPRoute attached to it (in another namespace).
-    c.create(
-        GW,
-        "v1",
-        "gateways",
-        gateway("gateway-system", "public", &["192.0.2.10", "2001:db8::10"]),
-    );
-    c.create(
-        GW,
-        "v1",
-        "httproutes",
-        httproute(
-            "apps",
-            "web",
-            &["web.example.com", "shop.example.com"],
-            ("gateway-system", "public"),
-        ),
-    );
-    eventually_addrs(&ex, "web.example.com.", RecordType::A, &["192.0.2.10"]);
-    assert_addrs(
-        &ask(&ex, "web.example.com.", RecordType::AAAA),
-        &["2001:db8::10"],
-    );
+    c.add(gateway(
+        "gateway-system",
+        "public",
+        &["192.0.2.10", "2001:db8::10"],
+    ));
+    c.add(httproute(
+        "apps",
+        "web",
+        &["web.example.com", "shop.example.com"],
+        ("gateway-system", "public"),
+    ));
+    eventually_a(&ex, "web.example.com.", &["192.0.2.10"]);
+    expect_addrs(&ex, "web.example.com.", RecordType::AAAA, &["2001:db8::10"]);
     // Routes beat Ingresses for the same name (kinds are not merged).
-    eventually_addrs(&ex, "shop.example.com.", RecordType::A, &["192.0.2.10"]);
+    eventually_a(&ex, "shop.example.com.", &["192.0.2.10"]);
 
     // A DNSEndpoint with an A and a TXT endpoint.
-    c.create(
-        EXTDNS,
-        "v1alpha1",
-        "dnsendpoints",
-        dnsendpoint(
+    c.add(dnsendpoint(
             "apps",
             "records",
             json!([
                 {"dnsName": "ep.example.com", "recordType": "A", "targets": ["192.0.2.77", "192.0.2.78"]},
                 {"dnsName": "ep.example.com", "recordType": "TXT", "targets": ["owner=apps"]},
             ]),
-        ),
-    );
-    eventually_addrs(
-        &ex,
-        "ep.example.com.",
-        RecordType::A,
-        &["192.0.2.77", "192.0.2.78"],
-    );
+        ));
+    eventually_a(&ex, "ep.example.com.", &["192.0.2.77", "192.0.2.78"]);
     let m = ask(&ex, "ep.example.com.", RecordType::TXT);
     assert_eq!(m.metadata.response_code, ResponseCode::NoError);
     assert!(m.metadata.authoritative);
@@ -407,55 +555,26 @@ fn objects_created_changed_and_deleted_follow_the_cluster() {
 
     // Changes: the Gateway moves (every route name follows), the Service's address changes,
     // the Ingress gets another host, the DNSEndpoint loses a target.
-    c.update(
-        GW,
-        "v1",
-        "gateways",
-        gateway("gateway-system", "public", &["192.0.2.11"]),
-    );
-    eventually_addrs(&ex, "web.example.com.", RecordType::A, &["192.0.2.11"]);
-    assert_addrs(
-        &ask(&ex, "shop.example.com.", RecordType::A),
-        &["192.0.2.11"],
-    );
-    assert_nodata(&ask(&ex, "web.example.com.", RecordType::AAAA));
-    c.update(
-        "",
-        "v1",
-        "services",
-        lb_service(
-            "apps",
-            "api",
-            json!({"coredns.io/hostname": "api.example.com,*.api.example.com"}),
-            json!({}),
-            &["198.51.100.8", "198.51.100.9"],
-        ),
-    );
-    eventually_addrs(
+    c.set(gateway("gateway-system", "public", &["192.0.2.11"]));
+    eventually_a(&ex, "web.example.com.", &["192.0.2.11"]);
+    check(
         &ex,
-        "y.api.example.com.",
-        RecordType::A,
-        &["198.51.100.8", "198.51.100.9"],
+        &[
+            ("shop.example.com.", Want::A(&["192.0.2.11"])),
+            ("web.example.com.", Want::NoData(RecordType::AAAA)),
+        ],
     );
-    c.update(
-        NET,
-        "v1",
-        "ingresses",
-        ingress("shop", "shop", "store.example.com", "203.0.113.6"),
-    );
-    eventually_addrs(&ex, "store.example.com.", RecordType::A, &["203.0.113.6"]);
-    c.update(
-        EXTDNS,
-        "v1alpha1",
-        "dnsendpoints",
-        dnsendpoint(
-            "apps",
-            "records",
-            json!([{"dnsName": "ep.example.com", "recordType": "A", "targets": ["192.0.2.78"]}]),
-        ),
-    );
-    eventually_addrs(&ex, "ep.example.com.", RecordType::A, &["192.0.2.78"]);
-    assert_nodata(&ask(&ex, "ep.example.com.", RecordType::TXT));
+    c.set(api(&["198.51.100.8", "198.51.100.9"]));
+    eventually_a(&ex, "y.api.example.com.", &["198.51.100.8", "198.51.100.9"]);
+    c.set(ingress("shop", "shop", "store.example.com", "203.0.113.6"));
+    eventually_a(&ex, "store.example.com.", &["203.0.113.6"]);
+    c.set(dnsendpoint(
+        "apps",
+        "records",
+        json!([{"dnsName": "ep.example.com", "recordType": "A", "targets": ["192.0.2.78"]}]),
+    ));
+    eventually_a(&ex, "ep.example.com.", &["192.0.2.78"]);
+    expect_nodata(&ex, "ep.example.com.", RecordType::TXT);
     let serial2 = serial(&ex);
     assert!(serial2 > serial1, "serial {serial1} -> {serial2}");
 
@@ -463,19 +582,16 @@ fn objects_created_changed_and_deleted_follow_the_cluster() {
     // more either), then the rest.
     c.delete(GW, "v1", "httproutes", "apps", "web");
     eventually_nxdomain(&ex, "web.example.com.");
-    assert_nxdomain(&ask(&ex, "shop.example.com.", RecordType::A));
+    expect_nxdomain(&ex, "shop.example.com.");
     c.delete("", "v1", "services", "apps", "api");
     eventually_nxdomain(&ex, "api.example.com.");
-    assert_nxdomain(&ask(&ex, "x.api.example.com.", RecordType::A));
+    expect_nxdomain(&ex, "x.api.example.com.");
     c.delete(EXTDNS, "v1alpha1", "dnsendpoints", "apps", "records");
     eventually_nxdomain(&ex, "ep.example.com.");
     c.delete(NET, "v1", "ingresses", "shop", "shop");
     eventually_nxdomain(&ex, "store.example.com.");
     // What was not deleted is still there.
-    assert_addrs(
-        &ask(&ex, "v6.example.com.", RecordType::AAAA),
-        &["2001:db8::6"],
-    );
+    expect_addrs(&ex, "v6.example.com.", RecordType::AAAA, &["2001:db8::6"]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -484,19 +600,12 @@ fn objects_created_changed_and_deleted_follow_the_cluster() {
 #[test]
 fn servfail_and_not_ready_until_the_first_list_then_answers() {
     let c = cluster();
-    c.create(
-        NET,
-        "v1",
-        "ingresses",
-        ingress("shop", "shop", "shop.example.com", "203.0.113.5"),
-    );
+    add_shop(&c);
     // The API server accepts connections and closes them: nothing can be listed.
     c.pause();
     let ex = start(&[&c], "");
     for name in ["shop.example.com.", "missing.example.com."] {
-        let m = ask(&ex, name, RecordType::A);
-        assert_eq!(m.metadata.response_code, ResponseCode::ServFail, "{m:?}");
-        assert!(m.answers.is_empty() && m.authorities.is_empty(), "{m:?}");
+        assert_servfail(&ask(&ex, name, RecordType::A));
     }
     let m = ask(&ex, "example.com.", RecordType::SOA);
     assert_eq!(m.metadata.response_code, ResponseCode::ServFail, "{m:?}");
@@ -510,29 +619,19 @@ fn servfail_and_not_ready_until_the_first_list_then_answers() {
             .response_code
             != ResponseCode::ServFail
     });
-    assert_addrs(
-        &ask(&ex, "shop.example.com.", RecordType::A),
-        &["203.0.113.5"],
-    );
-    assert_nxdomain(&ask(&ex, "missing.example.com.", RecordType::A));
-    assert_eq!(ready(&ex), (200, "OK".to_string()));
+    expect_shop(&ex);
+    expect_nxdomain(&ex, "missing.example.com.");
+    assert_ready(&ex);
 }
 
 #[test]
 fn servfail_while_the_initial_list_is_slow() {
     let c = cluster();
-    c.create(
-        NET,
-        "v1",
-        "ingresses",
-        ingress("shop", "shop", "shop.example.com", "203.0.113.5"),
-    );
+    add_shop(&c);
     // Every request (discovery, then the list) takes 1.5 s: for about 3 s nothing has synced.
     c.set_latency(Duration::from_millis(1500));
     let ex = start(&[&c], "");
-    let m = ask(&ex, "shop.example.com.", RecordType::A);
-    assert_eq!(m.metadata.response_code, ResponseCode::ServFail, "{m:?}");
-    assert!(m.answers.is_empty() && m.authorities.is_empty(), "{m:?}");
+    assert_servfail(&ask(&ex, "shop.example.com.", RecordType::A));
     assert_eq!(ready(&ex), (503, "k8s_gateway".to_string()));
     // Never a premature NXDOMAIN: every answer until the sync is SERVFAIL, then the data.
     wait_until(&ex, "the first answer", || {
@@ -545,11 +644,8 @@ fn servfail_while_the_initial_list_is_slow() {
         );
         rcode == ResponseCode::NoError
     });
-    assert_addrs(
-        &ask(&ex, "shop.example.com.", RecordType::A),
-        &["203.0.113.5"],
-    );
-    assert_eq!(ready(&ex), (200, "OK".to_string()));
+    expect_shop(&ex);
+    assert_ready(&ex);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -559,57 +655,38 @@ fn servfail_while_the_initial_list_is_slow() {
 fn api_server_restart_keeps_answers_and_resumes_the_watch() {
     let c = cluster();
     c.set_restart_downtime(Duration::from_secs(2));
-    c.create(
-        NET,
-        "v1",
-        "ingresses",
-        ingress("shop", "shop", "shop.example.com", "203.0.113.5"),
-    );
-    c.create(
-        "",
-        "v1",
-        "services",
-        lb_service("kube-system", "dns1", json!({}), json!({}), &["192.0.2.53"]),
-    );
-    let mut ex = start(&[&c], "");
-    wait_ready(&ex);
-    assert_addrs(
-        &ask(&ex, "shop.example.com.", RecordType::A),
-        &["203.0.113.5"],
-    );
+    add_shop(&c);
+    c.add(lb_service(
+        "kube-system",
+        "dns1",
+        json!({}),
+        json!({}),
+        &["192.0.2.53"],
+    ));
+    let mut ex = start_ready(&[&c], "");
+    expect_shop(&ex);
 
     c.restart();
     // During the outage: the last good data, and still ready. A change made meanwhile cannot
     // have arrived yet.
-    c.update(
-        NET,
-        "v1",
-        "ingresses",
-        ingress("shop", "shop", "shop.example.com", "203.0.113.7"),
+    c.set(ingress("shop", "shop", "shop.example.com", "203.0.113.7"));
+    check(
+        &ex,
+        &[
+            ("shop.example.com.", Want::A(&["203.0.113.5"])),
+            ("dns1.kube-system.example.com.", Want::A(&["192.0.2.53"])),
+            ("missing.example.com.", Want::NxDomain),
+        ],
     );
-    assert_addrs(
-        &ask(&ex, "shop.example.com.", RecordType::A),
-        &["203.0.113.5"],
-    );
-    assert_addrs(
-        &ask(&ex, "dns1.kube-system.example.com.", RecordType::A),
-        &["192.0.2.53"],
-    );
-    assert_nxdomain(&ask(&ex, "missing.example.com.", RecordType::A));
-    assert_eq!(ready(&ex), (200, "OK".to_string()));
+    assert_ready(&ex);
     assert!(!c.is_up(), "the checks above ran during the outage");
 
     assert!(c.wait_up(WAIT));
     // After the restart: the change made during the outage, and a new object created after it,
     // both arrive over the resumed watch, without restarting exdns.
-    eventually_addrs(&ex, "shop.example.com.", RecordType::A, &["203.0.113.7"]);
-    c.create(
-        NET,
-        "v1",
-        "ingresses",
-        ingress("shop", "blog", "blog.example.com", "203.0.113.9"),
-    );
-    eventually_addrs(&ex, "blog.example.com.", RecordType::A, &["203.0.113.9"]);
+    eventually_a(&ex, "shop.example.com.", &["203.0.113.7"]);
+    c.add(ingress("shop", "blog", "blog.example.com", "203.0.113.9"));
+    eventually_a(&ex, "blog.example.com.", &["203.0.113.9"]);
     assert!(ex.child.try_wait().unwrap().is_none(), "exdns exited");
     assert_eq!(ex.output().matches("exdns ready to serve").count(), 1);
 }
@@ -620,17 +697,9 @@ fn api_server_restart_keeps_answers_and_resumes_the_watch() {
 #[test]
 fn dropped_watches_resume_without_a_relist() {
     let c = cluster();
-    c.create(
-        NET,
-        "v1",
-        "ingresses",
-        ingress("shop", "shop", "shop.example.com", "203.0.113.5"),
-    );
-    let ex = start(&[&c], "");
-    wait_ready(&ex);
-    wait_until(&ex, "an open Ingress watch", || {
-        c.open_watches("ingresses") == 1
-    });
+    add_shop(&c);
+    let ex = start_ready(&[&c], "");
+    wait_ingress_watch(&ex, &c);
     let lists = c.list_requests("ingresses");
     let watches = c.watch_requests("ingresses");
 
@@ -638,13 +707,8 @@ fn dropped_watches_resume_without_a_relist() {
     wait_until(&ex, "the Ingress watch to be opened again", || {
         c.watch_requests("ingresses") > watches && c.open_watches("ingresses") == 1
     });
-    c.create(
-        NET,
-        "v1",
-        "ingresses",
-        ingress("shop", "blog", "blog.example.com", "203.0.113.9"),
-    );
-    eventually_addrs(&ex, "blog.example.com.", RecordType::A, &["203.0.113.9"]);
+    c.add(ingress("shop", "blog", "blog.example.com", "203.0.113.9"));
+    eventually_a(&ex, "blog.example.com.", &["203.0.113.9"]);
     c.delete(NET, "v1", "ingresses", "shop", "shop");
     eventually_nxdomain(&ex, "shop.example.com.");
     // The watch resumed from its resourceVersion: no second list.
@@ -658,53 +722,24 @@ fn dropped_watches_resume_without_a_relist() {
 fn restart_with_new_history_relists_and_drops_what_was_deleted_meanwhile() {
     let c = cluster();
     c.set_restart_downtime(Duration::from_millis(1000));
-    c.create(
-        NET,
-        "v1",
-        "ingresses",
-        ingress("shop", "shop", "shop.example.com", "203.0.113.5"),
-    );
-    c.create(
-        NET,
-        "v1",
-        "ingresses",
-        ingress("shop", "old", "old.example.com", "203.0.113.6"),
-    );
-    let ex = start(&[&c], "");
-    wait_ready(&ex);
-    assert_addrs(
-        &ask(&ex, "old.example.com.", RecordType::A),
-        &["203.0.113.6"],
-    );
+    add_shop(&c);
+    c.add(ingress("shop", "old", "old.example.com", "203.0.113.6"));
+    let ex = start_ready(&[&c], "");
+    expect_a(&ex, "old.example.com.", &["203.0.113.6"]);
     let lists = c.list_requests("ingresses");
 
     c.restart_with_new_history();
     // While the watch is away: one object deleted, one created. The resumed watch's
     // resourceVersion is too old (410), so only a re-list can tell.
     c.delete(NET, "v1", "ingresses", "shop", "old");
-    c.create(
-        NET,
-        "v1",
-        "ingresses",
-        ingress("shop", "new", "new.example.com", "203.0.113.8"),
-    );
-    assert_addrs(
-        &ask(&ex, "old.example.com.", RecordType::A),
-        &["203.0.113.6"],
-    );
+    c.add(ingress("shop", "new", "new.example.com", "203.0.113.8"));
+    expect_a(&ex, "old.example.com.", &["203.0.113.6"]);
     assert!(c.wait_up(WAIT));
-    eventually_addrs(&ex, "new.example.com.", RecordType::A, &["203.0.113.8"]);
+    eventually_a(&ex, "new.example.com.", &["203.0.113.8"]);
     eventually_nxdomain(&ex, "old.example.com.");
-    assert_addrs(
-        &ask(&ex, "shop.example.com.", RecordType::A),
-        &["203.0.113.5"],
-    );
+    expect_shop(&ex);
     assert!(c.list_requests("ingresses") > lists, "no re-list");
-    let expired = sample(
-        &metrics(&ex),
-        "exdns_k8s_gateway_watch_errors_total{kind=\"Ingress\",reason=\"expired\"}",
-    );
-    assert!(expired.is_some_and(|v| v >= 1.0), "{expired:?}");
+    assert_ingress_watch_expired(&ex);
     // And the new watch follows later changes.
     c.delete(NET, "v1", "ingresses", "shop", "shop");
     eventually_nxdomain(&ex, "shop.example.com.");
@@ -715,17 +750,9 @@ fn compaction_then_dropped_watch_relists() {
     let c = cluster();
     // No bookmark may carry the post-compaction resourceVersion to the client.
     c.set_bookmark_interval(Duration::from_secs(3600));
-    c.create(
-        NET,
-        "v1",
-        "ingresses",
-        ingress("shop", "shop", "shop.example.com", "203.0.113.5"),
-    );
-    let ex = start(&[&c], "");
-    wait_ready(&ex);
-    wait_until(&ex, "an open Ingress watch", || {
-        c.open_watches("ingresses") == 1
-    });
+    add_shop(&c);
+    let ex = start_ready(&[&c], "");
+    wait_ingress_watch(&ex, &c);
     let lists = c.list_requests("ingresses");
 
     c.compact();
@@ -733,23 +760,11 @@ fn compaction_then_dropped_watch_relists() {
     wait_until(&ex, "a re-list after 410", || {
         c.list_requests("ingresses") > lists
     });
-    let expired = sample(
-        &metrics(&ex),
-        "exdns_k8s_gateway_watch_errors_total{kind=\"Ingress\",reason=\"expired\"}",
-    );
-    assert!(expired.is_some_and(|v| v >= 1.0), "{expired:?}");
-    assert_addrs(
-        &ask(&ex, "shop.example.com.", RecordType::A),
-        &["203.0.113.5"],
-    );
-    assert_eq!(ready(&ex), (200, "OK".to_string()));
-    c.update(
-        NET,
-        "v1",
-        "ingresses",
-        ingress("shop", "shop", "shop.example.com", "203.0.113.6"),
-    );
-    eventually_addrs(&ex, "shop.example.com.", RecordType::A, &["203.0.113.6"]);
+    assert_ingress_watch_expired(&ex);
+    expect_shop(&ex);
+    assert_ready(&ex);
+    c.set(ingress("shop", "shop", "shop.example.com", "203.0.113.6"));
+    eventually_a(&ex, "shop.example.com.", &["203.0.113.6"]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -759,92 +774,47 @@ fn compaction_then_dropped_watch_relists() {
 fn kinds_not_served_at_start_are_picked_up_when_installed() {
     // Only the built-in kinds: no Gateway API, no DNSEndpoint, no VirtualServer CRDs.
     let c = FakeApiServer::start_with_defaults();
-    c.create(
-        NET,
-        "v1",
-        "ingresses",
-        ingress("shop", "shop", "shop.example.com", "203.0.113.5"),
-    );
+    add_shop(&c);
     let ex = start_env(&[&c], "", &[("EXDNS_DISCOVERY_INTERVAL_MS", "200")]);
     wait_ready(&ex);
-    assert_addrs(
-        &ask(&ex, "shop.example.com.", RecordType::A),
-        &["203.0.113.5"],
-    );
-    assert_nxdomain(&ask(&ex, "ep.example.com.", RecordType::A));
-    assert!(
-        ex.wait_for_line(
-            "[WARNING] plugin/k8s_gateway: DNSEndpoint API (externaldns.k8s.io) is not served; skipping it, will check again every 200ms",
-            WAIT
-        ),
-        "{}",
-        ex.output()
+    expect_shop(&ex);
+    expect_nxdomain(&ex, "ep.example.com.");
+    expect_log_line(
+        &ex,
+        "[WARNING] plugin/k8s_gateway: DNSEndpoint API (externaldns.k8s.io) is not served; skipping it, will check again every 200ms",
     );
     let body = metrics(&ex);
-    assert_eq!(
-        sample(&body, "exdns_k8s_gateway_kind_served{kind=\"DNSEndpoint\"}"),
-        Some(0.0),
-        "{body}"
-    );
-    assert_eq!(
-        sample(&body, "exdns_k8s_gateway_kind_served{kind=\"Ingress\"}"),
-        Some(1.0)
-    );
+    assert_eq!(kind_served(&body, "DNSEndpoint"), Some(0.0), "{body}");
+    assert_eq!(kind_served(&body, "Ingress"), Some(1.0));
 
     // The DNSEndpoint CRD is installed and an object created.
     c.serve_dnsendpoints();
-    c.create(
-        EXTDNS,
-        "v1alpha1",
-        "dnsendpoints",
-        dnsendpoint(
-            "apps",
-            "records",
-            json!([{"dnsName": "ep.example.com", "recordType": "A", "targets": ["192.0.2.77"]}]),
-        ),
-    );
-    eventually_addrs(&ex, "ep.example.com.", RecordType::A, &["192.0.2.77"]);
-    assert!(
-        ex.wait_for_line(
-            "[INFO] plugin/k8s_gateway: DNSEndpoint API (externaldns.k8s.io/v1alpha1) is now served; watching it",
-            WAIT
-        ),
-        "{}",
-        ex.output()
+    c.add(dnsendpoint(
+        "apps",
+        "records",
+        json!([{"dnsName": "ep.example.com", "recordType": "A", "targets": ["192.0.2.77"]}]),
+    ));
+    eventually_a(&ex, "ep.example.com.", &["192.0.2.77"]);
+    expect_log_line(
+        &ex,
+        "[INFO] plugin/k8s_gateway: DNSEndpoint API (externaldns.k8s.io/v1alpha1) is now served; watching it",
     );
 
     // The Gateway API CRDs too: a Gateway and a route.
     c.serve_gateway_api();
-    c.create(
-        GW,
-        "v1",
-        "gateways",
-        gateway("gateway-system", "public", &["192.0.2.10"]),
-    );
-    c.create(
-        GW,
-        "v1",
-        "httproutes",
-        httproute(
-            "apps",
-            "web",
-            &["web.example.com"],
-            ("gateway-system", "public"),
-        ),
-    );
-    eventually_addrs(&ex, "web.example.com.", RecordType::A, &["192.0.2.10"]);
+    c.add(gateway("gateway-system", "public", &["192.0.2.10"]));
+    c.add(httproute(
+        "apps",
+        "web",
+        &["web.example.com"],
+        ("gateway-system", "public"),
+    ));
+    eventually_a(&ex, "web.example.com.", &["192.0.2.10"]);
     // Ready throughout, the other kinds unaffected.
-    assert_eq!(ready(&ex), (200, "OK".to_string()));
-    assert_addrs(
-        &ask(&ex, "shop.example.com.", RecordType::A),
-        &["203.0.113.5"],
-    );
+    assert_ready(&ex);
+    expect_shop(&ex);
     let body = metrics(&ex);
-    assert_eq!(
-        sample(&body, "exdns_k8s_gateway_kind_served{kind=\"DNSEndpoint\"}"),
-        Some(1.0),
-        "{body}"
-    );
+    assert_eq!(kind_served(&body, "DNSEndpoint"), Some(1.0), "{body}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -854,49 +824,31 @@ fn kinds_not_served_at_start_are_picked_up_when_installed() {
 fn forbidden_kind_does_not_block_the_others() {
     let c = cluster();
     c.forbid("virtualservers");
-    c.create(
-        NET,
-        "v1",
-        "ingresses",
-        ingress("shop", "shop", "shop.example.com", "203.0.113.5"),
-    );
-    c.create(
-        NGINX,
-        "v1",
-        "virtualservers",
-        virtualserver("apps", "cafe", "cafe.example.com", "192.0.2.90"),
-    );
-    let ex = start(&[&c], "");
-    wait_ready(&ex);
-    assert_addrs(
-        &ask(&ex, "shop.example.com.", RecordType::A),
-        &["203.0.113.5"],
-    );
+    add_shop(&c);
+    c.add(virtualserver(
+        "apps",
+        "cafe",
+        "cafe.example.com",
+        "192.0.2.90",
+    ));
+    let ex = start_ready(&[&c], "");
+    expect_shop(&ex);
     // Not readable: as if it did not exist.
-    assert_nxdomain(&ask(&ex, "cafe.example.com.", RecordType::A));
+    expect_nxdomain(&ex, "cafe.example.com.");
     let series =
         "exdns_k8s_gateway_watch_errors_total{kind=\"VirtualServer\",reason=\"forbidden\"}";
     // Counted on every attempt: wait for the retry (backoff 0.8 s) to be refused too.
     wait_until(&ex, "two forbidden attempts", || {
         sample(&metrics(&ex), series).is_some_and(|v| v >= 2.0)
     });
-    assert!(
-        ex.wait_for_line(
-            "[ERROR] plugin/k8s_gateway: forbidden to list/watch virtualservers: virtualservers.k8s.nginx.org is forbidden: User \"system:serviceaccount:default:exdns\" cannot list resource \"virtualservers\" in API group \"k8s.nginx.org\" at the cluster scope",
-            WAIT
-        ),
-        "{}",
-        ex.output()
+    expect_log_line(
+        &ex,
+        "[ERROR] plugin/k8s_gateway: forbidden to list/watch virtualservers: virtualservers.k8s.nginx.org is forbidden: User \"system:serviceaccount:default:exdns\" cannot list resource \"virtualservers\" in API group \"k8s.nginx.org\" at the cluster scope",
     );
     // Other kinds keep following the cluster.
-    c.create(
-        NET,
-        "v1",
-        "ingresses",
-        ingress("shop", "blog", "blog.example.com", "203.0.113.9"),
-    );
-    eventually_addrs(&ex, "blog.example.com.", RecordType::A, &["203.0.113.9"]);
-    assert_eq!(ready(&ex), (200, "OK".to_string()));
+    c.add(ingress("shop", "blog", "blog.example.com", "203.0.113.9"));
+    eventually_a(&ex, "blog.example.com.", &["203.0.113.9"]);
+    assert_ready(&ex);
     // Logged once, however often it is retried.
     let logged: Vec<String> = ex
         .output()
@@ -908,8 +860,8 @@ fn forbidden_kind_does_not_block_the_others() {
 
     // RBAC fixed: the VirtualServer appears.
     c.allow("virtualservers");
-    eventually_addrs(&ex, "cafe.example.com.", RecordType::A, &["192.0.2.90"]);
-    assert_eq!(ready(&ex), (200, "OK".to_string()));
+    eventually_a(&ex, "cafe.example.com.", &["192.0.2.90"]);
+    assert_ready(&ex);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -919,92 +871,55 @@ fn forbidden_kind_does_not_block_the_others() {
 fn two_clusters_are_merged() {
     let a = cluster();
     let b = cluster();
-    a.create(
-        NET,
-        "v1",
-        "ingresses",
-        ingress("shop", "shop", "a.example.com", "203.0.113.1"),
-    );
-    b.create(
-        NET,
-        "v1",
-        "ingresses",
-        ingress("shop", "blog", "b.example.com", "203.0.113.2"),
-    );
-    // The same namespace/name in both clusters, for the same host: both addresses.
-    a.create(
-        NET,
-        "v1",
-        "ingresses",
-        ingress("shop", "both", "both.example.com", "198.51.100.1"),
-    );
-    b.create(
-        NET,
-        "v1",
-        "ingresses",
-        ingress("shop", "both", "both.example.com", "198.51.100.2"),
-    );
+    for (cl, name, host, ip) in [
+        (&a, "shop", "a.example.com", "203.0.113.1"),
+        (&b, "blog", "b.example.com", "203.0.113.2"),
+        // The same namespace/name in both clusters, for the same host: both addresses.
+        (&a, "both", "both.example.com", "198.51.100.1"),
+        (&b, "both", "both.example.com", "198.51.100.2"),
+    ] {
+        cl.add(ingress("shop", name, host, ip));
+    }
     // A route in B whose Gateway is in B; a Gateway of the same name in A has another
     // address and must not be joined.
-    a.create(
-        GW,
-        "v1",
-        "gateways",
-        gateway("gateway-system", "public", &["192.0.2.1"]),
+    a.add(gateway("gateway-system", "public", &["192.0.2.1"]));
+    b.add(gateway("gateway-system", "public", &["192.0.2.2"]));
+    b.add(httproute(
+        "apps",
+        "web",
+        &["web.example.com"],
+        ("gateway-system", "public"),
+    ));
+    let ex = start_ready(&[&a, &b], "");
+    check(
+        &ex,
+        &[
+            ("a.example.com.", Want::A(&["203.0.113.1"])),
+            ("b.example.com.", Want::A(&["203.0.113.2"])),
+            (
+                "both.example.com.",
+                Want::A(&["198.51.100.1", "198.51.100.2"]),
+            ),
+            ("web.example.com.", Want::A(&["192.0.2.2"])),
+        ],
     );
-    b.create(
-        GW,
-        "v1",
-        "gateways",
-        gateway("gateway-system", "public", &["192.0.2.2"]),
-    );
-    b.create(
-        GW,
-        "v1",
-        "httproutes",
-        httproute(
-            "apps",
-            "web",
-            &["web.example.com"],
-            ("gateway-system", "public"),
-        ),
-    );
-    let ex = start(&[&a, &b], "");
-    wait_ready(&ex);
-    assert_addrs(&ask(&ex, "a.example.com.", RecordType::A), &["203.0.113.1"]);
-    assert_addrs(&ask(&ex, "b.example.com.", RecordType::A), &["203.0.113.2"]);
-    assert_addrs(
-        &ask(&ex, "both.example.com.", RecordType::A),
-        &["198.51.100.1", "198.51.100.2"],
-    );
-    assert_addrs(&ask(&ex, "web.example.com.", RecordType::A), &["192.0.2.2"]);
 
     // Deleted in B: gone; A's objects stay.
     b.delete(NET, "v1", "ingresses", "shop", "blog");
     eventually_nxdomain(&ex, "b.example.com.");
     b.delete(NET, "v1", "ingresses", "shop", "both");
-    eventually_addrs(&ex, "both.example.com.", RecordType::A, &["198.51.100.1"]);
-    assert_addrs(&ask(&ex, "a.example.com.", RecordType::A), &["203.0.113.1"]);
+    eventually_a(&ex, "both.example.com.", &["198.51.100.1"]);
+    expect_a(&ex, "a.example.com.", &["203.0.113.1"]);
     // Created in A: appears.
-    a.create(
-        NET,
-        "v1",
-        "ingresses",
-        ingress("shop", "new", "new.example.com", "203.0.113.3"),
-    );
-    eventually_addrs(&ex, "new.example.com.", RecordType::A, &["203.0.113.3"]);
+    a.add(ingress("shop", "new", "new.example.com", "203.0.113.3"));
+    eventually_a(&ex, "new.example.com.", &["203.0.113.3"]);
     // One cluster down: the other's changes still arrive, the down one's data stays.
     a.set_restart_downtime(Duration::from_millis(1000));
     a.restart();
-    b.create(
-        NET,
-        "v1",
-        "ingresses",
-        ingress("shop", "late", "late.example.com", "203.0.113.4"),
-    );
-    eventually_addrs(&ex, "late.example.com.", RecordType::A, &["203.0.113.4"]);
-    assert_addrs(&ask(&ex, "a.example.com.", RecordType::A), &["203.0.113.1"]);
-    assert_eq!(ready(&ex), (200, "OK".to_string()));
+    b.add(ingress("shop", "late", "late.example.com", "203.0.113.4"));
+    eventually_a(&ex, "late.example.com.", &["203.0.113.4"]);
+    expect_a(&ex, "a.example.com.", &["203.0.113.1"]);
+    assert_ready(&ex);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1022,37 +937,28 @@ fn service_label_selectors_filter_services() {
             &[ip],
         )
     };
-    c.create(
-        "",
-        "v1",
-        "services",
-        svc("web", json!({"app": "web"}), "192.0.2.1"),
-    );
-    c.create(
-        "",
-        "v1",
-        "services",
-        svc("edge", json!({"app": "proxy", "tier": "edge"}), "192.0.2.2"),
-    );
-    c.create(
-        "",
-        "v1",
-        "services",
-        svc("db", json!({"app": "db"}), "192.0.2.3"),
-    );
-    c.create("", "v1", "services", svc("bare", json!({}), "192.0.2.4"));
+    for (name, labels, ip) in [
+        ("web", json!({"app": "web"}), "192.0.2.1"),
+        ("edge", json!({"app": "proxy", "tier": "edge"}), "192.0.2.2"),
+        ("db", json!({"app": "db"}), "192.0.2.3"),
+        ("bare", json!({}), "192.0.2.4"),
+    ] {
+        c.add(svc(name, labels, ip));
+    }
     let ex = start(
         &[&c],
         "    serviceLabelSelectors \"app=web\" \"tier in (edge,core)\"\n",
     );
     wait_ready(&ex);
-    assert_addrs(&ask(&ex, "web.example.com.", RecordType::A), &["192.0.2.1"]);
-    assert_addrs(
-        &ask(&ex, "edge.example.com.", RecordType::A),
-        &["192.0.2.2"],
+    check(
+        &ex,
+        &[
+            ("web.example.com.", Want::A(&["192.0.2.1"])),
+            ("edge.example.com.", Want::A(&["192.0.2.2"])),
+            ("db.example.com.", Want::NxDomain),
+            ("bare.example.com.", Want::NxDomain),
+        ],
     );
-    assert_nxdomain(&ask(&ex, "db.example.com.", RecordType::A));
-    assert_nxdomain(&ask(&ex, "bare.example.com.", RecordType::A));
     // One server-side watch per selector.
     let log = c.request_log();
     for sel in [
@@ -1067,70 +973,35 @@ fn service_label_selectors_filter_services() {
     }
 
     // Labels change: db starts matching, web stops.
-    c.update(
-        "",
-        "v1",
-        "services",
-        svc("db", json!({"app": "web"}), "192.0.2.3"),
-    );
-    eventually_addrs(&ex, "db.example.com.", RecordType::A, &["192.0.2.3"]);
-    c.update(
-        "",
-        "v1",
-        "services",
-        svc("web", json!({"app": "other"}), "192.0.2.1"),
-    );
+    c.set(svc("db", json!({"app": "web"}), "192.0.2.3"));
+    eventually_a(&ex, "db.example.com.", &["192.0.2.3"]);
+    c.set(svc("web", json!({"app": "other"}), "192.0.2.1"));
     eventually_nxdomain(&ex, "web.example.com.");
     // Matching both selectors: indexed once, gone only when neither matches.
-    c.update(
-        "",
-        "v1",
-        "services",
-        svc("edge", json!({"app": "web", "tier": "edge"}), "192.0.2.8"),
-    );
-    eventually_addrs(&ex, "edge.example.com.", RecordType::A, &["192.0.2.8"]);
-    c.update(
-        "",
-        "v1",
-        "services",
-        svc("edge", json!({"app": "proxy", "tier": "edge"}), "192.0.2.8"),
-    );
+    c.set(svc(
+        "edge",
+        json!({"app": "web", "tier": "edge"}),
+        "192.0.2.8",
+    ));
+    eventually_a(&ex, "edge.example.com.", &["192.0.2.8"]);
+    c.set(svc(
+        "edge",
+        json!({"app": "proxy", "tier": "edge"}),
+        "192.0.2.8",
+    ));
     // The app=web watch reports edge as deleted, then (same watch, in order) a marker.
-    c.create(
-        "",
-        "v1",
-        "services",
-        svc("marker", json!({"app": "web"}), "192.0.2.9"),
-    );
-    eventually_addrs(&ex, "marker.example.com.", RecordType::A, &["192.0.2.9"]);
-    assert_addrs(
-        &ask(&ex, "edge.example.com.", RecordType::A),
-        &["192.0.2.8"],
-    );
-    c.update(
-        "",
-        "v1",
-        "services",
-        svc(
-            "edge",
-            json!({"app": "proxy", "tier": "backend"}),
-            "192.0.2.8",
-        ),
-    );
+    c.add(svc("marker", json!({"app": "web"}), "192.0.2.9"));
+    eventually_a(&ex, "marker.example.com.", &["192.0.2.9"]);
+    expect_a(&ex, "edge.example.com.", &["192.0.2.8"]);
+    c.set(svc(
+        "edge",
+        json!({"app": "proxy", "tier": "backend"}),
+        "192.0.2.8",
+    ));
     eventually_nxdomain(&ex, "edge.example.com.");
     // A new matching Service appears; a new non-matching one does not.
-    c.create(
-        "",
-        "v1",
-        "services",
-        svc("late", json!({"tier": "core"}), "192.0.2.6"),
-    );
-    c.create(
-        "",
-        "v1",
-        "services",
-        svc("other", json!({"app": "x"}), "192.0.2.7"),
-    );
-    eventually_addrs(&ex, "late.example.com.", RecordType::A, &["192.0.2.6"]);
-    assert_nxdomain(&ask(&ex, "other.example.com.", RecordType::A));
+    c.add(svc("late", json!({"tier": "core"}), "192.0.2.6"));
+    c.add(svc("other", json!({"app": "x"}), "192.0.2.7"));
+    eventually_a(&ex, "late.example.com.", &["192.0.2.6"]);
+    expect_nxdomain(&ex, "other.example.com.");
 }

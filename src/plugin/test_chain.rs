@@ -211,6 +211,18 @@ pub async fn serve(plugin: &dyn Plugin, req: &Request, rest: &[Arc<dyn Plugin>])
     plugin.serve(req, Next::new(rest)).await
 }
 
+/// Polls `cond` every 5 ms until it holds; fails after 3 s naming `what`.
+pub async fn wait_for(what: &str, cond: impl Fn() -> bool) {
+    let start = std::time::Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(3),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
 /// The reply of a `Reply` outcome (panics otherwise).
 pub fn reply_of(out: Outcome) -> Message {
     match out {

@@ -104,8 +104,55 @@ fn state(kind: ObjKind, selectors: usize, feed: &Feed) -> KindState {
     )
 }
 
+/// A fresh feed and the state of `kind` with `selectors` watches feeding it.
+fn fresh(kind: ObjKind, selectors: usize) -> (Feed, KindState) {
+    let feed = Feed::new();
+    let st = state(kind, selectors, &feed);
+    (feed, st)
+}
+
 fn key(ns: &str, name: &str) -> ObjKey {
     ObjKey::new(ns, name)
+}
+
+/// What [`fake_convert`] makes of each `(ns, name, host, ip)` row's [`obj`].
+fn contributions(rows: &[(&str, &str, &str, &str)]) -> HashMap<ObjKey, Contribution> {
+    rows.iter()
+        .map(|&(ns, name, host, ip)| (key(ns, name), contribution(host, ip)))
+        .collect()
+}
+
+/// `v` labelled `k8s-gateway.dns/ignore: "true"`.
+fn ignored(v: Value) -> Value {
+    with_labels(v, &[("k8s-gateway.dns/ignore", "true")])
+}
+
+type Event = watcher::Event<DynamicObject>;
+
+fn apply(v: Value) -> Event {
+    watcher::Event::Apply(dynamic(v))
+}
+
+fn delete(v: Value) -> Event {
+    watcher::Event::Delete(dynamic(v))
+}
+
+fn init_apply(v: Value) -> Event {
+    watcher::Event::InitApply(dynamic(v))
+}
+
+/// Feeds selector `sel`'s events to `st`, in order.
+fn feed_events(st: &mut KindState, sel: usize, events: impl IntoIterator<Item = Event>) {
+    for ev in events {
+        st.on_event(sel, ev);
+    }
+}
+
+/// Feeds selector `sel` a whole (re-)list of `objs`: Init, an InitApply each, InitDone.
+fn list(st: &mut KindState, sel: usize, objs: impl IntoIterator<Item = Value>) {
+    st.on_event(sel, watcher::Event::Init);
+    feed_events(st, sel, objs.into_iter().map(init_apply));
+    st.on_event(sel, watcher::Event::InitDone);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -113,16 +160,15 @@ fn key(ns: &str, name: &str) -> ObjKey {
 
 #[test]
 fn initial_list_is_buffered_until_init_done_then_replaces_and_syncs() {
-    let feed = Feed::new();
-    let mut st = state(ObjKind::Ingress, 1, &feed);
+    let (feed, mut st) = fresh(ObjKind::Ingress, 1);
     st.on_event(0, watcher::Event::Init);
-    st.on_event(
+    feed_events(
+        &mut st,
         0,
-        watcher::Event::InitApply(dynamic(obj("ns", "a", "a.example.com", "192.0.2.1"))),
-    );
-    st.on_event(
-        0,
-        watcher::Event::InitApply(dynamic(obj("ns", "b", "b.example.com", "192.0.2.2"))),
+        [
+            init_apply(obj("ns", "a", "a.example.com", "192.0.2.1")),
+            init_apply(obj("ns", "b", "b.example.com", "192.0.2.2")),
+        ],
     );
     assert!(objects(&feed, ObjKind::Ingress).is_empty());
     assert!(!synced(&feed, ObjKind::Ingress));
@@ -132,130 +178,112 @@ fn initial_list_is_buffered_until_init_done_then_replaces_and_syncs() {
     assert!(feed.version() > v0);
     assert_eq!(
         objects(&feed, ObjKind::Ingress),
-        HashMap::from([
-            (key("ns", "a"), contribution("a.example.com", "192.0.2.1")),
-            (key("ns", "b"), contribution("b.example.com", "192.0.2.2")),
+        contributions(&[
+            ("ns", "a", "a.example.com", "192.0.2.1"),
+            ("ns", "b", "b.example.com", "192.0.2.2"),
         ])
     );
 }
 
 #[test]
 fn empty_initial_list_syncs() {
-    let feed = Feed::new();
-    let mut st = state(ObjKind::Node, 1, &feed);
-    st.on_event(0, watcher::Event::Init);
-    st.on_event(0, watcher::Event::InitDone);
+    let (feed, mut st) = fresh(ObjKind::Node, 1);
+    list(&mut st, 0, []);
     assert!(synced(&feed, ObjKind::Node));
     assert!(objects(&feed, ObjKind::Node).is_empty());
 }
 
 #[test]
 fn apply_and_delete_follow_the_watch() {
-    let feed = Feed::new();
-    let mut st = state(ObjKind::Ingress, 1, &feed);
-    st.on_event(0, watcher::Event::Init);
-    st.on_event(0, watcher::Event::InitDone);
-    st.on_event(
+    let (feed, mut st) = fresh(ObjKind::Ingress, 1);
+    list(&mut st, 0, []);
+    // Each event, then what the kind holds after it.
+    let steps = [
+        (
+            apply(obj("ns", "a", "a.example.com", "192.0.2.1")),
+            contributions(&[("ns", "a", "a.example.com", "192.0.2.1")]),
+        ),
+        // Modified: the new contribution replaces the old.
+        (
+            apply(obj("ns", "a", "a.example.com", "192.0.2.9")),
+            contributions(&[("ns", "a", "a.example.com", "192.0.2.9")]),
+        ),
+        // Ignored by label: exists but contributes nothing.
+        (
+            apply(ignored(obj("ns", "a", "a.example.com", "192.0.2.9"))),
+            HashMap::new(),
+        ),
+    ];
+    for (i, (ev, want)) in steps.into_iter().enumerate() {
+        st.on_event(0, ev);
+        assert_eq!(objects(&feed, ObjKind::Ingress), want, "step {i}");
+    }
+    feed_events(
+        &mut st,
         0,
-        watcher::Event::Apply(dynamic(obj("ns", "a", "a.example.com", "192.0.2.1"))),
-    );
-    assert_eq!(
-        objects(&feed, ObjKind::Ingress),
-        HashMap::from([(key("ns", "a"), contribution("a.example.com", "192.0.2.1"))])
-    );
-    // Modified: the new contribution replaces the old.
-    st.on_event(
-        0,
-        watcher::Event::Apply(dynamic(obj("ns", "a", "a.example.com", "192.0.2.9"))),
-    );
-    assert_eq!(
-        objects(&feed, ObjKind::Ingress),
-        HashMap::from([(key("ns", "a"), contribution("a.example.com", "192.0.2.9"))])
-    );
-    // Ignored by label: exists but contributes nothing.
-    st.on_event(
-        0,
-        watcher::Event::Apply(dynamic(with_labels(
-            obj("ns", "a", "a.example.com", "192.0.2.9"),
-            &[("k8s-gateway.dns/ignore", "true")],
-        ))),
-    );
-    assert!(objects(&feed, ObjKind::Ingress).is_empty());
-    st.on_event(
-        0,
-        watcher::Event::Apply(dynamic(obj("ns", "b", "b.example.com", "192.0.2.2"))),
-    );
-    st.on_event(
-        0,
-        watcher::Event::Delete(dynamic(obj("ns", "b", "b.example.com", "192.0.2.2"))),
+        [
+            apply(obj("ns", "b", "b.example.com", "192.0.2.2")),
+            delete(obj("ns", "b", "b.example.com", "192.0.2.2")),
+        ],
     );
     assert!(objects(&feed, ObjKind::Ingress).is_empty());
 }
 
 #[test]
 fn conversion_errors_remove_the_object_and_skip_it_in_lists() {
-    let feed = Feed::new();
-    let mut st = state(ObjKind::DNSEndpoint, 1, &feed);
-    st.on_event(0, watcher::Event::Init);
-    st.on_event(
+    let (feed, mut st) = fresh(ObjKind::DNSEndpoint, 1);
+    list(
+        &mut st,
         0,
-        watcher::Event::InitApply(dynamic(obj("ns", "a", "a.example.com", "192.0.2.1"))),
+        [
+            obj("ns", "a", "a.example.com", "192.0.2.1"),
+            obj("ns", "bad", "b.example.com", "not-an-ip"),
+        ],
     );
-    st.on_event(
-        0,
-        watcher::Event::InitApply(dynamic(obj("ns", "bad", "b.example.com", "not-an-ip"))),
-    );
-    st.on_event(0, watcher::Event::InitDone);
     assert_eq!(
         objects(&feed, ObjKind::DNSEndpoint),
-        HashMap::from([(key("ns", "a"), contribution("a.example.com", "192.0.2.1"))])
+        contributions(&[("ns", "a", "a.example.com", "192.0.2.1")])
     );
     let mut broken = obj("ns", "a", "a.example.com", "192.0.2.1");
     broken["spec"]["bad"] = json!(true);
-    st.on_event(0, watcher::Event::Apply(dynamic(broken)));
+    st.on_event(0, apply(broken));
     assert!(objects(&feed, ObjKind::DNSEndpoint).is_empty());
     assert!(synced(&feed, ObjKind::DNSEndpoint));
 }
 
 #[test]
 fn relist_keeps_old_data_until_done_then_drops_stale_objects() {
-    let feed = Feed::new();
-    let mut st = state(ObjKind::Ingress, 1, &feed);
-    st.on_event(0, watcher::Event::Init);
-    st.on_event(
+    let (feed, mut st) = fresh(ObjKind::Ingress, 1);
+    list(
+        &mut st,
         0,
-        watcher::Event::InitApply(dynamic(obj("ns", "a", "a.example.com", "192.0.2.1"))),
+        [
+            obj("ns", "a", "a.example.com", "192.0.2.1"),
+            obj("ns", "b", "b.example.com", "192.0.2.2"),
+        ],
     );
-    st.on_event(
-        0,
-        watcher::Event::InitApply(dynamic(obj("ns", "b", "b.example.com", "192.0.2.2"))),
-    );
-    st.on_event(0, watcher::Event::InitDone);
     // A 410 makes the watcher start over.
-    st.on_event(0, watcher::Event::Init);
-    st.on_event(
+    feed_events(
+        &mut st,
         0,
-        watcher::Event::InitApply(dynamic(obj("ns", "a", "a.example.com", "192.0.2.1"))),
+        [
+            watcher::Event::Init,
+            init_apply(obj("ns", "a", "a.example.com", "192.0.2.1")),
+        ],
     );
     assert_eq!(objects(&feed, ObjKind::Ingress).len(), 2);
     assert!(synced(&feed, ObjKind::Ingress));
     // A failed list restarts with a fresh Init: the partial buffer is discarded.
-    st.on_event(0, watcher::Event::Init);
-    st.on_event(
-        0,
-        watcher::Event::InitApply(dynamic(obj("ns", "c", "c.example.com", "192.0.2.3"))),
-    );
-    st.on_event(0, watcher::Event::InitDone);
+    list(&mut st, 0, [obj("ns", "c", "c.example.com", "192.0.2.3")]);
     assert_eq!(
         objects(&feed, ObjKind::Ingress),
-        HashMap::from([(key("ns", "c"), contribution("c.example.com", "192.0.2.3"))])
+        contributions(&[("ns", "c", "c.example.com", "192.0.2.3")])
     );
 }
 
 #[test]
 fn list_items_without_type_fields_get_them_before_conversion() {
-    let feed = Feed::new();
-    let mut st = state(ObjKind::TLSRoute, 1, &feed);
+    let (feed, mut st) = fresh(ObjKind::TLSRoute, 1);
     let o = dynamic(obj("ns", "a", "a.example.com", "192.0.2.1"));
     assert!(o.types.is_none());
     st.on_event(0, watcher::Event::Init);
@@ -266,54 +294,42 @@ fn list_items_without_type_fields_get_them_before_conversion() {
 
 #[test]
 fn several_selectors_sync_together_and_union_their_objects() {
-    let feed = Feed::new();
-    let mut st = state(ObjKind::Service, 2, &feed);
-    let a = || dynamic(obj("ns", "a", "a.example.com", "192.0.2.1"));
-    let b = || dynamic(obj("ns", "b", "b.example.com", "192.0.2.2"));
-    st.on_event(0, watcher::Event::Init);
-    st.on_event(0, watcher::Event::InitApply(a()));
-    st.on_event(0, watcher::Event::InitDone);
+    let (feed, mut st) = fresh(ObjKind::Service, 2);
+    let a = || obj("ns", "a", "a.example.com", "192.0.2.1");
+    let b = || obj("ns", "b", "b.example.com", "192.0.2.2");
+    let has = |name: &str| objects(&feed, ObjKind::Service).contains_key(&key("ns", name));
+    list(&mut st, 0, [a()]);
     // Only one of two selectors has listed: nothing published, not synced.
     assert!(!synced(&feed, ObjKind::Service));
     assert!(objects(&feed, ObjKind::Service).is_empty());
     // Changes before the kind syncs are kept for the union.
-    st.on_event(0, watcher::Event::Apply(b()));
-    st.on_event(1, watcher::Event::Init);
-    st.on_event(1, watcher::Event::InitApply(a()));
-    st.on_event(1, watcher::Event::InitDone);
+    st.on_event(0, apply(b()));
+    list(&mut st, 1, [a()]);
     assert!(synced(&feed, ObjKind::Service));
     assert_eq!(
         objects(&feed, ObjKind::Service),
-        HashMap::from([
-            (key("ns", "a"), contribution("a.example.com", "192.0.2.1")),
-            (key("ns", "b"), contribution("b.example.com", "192.0.2.2")),
+        contributions(&[
+            ("ns", "a", "a.example.com", "192.0.2.1"),
+            ("ns", "b", "b.example.com", "192.0.2.2"),
         ])
     );
     // `a` matches both selectors: it stays until neither matches.
-    st.on_event(0, watcher::Event::Delete(a()));
-    assert!(objects(&feed, ObjKind::Service).contains_key(&key("ns", "a")));
-    st.on_event(1, watcher::Event::Delete(a()));
-    assert!(!objects(&feed, ObjKind::Service).contains_key(&key("ns", "a")));
+    st.on_event(0, delete(a()));
+    assert!(has("a"));
+    st.on_event(1, delete(a()));
+    assert!(!has("a"));
     // Ignored under one selector while the other still has the older version: the union keeps
     // the other's until that watch reports the change too.
-    st.on_event(1, watcher::Event::Apply(b()));
-    let ignored = || {
-        dynamic(with_labels(
-            obj("ns", "b", "b.example.com", "192.0.2.2"),
-            &[("k8s-gateway.dns/ignore", "true")],
-        ))
-    };
-    st.on_event(0, watcher::Event::Apply(ignored()));
-    assert!(objects(&feed, ObjKind::Service).contains_key(&key("ns", "b")));
-    st.on_event(1, watcher::Event::Apply(ignored()));
+    st.on_event(1, apply(b()));
+    st.on_event(0, apply(ignored(b())));
+    assert!(has("b"));
+    st.on_event(1, apply(ignored(b())));
     assert!(objects(&feed, ObjKind::Service).is_empty());
     // A re-list of one selector republishes the union.
-    st.on_event(0, watcher::Event::Init);
-    st.on_event(0, watcher::Event::InitApply(a()));
-    st.on_event(0, watcher::Event::InitDone);
+    list(&mut st, 0, [a()]);
     assert_eq!(
         objects(&feed, ObjKind::Service),
-        HashMap::from([(key("ns", "a"), contribution("a.example.com", "192.0.2.1"))])
+        contributions(&[("ns", "a", "a.example.com", "192.0.2.1")])
     );
 }
 
@@ -326,23 +342,19 @@ fn failures_are_classified_by_status_code() {
                 .boxed(),
         )
     };
-    assert_eq!(
-        Failure::from_client(&api(403, "Forbidden")).reason,
-        Reason::Forbidden
-    );
+    for (code, reason, want) in [
+        (403, "Forbidden", Reason::Forbidden),
+        (404, "NotFound", Reason::NotFound),
+        (401, "Unauthorized", Reason::Unauthorized),
+        (500, "InternalError", Reason::ApiError),
+    ] {
+        assert_eq!(
+            Failure::from_client(&api(code, reason)).reason,
+            want,
+            "{code} {reason}"
+        );
+    }
     assert_eq!(Failure::from_client(&api(403, "Forbidden")).message, "nope");
-    assert_eq!(
-        Failure::from_client(&api(404, "NotFound")).reason,
-        Reason::NotFound
-    );
-    assert_eq!(
-        Failure::from_client(&api(401, "Unauthorized")).reason,
-        Reason::Unauthorized
-    );
-    assert_eq!(
-        Failure::from_client(&api(500, "InternalError")).reason,
-        Reason::ApiError
-    );
     let gone = watcher::Error::WatchError(
         kube::core::Status::failure("too old resource version", "Expired")
             .with_code(410)
@@ -820,40 +832,69 @@ fn served_gauge(kind: ObjKind) -> i64 {
 
 const INGRESSES: &str = "networking.k8s.io/v1/ingresses";
 
+/// A fresh feed and the source watching `kinds` (no filters) into it.
+async fn watch(fake: &Fake, kinds: Vec<ObjKind>) -> (Feed, Running) {
+    let feed = Feed::new();
+    let run = start(fake, kinds, Filters::default(), &feed).await;
+    (feed, run)
+}
+
+/// Whether `kind` holds the object `ns`/`name`.
+fn has(feed: &Feed, kind: ObjKind, ns: &str, name: &str) -> bool {
+    objects(feed, kind).contains_key(&key(ns, name))
+}
+
+/// Whether `kind` holds `ns`/`name` with the contribution of `host` at `ip`.
+fn holds(feed: &Feed, kind: ObjKind, (ns, name, host, ip): (&str, &str, &str, &str)) -> bool {
+    objects(feed, kind).get(&key(ns, name)) == Some(&contribution(host, ip))
+}
+
+/// The keys `kind` holds.
+fn keys(feed: &Feed, kind: ObjKind) -> HashSet<ObjKey> {
+    objects(feed, kind).into_keys().collect()
+}
+
+/// `(ns, name)` rows as keys.
+fn key_set(rows: &[(&str, &str)]) -> HashSet<ObjKey> {
+    rows.iter().map(|&(ns, name)| key(ns, name)).collect()
+}
+
 #[tokio::test]
 async fn list_syncs_and_watch_events_apply() {
     let fake = Fake::start().await;
     fake.serve("networking.k8s.io/v1", "ingresses");
     fake.put(INGRESSES, obj("web", "a", "a.example.com", "192.0.2.1"));
-    let feed = Feed::new();
     let lists_before = EVENTS.with_label_values(&["Ingress", "list"]).get();
-    let _run = start(&fake, vec![ObjKind::Ingress], Filters::default(), &feed).await;
+    let (feed, _run) = watch(&fake, vec![ObjKind::Ingress]).await;
 
     wait_until("Ingress synced", || synced(&feed, ObjKind::Ingress)).await;
     assert_eq!(
         objects(&feed, ObjKind::Ingress),
-        HashMap::from([(key("web", "a"), contribution("a.example.com", "192.0.2.1"))])
+        contributions(&[("web", "a", "a.example.com", "192.0.2.1")])
     );
     assert_eq!(served_gauge(ObjKind::Ingress), 1);
     assert!(EVENTS.with_label_values(&["Ingress", "list"]).get() > lists_before);
 
     fake.put(INGRESSES, obj("web", "b", "b.example.com", "192.0.2.2"));
     wait_until("b added", || {
-        objects(&feed, ObjKind::Ingress).get(&key("web", "b"))
-            == Some(&contribution("b.example.com", "192.0.2.2"))
+        holds(
+            &feed,
+            ObjKind::Ingress,
+            ("web", "b", "b.example.com", "192.0.2.2"),
+        )
     })
     .await;
     fake.put(INGRESSES, obj("web", "a", "a.example.com", "192.0.2.7"));
     wait_until("a modified", || {
-        objects(&feed, ObjKind::Ingress).get(&key("web", "a"))
-            == Some(&contribution("a.example.com", "192.0.2.7"))
+        holds(
+            &feed,
+            ObjKind::Ingress,
+            ("web", "a", "a.example.com", "192.0.2.7"),
+        )
     })
     .await;
     fake.delete(INGRESSES, "web", "b");
-    wait_until("b deleted", || {
-        !objects(&feed, ObjKind::Ingress).contains_key(&key("web", "b"))
-    })
-    .await;
+    wait_until("b deleted", || !has(&feed, ObjKind::Ingress, "web", "b")).await;
     assert_eq!(objects(&feed, ObjKind::Ingress).len(), 1);
     // The list was asked for once the discovery of networking.k8s.io/v1 succeeded.
     let reqs = fake.requests();
@@ -885,12 +926,9 @@ async fn unserved_kind_is_synced_and_watched_once_it_appears() {
         "gateway.networking.k8s.io/v1alpha2/tlsroutes",
         obj("gw", "t", "t.example.com", "192.0.2.5"),
     );
-    let feed = Feed::new();
-    let _run = start(
+    let (feed, _run) = watch(
         &fake,
         vec![ObjKind::GRPCRoute, ObjKind::TLSRoute, ObjKind::GRPCRoute],
-        Filters::default(),
-        &feed,
     )
     .await;
 
@@ -902,7 +940,7 @@ async fn unserved_kind_is_synced_and_watched_once_it_appears() {
     assert_eq!(served_gauge(ObjKind::GRPCRoute), 0);
     assert_eq!(
         objects(&feed, ObjKind::TLSRoute),
-        HashMap::from([(key("gw", "t"), contribution("t.example.com", "192.0.2.5"))])
+        contributions(&[("gw", "t", "t.example.com", "192.0.2.5")])
     );
     let reqs = fake.requests();
     assert!(
@@ -922,7 +960,7 @@ async fn unserved_kind_is_synced_and_watched_once_it_appears() {
         obj("gw", "g", "g.example.com", "192.0.2.6"),
     );
     wait_until("GRPCRoute listed", || {
-        objects(&feed, ObjKind::GRPCRoute).contains_key(&key("gw", "g"))
+        has(&feed, ObjKind::GRPCRoute, "gw", "g")
     })
     .await;
     assert_eq!(served_gauge(ObjKind::GRPCRoute), 1);
@@ -932,7 +970,7 @@ async fn unserved_kind_is_synced_and_watched_once_it_appears() {
         obj("gw", "h", "h.example.com", "192.0.2.8"),
     );
     wait_until("GRPCRoute watched", || {
-        objects(&feed, ObjKind::GRPCRoute).contains_key(&key("gw", "h"))
+        has(&feed, ObjKind::GRPCRoute, "gw", "h")
     })
     .await;
 }
@@ -950,15 +988,11 @@ async fn tlsroute_prefers_v1_when_served() {
         "gateway.networking.k8s.io/v1alpha2/tlsroutes",
         obj("gw", "old", "old.example.com", "192.0.2.2"),
     );
-    let feed = Feed::new();
-    let _run = start(&fake, vec![ObjKind::TLSRoute], Filters::default(), &feed).await;
+    let (feed, _run) = watch(&fake, vec![ObjKind::TLSRoute]).await;
     wait_until("TLSRoute synced", || synced(&feed, ObjKind::TLSRoute)).await;
     assert_eq!(
         objects(&feed, ObjKind::TLSRoute),
-        HashMap::from([(
-            key("gw", "new"),
-            contribution("new.example.com", "192.0.2.1")
-        )])
+        contributions(&[("gw", "new", "new.example.com", "192.0.2.1")])
     );
 }
 
@@ -972,15 +1006,8 @@ async fn forbidden_kind_is_counted_synced_empty_and_does_not_block_others() {
         "v1/services",
         obj("dns", "s", "s.example.com", "192.0.2.53"),
     );
-    let feed = Feed::new();
     let before = errors(ObjKind::Node, "forbidden");
-    let _run = start(
-        &fake,
-        vec![ObjKind::Node, ObjKind::Service],
-        Filters::default(),
-        &feed,
-    )
-    .await;
+    let (feed, _run) = watch(&fake, vec![ObjKind::Node, ObjKind::Service]).await;
     wait_until("Service synced", || synced(&feed, ObjKind::Service)).await;
     // Retried with backoff, counted each time.
     wait_until("two 403s counted", || {
@@ -999,7 +1026,7 @@ async fn forbidden_kind_is_counted_synced_empty_and_does_not_block_others() {
         obj("dns", "t", "t.example.com", "192.0.2.54"),
     );
     wait_until("Service still watched", || {
-        objects(&feed, ObjKind::Service).contains_key(&key("dns", "t"))
+        has(&feed, ObjKind::Service, "dns", "t")
     })
     .await;
     assert!(synced(&feed, ObjKind::Node));
@@ -1015,34 +1042,15 @@ async fn label_selectors_are_ored_and_deduplicated() {
     let fake = Fake::start().await;
     fake.serve("v1", "services");
     let svc = "v1/services";
-    fake.put(
-        svc,
-        with_labels(
-            obj("n", "a", "a.example.com", "192.0.2.1"),
-            &[("app", "web")],
-        ),
-    );
-    fake.put(
-        svc,
-        with_labels(
-            obj("n", "b", "b.example.com", "192.0.2.2"),
-            &[("tier", "db")],
-        ),
-    );
-    fake.put(
-        svc,
-        with_labels(
-            obj("n", "c", "c.example.com", "192.0.2.3"),
-            &[("app", "web"), ("tier", "db")],
-        ),
-    );
-    fake.put(
-        svc,
-        with_labels(
-            obj("n", "d", "d.example.com", "192.0.2.4"),
-            &[("app", "api")],
-        ),
-    );
+    // Service n/NAME for NAME.example.com at `ip`, with `labels`.
+    let put = |name: &str, ip: &str, labels: &[(&str, &str)]| {
+        let host = format!("{name}.example.com");
+        fake.put(svc, with_labels(obj("n", name, &host, ip), labels));
+    };
+    put("a", "192.0.2.1", &[("app", "web")]);
+    put("b", "192.0.2.2", &[("tier", "db")]);
+    put("c", "192.0.2.3", &[("app", "web"), ("tier", "db")]);
+    put("d", "192.0.2.4", &[("app", "api")]);
     let feed = Feed::new();
     let filters = Filters {
         service_label_selectors: vec!["app=web".into(), "tier=db".into()],
@@ -1050,10 +1058,9 @@ async fn label_selectors_are_ored_and_deduplicated() {
     };
     let _run = start(&fake, vec![ObjKind::Service], filters, &feed).await;
     wait_until("Service synced", || synced(&feed, ObjKind::Service)).await;
-    let keys: HashSet<ObjKey> = objects(&feed, ObjKind::Service).into_keys().collect();
     assert_eq!(
-        keys,
-        HashSet::from([key("n", "a"), key("n", "b"), key("n", "c")])
+        keys(&feed, ObjKind::Service),
+        key_set(&[("n", "a"), ("n", "b"), ("n", "c")])
     );
     let reqs = fake.requests();
     for sel in ["labelSelector=app%3Dweb", "labelSelector=tier%3Ddb"] {
@@ -1061,40 +1068,24 @@ async fn label_selectors_are_ored_and_deduplicated() {
     }
 
     // c loses app=web: the web watch deletes it, the db watch still has it.
-    fake.put(
-        svc,
-        with_labels(
-            obj("n", "c", "c.example.com", "192.0.2.33"),
-            &[("tier", "db")],
-        ),
-    );
+    put("c", "192.0.2.33", &[("tier", "db")]);
     wait_until("c updated", || {
-        objects(&feed, ObjKind::Service).get(&key("n", "c"))
-            == Some(&contribution("c.example.com", "192.0.2.33"))
+        holds(
+            &feed,
+            ObjKind::Service,
+            ("n", "c", "c.example.com", "192.0.2.33"),
+        )
     })
     .await;
     // d gains app=web.
-    fake.put(
-        svc,
-        with_labels(
-            obj("n", "d", "d.example.com", "192.0.2.4"),
-            &[("app", "web")],
-        ),
-    );
-    wait_until("d added", || {
-        objects(&feed, ObjKind::Service).contains_key(&key("n", "d"))
-    })
-    .await;
+    put("d", "192.0.2.4", &[("app", "web")]);
+    wait_until("d added", || has(&feed, ObjKind::Service, "n", "d")).await;
     // c matches nothing any more.
     fake.put(svc, obj("n", "c", "c.example.com", "192.0.2.33"));
-    wait_until("c gone", || {
-        !objects(&feed, ObjKind::Service).contains_key(&key("n", "c"))
-    })
-    .await;
-    let keys: HashSet<ObjKey> = objects(&feed, ObjKind::Service).into_keys().collect();
+    wait_until("c gone", || !has(&feed, ObjKind::Service, "n", "c")).await;
     assert_eq!(
-        keys,
-        HashSet::from([key("n", "a"), key("n", "b"), key("n", "d")])
+        keys(&feed, ObjKind::Service),
+        key_set(&[("n", "a"), ("n", "b"), ("n", "d")])
     );
 }
 
@@ -1105,9 +1096,8 @@ async fn relist_after_410_replaces_stale_objects() {
     fake.serve("externaldns.k8s.io/v1alpha1", "dnsendpoints");
     fake.put(res, obj("n", "a", "a.example.com", "192.0.2.1"));
     fake.put(res, obj("n", "b", "b.example.com", "192.0.2.2"));
-    let feed = Feed::new();
     let before = errors(ObjKind::DNSEndpoint, "expired");
-    let _run = start(&fake, vec![ObjKind::DNSEndpoint], Filters::default(), &feed).await;
+    let (feed, _run) = watch(&fake, vec![ObjKind::DNSEndpoint]).await;
     wait_until("DNSEndpoint synced", || synced(&feed, ObjKind::DNSEndpoint)).await;
     wait_until("watch open", || {
         fake.requests()
@@ -1120,8 +1110,7 @@ async fn relist_after_410_replaces_stale_objects() {
     fake.put_with(res, obj("n", "c", "c.example.com", "192.0.2.3"), true);
     fake.expire(res);
     wait_until("re-listed", || {
-        let keys: HashSet<ObjKey> = objects(&feed, ObjKind::DNSEndpoint).into_keys().collect();
-        keys == HashSet::from([key("n", "a"), key("n", "c")])
+        keys(&feed, ObjKind::DNSEndpoint) == key_set(&[("n", "a"), ("n", "c")])
     })
     .await;
     assert!(synced(&feed, ObjKind::DNSEndpoint));
@@ -1134,14 +1123,7 @@ async fn unreachable_api_server_keeps_the_last_data() {
     let res = "k8s.nginx.org/v1/virtualservers";
     fake.serve("k8s.nginx.org/v1", "virtualservers");
     fake.put(res, obj("n", "v", "v.example.com", "192.0.2.1"));
-    let feed = Feed::new();
-    let _run = start(
-        &fake,
-        vec![ObjKind::VirtualServer],
-        Filters::default(),
-        &feed,
-    )
-    .await;
+    let (feed, _run) = watch(&fake, vec![ObjKind::VirtualServer]).await;
     wait_until("VirtualServer synced", || {
         synced(&feed, ObjKind::VirtualServer)
     })
@@ -1155,7 +1137,7 @@ async fn unreachable_api_server_keeps_the_last_data() {
     assert!(synced(&feed, ObjKind::VirtualServer));
     assert_eq!(
         objects(&feed, ObjKind::VirtualServer),
-        HashMap::from([(key("n", "v"), contribution("v.example.com", "192.0.2.1"))])
+        contributions(&[("n", "v", "v.example.com", "192.0.2.1")])
     );
 }
 
@@ -1168,8 +1150,7 @@ async fn removed_crd_drops_its_objects_and_is_rediscovered() {
         "gateway.networking.k8s.io/v1/gateways",
         obj("gw", "g", "g.example.com", "192.0.2.1"),
     );
-    let feed = Feed::new();
-    let _run = start(&fake, vec![ObjKind::Gateway], Filters::default(), &feed).await;
+    let (feed, _run) = watch(&fake, vec![ObjKind::Gateway]).await;
     wait_until("Gateway synced", || {
         objects(&feed, ObjKind::Gateway).len() == 1
     })
@@ -1191,44 +1172,10 @@ async fn removed_crd_drops_its_objects_and_is_rediscovered() {
     assert_eq!(served_gauge(ObjKind::Gateway), 1);
 }
 
-/// Collects formatted log lines.
-#[derive(Clone, Default)]
-struct LogBuf(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogBuf {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl LogBuf {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-
-    fn lines_containing(&self, needle: &str) -> usize {
-        String::from_utf8_lossy(&self.0.lock().unwrap())
-            .lines()
-            .filter(|l| l.contains(needle))
-            .count()
-    }
-}
-
 // A current-thread runtime: every spawned task logs to this thread's subscriber.
 #[tokio::test(flavor = "current_thread")]
 async fn forbidden_and_unserved_kinds_are_logged_once() {
-    let logs = LogBuf::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::INFO)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (_guard, logs) = crate::plugin::test_chain::capture_logs();
     // tracing-core computes a callsite's interest from the calling thread's subscriber while
     // only one dispatcher exists, so a callsite first hit by another test's thread would be
     // cached as "never" for ours. A second live dispatcher makes it consult every dispatcher.
@@ -1241,14 +1188,7 @@ async fn forbidden_and_unserved_kinds_are_logged_once() {
     let fake = Fake::start().await;
     fake.serve("v1", "nodes");
     fake.forbid("nodes");
-    let feed = Feed::new();
-    let _run = start(
-        &fake,
-        vec![ObjKind::Node, ObjKind::TLSRoute],
-        Filters::default(),
-        &feed,
-    )
-    .await;
+    let (feed, _run) = watch(&fake, vec![ObjKind::Node, ObjKind::TLSRoute]).await;
     let count = |prefix: &str| {
         fake.requests()
             .iter()
@@ -1259,22 +1199,14 @@ async fn forbidden_and_unserved_kinds_are_logged_once() {
         count("/api/v1/nodes?") >= 3 && count("/apis/gateway.networking.k8s.io/v1alpha2?") >= 3
     })
     .await;
-    assert_eq!(
-        logs.lines_containing(
-            "ERROR exdns::kube::watch: forbidden to list/watch nodes: nodes is forbidden: User \"system:serviceaccount:dns:exdns\" cannot list resource \"nodes\" in API group \"\" at the cluster scope"
-        ),
-        1,
-        "{}",
-        logs.text()
-    );
-    assert_eq!(
-        logs.lines_containing(
-            "WARN exdns::kube::watch: TLSRoute API (gateway.networking.k8s.io) is not served; skipping it, will check again every 100ms"
-        ),
-        1,
-        "{}",
-        logs.text()
-    );
+    for line in [
+        "ERROR exdns::kube::watch: forbidden to list/watch nodes: nodes is forbidden: User \"system:serviceaccount:dns:exdns\" cannot list resource \"nodes\" in API group \"\" at the cluster scope",
+        "WARN exdns::kube::watch: TLSRoute API (gateway.networking.k8s.io) is not served; skipping it, will check again every 100ms",
+    ] {
+        let lines = logs.lines();
+        let n = lines.iter().filter(|l| l.contains(line)).count();
+        assert_eq!(n, 1, "{line}: {lines:#?}");
+    }
     assert!(synced(&feed, ObjKind::TLSRoute));
     assert!(
         synced(&feed, ObjKind::Node),

@@ -45,13 +45,6 @@ impl Plugin for Upstream {
     }
 }
 
-fn upstream(f: impl Fn(&Request, usize) -> Outcome + Send + Sync + 'static) -> Arc<Upstream> {
-    Arc::new(Upstream {
-        calls: AtomicUsize::new(0),
-        respond: Box::new(f),
-    })
-}
-
 impl Upstream {
     fn calls(&self) -> usize {
         self.calls.load(Ordering::SeqCst)
@@ -68,7 +61,17 @@ struct Harness {
 }
 
 impl Harness {
-    fn new(cfg: Config, server: &str, up: Arc<Upstream>) -> Self {
+    /// A cache with `cfg` in front of an [`Upstream`] answering with `respond`; `server` names
+    /// the test's metric series.
+    fn new(
+        cfg: Config,
+        server: &str,
+        respond: impl Fn(&Request, usize) -> Outcome + Send + Sync + 'static,
+    ) -> Self {
+        let up = Arc::new(Upstream {
+            calls: AtomicUsize::new(0),
+            respond: Box::new(respond),
+        });
         let clock = Arc::new(TestClock {
             base: Instant::now(),
             offset_ms: AtomicU64::new(0),
@@ -110,6 +113,64 @@ impl Harness {
         self.cache.serve(req, Next::new(&self.chain)).await
     }
 
+    /// `www.example.org. A`, the name most tests ask for.
+    async fn www(&self) -> Message {
+        self.reply("www.example.org.", RecordType::A).await
+    }
+
+    /// The TTLs of the reply to `name`/`qtype` ([`ttls`]).
+    async fn ttls(&self, name: &str, qtype: RecordType) -> Vec<u32> {
+        ttls(&self.reply(name, qtype).await)
+    }
+
+    /// Asks `name`/`qtype` again (yielding to background refreshes in between, at most 100
+    /// times) until the reply meets `cond`; returns the last reply.
+    async fn reply_until(
+        &self,
+        name: &str,
+        qtype: RecordType,
+        cond: impl Fn(&Message) -> bool,
+    ) -> Message {
+        let mut m = self.reply(name, qtype).await;
+        for _ in 0..100 {
+            if cond(&m) {
+                break;
+            }
+            tokio::task::yield_now().await;
+            m = self.reply(name, qtype).await;
+        }
+        m
+    }
+
+    /// Checks that what `name`/`qtype` has cached (by now) is a hit `secs - 1` seconds later
+    /// (returned) and a miss at `secs`.
+    async fn expires_after(&self, name: &str, qtype: RecordType, secs: u64) -> Message {
+        let calls = self.up.calls();
+        self.clock.advance(secs - 1);
+        let hit = self.reply(name, qtype).await;
+        assert_eq!(
+            self.up.calls(),
+            calls,
+            "{name} {qtype} cached for {}s",
+            secs - 1
+        );
+        self.clock.advance(1);
+        self.reply(name, qtype).await;
+        assert_eq!(
+            self.up.calls(),
+            calls + 1,
+            "{name} {qtype} expires at {secs}s"
+        );
+        hit
+    }
+
+    /// Lets background refreshes run until no entry is being refreshed.
+    async fn settle_refreshes(&self) {
+        let idle = |c: &Store| !c.iter().any(|(_, v)| v.refreshing.load(Ordering::SeqCst));
+        self.settle(|| idle(&self.cache.inner.pcache) && idle(&self.cache.inner.ncache))
+            .await;
+    }
+
     /// Asks and returns the reply message (panics on Code/Drop).
     async fn reply(&self, name: &str, qtype: RecordType) -> Message {
         let req = self.req(name, qtype);
@@ -141,6 +202,24 @@ impl Harness {
             tokio::task::yield_now().await;
         }
         panic!("background work did not finish");
+    }
+}
+
+/// An upstream answering [`answer`] with `ttls`, the last octet counting its calls (1, 2, ...).
+fn numbered(ttls: &'static [u32]) -> impl Fn(&Request, usize) -> Outcome + Send + Sync {
+    move |r, n| answer(r, ttls, n as u8)
+}
+
+/// An upstream answering [`answer`] with `ttls`, always with last octet 1.
+fn fixed(ttls: &'static [u32]) -> impl Fn(&Request, usize) -> Outcome + Send + Sync {
+    move |r, _| answer(r, ttls, 1)
+}
+
+/// `serve_stale 1h` (immediate).
+fn serve_stale() -> Config {
+    Config {
+        stale_up_to: Duration::from_secs(3600),
+        ..Config::default()
     }
 }
 
@@ -214,12 +293,8 @@ fn ttls(m: &Message) -> Vec<u32> {
 
 #[tokio::test]
 async fn miss_then_hit() {
-    let h = Harness::new(
-        Config::default(),
-        "miss_then_hit",
-        upstream(|r, n| answer(r, &[300], n as u8)),
-    );
-    let m = h.reply("www.example.org.", RecordType::A).await;
+    let h = Harness::new(Config::default(), "miss_then_hit", numbered(&[300]));
+    let m = h.www().await;
     assert_eq!(h.up.calls(), 1);
     assert_eq!(m.metadata.response_code, ResponseCode::NoError);
     assert_eq!(ttls(&m), vec![300]);
@@ -270,27 +345,23 @@ impl Harness {
 
 #[tokio::test]
 async fn ttl_decrements_with_age_and_expires() {
-    let h = Harness::new(
-        Config::default(),
-        "ttl_decrement",
-        upstream(|r, n| answer(r, &[300, 600], n as u8)),
-    );
-    let m = h.reply("www.example.org.", RecordType::A).await;
+    let h = Harness::new(Config::default(), "ttl_decrement", numbered(&[300, 600]));
+    let m = h.www().await;
     assert_eq!(
         ttls(&m),
         vec![300, 300],
         "every record gets the entry's TTL"
     );
     h.clock.advance(100);
-    let m = h.reply("www.example.org.", RecordType::A).await;
+    let m = h.www().await;
     assert_eq!(ttls(&m), vec![200, 200]);
     assert_eq!(last_octet(&m), 1);
     h.clock.advance(199);
-    let m = h.reply("www.example.org.", RecordType::A).await;
+    let m = h.www().await;
     assert_eq!(ttls(&m), vec![1, 1]);
     assert_eq!(h.up.calls(), 1);
     h.clock.advance(1);
-    let m = h.reply("www.example.org.", RecordType::A).await;
+    let m = h.www().await;
     assert_eq!(h.up.calls(), 2, "expired entry is a miss");
     assert_eq!(last_octet(&m), 2);
     assert_eq!(ttls(&m), vec![300, 300]);
@@ -299,52 +370,26 @@ async fn ttl_decrements_with_age_and_expires() {
 #[tokio::test]
 async fn ttl_clamps() {
     // Max: the default 3600 and `cache 30`.
-    let h = Harness::new(
-        Config::default(),
-        "clamp_max",
-        upstream(|r, _| answer(r, &[86400], 1)),
-    );
-    assert_eq!(
-        ttls(&h.reply("a.example.org.", RecordType::A).await),
-        vec![3600]
-    );
-    assert_eq!(
-        ttls(&h.reply("a.example.org.", RecordType::A).await),
-        vec![3600]
-    );
+    let h = Harness::new(Config::default(), "clamp_max", fixed(&[86400]));
+    assert_eq!(h.ttls("a.example.org.", RecordType::A).await, vec![3600]);
+    assert_eq!(h.ttls("a.example.org.", RecordType::A).await, vec![3600]);
 
     let cfg = Config {
         pttl: Duration::from_secs(30),
         nttl: Duration::from_secs(30),
         ..Config::default()
     };
-    let h = Harness::new(cfg, "clamp_30", upstream(|r, _| answer(r, &[300], 1)));
-    assert_eq!(
-        ttls(&h.reply("a.example.org.", RecordType::A).await),
-        vec![30]
-    );
+    let h = Harness::new(cfg, "clamp_30", fixed(&[300]));
+    assert_eq!(h.ttls("a.example.org.", RecordType::A).await, vec![30]);
     h.clock.advance(30);
     h.reply("a.example.org.", RecordType::A).await;
     assert_eq!(h.up.calls(), 2, "entry lived 30s, not 300s");
 
     // Min: a 1s record is kept 5s by default.
-    let h = Harness::new(
-        Config::default(),
-        "clamp_min",
-        upstream(|r, _| answer(r, &[1], 1)),
-    );
-    assert_eq!(
-        ttls(&h.reply("a.example.org.", RecordType::A).await),
-        vec![5]
-    );
-    h.clock.advance(4);
-    assert_eq!(
-        ttls(&h.reply("a.example.org.", RecordType::A).await),
-        vec![1]
-    );
-    assert_eq!(h.up.calls(), 1);
-    h.clock.advance(1);
-    h.reply("a.example.org.", RecordType::A).await;
+    let h = Harness::new(Config::default(), "clamp_min", fixed(&[1]));
+    assert_eq!(h.ttls("a.example.org.", RecordType::A).await, vec![5]);
+    let hit = h.expires_after("a.example.org.", RecordType::A, 5).await;
+    assert_eq!(ttls(&hit), vec![1]);
     assert_eq!(h.up.calls(), 2);
 
     // A configured max TTL above one hour is honoured.
@@ -352,22 +397,16 @@ async fn ttl_clamps() {
         pttl: Duration::from_secs(86400),
         ..Config::default()
     };
-    let h = Harness::new(cfg, "clamp_day", upstream(|r, _| answer(r, &[7200], 1)));
-    assert_eq!(
-        ttls(&h.reply("a.example.org.", RecordType::A).await),
-        vec![7200]
-    );
+    let h = Harness::new(cfg, "clamp_day", fixed(&[7200]));
+    assert_eq!(h.ttls("a.example.org.", RecordType::A).await, vec![7200]);
 
     // success CAP TTL 0: a zero TTL record is passed on but not cached.
     let cfg = Config {
         minpttl: Duration::ZERO,
         ..Config::default()
     };
-    let h = Harness::new(cfg, "clamp_zero", upstream(|r, _| answer(r, &[0], 1)));
-    assert_eq!(
-        ttls(&h.reply("a.example.org.", RecordType::A).await),
-        vec![0]
-    );
+    let h = Harness::new(cfg, "clamp_zero", fixed(&[0]));
+    assert_eq!(h.ttls("a.example.org.", RecordType::A).await, vec![0]);
     h.reply("a.example.org.", RecordType::A).await;
     assert_eq!(h.up.calls(), 2);
 }
@@ -375,11 +414,7 @@ async fn ttl_clamps() {
 #[tokio::test]
 async fn denial_with_soa_is_cached() {
     // NXDOMAIN: SOA TTL 900, MINIMUM 60 -> cached 60s (RFC 2308).
-    let h = Harness::new(
-        Config::default(),
-        "denial_nx",
-        upstream(|r, _| nxdomain(r, 900, 60)),
-    );
+    let h = Harness::new(Config::default(), "denial_nx", |r, _| nxdomain(r, 900, 60));
     let m = h.reply("nope.example.org.", RecordType::A).await;
     assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
     assert_eq!(ttls(&m), vec![60]);
@@ -395,17 +430,13 @@ async fn denial_with_soa_is_cached() {
     assert_eq!(h.up.calls(), 2);
 
     // NODATA, clamped to the denial max (1800).
-    let h = Harness::new(
-        Config::default(),
-        "denial_nodata",
-        upstream(|r, _| {
-            let mut m = r.reply();
-            m.authorities.push(soa("example.org.", 7200, 7200));
-            Outcome::reply(m, "upstream")
-        }),
-    );
+    let h = Harness::new(Config::default(), "denial_nodata", |r, _| {
+        let mut m = r.reply();
+        m.authorities.push(soa("example.org.", 7200, 7200));
+        Outcome::reply(m, "upstream")
+    });
     assert_eq!(
-        ttls(&h.reply("www.example.org.", RecordType::AAAA).await),
+        h.ttls("www.example.org.", RecordType::AAAA).await,
         vec![1800]
     );
     let m = h.reply("www.example.org.", RecordType::AAAA).await;
@@ -456,7 +487,7 @@ async fn not_cached() {
         let h = Harness::new(
             Config::default(),
             &format!("not_cached_{label}"),
-            upstream(move |r, _| make(r)),
+            move |r, _| make(r),
         );
         let req = h.req("x.example.org.", RecordType::A);
         let first = h.ask(&req).await;
@@ -472,11 +503,9 @@ async fn not_cached() {
 #[tokio::test]
 async fn servfail_cached_for_servfail_duration() {
     // An rcode without a reply, cached for the default 5s.
-    let h = Harness::new(
-        Config::default(),
-        "servfail_code",
-        upstream(|_, _| Outcome::code(ResponseCode::ServFail, "upstream")),
-    );
+    let h = Harness::new(Config::default(), "servfail_code", |_, _| {
+        Outcome::code(ResponseCode::ServFail, "upstream")
+    });
     let req = h.req("down.example.org.", RecordType::A);
     let first = h.ask(&req).await;
     assert!(matches!(
@@ -500,18 +529,14 @@ async fn servfail_cached_for_servfail_duration() {
         failttl: Duration::from_secs(30),
         ..Config::default()
     };
-    let h = Harness::new(
-        cfg,
-        "servfail_reply",
-        upstream(|r, _| Outcome::reply(r.reply_code(ResponseCode::ServFail), "upstream")),
-    );
+    let h = Harness::new(cfg, "servfail_reply", |r, _| {
+        Outcome::reply(r.reply_code(ResponseCode::ServFail), "upstream")
+    });
     h.reply("down.example.org.", RecordType::A).await;
-    h.clock.advance(29);
-    let m = h.reply("down.example.org.", RecordType::A).await;
+    let m = h
+        .expires_after("down.example.org.", RecordType::A, 30)
+        .await;
     assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
-    assert_eq!(h.up.calls(), 1);
-    h.clock.advance(1);
-    h.reply("down.example.org.", RecordType::A).await;
     assert_eq!(h.up.calls(), 2);
 
     // `servfail 0` disables it.
@@ -519,11 +544,9 @@ async fn servfail_cached_for_servfail_duration() {
         failttl: Duration::ZERO,
         ..Config::default()
     };
-    let h = Harness::new(
-        cfg,
-        "servfail_off",
-        upstream(|_, _| Outcome::code(ResponseCode::ServFail, "upstream")),
-    );
+    let h = Harness::new(cfg, "servfail_off", |_, _| {
+        Outcome::code(ResponseCode::ServFail, "upstream")
+    });
     let req = h.req("down.example.org.", RecordType::A);
     h.ask(&req).await;
     h.ask(&req).await;
@@ -536,24 +559,20 @@ async fn keepttl_keeps_the_stored_ttl() {
         keepttl: true,
         ..Config::default()
     };
-    let h = Harness::new(cfg, "keepttl", upstream(|r, _| answer(r, &[300], 1)));
-    h.reply("www.example.org.", RecordType::A).await;
+    let h = Harness::new(cfg, "keepttl", fixed(&[300]));
+    h.www().await;
     h.clock.advance(120);
-    let m = h.reply("www.example.org.", RecordType::A).await;
+    let m = h.www().await;
     assert_eq!(h.up.calls(), 1);
     assert_eq!(ttls(&m), vec![300]);
     h.clock.advance(180);
-    h.reply("www.example.org.", RecordType::A).await;
+    h.www().await;
     assert_eq!(h.up.calls(), 2, "keepttl does not extend the entry's life");
 }
 
 #[tokio::test]
 async fn do_and_cd_bits_are_part_of_the_key() {
-    let h = Harness::new(
-        Config::default(),
-        "do_cd",
-        upstream(|r, n| answer(r, &[300], n as u8)),
-    );
+    let h = Harness::new(Config::default(), "do_cd", numbered(&[300]));
     let variants = [(false, false), (true, false), (false, true), (true, true)];
     for (i, (d, c)) in variants.iter().enumerate() {
         let req = h.req_flags("www.example.org.", RecordType::A, *d, *c);
@@ -576,15 +595,11 @@ async fn do_and_cd_bits_are_part_of_the_key() {
 
 #[tokio::test]
 async fn ad_bit_only_for_dnssec_aware_clients() {
-    let h = Harness::new(
-        Config::default(),
-        "ad_bit",
-        upstream(|r, _| {
-            let mut m = msg(answer(r, &[300], 1));
-            m.metadata.authentic_data = true;
-            Outcome::reply(m, "upstream")
-        }),
-    );
+    let h = Harness::new(Config::default(), "ad_bit", |r, _| {
+        let mut m = msg(answer(r, &[300], 1));
+        m.metadata.authentic_data = true;
+        Outcome::reply(m, "upstream")
+    });
     // Miss without DO/AD: AD cleared.
     assert!(
         !h.reply("www.example.org.", RecordType::A)
@@ -612,12 +627,8 @@ async fn ad_bit_only_for_dnssec_aware_clients() {
 
 #[tokio::test]
 async fn qname_is_case_insensitive_and_reply_keeps_client_case() {
-    let h = Harness::new(
-        Config::default(),
-        "case",
-        upstream(|r, n| answer(r, &[300], n as u8)),
-    );
-    h.reply("www.example.org.", RecordType::A).await;
+    let h = Harness::new(Config::default(), "case", numbered(&[300]));
+    h.www().await;
     let req = h.req("WwW.ExAmPlE.oRg.", RecordType::A);
     let m = msg(h.ask(&req).await);
     assert_eq!(h.up.calls(), 1, "mixed case hits the same entry");
@@ -631,7 +642,7 @@ async fn only_names_in_the_zones_are_cached() {
         zones: vec!["example.org.".to_string()],
         ..Config::default()
     };
-    let h = Harness::new(cfg, "zones", upstream(|r, _| answer(r, &[300], 1)));
+    let h = Harness::new(cfg, "zones", fixed(&[300]));
     for n in ["www.example.org.", "example.org."] {
         h.reply(n, RecordType::A).await;
         h.reply(n, RecordType::A).await;
@@ -656,29 +667,26 @@ async fn disable_per_type_and_zone() {
         nexcept: vec!["example.org.".to_string()],
         ..Config::default()
     };
-    let h = Harness::new(
-        cfg,
-        "disable",
-        upstream(|r, _| {
-            if r.name.starts_with("nx") {
-                nxdomain(r, 60, 60)
-            } else {
-                answer(r, &[300], 1)
-            }
-        }),
-    );
-    // Success under the excepted zone: not cached; elsewhere: cached.
-    h.reply("a.nocache.example.org.", RecordType::A).await;
-    h.reply("a.nocache.example.org.", RecordType::A).await;
-    assert_eq!(h.up.calls(), 2);
-    h.reply("a.example.org.", RecordType::A).await;
-    h.reply("a.example.org.", RecordType::A).await;
-    assert_eq!(h.up.calls(), 3);
-    // Denial under example.org: never cached.
-    let m = h.reply("nx.example.org.", RecordType::A).await;
-    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
-    h.reply("nx.example.org.", RecordType::A).await;
-    assert_eq!(h.up.calls(), 5);
+    let h = Harness::new(cfg, "disable", |r, _| {
+        if r.name.starts_with("nx") {
+            nxdomain(r, 60, 60)
+        } else {
+            answer(r, &[300], 1)
+        }
+    });
+    // Each name asked twice: the first reply's rcode, the upstream calls so far.
+    for (name, rcode, calls) in [
+        // Success under the excepted zone: not cached; elsewhere: cached.
+        ("a.nocache.example.org.", ResponseCode::NoError, 2),
+        ("a.example.org.", ResponseCode::NoError, 3),
+        // Denial under example.org: never cached.
+        ("nx.example.org.", ResponseCode::NXDomain, 5),
+    ] {
+        let m = h.reply(name, RecordType::A).await;
+        assert_eq!(m.metadata.response_code, rcode, "{name}");
+        h.reply(name, RecordType::A).await;
+        assert_eq!(h.up.calls(), calls, "{name}");
+    }
 }
 
 #[tokio::test]
@@ -689,16 +697,16 @@ async fn prefetch_refreshes_popular_entries_in_the_background() {
         percentage: 10,
         ..Config::default()
     };
-    let h = Harness::new(cfg, "prefetch", upstream(|r, n| answer(r, &[100], n as u8)));
-    h.reply("www.example.org.", RecordType::A).await; // miss, stored with TTL 100
+    let h = Harness::new(cfg, "prefetch", numbered(&[100]));
+    h.www().await; // miss, stored with TTL 100
     // A hit at 85s: only 1 hit so far and 15s left (> 10%): no prefetch.
     h.clock.advance(85);
-    h.reply("www.example.org.", RecordType::A).await;
+    h.www().await;
     tokio::task::yield_now().await;
     assert_eq!(h.up.calls(), 1);
     // Second hit within the minute, 10s left (<= ceil(10% of 100) = 11): prefetch.
     h.clock.advance(5);
-    let m = h.reply("www.example.org.", RecordType::A).await;
+    let m = h.www().await;
     assert_eq!(
         last_octet(&m),
         1,
@@ -708,14 +716,9 @@ async fn prefetch_refreshes_popular_entries_in_the_background() {
     h.settle(|| h.up.calls() == 2).await;
     h.settle(|| h.counter(&metrics::PREFETCH) == 1).await;
     // The refreshed entry answers next, with a full TTL.
-    let mut m = h.reply("www.example.org.", RecordType::A).await;
-    for _ in 0..100 {
-        if last_octet(&m) == 2 {
-            break;
-        }
-        tokio::task::yield_now().await;
-        m = h.reply("www.example.org.", RecordType::A).await;
-    }
+    let m = h
+        .reply_until("www.example.org.", RecordType::A, |m| last_octet(m) == 2)
+        .await;
     assert_eq!(last_octet(&m), 2);
     assert_eq!(ttls(&m), vec![100]);
     assert_eq!(h.up.calls(), 2);
@@ -727,20 +730,16 @@ async fn prefetch_refreshes_popular_entries_in_the_background() {
         prefetch: 1,
         ..Config::default()
     };
-    let h = Harness::new(
-        cfg,
-        "prefetch_req",
-        upstream(move |r, n| {
-            seen2
-                .lock()
-                .unwrap()
-                .push((r.proto, r.msg.metadata.authentic_data));
-            answer(r, &[100], n as u8)
-        }),
-    );
-    h.reply("www.example.org.", RecordType::A).await;
+    let h = Harness::new(cfg, "prefetch_req", move |r, n| {
+        seen2
+            .lock()
+            .unwrap()
+            .push((r.proto, r.msg.metadata.authentic_data));
+        answer(r, &[100], n as u8)
+    });
+    h.www().await;
     h.clock.advance(95);
-    h.reply("www.example.org.", RecordType::A).await;
+    h.www().await;
     h.settle(|| h.up.calls() == 2).await;
     let seen = seen.lock().unwrap().clone();
     assert_eq!(seen, vec![(Proto::Udp, false), (Proto::Tcp, true)]);
@@ -754,122 +753,89 @@ async fn prefetch_needs_hits_within_the_window() {
         percentage: 50,
         ..Config::default()
     };
-    let h = Harness::new(
-        cfg,
-        "prefetch_window",
-        upstream(|r, n| answer(r, &[100], n as u8)),
-    );
-    h.reply("www.example.org.", RecordType::A).await;
+    let h = Harness::new(cfg, "prefetch_window", numbered(&[100]));
+    h.www().await;
     h.clock.advance(60);
-    h.reply("www.example.org.", RecordType::A).await; // hit 1
+    h.www().await; // hit 1
     h.clock.advance(20);
-    h.reply("www.example.org.", RecordType::A).await; // gap > 10s: hit count restarts at 1
+    h.www().await; // gap > 10s: hit count restarts at 1
     for _ in 0..20 {
         tokio::task::yield_now().await;
     }
     assert_eq!(h.up.calls(), 1);
     h.clock.advance(5);
-    h.reply("www.example.org.", RecordType::A).await; // hit 2 within 10s, 15s left <= 50
+    h.www().await; // hit 2 within 10s, 15s left <= 50
     h.settle(|| h.up.calls() == 2).await;
 }
 
 #[tokio::test]
 async fn serve_stale_immediate() {
-    let cfg = Config {
-        stale_up_to: Duration::from_secs(3600),
-        ..Config::default()
-    };
-    let h = Harness::new(
-        cfg,
-        "stale_immediate",
-        upstream(|r, n| answer(r, &[10], n as u8)),
-    );
-    h.reply("www.example.org.", RecordType::A).await;
+    let cfg = serve_stale();
+    let h = Harness::new(cfg, "stale_immediate", numbered(&[10]));
+    h.www().await;
     h.clock.advance(20);
-    let m = h.reply("www.example.org.", RecordType::A).await;
+    let m = h.www().await;
     assert_eq!(last_octet(&m), 1, "stale answer served at once");
     assert_eq!(ttls(&m), vec![0], "stale answers carry TTL 0");
     assert_eq!(h.counter(&metrics::SERVED_STALE), 1);
     h.settle(|| h.up.calls() == 2).await;
     h.settle(|| h.counter(&metrics::PREFETCH) == 1).await;
-    let mut m = h.reply("www.example.org.", RecordType::A).await;
-    for _ in 0..100 {
-        if last_octet(&m) == 2 {
-            break;
-        }
-        tokio::task::yield_now().await;
-        m = h.reply("www.example.org.", RecordType::A).await;
-    }
+    let m = h
+        .reply_until("www.example.org.", RecordType::A, |m| last_octet(m) == 2)
+        .await;
     assert_eq!(last_octet(&m), 2, "refreshed in the background");
     assert_eq!(ttls(&m), vec![10]);
 
     // Past the stale window: a plain miss.
     h.clock.advance(10 + 3600);
     let calls = h.up.calls();
-    let m = h.reply("www.example.org.", RecordType::A).await;
+    let m = h.www().await;
     assert_eq!(h.up.calls(), calls + 1);
     assert_eq!(ttls(&m), vec![10]);
 }
 
 #[tokio::test]
 async fn serve_stale_immediate_keeps_serving_while_upstream_fails() {
-    let cfg = Config {
-        stale_up_to: Duration::from_secs(3600),
-        ..Config::default()
-    };
-    let h = Harness::new(
-        cfg,
-        "stale_down",
-        upstream(|r, n| {
-            if n == 1 {
-                answer(r, &[10], 1)
-            } else {
-                Outcome::code(ResponseCode::ServFail, "upstream")
-            }
-        }),
-    );
-    h.reply("www.example.org.", RecordType::A).await;
+    let cfg = serve_stale();
+    let h = Harness::new(cfg, "stale_down", |r, n| {
+        if n == 1 {
+            answer(r, &[10], 1)
+        } else {
+            Outcome::code(ResponseCode::ServFail, "upstream")
+        }
+    });
+    h.www().await;
     h.clock.advance(30);
     for i in 0..3 {
-        let m = h.reply("www.example.org.", RecordType::A).await;
+        let m = h.www().await;
         assert_eq!(m.metadata.response_code, ResponseCode::NoError, "round {i}");
         assert_eq!(last_octet(&m), 1);
         assert_eq!(ttls(&m), vec![0]);
         h.settle(|| h.up.calls() == i + 2).await;
-        h.settle(|| {
-            !h.cache
-                .inner
-                .pcache
-                .iter()
-                .any(|(_, v)| v.refreshing.load(Ordering::SeqCst))
-        })
-        .await;
+        h.settle_refreshes().await;
     }
 }
 
 #[tokio::test]
 async fn serve_stale_verify() {
     let cfg = Config {
-        stale_up_to: Duration::from_secs(3600),
         verify_stale: true,
-        ..Config::default()
+        ..serve_stale()
     };
     let fail = Arc::new(AtomicUsize::new(0));
     let fail2 = fail.clone();
-    let h = Harness::new(
-        cfg,
-        "stale_verify",
-        upstream(move |r, n| match fail2.load(Ordering::SeqCst) {
+    let h = Harness::new(cfg, "stale_verify", move |r, n| {
+        match fail2.load(Ordering::SeqCst) {
             0 => answer(r, &[10], n as u8),
             1 => Outcome::code(ResponseCode::ServFail, "upstream"),
             2 => Outcome::reply(r.reply_code(ResponseCode::ServFail), "upstream"),
             _ => Outcome::Drop { plugin: "upstream" },
-        }),
-    );
-    h.reply("www.example.org.", RecordType::A).await;
+        }
+    });
+    h.www().await;
     h.clock.advance(20);
     // Upstream healthy: the fresh answer, straight away.
-    let m = h.reply("www.example.org.", RecordType::A).await;
+    let m = h.www().await;
     assert_eq!(h.up.calls(), 2);
     assert_eq!(last_octet(&m), 2);
     assert_eq!(ttls(&m), vec![10]);
@@ -879,7 +845,7 @@ async fn serve_stale_verify() {
         fail.store(mode, Ordering::SeqCst);
         h.clock.advance(20);
         let calls = h.up.calls();
-        let m = h.reply("www.example.org.", RecordType::A).await;
+        let m = h.www().await;
         assert_eq!(h.up.calls(), calls + 1, "verify asks upstream first");
         assert_eq!(m.metadata.response_code, ResponseCode::NoError);
         assert_eq!(last_octet(&m), 2);
@@ -900,7 +866,7 @@ async fn capacity_evicts() {
         pcap: 1024,
         ..Config::default()
     };
-    let h = Harness::new(cfg, "capacity", upstream(|r, _| answer(r, &[300], 1)));
+    let h = Harness::new(cfg, "capacity", fixed(&[300]));
     for i in 0..1100 {
         h.reply(&format!("h{i}.example.org."), RecordType::A).await;
     }
@@ -915,45 +881,31 @@ async fn capacity_evicts() {
 
 #[tokio::test]
 async fn mismatched_reply_is_dropped_not_cached() {
-    let h = Harness::new(
-        Config::default(),
-        "drops",
-        upstream(|r, _| {
-            let mut m = msg(answer(r, &[300], 1));
-            m.queries[0].set_name(name("other.example.org."));
-            Outcome::reply(m, "upstream")
-        }),
-    );
-    h.reply("www.example.org.", RecordType::A).await;
-    h.reply("www.example.org.", RecordType::A).await;
+    let h = Harness::new(Config::default(), "drops", |r, _| {
+        let mut m = msg(answer(r, &[300], 1));
+        m.queries[0].set_name(name("other.example.org."));
+        Outcome::reply(m, "upstream")
+    });
+    h.www().await;
+    h.www().await;
     assert_eq!(h.up.calls(), 2);
     assert_eq!(h.counter(&metrics::DROPS), 2);
 }
 
 #[tokio::test]
 async fn delegation_cached_for_minimum_ttl() {
-    let h = Harness::new(
-        Config::default(),
-        "delegation",
-        upstream(|r, _| {
-            let mut m = r.reply();
-            m.authorities.push(Record::from_rdata(
-                name("sub.example.org."),
-                86400,
-                RData::NS(NS(name("ns.sub.example.org."))),
-            ));
-            Outcome::reply(m, "upstream")
-        }),
-    );
-    assert_eq!(
-        ttls(&h.reply("x.sub.example.org.", RecordType::A).await),
-        vec![5]
-    );
-    h.clock.advance(4);
-    h.reply("x.sub.example.org.", RecordType::A).await;
-    assert_eq!(h.up.calls(), 1);
-    h.clock.advance(1);
-    h.reply("x.sub.example.org.", RecordType::A).await;
+    let h = Harness::new(Config::default(), "delegation", |r, _| {
+        let mut m = r.reply();
+        m.authorities.push(Record::from_rdata(
+            name("sub.example.org."),
+            86400,
+            RData::NS(NS(name("ns.sub.example.org."))),
+        ));
+        Outcome::reply(m, "upstream")
+    });
+    assert_eq!(h.ttls("x.sub.example.org.", RecordType::A).await, vec![5]);
+    h.expires_after("x.sub.example.org.", RecordType::A, 5)
+        .await;
     assert_eq!(h.up.calls(), 2);
 }
 
@@ -965,17 +917,13 @@ async fn fresh_success_replaces_cached_servfail() {
         percentage: 90,
         ..Config::default()
     };
-    let h = Harness::new(
-        cfg,
-        "servfail_then_ok",
-        upstream(|r, n| {
-            if n == 1 {
-                Outcome::code(ResponseCode::ServFail, "upstream")
-            } else {
-                answer(r, &[300], n as u8)
-            }
-        }),
-    );
+    let h = Harness::new(cfg, "servfail_then_ok", |r, n| {
+        if n == 1 {
+            Outcome::code(ResponseCode::ServFail, "upstream")
+        } else {
+            answer(r, &[300], n as u8)
+        }
+    });
     let req = h.req("flap.example.org.", RecordType::A);
     h.ask(&req).await;
     // Cached SERVFAIL; the hit is within 90% of its TTL so a prefetch fetches a good answer.
@@ -983,25 +931,18 @@ async fn fresh_success_replaces_cached_servfail() {
     let m = msg(h.ask(&req).await);
     assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
     h.settle(|| h.up.calls() == 2).await;
-    let mut m = msg(h.ask(&req).await);
-    for _ in 0..100 {
-        if m.metadata.response_code == ResponseCode::NoError {
-            break;
-        }
-        tokio::task::yield_now().await;
-        m = msg(h.ask(&req).await);
-    }
+    let m = h
+        .reply_until("flap.example.org.", RecordType::A, |m| {
+            m.metadata.response_code == ResponseCode::NoError
+        })
+        .await;
     assert_eq!(m.metadata.response_code, ResponseCode::NoError);
     assert_eq!(last_octet(&m), 2);
 }
 
 #[tokio::test]
 async fn non_query_opcodes_and_transfers_pass_through() {
-    let h = Harness::new(
-        Config::default(),
-        "passthrough",
-        upstream(|r, _| answer(r, &[300], 1)),
-    );
+    let h = Harness::new(Config::default(), "passthrough", fixed(&[300]));
     let mut req = h.req("example.org.", RecordType::SOA);
     req.msg.metadata.op_code = OpCode::Notify;
     h.ask(&req).await;
@@ -1015,12 +956,8 @@ async fn non_query_opcodes_and_transfers_pass_through() {
 
 #[tokio::test]
 async fn class_is_part_of_the_key() {
-    let h = Harness::new(
-        Config::default(),
-        "qclass",
-        upstream(|r, n| answer(r, &[300], n as u8)),
-    );
-    h.reply("www.example.org.", RecordType::A).await;
+    let h = Harness::new(Config::default(), "qclass", numbered(&[300]));
+    h.www().await;
     let mut req = h.req("www.example.org.", RecordType::A);
     req.msg.queries[0].set_query_class(DNSClass::CH);
     let m = msg(h.ask(&req).await);
@@ -1030,21 +967,14 @@ async fn class_is_part_of_the_key() {
 
 #[tokio::test]
 async fn serve_stale_denial_survives_failed_refresh() {
-    let cfg = Config {
-        stale_up_to: Duration::from_secs(3600),
-        ..Config::default()
-    };
-    let h = Harness::new(
-        cfg,
-        "stale_denial",
-        upstream(|r, n| {
-            if n == 1 {
-                nxdomain(r, 10, 10)
-            } else {
-                Outcome::reply(r.reply_code(ResponseCode::ServFail), "upstream")
-            }
-        }),
-    );
+    let cfg = serve_stale();
+    let h = Harness::new(cfg, "stale_denial", |r, n| {
+        if n == 1 {
+            nxdomain(r, 10, 10)
+        } else {
+            Outcome::reply(r.reply_code(ResponseCode::ServFail), "upstream")
+        }
+    });
     h.reply("gone.example.org.", RecordType::A).await;
     h.clock.advance(30);
     for i in 0..2 {
@@ -1056,14 +986,7 @@ async fn serve_stale_denial_survives_failed_refresh() {
         );
         assert_eq!(ttls(&m), vec![0]);
         h.settle(|| h.up.calls() == i + 2).await;
-        h.settle(|| {
-            !h.cache
-                .inner
-                .ncache
-                .iter()
-                .any(|(_, v)| v.refreshing.load(Ordering::SeqCst))
-        })
-        .await;
+        h.settle_refreshes().await;
     }
 }
 
@@ -1072,28 +995,20 @@ async fn serve_stale_denial_survives_failed_refresh() {
 /// the NXDOMAIN lasts; a fresh success replaces the denial.
 #[tokio::test]
 async fn denial_stored_after_success_shadows_it() {
-    let cfg = Config {
-        stale_up_to: Duration::from_secs(3600),
-        ..Config::default()
-    };
+    let cfg = serve_stale();
     let gone = Arc::new(AtomicUsize::new(0));
     let gone2 = gone.clone();
-    let h = Harness::new(
-        cfg,
-        "denied_later",
-        upstream(move |r, n| match gone2.load(Ordering::SeqCst) {
+    let h = Harness::new(cfg, "denied_later", move |r, n| {
+        match gone2.load(Ordering::SeqCst) {
             1 => nxdomain(r, 60, 60),
             _ => answer(r, &[10], n as u8),
-        }),
-    );
-    assert_eq!(
-        last_octet(&h.reply("www.example.org.", RecordType::A).await),
-        1
-    );
+        }
+    });
+    assert_eq!(last_octet(&h.www().await), 1);
     gone.store(1, Ordering::SeqCst);
     h.clock.advance(20);
     // Stale: served at once, refreshed in the background into the NXDOMAIN.
-    let m = h.reply("www.example.org.", RecordType::A).await;
+    let m = h.www().await;
     assert_eq!(m.metadata.response_code, ResponseCode::NoError);
     assert_eq!(ttls(&m), vec![0]);
     h.settle(|| h.up.calls() == 2).await;
@@ -1101,7 +1016,7 @@ async fn denial_stored_after_success_shadows_it() {
         tokio::task::yield_now().await;
     }
     for _ in 0..3 {
-        let m = h.reply("www.example.org.", RecordType::A).await;
+        let m = h.www().await;
         assert_eq!(
             m.metadata.response_code,
             ResponseCode::NXDomain,

@@ -19,7 +19,8 @@ use super::upstream::FakeNet;
 use super::*;
 use crate::dns::request::{Outcome, Proto, Request};
 use crate::plugin::test_chain::{
-    NextMarker, capture_logs, dispenser, query, reply_of, request, request_from, serve, with_edns,
+    NextMarker, capture_logs, dispenser, query, reply_of, request, request_from, serve, wait_for,
+    with_edns,
 };
 use crate::plugin::{Plugin, directive, order_of};
 
@@ -567,17 +568,6 @@ fn answer_ip(out: Outcome) -> [u8; 4] {
     match m.answers.first().map(|r| &r.data) {
         Some(RData::A(a)) => a.0.octets(),
         other => panic!("expected an A answer, got {other:?}"),
-    }
-}
-
-async fn wait_for(what: &str, cond: impl Fn() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < Duration::from_secs(3),
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 

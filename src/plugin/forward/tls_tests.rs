@@ -19,7 +19,9 @@ use tokio::sync::mpsc;
 use super::setup::parse;
 use super::*;
 use crate::dns::request::{Outcome, Proto, Request};
-use crate::plugin::test_chain::{capture_logs, dispenser, query, reply_of, request_from, serve};
+use crate::plugin::test_chain::{
+    capture_logs, dispenser, query, reply_of, request_from, serve, wait_for,
+};
 
 const NAME_OK: &str = "dns.example.test";
 
@@ -102,6 +104,25 @@ struct TlsServer {
     resumed: Arc<AtomicUsize>,
     ended: Arc<AtomicUsize>,
     queries: Arc<AtomicUsize>,
+}
+
+impl TlsServer {
+    fn accepts(&self) -> usize {
+        self.accepts.load(Ordering::SeqCst)
+    }
+    fn resumed(&self) -> usize {
+        self.resumed.load(Ordering::SeqCst)
+    }
+    fn ended(&self) -> usize {
+        self.ended.load(Ordering::SeqCst)
+    }
+    fn queries(&self) -> usize {
+        self.queries.load(Ordering::SeqCst)
+    }
+    /// `tls://127.0.0.1%dns.example.test:PORT`: this server, verified by its name.
+    fn named(&self) -> String {
+        format!("tls://127.0.0.1%{NAME_OK}:{}", self.addr.port())
+    }
 }
 
 async fn tls_server(pki: &Pki, b: Behaviour) -> TlsServer {
@@ -263,19 +284,60 @@ fn forward_to(pki: &Pki, to: &str, extra: &str) -> Arc<Forward> {
 }
 
 fn forward_with_ca(ca: &str, to: &str, extra: &str) -> Arc<Forward> {
+    forward_of(tls_config(ca, to, extra))
+}
+
+/// `forward . TO { tls CA EXTRA }`, parsed.
+fn tls_config(ca: &str, to: &str, extra: &str) -> Config {
     let text = format!("forward . {to} {{\n tls {ca}\n {extra}\n}}");
-    let cfg = match parse(&mut dispenser(&text)) {
+    match parse(&mut dispenser(&text)) {
         Ok(c) => c,
         Err(e) => panic!("{text}: {e}"),
-    };
+    }
+}
+
+fn forward_of(cfg: Config) -> Arc<Forward> {
     super::metrics::register();
     Arc::new(Forward::new(cfg).unwrap())
+}
+
+/// A test PKI, a server behaving as `b`, and a forward to it by name (`extra` in its block).
+async fn setup(b: Behaviour, extra: &str) -> (Pki, TlsServer, Arc<Forward>) {
+    let pki = pki();
+    let srv = tls_server(&pki, b).await;
+    let f = forward_to(&pki, &srv.named(), extra);
+    (pki, srv, f)
 }
 
 fn req(name: &str, id: u16) -> Request {
     let mut q = query(name, RecordType::A);
     q.metadata.id = id;
     request_from(q, "10.0.0.1:40000", Proto::Udp)
+}
+
+/// `qI.example.` with ID `id_base + I`, for I in 1..=n.
+fn q_reqs(n: u16, id_base: u16) -> Vec<Request> {
+    (1..=n)
+        .map(|i| req(&format!("q{i}.example."), id_base + i))
+        .collect()
+}
+
+/// Serves every request at once.
+async fn serve_all(f: &Forward, reqs: &[Request]) -> Vec<Outcome> {
+    futures::future::join_all(reqs.iter().map(|r| serve(f, r, &[]))).await
+}
+
+/// Checks the answers to [`q_reqs`]`(_, id_base)`, in order.
+fn check_q_answers(outs: Vec<Outcome>, id_base: u16) {
+    for (i, out) in outs.into_iter().enumerate() {
+        let i = i as u16 + 1;
+        check_answer(out, &format!("q{i}.example."), id_base + i);
+    }
+}
+
+/// Serves `name` (ID `id`) and checks the answer ([`check_answer`]).
+async fn expect_answer(f: &Forward, name: &str, id: u16) {
+    check_answer(serve(f, &req(name, id), &[]).await, name, id);
 }
 
 fn check_answer(out: Outcome, name: &str, id: u16) {
@@ -301,33 +363,14 @@ fn counters(to: &str) -> (u64, u64) {
     )
 }
 
-async fn wait_for(what: &str, cond: impl Fn() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < Duration::from_secs(3),
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
 #[tokio::test]
 async fn sni_is_sent_and_the_certificate_is_verified_against_it() {
     let pki = pki();
     let srv = tls_server(&pki, Behaviour::default()).await;
 
     // Per-upstream server name.
-    let f = forward_to(
-        &pki,
-        &format!("tls://127.0.0.1%{NAME_OK}:{}", srv.addr.port()),
-        "",
-    );
-    check_answer(
-        serve(&*f, &req("q1.example.", 11), &[]).await,
-        "q1.example.",
-        11,
-    );
+    let f = forward_to(&pki, &srv.named(), "");
+    expect_answer(&f, "q1.example.", 11).await;
     assert_eq!(*srv.sni.lock().unwrap(), vec![Some(NAME_OK.to_string())]);
     assert_eq!(f.upstreams()[0].tls_name(), Some(NAME_OK));
 
@@ -337,11 +380,7 @@ async fn sni_is_sent_and_the_certificate_is_verified_against_it() {
         &format!("tls://{}", srv.addr),
         &format!("tls_servername {NAME_OK}"),
     );
-    check_answer(
-        serve(&*f, &req("q2.example.", 12), &[]).await,
-        "q2.example.",
-        12,
-    );
+    expect_answer(&f, "q2.example.", 12).await;
     assert_eq!(
         srv.sni.lock().unwrap().last().unwrap().as_deref(),
         Some(NAME_OK)
@@ -349,80 +388,46 @@ async fn sni_is_sent_and_the_certificate_is_verified_against_it() {
 
     // No server name: the IP address is verified (IP SAN) and no SNI is sent, as RFC 6066 says.
     let f = forward_to(&pki, &format!("tls://{}", srv.addr), "");
-    check_answer(
-        serve(&*f, &req("q3.example.", 13), &[]).await,
-        "q3.example.",
-        13,
-    );
+    expect_answer(&f, "q3.example.", 13).await;
     assert_eq!(srv.sni.lock().unwrap().last().unwrap(), &None);
-    assert_eq!(srv.queries.load(Ordering::SeqCst), 3);
+    assert_eq!(srv.queries(), 3);
 }
 
 #[tokio::test]
 async fn replies_out_of_order_on_one_connection_are_matched_by_id() {
-    let pki = pki();
-    let srv = tls_server(
-        &pki,
+    let (_pki, srv, f) = setup(
         Behaviour {
             reverse_batch: 5,
             ..Behaviour::default()
         },
+        "",
     )
     .await;
-    let f = forward_to(
-        &pki,
-        &format!("tls://127.0.0.1%{NAME_OK}:{}", srv.addr.port()),
-        "",
-    );
-    let reqs: Vec<Request> = (1..=5u16)
-        .map(|i| req(&format!("q{i}.example."), 1000 + i))
-        .collect();
-    let outs = futures::future::join_all(reqs.iter().map(|r| serve(&*f, r, &[]))).await;
-    for (i, out) in outs.into_iter().enumerate() {
-        let i = i as u16 + 1;
-        check_answer(out, &format!("q{i}.example."), 1000 + i);
-    }
-    assert_eq!(
-        srv.accepts.load(Ordering::SeqCst),
-        1,
-        "all five on one connection"
-    );
-    assert_eq!(srv.queries.load(Ordering::SeqCst), 5);
+    let reqs = q_reqs(5, 1000);
+    let outs = serve_all(&f, &reqs).await;
+    check_q_answers(outs, 1000);
+    assert_eq!(srv.accepts(), 1, "all five on one connection");
+    assert_eq!(srv.queries(), 5);
 }
 
 #[tokio::test]
 async fn many_concurrent_queries_share_one_connection() {
-    let pki = pki();
-    let srv = tls_server(&pki, Behaviour::default()).await;
-    let f = forward_to(
-        &pki,
-        &format!("tls://127.0.0.1%{NAME_OK}:{}", srv.addr.port()),
-        "",
-    );
+    let (_pki, srv, f) = setup(Behaviour::default(), "").await;
     let to = srv.addr.to_string();
     let (hits0, misses0) = counters(&to);
-    let reqs: Vec<Request> = (1..=40u16)
-        .map(|i| req(&format!("q{i}.example."), i))
-        .collect();
-    let outs = futures::future::join_all(reqs.iter().map(|r| serve(&*f, r, &[]))).await;
-    for (i, out) in outs.into_iter().enumerate() {
-        let i = i as u16 + 1;
-        check_answer(out, &format!("q{i}.example."), i);
-    }
-    assert_eq!(srv.accepts.load(Ordering::SeqCst), 1);
+    let reqs = q_reqs(40, 0);
+    let outs = serve_all(&f, &reqs).await;
+    check_q_answers(outs, 0);
+    assert_eq!(srv.accepts(), 1);
     let (hits, misses) = counters(&to);
     assert_eq!(misses - misses0, 1, "one connection opened");
     assert_eq!(hits - hits0, 39, "every other query reused it");
     assert_eq!(f.upstreams()[0].stream_pool().unwrap().open_conns(), 1);
 
     // Later queries keep using it.
-    check_answer(
-        serve(&*f, &req("q41.example.", 41), &[]).await,
-        "q41.example.",
-        41,
-    );
+    expect_answer(&f, "q41.example.", 41).await;
     assert_eq!(counters(&to).0 - hits0, 40);
-    assert_eq!(srv.accepts.load(Ordering::SeqCst), 1);
+    assert_eq!(srv.accepts(), 1);
     let d = metrics::REQUEST_DURATION
         .with_label_values(&["forward", &to, "NOERROR"])
         .get_sample_count();
@@ -440,90 +445,53 @@ async fn a_pool_grows_when_a_connection_is_busy() {
         },
     )
     .await;
-    let mut cfg = parse(&mut dispenser(&format!(
-        "forward . tls://127.0.0.1%{NAME_OK}:{} {{\n tls {}\n}}",
-        srv.addr.port(),
-        pki.ca
-    )))
-    .unwrap();
+    let mut cfg = tls_config(&pki.ca, &srv.named(), "");
     cfg.limits = Limits {
         max_conns: 2,
         open_above: 2,
     };
-    super::metrics::register();
-    let f = Arc::new(Forward::new(cfg).unwrap());
+    let f = forward_of(cfg);
     let slow: Vec<Request> = (0..3).map(|i| req("slow.example.", 500 + i)).collect();
     let f2 = f.clone();
-    let first = tokio::spawn(async move {
-        futures::future::join_all(slow.iter().map(|r| serve(&*f2, r, &[]))).await
-    });
-    wait_for("3 queries in flight", || {
-        srv.queries.load(Ordering::SeqCst) == 3
-    })
-    .await;
-    assert_eq!(
-        srv.accepts.load(Ordering::SeqCst),
-        1,
-        "a burst on a cold pool: one dial"
-    );
+    let first = tokio::spawn(async move { serve_all(&f2, &slow).await });
+    wait_for("3 queries in flight", || srv.queries() == 3).await;
+    assert_eq!(srv.accepts(), 1, "a burst on a cold pool: one dial");
     // The busy connection still takes the next query, and a second one is dialled meanwhile.
-    check_answer(
-        serve(&*f, &req("q7.example.", 7), &[]).await,
-        "q7.example.",
-        7,
-    );
+    expect_answer(&f, "q7.example.", 7).await;
     let pool = f.upstreams()[0].stream_pool().unwrap();
     wait_for("two connections open", || pool.open_conns() == 2).await;
-    assert_eq!(srv.accepts.load(Ordering::SeqCst), 2);
+    assert_eq!(srv.accepts(), 2);
     // Both busy, max_conns reached: no third connection.
     let more: Vec<Request> = (0..4).map(|i| req("slow.example.", 600 + i)).collect();
-    let outs = futures::future::join_all(more.iter().map(|r| serve(&*f, r, &[]))).await;
+    let outs = serve_all(&f, &more).await;
     for out in outs.into_iter().chain(first.await.unwrap()) {
         assert_eq!(reply_of(out).metadata.response_code, ResponseCode::NoError);
     }
-    assert_eq!(srv.accepts.load(Ordering::SeqCst), 2);
-    assert_eq!(srv.queries.load(Ordering::SeqCst), 8);
+    assert_eq!(srv.accepts(), 2);
+    assert_eq!(srv.queries(), 8);
 }
 
 #[tokio::test]
 async fn a_slow_answer_does_not_hold_back_the_others() {
-    let pki = pki();
-    let srv = tls_server(
-        &pki,
+    let (_pki, srv, f) = setup(
         Behaviour {
             slow: Some(("slow.example.", Duration::from_millis(700))),
             ..Behaviour::default()
         },
+        "",
     )
     .await;
-    let f = forward_to(
-        &pki,
-        &format!("tls://127.0.0.1%{NAME_OK}:{}", srv.addr.port()),
-        "",
-    );
     // Warm up so the connection exists.
-    check_answer(
-        serve(&*f, &req("q100.example.", 100), &[]).await,
-        "q100.example.",
-        100,
-    );
+    expect_answer(&f, "q100.example.", 100).await;
 
     let started = Instant::now();
     let f2 = f.clone();
     let slow = tokio::spawn(async move { serve(&*f2, &req("slow.example.", 9), &[]).await });
-    wait_for("the slow query sent", || {
-        srv.queries.load(Ordering::SeqCst) == 2
-    })
-    .await;
-    let reqs: Vec<Request> = (1..=10u16)
-        .map(|i| req(&format!("q{i}.example."), i))
-        .collect();
-    let outs = futures::future::join_all(reqs.iter().map(|r| serve(&*f, r, &[]))).await;
+    wait_for("the slow query sent", || srv.queries() == 2).await;
+    let reqs = q_reqs(10, 0);
+    let outs = serve_all(&f, &reqs).await;
     let fast_done = started.elapsed();
-    for (i, out) in outs.into_iter().enumerate() {
-        let i = i as u16 + 1;
-        check_answer(out, &format!("q{i}.example."), i);
-    }
+    check_q_answers(outs, 0);
     assert!(!slow.is_finished(), "the slow answer is still pending");
     assert!(
         fast_done < Duration::from_millis(500),
@@ -531,90 +499,47 @@ async fn a_slow_answer_does_not_hold_back_the_others() {
     );
     check_answer(slow.await.unwrap(), "slow.example.", 9);
     assert!(started.elapsed() >= Duration::from_millis(700));
-    assert_eq!(
-        srv.accepts.load(Ordering::SeqCst),
-        1,
-        "all on the one connection"
-    );
+    assert_eq!(srv.accepts(), 1, "all on the one connection");
 }
 
 #[tokio::test]
 async fn reconnects_after_the_upstream_closed_an_idle_connection_and_resumes_tls() {
-    let pki = pki();
-    let srv = tls_server(
-        &pki,
+    let (_pki, srv, f) = setup(
         Behaviour {
             idle_close: Some(Duration::from_millis(100)),
             ..Behaviour::default()
         },
+        "",
     )
     .await;
-    let f = forward_to(
-        &pki,
-        &format!("tls://127.0.0.1%{NAME_OK}:{}", srv.addr.port()),
-        "",
-    );
-    check_answer(
-        serve(&*f, &req("q1.example.", 1), &[]).await,
-        "q1.example.",
-        1,
-    );
-    wait_for("the server closed", || {
-        srv.ended.load(Ordering::SeqCst) == 1
-    })
-    .await;
+    expect_answer(&f, "q1.example.", 1).await;
+    wait_for("the server closed", || srv.ended() == 1).await;
     let pool = f.upstreams()[0].stream_pool().unwrap();
     wait_for("the close noticed", || pool.open_conns() == 0).await;
-    check_answer(
-        serve(&*f, &req("q2.example.", 2), &[]).await,
-        "q2.example.",
-        2,
-    );
-    assert_eq!(srv.accepts.load(Ordering::SeqCst), 2);
-    assert_eq!(
-        srv.resumed.load(Ordering::SeqCst),
-        1,
-        "the second handshake resumed the session"
-    );
+    expect_answer(&f, "q2.example.", 2).await;
+    assert_eq!(srv.accepts(), 2);
+    assert_eq!(srv.resumed(), 1, "the second handshake resumed the session");
 }
 
 #[tokio::test]
 async fn a_connection_closed_under_a_query_is_retried_once_on_a_fresh_one() {
-    let pki = pki();
-    let srv = tls_server(
-        &pki,
+    let (_pki, srv, f) = setup(
         Behaviour {
             drop_on_query: Some(2),
             ..Behaviour::default()
         },
+        "max_fails 0",
     )
     .await;
-    let f = forward_to(
-        &pki,
-        &format!("tls://127.0.0.1%{NAME_OK}:{}", srv.addr.port()),
-        "max_fails 0",
-    );
-    check_answer(
-        serve(&*f, &req("q1.example.", 1), &[]).await,
-        "q1.example.",
-        1,
-    );
+    expect_answer(&f, "q1.example.", 1).await;
     let start = Instant::now();
-    check_answer(
-        serve(&*f, &req("q2.example.", 2), &[]).await,
-        "q2.example.",
-        2,
-    );
+    expect_answer(&f, "q2.example.", 2).await;
     assert!(
         start.elapsed() < Duration::from_secs(1),
         "no timeout on the way"
     );
-    assert_eq!(srv.accepts.load(Ordering::SeqCst), 2);
-    assert_eq!(
-        srv.queries.load(Ordering::SeqCst),
-        3,
-        "q2 twice: dropped, then answered"
-    );
+    assert_eq!(srv.accepts(), 2);
+    assert_eq!(srv.queries(), 3, "q2 twice: dropped, then answered");
 }
 
 /// A dial whose TLS handshake stalls gives up at `read_timeout` (not at the request's deadline),
@@ -632,68 +557,36 @@ async fn queries_waiting_on_a_stalled_handshake_move_to_a_fresh_dial() {
         },
     )
     .await;
-    let f = forward_to(
-        &pki,
-        &format!("tls://127.0.0.1%{NAME_OK}:{}", srv.addr.port()),
-        "max_fails 0\n read_timeout 1s",
-    );
-    let reqs: Vec<Request> = (1..=3u16)
-        .map(|i| req(&format!("q{i}.example."), i))
-        .collect();
-    let waiting = futures::future::join_all(reqs.iter().map(|r| serve(&*f, r, &[])));
+    let f = forward_to(&pki, &srv.named(), "max_fails 0\n read_timeout 1s");
+    let reqs = q_reqs(3, 0);
+    let waiting = serve_all(&f, &reqs);
     let recover = async {
-        wait_for("the stalled dial", || {
-            srv.accepts.load(Ordering::SeqCst) == 1
-        })
-        .await;
+        wait_for("the stalled dial", || srv.accepts() == 1).await;
         stall.store(false, Ordering::SeqCst);
     };
     let (outs, ()) = futures::join!(waiting, recover);
-    for (i, out) in outs.into_iter().enumerate() {
-        let i = i as u16 + 1;
-        check_answer(out, &format!("q{i}.example."), i);
-    }
+    check_q_answers(outs, 0);
     assert_eq!(
-        srv.accepts.load(Ordering::SeqCst),
+        srv.accepts(),
         2,
         "the stalled dial, then one fresh dial shared by the three queries"
     );
-    assert_eq!(srv.queries.load(Ordering::SeqCst), 3);
+    assert_eq!(srv.queries(), 3);
     let pool = f.upstreams()[0].stream_pool().unwrap();
     assert_eq!(pool.dials(), 2);
-    wait_for("the stalled connection to close", || {
-        srv.ended.load(Ordering::SeqCst) == 1
-    })
-    .await;
+    wait_for("the stalled connection to close", || srv.ended() == 1).await;
 }
 
 #[tokio::test]
 async fn expire_closes_idle_connections() {
-    let pki = pki();
-    let srv = tls_server(&pki, Behaviour::default()).await;
-    let f = forward_to(
-        &pki,
-        &format!("tls://127.0.0.1%{NAME_OK}:{}", srv.addr.port()),
-        "expire 100ms",
-    );
-    check_answer(
-        serve(&*f, &req("q1.example.", 1), &[]).await,
-        "q1.example.",
-        1,
-    );
+    let (_pki, srv, f) = setup(Behaviour::default(), "expire 100ms").await;
+    expect_answer(&f, "q1.example.", 1).await;
     let pool = f.upstreams()[0].stream_pool().unwrap();
     assert_eq!(pool.open_conns(), 1);
-    wait_for("our side closed the idle connection", || {
-        srv.ended.load(Ordering::SeqCst) == 1
-    })
-    .await;
+    wait_for("our side closed the idle connection", || srv.ended() == 1).await;
     assert_eq!(pool.open_conns(), 0);
-    check_answer(
-        serve(&*f, &req("q2.example.", 2), &[]).await,
-        "q2.example.",
-        2,
-    );
-    assert_eq!(srv.accepts.load(Ordering::SeqCst), 2);
+    expect_answer(&f, "q2.example.", 2).await;
+    assert_eq!(srv.accepts(), 2);
 }
 
 #[tokio::test]
@@ -757,7 +650,7 @@ async fn a_wrong_server_name_or_an_untrusted_ca_fails_with_servfail() {
             "tls handshake with 127.0.0.1:{port} ({NAME_OK}): invalid peer certificate: UnknownIssuer"
         )
     );
-    assert_eq!(srv.queries.load(Ordering::SeqCst), 0, "no query was sent");
+    assert_eq!(srv.queries(), 0, "no query was sent");
     let lines = logs.lines();
     assert!(
         lines.iter().any(|l| *l == format!(
