@@ -2,6 +2,7 @@
 
 pub mod build;
 pub mod cli;
+pub mod conns;
 pub mod lifecycle;
 pub mod logging;
 pub mod ops;

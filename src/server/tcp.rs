@@ -1,6 +1,7 @@
 //! TCP and DNS over TLS (RFC 7766, RFC 7858): length-prefixed messages, pipelined — every query
 //! on a connection is handled concurrently and answered as soon as it is ready, in any order —
-//! with an idle timeout and caps on connections and on queries in flight per connection.
+//! with an idle timeout, a cap on queries in flight per connection, and the listener's
+//! connection table ([`crate::server::conns`]) deciding who is served under a flood.
 
 use std::io;
 use std::net::SocketAddr;
@@ -14,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
 
 use crate::dns::request::Proto;
+use crate::server::conns::{self, Admit, ConnState, ConnTable};
 use crate::server::query::{self, Prepared};
 use crate::server::router::Router;
 use crate::server::tracker::Tracker;
@@ -21,14 +23,18 @@ use crate::server::tracker::Tracker;
 /// Limits for stream listeners.
 #[derive(Debug, Clone, Copy)]
 pub struct StreamLimits {
-    /// A connection with no query for this long is closed (RFC 7766 §6.2.3).
+    /// A connection with no query for this long is closed (RFC 7766 §6.2.3); shorter while the
+    /// listener is more than half full.
     pub idle_timeout: Duration,
     /// Time allowed for a TLS handshake and for the rest of a message once its length arrived.
     pub read_timeout: Duration,
     /// Time allowed for writing replies: a client that stops reading is closed after it.
     pub write_timeout: Duration,
-    /// Connections open at once per listener; more are accepted and closed at once.
+    /// Connections open at once per listener; beyond it the longest-idle one is closed to admit
+    /// a new one (or the new one when every connection is busy).
     pub max_connections: usize,
+    /// Connections open at once from one client address.
+    pub max_per_source: usize,
     /// Queries in flight per connection; reading pauses beyond it.
     pub max_in_flight: usize,
 }
@@ -40,6 +46,7 @@ impl Default for StreamLimits {
             read_timeout: Duration::from_secs(5),
             write_timeout: Duration::from_secs(5),
             max_connections: 1024,
+            max_per_source: 128,
             max_in_flight: 128,
         }
     }
@@ -73,7 +80,14 @@ pub async fn serve(
             return;
         }
     };
-    let conns = Arc::new(Semaphore::new(limits.max_connections));
+    let server = router.load().server.clone();
+    let table = ConnTable::new(
+        server,
+        limits.max_connections.min(conns::fd_budget()),
+        limits.max_per_source,
+        limits.idle_timeout,
+    );
+    let mut last_accept_warning: Option<std::time::Instant> = None;
     loop {
         let (stream, src) = tokio::select! {
             biased;
@@ -81,158 +95,208 @@ pub async fn serve(
             r = listener.accept() => match r {
                 Ok(v) => v,
                 Err(e) => {
-                    tracing::warn!("tcp accept: {e}");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    // Out of file descriptors: close the longest-idle connection so the next
+                    // accept succeeds. Logged at most every 10 s: a flood must not flood the log.
+                    let out_of_fds = matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
+                    let freed = out_of_fds && table.shed_one("fd");
+                    if last_accept_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                        last_accept_warning = Some(std::time::Instant::now());
+                        tracing::warn!("tcp accept: {e}");
+                    }
+                    if !freed {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
                     continue;
                 }
             },
         };
-        let Ok(permit) = conns.clone().try_acquire_owned() else {
-            tracing::debug!("connection cap reached, closing {src}");
-            drop(stream);
-            continue;
+        let slot = match table.admit(src.ip()) {
+            Admit::Yes(slot) => slot,
+            Admit::No => {
+                tracing::debug!("every connection is busy, closing {src}");
+                drop(stream);
+                continue;
+            }
         };
         let _ = stream.set_nodelay(true);
         let router = router.clone();
         let tracker = tracker.clone();
         let stop = stop.clone();
+        let table = table.clone();
         tokio::spawn(async move {
-            let _permit = permit;
             let local = stream.local_addr().unwrap_or(src);
+            let conn = Conn {
+                src,
+                local,
+                router,
+                tracker,
+                limits,
+                table,
+                state: slot.state.clone(),
+            };
             if tls {
-                let Some(cfg) = router.load().tls.clone() else {
+                let Some(cfg) = conn.router.load().tls.clone() else {
                     return;
                 };
                 let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
-                match tokio::time::timeout(limits.read_timeout, acceptor.accept(stream)).await {
-                    Ok(Ok(s)) => {
-                        connection(s, src, local, Proto::Tls, router, tracker, limits, stop).await
-                    }
+                // The handshake counts as idle: under pressure it is shed like an idle
+                // connection, and it never takes longer than read_timeout.
+                let handshake = tokio::time::timeout(limits.read_timeout, acceptor.accept(stream));
+                let done = tokio::select! {
+                    r = handshake => r,
+                    _ = slot.state.closed() => return,
+                };
+                match done {
+                    Ok(Ok(s)) => conn.serve(s, Proto::Tls, stop).await,
                     Ok(Err(e)) => tracing::debug!("tls handshake with {src}: {e}"),
                     Err(_) => tracing::debug!("tls handshake with {src}: timed out"),
                 }
             } else {
-                connection(
-                    stream,
-                    src,
-                    local,
-                    Proto::Tcp,
-                    router,
-                    tracker,
-                    limits,
-                    stop,
-                )
-                .await
+                conn.serve(stream, Proto::Tcp, stop).await
             }
+            drop(slot);
         });
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn connection<S>(
-    stream: S,
+/// One accepted connection and what serving it needs.
+struct Conn {
     src: SocketAddr,
     local: SocketAddr,
-    proto: Proto,
     router: Arc<ArcSwap<Router>>,
     tracker: Arc<Tracker>,
     limits: StreamLimits,
-    mut stop: watch::Receiver<bool>,
-) where
-    S: AsyncRead + AsyncWrite + Send + 'static,
-{
-    let (rd, mut wr) = tokio::io::split(stream);
-    // Buffered: pipelined queries arriving together are read with one recv, not two per query
-    // (length prefix, then message).
-    let mut rd = tokio::io::BufReader::with_capacity(16 * 1024, rd);
-    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(limits.max_in_flight);
-    let writer = tokio::spawn(async move {
-        let mut out = Vec::with_capacity(4096);
-        while let Some(first) = rx.recv().await {
-            out.clear();
-            push_framed(&mut out, &first);
-            // Coalesce replies that are ready together into one write.
-            while let Ok(more) = rx.try_recv() {
-                push_framed(&mut out, &more);
-            }
-            // A client that does not read its replies must not hold the connection (and its
-            // queries in flight) forever.
-            let write = async {
-                wr.write_all(&out).await?;
-                wr.flush().await
-            };
-            match tokio::time::timeout(limits.write_timeout, write).await {
-                Ok(Ok(())) => {}
-                _ => return,
-            }
-        }
-        let _ = wr.shutdown().await;
-    });
-    let in_flight = Arc::new(Semaphore::new(limits.max_in_flight));
-    let mut buf = Vec::new();
-    loop {
-        let permit = match in_flight.clone().acquire_owned().await {
-            Ok(p) => p,
-            Err(_) => break,
-        };
-        // Wait for the next length prefix: idle timeout, or stop.
-        let mut len = [0u8; 2];
-        let got = tokio::select! {
-            biased;
-            _ = stop.changed() => break,
-            // The writer gave up (write error or timeout): close now.
-            _ = tx.closed() => break,
-            r = tokio::time::timeout(limits.idle_timeout, rd.read_exact(&mut len)) => r,
-        };
-        match got {
-            Ok(Ok(_)) => {}
-            _ => break, // EOF, error or idle
-        }
-        let n = u16::from_be_bytes(len) as usize;
-        if n == 0 {
-            break;
-        }
-        buf.resize(n, 0);
-        match tokio::time::timeout(limits.read_timeout, rd.read_exact(&mut buf)).await {
-            Ok(Ok(_)) => {}
-            _ => break, // slow or truncated message
-        }
-        // The guard is released before anything awaits.
-        let prepared = query::prepare(&router.load(), &buf, src, local, proto);
-        match prepared {
-            Prepared::Done(Some(bytes)) => {
-                if tx.send(bytes).await.is_err() {
-                    break;
+    table: Arc<ConnTable>,
+    state: Arc<ConnState>,
+}
+
+impl Conn {
+    async fn serve<S>(self, stream: S, proto: Proto, mut stop: watch::Receiver<bool>)
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        let Conn {
+            src,
+            local,
+            router,
+            tracker,
+            limits,
+            table,
+            state,
+        } = self;
+        let (rd, mut wr) = tokio::io::split(stream);
+        // Buffered: pipelined queries arriving together are read with one recv, not two per query
+        // (length prefix, then message).
+        let mut rd = tokio::io::BufReader::with_capacity(16 * 1024, rd);
+        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(limits.max_in_flight);
+        let writer = tokio::spawn(async move {
+            let mut out = Vec::with_capacity(4096);
+            while let Some(first) = rx.recv().await {
+                out.clear();
+                push_framed(&mut out, &first);
+                // Coalesce replies that are ready together into one write.
+                while let Ok(more) = rx.try_recv() {
+                    push_framed(&mut out, &more);
+                }
+                // A client that does not read its replies must not hold the connection (and its
+                // queries in flight) forever.
+                let write = async {
+                    wr.write_all(&out).await?;
+                    wr.flush().await
+                };
+                match tokio::time::timeout(limits.write_timeout, write).await {
+                    Ok(Ok(())) => {}
+                    _ => return,
                 }
             }
-            Prepared::Done(None) => {}
-            Prepared::Query(req, block) => {
-                let guard = tracker.start();
-                let fut = Box::pin(query::run(req, block));
-                match query::try_now(fut) {
-                    Ok(Some(bytes)) => {
-                        if tx.send(bytes).await.is_err() {
-                            break;
+            let _ = wr.shutdown().await;
+        });
+        let in_flight = Arc::new(Semaphore::new(limits.max_in_flight));
+        let mut buf = Vec::new();
+        loop {
+            let permit = match in_flight.clone().acquire_owned().await {
+                Ok(p) => p,
+                Err(_) => break,
+            };
+            // Wait for the next length prefix: idle timeout, stop, or shed by the table. The first
+            // byte makes the connection busy: a message half-read is never shed.
+            let mut len = [0u8; 2];
+            state.wait();
+            let got = tokio::select! {
+                biased;
+                _ = stop.changed() => break,
+                // The writer gave up (write error or timeout): close now.
+                _ = tx.closed() => break,
+                _ = state.closed() => break,
+                r = tokio::time::timeout(table.idle_timeout(), read_prefix(&mut rd, &mut len, &state, &table)) => r,
+            };
+            match got {
+                Ok(Ok(_)) => {}
+                _ => break, // EOF, error or idle
+            }
+            let n = u16::from_be_bytes(len) as usize;
+            if n == 0 {
+                break;
+            }
+            buf.resize(n, 0);
+            match tokio::time::timeout(limits.read_timeout, rd.read_exact(&mut buf)).await {
+                Ok(Ok(_)) => {}
+                _ => break, // slow or truncated message
+            }
+            // The guard is released before anything awaits.
+            let prepared = query::prepare(&router.load(), &buf, src, local, proto);
+            match prepared {
+                Prepared::Done(Some(bytes)) => {
+                    if tx.send(bytes).await.is_err() {
+                        break;
+                    }
+                }
+                Prepared::Done(None) => {}
+                Prepared::Query(req, block) => {
+                    let guard = tracker.start();
+                    let fut = Box::pin(query::run(req, block));
+                    match query::try_now(fut) {
+                        Ok(Some(bytes)) => {
+                            if tx.send(bytes).await.is_err() {
+                                break;
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(fut) => {
+                            let tx = tx.clone();
+                            // In flight: the connection is busy (never shed) until it is answered.
+                            state.query_started();
+                            let state = state.clone();
+                            tokio::spawn(async move {
+                                let _guard = guard;
+                                let _permit = permit;
+                                if let Some(bytes) = fut.await {
+                                    let _ = tx.send(bytes).await;
+                                }
+                                state.query_done();
+                            });
                         }
                     }
-                    Ok(None) => {}
-                    Err(fut) => {
-                        let tx = tx.clone();
-                        tokio::spawn(async move {
-                            let _guard = guard;
-                            let _permit = permit;
-                            if let Some(bytes) = fut.await {
-                                let _ = tx.send(bytes).await;
-                            }
-                        });
-                    }
                 }
             }
         }
+        // Stop reading; answers still in flight are written before the connection closes.
+        drop(tx);
+        let _ = writer.await;
     }
-    // Stop reading; answers still in flight are written before the connection closes.
-    drop(tx);
-    let _ = writer.await;
+}
+
+/// Reads a message's length prefix; the connection counts as busy from its first byte on.
+async fn read_prefix<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    len: &mut [u8; 2],
+    state: &ConnState,
+    table: &ConnTable,
+) -> io::Result<()> {
+    rd.read_exact(&mut len[..1]).await?;
+    state.active(table);
+    rd.read_exact(&mut len[1..]).await?;
+    Ok(())
 }
 
 fn push_framed(out: &mut Vec<u8>, msg: &[u8]) {
