@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use notify::{EventKind, RecursiveMode, Watcher};
 use serde::Deserialize;
-use serde::de::DeserializeSeed;
+use serde::de::{DeserializeSeed, IntoDeserializer};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
@@ -176,8 +176,16 @@ impl Loader {
         }
         for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
             let origin = format!("{}: document {}", path.display(), i + 1);
-            match Value::deserialize(doc) {
-                Ok(v) => self.document(v, &origin, &mut items, &mut errs),
+            let read = DocSeed.deserialize(doc).or_else(|e| {
+                // Something the one-pass reader does not take: the document read again as one
+                // tree, which takes it or gives the error it always gave.
+                match serde_yaml::Deserializer::from_str(text).nth(i) {
+                    Some(doc) => Value::deserialize(doc).map(Doc::Value),
+                    None => Err(e),
+                }
+            });
+            match read {
+                Ok(doc) => self.yaml_document(doc, &origin, &mut items, &mut errs),
                 Err(e) => {
                     // The YAML parser cannot resume after an error: the rest of the file is
                     // unreadable.
@@ -233,6 +241,44 @@ impl Loader {
         items.append(&mut got);
         errs.append(&mut problems);
         true
+    }
+
+    /// One YAML document as [`DocSeed`] read it: a list's items are converted one at a time
+    /// (their compact text parsed again), anything else as [`document`](Self::document) does.
+    fn yaml_document(
+        &self,
+        doc: Doc,
+        origin: &str,
+        items: &mut Vec<Loaded>,
+        errs: &mut Vec<String>,
+    ) {
+        let (mut fields, buffered) = match doc {
+            Doc::Value(v) => return self.document(v, origin, items, errs),
+            Doc::Map(fields, buffered) => (fields, buffered),
+        };
+        let list_kind = fields
+            .get("kind")
+            .and_then(Value::as_str)
+            .filter(|k| k.ends_with("List"));
+        match (list_kind, buffered) {
+            (Some(kind), Some(Buffered::Compact(list))) => {
+                let api = fields.get("apiVersion");
+                for (j, text) in list.into_iter().enumerate() {
+                    match serde_json::from_str(&text) {
+                        Ok(item) => self.list_item(item, j + 1, kind, api, origin, items, errs),
+                        // Not expected: serde_json wrote it, from a tree no deeper than
+                        // serde_yaml allows.
+                        Err(e) => errs.push(format!("{origin}, item {}: {e}", j + 1)),
+                    }
+                }
+            }
+            (_, buffered) => {
+                if let Some(b) = buffered {
+                    fields.insert("items".into(), b.into_value());
+                }
+                self.document(Value::Object(fields), origin, items, errs);
+            }
+        }
     }
 
     /// One YAML document or JSON file: an object, a list, or nothing (empty document).
@@ -455,6 +501,181 @@ impl<'de> serde::de::Visitor<'de> for Items<'_> {
             );
         }
         Ok(())
+    }
+}
+
+/// A YAML document read in one pass by [`DocSeed`].
+enum Doc {
+    /// Not a mapping: the tree `Value::deserialize` gives.
+    Value(Value),
+    /// A mapping: its fields but `items`, and `items` if there.
+    Map(serde_json::Map<String, Value>, Option<Buffered>),
+}
+
+/// A mapping's `items`.
+enum Buffered {
+    /// An array: each element's tree written as compact JSON, a tenth of the tree's size or
+    /// less, until the mapping's other fields (which may follow, as in `kubectl get -o yaml`)
+    /// tell whether it is a list.
+    Compact(Vec<Box<str>>),
+    /// Anything else.
+    Value(Value),
+}
+
+impl Buffered {
+    fn into_value(self) -> Value {
+        match self {
+            Buffered::Value(v) => v,
+            Buffered::Compact(list) => Value::Array(
+                list.iter()
+                    .map(|t| serde_json::from_str(t).unwrap_or(Value::Null))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+/// `Value`'s own visits of everything but mappings and sequences, each wrapped by `$wrap`: the
+/// same value `Value::deserialize` builds.
+macro_rules! value_visits {
+    ($wrap:expr) => {
+        fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Self::Value, E> {
+            Value::deserialize(v.into_deserializer()).map($wrap)
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            Value::deserialize(v.into_deserializer()).map($wrap)
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            Value::deserialize(v.into_deserializer()).map($wrap)
+        }
+        fn visit_i128<E: serde::de::Error>(self, v: i128) -> Result<Self::Value, E> {
+            Value::deserialize(v.into_deserializer()).map($wrap)
+        }
+        fn visit_u128<E: serde::de::Error>(self, v: u128) -> Result<Self::Value, E> {
+            Value::deserialize(v.into_deserializer()).map($wrap)
+        }
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+            Value::deserialize(v.into_deserializer()).map($wrap)
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Value::deserialize(v.into_deserializer()).map($wrap)
+        }
+        fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
+            Value::deserialize(v.into_deserializer()).map($wrap)
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok($wrap(Value::Null))
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok($wrap(Value::Null))
+        }
+        fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            Value::deserialize(d).map($wrap)
+        }
+    };
+}
+
+/// Reads a YAML document as `Value::deserialize` would (the same keys, values and order of
+/// reading), except that a mapping's `items` array is kept compact (see [`Buffered`]): a
+/// 10k-object `kind: List` then never exists as one tree. Whatever it does not take fails, and
+/// the caller reads the document again as a tree.
+struct DocSeed;
+
+impl<'de> DeserializeSeed<'de> for DocSeed {
+    type Value = Doc;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Doc, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for DocSeed {
+    type Value = Doc;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any valid JSON value")
+    }
+
+    value_visits!(Doc::Value);
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Doc, A::Error> {
+        Value::deserialize(serde::de::value::SeqAccessDeserializer::new(seq)).map(Doc::Value)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Doc, A::Error> {
+        let mut fields = serde_json::Map::new();
+        let mut items = None;
+        // As `Value` does: the first key through a string-only seed, the others as `String`s.
+        let mut key = map.next_key_seed(FirstKey)?;
+        while let Some(k) = key {
+            if k == "items" {
+                items = Some(map.next_value_seed(ItemsSeed)?);
+            } else {
+                fields.insert(k, map.next_value()?);
+            }
+            key = map.next_key::<String>()?;
+        }
+        Ok(Doc::Map(fields, items))
+    }
+}
+
+/// A mapping's first key, read as `Value` reads it.
+struct FirstKey;
+
+impl<'de> DeserializeSeed<'de> for FirstKey {
+    type Value = String;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<String, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl serde::de::Visitor<'_> for FirstKey {
+    type Value = String;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a string key")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<String, E> {
+        Ok(s.to_owned())
+    }
+
+    fn visit_string<E: serde::de::Error>(self, s: String) -> Result<String, E> {
+        Ok(s)
+    }
+}
+
+/// A mapping's `items` (see [`Buffered`]).
+struct ItemsSeed;
+
+impl<'de> DeserializeSeed<'de> for ItemsSeed {
+    type Value = Buffered;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Buffered, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for ItemsSeed {
+    type Value = Buffered;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any valid JSON value")
+    }
+
+    value_visits!(Buffered::Value);
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Buffered, A::Error> {
+        let mut list = Vec::new();
+        while let Some(item) = seq.next_element::<Value>()? {
+            list.push(item.to_string().into_boxed_str());
+        }
+        Ok(Buffered::Compact(list))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Buffered, A::Error> {
+        Value::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Buffered::Value)
     }
 }
 

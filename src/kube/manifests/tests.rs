@@ -556,6 +556,159 @@ fn json_list_items_with_problems() {
     }
 }
 
+/// A YAML file read by [`Loader::parse_file`] and by the whole-tree reading of each document it
+/// replaces (the oracle): both must give the same objects and problems, which are returned.
+fn parse_yaml_both_ways(text: &str) -> (Vec<Flat>, Vec<String>) {
+    let loader = Loader::new(ALL.to_vec(), Filters::default());
+    let flat = |items: Vec<Loaded>| -> Vec<Flat> {
+        items
+            .into_iter()
+            .map(|l| (l.kind, l.key, l.contribution, l.origin))
+            .collect()
+    };
+    let (items, errs) = loader.parse_file(Path::new("l.yaml"), text);
+    let got = (flat(items), errs);
+
+    let (mut items, mut errs) = (Vec::new(), Vec::new());
+    for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let origin = format!("l.yaml: document {}", i + 1);
+        match Value::deserialize(doc) {
+            Ok(v) => loader.document(v, &origin, &mut items, &mut errs),
+            Err(e) => {
+                errs.push(format!("{origin}: {e}"));
+                break;
+            }
+        }
+    }
+    assert_eq!(got, (flat(items), errs), "one pass vs whole tree:\n{text}");
+    got
+}
+
+fn ingress_yaml(name: &str, ip: &str) -> String {
+    format!(
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  namespace: x\nspec:\n  rules:\n    - host: {name}.example.com\nstatus:\n  loadBalancer:\n    ingress:\n      - ip: {ip}\n"
+    )
+}
+
+/// `text`'s lines as one item of a YAML block sequence indented by `indent`.
+fn yaml_item(text: &str, indent: usize) -> String {
+    let pad = " ".repeat(indent);
+    let mut lines = text.lines();
+    let first = format!("{pad}- {}\n", lines.next().unwrap());
+    first + &lines.map(|l| format!("{pad}  {l}\n")).collect::<String>()
+}
+
+#[test]
+fn yaml_lists_read_in_one_pass_with_the_whole_tree_results() {
+    // `kubectl get -o yaml` order: `items` before `kind`; mixed kinds, one not read by exdns,
+    // a nested list, an item that is not an object, one that fails, one without a kind, and a
+    // float and a tag in the items (kept as compact JSON until the list is known).
+    let nested = format!(
+        "kind: List\nitems:\n{}",
+        yaml_item(&ingress_yaml("inner", "192.0.2.5"), 0)
+    );
+    let text = format!(
+        "apiVersion: v1\nitems:\n{}{}{}  - just a string\n  - apiVersion: v1\n    kind: Service\n    metadata: {{namespace: x}}\n  - metadata: {{name: no-kind}}\n    weight: 0.30000000000000004\n  - !!map {{kind: ConfigMap, metadata: {{name: cm}}}}\n{}kind: List\nmetadata:\n  resourceVersion: \"\"\n",
+        yaml_item(&ingress_yaml("a", "192.0.2.1"), 2),
+        yaml_item(&svc("s", Some("x"), "192.0.2.2"), 2),
+        yaml_item(&nested, 2),
+        yaml_item(&ingress_yaml("b", "192.0.2.3"), 2),
+    );
+    let (items, errs) = parse_yaml_both_ways(&text);
+    let origins: Vec<&str> = items.iter().map(|i| i.3.as_str()).collect();
+    assert_eq!(
+        origins,
+        vec![
+            "l.yaml: document 1, item 1",
+            "l.yaml: document 1, item 2",
+            "l.yaml: document 1, item 3, item 1",
+            "l.yaml: document 1, item 8",
+        ]
+    );
+    assert_eq!(
+        errs,
+        vec![
+            "l.yaml: document 1, item 4: expected a Kubernetes object",
+            "l.yaml: document 1, item 5: Service: metadata.name is missing",
+            "l.yaml: document 1, item 6: the object has no `kind`",
+        ]
+    );
+
+    // The one-pass reader keeps the items compact until the list is known.
+    let doc = serde_yaml::Deserializer::from_str(&text).next().unwrap();
+    let Doc::Map(fields, Some(Buffered::Compact(list))) = DocSeed.deserialize(doc).unwrap() else {
+        panic!("not read as a list");
+    };
+    assert_eq!((fields.len(), list.len()), (3, 8));
+
+    // A typed list whose items take kind and apiVersion from it, given after the items; a list
+    // among other documents.
+    let text = format!(
+        "{}---\nitems:\n{}kind: ServiceList\napiVersion: v1\n---\n{}",
+        ingress_yaml("first", "192.0.2.1"),
+        yaml_item(
+            "metadata: {name: t}\nspec: {type: LoadBalancer}\nstatus: {loadBalancer: {ingress: [{ip: 192.0.2.9}]}}",
+            0
+        ),
+        ingress_yaml("last", "192.0.2.2"),
+    );
+    let (items, errs) = parse_yaml_both_ways(&text);
+    assert!(errs.is_empty(), "{errs:?}");
+    let keys: Vec<String> = items.iter().map(|i| i.1.to_string()).collect();
+    assert_eq!(keys, vec!["x/first", "default/t", "x/last"]);
+}
+
+#[test]
+fn yaml_lists_odd_shapes_and_errors() {
+    for text in [
+        // Empty lists, `items` null or not a list.
+        "apiVersion: v1\nkind: List\nitems: []\n",
+        "items: []\nkind: IngressList\n",
+        "kind: List\nitems:\n",
+        "kind: List\nitems: {kind: Ingress}\n",
+        "kind: List\nitems: 5\n",
+        // Repeated `items` (the last counts); `items` in something that is not a list.
+        &format!(
+            "kind: List\nitems:\n{}items:\n{}",
+            yaml_item(&ingress_yaml("a", "192.0.2.1"), 0),
+            yaml_item(&ingress_yaml("b", "192.0.2.2"), 0)
+        ),
+        &format!(
+            "{}items:\n{}",
+            ingress_yaml("a", "192.0.2.1"),
+            yaml_item(&ingress_yaml("b", "192.0.2.2"), 0)
+        ),
+        // No kind, a kind that is not a string.
+        "items: [{kind: Ingress}]\n",
+        "kind: [List]\nitems: []\n",
+        // Keys that are not strings: the first and a later one.
+        "1: a\nkind: List\nitems: []\n",
+        "kind: List\n[a]: b\nitems: []\n",
+        // A tag the tree does not take; empty documents; not objects.
+        "kind: List\nitems: !custom [1]\n",
+        "---\n# nothing\n---\n",
+        "- a\n- b\n",
+        "12\n",
+        // A syntax error inside the items stops the file, as before.
+        &format!(
+            "{}---\nkind: List\nitems:\n{}  - metadata: [unclosed\n---\n{}",
+            ingress_yaml("before", "192.0.2.1"),
+            yaml_item(&ingress_yaml("in", "192.0.2.2"), 2),
+            ingress_yaml("after", "192.0.2.3"),
+        ),
+    ] {
+        parse_yaml_both_ways(text);
+    }
+    let (items, errs) = parse_yaml_both_ways(&format!(
+        "{}---\nkind: List\nitems:\n{}  - metadata: [unclosed\n",
+        ingress_yaml("before", "192.0.2.1"),
+        yaml_item(&ingress_yaml("in", "192.0.2.2"), 2),
+    ));
+    assert_eq!(items.len(), 1);
+    assert_eq!(errs.len(), 1);
+    assert!(errs[0].starts_with("l.yaml: document 2: "), "{errs:?}");
+}
+
 fn demo_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/demo")
 }
