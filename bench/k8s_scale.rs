@@ -13,7 +13,8 @@
 //!
 //! Then, for each size in K8S_SCALE_MANIFESTS (default 10k), the same objects from the manifests
 //! source instead (`k8s_gateway { manifests DIR }`): one `kind: List` JSON file as
-//! `kubectl get -o json` writes it, then one multi-document YAML file; start → ready and RSS.
+//! `kubectl get -o json` writes it, one multi-document YAML file, one `kind: List` YAML file as
+//! `kubectl get -o yaml` writes it; start → ready and RSS.
 //!
 //! It writes a Markdown report to `bench/results/k8s_scale.md` and prints it. Targets
 //! (issue 3: ≤ 50 MB RSS at 10k objects, p99 event → answer ≤ 100 ms; issue 14: ≤ 50 MB at
@@ -597,22 +598,25 @@ enum Format {
     ListJson,
     /// One YAML document per object.
     MultiYaml,
+    /// A `kind: List` in YAML, as `kubectl get -o yaml` writes it (`items` before `kind`).
+    ListYaml,
 }
 
 impl Format {
-    const ALL: [Format; 2] = [Format::ListJson, Format::MultiYaml];
+    const ALL: [Format; 3] = [Format::ListJson, Format::MultiYaml, Format::ListYaml];
 
     fn label(self) -> &'static str {
         match self {
             Format::ListJson => "`kind: List`, JSON",
             Format::MultiYaml => "multi-document YAML",
+            Format::ListYaml => "`kind: List`, YAML",
         }
     }
 
     fn file(self) -> &'static str {
         match self {
             Format::ListJson => "objects.json",
-            Format::MultiYaml => "objects.yaml",
+            Format::MultiYaml | Format::ListYaml => "objects.yaml",
         }
     }
 }
@@ -647,19 +651,22 @@ fn manifest_objects(n: usize) -> Vec<Value> {
 }
 
 fn manifest_text(objects: Vec<Value>, format: Format) -> String {
-    match format {
-        Format::ListJson => serde_json::to_string_pretty(&json!({
+    let list = |objects| {
+        json!({
             "apiVersion": "v1",
             "items": objects,
             "kind": "List",
             "metadata": {"resourceVersion": ""},
-        }))
-        .unwrap(),
+        })
+    };
+    match format {
+        Format::ListJson => serde_json::to_string_pretty(&list(objects)).unwrap(),
         Format::MultiYaml => objects
             .iter()
             .map(|o| serde_yaml::to_string(o).unwrap())
             .collect::<Vec<_>>()
             .join("---\n"),
+        Format::ListYaml => serde_yaml::to_string(&list(objects)).unwrap(),
     }
 }
 
@@ -820,8 +827,9 @@ fn report(
         }
         s.push_str(
             "\nThe same objects (plus the Gateways) in one file under `k8s_gateway { manifests DIR }` + `ready`:\n\
-             a `kind: List` as `kubectl get -o json` writes it (2-space indent, `items` before `kind`), or one\n\
-             YAML document per object. RSS: `VmRSS` 1 s after ready; peak: `VmHWM` (the load included).\n\n",
+             a `kind: List` in JSON or YAML with its keys in `kubectl get -o json|yaml` order (`items` before\n\
+             `kind`), or one YAML document per object. RSS: `VmRSS` 1 s after ready; peak: `VmHWM` (the load\n\
+             included).\n\n",
         );
     }
     s.push_str("## Event → answer\n\n");
