@@ -861,7 +861,7 @@ fn report(
         f(rows.last().map_or(f64::NAN, |r| r.churn_secs), 1),
         UPDATE_DEADLINE.as_secs(),
     ));
-    s.push_str("## Targets (issue 3)\n\n");
+    s.push_str("## Targets (issues 3 and 14)\n\n");
     match rows.iter().find(|r| r.n == 10_000) {
         Some(r) => {
             let rss = mb(r.rss_ready.max(r.rss_burst).max(r.rss_churn));
@@ -888,7 +888,7 @@ fn report(
         )
         .map(|(what, kib)| {
             format!(
-                "{what} {:.1} MB{}",
+                "{what}: {:.1} MB{}",
                 mb(kib),
                 if mb(kib) <= 50.0 { "" } else { " (over)" }
             )
@@ -903,7 +903,7 @@ fn report(
         s.push_str(&format!(
             "- RSS at ready ≤ 50 MB at 10k objects from every source (issue 14): **{}** ({}).\n",
             if over { "missed" } else { "met" },
-            at_10k.join(", ")
+            at_10k.join("; ")
         ));
     }
     for r in rows {
