@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use notify::{EventKind, RecursiveMode, Watcher};
 use serde::Deserialize;
+use serde::de::{DeserializeSeed, IntoDeserializer};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
@@ -164,16 +165,27 @@ impl Loader {
             .and_then(|e| e.to_str())
             .is_some_and(|e| e.eq_ignore_ascii_case("json"));
         if json {
-            match serde_json::from_str::<Value>(text) {
-                Ok(v) => self.document(v, &format!("{}", path.display()), &mut items, &mut errs),
-                Err(e) => errs.push(format!("{}: {e}", path.display())),
+            let origin = path.display().to_string();
+            if !self.json_list(&origin, text, &mut items, &mut errs) {
+                match serde_json::from_str::<Value>(text) {
+                    Ok(v) => self.document(v, &origin, &mut items, &mut errs),
+                    Err(e) => errs.push(format!("{origin}: {e}")),
+                }
             }
             return (items, errs);
         }
         for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
             let origin = format!("{}: document {}", path.display(), i + 1);
-            match Value::deserialize(doc) {
-                Ok(v) => self.document(v, &origin, &mut items, &mut errs),
+            let read = DocSeed.deserialize(doc).or_else(|e| {
+                // Something the one-pass reader does not take: the document read again as one
+                // tree, which takes it or gives the error it always gave.
+                match serde_yaml::Deserializer::from_str(text).nth(i) {
+                    Some(doc) => Value::deserialize(doc).map(Doc::Value),
+                    None => Err(e),
+                }
+            });
+            match read {
+                Ok(doc) => self.yaml_document(doc, &origin, &mut items, &mut errs),
                 Err(e) => {
                     // The YAML parser cannot resume after an error: the rest of the file is
                     // unreadable.
@@ -183,6 +195,90 @@ impl Loader {
             }
         }
         (items, errs)
+    }
+
+    /// A JSON file holding a list (`kind: …List` with `items`), read one item at a time: each
+    /// item becomes a tree of its own, is converted and dropped before the next is parsed, where
+    /// a tree of the whole file would take ~20 times the file's size (10k Ingresses: ~90 MB for
+    /// a 5 MB file). `false`: not such a list, or something unusual (malformed JSON, repeated
+    /// keys, `items` not an array...) — nothing was added, and the whole-tree path reads the file
+    /// and reports its problems as it always has.
+    fn json_list(
+        &self,
+        origin: &str,
+        text: &str,
+        items: &mut Vec<Loaded>,
+        errs: &mut Vec<String>,
+    ) -> bool {
+        // The list's own fields may follow `items` (`kubectl get -o json` sorts the keys): a
+        // first pass reads them and skips the items without building them.
+        let Ok(head) = serde_json::from_str::<ListHead>(text) else {
+            return false;
+        };
+        let Some(kind) = head.kind.as_ref().and_then(Value::as_str) else {
+            return false;
+        };
+        if !(kind.ends_with("List") && head.items) {
+            return false;
+        }
+        let mut got = Vec::new();
+        let mut problems = Vec::new();
+        let seed = ListSeed {
+            loader: self,
+            kind,
+            api: head.api_version.as_ref(),
+            origin,
+            items: &mut got,
+            errs: &mut problems,
+        };
+        let mut de = serde_json::Deserializer::from_str(text);
+        if DeserializeSeed::deserialize(seed, &mut de)
+            .and_then(|()| de.end())
+            .is_err()
+        {
+            return false;
+        }
+        items.append(&mut got);
+        errs.append(&mut problems);
+        true
+    }
+
+    /// One YAML document as [`DocSeed`] read it: a list's items are converted one at a time
+    /// (their compact text parsed again), anything else as [`document`](Self::document) does.
+    fn yaml_document(
+        &self,
+        doc: Doc,
+        origin: &str,
+        items: &mut Vec<Loaded>,
+        errs: &mut Vec<String>,
+    ) {
+        let (mut fields, buffered) = match doc {
+            Doc::Value(v) => return self.document(v, origin, items, errs),
+            Doc::Map(fields, buffered) => (fields, buffered),
+        };
+        let list_kind = fields
+            .get("kind")
+            .and_then(Value::as_str)
+            .filter(|k| k.ends_with("List"));
+        match (list_kind, buffered) {
+            (Some(kind), Some(Buffered::Compact(list))) => {
+                let api = fields.get("apiVersion");
+                for (j, text) in list.into_iter().enumerate() {
+                    match serde_json::from_str(&text) {
+                        Ok(item) => self.list_item(item, j + 1, kind, api, origin, items, errs),
+                        // Not expected: serde_json wrote it, from a tree no deeper than
+                        // serde_yaml allows.
+                        Err(e) => errs.push(format!("{origin}, item {}: {e}", j + 1)),
+                    }
+                }
+            }
+            (_, buffered) => {
+                if let Some(b) = buffered {
+                    fields.insert("items".into(), b.into_value());
+                }
+                self.document(Value::Object(fields), origin, items, errs);
+            }
+        }
     }
 
     /// One YAML document or JSON file: an object, a list, or nothing (empty document).
@@ -208,7 +304,6 @@ impl Loader {
             return;
         };
         if kind.ends_with("List") && v.get("items").is_some() {
-            let item_kind = kind.strip_suffix("List").filter(|k| !k.is_empty());
             let api = v.get("apiVersion").cloned();
             let list = match v.get_mut("items").map(Value::take) {
                 Some(Value::Array(list)) => list,
@@ -218,20 +313,8 @@ impl Loader {
                     return;
                 }
             };
-            for (j, mut item) in list.into_iter().enumerate() {
-                let origin = format!("{origin}, item {}", j + 1);
-                // Typed lists (`ServiceList` from the API) may omit the items' kind.
-                if let (Some(k), Some(o)) = (item_kind, item.as_object_mut()) {
-                    o.entry("kind").or_insert_with(|| Value::from(k));
-                    if let Some(a) = &api {
-                        o.entry("apiVersion").or_insert_with(|| a.clone());
-                    }
-                }
-                if item.is_object() {
-                    self.object(item, &origin, items, errs);
-                } else {
-                    errs.push(format!("{origin}: expected a Kubernetes object"));
-                }
+            for (j, item) in list.into_iter().enumerate() {
+                self.list_item(item, j + 1, &kind, api.as_ref(), origin, items, errs);
             }
             return;
         }
@@ -268,6 +351,331 @@ impl Loader {
             Ok((_, None)) => {}
             Err(e) => errs.push(format!("{origin}: {e}")),
         }
+    }
+
+    /// Item `j` (from 1) of the list of kind `list_kind` at `origin`, whose `apiVersion` is `api`.
+    #[allow(clippy::too_many_arguments)]
+    fn list_item(
+        &self,
+        mut item: Value,
+        j: usize,
+        list_kind: &str,
+        api: Option<&Value>,
+        origin: &str,
+        items: &mut Vec<Loaded>,
+        errs: &mut Vec<String>,
+    ) {
+        let origin = format!("{origin}, item {j}");
+        // Typed lists (`ServiceList` from the API) may omit the items' kind.
+        let item_kind = list_kind.strip_suffix("List").filter(|k| !k.is_empty());
+        if let (Some(k), Some(o)) = (item_kind, item.as_object_mut()) {
+            o.entry("kind").or_insert_with(|| Value::from(k));
+            if let Some(a) = api {
+                o.entry("apiVersion").or_insert_with(|| a.clone());
+            }
+        }
+        if item.is_object() {
+            self.object(item, &origin, items, errs);
+        } else {
+            errs.push(format!("{origin}: expected a Kubernetes object"));
+        }
+    }
+}
+
+/// The fields of a JSON file that tell a list, read without building anything else. Repeated
+/// keys fail (the whole-tree path then decides, keeping the last one as it always has).
+#[derive(Deserialize)]
+struct ListHead {
+    #[serde(default, deserialize_with = "present_value")]
+    kind: Option<Value>,
+    #[serde(rename = "apiVersion", default, deserialize_with = "present_value")]
+    api_version: Option<Value>,
+    /// `items` is there (`null` included).
+    #[serde(default, deserialize_with = "present")]
+    items: bool,
+}
+
+/// A field that is there, `null` included (`Option<Value>` alone reads `null` as absent).
+fn present_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    serde::de::IgnoredAny::deserialize(d).map(|_| true)
+}
+
+/// A JSON list document, its items converted as they are parsed (see [`Loader::json_list`]).
+struct ListSeed<'a> {
+    loader: &'a Loader,
+    kind: &'a str,
+    api: Option<&'a Value>,
+    origin: &'a str,
+    items: &'a mut Vec<Loaded>,
+    errs: &'a mut Vec<String>,
+}
+
+impl<'de> DeserializeSeed<'de> for ListSeed<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for ListSeed<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a Kubernetes list")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let ListSeed {
+            loader,
+            kind,
+            api,
+            origin,
+            items,
+            errs,
+        } = self;
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "items" {
+                map.next_value_seed(Items {
+                    loader,
+                    kind,
+                    api,
+                    origin,
+                    items: &mut *items,
+                    errs: &mut *errs,
+                })?;
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A list's `items` array, one item at a time. Anything but an array or `null` fails, for the
+/// whole-tree path to report.
+struct Items<'a> {
+    loader: &'a Loader,
+    kind: &'a str,
+    api: Option<&'a Value>,
+    origin: &'a str,
+    items: &'a mut Vec<Loaded>,
+    errs: &'a mut Vec<String>,
+}
+
+impl<'de> DeserializeSeed<'de> for Items<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Items<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an array of objects")
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut j = 0;
+        while let Some(item) = seq.next_element::<Value>()? {
+            j += 1;
+            self.loader.list_item(
+                item,
+                j,
+                self.kind,
+                self.api,
+                self.origin,
+                self.items,
+                self.errs,
+            );
+        }
+        Ok(())
+    }
+}
+
+/// A YAML document read in one pass by [`DocSeed`].
+enum Doc {
+    /// Not a mapping: the tree `Value::deserialize` gives.
+    Value(Value),
+    /// A mapping: its fields but `items`, and `items` if there.
+    Map(serde_json::Map<String, Value>, Option<Buffered>),
+}
+
+/// A mapping's `items`.
+enum Buffered {
+    /// An array: each element's tree written as compact JSON, a tenth of the tree's size or
+    /// less, until the mapping's other fields (which may follow, as in `kubectl get -o yaml`)
+    /// tell whether it is a list.
+    Compact(Vec<Box<str>>),
+    /// Anything else.
+    Value(Value),
+}
+
+impl Buffered {
+    fn into_value(self) -> Value {
+        match self {
+            Buffered::Value(v) => v,
+            Buffered::Compact(list) => Value::Array(
+                list.iter()
+                    .map(|t| serde_json::from_str(t).unwrap_or(Value::Null))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+/// `Value`'s own visits of everything but mappings and sequences, each wrapped by `$wrap`: the
+/// same value `Value::deserialize` builds.
+macro_rules! value_visits {
+    ($wrap:expr) => {
+        fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Self::Value, E> {
+            Value::deserialize(v.into_deserializer()).map($wrap)
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            Value::deserialize(v.into_deserializer()).map($wrap)
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            Value::deserialize(v.into_deserializer()).map($wrap)
+        }
+        fn visit_i128<E: serde::de::Error>(self, v: i128) -> Result<Self::Value, E> {
+            Value::deserialize(v.into_deserializer()).map($wrap)
+        }
+        fn visit_u128<E: serde::de::Error>(self, v: u128) -> Result<Self::Value, E> {
+            Value::deserialize(v.into_deserializer()).map($wrap)
+        }
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+            Value::deserialize(v.into_deserializer()).map($wrap)
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Value::deserialize(v.into_deserializer()).map($wrap)
+        }
+        fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
+            Value::deserialize(v.into_deserializer()).map($wrap)
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok($wrap(Value::Null))
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok($wrap(Value::Null))
+        }
+        fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            Value::deserialize(d).map($wrap)
+        }
+    };
+}
+
+/// Reads a YAML document as `Value::deserialize` would (the same keys, values and order of
+/// reading), except that a mapping's `items` array is kept compact (see [`Buffered`]): a
+/// 10k-object `kind: List` then never exists as one tree. Whatever it does not take fails, and
+/// the caller reads the document again as a tree.
+struct DocSeed;
+
+impl<'de> DeserializeSeed<'de> for DocSeed {
+    type Value = Doc;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Doc, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for DocSeed {
+    type Value = Doc;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any valid JSON value")
+    }
+
+    value_visits!(Doc::Value);
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Doc, A::Error> {
+        Value::deserialize(serde::de::value::SeqAccessDeserializer::new(seq)).map(Doc::Value)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Doc, A::Error> {
+        let mut fields = serde_json::Map::new();
+        let mut items = None;
+        // As `Value` does: the first key through a string-only seed, the others as `String`s.
+        let mut key = map.next_key_seed(FirstKey)?;
+        while let Some(k) = key {
+            if k == "items" {
+                items = Some(map.next_value_seed(ItemsSeed)?);
+            } else {
+                fields.insert(k, map.next_value()?);
+            }
+            key = map.next_key::<String>()?;
+        }
+        Ok(Doc::Map(fields, items))
+    }
+}
+
+/// A mapping's first key, read as `Value` reads it.
+struct FirstKey;
+
+impl<'de> DeserializeSeed<'de> for FirstKey {
+    type Value = String;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<String, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl serde::de::Visitor<'_> for FirstKey {
+    type Value = String;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a string key")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<String, E> {
+        Ok(s.to_owned())
+    }
+
+    fn visit_string<E: serde::de::Error>(self, s: String) -> Result<String, E> {
+        Ok(s)
+    }
+}
+
+/// A mapping's `items` (see [`Buffered`]).
+struct ItemsSeed;
+
+impl<'de> DeserializeSeed<'de> for ItemsSeed {
+    type Value = Buffered;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Buffered, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for ItemsSeed {
+    type Value = Buffered;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any valid JSON value")
+    }
+
+    value_visits!(Buffered::Value);
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Buffered, A::Error> {
+        let mut list = Vec::new();
+        while let Some(item) = seq.next_element::<Value>()? {
+            list.push(item.to_string().into_boxed_str());
+        }
+        Ok(Buffered::Compact(list))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Buffered, A::Error> {
+        Value::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Buffered::Value)
     }
 }
 
@@ -457,6 +865,8 @@ async fn reload(
             }
             counts.sort();
             tracing::debug!("manifests: loaded {} ({})", dir.display(), counts.join(" "));
+            // The files' text and trees are gone, and so are the previous load's objects.
+            crate::kube::release_free_memory();
             true
         }
         Err(e) => {

@@ -619,6 +619,8 @@ impl KindState {
                     self.feed.apply(self.kind, Event::Replace(items));
                     self.synced = true;
                     self.feed.set_synced(self.kind, true);
+                    // The list's pages are gone, and so are the objects it replaced.
+                    crate::kube::release_free_memory();
                     return;
                 }
                 let sel = &mut self.selectors[i];
@@ -635,6 +637,7 @@ impl KindState {
                         .apply(self.kind, Event::Replace(union.into_iter().collect()));
                     self.synced = true;
                     self.feed.set_synced(self.kind, true);
+                    crate::kube::release_free_memory();
                 }
             }
             watcher::Event::Apply(obj) => {

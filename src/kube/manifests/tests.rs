@@ -372,6 +372,343 @@ fn filters_apply() {
     );
 }
 
+/// A loaded object: kind, key, contribution, origin.
+type Flat = (ObjKind, ObjKey, Contribution, String);
+
+/// A JSON file read by [`Loader::parse_file`] (streaming a list's items when it can), and by
+/// the whole-tree path it replaces (the oracle): both must give the same objects and problems.
+/// Returns them, and whether the streaming path took the file.
+fn parse_json_both_ways(text: &str) -> (Vec<Flat>, Vec<String>, bool) {
+    let loader = Loader::new(ALL.to_vec(), Filters::default());
+    let flat = |items: Vec<Loaded>| -> Vec<Flat> {
+        items
+            .into_iter()
+            .map(|l| (l.kind, l.key, l.contribution, l.origin))
+            .collect()
+    };
+    let (items, errs) = loader.parse_file(Path::new("l.json"), text);
+    let got = (flat(items), errs);
+
+    let (mut items, mut errs) = (Vec::new(), Vec::new());
+    match serde_json::from_str::<Value>(text) {
+        Ok(v) => loader.document(v, "l.json", &mut items, &mut errs),
+        Err(e) => errs.push(format!("l.json: {e}")),
+    }
+    assert_eq!(got, (flat(items), errs), "streamed vs whole tree:\n{text}");
+
+    let (mut items, mut errs) = (Vec::new(), Vec::new());
+    let streamed = loader.json_list("l.json", text, &mut items, &mut errs);
+    (got.0, got.1, streamed)
+}
+
+fn ingress_json(name: &str, ns: &str, ip: &str) -> String {
+    format!(
+        r#"{{"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": {{"name": "{name}", "namespace": "{ns}"}},
+            "spec": {{"rules": [{{"host": "{name}.example.com"}}]}},
+            "status": {{"loadBalancer": {{"ingress": [{{"ip": "{ip}"}}]}}}}}}"#
+    )
+}
+
+fn svc_json(name: &str, ip: &str) -> String {
+    format!(
+        r#"{{"metadata": {{"name": "{name}"}}, "spec": {{"type": "LoadBalancer"}},
+            "status": {{"loadBalancer": {{"ingress": [{{"ip": "{ip}"}}]}}}}}}"#
+    )
+}
+
+#[test]
+fn json_lists_stream_with_the_whole_tree_results() {
+    // `kubectl get -o json` order: `items` before `kind`; mixed kinds, one not read by exdns.
+    let text = format!(
+        r#"{{"apiVersion": "v1", "items": [{}, {{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {{"name": "cm"}}}},
+            {}], "kind": "List", "metadata": {{"resourceVersion": ""}}}}"#,
+        ingress_json("i", "web", "192.0.2.1"),
+        svc_json("s", "192.0.2.2").replacen('{', r#"{"apiVersion": "v1", "kind": "Service", "#, 1),
+    );
+    let (items, errs, streamed) = parse_json_both_ways(&text);
+    assert!(streamed);
+    assert!(errs.is_empty(), "{errs:?}");
+    let got: Vec<(ObjKind, String, &str)> = items
+        .iter()
+        .map(|(k, key, _, origin)| (*k, key.to_string(), origin.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (ObjKind::Ingress, "web/i".to_string(), "l.json, item 1"),
+            (ObjKind::Service, "default/s".to_string(), "l.json, item 3"),
+        ]
+    );
+
+    // A typed list whose items take kind and apiVersion from it, given after the items.
+    let text = format!(
+        r#"{{"items": [{}, {}], "kind": "ServiceList", "apiVersion": "v1"}}"#,
+        svc_json("a", "192.0.2.3"),
+        svc_json("b", "192.0.2.4")
+    );
+    let (items, errs, streamed) = parse_json_both_ways(&text);
+    assert!(streamed);
+    assert!(errs.is_empty(), "{errs:?}");
+    assert_eq!(items.len(), 2);
+
+    // A list inside a list.
+    let text = format!(
+        r#"{{"kind": "List", "items": [{{"kind": "List", "items": [{}]}}, {}]}}"#,
+        ingress_json("inner", "x", "192.0.2.5"),
+        ingress_json("outer", "x", "192.0.2.6")
+    );
+    let (items, errs, streamed) = parse_json_both_ways(&text);
+    assert!(streamed);
+    assert!(errs.is_empty(), "{errs:?}");
+    let origins: Vec<&str> = items.iter().map(|i| i.3.as_str()).collect();
+    assert_eq!(origins, vec!["l.json, item 1, item 1", "l.json, item 2"]);
+}
+
+#[test]
+fn json_lists_empty_and_null() {
+    for text in [
+        r#"{"apiVersion": "v1", "kind": "List", "items": []}"#,
+        r#"{"items": [], "kind": "IngressList"}"#,
+        r#"{"apiVersion": "v1", "kind": "List", "items": null}"#,
+    ] {
+        let (items, errs, streamed) = parse_json_both_ways(text);
+        assert!(streamed, "{text}");
+        assert!(
+            items.is_empty() && errs.is_empty(),
+            "{text}: {items:?} {errs:?}"
+        );
+    }
+}
+
+#[test]
+fn json_list_items_with_problems() {
+    // Items that fail one by one are reported with their number; the others load.
+    let text = format!(
+        r#"{{"kind": "List", "items": [{}, "a string", {{"apiVersion": "v1", "kind": "Service", "metadata": {{"namespace": "x"}}}},
+            {{"metadata": {{"name": "no-kind"}}}}, {}]}}"#,
+        ingress_json("a", "x", "192.0.2.1"),
+        ingress_json("b", "x", "192.0.2.2")
+    );
+    let (items, errs, streamed) = parse_json_both_ways(&text);
+    assert!(streamed);
+    assert_eq!(
+        errs,
+        vec![
+            "l.json, item 2: expected a Kubernetes object",
+            "l.json, item 3: Service: metadata.name is missing",
+            "l.json, item 4: the object has no `kind`",
+        ]
+    );
+    assert_eq!(items.len(), 2);
+
+    // Malformed JSON in an item: the file is unreadable, none of its objects load, and the
+    // message is the parser's, as before.
+    let text = format!(
+        r#"{{"kind": "List", "items": [{}, {{"kind": "Ingress", "metadata": }}]}}"#,
+        ingress_json("a", "x", "192.0.2.1")
+    );
+    let (items, errs, streamed) = parse_json_both_ways(&text);
+    assert!(!streamed);
+    assert!(items.is_empty());
+    assert_eq!(errs, vec!["l.json: expected value at line 4 column 110"]);
+    // A number out of range passes the first pass (which skips the items) but not the second.
+    let text = format!(
+        r#"{{"kind": "List", "items": [{}, {{"kind": "Ingress", "x": 1e999}}]}}"#,
+        ingress_json("a", "x", "192.0.2.1")
+    );
+    let (items, errs, streamed) = parse_json_both_ways(&text);
+    assert!(!streamed);
+    assert!(items.is_empty());
+    assert_eq!(errs.len(), 1);
+    assert!(
+        errs[0].starts_with("l.json: number out of range"),
+        "{errs:?}"
+    );
+
+    // `items` that is not an array; the list's fields repeated (the last one counts).
+    let (items, errs, streamed) =
+        parse_json_both_ways(r#"{"kind": "List", "items": {"kind": "Ingress"}}"#);
+    assert!(!streamed && items.is_empty());
+    assert_eq!(errs, vec!["l.json: `items` of a List must be a list"]);
+    let text = format!(
+        r#"{{"kind": "List", "items": [{}], "items": [{}]}}"#,
+        ingress_json("a", "x", "192.0.2.1"),
+        ingress_json("b", "x", "192.0.2.2")
+    );
+    let (items, errs, streamed) = parse_json_both_ways(&text);
+    assert!(!streamed);
+    assert!(errs.is_empty(), "{errs:?}");
+    let keys: Vec<&ObjKey> = items.iter().map(|i| &i.1).collect();
+    assert_eq!(keys, vec![&ObjKey::new("x", "b")]);
+
+    // Not lists: whole-tree path.
+    for text in [
+        "null",
+        "[1, 2]",
+        r#"{"kind": "Ingress", "items": []}"#,
+        r#"{"kind": 5, "items": []}"#,
+        r#"{"items": []}"#,
+        r#"["List", "v1", []]"#,
+    ] {
+        let (_, _, streamed) = parse_json_both_ways(text);
+        assert!(!streamed, "{text}");
+    }
+}
+
+/// A YAML file read by [`Loader::parse_file`] and by the whole-tree reading of each document it
+/// replaces (the oracle): both must give the same objects and problems, which are returned.
+fn parse_yaml_both_ways(text: &str) -> (Vec<Flat>, Vec<String>) {
+    let loader = Loader::new(ALL.to_vec(), Filters::default());
+    let flat = |items: Vec<Loaded>| -> Vec<Flat> {
+        items
+            .into_iter()
+            .map(|l| (l.kind, l.key, l.contribution, l.origin))
+            .collect()
+    };
+    let (items, errs) = loader.parse_file(Path::new("l.yaml"), text);
+    let got = (flat(items), errs);
+
+    let (mut items, mut errs) = (Vec::new(), Vec::new());
+    for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let origin = format!("l.yaml: document {}", i + 1);
+        match Value::deserialize(doc) {
+            Ok(v) => loader.document(v, &origin, &mut items, &mut errs),
+            Err(e) => {
+                errs.push(format!("{origin}: {e}"));
+                break;
+            }
+        }
+    }
+    assert_eq!(got, (flat(items), errs), "one pass vs whole tree:\n{text}");
+    got
+}
+
+fn ingress_yaml(name: &str, ip: &str) -> String {
+    format!(
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  namespace: x\nspec:\n  rules:\n    - host: {name}.example.com\nstatus:\n  loadBalancer:\n    ingress:\n      - ip: {ip}\n"
+    )
+}
+
+/// `text`'s lines as one item of a YAML block sequence indented by `indent`.
+fn yaml_item(text: &str, indent: usize) -> String {
+    let pad = " ".repeat(indent);
+    let mut lines = text.lines();
+    let first = format!("{pad}- {}\n", lines.next().unwrap());
+    first + &lines.map(|l| format!("{pad}  {l}\n")).collect::<String>()
+}
+
+#[test]
+fn yaml_lists_read_in_one_pass_with_the_whole_tree_results() {
+    // `kubectl get -o yaml` order: `items` before `kind`; mixed kinds, one not read by exdns,
+    // a nested list, an item that is not an object, one that fails, one without a kind, and a
+    // float and a tag in the items (kept as compact JSON until the list is known).
+    let nested = format!(
+        "kind: List\nitems:\n{}",
+        yaml_item(&ingress_yaml("inner", "192.0.2.5"), 0)
+    );
+    let text = format!(
+        "apiVersion: v1\nitems:\n{}{}{}  - just a string\n  - apiVersion: v1\n    kind: Service\n    metadata: {{namespace: x}}\n  - metadata: {{name: no-kind}}\n    weight: 0.30000000000000004\n  - !!map {{kind: ConfigMap, metadata: {{name: cm}}}}\n{}kind: List\nmetadata:\n  resourceVersion: \"\"\n",
+        yaml_item(&ingress_yaml("a", "192.0.2.1"), 2),
+        yaml_item(&svc("s", Some("x"), "192.0.2.2"), 2),
+        yaml_item(&nested, 2),
+        yaml_item(&ingress_yaml("b", "192.0.2.3"), 2),
+    );
+    let (items, errs) = parse_yaml_both_ways(&text);
+    let origins: Vec<&str> = items.iter().map(|i| i.3.as_str()).collect();
+    assert_eq!(
+        origins,
+        vec![
+            "l.yaml: document 1, item 1",
+            "l.yaml: document 1, item 2",
+            "l.yaml: document 1, item 3, item 1",
+            "l.yaml: document 1, item 8",
+        ]
+    );
+    assert_eq!(
+        errs,
+        vec![
+            "l.yaml: document 1, item 4: expected a Kubernetes object",
+            "l.yaml: document 1, item 5: Service: metadata.name is missing",
+            "l.yaml: document 1, item 6: the object has no `kind`",
+        ]
+    );
+
+    // The one-pass reader keeps the items compact until the list is known.
+    let doc = serde_yaml::Deserializer::from_str(&text).next().unwrap();
+    let Doc::Map(fields, Some(Buffered::Compact(list))) = DocSeed.deserialize(doc).unwrap() else {
+        panic!("not read as a list");
+    };
+    assert_eq!((fields.len(), list.len()), (3, 8));
+
+    // A typed list whose items take kind and apiVersion from it, given after the items; a list
+    // among other documents.
+    let text = format!(
+        "{}---\nitems:\n{}kind: ServiceList\napiVersion: v1\n---\n{}",
+        ingress_yaml("first", "192.0.2.1"),
+        yaml_item(
+            "metadata: {name: t}\nspec: {type: LoadBalancer}\nstatus: {loadBalancer: {ingress: [{ip: 192.0.2.9}]}}",
+            0
+        ),
+        ingress_yaml("last", "192.0.2.2"),
+    );
+    let (items, errs) = parse_yaml_both_ways(&text);
+    assert!(errs.is_empty(), "{errs:?}");
+    let keys: Vec<String> = items.iter().map(|i| i.1.to_string()).collect();
+    assert_eq!(keys, vec!["x/first", "default/t", "x/last"]);
+}
+
+#[test]
+fn yaml_lists_odd_shapes_and_errors() {
+    for text in [
+        // Empty lists, `items` null or not a list.
+        "apiVersion: v1\nkind: List\nitems: []\n",
+        "items: []\nkind: IngressList\n",
+        "kind: List\nitems:\n",
+        "kind: List\nitems: {kind: Ingress}\n",
+        "kind: List\nitems: 5\n",
+        // Repeated `items` (the last counts); `items` in something that is not a list.
+        &format!(
+            "kind: List\nitems:\n{}items:\n{}",
+            yaml_item(&ingress_yaml("a", "192.0.2.1"), 0),
+            yaml_item(&ingress_yaml("b", "192.0.2.2"), 0)
+        ),
+        &format!(
+            "{}items:\n{}",
+            ingress_yaml("a", "192.0.2.1"),
+            yaml_item(&ingress_yaml("b", "192.0.2.2"), 0)
+        ),
+        // No kind, a kind that is not a string.
+        "items: [{kind: Ingress}]\n",
+        "kind: [List]\nitems: []\n",
+        // Keys that are not strings: the first and a later one.
+        "1: a\nkind: List\nitems: []\n",
+        "kind: List\n[a]: b\nitems: []\n",
+        // A tag the tree does not take; empty documents; not objects.
+        "kind: List\nitems: !custom [1]\n",
+        "---\n# nothing\n---\n",
+        "- a\n- b\n",
+        "12\n",
+        // A syntax error inside the items stops the file, as before.
+        &format!(
+            "{}---\nkind: List\nitems:\n{}  - metadata: [unclosed\n---\n{}",
+            ingress_yaml("before", "192.0.2.1"),
+            yaml_item(&ingress_yaml("in", "192.0.2.2"), 2),
+            ingress_yaml("after", "192.0.2.3"),
+        ),
+    ] {
+        parse_yaml_both_ways(text);
+    }
+    let (items, errs) = parse_yaml_both_ways(&format!(
+        "{}---\nkind: List\nitems:\n{}  - metadata: [unclosed\n",
+        ingress_yaml("before", "192.0.2.1"),
+        yaml_item(&ingress_yaml("in", "192.0.2.2"), 2),
+    ));
+    assert_eq!(items.len(), 1);
+    assert_eq!(errs.len(), 1);
+    assert!(errs[0].starts_with("l.yaml: document 2: "), "{errs:?}");
+}
+
 fn demo_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/demo")
 }
