@@ -2,6 +2,7 @@
 //! package and `plugin/pkg/*`): the request and a plugin's outcome, wire reading and writing, the
 //! fast path's query view, and reply encoding. It imports neither the server nor any plugin.
 
+pub mod cookie;
 pub mod decode;
 pub mod reply;
 pub mod request;

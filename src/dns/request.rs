@@ -7,6 +7,8 @@ use std::time::Instant;
 use hickory_proto::op::{Message, MessageType, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, RecordType};
 
+use crate::dns::cookie::{self, ReplyCookie};
+
 /// The UDP payload size exdns advertises (DNS flag day 2020).
 pub const ADVERTISED_UDP_SIZE: u16 = 1232;
 
@@ -67,6 +69,9 @@ pub struct Request {
     /// Lower-case absolute qname (`www.example.org.`), "." when there is no question.
     pub name: String,
     pub received: Instant,
+    /// The DNS cookie the server writes into the reply (RFC 7873), when the query had one and
+    /// the block answers cookies; `valid` when the client's server cookie was.
+    pub cookie: Option<ReplyCookie>,
 }
 
 impl Request {
@@ -105,6 +110,7 @@ impl Request {
             zone: Arc::from("."),
             name,
             received: Instant::now(),
+            cookie: None,
         }
     }
 
@@ -148,9 +154,13 @@ impl Request {
     pub fn max_reply_size(&self) -> usize {
         self.proto.max_reply_size(self.udp_size())
     }
-    /// The largest reply exdns sends to this client ([`Proto::reply_limit`]).
+    /// The largest reply a plugin may give this client: [`Proto::reply_limit`], less the
+    /// cookie option the server adds afterwards.
     pub fn reply_limit(&self) -> usize {
-        self.proto.reply_limit(self.udp_size())
+        cookie_room(
+            self.proto.reply_limit(self.udp_size()),
+            self.cookie.as_ref(),
+        )
     }
     /// An empty reply skeleton: ID, opcode, RD and CD copied, QR set, the question echoed.
     /// The server adds the OPT record when writing it.
@@ -162,6 +172,14 @@ impl Request {
         let mut m = self.reply();
         m.metadata.response_code = rcode;
         m
+    }
+}
+
+/// `limit` less the room the server needs for `cookie` in the reply.
+pub fn cookie_room(limit: usize, cookie: Option<&ReplyCookie>) -> usize {
+    match cookie {
+        Some(_) => limit.saturating_sub(cookie::OPTION_SIZE),
+        None => limit,
     }
 }
 

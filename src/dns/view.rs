@@ -17,7 +17,8 @@ use std::sync::Arc;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
-use crate::dns::request::Proto;
+use crate::dns::cookie::ReplyCookie;
+use crate::dns::request::{Proto, cookie_room};
 use crate::dns::wire::{self, HEADER, Layout};
 
 /// The EDNS parts of a query that a reply depends on.
@@ -48,6 +49,8 @@ pub struct QueryView<'a> {
     pub server: &'a Arc<str>,
     /// The server block's zone the name was routed to.
     pub zone: &'a Arc<str>,
+    /// The cookie the server writes into the reply (see `Request::cookie`).
+    pub cookie: Option<ReplyCookie>,
 }
 
 /// The parts of a query [`shape`] checked, before routing.
@@ -133,9 +136,12 @@ impl QueryView<'_> {
     pub fn udp_size(&self) -> u16 {
         self.edns.map_or(512, |e| e.udp_size.max(512))
     }
-    /// The largest reply exdns sends to this client (as `Request::reply_limit`).
+    /// The largest reply a plugin may give this client (as `Request::reply_limit`).
     pub fn reply_limit(&self) -> usize {
-        self.proto.reply_limit(self.udp_size())
+        cookie_room(
+            self.proto.reply_limit(self.udp_size()),
+            self.cookie.as_ref(),
+        )
     }
 }
 
@@ -170,5 +176,6 @@ pub(crate) fn with_view<R>(
         src: SocketAddr::from(([192, 0, 2, 200], 5353)),
         server: &server,
         zone: &zone,
+        cookie: None,
     }))
 }

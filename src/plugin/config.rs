@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::dns::cookie::Cookies;
 use crate::plugin::http::HttpEndpoint;
 
 /// Where `bind` lets a block listen.
@@ -31,6 +32,21 @@ pub struct BlockConfig {
     pub lameduck: Option<Duration>,
     /// `reload [INTERVAL] [JITTER]`.
     pub reload: Option<ReloadConfig>,
+    /// `cookie`: how the block answers DNS cookies.
+    pub cookie: CookiePolicy,
+}
+
+/// Whether and how a block answers DNS cookies (RFC 7873, RFC 9018).
+#[derive(Debug, Clone, Default)]
+pub enum CookiePolicy {
+    /// No `cookie` directive: server cookies from the process's own random secret, and never
+    /// BADCOOKIE (replicas cannot know each other's secret).
+    #[default]
+    Default,
+    /// `cookie off`: the COOKIE option is ignored (no cookie in replies).
+    Off,
+    /// `cookie { secret …; staging_secret … }`: shared secrets, BADCOOKIE over UDP.
+    On(Arc<Cookies>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +79,7 @@ impl std::fmt::Debug for BlockConfig {
             .field("http", &self.http)
             .field("lameduck", &self.lameduck)
             .field("reload", &self.reload)
+            .field("cookie", &self.cookie)
             .finish()
     }
 }

@@ -18,6 +18,7 @@ pub mod any;
 pub mod bind;
 pub mod cache;
 pub mod config;
+pub mod cookie;
 pub mod erratic;
 pub mod errors;
 pub mod file;
@@ -196,6 +197,11 @@ pub static DIRECTIVES: &[DirectiveDef] = &[
     DirectiveDef {
         name: "ready",
         setup: ready::setup,
+        once: true,
+    },
+    DirectiveDef {
+        name: "cookie",
+        setup: cookie::setup,
         once: true,
     },
     DirectiveDef {

@@ -14,9 +14,10 @@ use hickory_proto::rr::rdata::opt::EdnsOption;
 use hickory_proto::rr::rdata::{A, SOA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
+use crate::dns::cookie::Cookies;
 use crate::dns::request::{Outcome, Proto, Request};
 use crate::plugin::cache::{Cache, Config};
-use crate::plugin::config::BlockConfig;
+use crate::plugin::config::{BlockConfig, CookiePolicy};
 use crate::plugin::errors::Errors;
 use crate::plugin::prometheus::Prometheus;
 use crate::plugin::{Next, Plugin};
@@ -77,9 +78,14 @@ impl Plugin for FullPath {
 
 fn router(server: &str, chain: Vec<Arc<dyn Plugin>>) -> Arc<Router> {
     let mut r = Router::new(Arc::from(server), None);
+    // Cookies on a stopped clock: a fresh server cookie is the same bytes on both paths.
+    let cookies = Cookies::new([1; 16], &[], false).at_time(1_700_000_000);
     let block = Arc::new(Block {
         chain,
-        config: BlockConfig::default(),
+        config: BlockConfig {
+            cookie: CookiePolicy::On(Arc::new(cookies)),
+            ..BlockConfig::default()
+        },
         zones: vec![".".into()],
         file: Arc::from("Corefile"),
         line: 1,

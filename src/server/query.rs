@@ -12,11 +12,13 @@ use hickory_proto::op::{Header, Message, MessageType, OpCode, Query, ResponseCod
 use hickory_proto::rr::DNSClass;
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 
+use crate::dns::cookie::{self, Cookies, ReplyCookie, Verdict};
 use crate::dns::decode::decode_laid_out;
 use crate::dns::reply::{encode_error, encode_reply, servfail_bytes};
 use crate::dns::request::{Outcome, Proto, Request};
 use crate::dns::view::{self, QueryView};
 use crate::dns::wire;
+use crate::plugin::config::CookiePolicy;
 use crate::plugin::{FastNext, Next};
 use crate::server::router::{Block, Router};
 
@@ -84,7 +86,19 @@ fn prepare_inner(
     let local = SocketAddr::new(local.ip().to_canonical(), local.port());
     // Routed once: the fast path and the full path use the same route.
     let routed = lower.as_deref().map(|name| router.route(name));
+    let verdict = match (&layout, routed) {
+        (Some(l), Some(Some((_, block)))) => judge_cookie(block, buf, l, src, proto),
+        _ => Verdict::None,
+    };
+    let cookie = match verdict {
+        Verdict::Malformed => {
+            return Prepared::Done(header_error(buf, &header, ResponseCode::FormErr));
+        }
+        Verdict::Answer(c) => Some(c),
+        Verdict::None | Verdict::BadCookie(_) => None,
+    };
     if let (Some(l), Some(name), Some(Some((zone, block)))) = (&layout, &lower, routed)
+        && !matches!(verdict, Verdict::BadCookie(_))
         && let Some(shape) = view::shape(buf, l)
     {
         let q = QueryView {
@@ -97,9 +111,10 @@ fn prepare_inner(
             src,
             server: &router.server,
             zone,
+            cookie,
         };
         if let Some(reply) = FastNext::new(&block.chain).fast(&q) {
-            return Prepared::Done(Some(reply.bytes));
+            return Prepared::Done(Some(with_cookie(reply.bytes, cookie.as_ref())));
         }
     }
     let decoded = match layout.and_then(|l| decode_laid_out(buf, &header, &l)) {
@@ -117,6 +132,11 @@ fn prepare_inner(
         // CoreDNS without the chaos plugin (exdns has none) refuses every other class.
         return Prepared::Done(encode_error(&msg, ResponseCode::Refused));
     }
+    if let Verdict::BadCookie(c) = verdict {
+        // RFC 7873 §5.2.3: a bad server cookie over UDP; the client retries with this one.
+        let reply = encode_error(&msg, ResponseCode::BADCOOKIE);
+        return Prepared::Done(reply.map(|b| with_cookie(b, Some(&c))));
+    }
     if let Some(edns) = &msg.edns
         && edns.version() != 0
     {
@@ -127,6 +147,7 @@ fn prepare_inner(
         None => Request::new(msg, src, local, proto, buf.len()),
     };
     req.server = router.server.clone();
+    req.cookie = cookie;
     // `req.name` is `lower` when there is one, already routed.
     match routed.unwrap_or_else(|| router.route(&req.name)) {
         Some((zone, block)) => {
@@ -136,6 +157,37 @@ fn prepare_inner(
         }
         None => Prepared::Done(encode_error(&req.msg, ResponseCode::Refused)),
     }
+}
+
+/// The cookie policy of a block without a `cookie` directive: this process's random secret.
+static DEFAULT_COOKIES: std::sync::LazyLock<Cookies> = std::sync::LazyLock::new(Cookies::random);
+
+/// What the query's COOKIE option (in its OPT record) is worth to `block`.
+fn judge_cookie(
+    block: &Block,
+    buf: &[u8],
+    l: &wire::Layout,
+    src: SocketAddr,
+    proto: Proto,
+) -> Verdict {
+    let Some(i) = l.opt else {
+        return Verdict::None;
+    };
+    let cookies = match &block.config.cookie {
+        CookiePolicy::Off => return Verdict::None,
+        CookiePolicy::Default => &*DEFAULT_COOKIES,
+        CookiePolicy::On(c) => c,
+    };
+    let rr = l.rrs[i];
+    cookies.judge(&buf[rr.rdata..rr.end], src.ip(), !proto.is_stream())
+}
+
+/// `reply` with the query's cookie in its OPT record.
+fn with_cookie(mut reply: Vec<u8>, cookie: Option<&ReplyCookie>) -> Vec<u8> {
+    if let Some(c) = cookie {
+        cookie::put_cookie(&mut reply, c);
+    }
+    reply
 }
 
 /// Runs the chain of the block `prepare` routed the query to and encodes the reply.
@@ -156,11 +208,11 @@ pub async fn run(req: Box<Request>, block: Arc<Block>) -> Option<Vec<u8>> {
     };
     // Encoding is guarded as the chain is: a panic gives the client an empty SERVFAIL.
     std::panic::catch_unwind(AssertUnwindSafe(|| {
-        if let Outcome::Wire { bytes, .. } = outcome {
-            return Some(crate::dns::wire::fit(&req, bytes));
-        }
-        let msg = outcome.into_message(&req)?;
-        Some(encode_reply(&req, msg))
+        let bytes = match outcome {
+            Outcome::Wire { bytes, .. } => crate::dns::wire::fit(&req, bytes),
+            outcome => encode_reply(&req, outcome.into_message(&req)?),
+        };
+        Some(with_cookie(bytes, req.cookie.as_ref()))
     }))
     .unwrap_or_else(|_| {
         crate::metrics::PANICS.inc();

@@ -295,7 +295,7 @@ impl Forward {
 
     /// Forwards `req` to the upstreams (CoreDNS's `Forward.ServeDNS` loop).
     async fn forward(&self, req: &Request, next: Next<'_>) -> Outcome {
-        let mut wire = match req.msg.to_vec() {
+        let mut wire = match upstream_query(req).to_vec() {
             Ok(w) if w.len() >= 12 => w,
             _ => return Outcome::code(ResponseCode::ServFail, NAME),
         };
@@ -497,4 +497,25 @@ impl Plugin for Forward {
             u.stop();
         }
     }
+}
+
+/// The query as sent upstream: the client's, less its DNS cookie (cookies are between one client
+/// and one server: the upstream's cookie would be for exdns's address, and the server writes the
+/// client its own).
+fn upstream_query(req: &Request) -> std::borrow::Cow<'_, hickory_proto::op::Message> {
+    let has_cookie = req.msg.edns.as_ref().is_some_and(|e| {
+        e.options()
+            .as_ref()
+            .iter()
+            .any(|(code, _)| *code == hickory_proto::rr::rdata::opt::EdnsCode::Cookie)
+    });
+    if !has_cookie {
+        return std::borrow::Cow::Borrowed(&req.msg);
+    }
+    let mut msg = req.msg.clone();
+    if let Some(e) = msg.edns.as_mut() {
+        e.options_mut()
+            .remove(hickory_proto::rr::rdata::opt::EdnsCode::Cookie);
+    }
+    std::borrow::Cow::Owned(msg)
 }

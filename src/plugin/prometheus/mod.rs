@@ -94,7 +94,11 @@ impl Plugin for Prometheus {
         record(
             &seen,
             start,
-            Some((reply.rcode, reply.plugin, reply.bytes.len())),
+            Some((
+                reply.rcode,
+                reply.plugin,
+                reply.bytes.len() + q.cookie.map_or(0, |_| crate::dns::cookie::OPTION_SIZE),
+            )),
         );
         Some(reply)
     }
@@ -117,7 +121,11 @@ pub fn report(req: &Request, out: &Outcome, start: Instant) {
             bytes,
             rcode,
             plugin,
-        } => Some((*rcode, *plugin, bytes.len().min(req.max_reply_size()))),
+        } => Some((
+            *rcode,
+            *plugin,
+            (bytes.len() + cookie_size(req)).min(req.max_reply_size()),
+        )),
     };
     let seen = Seen {
         server: &req.server,
@@ -197,11 +205,21 @@ pub fn reply_size(req: &Request, msg: &Message) -> usize {
             Err(_) => 0,
         }
     });
-    let mut size = encoded;
+    let mut size = encoded + cookie_size(req);
     if msg.edns.is_none() && req.msg.edns.is_some() {
         size += OPT_RR_SIZE;
     }
     size.min(req.max_reply_size())
+}
+
+/// The cookie option the server adds to the reply (forward strips the client's cookie from
+/// what it sends upstream, so a reply from a plugin carries none of its own).
+fn cookie_size(req: &Request) -> usize {
+    if req.cookie.is_some() {
+        crate::dns::cookie::OPTION_SIZE
+    } else {
+        0
+    }
 }
 
 /// The `type` label: CoreDNS's monitored types by name, every other type as `other`.

@@ -449,8 +449,12 @@ impl Plugin for Rrl {
     }
 
     async fn serve(&self, req: &Request, next: Next<'_>) -> Outcome {
-        // TCP proves the source address: never limited.
-        if req.proto.is_stream() || !self.cfg.zones.iter().any(|z| in_zone(&req.name, z)) {
+        // TCP proves the source address, and so does a valid server cookie (as Knot's and
+        // NSD's RRL): never limited.
+        if req.proto.is_stream()
+            || req.cookie.is_some_and(|c| c.valid)
+            || !self.cfg.zones.iter().any(|z| in_zone(&req.name, z))
+        {
             return next.serve(req).await;
         }
         let prefix = self.prefix(req.src.ip());

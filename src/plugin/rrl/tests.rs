@@ -480,6 +480,31 @@ async fn tcp_and_other_zones_are_never_limited() {
     );
 }
 
+/// A valid server cookie proves the source address, as TCP does (Knot's and NSD's RRL): never
+/// limited. A cookie that was not valid counts as none.
+#[tokio::test]
+async fn clients_with_a_valid_server_cookie_are_never_limited() {
+    let r = Rig::new("responses-per-second 1\nrequests-per-second 1", positive());
+    let rest: Vec<Arc<dyn Plugin>> = vec![r.next.clone()];
+    let with_cookie = |valid: bool| {
+        let mut req = request_from(query("www.example.org.", RecordType::A), C1, Proto::Udp);
+        req.cookie = Some(crate::dns::cookie::ReplyCookie {
+            bytes: [7; 24],
+            valid,
+        });
+        req
+    };
+    for _ in 0..20 {
+        let out = r.rrl.serve(&with_cookie(true), Next::new(&rest)).await;
+        assert_eq!(out.plugin(), "fixed");
+    }
+    assert_eq!(r.rrl.tracked(), 0);
+    let out = r.rrl.serve(&with_cookie(false), Next::new(&rest)).await;
+    assert_eq!(out.plugin(), "fixed");
+    let out = r.rrl.serve(&with_cookie(false), Next::new(&rest)).await;
+    assert_eq!(out.plugin(), NAME, "an invalid cookie is limited as none");
+}
+
 #[tokio::test]
 async fn requests_per_second_drops_before_answering() {
     let r = Rig::new("requests-per-second 2", positive());
