@@ -16,7 +16,7 @@ const SECRET: &str = "e5e973e5a6b2a43f48e7dc849e37bfcf";
 /// `example.org` answered by `whoami` behind `cache`, on UDP and TCP, with `cookie` as given.
 fn start(cookie: &str) -> Exdns {
     Exdns::start(&format!(
-        "example.org:0 {{\n    bind 127.0.0.1\n    {cookie}\n    cache\n    whoami\n}}\n"
+        "example.org:0 {{\n    bind 127.0.0.1\n    {cookie}\n    prometheus 127.0.0.1:0\n    cache\n    whoami\n}}\n"
     ))
 }
 
@@ -126,6 +126,18 @@ fn server_cookies_are_issued_accepted_and_refused() {
         // No cookie: none in the reply.
         let (rcode, cookie) = ask_udp(&ex, &query(name, RecordType::A, Some(1232)));
         assert_eq!((rcode, cookie), (ResponseCode::NoError, None));
+    }
+    // Counted by outcome, twice each (the two rounds).
+    let (_, _, body) = http_get(ex.http_addr("127.0.0.1:0"), "/metrics");
+    for (outcome, n) in [
+        ("new", 2),
+        ("valid", 4),
+        ("badcookie", 2),
+        ("invalid", 2),
+        ("malformed", 6),
+    ] {
+        let line = format!("exdns_dns_cookies_total{{outcome=\"{outcome}\"}} {n}");
+        assert!(body.contains(&line), "{line} in\n{body}");
     }
 }
 

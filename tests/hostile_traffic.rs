@@ -910,6 +910,33 @@ fn a_flood_beyond_the_file_descriptor_limit_still_admits_new_clients() {
     assert_alive(&ex);
 }
 
+/// CoreDNS's `timeouts`: the idle timeout and the queries served per connection follow the
+/// block's settings instead of the defaults (10 s, unlimited).
+#[test]
+fn timeouts_set_the_idle_timeout_and_the_queries_per_connection() {
+    let ex = Exdns::start(
+        "example.org:0 {\n    bind 127.0.0.1\n    timeouts {\n        idle 1s\n        maxtcpqueries 2\n    }\n    whoami\n}\n",
+    );
+    let mut s = TcpStream::connect(ex.dns()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    for id in [0xe001, 0xe002] {
+        write_framed(&mut s, &packet(id, RD, 0, &[]));
+        let r = read_framed(&mut s).expect("answered");
+        assert_eq!(hdr(&r).id, id);
+    }
+    let (_, n) = wait_closed(&mut s, Duration::from_secs(3));
+    assert_eq!(n, 0, "closed after the second query, no third answer");
+
+    let mut s = TcpStream::connect(ex.dns()).unwrap();
+    let (t, n) = wait_closed(&mut s, Duration::from_secs(5));
+    assert_eq!(n, 0);
+    assert!(
+        t >= Duration::from_millis(900) && t < Duration::from_secs(3),
+        "an idle connection closed after {t:?}"
+    );
+    assert_alive(&ex);
+}
+
 #[test]
 fn udp_replies_never_exceed_1232_bytes_whatever_the_client_offers() {
     // 100 A records ≈ 1.6 KB: more than exdns advertises (1232, DNS flag day 2020). A client

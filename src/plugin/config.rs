@@ -34,6 +34,31 @@ pub struct BlockConfig {
     pub reload: Option<ReloadConfig>,
     /// `cookie`: how the block answers DNS cookies.
     pub cookie: CookiePolicy,
+    /// `timeouts`: the stream transports' timeouts (unset: the server's defaults).
+    pub timeouts: StreamTimeouts,
+}
+
+/// `timeouts { read; write; idle; maxtcpqueries }`: what a block sets of its listeners' stream
+/// limits; `None` keeps the server's default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StreamTimeouts {
+    pub read: Option<Duration>,
+    pub write: Option<Duration>,
+    pub idle: Option<Duration>,
+    /// Queries served on one connection before it is closed (`None`: unlimited).
+    pub max_queries: Option<usize>,
+}
+
+impl StreamTimeouts {
+    /// `self` with the values `later` sets (CoreDNS merges a server's sites in order).
+    pub fn merged(self, later: StreamTimeouts) -> StreamTimeouts {
+        StreamTimeouts {
+            read: later.read.or(self.read),
+            write: later.write.or(self.write),
+            idle: later.idle.or(self.idle),
+            max_queries: later.max_queries.or(self.max_queries),
+        }
+    }
 }
 
 /// Whether and how a block answers DNS cookies (RFC 7873, RFC 9018).
@@ -80,6 +105,7 @@ impl std::fmt::Debug for BlockConfig {
             .field("lameduck", &self.lameduck)
             .field("reload", &self.reload)
             .field("cookie", &self.cookie)
+            .field("timeouts", &self.timeouts)
             .finish()
     }
 }

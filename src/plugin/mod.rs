@@ -41,6 +41,7 @@ pub mod rrl;
 pub mod template;
 #[cfg(test)]
 pub(crate) mod test_chain;
+pub mod timeouts;
 pub mod tls;
 pub mod util;
 pub mod whoami;
@@ -182,6 +183,11 @@ pub static DIRECTIVES: &[DirectiveDef] = &[
     DirectiveDef {
         name: "tls",
         setup: tls::setup,
+        once: true,
+    },
+    DirectiveDef {
+        name: "timeouts",
+        setup: timeouts::setup,
         once: true,
     },
     DirectiveDef {

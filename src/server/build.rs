@@ -232,6 +232,7 @@ pub fn build(cf: &Corefile) -> Result<Config, ConfigError> {
                 if router.tls.is_none() && k.scheme == Scheme::Tls {
                     router.tls = block.config.tls.clone();
                 }
+                router.timeouts = router.timeouts.merged(block.config.timeouts);
                 if !router.insert(&k.zone, block.clone()) {
                     return Err(ConfigError(format!(
                         "{}:{} - Error during parsing: cannot serve {} - it is already defined",

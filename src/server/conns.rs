@@ -136,7 +136,6 @@ pub struct ConnTable {
     server: Arc<str>,
     max: usize,
     per_source: usize,
-    idle_timeout: Duration,
     epoch: Instant,
     inner: Mutex<Inner>,
 }
@@ -144,18 +143,12 @@ pub struct ConnTable {
 impl ConnTable {
     /// A table for the listener labelled `server` (`dns://:53`), holding at most `max`
     /// connections, `per_source` of them from one address.
-    pub fn new(
-        server: Arc<str>,
-        max: usize,
-        per_source: usize,
-        idle_timeout: Duration,
-    ) -> Arc<Self> {
+    pub fn new(server: Arc<str>, max: usize, per_source: usize) -> Arc<Self> {
         init_metrics();
         Arc::new(ConnTable {
             server,
             max: max.max(1),
             per_source: per_source.clamp(1, max.max(1)),
-            idle_timeout,
             epoch: Instant::now(),
             inner: Mutex::new(Inner::default()),
         })
@@ -248,10 +241,10 @@ impl ConnTable {
         }
     }
 
-    /// How long a connection may wait for its next message now: the configured idle timeout up
-    /// to half the cap, then shrinking linearly to a tenth of it at the cap.
-    pub fn idle_timeout(&self) -> Duration {
-        scaled_idle(self.idle_timeout, self.len(), self.max)
+    /// How long a connection may wait for its next message now: `idle` up to half the cap,
+    /// then shrinking linearly to a tenth of it at the cap.
+    pub fn idle_timeout(&self, idle: Duration) -> Duration {
+        scaled_idle(idle, self.len(), self.max)
     }
 }
 
@@ -359,7 +352,7 @@ mod tests {
         ];
         for (n, c) in cases.iter().enumerate() {
             let server = format!("dns://:{}", 20000 + n);
-            let table = ConnTable::new(Arc::from(server.as_str()), 4, 2, Duration::from_secs(10));
+            let table = ConnTable::new(Arc::from(server.as_str()), 4, 2);
             let slots: Vec<Slot> = c
                 .open
                 .iter()
@@ -399,7 +392,7 @@ mod tests {
 
     #[test]
     fn slots_leave_the_table_once_and_shed_ones_free_their_place_at_once() {
-        let table = ConnTable::new(Arc::from("dns://:20100"), 2, 2, Duration::from_secs(10));
+        let table = ConnTable::new(Arc::from("dns://:20100"), 2, 2);
         let a = yes(table.admit(ip(1)));
         let b = yes(table.admit(ip(1)));
         assert_eq!(table.len(), 2);

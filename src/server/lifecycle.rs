@@ -151,9 +151,9 @@ impl Server {
 
         // 3. Swap routers, start new listeners, stop removed ones.
         let mut cfg_listeners: BTreeMap<ListenerKey, Router> = BTreeMap::new();
-        // Routers are moved out of an Arc'd Config; rebuild them by cloning the table.
+        // Routers are moved out of an Arc'd Config: copies (the blocks are shared).
         for (k, r) in cfg.listeners.iter() {
-            cfg_listeners.insert(*k, clone_router(r));
+            cfg_listeners.insert(*k, r.clone());
         }
         let old_cfg = self.current.load_full();
         {
@@ -343,14 +343,6 @@ impl Server {
         }
         self.ops.shutdown().await;
     }
-}
-
-fn clone_router(r: &Router) -> Router {
-    let mut n = Router::new(r.server.clone(), r.tls.clone());
-    for (z, b) in r.zones() {
-        n.insert(z, b.clone());
-    }
-    n
 }
 
 fn loopback_if_wildcard(a: SocketAddr) -> SocketAddr {

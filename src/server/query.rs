@@ -178,9 +178,35 @@ fn judge_cookie(
         CookiePolicy::Default => &*DEFAULT_COOKIES,
         CookiePolicy::On(c) => c,
     };
-    let rr = l.rrs[i];
-    cookies.judge(&buf[rr.rdata..rr.end], src.ip(), !proto.is_stream())
+    let rdata = &buf[l.rrs[i].rdata..l.rrs[i].end];
+    let verdict = cookies.judge(rdata, src.ip(), !proto.is_stream());
+    let outcome = match verdict {
+        Verdict::None => return verdict,
+        Verdict::Malformed => 0,
+        Verdict::BadCookie(_) => 1,
+        Verdict::Answer(c) if c.valid => 2,
+        Verdict::Answer(_)
+            if cookie::find_option(rdata, cookie::COOKIE).is_some_and(|o| o.len() > 8) =>
+        {
+            3
+        }
+        Verdict::Answer(_) => 4,
+    };
+    COOKIE_OUTCOMES[outcome].inc();
+    verdict
 }
+
+/// `exdns_dns_cookies_total{outcome}`: queries with a COOKIE option, by what it was worth.
+static COOKIE_OUTCOMES: std::sync::LazyLock<[prometheus::IntCounter; 5]> = std::sync::LazyLock::new(
+    || {
+        let v = crate::metrics::counter_vec(
+            "exdns_dns_cookies_total",
+            "Queries with a DNS cookie, by outcome: malformed (FORMERR), badcookie (BADCOOKIE over UDP), valid, invalid (a fresh cookie given), new (a client cookie alone).",
+            &["outcome"],
+        );
+        ["malformed", "badcookie", "valid", "invalid", "new"].map(|o| v.with_label_values(&[o]))
+    },
+);
 
 /// `reply` with the query's cookie in its OPT record.
 fn with_cookie(mut reply: Vec<u8>, cookie: Option<&ReplyCookie>) -> Vec<u8> {

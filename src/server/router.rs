@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::plugin::Plugin;
-use crate::plugin::config::BlockConfig;
+use crate::plugin::config::{BlockConfig, StreamTimeouts};
 
 /// One server block after setup: its plugin chain (shared by all its keys) and its settings.
 pub struct Block {
@@ -28,12 +28,15 @@ impl Block {
 }
 
 /// The zones served on one listener.
+#[derive(Clone)]
 pub struct Router {
     /// CoreDNS's `server` label for this listener, e.g. `dns://:53`.
     pub server: Arc<str>,
     zones: HashMap<String, (Arc<str>, Arc<Block>), foldhash::fast::RandomState>,
     /// The TLS config for a `tls://` listener.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// What the blocks on this listener set of its stream limits (`timeouts`).
+    pub timeouts: StreamTimeouts,
 }
 
 impl Router {
@@ -42,6 +45,7 @@ impl Router {
             server,
             zones: HashMap::default(),
             tls,
+            timeouts: StreamTimeouts::default(),
         }
     }
 

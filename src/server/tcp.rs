@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
 
 use crate::dns::request::Proto;
+use crate::plugin::config::StreamTimeouts;
 use crate::server::conns::{self, Admit, ConnState, ConnTable};
 use crate::server::query::{self, Prepared};
 use crate::server::router::Router;
@@ -37,6 +38,19 @@ pub struct StreamLimits {
     pub max_per_source: usize,
     /// Queries in flight per connection; reading pauses beyond it.
     pub max_in_flight: usize,
+    /// Queries served on one connection before it is closed (`timeouts { maxtcpqueries }`).
+    pub max_queries: Option<usize>,
+}
+
+impl StreamLimits {
+    /// These limits with what a listener's `timeouts` set.
+    pub fn with(mut self, t: &StreamTimeouts) -> Self {
+        self.read_timeout = t.read.unwrap_or(self.read_timeout);
+        self.write_timeout = t.write.unwrap_or(self.write_timeout);
+        self.idle_timeout = t.idle.unwrap_or(self.idle_timeout);
+        self.max_queries = t.max_queries.or(self.max_queries);
+        self
+    }
 }
 
 impl Default for StreamLimits {
@@ -48,6 +62,7 @@ impl Default for StreamLimits {
             max_connections: 1024,
             max_per_source: 128,
             max_in_flight: 128,
+            max_queries: None,
         }
     }
 }
@@ -85,7 +100,6 @@ pub async fn serve(
         server,
         limits.max_connections.min(conns::fd_budget()),
         limits.max_per_source,
-        limits.idle_timeout,
     );
     let mut last_accept_warning: Option<std::time::Instant> = None;
     loop {
@@ -119,6 +133,8 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
+        // The listener's `timeouts` as they are now (a reload may change them).
+        let limits = limits.with(&router.load().timeouts);
         let router = router.clone();
         let tracker = tracker.clone();
         let stop = stop.clone();
@@ -213,6 +229,7 @@ impl Conn {
         });
         let in_flight = Arc::new(Semaphore::new(limits.max_in_flight));
         let mut buf = Vec::new();
+        let mut served = 0usize;
         loop {
             let permit = match in_flight.clone().acquire_owned().await {
                 Ok(p) => p,
@@ -228,7 +245,7 @@ impl Conn {
                 // The writer gave up (write error or timeout): close now.
                 _ = tx.closed() => break,
                 _ = state.closed() => break,
-                r = tokio::time::timeout(table.idle_timeout(), read_prefix(&mut rd, &mut len, &state, &table)) => r,
+                r = tokio::time::timeout(table.idle_timeout(limits.idle_timeout), read_prefix(&mut rd, &mut len, &state, &table)) => r,
             };
             match got {
                 Ok(Ok(_)) => {}
@@ -278,6 +295,11 @@ impl Conn {
                         }
                     }
                 }
+            }
+            // `timeouts { maxtcpqueries N }`: the N-th message is the connection's last.
+            served += 1;
+            if limits.max_queries.is_some_and(|max| served >= max) {
+                break;
             }
         }
         // Stop reading; answers still in flight are written before the connection closes.
