@@ -319,3 +319,40 @@ fn bind_to_an_address_and_to_an_interface() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("nosuchif0"));
 }
+
+/// As CoreDNS (SO_REUSEPORT on its listeners): a block restricted by `bind` and a wildcard block
+/// listen on the same port, and each query goes to the most specific listener: on 127.0.0.1 the
+/// bound block's zones, on any other address the wildcard block's.
+#[test]
+fn a_bound_block_and_a_wildcard_block_share_a_port() {
+    let port = free_port();
+    let _ex = Exdns::start(&format!(
+        ".:{port} {{\n  bind 127.0.0.1\n  whoami\n}}\nother.zone:{port} {{\n  hosts {{\n    192.0.2.7 www.other.zone\n  }}\n}}\n"
+    ));
+    let at = |ip: [u8; 4]| std::net::SocketAddr::from((ip, port));
+    let www = query("www.other.zone.", RecordType::A, None);
+    let elsewhere = query("example.org.", RecordType::A, None);
+    for (ask, proto) in [
+        (udp as fn(std::net::SocketAddr, &Message) -> Message, "udp"),
+        (tcp, "tcp"),
+    ] {
+        // 127.0.0.1: the bound block, whoami for any name.
+        let r = ask(at([127, 0, 0, 1]), &www);
+        assert_eq!(r.metadata.response_code, ResponseCode::NoError, "{proto}");
+        assert!(
+            r.answers.is_empty(),
+            "whoami, not hosts, on 127.0.0.1 ({proto}): {r:?}"
+        );
+        let r = ask(at([127, 0, 0, 1]), &elsewhere);
+        assert_eq!(r.metadata.response_code, ResponseCode::NoError, "{proto}");
+        // 127.0.0.2: the wildcard block, other.zone only.
+        let r = ask(at([127, 0, 0, 2]), &www);
+        assert_eq!(r.metadata.response_code, ResponseCode::NoError, "{proto}");
+        match r.answers.first().map(|a| &a.data) {
+            Some(RData::A(a)) => assert_eq!(a.0.to_string(), "192.0.2.7", "{proto}"),
+            other => panic!("{proto}: {other:?}"),
+        }
+        let r = ask(at([127, 0, 0, 2]), &elsewhere);
+        assert_eq!(r.metadata.response_code, ResponseCode::Refused, "{proto}");
+    }
+}

@@ -67,9 +67,13 @@ impl Default for StreamLimits {
     }
 }
 
+/// A listening TCP socket on `addr`. SO_REUSEPORT, as CoreDNS sets it: a block restricted by
+/// `bind` and a wildcard block can listen on the same port, and the kernel gives each connection
+/// to the most specific socket.
 pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
     if addr.is_ipv6() {
         s.set_only_v6(!addr.ip().is_unspecified())?;
     }

@@ -283,6 +283,18 @@ impl Drop for Exdns {
     }
 }
 
+/// A port on 127.0.0.1 free for both TCP and UDP right now.
+pub fn free_port() -> u16 {
+    for _ in 0..50 {
+        let t = std::net::TcpListener::bind("127.0.0.1:0").expect("bind probe port");
+        let port = t.local_addr().unwrap().port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port on 127.0.0.1");
+}
+
 pub fn loopback(a: SocketAddr) -> SocketAddr {
     if a.ip().is_unspecified() {
         SocketAddr::from(([127, 0, 0, 1], a.port()))

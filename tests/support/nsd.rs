@@ -8,7 +8,7 @@
 //! test query comes from 127.0.0.1) and `minimal-responses: no`, NSD's default.
 #![allow(dead_code)]
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -44,7 +44,7 @@ impl Nsd {
         let mut last = String::new();
         for _ in 0..5 {
             let dir = tempfile::tempdir().expect("tempdir");
-            let port = free_port();
+            let port = super::free_port();
             let mut nsd = Nsd {
                 child: None,
                 conf: dir.path().join("nsd.conf"),
@@ -191,16 +191,4 @@ impl Drop for Nsd {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-/// A port on 127.0.0.1 free for both TCP and UDP right now.
-fn free_port() -> u16 {
-    for _ in 0..50 {
-        let t = TcpListener::bind("127.0.0.1:0").expect("bind probe port");
-        let port = t.local_addr().unwrap().port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port on 127.0.0.1");
 }
