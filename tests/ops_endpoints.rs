@@ -45,6 +45,37 @@ fn health_ready_metrics() {
     assert_eq!(s, 404);
 }
 
+/// As CoreDNS: `/ready` asks the plugins of the blocks that use `ready` (wherever their endpoint
+/// is), and only those. `erratic` is not ready before its third query.
+#[test]
+fn ready_counts_the_plugins_of_blocks_that_use_it() {
+    let ex =
+        Exdns::start("a.test:0 {\n  ready 127.0.0.2:0\n  whoami\n}\nb.test:0 {\n  erratic\n}\n");
+    let (s, _, body) = http_get(ex.http_addr("127.0.0.2:0"), "/ready");
+    assert_eq!(
+        (s, body.as_str()),
+        (200, "OK"),
+        "erratic's block has no ready"
+    );
+
+    let ex = Exdns::start(
+        "a.test:0 {\n  ready 127.0.0.2:0\n  whoami\n}\nb.test:0 {\n  ready 127.0.0.2:0\n  erratic\n}\n",
+    );
+    let (s, _, body) = http_get(ex.http_addr("127.0.0.2:0"), "/ready");
+    assert_eq!((s, body.as_str()), (503, "erratic"));
+    // erratic drops every other query: answered or not, each one counts.
+    let q = query("x.b.test.", RecordType::A, None).to_vec().unwrap();
+    for _ in 0..3 {
+        let _ = udp_raw(ex.dns(), &q, Duration::from_millis(300));
+    }
+    let (s, _, body) = http_get(ex.http_addr("127.0.0.2:0"), "/ready");
+    assert_eq!(
+        (s, body.as_str()),
+        (200, "OK"),
+        "erratic is ready after 3 queries"
+    );
+}
+
 #[test]
 fn sigterm_lameduck_then_exit_0() {
     let mut ex = Exdns::start(OPS);

@@ -30,6 +30,9 @@ pub struct BlockConfig {
     pub http: Vec<HttpEndpoint>,
     /// How long the server keeps answering after SIGTERM before it stops (`health { lameduck }`).
     pub lameduck: Option<Duration>,
+    /// The block's plugins count for readiness (the block has `ready`; as CoreDNS, only such
+    /// blocks' plugins are asked).
+    pub readiness: bool,
     /// `reload [INTERVAL] [JITTER]`.
     pub reload: Option<ReloadConfig>,
     /// `cookie`: how the block answers DNS cookies.
@@ -103,6 +106,7 @@ impl std::fmt::Debug for BlockConfig {
             .field("bind_except", &self.bind_except)
             .field("http", &self.http)
             .field("lameduck", &self.lameduck)
+            .field("readiness", &self.readiness)
             .field("reload", &self.reload)
             .field("cookie", &self.cookie)
             .field("timeouts", &self.timeouts)

@@ -67,11 +67,12 @@ pub struct Config {
 }
 
 impl Config {
-    /// Names of plugins not ready, across every block.
+    /// Names of plugins not ready, across the blocks whose plugins count for readiness.
     pub fn not_ready(&self) -> Vec<&'static str> {
         let mut v: Vec<&'static str> = self
             .blocks
             .iter()
+            .filter(|b| b.config.readiness)
             .flat_map(|b| b.not_ready().collect::<Vec<_>>())
             .collect();
         v.sort_unstable();

@@ -1,5 +1,7 @@
 //! `ready`: an HTTP endpoint answering `GET /ready` with `200 OK` once every plugin with a notion
-//! of readiness is ready, else `503` with the names of those that are not.
+//! of readiness is ready, else `503` with the names of those that are not. As in CoreDNS, the
+//! plugins asked are those of the blocks that use `ready` (all of them, whichever address each
+//! block's endpoint is on); other blocks' plugins do not count.
 //!
 //! The directive adds no handler to the chain; its setup registers the endpoint
 //! ([`crate::plugin::http`]), which asks the server for the plugins that report themselves not

@@ -34,6 +34,7 @@ pub fn setup(
     }
     ctx.config
         .serve_http(HttpEndpoint::new(addr, Some("/ready"), Arc::new(Ready)));
+    ctx.config.readiness = true;
     Ok(None)
 }
 
