@@ -356,3 +356,36 @@ fn a_bound_block_and_a_wildcard_block_share_a_port() {
         assert_eq!(r.metadata.response_code, ResponseCode::Refused, "{proto}");
     }
 }
+
+/// CoreDNS's `debug`: with it the debug lines are logged, without it they are not.
+#[test]
+fn debug_turns_on_debug_lines() {
+    const LINE: &str = "[DEBUG] plugin/rrl: request rate exceeded from 127.0.0.0";
+    let corefile = |debug: &str| {
+        format!(
+            ".:0 {{\n  bind 127.0.0.1\n  {debug}\n  rrl . {{\n    requests-per-second 1\n  }}\n  whoami\n}}\n"
+        )
+    };
+    let q = query("x.example.org.", RecordType::A, None)
+        .to_vec()
+        .unwrap();
+    let ex = Exdns::start(&corefile("debug"));
+    for _ in 0..3 {
+        let _ = udp_raw(ex.dns(), &q, Duration::from_millis(200));
+    }
+    assert!(
+        ex.wait_for_line(LINE, Duration::from_secs(5)),
+        "{}",
+        ex.output()
+    );
+
+    let ex = Exdns::start(&corefile(""));
+    for _ in 0..3 {
+        let _ = udp_raw(ex.dns(), &q, Duration::from_millis(200));
+    }
+    assert!(
+        !ex.wait_for_line(LINE, Duration::from_millis(500)),
+        "{}",
+        ex.output()
+    );
+}

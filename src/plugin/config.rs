@@ -33,6 +33,8 @@ pub struct BlockConfig {
     /// The block's plugins count for readiness (the block has `ready`; as CoreDNS, only such
     /// blocks' plugins are asked).
     pub readiness: bool,
+    /// `debug`: log debug lines while this configuration runs.
+    pub debug: bool,
     /// `reload [INTERVAL] [JITTER]`.
     pub reload: Option<ReloadConfig>,
     /// `cookie`: how the block answers DNS cookies.
@@ -107,6 +109,7 @@ impl std::fmt::Debug for BlockConfig {
             .field("http", &self.http)
             .field("lameduck", &self.lameduck)
             .field("readiness", &self.readiness)
+            .field("debug", &self.debug)
             .field("reload", &self.reload)
             .field("cookie", &self.cookie)
             .field("timeouts", &self.timeouts)

@@ -19,6 +19,7 @@ pub mod bind;
 pub mod cache;
 pub mod config;
 pub mod cookie;
+pub mod debug;
 pub mod erratic;
 pub mod errors;
 pub mod file;
@@ -199,6 +200,11 @@ pub static DIRECTIVES: &[DirectiveDef] = &[
         name: "bind",
         setup: bind::setup,
         once: false,
+    },
+    DirectiveDef {
+        name: "debug",
+        setup: debug::setup,
+        once: true,
     },
     DirectiveDef {
         name: "ready",

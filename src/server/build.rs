@@ -67,6 +67,11 @@ pub struct Config {
 }
 
 impl Config {
+    /// Some block has `debug`.
+    pub fn debug(&self) -> bool {
+        self.blocks.iter().any(|b| b.config.debug)
+    }
+
     /// Names of plugins not ready, across the blocks whose plugins count for readiness.
     pub fn not_ready(&self) -> Vec<&'static str> {
         let mut v: Vec<&'static str> = self

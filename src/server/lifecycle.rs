@@ -220,6 +220,7 @@ impl Server {
             }
         }
         self.current.store(Arc::new(Some(cfg.clone())));
+        crate::server::logging::set_debug(cfg.debug());
         crate::metrics::reset_plugins_enabled();
         for (server, zone, names) in &cfg.enabled {
             crate::metrics::record_plugins_enabled(server, zone, names);

@@ -68,6 +68,22 @@ pub fn plugin_of(target: &str) -> Option<&str> {
 pub const DEFAULT_FILTER: &str =
     "info,kube_runtime::watcher=error,kube_client::client::builder=off";
 
+/// [`DEFAULT_FILTER`] with exdns's own debug lines, while a block has `debug`.
+pub const DEBUG_FILTER: &str =
+    "info,exdns=debug,kube_runtime::watcher=error,kube_client::client::builder=off";
+
+type FilterHandle = tracing_subscriber::reload::Handle<
+    tracing_subscriber::EnvFilter,
+    tracing_subscriber::fmt::Formatter<
+        tracing_subscriber::fmt::format::DefaultFields,
+        CoreDnsFormat,
+        tracing_appender::non_blocking::NonBlocking,
+    >,
+>;
+
+/// How the `debug` directive switches the filter (absent when `RUST_LOG` chose it).
+static FILTER: std::sync::OnceLock<FilterHandle> = std::sync::OnceLock::new();
+
 /// Installs the global subscriber. `RUST_LOG` replaces the filter (default: [`DEFAULT_FILTER`]).
 /// The returned guard flushes the log thread when dropped.
 pub fn init() -> tracing_appender::non_blocking::WorkerGuard {
@@ -75,14 +91,28 @@ pub fn init() -> tracing_appender::non_blocking::WorkerGuard {
         .lossy(false)
         .buffered_lines_limit(64 * 1024)
         .finish(std::io::stdout());
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_FILTER));
-    let _ = tracing_subscriber::fmt()
+    let from_env = tracing_subscriber::EnvFilter::try_from_default_env().ok();
+    let env_chosen = from_env.is_some();
+    let filter = from_env.unwrap_or_else(|| tracing_subscriber::EnvFilter::new(DEFAULT_FILTER));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)
         .event_format(CoreDnsFormat)
-        .try_init();
+        .with_filter_reloading();
+    let handle = builder.reload_handle();
+    if builder.try_init().is_ok() && !env_chosen {
+        let _ = FILTER.set(handle);
+    }
     guard
+}
+
+/// `debug` in the running configuration: exdns's debug lines on or off (CoreDNS's `log.D`).
+/// Nothing changes when `RUST_LOG` chose the filter.
+pub fn set_debug(on: bool) {
+    if let Some(h) = FILTER.get() {
+        let f = if on { DEBUG_FILTER } else { DEFAULT_FILTER };
+        let _ = h.reload(tracing_subscriber::EnvFilter::new(f));
+    }
 }
 
 #[cfg(test)]
