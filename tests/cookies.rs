@@ -20,17 +20,6 @@ fn start(cookie: &str) -> Exdns {
     ))
 }
 
-fn require(tool: &str) -> bool {
-    if have(tool) {
-        return true;
-    }
-    if std::env::var_os("EXDNS_ALLOW_MISSING_TOOLS").is_some() {
-        eprintln!("skipping: {tool} not installed");
-        return false;
-    }
-    panic!("{tool} is not installed (run `make test`, which installs the test tools)");
-}
-
 /// A query for `name` A with `cookie` (the COOKIE option's data) in its OPT record.
 fn with_cookie(name: &str, cookie: &[u8]) -> Message {
     let mut q = query(name, RecordType::A, Some(1232));

@@ -4,17 +4,6 @@ mod support;
 
 use support::*;
 
-fn require(tool: &str) -> bool {
-    if have(tool) {
-        return true;
-    }
-    if std::env::var_os("EXDNS_ALLOW_MISSING_TOOLS").is_some() {
-        eprintln!("skipping: {tool} not installed");
-        return false;
-    }
-    panic!("{tool} is not installed (run `make test`, which installs the test tools)");
-}
-
 #[test]
 fn dig_udp_and_tcp() {
     if !require("dig") {

@@ -135,8 +135,9 @@ fn idle_connections_are_closed() {
     // The first connection was closed by the server (EOF / close_notify).
     assert!(c.recv().is_err());
     // The second one closes 200 ms after its reply.
-    wait_until(|| echo.idle_closed() == 2);
-    assert_eq!(echo.open_connections(), 0);
+    // The counters move one after the other: wait for both.
+    wait_until(|| echo.idle_closed() == 2 && echo.open_connections() == 0);
+    assert_eq!(echo.idle_closed(), 2);
 }
 
 #[test]

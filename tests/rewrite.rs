@@ -6,17 +6,6 @@ mod support;
 
 use support::*;
 
-fn require(tool: &str) -> bool {
-    if have(tool) {
-        return true;
-    }
-    if std::env::var_os("EXDNS_ALLOW_MISSING_TOOLS").is_some() {
-        eprintln!("skipping: {tool} not installed");
-        return false;
-    }
-    panic!("{tool} is not installed (run `make test`, which installs the test tools)");
-}
-
 const COREFILE: &str = r#".:0 {
     cache 30
     rewrite stop type AAAA A

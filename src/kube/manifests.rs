@@ -430,24 +430,13 @@ impl<'de> serde::de::Visitor<'de> for ListSeed<'_> {
     }
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let ListSeed {
-            loader,
-            kind,
-            api,
-            origin,
-            items,
-            errs,
-        } = self;
         while let Some(key) = map.next_key::<String>()? {
             if key == "items" {
-                map.next_value_seed(Items {
-                    loader,
-                    kind,
-                    api,
-                    origin,
-                    items: &mut *items,
-                    errs: &mut *errs,
-                })?;
+                map.next_value_seed(Items(ListSeed {
+                    items: &mut *self.items,
+                    errs: &mut *self.errs,
+                    ..self
+                }))?;
             } else {
                 map.next_value::<serde::de::IgnoredAny>()?;
             }
@@ -458,14 +447,7 @@ impl<'de> serde::de::Visitor<'de> for ListSeed<'_> {
 
 /// A list's `items` array, one item at a time. Anything but an array or `null` fails, for the
 /// whole-tree path to report.
-struct Items<'a> {
-    loader: &'a Loader,
-    kind: &'a str,
-    api: Option<&'a Value>,
-    origin: &'a str,
-    items: &'a mut Vec<Loaded>,
-    errs: &'a mut Vec<String>,
-}
+struct Items<'a>(ListSeed<'a>);
 
 impl<'de> DeserializeSeed<'de> for Items<'_> {
     type Value = ();
@@ -488,17 +470,11 @@ impl<'de> serde::de::Visitor<'de> for Items<'_> {
 
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let mut j = 0;
+        let l = self.0;
         while let Some(item) = seq.next_element::<Value>()? {
             j += 1;
-            self.loader.list_item(
-                item,
-                j,
-                self.kind,
-                self.api,
-                self.origin,
-                self.items,
-                self.errs,
-            );
+            l.loader
+                .list_item(item, j, l.kind, l.api, l.origin, l.items, l.errs);
         }
         Ok(())
     }

@@ -283,16 +283,38 @@ impl Drop for Exdns {
     }
 }
 
-/// A port on 127.0.0.1 free for both TCP and UDP right now.
+/// Whether the client `tool` (dig, kdig, …) can run: a missing tool fails the test with how to
+/// get it, unless EXDNS_ALLOW_MISSING_TOOLS is set (then the test is skipped, saying so).
+pub fn require(tool: &str) -> bool {
+    if have(tool) {
+        return true;
+    }
+    if std::env::var_os("EXDNS_ALLOW_MISSING_TOOLS").is_some() {
+        eprintln!("skipping: {tool} not installed");
+        return false;
+    }
+    panic!("{tool} is not installed (run `make test`, which installs the test tools)");
+}
+
+/// A port free for TCP and UDP on every address (the IPv6 wildcard, which takes IPv4 too, and
+/// 127.0.0.1) right now, for a Corefile that needs one port in several blocks. Chosen below the
+/// kernel's ephemeral range (32768 up), so the ephemeral ports other tests bind meanwhile cannot
+/// take it.
 pub fn free_port() -> u16 {
-    for _ in 0..50 {
-        let t = std::net::TcpListener::bind("127.0.0.1:0").expect("bind probe port");
-        let port = t.local_addr().unwrap().port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+    use std::net::{Ipv6Addr, TcpListener};
+    let seed = std::process::id() as u64 ^ u64::from(rand_id()) << 16;
+    for i in 0..200u64 {
+        let port = 20000 + ((seed.wrapping_mul(31).wrapping_add(i * 7919)) % 12000) as u16;
+        // One probe at a time: each socket is closed before the next binds.
+        let tcp6 = || TcpListener::bind((Ipv6Addr::UNSPECIFIED, port)).is_ok();
+        let udp6 = || UdpSocket::bind((Ipv6Addr::UNSPECIFIED, port)).is_ok();
+        let tcp4 = || TcpListener::bind(("127.0.0.1", port)).is_ok();
+        let udp4 = || UdpSocket::bind(("127.0.0.1", port)).is_ok();
+        if tcp6() && udp6() && tcp4() && udp4() {
             return port;
         }
     }
-    panic!("no free port on 127.0.0.1");
+    panic!("no free port between 20000 and 32000");
 }
 
 pub fn loopback(a: SocketAddr) -> SocketAddr {

@@ -375,17 +375,18 @@ fn filters_apply() {
 /// A loaded object: kind, key, contribution, origin.
 type Flat = (ObjKind, ObjKey, Contribution, String);
 
+fn flat(items: Vec<Loaded>) -> Vec<Flat> {
+    items
+        .into_iter()
+        .map(|l| (l.kind, l.key, l.contribution, l.origin))
+        .collect()
+}
+
 /// A JSON file read by [`Loader::parse_file`] (streaming a list's items when it can), and by
 /// the whole-tree path it replaces (the oracle): both must give the same objects and problems.
 /// Returns them, and whether the streaming path took the file.
 fn parse_json_both_ways(text: &str) -> (Vec<Flat>, Vec<String>, bool) {
     let loader = Loader::new(ALL.to_vec(), Filters::default());
-    let flat = |items: Vec<Loaded>| -> Vec<Flat> {
-        items
-            .into_iter()
-            .map(|l| (l.kind, l.key, l.contribution, l.origin))
-            .collect()
-    };
     let (items, errs) = loader.parse_file(Path::new("l.json"), text);
     let got = (flat(items), errs);
 
@@ -560,12 +561,6 @@ fn json_list_items_with_problems() {
 /// replaces (the oracle): both must give the same objects and problems, which are returned.
 fn parse_yaml_both_ways(text: &str) -> (Vec<Flat>, Vec<String>) {
     let loader = Loader::new(ALL.to_vec(), Filters::default());
-    let flat = |items: Vec<Loaded>| -> Vec<Flat> {
-        items
-            .into_iter()
-            .map(|l| (l.kind, l.key, l.contribution, l.origin))
-            .collect()
-    };
     let (items, errs) = loader.parse_file(Path::new("l.yaml"), text);
     let got = (flat(items), errs);
 
