@@ -215,16 +215,21 @@ pub fn put_cookie(buf: &mut Vec<u8>, cookie: &ReplyCookie) {
         return;
     }
     let rr = layout.rrs[i];
-    let rdata = buf[rr.rdata..rr.end].to_vec();
-    buf.truncate(rr.rdata);
-    let mut at = 0;
-    while at + 4 <= rdata.len() {
-        let end = (at + 4 + u16_at(&rdata, at + 2) as usize).min(rdata.len());
-        if u16_at(&rdata, at) != COOKIE {
-            buf.extend_from_slice(&rdata[at..end]);
+    buf.truncate(rr.end);
+    if find_option(&buf[rr.rdata..rr.end], COOKIE).is_some() {
+        // Rare (a relayed reply carrying someone's cookie): rewrite the options without it.
+        let rdata = buf[rr.rdata..rr.end].to_vec();
+        buf.truncate(rr.rdata);
+        let mut at = 0;
+        while at + 4 <= rdata.len() {
+            let end = (at + 4 + u16_at(&rdata, at + 2) as usize).min(rdata.len());
+            if u16_at(&rdata, at) != COOKIE {
+                buf.extend_from_slice(&rdata[at..end]);
+            }
+            at = end;
         }
-        at = end;
     }
+    // The OPT record is the last: its RDATA ends the message, the option goes after it.
     buf.extend_from_slice(&COOKIE.to_be_bytes());
     buf.extend_from_slice(&24u16.to_be_bytes());
     buf.extend_from_slice(&cookie.bytes);
