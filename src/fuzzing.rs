@@ -126,9 +126,12 @@ impl QueryHarness {
                 }
             }
             let deadline = Instant::now() + Duration::from_secs(20);
-            while !config.not_ready().is_empty() {
+            // Every plugin, not only those `/ready` would ask (the Corefile has no `ready`).
+            let not_ready =
+                || -> Vec<&str> { config.blocks.iter().flat_map(|b| b.not_ready()).collect() };
+            while !not_ready().is_empty() {
                 if Instant::now() > deadline {
-                    return Err(format!("not ready: {:?}", config.not_ready()));
+                    return Err(format!("not ready: {:?}", not_ready()));
                 }
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }

@@ -17,6 +17,7 @@ pub mod acl;
 pub mod any;
 pub mod bind;
 pub mod cache;
+pub mod cancel;
 pub mod config;
 pub mod cookie;
 pub mod debug;
@@ -181,6 +182,11 @@ pub struct DirectiveDef {
 
 /// Every directive exdns knows, in execution order (CoreDNS plugin.cfg order).
 pub static DIRECTIVES: &[DirectiveDef] = &[
+    DirectiveDef {
+        name: "cancel",
+        setup: cancel::setup,
+        once: true,
+    },
     DirectiveDef {
         name: "tls",
         setup: tls::setup,
