@@ -65,7 +65,8 @@ bench:
 	$(CARGO) test --release --test k8s_scale -- --ignored --nocapture
 
 ## Soak (see bench/README.md): 10 minutes (SOAK_SECS) of authoritative UDP+TCP and forwarded DoT load
-## with cluster churn; fails on any lost query, error rcode, RSS or fd growth. Report: bench/results/soak.md.
+## with cluster churn and TCP connection floods over the cap; fails on any lost query, error rcode,
+## RSS or fd growth, or a flood that shed nothing or kept a new TCP client out. Report: bench/results/soak.md.
 soak:
 	$(CARGO) test --release --test soak -- --ignored --nocapture
 
