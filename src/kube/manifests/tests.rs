@@ -170,7 +170,8 @@ fn kinds_groups_and_hidden_entries() {
                 ObjKey::new("default", "g"),
                 Contribution::Gateway {
                     class: "c".into(),
-                    addrs: vec![ip("192.0.2.9")]
+                    addrs: vec![ip("192.0.2.9")],
+                    cname: None
                 }
             )]
         )])
@@ -767,7 +768,8 @@ fn demo_fixtures_load_cleanly() {
             addrs: vec![
                 ip("198.51.100.20"),
                 Address::Hostname("lb.internal.example.com".into())
-            ]
+            ],
+            cname: None
         }
     );
     let routes: HashMap<ObjKey, Contribution> = objs[&ObjKind::HTTPRoute].iter().cloned().collect();
@@ -778,7 +780,8 @@ fn demo_fixtures_load_cleanly() {
             parents: vec![
                 ObjKey::new("gateway-system", "internal"),
                 ObjKey::new("docs", "public")
-            ]
+            ],
+            ttl: None
         }
     );
     assert_eq!(objs[&ObjKind::HTTPRoute].len(), 4);
