@@ -1,4 +1,4 @@
-//! Service (v1): type LoadBalancer, or any type annotated
+//! Service (v1): type LoadBalancer, type ExternalName, or any type annotated
 //! `k8s-gateway.dns/resolve-endpoints: "true"` (then the addresses are the Service's ready
 //! EndpointSlice addresses, joined by the index builder).
 //!
@@ -6,7 +6,9 @@
 //! `external-dns.kubernetes.io/hostname`, else `external-dns.alpha.kubernetes.io/hostname`
 //! (comma-separated; invalid entries dropped with a warning; when every entry is invalid the
 //! Service contributes nothing) — else `name.namespace`. Data: the `…/target` annotation if
-//! set; else the ready endpoints (resolve-endpoints); else `spec.externalIPs` if set, else `status.loadBalancer.ingress[]` ip / hostname. TTL:
+//! set; else for ExternalName `spec.externalIPs` if set, else `spec.externalName` (a CNAME, or
+//! the address when it is an IP), as ExternalDNS; else the ready endpoints (resolve-endpoints);
+//! else `spec.externalIPs` if set, else `status.loadBalancer.ingress[]` ip / hostname. TTL:
 //! the `…/ttl` annotation.
 
 use k8s_openapi::api::core::v1::Service;
@@ -38,7 +40,8 @@ pub(super) fn contribute(
     let resolve_endpoints = annotations::annotation_true(meta, RESOLVE_ENDPOINTS);
     let ty = svc.spec.as_ref().and_then(|s| s.type_.as_deref());
     let is_lb = ty == Some("LoadBalancer");
-    if !is_lb && !resolve_endpoints {
+    let external_name = ty == Some("ExternalName");
+    if !is_lb && !resolve_endpoints && !external_name {
         return Ok((key, None));
     }
 
@@ -87,6 +90,28 @@ pub(super) fn contribute(
         }
         addrs
     };
+
+    if external_name {
+        // As ExternalDNS: spec.externalIPs when set, else spec.externalName.
+        let data = if external.is_empty() {
+            let target = svc
+                .spec
+                .as_ref()
+                .and_then(|s| s.external_name.as_deref())
+                .unwrap_or("");
+            let mut w = |m: String| warn(KIND, &key, &format!("spec.externalName: {m}"));
+            let t = annotations::parse_target(target.split(',').next().unwrap_or(""), &mut w);
+            if t.is_none() {
+                w(format!(
+                    "\"{target}\" is not a hostname or an IP; not indexed"
+                ));
+            }
+            t
+        } else {
+            Some(Target::Addrs(external_ips()))
+        };
+        return Ok((key.clone(), names_with(names, data, ttl)));
+    }
 
     if resolve_endpoints {
         let data = names
@@ -225,7 +250,7 @@ mod tests {
 
     #[test]
     fn types_and_addresses() {
-        // Not a LoadBalancer: nothing.
+        // Not a LoadBalancer: nothing (an ExternalName without externalName neither).
         for ty in ["ClusterIP", "NodePort", "ExternalName"] {
             assert_eq!(
                 run(&svc("a", ty, json!({}), json!({})), &Filters::default()),

@@ -79,7 +79,8 @@ fn not_an_object() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// ExternalDNS annotations (hostname, ttl, target) on every kind with names.
+// ExternalDNS annotations (hostname, ttl, target) on every kind with names, and ExternalName
+// Services.
 
 const HOST_NEW: &str = "external-dns.kubernetes.io/hostname";
 const HOST_ALPHA: &str = "external-dns.alpha.kubernetes.io/hostname";
@@ -451,4 +452,86 @@ fn gateway_target_annotation_table() {
             "{ann}"
         );
     }
+}
+
+#[test]
+fn external_name_services_table() {
+    let svc = |ann: serde_json::Value, spec: serde_json::Value| {
+        let mut spec = spec;
+        spec["type"] = json!("ExternalName");
+        json!({"apiVersion": "v1", "kind": "Service",
+               "metadata": {"name": "DB", "namespace": "data", "annotations": ann},
+               "spec": spec})
+    };
+    // (annotations, spec, contribution)
+    let cases: Vec<(serde_json::Value, serde_json::Value, Option<Contribution>)> = vec![
+        (
+            json!({}),
+            json!({"externalName": "DB.Example.net."}),
+            Some(names_data(&["db.data"], &[], &["db.example.net"], None)),
+        ),
+        (
+            json!({HOST_NEW: "db.example.com,*.db.example.com", TTL_ALPHA: "2m"}),
+            json!({"externalName": "db.example.net"}),
+            Some(names_data(
+                &["db.example.com", "*.db.example.com"],
+                &[],
+                &["db.example.net"],
+                Some(120),
+            )),
+        ),
+        // an IP as externalName is an address (as ExternalDNS)
+        (
+            json!({}),
+            json!({"externalName": "203.0.113.70"}),
+            Some(names_data(&["db.data"], &[addr("203.0.113.70")], &[], None)),
+        ),
+        // spec.externalIPs win over externalName (as ExternalDNS)
+        (
+            json!({}),
+            json!({"externalName": "db.example.net", "externalIPs": ["203.0.113.71"]}),
+            Some(names_data(&["db.data"], &[addr("203.0.113.71")], &[], None)),
+        ),
+        // the target annotation wins over both
+        (
+            json!({TARGET_NEW: "other.example.net"}),
+            json!({"externalName": "db.example.net", "externalIPs": ["203.0.113.71"]}),
+            Some(names_data(&["db.data"], &[], &["other.example.net"], None)),
+        ),
+        // resolve-endpoints does not apply: an ExternalName has no endpoints
+        (
+            json!({"k8s-gateway.dns/resolve-endpoints": "true"}),
+            json!({"externalName": "db.example.net"}),
+            Some(names_data(&["db.data"], &[], &["db.example.net"], None)),
+        ),
+        // no or an invalid externalName: nothing
+        (json!({}), json!({}), None),
+        (json!({}), json!({"externalName": "bad..name"}), None),
+        (
+            json!({HOST_NEW: "bad..name"}),
+            json!({"externalName": "db.example.net"}),
+            None,
+        ),
+    ];
+    for (ann, spec, want) in cases {
+        let obj = svc(ann.clone(), spec.clone());
+        let (key, got) = contribute(ObjKind::Service, &obj, &Filters::default()).unwrap();
+        assert_eq!(key, ObjKey::new("data", "DB"));
+        assert_eq!(got, want, "{ann} {spec}");
+    }
+    // The ignore label and label selectors apply as to every Service.
+    let mut obj = svc(json!({}), json!({"externalName": "db.example.net"}));
+    obj["metadata"]["labels"] = json!({"k8s-gateway.dns/ignore": "true"});
+    assert_eq!(
+        contribute(ObjKind::Service, &obj, &Filters::default())
+            .unwrap()
+            .1,
+        None
+    );
+    let f = Filters {
+        service_label_selectors: vec!["app=db".into()],
+        ..Default::default()
+    };
+    let obj = svc(json!({}), json!({"externalName": "db.example.net"}));
+    assert_eq!(contribute(ObjKind::Service, &obj, &f).unwrap().1, None);
 }
