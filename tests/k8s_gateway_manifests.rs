@@ -381,3 +381,107 @@ fn reload_with_unchanged_k8s_gateway_keeps_answering() {
         ex.output()
     );
 }
+
+/// Every answer record as `owner ttl TYPE data`.
+fn records(m: &Message) -> Vec<String> {
+    m.answers
+        .iter()
+        .map(|r| format!("{} {} {} {}", r.name, r.ttl, r.record_type(), r.data))
+        .collect()
+}
+
+fn annotated(ttl: &str, target: &str, external_name: &str) -> String {
+    format!(
+        r#"apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: shop
+  namespace: apps
+  annotations:
+    external-dns.kubernetes.io/hostname: store.example.com
+    external-dns.kubernetes.io/ttl: "{ttl}"
+    external-dns.kubernetes.io/target: "{target}"
+spec:
+  rules:
+  - host: shop.example.com
+status:
+  loadBalancer:
+    ingress:
+    - ip: 203.0.113.5
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: db
+  namespace: apps
+spec:
+  type: ExternalName
+  externalName: {external_name}
+"#
+    )
+}
+
+/// The ExternalDNS annotations and ExternalName Services from files: edits show up on the wire,
+/// TTLs included (on the fast path: nothing stands in front of k8s_gateway).
+#[test]
+fn annotations_and_external_names_follow_the_files() {
+    let ex = Exdns::start_with(
+        &corefile("objects", "exdns-a.kube-system", "exdns-b.kube-system"),
+        &[(
+            "objects/shop.yaml",
+            &annotated("10m", "198.51.100.50", "db.example.net"),
+        )],
+        &[],
+    );
+    let dns = ex.dns();
+    wait_until("ready", || {
+        http_get(ex.http_addr("127.0.0.1:0"), "/ready").0 == 200
+    });
+    let recs = |name: &str, t: RecordType| records(&a(dns, name, t));
+    for name in ["shop.example.com.", "store.example.com."] {
+        assert_eq!(
+            recs(name, RecordType::A),
+            [format!("{name} 600 A 198.51.100.50")]
+        );
+    }
+    assert_eq!(
+        recs("db.apps.example.com.", RecordType::AAAA),
+        ["db.apps.example.com. 60 CNAME db.example.net."]
+    );
+
+    // Edits: the TTL, a hostname target (a CNAME into our zone: the chase follows), and the
+    // ExternalName.
+    std::fs::write(
+        ex.path("objects/shop.yaml"),
+        annotated("45", "db.apps.example.com", "db2.example.net"),
+    )
+    .unwrap();
+    wait_until("the edit", || {
+        recs("store.example.com.", RecordType::A)
+            == [
+                "store.example.com. 45 CNAME db.apps.example.com.",
+                "db.apps.example.com. 60 CNAME db2.example.net.",
+            ]
+    });
+    assert_eq!(
+        recs("shop.example.com.", RecordType::CNAME),
+        ["shop.example.com. 45 CNAME db.apps.example.com."]
+    );
+    // An invalid TTL is ignored (the directive's ttl) with a warning naming the object.
+    std::fs::write(
+        ex.path("objects/shop.yaml"),
+        annotated("forever", "198.51.100.51", "db2.example.net"),
+    )
+    .unwrap();
+    wait_until("the second edit", || {
+        recs("shop.example.com.", RecordType::A) == ["shop.example.com. 60 A 198.51.100.51"]
+    });
+    assert!(
+        ex.wait_for_line(
+            "annotation external-dns.kubernetes.io/ttl: \"forever\" is not a valid TTL",
+            Duration::from_secs(10)
+        ),
+        "{}",
+        ex.output()
+    );
+}
