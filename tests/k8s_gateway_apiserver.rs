@@ -1005,3 +1005,288 @@ fn service_label_selectors_filter_services() {
     eventually_a(&ex, "late.example.com.", &["192.0.2.6"]);
     expect_nxdomain(&ex, "other.example.com.");
 }
+
+// ---------------------------------------------------------------------------------------------
+// 10. ExternalDNS annotations (hostname, ttl, target) and ExternalName Services.
+
+/// Every answer record as `owner ttl TYPE data` (sorted unless the answer starts with a CNAME,
+/// whose chase keeps its order).
+fn records(m: &Message) -> Vec<String> {
+    let mut v: Vec<String> = m
+        .answers
+        .iter()
+        .map(|r| format!("{} {} {} {}", r.name, r.ttl, r.record_type(), r.data))
+        .collect();
+    if !v.first().is_some_and(|r| r.contains(" CNAME ")) {
+        v.sort();
+    }
+    v
+}
+
+/// The whole answer to `name`/`qtype`: NOERROR, AA, exactly `want` (`owner ttl TYPE data`).
+#[track_caller]
+fn expect_records(ex: &Exdns, name: &str, qtype: RecordType, want: &[&str]) {
+    let m = ask(ex, name, qtype);
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{m:?}");
+    assert!(m.metadata.authoritative, "AA: {m:?}");
+    assert!(m.authorities.is_empty(), "authority: {m:?}");
+    assert_eq!(records(&m), want, "{name} {qtype}");
+}
+
+/// Polls until `name`/`qtype` answers exactly `want`, then checks the whole answer.
+fn eventually_records(ex: &Exdns, name: &str, qtype: RecordType, want: &[&str]) {
+    wait_until(ex, &format!("{name} {qtype} = {want:?}"), || {
+        records(&ask(ex, name, qtype)) == want
+    });
+    expect_records(ex, name, qtype, want);
+}
+
+/// A Service of any type with these annotations and spec (status: one load balancer address).
+fn service(ns: &str, name: &str, annotations: Value, spec: Value) -> Obj {
+    obj(
+        "",
+        "v1",
+        "services",
+        json!({
+            "metadata": {"name": name, "namespace": ns, "annotations": annotations},
+            "spec": spec,
+            "status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.99"}]}},
+        }),
+    )
+}
+
+fn with_annotations(mut o: Obj, annotations: Value) -> Obj {
+    o.body["metadata"]["annotations"] = annotations;
+    o
+}
+
+#[test]
+fn externaldns_annotations_follow_the_cluster_on_every_kind() {
+    let c = cluster();
+    // Present before exdns starts.
+    c.add(with_annotations(
+        ingress("web", "blog", "blog.example.com", "203.0.113.30"),
+        json!({"external-dns.kubernetes.io/hostname": "news.example.com",
+               "external-dns.kubernetes.io/ttl": "2m"}),
+    ));
+    let ex = start_ready(&[&c], "");
+    check(
+        &ex,
+        &[
+            ("news.example.com.", Want::NoData(RecordType::AAAA)),
+            ("other.example.com.", Want::NxDomain),
+        ],
+    );
+    // Both names of the Ingress, with its TTL (the fast path's A and the full path's NODATA
+    // above agree on the name).
+    for name in ["blog.example.com.", "news.example.com."] {
+        expect_records(
+            &ex,
+            name,
+            RecordType::A,
+            &[&format!("{name} 120 A 203.0.113.30")],
+        );
+    }
+
+    // A Service named by the alpha prefix, its TTL from the alpha prefix too, pointed at a
+    // hostname: a CNAME.
+    c.add(service(
+        "apps",
+        "api",
+        json!({"external-dns.alpha.kubernetes.io/hostname": "api.example.com",
+               "external-dns.alpha.kubernetes.io/ttl": "30",
+               "external-dns.kubernetes.io/target": "api-lb.example.net"}),
+        json!({"type": "LoadBalancer"}),
+    ));
+    eventually_records(
+        &ex,
+        "api.example.com.",
+        RecordType::A,
+        &["api.example.com. 30 CNAME api-lb.example.net."],
+    );
+    // A Gateway whose target annotation gives the addresses, and a route named only by its
+    // annotation, with its own TTL.
+    c.add(with_annotations(
+        gateway("gateway-system", "public", &["192.0.2.10"]),
+        json!({"external-dns.kubernetes.io/target": "198.51.100.70,2001:db8::70"}),
+    ));
+    c.add(with_annotations(
+        httproute("apps", "promo", &[], ("gateway-system", "public")),
+        json!({"external-dns.kubernetes.io/hostname": "promo.example.com",
+               "external-dns.kubernetes.io/ttl": "1h"}),
+    ));
+    eventually_records(
+        &ex,
+        "promo.example.com.",
+        RecordType::A,
+        &["promo.example.com. 3600 A 198.51.100.70"],
+    );
+    expect_records(
+        &ex,
+        "promo.example.com.",
+        RecordType::AAAA,
+        &["promo.example.com. 3600 AAAA 2001:db8::70"],
+    );
+    // A VirtualServer with an extra name and a TTL.
+    c.add(with_annotations(
+        virtualserver("cafe", "cafe", "cafe.example.com", "203.0.113.60"),
+        json!({"external-dns.kubernetes.io/hostname": "coffee.example.com",
+               "external-dns.kubernetes.io/ttl": "45s"}),
+    ));
+    eventually_records(
+        &ex,
+        "coffee.example.com.",
+        RecordType::A,
+        &["coffee.example.com. 45 A 203.0.113.60"],
+    );
+    expect_records(
+        &ex,
+        "cafe.example.com.",
+        RecordType::A,
+        &["cafe.example.com. 45 A 203.0.113.60"],
+    );
+
+    // Changes: the Ingress's TTL becomes invalid (ignored with a warning: the directive's
+    // ttl), the Service's target goes (its load balancer address answers), the Gateway's
+    // target goes (its status addresses answer), the route's TTL changes.
+    c.set(with_annotations(
+        ingress("web", "blog", "blog.example.com", "203.0.113.30"),
+        json!({"external-dns.kubernetes.io/hostname": "news.example.com",
+               "external-dns.kubernetes.io/ttl": "1d"}),
+    ));
+    eventually_records(
+        &ex,
+        "news.example.com.",
+        RecordType::A,
+        &["news.example.com. 60 A 203.0.113.30"],
+    );
+    expect_a(&ex, "blog.example.com.", &["203.0.113.30"]);
+    expect_log_line(&ex, "annotation external-dns.kubernetes.io/ttl");
+    c.set(service(
+        "apps",
+        "api",
+        json!({"external-dns.alpha.kubernetes.io/hostname": "api.example.com",
+               "external-dns.alpha.kubernetes.io/ttl": "30"}),
+        json!({"type": "LoadBalancer"}),
+    ));
+    eventually_records(
+        &ex,
+        "api.example.com.",
+        RecordType::A,
+        &["api.example.com. 30 A 203.0.113.99"],
+    );
+    c.set(gateway("gateway-system", "public", &["192.0.2.10"]));
+    eventually_records(
+        &ex,
+        "promo.example.com.",
+        RecordType::A,
+        &["promo.example.com. 3600 A 192.0.2.10"],
+    );
+    expect_nodata(&ex, "promo.example.com.", RecordType::AAAA);
+    c.set(with_annotations(
+        httproute("apps", "promo", &[], ("gateway-system", "public")),
+        json!({"external-dns.kubernetes.io/hostname": "promo.example.com",
+               "external-dns.kubernetes.io/ttl": "0"}),
+    ));
+    eventually_records(
+        &ex,
+        "promo.example.com.",
+        RecordType::A,
+        &["promo.example.com. 0 A 192.0.2.10"],
+    );
+
+    // Deletes take every name with them.
+    c.delete(NET, "v1", "ingresses", "web", "blog");
+    eventually_nxdomain(&ex, "news.example.com.");
+    expect_nxdomain(&ex, "blog.example.com.");
+    c.delete(GW, "v1", "httproutes", "apps", "promo");
+    eventually_nxdomain(&ex, "promo.example.com.");
+    c.delete(NGINX, "v1", "virtualservers", "cafe", "cafe");
+    eventually_nxdomain(&ex, "coffee.example.com.");
+}
+
+#[test]
+fn external_name_services_follow_the_cluster() {
+    let c = cluster();
+    c.add(ingress("web", "blog", "blog.example.com", "203.0.113.30"));
+    c.add(service(
+        "data",
+        "postgres",
+        json!({}),
+        json!({"type": "ExternalName", "externalName": "db.prod.example.net"}),
+    ));
+    let ex = start_ready(&[&c], "");
+    // name.namespace.<zone>: a CNAME for every type.
+    for qtype in [
+        RecordType::A,
+        RecordType::AAAA,
+        RecordType::CNAME,
+        RecordType::TXT,
+    ] {
+        expect_records(
+            &ex,
+            "postgres.data.example.com.",
+            qtype,
+            &["postgres.data.example.com. 60 CNAME db.prod.example.net."],
+        );
+    }
+    check(&ex, &[("data.example.com.", Want::NoData(RecordType::A))]);
+
+    // An annotated one with its own TTL, pointing into our zone: the chase follows.
+    c.add(service(
+        "web",
+        "mirror",
+        json!({"external-dns.kubernetes.io/hostname": "mirror.example.com,docs.example.com",
+               "external-dns.kubernetes.io/ttl": "30"}),
+        json!({"type": "ExternalName", "externalName": "blog.example.com"}),
+    ));
+    eventually_records(
+        &ex,
+        "mirror.example.com.",
+        RecordType::A,
+        &[
+            "mirror.example.com. 30 CNAME blog.example.com.",
+            "blog.example.com. 60 A 203.0.113.30",
+        ],
+    );
+    expect_records(
+        &ex,
+        "docs.example.com.",
+        RecordType::CNAME,
+        &["docs.example.com. 30 CNAME blog.example.com."],
+    );
+    // Annotated: not also known as name.namespace.
+    expect_nxdomain(&ex, "mirror.web.example.com.");
+
+    // The externalName changes; then an IP there answers as an address (as ExternalDNS).
+    c.set(service(
+        "data",
+        "postgres",
+        json!({}),
+        json!({"type": "ExternalName", "externalName": "db.dr.example.net"}),
+    ));
+    eventually_records(
+        &ex,
+        "postgres.data.example.com.",
+        RecordType::A,
+        &["postgres.data.example.com. 60 CNAME db.dr.example.net."],
+    );
+    c.set(service(
+        "data",
+        "postgres",
+        json!({}),
+        json!({"type": "ExternalName", "externalName": "198.51.100.80"}),
+    ));
+    eventually_a(&ex, "postgres.data.example.com.", &["198.51.100.80"]);
+    // Becoming a ClusterIP Service (not answered) removes it; deleting the other too.
+    c.set(service(
+        "data",
+        "postgres",
+        json!({}),
+        json!({"type": "ClusterIP", "clusterIP": "10.96.0.9"}),
+    ));
+    eventually_nxdomain(&ex, "postgres.data.example.com.");
+    c.delete("", "v1", "services", "web", "mirror");
+    eventually_nxdomain(&ex, "mirror.example.com.");
+    expect_a(&ex, "blog.example.com.", &["203.0.113.30"]);
+}

@@ -381,3 +381,497 @@ fn reload_with_unchanged_k8s_gateway_keeps_answering() {
         ex.output()
     );
 }
+
+/// fixtures/demo's files, to copy into exdns's working directory under `demo/`.
+fn demo_files() -> Vec<(String, String)> {
+    let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/demo");
+    let mut v: Vec<(String, String)> = std::fs::read_dir(&demo)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            matches!(
+                p.extension().and_then(|e| e.to_str()),
+                Some("yaml" | "json")
+            )
+        })
+        .map(|p| {
+            (
+                format!("demo/{}", p.file_name().unwrap().to_str().unwrap()),
+                std::fs::read_to_string(&p).unwrap(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Every answer record as `owner ttl TYPE data`.
+fn records(m: &Message) -> Vec<String> {
+    m.answers
+        .iter()
+        .map(|r| format!("{} {} {} {}", r.name, r.ttl, r.record_type(), r.data))
+        .collect()
+}
+
+/// What fixtures/demo/README.md's "Expected answers" promises.
+enum Demo<'a> {
+    /// NOERROR with exactly these answer records (`owner ttl TYPE data`, in answer order for a
+    /// CNAME and its chase; sorted otherwise).
+    Records(&'a [&'a str]),
+    /// NOERROR with at least these records (rows marked ¹: the internal Gateway's Hostname
+    /// address may add what the system resolver makes of it).
+    AtLeast(&'a [&'a str]),
+    NoData,
+    NxDomain,
+}
+
+/// The demo cluster, served as fixtures/demo/README.md configures it, answers every row of that
+/// README's "Expected answers" table as it says (the rows that depend on the system resolver
+/// only in what they promise regardless of it).
+#[test]
+fn demo_cluster_answers_as_its_readme_says() {
+    use RecordType::{A, AAAA, CNAME, SOA, TXT};
+    let files = demo_files();
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(n, c)| (n.as_str(), c.as_str()))
+        .collect();
+    let ex = Exdns::start_with(
+        "example.com:0 {\n  k8s_gateway example.com {\n    manifests demo\n    apex exdns.kube-system\n    secondary exdns-secondary.kube-system\n  }\n  ready 127.0.0.1:0\n}\n",
+        &files,
+        &[],
+    );
+    wait_until("ready", || {
+        http_get(ex.http_addr("127.0.0.1:0"), "/ready").0 == 200
+    });
+    let dns = ex.dns();
+    use Demo::*;
+    let rows: Vec<(&str, RecordType, Demo)> = vec![
+        ("example.com.", A, NoData),
+        ("example.com.", AAAA, NoData),
+        (
+            "exdns.kube-system.example.com.",
+            A,
+            Records(&["exdns.kube-system.example.com. 60 A 192.0.2.53"]),
+        ),
+        (
+            "exdns.kube-system.example.com.",
+            AAAA,
+            Records(&["exdns.kube-system.example.com. 60 AAAA 2001:db8::53"]),
+        ),
+        (
+            "exdns-secondary.kube-system.example.com.",
+            A,
+            Records(&["exdns-secondary.kube-system.example.com. 60 A 192.0.2.54"]),
+        ),
+        (
+            "exdns-secondary.kube-system.example.com.",
+            AAAA,
+            Records(&["exdns-secondary.kube-system.example.com. 60 AAAA 2001:db8::54"]),
+        ),
+        (
+            "www.example.com.",
+            A,
+            Records(&["www.example.com. 60 A 198.51.100.10"]),
+        ),
+        (
+            "www.example.com.",
+            AAAA,
+            Records(&["www.example.com. 60 AAAA 2001:db8:100::10"]),
+        ),
+        (
+            "shop.example.com.",
+            A,
+            Records(&["shop.example.com. 60 A 198.51.100.10"]),
+        ),
+        (
+            "shop.example.com.",
+            AAAA,
+            Records(&["shop.example.com. 60 AAAA 2001:db8:100::10"]),
+        ),
+        (
+            "api.example.com.",
+            A,
+            AtLeast(&[
+                "api.example.com. 60 A 198.51.100.10",
+                "api.example.com. 60 A 198.51.100.20",
+            ]),
+        ),
+        (
+            "api.example.com.",
+            AAAA,
+            AtLeast(&["api.example.com. 60 AAAA 2001:db8:100::10"]),
+        ),
+        (
+            "status.example.com.",
+            A,
+            AtLeast(&[
+                "status.example.com. 60 A 198.51.100.10",
+                "status.example.com. 60 A 198.51.100.20",
+            ]),
+        ),
+        (
+            "status.example.com.",
+            AAAA,
+            AtLeast(&["status.example.com. 60 AAAA 2001:db8:100::10"]),
+        ),
+        (
+            "wiki.example.com.",
+            A,
+            AtLeast(&["wiki.example.com. 60 A 198.51.100.20"]),
+        ),
+        (
+            "grpc.example.com.",
+            A,
+            AtLeast(&["grpc.example.com. 60 A 198.51.100.20"]),
+        ),
+        (
+            "mqtt.example.com.",
+            A,
+            Records(&["mqtt.example.com. 60 A 198.51.100.10"]),
+        ),
+        (
+            "mqtt.example.com.",
+            AAAA,
+            Records(&["mqtt.example.com. 60 AAAA 2001:db8:100::10"]),
+        ),
+        (
+            "vpn.example.com.",
+            A,
+            Records(&["vpn.example.com. 60 A 203.0.113.50"]),
+        ),
+        (
+            "vpn.example.com.",
+            AAAA,
+            Records(&["vpn.example.com. 60 AAAA 2001:db8:203::50"]),
+        ),
+        ("info.example.com.", A, NoData),
+        ("info.example.com.", AAAA, NoData),
+        (
+            "info.example.com.",
+            TXT,
+            Records(&[
+                "info.example.com. 60 TXT contact=hostmaster@example.com",
+                "info.example.com. 60 TXT exdns demo cluster",
+            ]),
+        ),
+        (
+            "docs.example.com.",
+            CNAME,
+            Records(&["docs.example.com. 60 CNAME wiki.example.com."]),
+        ),
+        (
+            "lb.internal.example.com.",
+            A,
+            Records(&["lb.internal.example.com. 60 A 198.51.100.21"]),
+        ),
+        ("lb.internal.example.com.", AAAA, NoData),
+        (
+            "cafe.example.com.",
+            A,
+            Records(&["cafe.example.com. 60 A 203.0.113.60"]),
+        ),
+        ("cafe.example.com.", AAAA, NoData),
+        (
+            "blog.example.com.",
+            A,
+            Records(&["blog.example.com. 60 A 203.0.113.30"]),
+        ),
+        (
+            "blog.example.com.",
+            AAAA,
+            Records(&["blog.example.com. 60 AAAA 2001:db8:203::30"]),
+        ),
+        (
+            "legacy.example.com.",
+            A,
+            Records(&["legacy.example.com. 60 A 203.0.113.31"]),
+        ),
+        (
+            "old.example.com.",
+            A,
+            Records(&["old.example.com. 60 A 203.0.113.31"]),
+        ),
+        ("old.example.com.", AAAA, NoData),
+        (
+            "shop-lb.example.com.",
+            A,
+            Records(&["shop-lb.example.com. 60 A 203.0.113.40"]),
+        ),
+        ("shop-lb.example.com.", AAAA, NoData),
+        (
+            "foo.apps.example.com.",
+            A,
+            Records(&["foo.apps.example.com. 60 A 203.0.113.40"]),
+        ),
+        ("foo.apps.example.com.", AAAA, NoData),
+        (
+            "smtp.example.com.",
+            A,
+            Records(&["smtp.example.com. 60 A 203.0.113.41"]),
+        ),
+        (
+            "imap.example.com.",
+            AAAA,
+            Records(&["imap.example.com. 60 AAAA 2001:db8:203::41"]),
+        ),
+        (
+            "gitlab.dev.example.com.",
+            A,
+            Records(&["gitlab.dev.example.com. 60 A 203.0.113.42"]),
+        ),
+        ("gitlab.dev.example.com.", AAAA, NoData),
+        (
+            "prometheus.example.com.",
+            A,
+            Records(&[
+                "prometheus.example.com. 60 A 198.51.100.60",
+                "prometheus.example.com. 60 A 198.51.100.61",
+            ]),
+        ),
+        ("prometheus.example.com.", AAAA, NoData),
+        // ExternalDNS annotations (externaldns.yaml)
+        (
+            "checkout.example.com.",
+            A,
+            Records(&["checkout.example.com. 300 A 203.0.113.44"]),
+        ),
+        ("checkout.example.com.", AAAA, NoData),
+        (
+            "registry.example.com.",
+            A,
+            Records(&["registry.example.com. 60 A 203.0.113.45"]),
+        ),
+        (
+            "registry.example.com.",
+            AAAA,
+            Records(&["registry.example.com. 60 AAAA 2001:db8:203::45"]),
+        ),
+        (
+            "status-page.example.com.",
+            A,
+            Records(&["status-page.example.com. 90 CNAME status-page.cdn.example.net."]),
+        ),
+        (
+            "uptime.example.com.",
+            AAAA,
+            Records(&["uptime.example.com. 90 CNAME status-page.cdn.example.net."]),
+        ),
+        (
+            "uptime.example.com.",
+            TXT,
+            Records(&["uptime.example.com. 90 CNAME status-page.cdn.example.net."]),
+        ),
+        (
+            "promo.example.com.",
+            A,
+            Records(&["promo.example.com. 120 A 198.51.100.10"]),
+        ),
+        (
+            "promo.example.com.",
+            AAAA,
+            Records(&["promo.example.com. 120 AAAA 2001:db8:100::10"]),
+        ),
+        (
+            "edge.example.com.",
+            A,
+            Records(&["edge.example.com. 60 CNAME edge-lb.example.net."]),
+        ),
+        (
+            "tea.example.com.",
+            A,
+            Records(&["tea.example.com. 45 A 203.0.113.61"]),
+        ),
+        (
+            "chai.example.com.",
+            A,
+            Records(&["chai.example.com. 45 A 203.0.113.61"]),
+        ),
+        ("chai.example.com.", AAAA, NoData),
+        // ExternalName Services
+        (
+            "postgres.data.example.com.",
+            A,
+            Records(&["postgres.data.example.com. 60 CNAME db.prod.example.net."]),
+        ),
+        (
+            "postgres.data.example.com.",
+            CNAME,
+            Records(&["postgres.data.example.com. 60 CNAME db.prod.example.net."]),
+        ),
+        (
+            "mirror.example.com.",
+            A,
+            Records(&[
+                "mirror.example.com. 30 CNAME blog.example.com.",
+                "blog.example.com. 60 A 203.0.113.30",
+            ]),
+        ),
+        (
+            "mirror.example.com.",
+            AAAA,
+            Records(&[
+                "mirror.example.com. 30 CNAME blog.example.com.",
+                "blog.example.com. 60 AAAA 2001:db8:203::30",
+            ]),
+        ),
+        // empty non-terminals
+        ("apps.example.com.", A, NoData),
+        ("data.example.com.", A, NoData),
+        ("dev.example.com.", AAAA, NoData),
+        ("internal.example.com.", A, NoData),
+        ("kube-system.example.com.", A, NoData),
+        ("a.b.apps.example.com.", A, NxDomain),
+        ("canary.example.com.", A, NxDomain),
+        ("canary.shop.example.com.", A, NxDomain),
+        ("storefront.shop.example.com.", A, NxDomain),
+        ("anything.exdns.kube-system.example.com.", A, NxDomain),
+    ];
+    for (name, qtype, want) in &rows {
+        let m = a(dns, name, *qtype);
+        let got = records(&m);
+        let ctx = format!("{name} {qtype}: {m:?}");
+        assert!(m.metadata.authoritative, "{ctx}");
+        match want {
+            Records(w) | AtLeast(w) => {
+                assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{ctx}");
+                let cname = got.first().is_some_and(|r| r.contains(" CNAME "));
+                let (mut got, mut w) = (got.clone(), w.to_vec());
+                if !cname {
+                    got.sort();
+                    w.sort();
+                }
+                if matches!(want, AtLeast(_)) {
+                    assert!(w.iter().all(|r| got.iter().any(|g| g == r)), "{ctx}");
+                } else {
+                    assert_eq!(got, w, "{ctx}");
+                }
+            }
+            NoData => {
+                assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{ctx}");
+                assert!(got.is_empty(), "{ctx}");
+                assert!(matches!(m.authorities[0].data, RData::SOA(_)), "{ctx}");
+            }
+            NxDomain => {
+                assert_eq!(m.metadata.response_code, ResponseCode::NXDomain, "{ctx}");
+                assert!(matches!(m.authorities[0].data, RData::SOA(_)), "{ctx}");
+            }
+        }
+    }
+    // The apex: SOA MNAME the lower of apex and secondary, NS both, glue A and AAAA.
+    let m = a(dns, "example.com.", SOA);
+    match &m.answers[0].data {
+        RData::SOA(s) => assert_eq!(
+            s.mname.to_ascii(),
+            "exdns-secondary.kube-system.example.com."
+        ),
+        other => panic!("{other:?}"),
+    }
+    let m = a(dns, "example.com.", RecordType::NS);
+    let mut ns = records(&m);
+    ns.sort();
+    assert_eq!(
+        ns,
+        [
+            "example.com. 60 NS exdns-secondary.kube-system.example.com.",
+            "example.com. 60 NS exdns.kube-system.example.com."
+        ]
+    );
+    assert_eq!(m.additionals.len(), 4, "{m:?}");
+}
+
+fn annotated(ttl: &str, target: &str, external_name: &str) -> String {
+    format!(
+        r#"apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: shop
+  namespace: apps
+  annotations:
+    external-dns.kubernetes.io/hostname: store.example.com
+    external-dns.kubernetes.io/ttl: "{ttl}"
+    external-dns.kubernetes.io/target: "{target}"
+spec:
+  rules:
+  - host: shop.example.com
+status:
+  loadBalancer:
+    ingress:
+    - ip: 203.0.113.5
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: db
+  namespace: apps
+spec:
+  type: ExternalName
+  externalName: {external_name}
+"#
+    )
+}
+
+/// The ExternalDNS annotations and ExternalName Services from files: edits show up on the wire,
+/// TTLs included (on the fast path: nothing stands in front of k8s_gateway).
+#[test]
+fn annotations_and_external_names_follow_the_files() {
+    let ex = Exdns::start_with(
+        &corefile("objects", "exdns-a.kube-system", "exdns-b.kube-system"),
+        &[(
+            "objects/shop.yaml",
+            &annotated("10m", "198.51.100.50", "db.example.net"),
+        )],
+        &[],
+    );
+    let dns = ex.dns();
+    wait_until("ready", || {
+        http_get(ex.http_addr("127.0.0.1:0"), "/ready").0 == 200
+    });
+    let recs = |name: &str, t: RecordType| records(&a(dns, name, t));
+    for name in ["shop.example.com.", "store.example.com."] {
+        assert_eq!(
+            recs(name, RecordType::A),
+            [format!("{name} 600 A 198.51.100.50")]
+        );
+    }
+    assert_eq!(
+        recs("db.apps.example.com.", RecordType::AAAA),
+        ["db.apps.example.com. 60 CNAME db.example.net."]
+    );
+
+    // Edits: the TTL, a hostname target (a CNAME into our zone: the chase follows), and the
+    // ExternalName.
+    std::fs::write(
+        ex.path("objects/shop.yaml"),
+        annotated("45", "db.apps.example.com", "db2.example.net"),
+    )
+    .unwrap();
+    wait_until("the edit", || {
+        recs("store.example.com.", RecordType::A)
+            == [
+                "store.example.com. 45 CNAME db.apps.example.com.",
+                "db.apps.example.com. 60 CNAME db2.example.net.",
+            ]
+    });
+    assert_eq!(
+        recs("shop.example.com.", RecordType::CNAME),
+        ["shop.example.com. 45 CNAME db.apps.example.com."]
+    );
+    // An invalid TTL is ignored (the directive's ttl) with a warning naming the object.
+    std::fs::write(
+        ex.path("objects/shop.yaml"),
+        annotated("forever", "198.51.100.51", "db2.example.net"),
+    )
+    .unwrap();
+    wait_until("the second edit", || {
+        recs("shop.example.com.", RecordType::A) == ["shop.example.com. 60 A 198.51.100.51"]
+    });
+    assert!(
+        ex.wait_for_line(
+            "annotation external-dns.kubernetes.io/ttl: \"forever\" is not a valid TTL",
+            Duration::from_secs(10)
+        ),
+        "{}",
+        ex.output()
+    );
+}

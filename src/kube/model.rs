@@ -219,8 +219,12 @@ pub struct NameData {
     /// TXT strings (DNSEndpoint), each one TXT record (split into 255-byte character-strings
     /// when answered).
     pub txt: Vec<String>,
-    /// CNAME targets (DNSEndpoint), lower-case, no trailing dot.
+    /// CNAME targets (DNSEndpoint, a hostname `…/target` annotation, an ExternalName
+    /// Service), lower-case, no trailing dot.
     pub cname: Vec<String>,
+    /// The object's own TTL (the ExternalDNS `…/ttl` annotation), validated; `None`: the
+    /// directive's `ttl`.
+    pub ttl: Option<u32>,
     /// For Services with `k8s-gateway.dns/resolve-endpoints: "true"`: the addresses come from
     /// this Service's ready EndpointSlice addresses (joined by the index builder).
     pub endpoints_of: Option<ObjKey>,
@@ -231,13 +235,21 @@ pub struct NameData {
 pub enum Contribution {
     /// Names with data (Ingress, Service, DNSEndpoint, VirtualServer, Node).
     Names(Vec<NameData>),
-    /// A Gateway API route: its hostnames and its parent Gateways (namespace defaulted per ref).
+    /// A Gateway API route: its hostnames (`spec.hostnames` and the hostname annotation), its
+    /// parent Gateways (namespace defaulted per ref) and its own TTL (`…/ttl` annotation).
     Route {
         hostnames: Vec<String>,
         parents: Vec<ObjKey>,
+        ttl: Option<u32>,
     },
-    /// A Gateway: its class (for `gatewayClasses`) and status addresses.
-    Gateway { class: String, addrs: Vec<Address> },
+    /// A Gateway: its class (for `gatewayClasses`) and its addresses: its `…/target`
+    /// annotation's when it has one (IPs in `addrs`, a hostname in `cname`), else its status
+    /// addresses.
+    Gateway {
+        class: String,
+        addrs: Vec<Address>,
+        cname: Option<String>,
+    },
     /// An EndpointSlice: the Service it belongs to (`kubernetes.io/service-name`) and its ready
     /// addresses.
     EndpointSlice { service: ObjKey, addrs: Vec<IpAddr> },

@@ -26,9 +26,18 @@ pub struct RecordSet {
     pub txt: Vec<String>,
     /// CNAME targets, lower-case, no trailing dot (a name with a CNAME has no other data).
     pub cname: Vec<String>,
+    /// The TTL of every record of the name, when its objects set one (the lowest of them);
+    /// `None`: the directive's `ttl`. Resolved when the snapshot is built.
+    pub ttl: Option<u32>,
 }
 
 impl RecordSet {
+    /// The TTL to answer this name's records with, given the directive's `ttl`.
+    #[inline]
+    pub fn ttl_or(&self, default: u32) -> u32 {
+        self.ttl.unwrap_or(default)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.a.is_empty() && self.aaaa.is_empty() && self.txt.is_empty() && self.cname.is_empty()
     }

@@ -150,9 +150,14 @@ fn scope_contribution(scope: &str, c: Contribution) -> Contribution {
             }
             Contribution::Names(names)
         }
-        Contribution::Route { hostnames, parents } => Contribution::Route {
+        Contribution::Route {
+            hostnames,
+            parents,
+            ttl,
+        } => Contribution::Route {
             hostnames,
             parents: parents.into_iter().map(|p| scope_key(scope, p)).collect(),
+            ttl,
         },
         Contribution::EndpointSlice { service, addrs } => Contribution::EndpointSlice {
             service: scope_key(scope, service),
@@ -265,6 +270,7 @@ mod tests {
                 Some(Contribution::Route {
                     hostnames: vec!["x.example.com".into()],
                     parents: vec![ObjKey::new("gw", "g")],
+                    ttl: None,
                 }),
             ),
         );

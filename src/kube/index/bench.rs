@@ -41,6 +41,7 @@ fn gateway(ip: Ipv4Addr) -> Contribution {
     Contribution::Gateway {
         class: "public".into(),
         addrs: vec![Address::Ip(IpAddr::V4(ip))],
+        cname: None,
     }
 }
 
@@ -57,6 +58,7 @@ fn fill(feed: &Feed, n: usize) {
                 Contribution::Route {
                     hostnames: vec![format!("route{i}.bench.test")],
                     parents: vec![gw_key(i / 10 % GATEWAYS)],
+                    ttl: None,
                 },
             )),
             _ => ing.push((key(i), ingress(i, ip))),

@@ -111,9 +111,17 @@ struct Acc {
     addrs: Vec<IpAddr>,
     txt: Vec<String>,
     cname: Vec<String>,
+    /// The lowest TTL an object set (RFC 2181 §5.2: one TTL per RRset).
+    ttl: Option<u32>,
 }
 
 impl Acc {
+    fn ttl(&mut self, ttl: Option<u32>) {
+        if let Some(t) = ttl {
+            self.ttl = Some(self.ttl.map_or(t, |cur| cur.min(t)));
+        }
+    }
+
     /// Sorted, de-duplicated records; `true` when a CNAME had to drop other data.
     fn finish(self) -> (RecordSet, bool) {
         let mut rs = RecordSet::default();
@@ -134,6 +142,7 @@ impl Acc {
         rs.cname.retain(|c| !c.is_empty());
         rs.cname.sort_unstable();
         rs.cname.dedup();
+        rs.ttl = self.ttl;
         let other = !(rs.a.is_empty() && rs.aaaa.is_empty() && rs.txt.is_empty());
         let conflict = other && !rs.cname.is_empty();
         if conflict {
@@ -216,6 +225,12 @@ fn entry_hash(kind: Kind, wild: bool, key: &str, rs: &RecordSet) -> u64 {
     h.write(&(rs.cname.len() as u32).to_be_bytes());
     for c in &rs.cname {
         bytes(&mut h, c.as_bytes());
+    }
+    // Only when set (last, after length-prefixed fields, so still unambiguous): entries without
+    // a TTL of their own keep the hash — and serials — of builds before per-object TTLs.
+    if let Some(t) = rs.ttl {
+        h.write(b"T");
+        h.write(&t.to_be_bytes());
     }
     h.finish()
 }
@@ -649,13 +664,15 @@ impl Builder {
     fn refresh_gateway(&mut self, store: &Store, g: &ObjKey) {
         let used = self.routes_of.get(g).is_some_and(|r| !r.is_empty());
         let desired: Vec<String> = match store.get(ObjKind::Gateway).and_then(|m| m.get(g)) {
-            Some(Contribution::Gateway { class, addrs }) if used && self.class_ok(class) => addrs
-                .iter()
-                .filter_map(|a| match a {
-                    Address::Hostname(h) => Some(norm(h).into_owned()),
-                    Address::Ip(_) => None,
-                })
-                .collect(),
+            Some(Contribution::Gateway { class, addrs, .. }) if used && self.class_ok(class) => {
+                addrs
+                    .iter()
+                    .filter_map(|a| match a {
+                        Address::Hostname(h) => Some(norm(h).into_owned()),
+                        Address::Ip(_) => None,
+                    })
+                    .collect()
+            }
             _ => Vec::new(),
         };
         let old = self.gw_hosts.remove(g).unwrap_or_default();
@@ -685,17 +702,26 @@ impl Builder {
         let objs = store.get(source_kind(kind));
         for key in keys.into_iter().flatten() {
             match objs.and_then(|m| m.get(key)) {
-                Some(Contribution::Route { parents, .. }) => {
+                Some(Contribution::Route { parents, ttl, .. }) => {
                     let gateways = store.get(ObjKind::Gateway);
+                    let mut any = false;
                     for p in parents {
-                        if let Some(Contribution::Gateway { class, addrs }) =
-                            gateways.and_then(|m| m.get(p))
+                        if let Some(Contribution::Gateway {
+                            class,
+                            addrs,
+                            cname,
+                        }) = gateways.and_then(|m| m.get(p))
                             && self.class_ok(class)
                         {
+                            any = true;
                             for a in addrs {
                                 push_addr(&mut acc.addrs, a, resolved);
                             }
+                            acc.cname.extend(cname.iter().cloned());
                         }
+                    }
+                    if any {
+                        acc.ttl(*ttl);
                     }
                 }
                 Some(Contribution::Names(nds)) => {
@@ -720,6 +746,7 @@ impl Builder {
                         acc.txt.extend(nd.txt.iter().cloned());
                         acc.cname
                             .extend(nd.cname.iter().map(|c| norm(c).into_owned()));
+                        acc.ttl(nd.ttl);
                     }
                 }
                 _ => {}

@@ -38,6 +38,7 @@ fn gateway(class: &str, addrs: Vec<Address>) -> Option<Contribution> {
     Some(Contribution::Gateway {
         class: class.into(),
         addrs,
+        cname: None,
     })
 }
 
@@ -45,6 +46,7 @@ fn route(hostnames: &[&str], parents: &[(&str, &str)]) -> Option<Contribution> {
     Some(Contribution::Route {
         hostnames: hostnames.iter().map(|h| h.to_string()).collect(),
         parents: parents.iter().map(|(n, g)| ObjKey::new(*n, *g)).collect(),
+        ttl: None,
     })
 }
 
@@ -575,6 +577,129 @@ fn objects_of_one_kind_are_merged_and_deduplicated() {
 }
 
 #[test]
+fn per_object_ttls_and_gateway_targets() {
+    let feed = Feed::new();
+    let with_ttl = |name: &str, addrs: &[&str], ttl: Option<u32>| {
+        Some(Contribution::Names(vec![NameData {
+            ttl,
+            ..nd(name, addrs)
+        }]))
+    };
+    // Two objects for one name: one RRset, the lowest TTL any of them sets (RFC 2181 §5.2);
+    // an object without one does not lower it.
+    put(
+        &feed,
+        ObjKind::Ingress,
+        "a/1",
+        with_ttl("t.example.com", &["10.7.0.1"], Some(300)),
+    );
+    put(
+        &feed,
+        ObjKind::Ingress,
+        "a/2",
+        with_ttl("t.example.com", &["10.7.0.2"], Some(30)),
+    );
+    put(
+        &feed,
+        ObjKind::Ingress,
+        "a/3",
+        with_ttl("t.example.com", &["10.7.0.3"], None),
+    );
+    put(
+        &feed,
+        ObjKind::Ingress,
+        "a/4",
+        with_ttl("plain.example.com", &["10.7.0.4"], None),
+    );
+    // A Gateway whose target annotation is a hostname: its routes answer a CNAME.
+    put(
+        &feed,
+        ObjKind::Gateway,
+        "infra/cn",
+        Some(Contribution::Gateway {
+            class: "nginx".into(),
+            addrs: vec![],
+            cname: Some("lb.example.net".into()),
+        }),
+    );
+    put(
+        &feed,
+        ObjKind::Gateway,
+        "infra/ip",
+        gateway("nginx", vec![ip("10.7.1.1")]),
+    );
+    put(
+        &feed,
+        ObjKind::HTTPRoute,
+        "app/r",
+        Some(Contribution::Route {
+            hostnames: vec!["r.example.com".into()],
+            parents: vec![ObjKey::new("infra", "cn")],
+            ttl: Some(120),
+        }),
+    );
+    put(
+        &feed,
+        ObjKind::HTTPRoute,
+        "app/s",
+        Some(Contribution::Route {
+            hostnames: vec!["s.example.com".into()],
+            parents: vec![ObjKey::new("infra", "ip")],
+            ttl: Some(0),
+        }),
+    );
+    sync_all(&feed);
+    let c = cfg(&[Kind::HTTPRoute, Kind::Ingress]);
+    let index = Index::new();
+    let snap = at(&index, &c, &feed, None, NOW);
+    let t = snap.exact(Kind::Ingress, "t.example.com").unwrap();
+    assert_eq!(addrs(&t), ["10.7.0.1", "10.7.0.2", "10.7.0.3"]);
+    assert_eq!(t.ttl, Some(30));
+    assert_eq!(
+        snap.exact(Kind::Ingress, "plain.example.com").unwrap().ttl,
+        None
+    );
+    let r = snap.exact(Kind::HTTPRoute, "r.example.com").unwrap();
+    assert_eq!(
+        (r.cname.clone(), r.ttl),
+        (vec!["lb.example.net".to_string()], Some(120))
+    );
+    assert!(r.a.is_empty());
+    let s = snap.exact(Kind::HTTPRoute, "s.example.com").unwrap();
+    assert_eq!((addrs(&s), s.ttl), (vec!["10.7.1.1".to_string()], Some(0)));
+
+    // Incremental: a TTL change is a content change (new serial); the Gateway's target going
+    // away brings its routes back to its status addresses.
+    let serial = snap.serial("example.com");
+    put(
+        &feed,
+        ObjKind::Ingress,
+        "a/2",
+        with_ttl("t.example.com", &["10.7.0.2"], None),
+    );
+    put(
+        &feed,
+        ObjKind::Gateway,
+        "infra/cn",
+        gateway("nginx", vec![ip("10.7.1.2")]),
+    );
+    let snap = at(&index, &c, &feed, Some(&snap), NOW + 10);
+    assert_eq!(
+        snap.exact(Kind::Ingress, "t.example.com").unwrap().ttl,
+        Some(300)
+    );
+    let r = snap.exact(Kind::HTTPRoute, "r.example.com").unwrap();
+    assert_eq!(
+        (addrs(&r), r.cname.is_empty(), r.ttl),
+        (vec!["10.7.1.2".to_string()], true, Some(120))
+    );
+    assert!(snap.serial("example.com") > serial);
+    // The same store built from scratch gives the same snapshot.
+    let fresh = at(&Index::new(), &c, &feed, Some(&snap), NOW + 10);
+    assert_eq!(fresh.contents(), snap.contents());
+}
+
+#[test]
 fn dns_endpoint_txt_and_cname() {
     let feed = Feed::new();
     let txt = |name: &str, t: &[&str]| NameData {
@@ -625,6 +750,7 @@ fn dns_endpoint_txt_and_cname() {
             aaaa: vec![],
             txt: vec!["v=1".into(), "v=2".into()],
             cname: vec![],
+            ttl: None,
         }
     );
     let c = snap.exact(Kind::DNSEndpoint, "c.example.com").unwrap();

@@ -11,10 +11,31 @@ use crate::kube::model::Address;
 pub const IGNORE_LABEL: &str = "k8s-gateway.dns/ignore";
 /// Annotation on Services: answer with the ready EndpointSlice addresses (any Service type).
 pub const RESOLVE_ENDPOINTS: &str = "k8s-gateway.dns/resolve-endpoints";
-/// Annotation on Services: comma-separated hostnames (preferred).
+/// Annotation: comma-separated hostnames (k8s_gateway's own; preferred).
 pub const COREDNS_HOSTNAME: &str = "coredns.io/hostname";
-/// Annotation on Services: comma-separated hostnames (used when `coredns.io/hostname` is absent).
-pub const EXTERNAL_DNS_HOSTNAME: &str = "external-dns.alpha.kubernetes.io/hostname";
+/// ExternalDNS's hostname annotation since ExternalDNS 0.22.
+pub const EXTERNAL_DNS_HOSTNAME: &str = "external-dns.kubernetes.io/hostname";
+/// ExternalDNS's hostname annotation before 0.22.
+pub const EXTERNAL_DNS_ALPHA_HOSTNAME: &str = "external-dns.alpha.kubernetes.io/hostname";
+/// The hostname annotations, in precedence order: the first one present (and not empty) is
+/// the object's; the others are not read.
+pub const HOSTNAME_ANNOTATIONS: [&str; 3] = [
+    COREDNS_HOSTNAME,
+    EXTERNAL_DNS_HOSTNAME,
+    EXTERNAL_DNS_ALPHA_HOSTNAME,
+];
+/// ExternalDNS's per-object TTL (seconds, or a Go duration), new prefix first.
+pub const TTL_ANNOTATIONS: [&str; 2] = [
+    "external-dns.kubernetes.io/ttl",
+    "external-dns.alpha.kubernetes.io/ttl",
+];
+/// ExternalDNS's target override (comma-separated IPs, or a hostname), new prefix first.
+pub const TARGET_ANNOTATIONS: [&str; 2] = [
+    "external-dns.kubernetes.io/target",
+    "external-dns.alpha.kubernetes.io/target",
+];
+/// The highest TTL an object may set (the directive's own bound).
+pub const MAX_TTL: u32 = 3600;
 /// Legacy Ingress class annotation (before `spec.ingressClassName`).
 pub const INGRESS_CLASS: &str = "kubernetes.io/ingress.class";
 /// Label on EndpointSlices naming their Service.
@@ -50,6 +71,180 @@ pub fn label<'a>(meta: &'a ObjectMeta, key: &str) -> Option<&'a str> {
         .as_ref()
         .and_then(|m| m.get(key))
         .map(String::as_str)
+}
+
+/// The first of `keys` the object carries with a non-blank value: `(key, value)`.
+pub fn first_annotation<'a>(
+    meta: &'a ObjectMeta,
+    keys: &[&'static str],
+) -> Option<(&'static str, &'a str)> {
+    keys.iter().find_map(|&k| {
+        annotation(meta, k)
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| (k, v))
+    })
+}
+
+/// The object's own TTL from the `…/ttl` annotation (new prefix first): seconds (`300`) or a
+/// Go duration (`5m`, `1h30m`, `1.5s` → 1), in 0..=3600. An invalid or out-of-range value is
+/// reported through `warn` and ignored (`None`: the directive's `ttl`).
+pub fn ttl(meta: &ObjectMeta, warn: &mut impl FnMut(String)) -> Option<u32> {
+    let (key, value) = first_annotation(meta, &TTL_ANNOTATIONS)?;
+    match parse_ttl(value) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            warn(format!(
+                "annotation {key}: {e}; the directive's ttl is used"
+            ));
+            None
+        }
+    }
+}
+
+/// Parses a TTL annotation value as ExternalDNS does (a Go duration first, then an integer
+/// number of seconds; fractions of a second are dropped), within 0..=[`MAX_TTL`].
+pub fn parse_ttl(value: &str) -> Result<u32, String> {
+    let v = value.trim();
+    let secs = match go_duration_secs(v) {
+        Some(s) => s,
+        None => v
+            .parse::<i64>()
+            .map_err(|_| format!("\"{v}\" is not a valid TTL (seconds, or a duration like 1m)"))?,
+    };
+    if !(0..=i64::from(MAX_TTL)).contains(&secs) {
+        return Err(format!("TTL {secs} is outside 0..{MAX_TTL}"));
+    }
+    Ok(secs as u32)
+}
+
+/// A Go `time.ParseDuration` string in whole seconds (truncated towards zero), or `None` when
+/// it is not one. `"0"` is a duration; any other bare number is not (it needs a unit).
+fn go_duration_secs(s: &str) -> Option<i64> {
+    let (neg, mut rest) = match s.as_bytes().first()? {
+        b'-' => (true, &s[1..]),
+        b'+' => (false, &s[1..]),
+        _ => (false, s),
+    };
+    if rest == "0" {
+        return Some(0);
+    }
+    if rest.is_empty() {
+        return None;
+    }
+    // Nanoseconds, as Go counts them (saturating far beyond any valid TTL).
+    let mut total: f64 = 0.0;
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let num = &rest[..num_len];
+        if num.is_empty() || num == "." || num.matches('.').count() > 1 {
+            return None;
+        }
+        let n: f64 = num.parse().ok()?;
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ns" => 1.0,
+            "us" | "\u{b5}s" | "\u{3bc}s" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+        total += n * scale;
+    }
+    let secs = (total / 1e9).trunc();
+    let secs = if secs > i64::MAX as f64 {
+        i64::MAX
+    } else {
+        secs as i64
+    };
+    Some(if neg { -secs } else { secs })
+}
+
+/// What a `…/target` annotation (or an ExternalName) points a name at: addresses, or one
+/// hostname to answer as a CNAME.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Addrs(Vec<Address>),
+    Cname(String),
+}
+
+/// The object's `…/target` annotation (new prefix first), when it has a usable entry; problems
+/// are reported through `warn`.
+pub fn target(meta: &ObjectMeta, warn: &mut impl FnMut(String)) -> Option<Target> {
+    let (key, value) = first_annotation(meta, &TARGET_ANNOTATIONS)?;
+    let mut w = |m: String| warn(format!("annotation {key}: {m}"));
+    let t = parse_target(value, &mut w);
+    if t.is_none() {
+        w("no valid target; the object's own addresses are used".to_string());
+    }
+    t
+}
+
+/// A comma-separated target list, as ExternalDNS reads it: IP entries are addresses, any other
+/// entry a hostname (CNAME). A name cannot have a CNAME and other data, nor two CNAMEs: a
+/// hostname wins over IPs, the first hostname over later ones (the rest reported through
+/// `warn`). `None` when no entry is valid.
+pub fn parse_target(value: &str, warn: &mut impl FnMut(String)) -> Option<Target> {
+    let mut addrs = Vec::new();
+    let mut cnames: Vec<String> = Vec::new();
+    for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        if let Some(ip) = parse_ip(entry) {
+            addrs.push(Address::Ip(ip));
+            continue;
+        }
+        match normalize_name(entry, false) {
+            Ok(n) => {
+                if !cnames.contains(&n) {
+                    cnames.push(n);
+                }
+            }
+            Err(e) => warn(format!("invalid target skipped: {e}")),
+        }
+    }
+    let mut cnames = cnames.into_iter();
+    match cnames.next() {
+        Some(c) => {
+            let dropped: Vec<String> = addrs
+                .iter()
+                .map(|a| match a {
+                    Address::Ip(ip) => ip.to_string(),
+                    Address::Hostname(h) => h.clone(),
+                })
+                .chain(cnames)
+                .collect();
+            if !dropped.is_empty() {
+                warn(format!(
+                    "a name with a CNAME ({c}) can have no other data; {} skipped",
+                    dropped.join(", ")
+                ));
+            }
+            Some(Target::Cname(c))
+        }
+        None if addrs.is_empty() => None,
+        None => Some(Target::Addrs(dedup_addrs(addrs))),
+    }
+}
+
+/// The hostnames of the hostname annotation in effect ([`HOSTNAME_ANNOTATIONS`]):
+/// `Some((annotation, names))` when one is present (names may be empty when every entry is
+/// invalid; each rejected entry is reported through `warn`).
+pub fn annotated_hostnames(
+    meta: &ObjectMeta,
+    warn: &mut impl FnMut(String),
+) -> Option<(&'static str, Vec<String>)> {
+    let (key, value) = first_annotation(meta, &HOSTNAME_ANNOTATIONS)?;
+    let (names, bad) = hostname_list(value);
+    for b in &bad {
+        warn(format!("annotation {key}: invalid hostname skipped: {b}"));
+    }
+    Some((key, names))
 }
 
 /// Normalizes and validates a hostname: trims whitespace, lower-cases, removes one trailing

@@ -1,6 +1,8 @@
 //! Gateway (gateway.networking.k8s.io/v1): its class (`spec.gatewayClassName`, for
 //! `gatewayClasses`, applied by the index builder) and `status.addresses[]`: type `IPAddress`
-//! (or unset) → IP, type `Hostname` → resolved later; other types are skipped.
+//! (or unset) → IP, type `Hostname` → resolved later; other types are skipped. The ExternalDNS
+//! `…/target` annotation, when set, replaces the status addresses (IPs, or a hostname answered
+//! as a CNAME) for every route attached.
 //!
 //! Only the fields read are deserialized (with the gateway-api crate's address type): the
 //! generated `Gateway` type rejects a whole object over any value its closed enums don't know
@@ -10,7 +12,7 @@ use gateway_api::gateways::GatewayStatusAddresses;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Deserialize;
 
-use super::annotations::{self, status_address};
+use super::annotations::{self, Target, status_address};
 use super::{object_key, parse, warn};
 use crate::kube::model::{Address, Contribution, ObjKey, ObjKind};
 
@@ -48,6 +50,32 @@ pub(super) fn contribute(
         return Ok((key, None));
     }
     let class = gw.spec.gateway_class_name.unwrap_or_default();
+    // As ExternalDNS: the Gateway's target annotation replaces its status addresses for every
+    // route attached to it.
+    let mut w = |m: String| warn(KIND, &key, &m);
+    match annotations::target(&gw.metadata, &mut w) {
+        Some(Target::Addrs(addrs)) => {
+            return Ok((
+                key,
+                Some(Contribution::Gateway {
+                    class,
+                    addrs,
+                    cname: None,
+                }),
+            ));
+        }
+        Some(Target::Cname(c)) => {
+            return Ok((
+                key,
+                Some(Contribution::Gateway {
+                    class,
+                    addrs: Vec::new(),
+                    cname: Some(c),
+                }),
+            ));
+        }
+        None => {}
+    }
     let mut addrs: Vec<Address> = Vec::new();
     for a in gw.status.iter().flat_map(|s| s.addresses.iter().flatten()) {
         let mut w = |m: String| warn(KIND, &key, &format!("status.addresses: {m}"));
@@ -69,7 +97,14 @@ pub(super) fn contribute(
         }
     }
     let addrs = annotations::dedup_addrs(addrs);
-    Ok((key, Some(Contribution::Gateway { class, addrs })))
+    Ok((
+        key,
+        Some(Contribution::Gateway {
+            class,
+            addrs,
+            cname: None,
+        }),
+    ))
 }
 
 #[cfg(test)]
@@ -131,7 +166,8 @@ mod tests {
                 c,
                 Some(Contribution::Gateway {
                     class: "cilium".into(),
-                    addrs: want
+                    addrs: want,
+                    cname: None
                 }),
                 "addresses {addresses}"
             );

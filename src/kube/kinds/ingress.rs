@@ -1,10 +1,12 @@
-//! Ingress (networking.k8s.io/v1): names from `spec.rules[*].host`, addresses from
-//! `status.loadBalancer.ingress[]` (`ip`, or `hostname` resolved later).
+//! Ingress (networking.k8s.io/v1): names from `spec.rules[*].host` plus the hostname
+//! annotation's (as ExternalDNS adds them), addresses from the `…/target` annotation, else
+//! `status.loadBalancer.ingress[]` (`ip`, or `hostname` resolved later); TTL from `…/ttl`.
 
 use k8s_openapi::api::networking::v1::Ingress;
 
+use super::annotations::Target;
 use super::annotations::{self, INGRESS_CLASS};
-use super::{hostnames, names_with_addrs, object_key, parse, warn};
+use super::{annotated, hostnames, names_with, object_key, parse, warn, with_annotated_names};
 use crate::kube::model::{Contribution, Filters, ObjKey, ObjKind};
 
 const KIND: ObjKind = ObjKind::Ingress;
@@ -37,7 +39,11 @@ pub(super) fn contribute(
         .iter()
         .flat_map(|s| s.rules.iter().flatten())
         .filter_map(|r| r.host.as_deref());
-    let names = hostnames(KIND, &key, "spec.rules[].host", hosts);
+    let ann = annotated(KIND, &key, &ing.metadata);
+    let names = with_annotated_names(hostnames(KIND, &key, "spec.rules[].host", hosts), &ann);
+    if let Some(t) = ann.target {
+        return Ok((key, names_with(names, Some(t), ann.ttl)));
+    }
     let mut addrs = Vec::new();
     let lb = ing
         .status
@@ -51,7 +57,10 @@ pub(super) fn contribute(
             addrs.push(a);
         }
     }
-    Ok((key.clone(), names_with_addrs(names, addrs)))
+    Ok((
+        key.clone(),
+        names_with(names, Some(Target::Addrs(addrs)), ann.ttl),
+    ))
 }
 
 #[cfg(test)]

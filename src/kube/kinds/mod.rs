@@ -19,6 +19,7 @@ mod virtualserver;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::de::DeserializeOwned;
 
+use self::annotations::Target;
 use crate::kube::model::{Address, Contribution, Filters, NameData, ObjKey, ObjKind};
 
 /// Converts one object of `kind`. `Ok(None)`: the object exists but contributes nothing
@@ -124,20 +125,61 @@ fn hostnames<'a>(
 
 /// The same addresses for every name; nothing when either list is empty.
 fn names_with_addrs(names: Vec<String>, addrs: Vec<Address>) -> Option<Contribution> {
-    if names.is_empty() || addrs.is_empty() {
+    names_with(names, Some(Target::Addrs(addrs)), None)
+}
+
+/// The same data (addresses or a CNAME) and TTL for every name; nothing without names or data.
+fn names_with(names: Vec<String>, data: Option<Target>, ttl: Option<u32>) -> Option<Contribution> {
+    let (addrs, cname) = match data? {
+        Target::Addrs(a) if a.is_empty() => return None,
+        Target::Addrs(a) => (annotations::dedup_addrs(a), Vec::new()),
+        Target::Cname(c) => (Vec::new(), vec![c]),
+    };
+    if names.is_empty() {
         return None;
     }
-    let addrs = annotations::dedup_addrs(addrs);
     Some(Contribution::Names(
         names
             .into_iter()
             .map(|name| NameData {
                 name,
                 addrs: addrs.clone(),
+                cname: cname.clone(),
+                ttl,
                 ..Default::default()
             })
             .collect(),
     ))
+}
+
+/// What an object's ExternalDNS-style annotations say (see docs/plugins/k8s_gateway.md,
+/// "Annotations"): the hostname annotation in effect and its valid names, the object's TTL,
+/// its target override. Problems are logged against the object.
+struct Annotated {
+    hostnames: Option<(&'static str, Vec<String>)>,
+    ttl: Option<u32>,
+    target: Option<Target>,
+}
+
+fn annotated(kind: ObjKind, key: &ObjKey, meta: &ObjectMeta) -> Annotated {
+    let mut w = |m: String| warn(kind, key, &m);
+    Annotated {
+        hostnames: annotations::annotated_hostnames(meta, &mut w),
+        ttl: annotations::ttl(meta, &mut w),
+        target: annotations::target(meta, &mut w),
+    }
+}
+
+/// `spec` names followed by the annotation's (de-duplicated, in order).
+fn with_annotated_names(spec: Vec<String>, ann: &Annotated) -> Vec<String> {
+    let mut names = annotations::Names::default();
+    for n in spec
+        .into_iter()
+        .chain(ann.hostnames.iter().flat_map(|(_, v)| v.iter().cloned()))
+    {
+        names.push(n);
+    }
+    names.into_vec()
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! HTTPRoute, GRPCRoute (gateway.networking.k8s.io/v1) and TLSRoute (v1, or v1alpha2 before
-//! Gateway API 1.5): `spec.hostnames` and the parent Gateways from `spec.parentRefs` (kind
+//! Gateway API 1.5): `spec.hostnames` plus the hostname annotation's, the `…/ttl`
+//! annotation's TTL, and the parent Gateways from `spec.parentRefs` (kind
 //! `Gateway` or unset, group `gateway.networking.k8s.io` or unset). A parentRef without a
 //! namespace means the route's own namespace — decided per ref.
 //!
@@ -14,8 +15,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use super::annotations;
-use super::{hostnames, object_key, parse};
+use super::annotations::{self, TARGET_ANNOTATIONS};
+use super::{hostnames, object_key, parse, warn};
 use crate::kube::crds::TLSRouteV1Alpha2ParentRef;
 use crate::kube::model::{Contribution, ObjKey, ObjKind};
 
@@ -96,12 +97,30 @@ fn route<P: ParentRef + DeserializeOwned>(
     let Some(spec) = r.spec else {
         return Ok((key, None));
     };
-    let names = hostnames(
+    let mut names = annotations::Names::default();
+    for n in hostnames(
         kind,
         &key,
         "spec.hostnames",
         spec.hostnames.iter().flatten().map(String::as_str),
-    );
+    ) {
+        names.push(n);
+    }
+    // As ExternalDNS's Gateway sources: the route's hostname annotation adds names, its TTL
+    // annotation sets the TTL; the target annotation is read on the parent Gateway.
+    let mut w = |m: String| warn(kind, &key, &m);
+    if let Some((_, extra)) = annotations::annotated_hostnames(&r.metadata, &mut w) {
+        for n in extra {
+            names.push(n);
+        }
+    }
+    let ttl = annotations::ttl(&r.metadata, &mut w);
+    if let Some((k, _)) = annotations::first_annotation(&r.metadata, &TARGET_ANNOTATIONS) {
+        w(format!(
+            "annotation {k} is read on the parent Gateway, not on routes (as ExternalDNS); ignored"
+        ));
+    }
+    let names = names.into_vec();
     let mut parents: Vec<ObjKey> = Vec::new();
     for p in spec.parent_refs.iter().flatten() {
         if p.kind().is_some_and(|k| k != "Gateway") || p.group().is_some_and(|g| g != GATEWAY_GROUP)
@@ -129,6 +148,7 @@ fn route<P: ParentRef + DeserializeOwned>(
         Some(Contribution::Route {
             hostnames: names,
             parents,
+            ttl,
         }),
     ))
 }
@@ -206,6 +226,7 @@ mod tests {
                 Some(Contribution::Route {
                     hostnames: vec!["app.example.com".into(), "*.app.example.com".into()],
                     parents: vec![ObjKey::new("gateway-system", "public")],
+                    ttl: None,
                 }),
                 "{api} {k}"
             );
@@ -264,7 +285,8 @@ mod tests {
                 run(ObjKind::HTTPRoute, &obj),
                 Some(Contribution::Route {
                     hostnames: vec!["a.example.com".into()],
-                    parents: want
+                    parents: want,
+                    ttl: None
                 }),
                 "parentRefs {parents}"
             );

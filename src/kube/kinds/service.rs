@@ -1,16 +1,20 @@
-//! Service (v1): type LoadBalancer, or any type annotated
+//! Service (v1): type LoadBalancer, type ExternalName, or any type annotated
 //! `k8s-gateway.dns/resolve-endpoints: "true"` (then the addresses are the Service's ready
 //! EndpointSlice addresses, joined by the index builder).
 //!
-//! Names: annotation `coredns.io/hostname`, else `external-dns.alpha.kubernetes.io/hostname`
+//! Names: the hostname annotation in effect — `coredns.io/hostname`, else
+//! `external-dns.kubernetes.io/hostname`, else `external-dns.alpha.kubernetes.io/hostname`
 //! (comma-separated; invalid entries dropped with a warning; when every entry is invalid the
-//! Service contributes nothing), else `name.namespace`. Addresses: `spec.externalIPs` if set,
-//! else `status.loadBalancer.ingress[]` ip / hostname.
+//! Service contributes nothing) — else `name.namespace`. Data: the `…/target` annotation if
+//! set; else for ExternalName `spec.externalIPs` if set, else `spec.externalName` (a CNAME, or
+//! the address when it is an IP), as ExternalDNS; else the ready endpoints (resolve-endpoints);
+//! else `spec.externalIPs` if set, else `status.loadBalancer.ingress[]` ip / hostname. TTL:
+//! the `…/ttl` annotation.
 
 use k8s_openapi::api::core::v1::Service;
 
-use super::annotations::{self, COREDNS_HOSTNAME, EXTERNAL_DNS_HOSTNAME, RESOLVE_ENDPOINTS};
-use super::{names_with_addrs, object_key, parse, warn};
+use super::annotations::{self, RESOLVE_ENDPOINTS, Target};
+use super::{names_with, object_key, parse, warn};
 use crate::kube::model::{Address, Contribution, Filters, NameData, ObjKey, ObjKind};
 use crate::kube::selector;
 
@@ -34,25 +38,16 @@ pub(super) fn contribute(
         return Ok((key, None));
     }
     let resolve_endpoints = annotations::annotation_true(meta, RESOLVE_ENDPOINTS);
-    let is_lb = svc
-        .spec
-        .as_ref()
-        .and_then(|s| s.type_.as_deref())
-        .is_some_and(|t| t == "LoadBalancer");
-    if !is_lb && !resolve_endpoints {
+    let ty = svc.spec.as_ref().and_then(|s| s.type_.as_deref());
+    let is_lb = ty == Some("LoadBalancer");
+    let external_name = ty == Some("ExternalName");
+    if !is_lb && !resolve_endpoints && !external_name {
         return Ok((key, None));
     }
 
-    let names = match hostname_annotation(meta) {
-        Some((ann, value)) => {
-            let (names, bad) = annotations::hostname_list(value);
-            for b in &bad {
-                warn(
-                    KIND,
-                    &key,
-                    &format!("annotation {ann}: invalid hostname skipped: {b}"),
-                );
-            }
+    let mut w = |m: String| warn(KIND, &key, &m);
+    let names = match annotations::annotated_hostnames(meta, &mut w) {
+        Some((ann, names)) => {
             if names.is_empty() {
                 warn(
                     KIND,
@@ -69,20 +64,11 @@ pub(super) fn contribute(
             key.namespace.to_ascii_lowercase()
         )],
     };
-
-    if resolve_endpoints {
-        let data = names
-            .into_iter()
-            .map(|name| NameData {
-                name,
-                endpoints_of: Some(key.clone()),
-                ..Default::default()
-            })
-            .collect();
-        return Ok((key, Some(Contribution::Names(data))));
+    let ttl = annotations::ttl(meta, &mut w);
+    if let Some(t) = annotations::target(meta, &mut w) {
+        return Ok((key, names_with(names, Some(t), ttl)));
     }
 
-    let mut addrs = Vec::new();
     let external: Vec<&str> = svc
         .spec
         .iter()
@@ -90,8 +76,9 @@ pub(super) fn contribute(
         .map(String::as_str)
         .filter(|s| !s.trim().is_empty())
         .collect();
-    if !external.is_empty() {
-        for ip in external {
+    let external_ips = || {
+        let mut addrs = Vec::new();
+        for ip in &external {
             match annotations::parse_ip(ip) {
                 Some(a) => addrs.push(Address::Ip(a)),
                 None => warn(
@@ -101,6 +88,47 @@ pub(super) fn contribute(
                 ),
             }
         }
+        addrs
+    };
+
+    if external_name {
+        // As ExternalDNS: spec.externalIPs when set, else spec.externalName.
+        let data = if external.is_empty() {
+            let target = svc
+                .spec
+                .as_ref()
+                .and_then(|s| s.external_name.as_deref())
+                .unwrap_or("");
+            let mut w = |m: String| warn(KIND, &key, &format!("spec.externalName: {m}"));
+            let t = annotations::parse_target(target.split(',').next().unwrap_or(""), &mut w);
+            if t.is_none() {
+                w(format!(
+                    "\"{target}\" is not a hostname or an IP; not indexed"
+                ));
+            }
+            t
+        } else {
+            Some(Target::Addrs(external_ips()))
+        };
+        return Ok((key.clone(), names_with(names, data, ttl)));
+    }
+
+    if resolve_endpoints {
+        let data = names
+            .into_iter()
+            .map(|name| NameData {
+                name,
+                endpoints_of: Some(key.clone()),
+                ttl,
+                ..Default::default()
+            })
+            .collect();
+        return Ok((key, Some(Contribution::Names(data))));
+    }
+
+    let mut addrs = Vec::new();
+    if !external.is_empty() {
+        addrs = external_ips();
     } else {
         let lb = svc
             .status
@@ -116,21 +144,10 @@ pub(super) fn contribute(
             }
         }
     }
-    Ok((key.clone(), names_with_addrs(names, addrs)))
-}
-
-/// The hostname annotation in effect: `coredns.io/hostname`, else the external-dns one. An
-/// empty (or whitespace-only) value counts as absent.
-fn hostname_annotation(
-    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
-) -> Option<(&'static str, &str)> {
-    [COREDNS_HOSTNAME, EXTERNAL_DNS_HOSTNAME]
-        .into_iter()
-        .find_map(|a| {
-            annotations::annotation(meta, a)
-                .filter(|v| !v.trim().is_empty())
-                .map(|v| (a, v))
-        })
+    Ok((
+        key.clone(),
+        names_with(names, Some(Target::Addrs(addrs)), ttl),
+    ))
 }
 
 #[cfg(test)]
@@ -233,7 +250,7 @@ mod tests {
 
     #[test]
     fn types_and_addresses() {
-        // Not a LoadBalancer: nothing.
+        // Not a LoadBalancer: nothing (an ExternalName without externalName neither).
         for ty in ["ClusterIP", "NodePort", "ExternalName"] {
             assert_eq!(
                 run(&svc("a", ty, json!({}), json!({})), &Filters::default()),

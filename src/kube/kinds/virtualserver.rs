@@ -1,8 +1,11 @@
-//! VirtualServer (k8s.nginx.org/v1, nginxinc kubernetes-ingress): `spec.host`, addresses from
-//! `status.externalEndpoints[]` (`ip`, or `hostname` resolved later).
+//! VirtualServer (k8s.nginx.org/v1, nginxinc kubernetes-ingress): `spec.host` plus the
+//! hostname annotation's, addresses from the `…/target` annotation, else
+//! `status.externalEndpoints[]` (`ip`, or `hostname` resolved later); TTL from `…/ttl` — the
+//! ExternalDNS annotations read as on an Ingress.
 
+use super::annotations::Target;
 use super::annotations::{self, status_address};
-use super::{hostnames, names_with_addrs, object_key, parse, warn};
+use super::{annotated, hostnames, names_with, object_key, parse, warn, with_annotated_names};
 use crate::kube::crds::VirtualServer;
 use crate::kube::model::{Contribution, ObjKey, ObjKind};
 
@@ -16,7 +19,14 @@ pub(super) fn contribute(
     if annotations::is_ignored(&vs.metadata) {
         return Ok((key, None));
     }
-    let names = hostnames(KIND, &key, "spec.host", vs.spec.host.as_deref());
+    let ann = annotated(KIND, &key, &vs.metadata);
+    let names = with_annotated_names(
+        hostnames(KIND, &key, "spec.host", vs.spec.host.as_deref()),
+        &ann,
+    );
+    if let Some(t) = ann.target {
+        return Ok((key, names_with(names, Some(t), ann.ttl)));
+    }
     let mut addrs = Vec::new();
     let eps = vs
         .status
@@ -28,7 +38,10 @@ pub(super) fn contribute(
             addrs.push(a);
         }
     }
-    Ok((key.clone(), names_with_addrs(names, addrs)))
+    Ok((
+        key.clone(),
+        names_with(names, Some(Target::Addrs(addrs)), ann.ttl),
+    ))
 }
 
 #[cfg(test)]

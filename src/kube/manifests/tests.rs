@@ -170,7 +170,8 @@ fn kinds_groups_and_hidden_entries() {
                 ObjKey::new("default", "g"),
                 Contribution::Gateway {
                     class: "c".into(),
-                    addrs: vec![ip("192.0.2.9")]
+                    addrs: vec![ip("192.0.2.9")],
+                    cname: None
                 }
             )]
         )])
@@ -767,7 +768,8 @@ fn demo_fixtures_load_cleanly() {
             addrs: vec![
                 ip("198.51.100.20"),
                 Address::Hostname("lb.internal.example.com".into())
-            ]
+            ],
+            cname: None
         }
     );
     let routes: HashMap<ObjKey, Contribution> = objs[&ObjKind::HTTPRoute].iter().cloned().collect();
@@ -778,10 +780,11 @@ fn demo_fixtures_load_cleanly() {
             parents: vec![
                 ObjKey::new("gateway-system", "internal"),
                 ObjKey::new("docs", "public")
-            ]
+            ],
+            ttl: None
         }
     );
-    assert_eq!(objs[&ObjKind::HTTPRoute].len(), 4);
+    assert_eq!(objs[&ObjKind::HTTPRoute].len(), 6);
     assert_eq!(objs[&ObjKind::GRPCRoute].len(), 1);
     assert_eq!(objs[&ObjKind::TLSRoute].len(), 1);
 
@@ -802,6 +805,118 @@ fn demo_fixtures_load_cleanly() {
         names(&objs, ObjKind::VirtualServer)["cafe.example.com"],
         vec![ip("203.0.113.60")]
     );
+
+    // externaldns.yaml and the ExternalName Services: every contribution exactly.
+    let contribution = |kind: ObjKind, ns: &str, name: &str| {
+        objs[&kind]
+            .iter()
+            .find(|(k, _)| k == &ObjKey::new(ns, name))
+            .map(|(_, c)| c.clone())
+    };
+    let nd = |name: &str, addrs: Vec<Address>, cname: &[&str], ttl: Option<u32>| NameData {
+        name: name.into(),
+        addrs,
+        cname: cname.iter().map(|c| c.to_string()).collect(),
+        ttl,
+        ..Default::default()
+    };
+    let want: Vec<(ObjKind, &str, &str, Contribution)> = vec![
+        (
+            ObjKind::Service,
+            "shop",
+            "checkout",
+            Contribution::Names(vec![nd(
+                "checkout.example.com",
+                vec![ip("203.0.113.44")],
+                &[],
+                Some(300),
+            )]),
+        ),
+        (
+            ObjKind::Service,
+            "dev",
+            "registry",
+            Contribution::Names(vec![nd(
+                "registry.example.com",
+                vec![ip("203.0.113.45"), ip("2001:db8:203::45")],
+                &[],
+                None,
+            )]),
+        ),
+        (
+            ObjKind::Ingress,
+            "web",
+            "status-page",
+            Contribution::Names(vec![
+                nd(
+                    "status-page.example.com",
+                    vec![],
+                    &["status-page.cdn.example.net"],
+                    Some(90),
+                ),
+                nd(
+                    "uptime.example.com",
+                    vec![],
+                    &["status-page.cdn.example.net"],
+                    Some(90),
+                ),
+            ]),
+        ),
+        (
+            ObjKind::HTTPRoute,
+            "shop",
+            "promo",
+            Contribution::Route {
+                hostnames: vec!["promo.example.com".into()],
+                parents: vec![ObjKey::new("gateway-system", "public")],
+                ttl: Some(120),
+            },
+        ),
+        (
+            ObjKind::Gateway,
+            "gateway-system",
+            "edge",
+            Contribution::Gateway {
+                class: "envoy".into(),
+                addrs: vec![],
+                cname: Some("edge-lb.example.net".into()),
+            },
+        ),
+        (
+            ObjKind::VirtualServer,
+            "cafe",
+            "tea",
+            Contribution::Names(vec![
+                nd("tea.example.com", vec![ip("203.0.113.61")], &[], Some(45)),
+                nd("chai.example.com", vec![ip("203.0.113.61")], &[], Some(45)),
+            ]),
+        ),
+        (
+            ObjKind::Service,
+            "data",
+            "postgres",
+            Contribution::Names(vec![nd(
+                "postgres.data",
+                vec![],
+                &["db.prod.example.net"],
+                None,
+            )]),
+        ),
+        (
+            ObjKind::Service,
+            "web",
+            "docs-mirror",
+            Contribution::Names(vec![nd(
+                "mirror.example.com",
+                vec![],
+                &["blog.example.com"],
+                Some(30),
+            )]),
+        ),
+    ];
+    for (kind, ns, name, c) in want {
+        assert_eq!(contribution(kind, ns, name), Some(c), "{kind} {ns}/{name}");
+    }
 }
 
 /// Polls `feed` until `f` holds (or fails after 10 s).

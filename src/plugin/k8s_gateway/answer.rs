@@ -245,7 +245,8 @@ pub fn answer_fast(s: &Settings, snap: &Snapshot, q: &QueryView<'_>) -> Option<V
     let owner = &mut owner[..q.qname_wire().len()];
     owner.copy_from_slice(q.qname_wire());
     owner.make_ascii_lowercase();
-    let ttl = s.ttl;
+    // The same TTL source as the full path: the name's own, else the directive's.
+    let ttl = d.ttl_or(s.ttl);
     if v4 {
         for ip in &d.a {
             w.record(owner, wire::T_A, ttl, &ip.octets());
@@ -307,7 +308,8 @@ impl Responder<'_> {
         let mut v = Vec::new();
         for (key, name) in &self.names.glue {
             let data = self.snap.exact(Kind::Service, key);
-            push_addrs(&mut v, name, data.as_deref(), self.s.ttl, true, true);
+            let ttl = data.as_deref().map_or(self.s.ttl, |d| d.ttl_or(self.s.ttl));
+            push_addrs(&mut v, name, data.as_deref(), ttl, true, true);
         }
         v
     }
@@ -374,7 +376,8 @@ impl Responder<'_> {
     fn data(mut self, qtype: RecordType, data: Option<&RecordSet>) -> Answer {
         let Some(d) = data else { return self.nodata() };
         let owner_name = self.owner();
-        let ttl = self.s.ttl;
+        // The object's own TTL (resolved when the snapshot was built), else the directive's.
+        let ttl = d.ttl_or(self.s.ttl);
         if qtype == RecordType::ANY {
             return self.any(owner_name);
         }
@@ -448,13 +451,12 @@ impl Responder<'_> {
             return;
         };
         let owner = Self::name(&fq);
+        let ttl = d.ttl_or(self.s.ttl);
         if let Some(next) = d.cname.first() {
             let nname = Self::name(&format!("{next}."));
-            self.msg.answers.push(Record::from_rdata(
-                owner,
-                self.s.ttl,
-                RData::CNAME(CNAME(nname)),
-            ));
+            self.msg
+                .answers
+                .push(Record::from_rdata(owner, ttl, RData::CNAME(CNAME(nname))));
             let next = next.clone();
             self.chase(&next, qtype, depth - 1);
             return;
@@ -464,7 +466,7 @@ impl Responder<'_> {
                 &mut self.msg.answers,
                 &owner,
                 Some(&d),
-                self.s.ttl,
+                ttl,
                 qtype == RecordType::A,
                 qtype == RecordType::AAAA,
             ),
@@ -472,7 +474,7 @@ impl Responder<'_> {
                 for t in &d.txt {
                     self.msg.answers.push(Record::from_rdata(
                         owner.clone(),
-                        self.s.ttl,
+                        ttl,
                         RData::TXT(txt(t)),
                     ));
                 }

@@ -103,6 +103,7 @@ fn feed() -> Feed {
                 Contribution::Gateway {
                     class: "public".into(),
                     addrs: vec![ip("192.0.2.10"), ip("2001:db8::10")],
+                    cname: None,
                 },
             ),
             (
@@ -110,6 +111,7 @@ fn feed() -> Feed {
                 Contribution::Gateway {
                     class: "internal".into(),
                     addrs: vec![ip("192.0.2.11")],
+                    cname: None,
                 },
             ),
         ]),
@@ -122,6 +124,7 @@ fn feed() -> Feed {
                 Contribution::Route {
                     hostnames: vec!["route.example.com".into(), "shared2.example.com".into()],
                     parents: vec![ObjKey::new("gw", "one")],
+                    ttl: None,
                 },
             ),
             (
@@ -129,6 +132,7 @@ fn feed() -> Feed {
                 Contribution::Route {
                     hostnames: vec!["both.example.com".into()],
                     parents: vec![ObjKey::new("gw", "one"), ObjKey::new("gw", "two")],
+                    ttl: None,
                 },
             ),
             (
@@ -136,6 +140,7 @@ fn feed() -> Feed {
                 Contribution::Route {
                     hostnames: vec!["orphan.example.com".into()],
                     parents: vec![ObjKey::new("gw", "missing")],
+                    ttl: None,
                 },
             ),
         ]),
@@ -837,4 +842,202 @@ fn fast_answers_are_the_full_paths_bytes() {
         }
     }
     assert!(fast >= 80, "{fast} of {total} answered fast");
+}
+
+/// [`feed`] plus objects with their own TTLs (the ExternalDNS `…/ttl` annotation, resolved by
+/// the index): an Ingress name, a route, a CNAME (an ExternalName Service) into our own zone,
+/// and the apex's own Service.
+fn ttl_feed() -> Feed {
+    let f = feed();
+    let nd = |name: &str, addrs: &[&str], cname: &[&str], ttl: u32| NameData {
+        name: name.into(),
+        addrs: addrs.iter().map(|a| ip(a)).collect(),
+        cname: cname.iter().map(|c| c.to_string()).collect(),
+        ttl: Some(ttl),
+        ..Default::default()
+    };
+    f.apply(
+        ObjKind::Ingress,
+        Event::Apply(
+            ObjKey::new("ns1", "ttl"),
+            Some(Contribution::Names(vec![nd(
+                "ttl.example.com",
+                &["192.0.2.30", "2001:db8::30"],
+                &[],
+                300,
+            )])),
+        ),
+    );
+    f.apply(
+        ObjKind::HTTPRoute,
+        Event::Apply(
+            ObjKey::new("ns1", "zero"),
+            Some(Contribution::Route {
+                hostnames: vec!["zero.example.com".into()],
+                parents: vec![ObjKey::new("gw", "one")],
+                ttl: Some(0),
+            }),
+        ),
+    );
+    f.apply(
+        ObjKind::Service,
+        Event::Apply(
+            ObjKey::new("ns1", "db"),
+            Some(Contribution::Names(vec![nd(
+                "db.ns1",
+                &[],
+                &["ttl.example.com"],
+                30,
+            )])),
+        ),
+    );
+    f.apply(
+        ObjKind::Service,
+        Event::Apply(
+            ObjKey::new("kube-system", "dns1"),
+            Some(Contribution::Names(vec![nd(
+                "dns1.kube-system",
+                &["192.0.2.53", "2001:db8::53"],
+                &[],
+                120,
+            )])),
+        ),
+    );
+    f
+}
+
+/// Every record of the answer as `name ttl type`, in order.
+fn ttls(records: &[hickory_proto::rr::Record]) -> Vec<String> {
+    records
+        .iter()
+        .map(|r| format!("{} {} {}", r.name, r.ttl, r.record_type()))
+        .collect()
+}
+
+#[test]
+fn per_object_ttls_on_the_full_path() {
+    let s = settings();
+    let snap = snapshot(&s, &ttl_feed());
+    let rows: &[(&str, RecordType, &[&str])] = &[
+        (
+            "ttl.example.com.",
+            RecordType::A,
+            &["ttl.example.com. 300 A"],
+        ),
+        (
+            "TTL.example.com.",
+            RecordType::AAAA,
+            &["ttl.example.com. 300 AAAA"],
+        ),
+        (
+            "zero.example.com.",
+            RecordType::A,
+            &["zero.example.com. 0 A"],
+        ),
+        (
+            "zero.example.com.",
+            RecordType::AAAA,
+            &["zero.example.com. 0 AAAA"],
+        ),
+        // The CNAME with its own TTL, the chased target with the target's.
+        (
+            "db.ns1.example.com.",
+            RecordType::A,
+            &["db.ns1.example.com. 30 CNAME", "ttl.example.com. 300 A"],
+        ),
+        (
+            "db.ns1.example.com.",
+            RecordType::CNAME,
+            &["db.ns1.example.com. 30 CNAME"],
+        ),
+        // The apex's own Service.
+        (
+            "dns1.kube-system.example.com.",
+            RecordType::A,
+            &["dns1.kube-system.example.com. 120 A"],
+        ),
+        // Names without one keep the directive's.
+        (
+            "ingress.example.com.",
+            RecordType::A,
+            &["ingress.example.com. 60 A"],
+        ),
+        (
+            "route.example.com.",
+            RecordType::A,
+            &["route.example.com. 60 A"],
+        ),
+    ];
+    for (name, qtype, want) in rows {
+        let m = ask(&s, &snap, name, *qtype);
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{name}");
+        assert_eq!(ttls(&m.answers), *want, "{name} {qtype}");
+    }
+    // Glue carries the apex Service's TTL; the NS records the directive's.
+    let m = ask(&s, &snap, "example.com.", RecordType::NS);
+    assert_eq!(ttls(&m.answers), ["example.com. 60 NS"]);
+    assert_eq!(
+        ttls(&m.additionals),
+        [
+            "dns1.kube-system.example.com. 120 A",
+            "dns1.kube-system.example.com. 120 AAAA"
+        ]
+    );
+}
+
+/// The fast path reads the same TTL as the full path: the bytes are identical and the TTLs
+/// the object's.
+#[test]
+fn per_object_ttls_on_the_fast_path() {
+    use crate::dns::reply::encode_reply;
+    use crate::dns::view::with_view;
+
+    let s = settings();
+    let snap = snapshot(&s, &ttl_feed());
+    let rows: &[(&str, RecordType, u32)] = &[
+        ("ttl.example.com.", RecordType::A, 300),
+        ("ttl.example.com.", RecordType::AAAA, 300),
+        ("zero.example.com.", RecordType::A, 0),
+        ("dns1.kube-system.example.com.", RecordType::AAAA, 120),
+        ("ingress.example.com.", RecordType::A, 60),
+    ];
+    for (name, qtype, ttl) in rows {
+        let mut m = Message::new(7, MessageType::Query, OpCode::Query);
+        m.add_query(Query::query(Name::from_ascii(name).unwrap(), *qtype));
+        let buf = m.to_vec().unwrap();
+        let req = Request::new(
+            Message::from_vec(&buf).unwrap(),
+            "192.0.2.200:5353".parse().unwrap(),
+            "127.0.0.1:53".parse().unwrap(),
+            Proto::Udp,
+            buf.len(),
+        );
+        let full = match answer(&s, &snap, &req) {
+            Answer::Reply(msg) => encode_reply(&req, msg),
+            other => panic!("{other:?}"),
+        };
+        let fast = with_view(&buf, Proto::Udp, |q| {
+            super::answer::answer_fast(&s, &snap, q)
+        })
+        .expect("the common shape")
+        .expect("answered fast");
+        assert_eq!(fast, full, "{name} {qtype}");
+        let r = Message::from_vec(&fast).unwrap();
+        assert!(!r.answers.is_empty());
+        assert!(r.answers.iter().all(|a| a.ttl == *ttl), "{name}: {r:?}");
+    }
+    // A CNAME never takes the fast path.
+    let mut m = Message::new(7, MessageType::Query, OpCode::Query);
+    m.add_query(Query::query(
+        Name::from_ascii("db.ns1.example.com.").unwrap(),
+        RecordType::A,
+    ));
+    let buf = m.to_vec().unwrap();
+    assert_eq!(
+        with_view(&buf, Proto::Udp, |q| super::answer::answer_fast(
+            &s, &snap, q
+        ))
+        .expect("the common shape"),
+        None
+    );
 }

@@ -149,6 +149,7 @@ fn gateway_endpoint_and_hostname_changes_reach_dependent_names() {
         Some(Contribution::Gateway {
             class: "public".into(),
             addrs,
+            cname: None,
         })
     };
     put(
@@ -165,6 +166,7 @@ fn gateway_endpoint_and_hostname_changes_reach_dependent_names() {
             Some(Contribution::Route {
                 hostnames: vec![format!("r{i}.example.com")],
                 parents: vec![ObjKey::new("infra", "gw")],
+                ttl: None,
             }),
         );
     }
@@ -371,6 +373,16 @@ impl Gen {
             txt,
             cname,
             endpoints_of,
+            ttl: self.ttl(),
+        }
+    }
+
+    /// An object's own TTL, or none (most objects).
+    fn ttl(&mut self) -> Option<u32> {
+        if self.rng.random_bool(0.4) {
+            Some(*[0, 30, 300].choose(&mut self.rng).unwrap())
+        } else {
+            None
         }
     }
 
@@ -379,6 +391,10 @@ impl Gen {
             ObjKind::Gateway => Contribution::Gateway {
                 class: ["a", "b"].choose(&mut self.rng).unwrap().to_string(),
                 addrs: self.addrs(2),
+                cname: self
+                    .rng
+                    .random_bool(0.15)
+                    .then(|| "gw.example.net".to_string()),
             },
             ObjKind::EndpointSlice => Contribution::EndpointSlice {
                 service: self.key(SERVICES),
@@ -399,6 +415,7 @@ impl Gen {
                 parents: (0..self.rng.random_range(0..3))
                     .map(|_| self.key(GATEWAYS))
                     .collect(),
+                ttl: self.ttl(),
             },
             _ => Contribution::Names(
                 (0..self.rng.random_range(1..4))
@@ -537,9 +554,23 @@ fn entry_hashes_are_pinned() {
         aaaa: vec!["2001:db8::1".parse().unwrap()],
         txt: vec!["v=1".into()],
         cname: vec![],
+        ttl: None,
     };
     let h = entry_hash(Kind::Ingress, false, "www.example.com", &rs);
     assert_eq!(h, 0xe427_f83c_ee3a_2385);
     assert_ne!(entry_hash(Kind::Ingress, true, "www.example.com", &rs), h);
     assert_ne!(entry_hash(Kind::Service, false, "www.example.com", &rs), h);
+    // An object's own TTL is part of the content (a TTL change is a zone change).
+    let with_ttl = |t| RecordSet {
+        ttl: Some(t),
+        ..rs.clone()
+    };
+    assert_ne!(
+        entry_hash(Kind::Ingress, false, "www.example.com", &with_ttl(60)),
+        h
+    );
+    assert_ne!(
+        entry_hash(Kind::Ingress, false, "www.example.com", &with_ttl(60)),
+        entry_hash(Kind::Ingress, false, "www.example.com", &with_ttl(61))
+    );
 }
