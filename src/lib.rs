@@ -5,6 +5,7 @@ pub mod dns;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod kube;
+pub mod mem;
 pub mod metrics;
 pub mod netif;
 pub mod plugin;

@@ -689,6 +689,18 @@ fn connect_from(from: [u8; 4], to: SocketAddr) -> TcpStream {
     s.into()
 }
 
+/// Resident memory of process `pid`, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 /// Open file descriptors of process `pid`.
 fn fd_count(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
@@ -774,6 +786,7 @@ fn connection_floods_shed_idle_connections_and_keep_tcp_and_dot_available() {
     let pid = ex.child.id();
     assert_eq!(new_tcp_client(dns).as_secs(), 0);
     let baseline = fd_count(pid);
+    let rss_before = rss_kib(pid);
 
     /// Stops the prober however the flood ends (a failed assertion included).
     struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
@@ -863,13 +876,16 @@ fn connection_floods_shed_idle_connections_and_keep_tcp_and_dot_available() {
         drop(held);
     });
 
-    // Everything given back: descriptors return to the baseline (the idle timeout at most).
+    // Everything given back: descriptors return to the baseline (the idle timeout at most),
+    // and memory to within 16 MiB of it (the connections' buffers are returned to the system
+    // once the flood is over).
     let deadline = Instant::now() + Duration::from_secs(15);
-    while fd_count(pid) > baseline + 2 {
+    while fd_count(pid) > baseline + 2 || rss_kib(pid) > rss_before + 16 * 1024 {
         assert!(
             Instant::now() < deadline,
-            "{} descriptors open, {baseline} before the flood",
-            fd_count(pid)
+            "{} descriptors open ({baseline} before the flood), {} KiB resident ({rss_before} before)",
+            fd_count(pid),
+            rss_kib(pid)
         );
         std::thread::sleep(Duration::from_millis(50));
     }

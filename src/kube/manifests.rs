@@ -842,7 +842,7 @@ async fn reload(
             counts.sort();
             tracing::debug!("manifests: loaded {} ({})", dir.display(), counts.join(" "));
             // The files' text and trees are gone, and so are the previous load's objects.
-            crate::kube::release_free_memory();
+            crate::mem::release_free_memory();
             true
         }
         Err(e) => {

@@ -620,7 +620,7 @@ impl KindState {
                     self.synced = true;
                     self.feed.set_synced(self.kind, true);
                     // The list's pages are gone, and so are the objects it replaced.
-                    crate::kube::release_free_memory();
+                    crate::mem::release_free_memory();
                     return;
                 }
                 let sel = &mut self.selectors[i];
@@ -637,7 +637,7 @@ impl KindState {
                         .apply(self.kind, Event::Replace(union.into_iter().collect()));
                     self.synced = true;
                     self.feed.set_synced(self.kind, true);
-                    crate::kube::release_free_memory();
+                    crate::mem::release_free_memory();
                 }
             }
             watcher::Event::Apply(obj) => {

@@ -12,6 +12,8 @@
 //!   take the whole cap.
 //! - **Adaptive idle timeout:** the idle timeout shrinks as the listener fills (full up to half
 //!   the cap, then down to a tenth of it at the cap), as NSD and Knot shorten theirs.
+//! - **Memory back after a flood:** once a listener that was more than half full is down to an
+//!   eighth of its cap, freed heap pages are handed back to the system.
 //! - **Out of file descriptors:** when `accept` fails for lack of descriptors, the longest-idle
 //!   connection is closed so the next one can be accepted.
 //!
@@ -129,6 +131,8 @@ struct Inner {
     next_id: u64,
     conns: HashMap<u64, Arc<ConnState>>,
     per_ip: HashMap<IpAddr, usize>,
+    /// The listener was more than half full since it last gave memory back.
+    flooded: bool,
 }
 
 /// The connections of one listener.
@@ -194,6 +198,9 @@ impl ConnTable {
         });
         inner.conns.insert(state.id, state.clone());
         *inner.per_ip.entry(ip).or_insert(0) += 1;
+        if inner.conns.len() > self.max / 2 {
+            inner.flooded = true;
+        }
         Admit::Yes(Slot {
             table: self.clone(),
             state,
@@ -226,7 +233,17 @@ impl ConnTable {
     }
 
     fn remove(&self, state: &ConnState) {
-        Self::remove_locked(&mut self.lock(), state);
+        let mut inner = self.lock();
+        Self::remove_locked(&mut inner, state);
+        // A flood is over (an eighth of the cap left): give the closed connections' buffers
+        // back to the system, a moment later, off the listener's tasks.
+        if inner.flooded && inner.conns.len() <= self.max / 8 {
+            inner.flooded = false;
+            std::thread::spawn(|| {
+                std::thread::sleep(Duration::from_secs(1));
+                crate::mem::release_free_memory();
+            });
+        }
     }
 
     fn remove_locked(inner: &mut Inner, state: &ConnState) {
