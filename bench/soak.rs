@@ -31,7 +31,7 @@ mod support;
 
 use std::fmt::Write as _;
 use std::io::{Read as _, Write as _};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -42,7 +42,7 @@ use serde_json::{Value, json};
 
 use support::fake_apiserver::FakeApiServer;
 use support::unbound::{Unbound, UnboundOpts};
-use support::{Exdns, have, http_get};
+use support::{Exdns, connect_from, fd_count, have, http_get, raise_nofile, rss_kib};
 
 const ZONE: &str = "soak.test";
 const READY: &str = "127.0.0.2:0";
@@ -63,48 +63,6 @@ fn ingress(i: usize, ip: Ipv4Addr) -> Value {
             "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]},
         "status": {"loadBalancer": {"ingress": [{"ip": ip.to_string()}]}},
     })
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap()
-}
-
-fn fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .count()
-}
-
-/// Raises this process's soft limit on open files to the hard limit (the flood holds more
-/// sockets than the usual soft limit of 1024); returns the limit now in force.
-fn raise_nofile() -> libc::rlim_t {
-    let mut rl = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: plain system calls on a local struct.
-    unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl), 0);
-        rl.rlim_cur = rl.rlim_max;
-        libc::setrlimit(libc::RLIMIT_NOFILE, &rl);
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl);
-    }
-    rl.rlim_cur
-}
-
-/// A TCP connection to `to` from the loopback address `from` (127.0.0.0/8 is all local: each
-/// address is a different client to exdns); None if it is not established within 2 s.
-fn connect_from(from: Ipv4Addr, to: SocketAddr) -> Option<TcpStream> {
-    use socket2::{Domain, Socket, Type};
-    let s = Socket::new(Domain::IPV4, Type::STREAM, None).ok()?;
-    s.bind(&SocketAddr::from((from, 0)).into()).ok()?;
-    s.connect_timeout(&to.into(), Duration::from_secs(2)).ok()?;
-    Some(s.into())
 }
 
 /// One query (`ing1.soak.test A`) over a new TCP connection from 127.0.0.1: the time to its
@@ -196,7 +154,7 @@ fn flood(
         }
     };
     sleep_until(start);
-    let base_fds = fds(pid);
+    let base_fds = fd_count(pid);
     let shed_total = || metric_sum(metrics, "exdns_tcp_connections_shed_total", "");
     let tcp_answers = || {
         metric_sum(
@@ -226,7 +184,7 @@ fn flood(
             }
         }
         c.opened = held.len();
-        c.held_fds = fds(pid);
+        c.held_fds = fd_count(pid);
         c.held_rss = rss_kib(pid);
         let tcp0 = tcp_answers();
         let held_at = Instant::now();
@@ -245,10 +203,10 @@ fn flood(
         c.held_for = held_at.elapsed();
         drop(held);
         let settle = Instant::now();
-        while fds(pid) > base_fds + 4 && settle.elapsed() < Duration::from_secs(5) {
+        while fd_count(pid) > base_fds + 4 && settle.elapsed() < Duration::from_secs(5) {
             thread::sleep(Duration::from_millis(50));
         }
-        c.fds_after = fds(pid);
+        c.fds_after = fd_count(pid);
         c.shed = (shed_total() - shed0) as u64;
         drop(guard);
         cycles.push(c);
@@ -495,7 +453,7 @@ fn soak() {
         while started.elapsed() < Duration::from_secs(secs) {
             {
                 let _quiet = quiet.lock().unwrap();
-                samples.push((started.elapsed().as_secs(), rss_kib(pid), fds(pid)));
+                samples.push((started.elapsed().as_secs(), rss_kib(pid), fd_count(pid)));
             }
             let left = Duration::from_secs(secs).saturating_sub(started.elapsed());
             thread::sleep(left.min(Duration::from_secs(10)));
@@ -515,7 +473,7 @@ fn soak() {
     let (flood_base_fds, cycles) = flood_out;
     let shed = metric_sum(metrics, "exdns_tcp_connections_shed_total", "") - shed_before;
     thread::sleep(Duration::from_secs(1));
-    samples.push((started.elapsed().as_secs(), rss_kib(pid), fds(pid)));
+    samples.push((started.elapsed().as_secs(), rss_kib(pid), fd_count(pid)));
 
     // Verdicts.
     let n = samples.len();

@@ -283,6 +283,50 @@ impl Drop for Exdns {
     }
 }
 
+/// Resident memory of process `pid`, in KiB (0 once it is gone).
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Open file descriptors of process `pid` (0 once it is gone).
+pub fn fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+/// Raises this process's soft limit on open files to the hard limit (a flood holds more sockets
+/// than the usual soft limit of 1024); returns the limit now in force.
+pub fn raise_nofile() -> u64 {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain system calls on a local struct.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl), 0);
+        rl.rlim_cur = rl.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &rl);
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl);
+    }
+    rl.rlim_cur
+}
+
+/// A TCP connection to `to` from the loopback address `from` (127.0.0.0/8 is all local: each
+/// address is a different client to exdns); None if it is not established within 2 s.
+pub fn connect_from(from: std::net::Ipv4Addr, to: SocketAddr) -> Option<TcpStream> {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).ok()?;
+    s.bind(&SocketAddr::from((from, 0)).into()).ok()?;
+    s.connect_timeout(&to.into(), Duration::from_secs(2)).ok()?;
+    Some(s.into())
+}
+
 /// Whether the client `tool` (dig, kdig, …) can run: a missing tool fails the test with how to
 /// get it, unless EXDNS_ALLOW_MISSING_TOOLS is set (then the test is skipped, saying so).
 pub fn require(tool: &str) -> bool {
