@@ -382,29 +382,6 @@ fn reload_with_unchanged_k8s_gateway_keeps_answering() {
     );
 }
 
-/// fixtures/demo's files, to copy into exdns's working directory under `demo/`.
-fn demo_files() -> Vec<(String, String)> {
-    let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/demo");
-    let mut v: Vec<(String, String)> = std::fs::read_dir(&demo)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            matches!(
-                p.extension().and_then(|e| e.to_str()),
-                Some("yaml" | "json")
-            )
-        })
-        .map(|p| {
-            (
-                format!("demo/{}", p.file_name().unwrap().to_str().unwrap()),
-                std::fs::read_to_string(&p).unwrap(),
-            )
-        })
-        .collect();
-    v.sort();
-    v
-}
-
 /// Every answer record as `owner ttl TYPE data`.
 fn records(m: &Message) -> Vec<String> {
     m.answers

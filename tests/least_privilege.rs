@@ -52,26 +52,6 @@ fn status(pid: u32, key: &str) -> String {
         .unwrap_or_else(|| panic!("{key} in /proc/{pid}/status"))
 }
 
-fn demo_files() -> Vec<(String, String)> {
-    let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/demo");
-    std::fs::read_dir(&demo)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            matches!(
-                p.extension().and_then(|e| e.to_str()),
-                Some("yaml" | "json")
-            )
-        })
-        .map(|p| {
-            (
-                format!("demo/{}", p.file_name().unwrap().to_str().unwrap()),
-                std::fs::read_to_string(&p).unwrap(),
-            )
-        })
-        .collect()
-}
-
 #[test]
 fn serves_forwards_pinned_and_reports_health_with_no_capabilities() {
     if !root() {

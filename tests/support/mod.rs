@@ -283,6 +283,30 @@ impl Drop for Exdns {
     }
 }
 
+/// fixtures/demo's object files (YAML and JSON), named `demo/FILE` for exdns's working
+/// directory, in name order.
+pub fn demo_files() -> Vec<(String, String)> {
+    let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/demo");
+    let mut v: Vec<(String, String)> = std::fs::read_dir(&demo)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            matches!(
+                p.extension().and_then(|e| e.to_str()),
+                Some("yaml" | "json")
+            )
+        })
+        .map(|p| {
+            (
+                format!("demo/{}", p.file_name().unwrap().to_str().unwrap()),
+                std::fs::read_to_string(&p).unwrap(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
 /// Resident memory of process `pid`, in KiB (0 once it is gone).
 pub fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
