@@ -295,7 +295,7 @@ static PLAIN: [u8; 256] = {
 };
 
 /// What a plugin (or the chain) produced for a request: CoreDNS's write-or-return rule as a value.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum Outcome {
     /// A reply written by `plugin`.
     Reply { msg: Message, plugin: &'static str },
@@ -316,6 +316,14 @@ pub enum Outcome {
         rcode: ResponseCode,
         plugin: &'static str,
     },
+    /// A zone transfer (AXFR/IXFR over TCP or DoT): complete reply messages in order (ID,
+    /// flags and question set), produced while the connection writes them. The server writes
+    /// them back to back, nothing interleaved, and closes the stream when the sender is
+    /// dropped. Over UDP it is never produced (the server answers SERVFAIL if it were).
+    Transfer {
+        messages: tokio::sync::mpsc::Receiver<Vec<u8>>,
+        plugin: &'static str,
+    },
 }
 
 impl Outcome {
@@ -331,6 +339,7 @@ impl Outcome {
             Outcome::Reply { plugin, .. }
             | Outcome::Code { plugin, .. }
             | Outcome::Wire { plugin, .. }
+            | Outcome::Transfer { plugin, .. }
             | Outcome::Drop { plugin } => plugin,
         }
     }
@@ -339,6 +348,7 @@ impl Outcome {
         match self {
             Outcome::Reply { msg, .. } => Some(msg.metadata.response_code),
             Outcome::Code { rcode, .. } | Outcome::Wire { rcode, .. } => Some(*rcode),
+            Outcome::Transfer { .. } => Some(ResponseCode::NoError),
             Outcome::Drop { .. } => None,
         }
     }
@@ -348,6 +358,8 @@ impl Outcome {
             Outcome::Reply { msg, .. } => Some(msg),
             Outcome::Code { rcode, .. } => Some(req.reply_code(rcode)),
             Outcome::Wire { bytes, rcode, .. } => Some(decode_wire(req, &bytes, rcode)),
+            // The messages stream to the client; plugins that read replies see an empty one.
+            Outcome::Transfer { .. } => Some(req.reply_code(ResponseCode::NoError)),
             Outcome::Drop { .. } => None,
         }
     }
@@ -358,6 +370,7 @@ impl Outcome {
             Outcome::Reply { msg, .. } => Some(msg.clone()),
             Outcome::Code { rcode, .. } => Some(req.reply_code(*rcode)),
             Outcome::Wire { bytes, rcode, .. } => Some(decode_wire(req, bytes, *rcode)),
+            Outcome::Transfer { .. } => Some(req.reply_code(ResponseCode::NoError)),
             Outcome::Drop { .. } => None,
         }
     }
@@ -380,6 +393,28 @@ impl Outcome {
                 }
             },
             other => other,
+        }
+    }
+}
+
+#[cfg(test)]
+impl Outcome {
+    /// A copy, for test tables (a transfer's stream cannot be copied).
+    pub(crate) fn dup(&self) -> Outcome {
+        match self {
+            Outcome::Reply { msg, plugin } => Outcome::reply(msg.clone(), plugin),
+            Outcome::Code { rcode, plugin } => Outcome::code(*rcode, plugin),
+            Outcome::Drop { plugin } => Outcome::Drop { plugin },
+            Outcome::Wire {
+                bytes,
+                rcode,
+                plugin,
+            } => Outcome::Wire {
+                bytes: bytes.clone(),
+                rcode: *rcode,
+                plugin,
+            },
+            Outcome::Transfer { .. } => panic!("a transfer cannot be copied"),
         }
     }
 }

@@ -216,9 +216,28 @@ fn with_cookie(mut reply: Vec<u8>, cookie: Option<&ReplyCookie>) -> Vec<u8> {
     reply
 }
 
+/// What a query gets back over a stream: one message, or a zone transfer's messages.
+pub enum Reply {
+    One(Vec<u8>),
+    Stream(tokio::sync::mpsc::Receiver<Vec<u8>>),
+}
+
+/// [`run`] for a stream transport: a transfer's messages stream back.
+pub async fn run_stream(req: Box<Request>, block: Arc<Block>) -> Option<Reply> {
+    run_inner(req, block).await
+}
+
 /// Runs the chain of the block `prepare` routed the query to and encodes the reply.
 /// `None`: send nothing.
 pub async fn run(req: Box<Request>, block: Arc<Block>) -> Option<Vec<u8>> {
+    match run_inner(req, block).await? {
+        Reply::One(bytes) => Some(bytes),
+        // Never produced for datagrams (see `run_inner`).
+        Reply::Stream(_) => None,
+    }
+}
+
+async fn run_inner(req: Box<Request>, block: Arc<Block>) -> Option<Reply> {
     let outcome = CatchPanic(Next::new(&block.chain).serve(&req)).await;
     let outcome = match outcome {
         Ok(o) => o,
@@ -236,9 +255,14 @@ pub async fn run(req: Box<Request>, block: Arc<Block>) -> Option<Vec<u8>> {
     std::panic::catch_unwind(AssertUnwindSafe(|| {
         let bytes = match outcome {
             Outcome::Wire { bytes, .. } => crate::dns::wire::fit(&req, bytes),
+            Outcome::Transfer { messages, .. } if req.proto.is_stream() => {
+                return Some(Reply::Stream(messages));
+            }
+            // A transfer never goes back over UDP.
+            Outcome::Transfer { .. } => servfail_bytes(&req),
             outcome => encode_reply(&req, outcome.into_message(&req)?),
         };
-        Some(with_cookie(bytes, req.cookie.as_ref()))
+        Some(Reply::One(with_cookie(bytes, req.cookie.as_ref())))
     }))
     .unwrap_or_else(|_| {
         crate::metrics::PANICS.inc();
@@ -247,7 +271,9 @@ pub async fn run(req: Box<Request>, block: Arc<Block>) -> Option<Vec<u8>> {
             req.name,
             req.qtype()
         );
-        std::panic::catch_unwind(AssertUnwindSafe(|| servfail_bytes(&req))).ok()
+        std::panic::catch_unwind(AssertUnwindSafe(|| servfail_bytes(&req)))
+            .ok()
+            .map(Reply::One)
     })
 }
 

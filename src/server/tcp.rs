@@ -17,7 +17,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use crate::dns::request::Proto;
 use crate::plugin::config::StreamTimeouts;
 use crate::server::conns::{self, Admit, ConnState, ConnTable};
-use crate::server::query::{self, Prepared};
+use crate::server::query::{self, Prepared, Reply};
 use crate::server::router::Router;
 use crate::server::tracker::Tracker;
 
@@ -208,25 +208,49 @@ impl Conn {
         // Buffered: pipelined queries arriving together are read with one recv, not two per query
         // (length prefix, then message).
         let mut rd = tokio::io::BufReader::with_capacity(16 * 1024, rd);
-        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(limits.max_in_flight);
+        let (tx, mut rx) = mpsc::channel::<Reply>(limits.max_in_flight);
         let writer = tokio::spawn(async move {
             let mut out = Vec::with_capacity(4096);
-            while let Some(first) = rx.recv().await {
+            let mut pending = None;
+            loop {
+                let first = match pending.take() {
+                    Some(r) => r,
+                    None => match rx.recv().await {
+                        Some(r) => r,
+                        None => break,
+                    },
+                };
                 out.clear();
-                push_framed(&mut out, &first);
-                // Coalesce replies that are ready together into one write.
-                while let Ok(more) = rx.try_recv() {
-                    push_framed(&mut out, &more);
+                let mut stream = None;
+                match first {
+                    Reply::One(b) => push_framed(&mut out, &b),
+                    Reply::Stream(s) => stream = Some(s),
+                }
+                // Coalesce replies that are ready together into one write; a transfer waits
+                // for the replies before it, and nothing is interleaved with its messages.
+                while stream.is_none() {
+                    match rx.try_recv() {
+                        Ok(Reply::One(b)) => push_framed(&mut out, &b),
+                        Ok(s @ Reply::Stream(_)) => {
+                            pending = Some(s);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
                 }
                 // A client that does not read its replies must not hold the connection (and its
                 // queries in flight) forever.
-                let write = async {
-                    wr.write_all(&out).await?;
-                    wr.flush().await
-                };
-                match tokio::time::timeout(limits.write_timeout, write).await {
-                    Ok(Ok(())) => {}
-                    _ => return,
+                if !out.is_empty() && !write_timed(&mut wr, &out, limits.write_timeout).await {
+                    return;
+                }
+                if let Some(mut s) = stream {
+                    while let Some(msg) = s.recv().await {
+                        out.clear();
+                        push_framed(&mut out, &msg);
+                        if !write_timed(&mut wr, &out, limits.write_timeout).await {
+                            return;
+                        }
+                    }
                 }
             }
             let _ = wr.shutdown().await;
@@ -268,17 +292,17 @@ impl Conn {
             let prepared = query::prepare(&router.load(), &buf, src, local, proto);
             match prepared {
                 Prepared::Done(Some(bytes)) => {
-                    if tx.send(bytes).await.is_err() {
+                    if tx.send(Reply::One(bytes)).await.is_err() {
                         break;
                     }
                 }
                 Prepared::Done(None) => {}
                 Prepared::Query(req, block) => {
                     let guard = tracker.start();
-                    let fut = Box::pin(query::run(req, block));
+                    let fut = Box::pin(query::run_stream(req, block));
                     match query::try_now(fut) {
-                        Ok(Some(bytes)) => {
-                            if tx.send(bytes).await.is_err() {
+                        Ok(Some(reply)) => {
+                            if tx.send(reply).await.is_err() {
                                 break;
                             }
                         }
@@ -291,8 +315,8 @@ impl Conn {
                             tokio::spawn(async move {
                                 let _guard = guard;
                                 let _permit = permit;
-                                if let Some(bytes) = fut.await {
-                                    let _ = tx.send(bytes).await;
+                                if let Some(reply) = fut.await {
+                                    let _ = tx.send(reply).await;
                                 }
                                 state.query_done();
                             });
@@ -310,6 +334,15 @@ impl Conn {
         drop(tx);
         let _ = writer.await;
     }
+}
+
+/// Writes `out` within `timeout`; false when the client did not take it in time.
+async fn write_timed<W: AsyncWrite + Unpin>(wr: &mut W, out: &[u8], timeout: Duration) -> bool {
+    let write = async {
+        wr.write_all(out).await?;
+        wr.flush().await
+    };
+    matches!(tokio::time::timeout(timeout, write).await, Ok(Ok(())))
 }
 
 /// Reads a message's length prefix; the connection counts as busy from its first byte on.

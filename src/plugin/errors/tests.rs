@@ -53,8 +53,8 @@ async fn logs_error_codes_of_the_chain() {
     ];
     for (outcome, want) in cases {
         let (_guard, logs) = capture_logs();
-        let o = outcome.clone();
-        let rest: Vec<Arc<dyn Plugin>> = vec![Fixed::new(move |_| o.clone())];
+        let o = outcome.dup();
+        let rest: Vec<Arc<dyn Plugin>> = vec![Fixed::new(move |_| o.dup())];
         let e = parsed("errors");
         let out = test_chain::serve(&e, &request("Example.ORG.", RecordType::A), &rest).await;
         assert_eq!(out.rcode(), outcome.rcode());

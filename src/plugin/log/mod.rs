@@ -133,7 +133,7 @@ impl Plugin for Log {
         let written;
         let reply = match &out {
             Outcome::Reply { msg, .. } => Some(msg),
-            Outcome::Code { .. } | Outcome::Wire { .. } => {
+            Outcome::Code { .. } | Outcome::Wire { .. } | Outcome::Transfer { .. } => {
                 written = out.to_message(req);
                 written.as_ref()
             }

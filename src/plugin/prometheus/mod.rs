@@ -126,6 +126,8 @@ pub fn report(req: &Request, out: &Outcome, start: Instant) {
             *plugin,
             (bytes.len() + cookie_size(req)).min(req.max_reply_size()),
         )),
+        // CoreDNS reports a transfer's first envelope; its size is not known up front.
+        Outcome::Transfer { plugin, .. } => Some((ResponseCode::NoError, *plugin, 0)),
     };
     let seen = Seen {
         server: &req.server,

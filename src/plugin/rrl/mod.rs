@@ -481,7 +481,7 @@ impl Plugin for Rrl {
                     RType::Error
                 }
             }
-            Outcome::Drop { .. } | Outcome::Wire { .. } => return out,
+            Outcome::Drop { .. } | Outcome::Wire { .. } | Outcome::Transfer { .. } => return out,
         };
         let interval = self.cfg.interval(t);
         if interval == 0 {
