@@ -48,6 +48,9 @@ example.com:53 {
         apex exdns.kube-system
         secondary exdns-secondary.kube-system
     }
+    transfer {
+        to 192.0.2.0/24
+    }
 }
 example.net:53 10.0.0.0/8:53 {
     acl {
@@ -151,6 +154,25 @@ impl QueryHarness {
         let local = SocketAddr::from(([127, 0, 0, 1], 53));
         match query::prepare(&self.router, data, src, local, proto) {
             Prepared::Done(bytes) => bytes,
+            Prepared::Query(req, block) if proto.is_stream() => {
+                let reply = match query::try_now(Box::pin(query::run_stream(req, block))) {
+                    Ok(v) => v,
+                    Err(fut) => self.rt.block_on(fut),
+                };
+                match reply? {
+                    query::Reply::One(bytes) => Some(bytes),
+                    // A transfer: every message must satisfy the invariants; the first stands
+                    // for them.
+                    query::Reply::Stream(mut rx) => {
+                        let mut first = None;
+                        while let Some(m) = self.rt.block_on(rx.recv()) {
+                            check_query_reply(data, Some(&m), proto);
+                            first.get_or_insert(m);
+                        }
+                        first
+                    }
+                }
+            }
             Prepared::Query(req, block) => match query::try_now(Box::pin(query::run(req, block))) {
                 Ok(v) => v,
                 Err(fut) => self.rt.block_on(fut),

@@ -607,3 +607,131 @@ fn fs_with<'a>(
         .map(|(a, b)| (a.as_str(), if a == name { content } else { b.as_str() }))
         .collect()
 }
+
+#[test]
+fn hostile_transfer_requests_leave_queries_alone() {
+    let files = vec![("demo/big.yaml".to_string(), big_zone(10_000, None))];
+    let ex = start("    transfer {\n        to *\n    }", &files);
+    let addr = ex.dns();
+    // IXFR whose authority record is not a SOA: FORMERR.
+    let mut q = xfr_query(RecordType::IXFR, None);
+    q.authorities.push(Record::from_rdata(
+        Name::from_ascii(ZONE).unwrap(),
+        0,
+        RData::A(hickory_proto::rr::rdata::A::new(192, 0, 2, 1)),
+    ));
+    assert_eq!(tcp(addr, &q).metadata.response_code, ResponseCode::FormErr);
+    // A flood: 60 clients ask for the whole zone and never read (their transfers stall at the
+    // write timeout), 20 more ask and hang up at once.
+    let bytes = xfr_query(RecordType::AXFR, None).to_vec().unwrap();
+    let mut stalled = Vec::new();
+    for _ in 0..60 {
+        let mut s = TcpStream::connect(addr).unwrap();
+        write_framed(&mut s, &bytes);
+        stalled.push(s);
+    }
+    for _ in 0..20 {
+        let mut s = TcpStream::connect(addr).unwrap();
+        write_framed(&mut s, &bytes);
+        drop(s);
+    }
+    // Queries keep being answered meanwhile.
+    let mut answered = 0;
+    for i in 0..200 {
+        let name = format!("h{}.big.example.com.", i * 37);
+        let raw = support::udp_raw(
+            addr,
+            &query(&name, RecordType::A, None).to_vec().unwrap(),
+            Duration::from_secs(1),
+        );
+        if raw
+            .and_then(|r| Message::from_vec(&r).ok())
+            .is_some_and(|m| m.answers.len() == 1)
+        {
+            answered += 1;
+        }
+    }
+    assert!(answered >= 198, "{answered}/200 answered during the flood");
+    drop(stalled);
+    // Once the stalled clients are gone, a transfer completes again.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let rrs = records(&transfer(addr, &xfr_query(RecordType::AXFR, None)));
+        if rrs.len() == 10_000 + 4 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no complete transfer after the flood"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn file_zones_transfer_and_dot_carries_transfers() {
+    if !support::require("kdig") {
+        return;
+    }
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = support::make_certs(certs.path(), "dns.example.test");
+    let zone = "$ORIGIN example.org.\n@ 3600 IN SOA ns1 hostmaster 2024010101 7200 3600 1209600 300\n\
+                @ 3600 IN NS ns1\nns1 3600 IN A 192.0.2.53\nwww 300 IN A 192.0.2.80\n\
+                www 300 IN AAAA 2001:db8::80\nsub 3600 IN NS ns.sub\nns.sub 3600 IN A 192.0.2.99\n";
+    let cf = format!(
+        "example.org:0 {{\n  file db.example.org\n  transfer {{\n    to 127.0.0.1\n  }}\n}}\n\
+         tls://example.org:0 {{\n  tls {} {}\n  file db.example.org\n  transfer {{\n    to *\n  }}\n}}\n",
+        cert.display(),
+        key.display()
+    );
+    let ex = Exdns::start_with(&cf, &[("db.example.org", zone)], &[]);
+    let q = {
+        let mut q = query("example.org.", RecordType::AXFR, None);
+        q.metadata.recursion_desired = false;
+        q
+    };
+    let rrs = records(&transfer(ex.dns(), &q));
+    let text: Vec<String> = rrs
+        .iter()
+        .map(|r| format!("{} {} {}", r.name, r.ttl, r.data))
+        .collect();
+    assert_eq!(text.len(), 8, "{text:#?}");
+    assert!(
+        text[0]
+            .starts_with("example.org. 3600 ns1.example.org. hostmaster.example.org. 2024010101"),
+        "{}",
+        text[0]
+    );
+    assert_eq!(text[0], text[7], "SOA first and last");
+    for want in [
+        "example.org. 3600 ns1.example.org.",
+        "ns1.example.org. 3600 192.0.2.53",
+        "www.example.org. 300 192.0.2.80",
+        "www.example.org. 300 2001:db8::80",
+        "sub.example.org. 3600 ns.sub.example.org.",
+        "ns.sub.example.org. 3600 192.0.2.99",
+    ] {
+        assert!(
+            text.iter().any(|t| t == want),
+            "{want} missing from {text:#?}"
+        );
+    }
+    // Over DNS over TLS with a real client.
+    let port = ex.addr("tls://").port().to_string();
+    let (code, out) = support::run(
+        "kdig",
+        &[
+            "@127.0.0.1",
+            "-p",
+            &port,
+            "+tls",
+            &format!("+tls-ca={}", ca.display()),
+            "+tls-hostname=dns.example.test",
+            "example.org",
+            "AXFR",
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("(1 messages, 8 records)"), "{out}");
+    assert!(out.contains("300\tIN\tAAAA\t2001:db8::80"), "{out}");
+}

@@ -33,7 +33,7 @@ use async_trait::async_trait;
 use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::{Record, RecordType};
 use ipnet::IpNet;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::dns::request::{Outcome, Request};
 use crate::plugin::util::TaskSlot;
@@ -207,7 +207,18 @@ impl Transfer {
         } else {
             None
         };
-        let Some(records) = src.records(zone) else {
+        // A slot first: a flood of requests must not read the zone many times at once.
+        let Ok(Ok(permit)) =
+            tokio::time::timeout(SLOT_WAIT, self.slots.clone().acquire_owned()).await
+        else {
+            count(qtype, "busy");
+            tracing::warn!(target: "exdns::plugin::transfer", "refused {qtype} of {zone} to {}: {MAX_TRANSFERS} transfers running", req.src.ip());
+            return Outcome::code(ResponseCode::Refused, NAME);
+        };
+        // Reading a large zone takes a moment: off the runtime's workers.
+        let z = zone.to_string();
+        let read = tokio::task::spawn_blocking(move || src.records(&z)).await;
+        let Ok(Some(records)) = read else {
             return next.serve(req).await;
         };
         let Some(soa) = records
@@ -252,7 +263,7 @@ impl Transfer {
                 }
                 count(qtype, "incremental");
                 tracing::info!(target: "exdns::plugin::transfer", "Outgoing incremental transfer of {} records of zone \"{zone}\" to {} from {cs} to {serial} SOA serial", rrs.len(), req.src.ip());
-                return self.stream(first, rrs, req).await;
+                return stream(first, rrs, permit);
             }
             if !req.proto.is_stream() {
                 // A full transfer never fits a datagram: the SOA tells the client to use TCP.
@@ -266,33 +277,24 @@ impl Transfer {
         rrs.push(soa);
         count(qtype, "full");
         tracing::info!(target: "exdns::plugin::transfer", "Outgoing transfer of {} records of zone \"{zone}\" to {} for {serial} SOA serial", rrs.len(), req.src.ip());
-        self.stream(first, rrs, req).await
+        stream(first, rrs, permit)
     }
+}
 
-    /// Streams `rrs` in messages shaped like `template` once a transfer slot is free.
-    async fn stream(&self, template: Message, rrs: Vec<Record>, req: &Request) -> Outcome {
-        let permit = match tokio::time::timeout(SLOT_WAIT, self.slots.clone().acquire_owned()).await
-        {
-            Ok(Ok(p)) => p,
-            _ => {
-                count(req.qtype(), "busy");
-                tracing::warn!(target: "exdns::plugin::transfer", "refused {} of {} to {}: {MAX_TRANSFERS} transfers running", req.qtype(), req.name, req.src.ip());
-                return Outcome::code(ResponseCode::Refused, NAME);
+/// Streams `rrs` in messages shaped like `template`; the slot is held until the last is sent.
+fn stream(template: Message, rrs: Vec<Record>, permit: OwnedSemaphorePermit) -> Outcome {
+    let (tx, rx) = mpsc::channel(2);
+    tokio::spawn(async move {
+        let _permit = permit;
+        for msg in pack(&template, rrs) {
+            if tx.send(msg).await.is_err() {
+                return; // the client went away
             }
-        };
-        let (tx, rx) = mpsc::channel(2);
-        tokio::spawn(async move {
-            let _permit = permit;
-            for msg in pack(&template, rrs) {
-                if tx.send(msg).await.is_err() {
-                    return; // the client went away
-                }
-            }
-        });
-        Outcome::Transfer {
-            messages: rx,
-            plugin: NAME,
         }
+    });
+    Outcome::Transfer {
+        messages: rx,
+        plugin: NAME,
     }
 }
 

@@ -242,3 +242,95 @@ fn pack_splits_below_the_batch_size_and_keeps_order() {
     }
     assert_eq!(back, rrs);
 }
+
+struct Fixed(Vec<Record>);
+
+impl Transferer for Fixed {
+    fn serial(&self, zone: &str) -> Option<u32> {
+        (zone == "example.com.").then(|| soa_serial(&self.0[0]))
+    }
+    fn records(&self, zone: &str) -> Option<Vec<Record>> {
+        (zone == "example.com.").then(|| self.0.clone())
+    }
+}
+
+fn plugin(to: &str) -> Transfer {
+    let t = Transfer::new(vec![Xfr {
+        zones: vec!["example.com.".into()],
+        to: vec![parse_to_for_tests(to).unwrap()],
+        source: None,
+    }]);
+    let zone = vec![
+        soa(42),
+        a("a.example.com.", [192, 0, 2, 1]),
+        a("b.example.com.", [192, 0, 2, 2]),
+    ];
+    let _ = t
+        .sources
+        .set(vec![Arc::new(Fixed(zone)) as Arc<dyn Transferer>]);
+    t
+}
+
+async fn ask(
+    t: &Transfer,
+    name: &str,
+    qtype: RecordType,
+    proto: crate::dns::request::Proto,
+) -> Outcome {
+    use crate::plugin::test_chain::{query, request_from};
+    let req = request_from(query(name, qtype), "192.0.2.9:5300", proto);
+    t.serve(&req, crate::plugin::Next::new(&[])).await
+}
+
+#[tokio::test]
+async fn serves_axfr_refuses_strangers_and_waits_for_a_slot() {
+    use crate::dns::request::Proto;
+    let t = plugin("192.0.2.9");
+    match ask(&t, "example.com.", RecordType::AXFR, Proto::Tcp).await {
+        Outcome::Transfer { mut messages, .. } => {
+            let mut rrs = Vec::new();
+            while let Some(m) = messages.recv().await {
+                let m = Message::from_vec(&m).unwrap();
+                assert!(m.metadata.authoritative);
+                assert_eq!(m.metadata.id, 4242);
+                rrs.extend(m.answers);
+            }
+            let serials: Vec<u32> = rrs.iter().filter_map(|r| soa_serial_of(r)).collect();
+            assert_eq!(serials, [42, 42]);
+            assert_eq!(rrs.len(), 4);
+        }
+        other => panic!("{other:?}"),
+    }
+    // Over UDP: REFUSED, as CoreDNS.
+    let out = ask(&t, "example.com.", RecordType::AXFR, Proto::Udp).await;
+    assert_eq!(out.rcode(), Some(ResponseCode::Refused));
+    // Not in `to`.
+    let out = ask(
+        &plugin("192.0.2.10"),
+        "example.com.",
+        RecordType::AXFR,
+        Proto::Tcp,
+    )
+    .await;
+    assert_eq!(out.rcode(), Some(ResponseCode::Refused));
+    // Every slot taken: refused after a short wait, not queued for ever.
+    let held: Vec<_> = (0..MAX_TRANSFERS)
+        .map(|_| t.slots.clone().try_acquire_owned().unwrap())
+        .collect();
+    let start = std::time::Instant::now();
+    let out = ask(&t, "example.com.", RecordType::AXFR, Proto::Tcp).await;
+    assert_eq!(out.rcode(), Some(ResponseCode::Refused));
+    assert!(start.elapsed() >= SLOT_WAIT);
+    drop(held);
+    assert!(matches!(
+        ask(&t, "example.com.", RecordType::AXFR, Proto::Tcp).await,
+        Outcome::Transfer { .. }
+    ));
+}
+
+fn soa_serial_of(r: &Record) -> Option<u32> {
+    match &r.data {
+        RData::SOA(s) => Some(s.serial),
+        _ => None,
+    }
+}
