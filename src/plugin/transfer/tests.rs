@@ -295,7 +295,7 @@ async fn serves_axfr_refuses_strangers_and_waits_for_a_slot() {
                 assert_eq!(m.metadata.id, 4242);
                 rrs.extend(m.answers);
             }
-            let serials: Vec<u32> = rrs.iter().filter_map(|r| soa_serial_of(r)).collect();
+            let serials: Vec<u32> = rrs.iter().filter_map(soa_serial_of).collect();
             assert_eq!(serials, [42, 42]);
             assert_eq!(rrs.len(), 4);
         }
