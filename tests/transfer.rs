@@ -735,3 +735,73 @@ fn file_zones_transfer_and_dot_carries_transfers() {
     assert!(out.contains("(1 messages, 8 records)"), "{out}");
     assert!(out.contains("300\tIN\tAAAA\t2001:db8::80"), "{out}");
 }
+
+#[test]
+fn a_secondary_follows_the_api_server() {
+    use serde_json::json;
+    use support::fake_apiserver::FakeApiServer;
+    if !support::require("nsd") {
+        return;
+    }
+    let c = FakeApiServer::start_with_defaults();
+    let ingress = |ip: &str| {
+        json!({
+            "metadata": {"name": "shop", "namespace": "shop"},
+            "spec": {"rules": [{"host": "shop.example.com"}]},
+            "status": {"loadBalancer": {"ingress": [{"ip": ip}]}},
+        })
+    };
+    c.create(
+        "networking.k8s.io",
+        "v1",
+        "ingresses",
+        ingress("203.0.113.5"),
+    );
+    let nsd_port = free_port();
+    let cf = format!(
+        "example.com:0 {{\n  k8s_gateway {{\n    kubeconfig kubeconfig.yaml\n  }}\n  transfer {{\n    to 127.0.0.1:{nsd_port}\n  }}\n}}\n"
+    );
+    let ex = Exdns::start_with(&cf, &[("kubeconfig.yaml", &c.kubeconfig_yaml())], &[]);
+    wait_synced(&ex);
+    let nsd = Secondary::start(Kind::Nsd, nsd_port, ZONE, ex.dns());
+    let s0 = serial(ex.dns()).unwrap();
+    assert!(
+        nsd.wait_serial(ZONE, s0, Duration::from_secs(20)).is_some(),
+        "{}",
+        nsd.output()
+    );
+    let a = |m: Message| m.answers.first().map(|r| r.data.to_string());
+    assert_eq!(
+        a(nsd.ask("shop.example.com.", RecordType::A).unwrap()).as_deref(),
+        Some("203.0.113.5")
+    );
+    // The object changes in the cluster; the secondary serves it within 3 s of exdns.
+    std::thread::sleep(Duration::from_millis(1100));
+    c.update(
+        "networking.k8s.io",
+        "v1",
+        "ingresses",
+        ingress("203.0.113.77"),
+    );
+    let s1 = wait_serial_change(ex.dns(), s0);
+    assert!(
+        nsd.wait_serial(ZONE, s1, Duration::from_secs(3)).is_some(),
+        "{}",
+        nsd.output()
+    );
+    assert_eq!(
+        a(nsd.ask("shop.example.com.", RecordType::A).unwrap()).as_deref(),
+        Some("203.0.113.77")
+    );
+    // Deleted in the cluster: gone from the secondary too.
+    std::thread::sleep(Duration::from_millis(1100));
+    c.delete("networking.k8s.io", "v1", "ingresses", "shop", "shop");
+    let s2 = wait_serial_change(ex.dns(), s1);
+    assert!(
+        nsd.wait_serial(ZONE, s2, Duration::from_secs(3)).is_some(),
+        "{}",
+        nsd.output()
+    );
+    let m = nsd.ask("shop.example.com.", RecordType::A).unwrap();
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+}
