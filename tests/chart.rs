@@ -2464,3 +2464,117 @@ fn a_rendered_zone_file_and_dns_challenge_answer_over_dig() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn transfers_render_validate_and_serve_axfr() {
+    let rel = render(
+        "exdns",
+        "dns",
+        &[
+            "domain=example.com",
+            "transfer.to={127.0.0.1,192.0.2.10:5353,198.51.100.0/24}",
+        ],
+    );
+    validate_release(&rel);
+    assert_check_ok(&rel);
+    let block = "    transfer example.com. {\n        to 127.0.0.1 192.0.2.10:5353 198.51.100.0/24\n    }\n";
+    let cf = rel.corefile();
+    assert!(
+        cf.contains(block) || cf.contains(&block.replace("example.com.", "example.com")),
+        "{cf}"
+    );
+    assert!(!cf.contains("tsig"), "{cf}");
+    // With a TSIG key from a Secret: the tsig block, and the Secret mounted where it points.
+    let signed = render(
+        "exdns",
+        "dns",
+        &[
+            "domain=example.com",
+            "transfer.to={192.0.2.10}",
+            "transfer.tsig.existingSecret=transfer-key",
+        ],
+    );
+    validate_release(&signed);
+    let cf = signed.corefile();
+    assert!(
+        cf.contains("        secrets /etc/exdns/tsig/tsig.conf\n        require AXFR IXFR\n"),
+        "{cf}"
+    );
+    let pod = &signed.one("Deployment")["spec"]["template"]["spec"];
+    let vol = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "tsig")
+        .unwrap();
+    assert_eq!(vol["secret"]["secretName"], "transfer-key");
+    assert_eq!(vol["secret"]["items"][0]["key"], "tsig.conf");
+    let mount = signed.container()["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "tsig")
+        .unwrap()
+        .clone();
+    assert_eq!(mount["mountPath"], "/etc/exdns/tsig");
+    assert_eq!(mount["readOnly"], true);
+    // No transfers without TCP.
+    assert_refused(
+        &[(
+            &[
+                "domain=example.com",
+                "transfer.to={192.0.2.10}",
+                "service.useTcp=false",
+            ],
+            json!({}),
+            "transfer.to needs service.useTcp: zone transfers run over TCP",
+        )],
+        false,
+    );
+    // The rendered transfer block serves the cluster's zone.
+    let mut text = runnable(&rel.corefile(), "objects");
+    let xfr = cf_block(&rel.corefile(), "transfer ");
+    text = text.replace(
+        "    ready 127.0.0.1:0\n",
+        &format!("{xfr}\n    ready 127.0.0.1:0\n"),
+    );
+    let svc = with_lb_status(rel.one("Service"), "198.51.100.1");
+    let ex = Exdns::start_with(&text, &[("objects/exdns.yaml", svc.as_str())], &[]);
+    wait_ready(&ex);
+    let (code, out) = support::run(
+        "dig",
+        &[
+            "@127.0.0.1",
+            "-p",
+            &ex.dns().port().to_string(),
+            "example.com",
+            "AXFR",
+            "+nostats",
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("exdns.dns.example.com.\t300\tIN\tA\t198.51.100.1"),
+        "{out}\n{text}"
+    );
+    assert_eq!(out.matches("\tSOA\t").count(), 2, "{out}");
+}
+
+/// The lines of the first directive starting with `prefix` (its `{ … }` block included).
+fn cf_block(corefile: &str, prefix: &str) -> String {
+    let mut out = Vec::new();
+    let mut lines = corefile.lines();
+    for l in lines.by_ref() {
+        if l.trim_start().starts_with(prefix) {
+            out.push(l);
+            break;
+        }
+    }
+    for l in lines {
+        out.push(l);
+        if l.trim() == "}" {
+            break;
+        }
+    }
+    out.join("\n")
+}

@@ -243,6 +243,20 @@ The Corefile.
         nodeAddressType {{ . }}
         {{- end }}
     }
+    {{- with $v.transfer.to }}
+    {{- if not $v.service.useTcp }}
+    {{- fail "transfer.to needs service.useTcp: zone transfers run over TCP" }}
+    {{- end }}
+    transfer {{ include "exdns.domain" $ }} {
+        to {{ join " " . }}
+    }
+    {{- if $v.transfer.tsig.existingSecret }}
+    tsig {{ include "exdns.domain" $ }} {
+        secrets /etc/exdns/tsig/{{ $v.transfer.tsig.key }}
+        require AXFR IXFR
+    }
+    {{- end }}
+    {{- end }}
     {{- range $v.extraZonePlugins }}
     {{- if not (and (eq .name "forward") (include "exdns.ownForward" $)) }}
     {{ .name }}{{ with .parameters }} {{ . }}{{ end }}{{ with .configBlock }} {
