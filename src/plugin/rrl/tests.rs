@@ -153,6 +153,7 @@ impl Rig {
                 Outcome::Reply { .. } | Outcome::Code { .. } | Outcome::Wire { .. } => {
                     answered += 1
                 }
+                Outcome::Transfer { .. } => panic!("no transfer over UDP"),
             }
         }
         (answered, slipped, dropped)
