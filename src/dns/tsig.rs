@@ -324,7 +324,10 @@ pub fn parse_key_file(text: &str) -> Result<Vec<KeyFileEntry>, String> {
         if raw.is_empty() {
             return Err(format!("expected key name {line:?}"));
         }
-        let name = crate::plugin::zones::fqdn_lower(raw);
+        let mut name = raw.to_ascii_lowercase();
+        if !name.ends_with('.') {
+            name.push('.');
+        }
         if out.iter().any(|e| e.name == name) {
             return Err(format!("key {name:?} redefined"));
         }

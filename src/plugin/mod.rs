@@ -45,6 +45,7 @@ pub mod template;
 pub(crate) mod test_chain;
 pub mod timeouts;
 pub mod tls;
+pub mod tsig;
 pub mod util;
 pub mod whoami;
 pub mod zones;
@@ -267,6 +268,11 @@ pub static DIRECTIVES: &[DirectiveDef] = &[
     DirectiveDef {
         name: "loadbalance",
         setup: loadbalance::setup,
+        once: true,
+    },
+    DirectiveDef {
+        name: "tsig",
+        setup: tsig::setup,
         once: true,
     },
     DirectiveDef {
