@@ -184,6 +184,25 @@ fn dig_sees_badkey_and_badsig() {
     );
     assert!(out.contains("status: NOTAUTH,"), "{out}");
     assert!(out.contains("BADKEY 0"), "{out}");
+    // HMAC-MD5 is not implemented: BADKEY (hickory still decodes the record; no FORMERR).
+    let out = dig(
+        &ex,
+        &[
+            "-y",
+            &format!("hmac-md5:sha256.key:{SHA256}"),
+            "www.example.org",
+            "A",
+        ],
+    );
+    assert!(out.contains("status: NOTAUTH,"), "{out}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("sha256.key."))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        line.contains("hmac-md5.sig-alg.reg.int.") && line.trim_end().ends_with("BADKEY 0"),
+        "{line}"
+    );
     // And over TCP.
     let out = dig(
         &ex,

@@ -43,6 +43,9 @@ pub const NAME: &str = "tsig";
 /// from the plugin that produces them).
 const TRANSFER_QUEUE: usize = 8;
 
+/// The largest message a stream transport frames (its length is a 16-bit prefix).
+const MAX_MESSAGE: usize = 65535;
+
 /// What must be signed (CoreDNS's `require` and `require_opcode`; nothing by default).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Require {
@@ -93,6 +96,10 @@ impl Tsig {
             .saturating_sub(cookie_len + signer.record_len());
         let bytes = match outcome {
             Outcome::Drop { .. } => return outcome,
+            // The server answers a transfer over UDP with SERVFAIL; this one is signed.
+            Outcome::Transfer { .. } if !req.proto.is_stream() => {
+                encode_reply_within(req, req.reply_code(ResponseCode::ServFail), room)
+            }
             Outcome::Transfer { messages, plugin } => {
                 return Outcome::Transfer {
                     messages: sign_stream(messages, signer),
@@ -143,6 +150,14 @@ pub fn sign_stream(
     tokio::spawn(async move {
         while let Some(mut m) = messages.recv().await {
             signer.sign(&mut m);
+            if m.len() > MAX_MESSAGE {
+                // Cannot be framed on a stream: end the transfer rather than corrupt it.
+                tracing::error!(
+                    "tsig: a signed transfer message of {} bytes exceeds 65535; transfer ended",
+                    m.len()
+                );
+                break;
+            }
             if tx.send(m).await.is_err() {
                 break;
             }

@@ -571,6 +571,17 @@ fn transfer_messages_are_signed_in_order() {
         let msg = Message::from_vec(m).unwrap();
         assert_eq!(msg.answers[0].data, RData::A(A::new(192, 0, 2, i as u8)));
     }
+    // Over UDP a transfer is a signed SERVFAIL.
+    let (q, mut c) = signed(
+        "example.org.",
+        RecordType::AXFR,
+        &key(None),
+        Algorithm::HmacSha256,
+        tsig::unix_now(),
+    );
+    let (r, _) = ask(&s, &q, Proto::Udp);
+    assert_eq!(rcode(&r), ResponseCode::ServFail);
+    c.verify_reply(&r).unwrap();
     // Out of order they do not verify: each covers the prior MAC.
     let (_, mut c) = signed(
         "example.org.",
