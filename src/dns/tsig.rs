@@ -315,7 +315,7 @@ pub fn parse_key_file(text: &str) -> Result<Vec<KeyFileEntry>, String> {
             continue;
         }
         if fields[0] != "key" {
-            return Err(format!("unexpected token {:?}", fields[0]));
+            return Err(unexpected(fields[0]));
         }
         if fields.len() < 2 {
             return Err(format!("expected key name {line:?}"));
@@ -356,7 +356,7 @@ pub fn parse_key_file(text: &str) -> Result<Vec<KeyFileEntry>, String> {
                     secret = Some(s.to_string());
                 }
                 "}" | "};" => break,
-                other => return Err(format!("unexpected token {other:?}")),
+                other => return Err(unexpected(other)),
             }
         }
         let Some(secret) = secret else {
@@ -369,6 +369,20 @@ pub fn parse_key_file(text: &str) -> Result<Vec<KeyFileEntry>, String> {
         });
     }
     Ok(out)
+}
+
+/// CoreDNS's `unexpected token "T"`, unless the token could be a secret (anything but a
+/// plain keyword: a quoted or base64 string), which is never quoted back.
+fn unexpected(token: &str) -> String {
+    let keyword = token.len() <= 32
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphabetic() || matches!(b, b'-' | b'_' | b'{' | b'}' | b';'));
+    if keyword {
+        format!("unexpected token {token:?}")
+    } else {
+        "unexpected token (not shown: it may be a secret)".to_string()
+    }
 }
 
 /// A TSIG failure (RFC 8945 §5.2), as the TSIG record's Error field or FORMERR.

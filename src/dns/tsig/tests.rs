@@ -600,6 +600,14 @@ fn key_files_as_coredns_reads_them() {
         "expected secret key for key \"a.\""
     );
     assert_eq!(err("key a {\nfoo bar;\n};"), "unexpected token \"foo\"");
+    // A secret on a line of its own is never quoted back.
+    for text in [
+        "key a {\n\"c2VjcmV0LXNlY3JldA==\";\n};",
+        "c2VjcmV0LXNlY3JldA==\n",
+    ] {
+        let e = err(text);
+        assert_eq!(e, "unexpected token (not shown: it may be a secret)");
+    }
     assert_eq!(
         err("key a {\nalgorithm hmac-sha1;\n};"),
         "expected secret for key \"a.\""

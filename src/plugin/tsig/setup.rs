@@ -56,7 +56,10 @@ pub(crate) fn parse(d: &mut Dispenser, ctx: &SetupCtx<'_>) -> Result<Tsig, Parse
             "secret" => {
                 let args = d.remaining_args();
                 let [name, secret] = args.as_slice() else {
-                    return Err(d.arg_err());
+                    // CoreDNS's wording, but after `secret`: the last token may be the key.
+                    return Err(
+                        d.err("Wrong argument count or unexpected line ending after 'secret'")
+                    );
                 };
                 let key = Key::new(name, None, secret).map_err(|e| d.err(e.to_string()))?;
                 add(d, &mut keys, key)?;
@@ -123,7 +126,11 @@ pub(crate) fn parse(d: &mut Dispenser, ctx: &SetupCtx<'_>) -> Result<Tsig, Parse
                     }
                 }
             }
-            _ => return Err(d.unknown_property()),
+            // A key pasted on a line of its own is not quoted back.
+            p if p.len() <= 32 && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') => {
+                return Err(d.unknown_property());
+            }
+            _ => return Err(d.err("unknown property (not shown: it may be a secret)")),
         }
     }
     Ok(Tsig {

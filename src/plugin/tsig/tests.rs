@@ -81,11 +81,22 @@ fn setup_errors() {
     );
     assert_eq!(
         setup_err(s, "tsig {\n secret name. too many parameters\n}"),
-        "Corefile:2 - Error during parsing: Wrong argument count or unexpected line ending after 'parameters'"
+        "Corefile:2 - Error during parsing: Wrong argument count or unexpected line ending after 'secret'"
+    );
+    // A key without its name: the key is not quoted back.
+    assert_eq!(
+        setup_err(
+            s,
+            "tsig {\n secret NoTCJU+DMqFWywaPyxSijrDEA/eC3nK0xi3AMEZuPVk=\n}"
+        ),
+        "Corefile:2 - Error during parsing: Wrong argument count or unexpected line ending after 'secret'"
     );
     assert_eq!(
-        setup_err(s, "tsig {\n secret name.\n}"),
-        "Corefile:2 - Error during parsing: Wrong argument count or unexpected line ending after 'name.'"
+        setup_err(
+            s,
+            "tsig {\n NoTCJU+DMqFWywaPyxSijrDEA/eC3nK0xi3AMEZuPVk=\n}"
+        ),
+        "Corefile:2 - Error during parsing: unknown property (not shown: it may be a secret)"
     );
     assert_eq!(
         setup_err(s, "tsig {\n require\n}"),
