@@ -209,15 +209,15 @@ def tsig_seeds():
 
     algs = ["hmac-sha1", "hmac-sha224", "hmac-sha256", "hmac-sha384", "hmac-sha512"]
     for alg in algs:
-        out.append(signed("www.example.org.", "A", alg, t))
-        out.append(signed("example.org.", "AXFR", alg, t, edns=True))
-        out.append(signed("www.example.org.", "A", alg, t + 3600))
+        out.append(signed("www.tsig.example.org.", "A", alg, t))
+        out.append(signed("tsig.example.org.", "AXFR", alg, t, edns=True))
+        out.append(signed("www.tsig.example.org.", "A", alg, t + 3600))
     good = out[0]
-    out.append(signed("www.example.org.", "A", "hmac-sha256", t, name="other.key."))
-    out.append(signed("www.example.org.", "A", "hmac-md5.sig-alg.reg.int.", t))
-    out.append(signed("www.example.org.", "A", "hmac-sha256", t, key_secret="AAAAAAAAAAAAAAAA"))
+    out.append(signed("www.tsig.example.org.", "A", "hmac-sha256", t, name="other.key."))
+    out.append(signed("www.tsig.example.org.", "A", "hmac-md5.sig-alg.reg.int.", t))
+    out.append(signed("www.tsig.example.org.", "A", "hmac-sha256", t, key_secret="AAAAAAAAAAAAAAAA"))
     for n in [10, 16, 20, 31]:
-        out.append(signed("www.example.org.", "A", "hmac-sha256", t, mac_len=n))
+        out.append(signed("www.tsig.example.org.", "A", "hmac-sha256", t, mac_len=n))
     tampered = bytearray(good)
     tampered[13] ^= 0x20
     out.append(bytes(tampered))
@@ -226,7 +226,7 @@ def tsig_seeds():
     after[11] += 1
     out.append(bytes(after) + b"\x00\x00\x29\x04\xd0\x00\x00\x00\x00\x00\x00")
     out.append(good[:-5])
-    out.append(dns.message.make_query("www.example.org.", "A").to_wire())
+    out.append(dns.message.make_query("www.tsig.example.org.", "A").to_wire())
     return out
 
 

@@ -88,6 +88,16 @@ example.org:53 {
         2001:db8::9 www.example.org
     }
 }
+tsig.example.org:53 {
+    tsig {
+        secret fuzz.key. ZnV6ei1rZXktc2VjcmV0LWZvci10aGUtdHNpZy10YXJnZXQ=
+        require MX AXFR
+    }
+    cache 30
+    hosts {
+        192.0.2.10 www.tsig.example.org
+    }
+}
 .:53 {
     whoami
 }

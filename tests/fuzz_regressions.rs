@@ -91,6 +91,9 @@ fn tsig_inputs() {
     replay("tsig", 10, |d| {
         fuzzing::tsig(d);
     });
+    // And as queries to the query target's `tsig` block (tsig.example.org).
+    let h = fuzzing::QueryHarness::new(&root().join("fixtures/demo")).expect("harness");
+    replay("tsig", 10, |d| h.check(d));
 }
 
 #[test]
