@@ -945,9 +945,18 @@ pub struct Client {
 }
 
 impl Client {
-    /// Signs the request `msg` with `key` and `algorithm` at time `now`.
+    /// Signs the request `msg` (a complete message; anything shorter than a header is left
+    /// unsigned) with `key` and `algorithm` at time `now`.
     pub fn sign_request(key: &Key, algorithm: Algorithm, msg: &mut Vec<u8>, now: u64) -> Client {
         let alg_wire = algorithm.wire_name();
+        if msg.len() < HEADER {
+            return Client {
+                key: Arc::new(key.clone()),
+                algorithm,
+                prior_mac: Vec::new(),
+                first: true,
+            };
+        }
         let id = u16::from_be_bytes([msg[0], msg[1]]);
         let vars = variables(&key.wire, &alg_wire, now, FUDGE, 0, &[]);
         let mac = algorithm.mac(&key.secret, &[msg, &vars]);
