@@ -15,18 +15,21 @@
 //! count for all of them; a name inside several nested zones counts for the longest). The
 //! sum does not depend on any order, so it is updated per changed entry:
 //! - until the index has been synced once, the serial is a base derived from the hash alone
-//!   (1 for an empty zone, else `1 + hash % 999_999_999`), so two instances that synced the
-//!   same data answer the same serial; the base stays below any current Unix time;
-//! - afterwards, when the hash changes the serial becomes `max(previous + 1, now)` (`now` in
-//!   Unix seconds, truncated to u32), otherwise it stays. Instances that see the same change
-//!   in the same second agree again.
+//!   (1 for an empty zone, else `1 + hash % 999_999_999`); nothing is served then (SERVFAIL);
+//! - the first synced version takes the clock (Unix seconds, truncated to u32), so a restarted
+//!   process never publishes a serial below the ones it published before — those were at most
+//!   the clock of their time (or a few above it after bursts of more than one change a second);
+//! - afterwards, when the hash changes the serial becomes `max(previous + 1, now)` (RFC 1982
+//!   arithmetic), otherwise it stays. Two instances watching the same cluster agree whenever
+//!   they see a change within the same second, which is the usual case: after a restart of one,
+//!   from the next change on.
 //!
-//! A restarted process starts again from the base (there is no persisted state), so its
-//! serial can be lower than before the restart.
+//! docs/plugins/k8s_gateway.md ("Serials and zone transfers") gives the reasoning and limits.
 
 mod builder;
 
-use std::borrow::Cow;
+pub(crate) use crate::kube::model::norm;
+
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::io;
@@ -316,17 +319,6 @@ struct Built {
     hostnames: BTreeSet<String>,
 }
 
-/// Lower-case, without a trailing dot (sources already deliver names that way; this only
-/// allocates when they did not).
-fn norm(name: &str) -> Cow<'_, str> {
-    let n = name.strip_suffix('.').unwrap_or(name);
-    if n.bytes().any(|b| b.is_ascii_uppercase()) {
-        Cow::Owned(n.to_ascii_lowercase())
-    } else {
-        Cow::Borrowed(n)
-    }
-}
-
 /// Whether `name` is `zone` or below it (`zone` without trailing dot; "" is the root).
 fn in_zone(name: &str, zone: &str) -> bool {
     zone.is_empty()
@@ -342,6 +334,17 @@ fn base_serial(hash: u64, names: usize) -> u32 {
         1
     } else {
         1 + (hash % 999_999_999) as u32
+    }
+}
+
+/// The serial after `prev` at Unix time `now`: the clock, or `prev + 1` when the clock is not
+/// ahead of it (RFC 1982 arithmetic; 0 is skipped).
+fn next_serial(prev: u32, now: u32) -> u32 {
+    let bumped = prev.wrapping_add(1).max(1);
+    if now != 0 && now.wrapping_sub(bumped) < 0x8000_0000 {
+        now
+    } else {
+        bumped
     }
 }
 

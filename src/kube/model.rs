@@ -298,9 +298,40 @@ pub struct Store {
     changes: Option<Changes>,
 }
 
+/// A name as the index keys it: lower-case, no trailing dot.
+pub(crate) fn norm(name: &str) -> std::borrow::Cow<'_, str> {
+    let n = name.strip_suffix('.').unwrap_or(name);
+    if n.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(n.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(n)
+    }
+}
+
+/// Keeps a contribution's names in [`norm`] order (stable), so the index finds one name's
+/// entries of an object by binary search: a DNSEndpoint may carry thousands of names.
+fn sorted(mut c: Contribution) -> Contribution {
+    if let Contribution::Names(v) = &mut c
+        && !v.is_sorted_by(|a, b| norm(&a.name) <= norm(&b.name))
+    {
+        v.sort_by(|a, b| norm(&a.name).cmp(&norm(&b.name)));
+    }
+    c
+}
+
 impl Store {
     /// Applies an event; returns whether anything changed.
     pub fn apply(&mut self, kind: ObjKind, ev: Event) -> bool {
+        let ev = match ev {
+            Event::Apply(k, Some(c)) => Event::Apply(k, Some(sorted(c))),
+            Event::Replace(items) => {
+                Event::Replace(items.into_iter().map(|(k, c)| (k, sorted(c))).collect())
+            }
+            Event::ReplaceScope(p, items) => {
+                Event::ReplaceScope(p, items.into_iter().map(|(k, c)| (k, sorted(c))).collect())
+            }
+            other => other,
+        };
         let map = self.objects.entry(kind).or_default();
         let mut log = self.changes.as_mut().map(|c| c.entry(kind).or_default());
         let tracking = log.is_some();

@@ -45,6 +45,7 @@ pub mod template;
 pub(crate) mod test_chain;
 pub mod timeouts;
 pub mod tls;
+pub mod transfer;
 pub mod tsig;
 pub mod util;
 pub mod whoami;
@@ -87,6 +88,21 @@ pub trait Plugin: Send + Sync + 'static {
 
     /// Called when the config holding this plugin is replaced (reload) or the server stops.
     fn on_shutdown(&self) {}
+
+    /// This plugin's zone data for transfers, when it is authoritative (k8s_gateway, file).
+    fn transferer(self: Arc<Self>) -> Option<Arc<dyn transfer::Transferer>> {
+        None
+    }
+
+    /// Called once the block's chain is built, with the whole chain (`transfer` finds the
+    /// plugins it transfers zones from, as CoreDNS's does at startup).
+    fn link(&self, _chain: &[Arc<dyn Plugin>]) {}
+
+    /// Whether NOTIFY messages (RFC 1996) should reach the chain; without such a plugin the
+    /// server answers them NOTAUTH.
+    fn accepts_notify(&self) -> bool {
+        false
+    }
 }
 
 /// What a plugin learns at startup.
@@ -288,6 +304,11 @@ pub static DIRECTIVES: &[DirectiveDef] = &[
     DirectiveDef {
         name: "template",
         setup: template::setup,
+        once: false,
+    },
+    DirectiveDef {
+        name: "transfer",
+        setup: transfer::setup,
         once: false,
     },
     DirectiveDef {

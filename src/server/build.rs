@@ -174,6 +174,9 @@ pub fn build(cf: &Corefile) -> Result<Config, ConfigError> {
             }
         }
 
+        for p in &chain {
+            p.link(&chain);
+        }
         let mut zones: Vec<String> = Vec::new();
         for k in &sb.keys {
             if !zones.contains(&k.zone) {

@@ -71,7 +71,10 @@ fn prepare_inner(
         // Never answer responses (reflection loops).
         return Prepared::Done(None);
     }
-    if header.metadata.op_code != OpCode::Query {
+    // NOTIFY (RFC 1996) is accepted as miekg/dns accepts it; a block without a plugin that
+    // takes it answers NOTAUTH below.
+    let notify = header.metadata.op_code == OpCode::Notify;
+    if header.metadata.op_code != OpCode::Query && !notify {
         return Prepared::Done(header_error(buf, &header, ResponseCode::NotImp));
     }
     let c = &header.counts;
@@ -99,6 +102,7 @@ fn prepare_inner(
     };
     if let (Some(l), Some(name), Some(Some((zone, block)))) = (&layout, &lower, routed)
         && !matches!(verdict, Verdict::BadCookie(_))
+        && !notify
         && let Some(shape) = view::shape(buf, l)
     {
         let q = QueryView {
@@ -155,6 +159,9 @@ fn prepare_inner(
     }
     // `req.name` is `lower` when there is one, already routed.
     match routed.unwrap_or_else(|| router.route(&req.name)) {
+        Some((_, block)) if notify && !block.chain.iter().any(|p| p.accepts_notify()) => {
+            Prepared::Done(encode_error(&req.msg, ResponseCode::NotAuth))
+        }
         Some((zone, block)) => {
             req.zone = zone.clone();
             let block = block.clone();

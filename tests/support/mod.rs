@@ -6,6 +6,7 @@ pub mod fake_apiserver;
 pub mod fwd;
 pub mod netns;
 pub mod nsd;
+pub mod secondary;
 pub mod tlsecho;
 pub mod unbound;
 
@@ -220,9 +221,11 @@ impl Exdns {
     /// Replaces a file the way an editor or a ConfigMap update does: the server reading it at any
     /// moment sees the old content or the new, never a half-written file.
     pub fn replace(&self, name: &str, content: &str) {
-        let tmp = self.dir.path().join(format!(".{name}.tmp"));
+        let path = self.dir.path().join(name);
+        let file = path.file_name().unwrap().to_string_lossy();
+        let tmp = path.with_file_name(format!(".{file}.tmp"));
         std::fs::write(&tmp, content).unwrap();
-        std::fs::rename(&tmp, self.dir.path().join(name)).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
     }
 
     /// How many printed lines contain `needle`.

@@ -30,7 +30,7 @@ use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use super::{HostCache, HostMap, IndexConfig, base_serial, in_zone, norm};
+use super::{HostCache, HostMap, IndexConfig, base_serial, in_zone, next_serial, norm};
 use crate::kube::model::{Address, Contribution, Kind, NameData, ObjKey, ObjKind, Store};
 use crate::kube::snapshot::{KINDS, RecordSet, Snapshot, ZoneSerial};
 use crate::kube::source::Feed;
@@ -383,7 +383,10 @@ impl Builder {
             let prev = prev_zones.as_ref().and_then(|p| p.get(zone).copied());
             let serial = match prev {
                 Some(p) if p.hash == *hash => p.serial,
-                Some(p) => p.serial.wrapping_add(1).max(1).max(now),
+                Some(p) => next_serial(p.serial, now),
+                // The first synced version: the clock, so a restarted process never goes
+                // below the serials it published before (they were at most the clock then).
+                None if ever_synced => next_serial(base_serial(*hash, *count), now),
                 None => base_serial(*hash, *count),
             };
             self.snap.zones.insert(
@@ -725,7 +728,10 @@ impl Builder {
                     }
                 }
                 Some(Contribution::Names(nds)) => {
-                    for nd in nds.iter().filter(|nd| norm(&nd.name) == name) {
+                    // Names are kept in `norm` order (`Store::apply`).
+                    let from = nds.partition_point(|nd| norm(&nd.name).as_ref() < name);
+                    let same = nds[from..].iter().take_while(|nd| norm(&nd.name) == name);
+                    for nd in same {
                         match &nd.endpoints_of {
                             Some(svc) => {
                                 let slices = store.get(ObjKind::EndpointSlice);

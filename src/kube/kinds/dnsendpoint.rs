@@ -19,6 +19,8 @@ pub(super) fn contribute(
         return Ok((key, None));
     }
     let mut out: Vec<NameData> = Vec::new();
+    // Name → its entry in `out`: a DNSEndpoint may carry thousands of endpoints.
+    let mut at: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     for (i, ep) in d.spec.endpoints.iter().enumerate() {
         let w = |m: String| warn(KIND, &key, &format!("spec.endpoints[{i}]: {m}"));
         let name = match normalize_name(&ep.dns_name, true) {
@@ -28,9 +30,10 @@ pub(super) fn contribute(
                 continue;
             }
         };
-        let idx = match out.iter().position(|n| n.name == name) {
-            Some(i) => i,
+        let idx = match at.get(&name) {
+            Some(&i) => i,
             None => {
+                at.insert(name.clone(), out.len());
                 out.push(NameData {
                     name,
                     ..Default::default()

@@ -281,6 +281,10 @@ impl Plugin for File {
         Ok(())
     }
 
+    fn transferer(self: Arc<Self>) -> Option<Arc<dyn crate::plugin::transfer::Transferer>> {
+        Some(self)
+    }
+
     fn on_shutdown(&self) {
         self.task.stop();
     }
@@ -288,3 +292,16 @@ impl Plugin for File {
 
 #[cfg(test)]
 mod tests;
+
+/// Transfers read the loaded zone (one immutable version; a reload swaps in a new one).
+impl crate::plugin::transfer::Transferer for File {
+    fn serial(&self, zone: &str) -> Option<u32> {
+        let slot = self.zones.iter().find(|z| z.origin == zone)?;
+        slot.zone.load().as_ref().map(|z| z.serial())
+    }
+
+    fn records(&self, zone: &str) -> Option<Vec<hickory_proto::rr::Record>> {
+        let slot = self.zones.iter().find(|z| z.origin == zone)?;
+        slot.zone.load().as_ref().map(|z| z.records())
+    }
+}

@@ -255,6 +255,26 @@ impl Zone {
         self.serial
     }
 
+    /// Every record for a zone transfer: the apex SOA first, then every other record by owner
+    /// name and type (delegations and glue included).
+    pub(crate) fn records(&self) -> Vec<Record> {
+        let mut out = Vec::new();
+        if let Some(soa) = self.node(&self.origin).and_then(|n| n.get(RecordType::SOA)) {
+            out.extend(soa.iter().take(1).cloned());
+        }
+        for (name, _) in &self.entries {
+            let Some(node) = self.node(name) else {
+                continue;
+            };
+            for (t, rrs) in &node.sets {
+                if *t != RecordType::SOA {
+                    out.extend(rrs.iter().cloned());
+                }
+            }
+        }
+        out
+    }
+
     /// Records per owner name (sorted by name).
     pub(crate) fn entries(&self) -> &[(String, usize)] {
         &self.entries

@@ -19,13 +19,6 @@ use crate::kube::snapshot::{RecordSet, Snapshot};
 use crate::plugin::k8s_gateway::setup::Settings;
 use crate::plugin::zones::{in_zone, match_zone};
 
-/// SOA timers (as the CoreDNS plugin sets them).
-pub const SOA_REFRESH: i32 = 7200;
-pub const SOA_RETRY: i32 = 1800;
-pub const SOA_EXPIRE: i32 = 86400;
-pub const SOA_MINIMUM: u32 = 60;
-pub const SOA_TTL: u32 = 60;
-
 /// What the plugin does with a query.
 #[derive(Debug)]
 pub enum Answer {
@@ -123,6 +116,10 @@ pub fn answer_prepared(s: &Settings, p: &Prepared, snap: &Snapshot, req: &Reques
         return Answer::Code(ResponseCode::ServFail);
     }
     let qtype = req.qtype();
+    // Zone transfers are the transfer plugin's: without it (or from a stranger) REFUSED.
+    if matches!(qtype, RecordType::AXFR | RecordType::IXFR) {
+        return Answer::Code(ResponseCode::Refused);
+    }
     let mut r = Responder {
         s,
         snap,
@@ -282,20 +279,7 @@ impl Responder<'_> {
     }
 
     fn soa(&self) -> Record {
-        let serial = self.snap.serial(self.zone);
-        Record::from_rdata(
-            self.names.zone.clone(),
-            SOA_TTL,
-            RData::SOA(SOA::new(
-                self.names.mname.clone(),
-                self.names.rname.clone(),
-                serial,
-                SOA_REFRESH,
-                SOA_RETRY,
-                SOA_EXPIRE,
-                SOA_MINIMUM,
-            )),
-        )
+        soa(self.s, self.names, self.snap.serial(self.zone))
     }
 
     /// NS set in name order, identical on both instances of a dual deployment.
@@ -481,6 +465,110 @@ impl Responder<'_> {
             }
             _ => {}
         }
+    }
+}
+
+/// The zone's SOA: timers from the settings; its TTL and MINIMUM (the negative-caching TTL,
+/// RFC 2308) are the directive's `ttl`, so a name that appears is seen as soon as an answer
+/// would be.
+fn soa(s: &Settings, names: &ZoneNames, serial: u32) -> Record {
+    Record::from_rdata(
+        names.zone.clone(),
+        s.ttl,
+        RData::SOA(SOA::new(
+            names.mname.clone(),
+            names.rname.clone(),
+            serial,
+            s.soa.refresh as i32,
+            s.soa.retry as i32,
+            s.soa.expire as i32,
+            s.ttl,
+        )),
+    )
+}
+
+/// Every record of `zone` (one of the settings' zones, lower-case absolute) as queries see
+/// it, for zone transfers: the SOA first, then the NS set, then every name's data in name
+/// order (glue included, as `<apex>.<zone>` and the secondary are names of the zone). Names in
+/// a longer configured zone belong to that zone. `None` before the first sync.
+pub fn zone_records(
+    s: &Settings,
+    p: &Prepared,
+    snap: &Snapshot,
+    zone: &str,
+) -> Option<Vec<Record>> {
+    let i = s.zones.iter().position(|z| z == zone)?;
+    if !snap.synced() {
+        return None;
+    }
+    let names = &p.zones[i];
+    let abs = |key: &str| -> Option<String> {
+        let fq = format!("{key}.");
+        if in_zone(&fq, zone) {
+            Some(fq)
+        } else if s.zones.iter().any(|z| in_zone(&fq, z)) {
+            None // another zone's name
+        } else if zone == "." {
+            Some(fq)
+        } else {
+            Some(format!("{key}.{zone}"))
+        }
+    };
+    let mut owners = std::collections::BTreeSet::new();
+    for kind in &s.kinds {
+        for (k, _) in snap.exact[kind.index()].iter() {
+            owners.extend(abs(k));
+        }
+        for (k, _) in snap.wild[kind.index()].iter() {
+            owners.extend(abs(&format!("*.{k}")));
+        }
+    }
+    for (_, glue) in &names.glue {
+        owners.insert(glue.to_ascii().to_ascii_lowercase());
+    }
+    let mut out = vec![soa(s, names, snap.serial(zone))];
+    out.extend(names.ns.iter().cloned());
+    // The apex's own data (an Ingress for the zone's name); never a CNAME beside the SOA.
+    let apex = zone.trim_end_matches('.');
+    if let Some((_, d)) = snap.lookup(&s.kinds, &[apex]) {
+        push_data(&mut out, &names.zone, &d, s.ttl, false);
+    }
+    for owner in owners {
+        if owner == zone || zone_index(s, &owner) != Some(i) {
+            continue;
+        }
+        let data = match find(s, snap, &owner, zone) {
+            Found::Data(d) => d,
+            Found::ApexHost => match snap.exact(Kind::Service, &s.apex) {
+                Some(d) => d,
+                None => continue,
+            },
+            Found::Apex | Found::EmptyNonTerminal | Found::Missing => continue,
+        };
+        let Ok(name) = Name::from_ascii(&owner) else {
+            continue;
+        };
+        push_data(&mut out, &name, &data, s.ttl, true);
+    }
+    Some(out)
+}
+
+/// A name's records: its CNAME (when `cname` is allowed), else its A, AAAA and TXT.
+fn push_data(out: &mut Vec<Record>, owner: &Name, d: &RecordSet, default_ttl: u32, cname: bool) {
+    let ttl = d.ttl_or(default_ttl);
+    if let Some(target) = d.cname.first() {
+        if cname && let Ok(t) = Name::from_ascii(format!("{target}.")) {
+            out.push(Record::from_rdata(
+                owner.clone(),
+                ttl,
+                RData::CNAME(CNAME(t)),
+            ));
+        }
+        return;
+    }
+    push_addrs(out, owner, Some(d), ttl, true, true);
+    for t in &d.txt {
+        out.push(Record::from_rdata(owner.clone(), ttl, RData::TXT(txt(t))));
     }
 }
 

@@ -24,6 +24,7 @@ use crate::kube::index::IndexConfig;
 use crate::kube::model::ObjKind;
 use crate::kube::snapshot::Snapshot;
 use crate::kube::source::Feed;
+use crate::plugin::transfer::Transferer;
 use crate::plugin::{FastNext, Next, Plugin, SetupCtx, StartupCtx};
 use hickory_proto::op::ResponseCode;
 
@@ -194,5 +195,22 @@ impl Plugin for K8sGateway {
     async fn on_startup(&self, _ctx: &StartupCtx) -> Result<(), String> {
         self.instance.start();
         Ok(())
+    }
+
+    fn transferer(self: Arc<Self>) -> Option<Arc<dyn Transferer>> {
+        Some(self)
+    }
+}
+
+/// Zone transfers read one snapshot: a transfer is one version of the zone.
+impl Transferer for K8sGateway {
+    fn serial(&self, zone: &str) -> Option<u32> {
+        let snap = self.instance.snapshot.load();
+        (snap.synced() && self.settings.zones.iter().any(|z| z == zone)).then(|| snap.serial(zone))
+    }
+
+    fn records(&self, zone: &str) -> Option<Vec<hickory_proto::rr::Record>> {
+        let snap = self.instance.snapshot.load_full();
+        answer::zone_records(&self.settings, &self.prepared, &snap, zone)
     }
 }

@@ -13,6 +13,7 @@
 //!     fallthrough [ZONES...]
 //!     nodeAddressType InternalIP|ExternalIP
 //!     manifests DIR
+//!     soa REFRESH RETRY EXPIRE
 //! }
 //! ```
 
@@ -25,6 +26,23 @@ use crate::kube::model::{Filters, Kind};
 pub const DEFAULT_APEX: &str = "dns1.kube-system";
 /// Default `ttl`.
 pub const DEFAULT_TTL: u32 = 60;
+
+/// The SOA's refresh, retry and expire timers (seconds); its MINIMUM and TTL are `ttl`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SoaTimers {
+    pub refresh: u32,
+    pub retry: u32,
+    pub expire: u32,
+}
+
+/// The defaults pass the common zone checks (Zonemaster's ZONE02–ZONE05, RFC 1912 §2.2):
+/// refresh 4 h (secondaries learn of changes by NOTIFY; refresh is the fallback), retry 1 h,
+/// expire 2 weeks (a secondary keeps answering through a long primary outage).
+pub const DEFAULT_SOA: SoaTimers = SoaTimers {
+    refresh: 14_400,
+    retry: 3_600,
+    expire: 1_209_600,
+};
 
 /// Where objects come from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -55,6 +73,8 @@ pub struct Settings {
     /// of the plugin's zones).
     pub fallthrough: Option<Vec<String>>,
     pub sources: Vec<SourceSpec>,
+    /// `soa REFRESH RETRY EXPIRE`.
+    pub soa: SoaTimers,
 }
 
 /// Parses one `k8s_gateway` directive (the dispenser is before its name).
@@ -71,6 +91,7 @@ pub fn parse(d: &mut Dispenser, block_zones: &[String]) -> Result<Settings, Pars
         secondary: None,
         fallthrough: None,
         sources: Vec::new(),
+        soa: DEFAULT_SOA,
     };
     let mut kubeconfigs: Vec<SourceSpec> = Vec::new();
     let mut manifests: Vec<SourceSpec> = Vec::new();
@@ -121,6 +142,33 @@ pub fn parse(d: &mut Dispenser, block_zones: &[String]) -> Result<Settings, Pars
                     return Err(d.err(format!("ttl must be in range [0, 3600]: {t}")));
                 }
                 s.ttl = t as u32;
+            }
+            "soa" => {
+                let args = d.remaining_args();
+                if args.len() != 3 {
+                    return Err(d.arg_err());
+                }
+                let mut v = [0u32; 3];
+                for (slot, a) in v.iter_mut().zip(&args) {
+                    *slot = soa_timer(a).map_err(|e| d.err(e))?;
+                }
+                if v[1] >= v[0] {
+                    return Err(d.err(format!(
+                        "soa retry ({}) must be less than refresh ({})",
+                        v[1], v[0]
+                    )));
+                }
+                if v[2] < v[0] {
+                    return Err(d.err(format!(
+                        "soa expire ({}) must not be less than refresh ({})",
+                        v[2], v[0]
+                    )));
+                }
+                s.soa = SoaTimers {
+                    refresh: v[0],
+                    retry: v[1],
+                    expire: v[2],
+                };
             }
             "apex" => {
                 let args = d.remaining_args();
@@ -216,4 +264,18 @@ fn relative_name(d: &Dispenser, raw: &str) -> Result<String, ParseError> {
     } else {
         Err(d.err(format!("invalid name '{raw}'")))
     }
+}
+
+/// A SOA timer: seconds, or a Go duration (`4h`), from 1 s to 2^31 - 1 s (RFC 2181 §8).
+fn soa_timer(a: &str) -> Result<u32, String> {
+    let secs: i128 = match a.parse::<i64>() {
+        Ok(n) => n as i128,
+        Err(_) => crate::plugin::util::parse_go_duration(a)
+            .map(|ns| ns / 1_000_000_000)
+            .map_err(|_| format!("soa timer must be seconds or a duration, got '{a}'"))?,
+    };
+    if !(1..=i32::MAX as i128).contains(&secs) {
+        return Err(format!("soa timer must be in range [1s, 2147483647s]: {a}"));
+    }
+    Ok(secs as u32)
 }

@@ -39,6 +39,7 @@ fn settings() -> Settings {
         secondary: None,
         fallthrough: None,
         sources: vec![],
+        soa: super::setup::DEFAULT_SOA,
     }
 }
 
@@ -343,7 +344,7 @@ fn apex_soa_ns_and_glue() {
     };
     assert_eq!(
         (soa.refresh, soa.retry, soa.expire, soa.minimum),
-        (7200, 1800, 86400, 60)
+        (14_400, 3_600, 1_209_600, 60)
     );
     assert_eq!(m.answers[0].ttl, 60);
     assert_eq!(soa.serial, snap.serial("example.com."));
