@@ -4,7 +4,8 @@
 //! query of a required type is REFUSED and other unsigned queries are answered (from the cache
 //! on the fast path the second time). Raw queries signed with exdns's own client side cover what
 //! dig cannot send: a clock outside the fudge (BADTIME, signed) and a MAC cut too short
-//! (FORMERR).
+//! (FORMERR). A signed AXFR/IXFR of a zone large enough for several messages verifies message by
+//! message in dig, kdig and exdns's own client side.
 
 mod support;
 
@@ -371,4 +372,149 @@ fn clock_skew_is_badtime_signed_and_short_macs_formerr() {
     );
     let rec = tsig::find_tsig(&r).unwrap().unwrap();
     assert_eq!((rec.error, rec.mac.len()), (0, 32));
+}
+
+/// A `file` zone of 3,000 TXT records (about 200 kB: several transfer messages) behind
+/// `transfer`, AXFR and IXFR required signed.
+fn start_transfer() -> Exdns {
+    let mut zone = String::from(
+        "$ORIGIN example.org.\n@ 3600 IN SOA ns.example.org. hostmaster.example.org. 1 7200 3600 1209600 3600\n@ 3600 IN NS ns.example.org.\nns 3600 IN A 192.0.2.53\nwww 60 IN A 192.0.2.1\n",
+    );
+    for i in 0..3000 {
+        zone.push_str(&format!("t{i:04} 60 IN TXT \"{}\"\n", "x".repeat(40)));
+    }
+    let corefile = format!(
+        "example.org:0 {{\n    bind 127.0.0.1\n    tsig {{\n        secret sha256.key. {SHA256}\n        secret sha1.key. {SHA1}\n        require AXFR IXFR\n    }}\n    transfer {{\n        to *\n    }}\n    file db.example.org\n}}\n"
+    );
+    Exdns::start_with(&corefile, &[("db.example.org", &zone)], &[])
+}
+
+/// dig and kdig verify every message of a signed AXFR (each after the first over the prior MAC
+/// and the timers, RFC 8945 §5.3.1); unsigned, the transfer is refused.
+#[test]
+fn signed_zone_transfer_verifies_message_by_message() {
+    if !require("dig") || !require("kdig") {
+        return;
+    }
+    let ex = start_transfer();
+    let port = ex.dns().port().to_string();
+    for (alg, name, secret) in [
+        ("hmac-sha256", "sha256.key", SHA256),
+        ("hmac-sha1", "sha1.key", SHA1),
+    ] {
+        let y = format!("{alg}:{name}:{secret}");
+        let out = dig(&ex, &["-y", &y, "example.org", "AXFR"]);
+        let size = out
+            .lines()
+            .find(|l| l.starts_with(";; XFR size: "))
+            .unwrap_or_else(|| panic!("no XFR size: {out}"));
+        assert!(
+            size.starts_with(";; XFR size: 3005 records (messages "),
+            "{size}"
+        );
+        let messages: usize = size
+            .split("messages ")
+            .nth(1)
+            .unwrap()
+            .split(',')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(messages >= 3, "{size}");
+        for bad in [
+            "Transfer failed",
+            "tsig verify failure",
+            "Couldn't verify",
+            "TSIG could not be validated",
+        ] {
+            assert!(!out.contains(bad), "{bad}: {out}");
+        }
+        // dig prints the TSIG record of every message.
+        assert_eq!(
+            out.lines()
+                .filter(|l| l.starts_with(&format!("{name}.")) && l.contains("\tTSIG\t"))
+                .count(),
+            messages,
+            "{out}"
+        );
+        let (code, out) = run(
+            "kdig",
+            &["@127.0.0.1", "-p", &port, "-y", &y, "example.org", "AXFR"],
+        );
+        assert_eq!(code, 0, "{out}");
+        assert!(out.contains("3005 records)"), "{out}");
+        assert!(
+            !out.contains("failed to verify TSIG") && !out.contains("WARNING"),
+            "{out}"
+        );
+    }
+    // IXFR from serial 0: the whole zone, signed.
+    let out = dig(
+        &ex,
+        &[
+            "-y",
+            &format!("hmac-sha256:sha256.key:{SHA256}"),
+            "example.org",
+            "IXFR=0",
+        ],
+    );
+    assert!(out.contains(";; XFR size: 3005 records"), "{out}");
+    assert!(!out.contains("Transfer failed"), "{out}");
+    // Unsigned: refused.
+    let out = dig(&ex, &["example.org", "AXFR"]);
+    assert!(out.contains("; Transfer failed."), "{out}");
+    // A wrong key: the transfer fails at the first message.
+    let out = dig(
+        &ex,
+        &[
+            "-y",
+            &format!("hmac-sha256:sha256.key:{SHA1}"),
+            "example.org",
+            "AXFR",
+        ],
+    );
+    assert!(!out.contains(";; XFR size"), "{out}");
+}
+
+/// exdns's own client side reads the same transfer message by message: every message signed,
+/// in order, and the stream verifies only in order.
+#[test]
+fn signed_zone_transfer_raw() {
+    let ex = start_transfer();
+    let key = Key::new("sha256.key.", None, SHA256).unwrap();
+    let mut q = query("example.org.", RecordType::AXFR, None);
+    q.metadata.recursion_desired = false;
+    let mut q = q.to_vec().unwrap();
+    let mut client = Client::sign_request(&key, Algorithm::HmacSha256, &mut q, tsig::unix_now());
+    let mut s = std::net::TcpStream::connect(ex.dns()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write_framed(&mut s, &q);
+    let mut messages = Vec::new();
+    let mut records = 0;
+    let mut soas = 0;
+    while soas < 2 {
+        let m = read_framed(&mut s).expect("a transfer message");
+        let rec = client
+            .verify_reply(&m)
+            .unwrap_or_else(|e| panic!("message {}: {e}", messages.len()));
+        assert_eq!(rec.original_id, u16::from_be_bytes([m[0], m[1]]));
+        let msg = Message::from_vec(&m).unwrap();
+        assert_eq!(msg.metadata.response_code, ResponseCode::NoError);
+        records += msg.answers.len();
+        soas += msg
+            .answers
+            .iter()
+            .filter(|r| r.record_type() == RecordType::SOA)
+            .count();
+        messages.push(m);
+    }
+    assert!(messages.len() >= 3, "{} messages", messages.len());
+    assert_eq!(records, 3005);
+    // The second message does not verify as the first reply to the request.
+    let mut fresh = query("example.org.", RecordType::AXFR, None)
+        .to_vec()
+        .unwrap();
+    let mut again = Client::sign_request(&key, Algorithm::HmacSha256, &mut fresh, 0);
+    assert!(again.verify_reply(&messages[1]).is_err());
 }
