@@ -7,9 +7,13 @@
   [query length][query][reply with ID 0x4242];
 - corefile: Corefile.example, every `corefile` example in docs/plugins/*.md, the fuzz config and
   the Corefiles written as string literals in tests/*.rs;
-- manifests: fixtures/demo and test/ manifests.
+- manifests: fixtures/demo and test/ manifests;
+- tsig: requests signed by dnspython (an independent TSIG implementation) with the fuzz key of
+  src/fuzzing.rs at its time, with every algorithm, and the same spoiled (unknown key and
+  algorithm, wrong MAC, clock skew, truncated MACs, a record after the TSIG, cut short).
 
-Needs a debug build (cargo build), dig and kdig. Run from anywhere: python3 fuzz/make_seeds.py
+Needs a debug build (cargo build), dig and kdig, and dnspython for the tsig seeds. Run from
+anywhere: python3 fuzz/make_seeds.py (python3 fuzz/make_seeds.py tsig: only the tsig seeds)
 """
 
 import hashlib
@@ -166,7 +170,72 @@ def manifests():
     return out
 
 
+def fuzzing_const(name):
+    src = open(os.path.join(ROOT, "src", "fuzzing.rs")).read()
+    return re.search(r"pub const " + name + r": [^=]+= \"?([^\";]+)\"?;", src).group(1)
+
+
+def tsig_seeds():
+    import dns.message
+    import dns.name
+    import dns.tsig
+
+    key_name = fuzzing_const("TSIG_KEY")
+    secret = fuzzing_const("TSIG_SECRET")
+    t = int(fuzzing_const("TSIG_TIME").replace("_", ""))
+    out = []
+
+    def signed(qname, qtype, algorithm, at, name=key_name, key_secret=secret, edns=False, mac_len=None):
+        q = dns.message.make_query(qname, qtype, use_edns=0 if edns else False, id=0x2d65)
+        key = dns.tsig.Key(name, key_secret, algorithm)
+        q.use_tsig(key, fudge=300)
+        real = __import__("time").time
+        __import__("time").time = lambda: at
+        try:
+            wire = bytearray(q.to_wire())
+        finally:
+            __import__("time").time = real
+        if mac_len is not None:
+            # Cut the MAC to mac_len octets (MAC size, MAC and RDLENGTH fixed up).
+            owner = dns.name.from_text(name).to_wire()
+            start = len(wire) - (len(owner) + 10) - (len(dns.name.from_text(algorithm).to_wire()) + 16 + q.mac.__len__())
+            rdata = start + len(owner) + 10
+            size_at = rdata + len(dns.name.from_text(algorithm).to_wire()) + 8
+            full = int.from_bytes(wire[size_at:size_at + 2], "big")
+            del wire[size_at + 2 + mac_len:size_at + 2 + full]
+            wire[size_at:size_at + 2] = mac_len.to_bytes(2, "big")
+            wire[rdata - 2:rdata] = (len(wire) - rdata).to_bytes(2, "big")
+        return bytes(wire)
+
+    algs = ["hmac-sha1", "hmac-sha224", "hmac-sha256", "hmac-sha384", "hmac-sha512"]
+    for alg in algs:
+        out.append(signed("www.tsig.example.org.", "A", alg, t))
+        out.append(signed("tsig.example.org.", "AXFR", alg, t, edns=True))
+        out.append(signed("www.tsig.example.org.", "A", alg, t + 3600))
+    good = out[0]
+    out.append(signed("www.tsig.example.org.", "A", "hmac-sha256", t, name="other.key."))
+    out.append(signed("www.tsig.example.org.", "A", "hmac-md5.sig-alg.reg.int.", t))
+    out.append(signed("www.tsig.example.org.", "A", "hmac-sha256", t, key_secret="AAAAAAAAAAAAAAAA"))
+    for n in [10, 16, 20, 31]:
+        out.append(signed("www.tsig.example.org.", "A", "hmac-sha256", t, mac_len=n))
+    tampered = bytearray(good)
+    tampered[13] ^= 0x20
+    out.append(bytes(tampered))
+    # A record after the TSIG record; the TSIG record cut short.
+    after = bytearray(good)
+    after[11] += 1
+    out.append(bytes(after) + b"\x00\x00\x29\x04\xd0\x00\x00\x00\x00\x00\x00")
+    out.append(good[:-5])
+    out.append(dns.message.make_query("www.tsig.example.org.", "A").to_wire())
+    return out
+
+
 def main():
+    if sys.argv[1:] == ["tsig"]:
+        for data in tsig_seeds():
+            save("tsig", data)
+        print("tsig", len(os.listdir(os.path.join(SEEDS, "tsig"))))
+        return
     if not os.path.exists(EXDNS):
         sys.exit("build exdns first: cargo build")
     pairs = capture_queries()
@@ -178,7 +247,9 @@ def main():
         save("corefile", text.encode())
     for data in manifests():
         save("manifests", data)
-    for t in ["query", "forward_relay", "corefile", "manifests"]:
+    for data in tsig_seeds():
+        save("tsig", data)
+    for t in ["query", "forward_relay", "corefile", "manifests", "tsig"]:
         print(t, len(os.listdir(os.path.join(SEEDS, t))))
 
 

@@ -13,6 +13,8 @@
 //!   index built from them.
 //! - [`forward_relay`]: a query and an upstream's raw reply → forward's ID, structure and question
 //!   checks → the reply the client would get, with the client's ID and question, well-formed.
+//! - [`tsig`]: a signed request's bytes → TSIG verification (RFC 8945) against a fixed key →
+//!   a signed reply or error reply that parses back with the right TSIG record.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -87,6 +89,16 @@ example.org:53 {
     hosts {
         192.0.2.9 www.example.org
         2001:db8::9 www.example.org
+    }
+}
+tsig.example.org:53 {
+    tsig {
+        secret fuzz.key. ZnV6ei1rZXktc2VjcmV0LWZvci10aGUtdHNpZy10YXJnZXQ=
+        require MX AXFR
+    }
+    cache 30
+    hosts {
+        192.0.2.10 www.tsig.example.org
     }
 }
 .:53 {
@@ -345,4 +357,73 @@ pub fn forward_relay(data: &[u8]) -> Option<Vec<u8>> {
         "the client's name"
     );
     Some(bytes)
+}
+
+/// The key of the [`tsig`] target and its seeds: `fuzz.key.`, any algorithm, this secret.
+pub const TSIG_KEY: &str = "fuzz.key.";
+pub const TSIG_SECRET: &str = "ZnV6ei1rZXktc2VjcmV0LWZvci10aGUtdHNpZy10YXJnZXQ=";
+/// The time the [`tsig`] target verifies at (the seeds were signed at it).
+pub const TSIG_TIME: u64 = 1_700_000_000;
+
+/// TSIG: `data` is a request as received. It is verified against [`TSIG_KEY`] at
+/// [`TSIG_TIME`]; a valid one gets a two-message reply signed (the request's header and
+/// question echoed), a rejected one its error reply. Whatever exdns appends must parse back
+/// as the last record, with the request's key name, the reply's ID as Original ID and the
+/// right error. `None`: unsigned; `Some(true)`: valid; `Some(false)`: rejected.
+pub fn tsig(data: &[u8]) -> Option<bool> {
+    use crate::dns::tsig::{self, Key, Keyring, Verified};
+    let keys = Keyring::new(vec![
+        Key::new(TSIG_KEY, None, TSIG_SECRET).expect("the key"),
+    ]);
+    let found = tsig::find_tsig(data);
+    let verified = tsig::verify(&keys, data, TSIG_TIME);
+    // The reply: the request's header with QR set and no records.
+    let header = || {
+        let mut r = data[..wire::HEADER].to_vec();
+        r[2] |= 0x80;
+        r[4..12].fill(0);
+        r
+    };
+    let check = |reply: &[u8], error: u16| {
+        let rec = tsig::find_tsig(reply)
+            .expect("a signed reply parses")
+            .expect("a signed reply has a TSIG record");
+        let req = found
+            .as_ref()
+            .ok()
+            .and_then(|r| r.as_ref())
+            .expect("a TSIG record");
+        assert_eq!(rec.key_name, req.key_name);
+        assert_eq!(rec.algorithm, req.algorithm);
+        assert_eq!(rec.original_id.to_be_bytes(), reply[..2]);
+        assert_eq!(rec.error, error);
+        assert_eq!(rec.start, wire::HEADER);
+    };
+    match verified {
+        Verified::Unsigned => {
+            assert!(matches!(found, Ok(None)), "unsigned: no TSIG record");
+            None
+        }
+        Verified::Valid(mut signer) => {
+            for _ in 0..2 {
+                let mut r = header();
+                signer.sign_at(&mut r, TSIG_TIME);
+                check(&r, 0);
+            }
+            Some(true)
+        }
+        Verified::Rejected(rejection) => {
+            let error = rejection.error;
+            if data.len() >= wire::HEADER {
+                let mut r = header();
+                rejection.sign(&mut r);
+                if error == tsig::TsigError::FormErr {
+                    assert_eq!(r.len(), wire::HEADER, "FORMERR: nothing appended");
+                } else {
+                    check(&r, error.code());
+                }
+            }
+            Some(false)
+        }
+    }
 }

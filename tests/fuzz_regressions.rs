@@ -87,6 +87,16 @@ fn forward_relay_inputs() {
 }
 
 #[test]
+fn tsig_inputs() {
+    replay("tsig", 10, |d| {
+        fuzzing::tsig(d);
+    });
+    // And as queries to the query target's `tsig` block (tsig.example.org).
+    let h = fuzzing::QueryHarness::new(&root().join("fixtures/demo")).expect("harness");
+    replay("tsig", 10, |d| h.check(d));
+}
+
+#[test]
 fn the_seeds_exercise_the_targets() {
     // Replaying is only worth something if the inputs get past the first checks.
     let h = fuzzing::QueryHarness::new(&root().join("fixtures/demo")).expect("harness");
@@ -128,4 +138,20 @@ fn the_seeds_exercise_the_targets() {
         .sum();
     eprintln!("{loaded} objects loaded from the manifest inputs");
     assert!(loaded >= 20, "only {loaded} objects in the manifest seeds");
+
+    let (files, _) = inputs("tsig");
+    let outcomes: Vec<Option<bool>> = files
+        .iter()
+        .map(|f| fuzzing::tsig(&std::fs::read(f).unwrap()))
+        .collect();
+    let valid = outcomes.iter().filter(|o| **o == Some(true)).count();
+    let rejected = outcomes.iter().filter(|o| **o == Some(false)).count();
+    eprintln!(
+        "{valid} valid and {rejected} rejected of {} TSIG inputs",
+        files.len()
+    );
+    assert!(
+        valid >= 5 && rejected >= 5,
+        "{valid} valid, {rejected} rejected TSIG seeds"
+    );
 }

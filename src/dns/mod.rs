@@ -6,5 +6,6 @@ pub mod cookie;
 pub mod decode;
 pub mod reply;
 pub mod request;
+pub mod tsig;
 pub mod view;
 pub mod wire;

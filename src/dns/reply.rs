@@ -7,7 +7,13 @@ use crate::dns::request::{ADVERTISED_UDP_SIZE, Request};
 
 /// Encodes `msg` as the reply to `req`: ID and opcode restored, the question echoed when the
 /// plugin left it out, OPT per RFC 6891, truncated (TC, sections emptied) when it does not fit.
-pub fn encode_reply(req: &Request, mut msg: Message) -> Vec<u8> {
+pub fn encode_reply(req: &Request, msg: Message) -> Vec<u8> {
+    encode_reply_within(req, msg, req.reply_limit())
+}
+
+/// [`encode_reply`] truncated to `max` bytes instead of the client's limit (the tsig plugin
+/// keeps room for the TSIG record it appends).
+pub fn encode_reply_within(req: &Request, mut msg: Message, max: usize) -> Vec<u8> {
     msg.metadata.id = req.msg.metadata.id;
     msg.metadata.message_type = MessageType::Response;
     msg.metadata.op_code = req.msg.metadata.op_code;
@@ -33,7 +39,6 @@ pub fn encode_reply(req: &Request, mut msg: Message) -> Vec<u8> {
     // Additional records of type OPT would duplicate the EDNS record.
     msg.additionals
         .retain(|r| r.record_type() != hickory_proto::rr::RecordType::OPT);
-    let max = req.reply_limit();
     match to_wire(&msg) {
         Ok(bytes) if bytes.len() <= max => bytes,
         Ok(_) => {

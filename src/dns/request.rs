@@ -72,6 +72,10 @@ pub struct Request {
     /// The DNS cookie the server writes into the reply (RFC 7873), when the query had one and
     /// the block answers cookies; `valid` when the client's server cookie was.
     pub cookie: Option<ReplyCookie>,
+    /// The query exactly as received, kept only when it carries a TSIG record (RFC 8945): the
+    /// MAC covers these bytes, which re-encoding the decoded message would not reproduce. The
+    /// tsig plugin verifies it and passes the request on without it.
+    pub wire: Option<Arc<[u8]>>,
 }
 
 impl Request {
@@ -111,6 +115,7 @@ impl Request {
             name,
             received: Instant::now(),
             cookie: None,
+            wire: None,
         }
     }
 
@@ -161,6 +166,14 @@ impl Request {
             self.proto.reply_limit(self.udp_size()),
             self.cookie.as_ref(),
         )
+    }
+    /// Whether the query carries a TSIG record (the last additional record; hickory keeps it
+    /// among the additionals).
+    pub fn is_tsig_signed(&self) -> bool {
+        self.msg
+            .additionals
+            .last()
+            .is_some_and(|r| r.record_type() == RecordType::TSIG)
     }
     /// An empty reply skeleton: ID, opcode, RD and CD copied, QR set, the question echoed.
     /// The server adds the OPT record when writing it.

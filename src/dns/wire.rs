@@ -409,7 +409,12 @@ pub fn finalize_or_decode(
 /// take ([`Request::reply_limit`]), else truncated as `reply::encode_reply` truncates — TC set,
 /// the question and the OPT record kept, every other record dropped.
 pub fn fit(req: &Request, buf: Vec<u8>) -> Vec<u8> {
-    let max = req.reply_limit();
+    fit_within(req, buf, req.reply_limit())
+}
+
+/// [`fit`] to `max` bytes instead of the client's limit (the tsig plugin keeps room for the
+/// TSIG record it appends).
+pub fn fit_within(req: &Request, buf: Vec<u8>, max: usize) -> Vec<u8> {
     if buf.len() <= max {
         return buf;
     }

@@ -46,6 +46,7 @@ pub(crate) mod test_chain;
 pub mod timeouts;
 pub mod tls;
 pub mod transfer;
+pub mod tsig;
 pub mod util;
 pub mod whoami;
 pub mod zones;
@@ -283,6 +284,11 @@ pub static DIRECTIVES: &[DirectiveDef] = &[
     DirectiveDef {
         name: "loadbalance",
         setup: loadbalance::setup,
+        once: true,
+    },
+    DirectiveDef {
+        name: "tsig",
+        setup: tsig::setup,
         once: true,
     },
     DirectiveDef {

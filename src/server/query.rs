@@ -152,6 +152,11 @@ fn prepare_inner(
     };
     req.server = router.server.clone();
     req.cookie = cookie;
+    if req.is_tsig_signed() {
+        // The tsig plugin verifies the MAC over the bytes as received; only signed queries
+        // pay for the copy.
+        req.wire = Some(Arc::from(buf));
+    }
     // `req.name` is `lower` when there is one, already routed.
     match routed.unwrap_or_else(|| router.route(&req.name)) {
         Some((_, block)) if notify && !block.chain.iter().any(|p| p.accepts_notify()) => {

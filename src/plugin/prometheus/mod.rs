@@ -124,7 +124,7 @@ pub fn report(req: &Request, out: &Outcome, start: Instant) {
         } => Some((
             *rcode,
             *plugin,
-            (bytes.len() + cookie_size(req)).min(req.max_reply_size()),
+            (bytes.len() + wire_cookie_size(req, bytes)).min(req.max_reply_size()),
         )),
         // CoreDNS reports a transfer's first envelope; its size is not known up front.
         Outcome::Transfer { plugin, .. } => Some((ResponseCode::NoError, *plugin, 0)),
@@ -207,11 +207,28 @@ pub fn reply_size(req: &Request, msg: &Message) -> usize {
             Err(_) => 0,
         }
     });
-    let mut size = encoded + cookie_size(req);
+    // A reply the tsig plugin signed has its cookie already (the server adds none after the
+    // TSIG record).
+    let signed = req.is_tsig_signed()
+        && msg
+            .additionals
+            .last()
+            .is_some_and(|r| r.record_type() == RecordType::TSIG);
+    let mut size = encoded + if signed { 0 } else { cookie_size(req) };
     if msg.edns.is_none() && req.msg.edns.is_some() {
         size += OPT_RR_SIZE;
     }
     size.min(req.max_reply_size())
+}
+
+/// [`cookie_size`] for a reply in wire form: none when the tsig plugin signed it (its cookie
+/// is in already). Only a signed request's reply is looked at.
+fn wire_cookie_size(req: &Request, bytes: &[u8]) -> usize {
+    if req.is_tsig_signed() && matches!(crate::dns::tsig::find_tsig(bytes), Ok(Some(_))) {
+        0
+    } else {
+        cookie_size(req)
+    }
 }
 
 /// The cookie option the server adds to the reply (forward strips the client's cookie from
