@@ -2558,6 +2558,54 @@ fn transfers_render_validate_and_serve_axfr() {
         "{out}\n{text}"
     );
     assert_eq!(out.matches("\tSOA\t").count(), 2, "{out}");
+    drop(ex);
+
+    // The signed variant, with the Secret's file where the chart mounts it: transfers must be
+    // signed with the key (dig -y), unsigned ones are refused.
+    let secret = "c2VjcmV0LWtleS1mb3ItdGhlLWNoYXJ0LXRlc3QtMTIzNDU2Nzg5MA==";
+    let key =
+        format!("key \"transfer.\" {{\n\talgorithm hmac-sha256;\n\tsecret \"{secret}\";\n}};\n");
+    let mut text = runnable(&signed.corefile(), "objects").replace("192.0.2.10", "127.0.0.1");
+    let blocks = format!(
+        "{}\n{}\n",
+        cf_block(&signed.corefile(), "transfer ").replace("192.0.2.10", "127.0.0.1"),
+        cf_block(&signed.corefile(), "tsig ").replace("/etc/exdns/tsig/tsig.conf", "tsig.conf")
+    );
+    text = text.replace(
+        "    ready 127.0.0.1:0\n",
+        &format!("{blocks}    ready 127.0.0.1:0\n"),
+    );
+    let svc = with_lb_status(signed.one("Service"), "198.51.100.1");
+    let ex = Exdns::start_with(
+        &text,
+        &[
+            ("objects/exdns.yaml", svc.as_str()),
+            ("tsig.conf", key.as_str()),
+        ],
+        &[],
+    );
+    wait_ready(&ex);
+    let port = ex.dns().port().to_string();
+    let y = format!("hmac-sha256:transfer.:{secret}");
+    let (code, out) = support::run(
+        "dig",
+        &[
+            "@127.0.0.1",
+            "-p",
+            &port,
+            "-y",
+            &y,
+            "example.com",
+            "AXFR",
+            "+nostats",
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out.matches("\tSOA\t").count(), 2, "{out}\n{text}");
+    assert!(!out.contains("tsig verify failure"), "{out}");
+    let (_, out) = support::run("dig", &["@127.0.0.1", "-p", &port, "example.com", "AXFR"]);
+    assert!(out.contains("Transfer failed"), "{out}");
+    assert_eq!(out.matches("\tSOA\t").count(), 0, "{out}");
 }
 
 /// The lines of the first directive starting with `prefix` (its `{ … }` block included).
