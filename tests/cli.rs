@@ -42,6 +42,7 @@ fn version_and_plugins() {
         "dns.whoami",
         "dns.log",
         "dns.errors",
+        "dns.nsid",
     ] {
         assert!(out.contains(p), "{p} missing from {out}");
     }

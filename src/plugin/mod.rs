@@ -33,6 +33,7 @@ pub mod loadbalance;
 pub mod log;
 pub mod loop_detect;
 pub mod names;
+pub mod nsid;
 pub mod podip;
 pub mod prometheus;
 pub mod ready;
@@ -200,6 +201,11 @@ pub static DIRECTIVES: &[DirectiveDef] = &[
     DirectiveDef {
         name: "reload",
         setup: reload::setup,
+        once: true,
+    },
+    DirectiveDef {
+        name: "nsid",
+        setup: nsid::setup,
         once: true,
     },
     DirectiveDef {
