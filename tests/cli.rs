@@ -43,6 +43,7 @@ fn version_and_plugins() {
         "dns.log",
         "dns.errors",
         "dns.nsid",
+        "dns.chaos",
     ] {
         assert!(out.contains(p), "{p} missing from {out}");
     }

@@ -5,9 +5,14 @@ mod support;
 
 use support::*;
 
-/// `dig @127.0.0.1 -p PORT ARGS...`; fails the test when dig does.
+/// `dig @127.0.0.1 -p PORT ARGS...` to the first DNS listener; fails the test when dig does.
 fn dig(ex: &Exdns, args: &[&str]) -> String {
-    let port = ex.dns().port().to_string();
+    dig_at(ex.dns().port(), args)
+}
+
+/// `dig @127.0.0.1 -p PORT ARGS...`; fails the test when dig does.
+fn dig_at(port: u16, args: &[&str]) -> String {
+    let port = port.to_string();
     let mut all = vec!["@127.0.0.1", "-p", &port, "+time=5", "+tries=1"];
     all.extend_from_slice(args);
     let (code, out) = run("dig", &all);
@@ -53,4 +58,144 @@ fn nsid_on_misses_cache_hits_and_errors_over_udp_and_tcp() {
     // Without EDNS there is no OPT record to carry it.
     let out = dig(&ex, &["+noedns", "example.org", "A"]);
     assert!(!out.contains("OPT PSEUDOSECTION"), "{out}");
+}
+
+/// The status and flags lines' values and the answer section (each record's fields joined by
+/// single spaces) of dig's `+noall +comments +answer` output.
+fn status_flags_answer(out: &str) -> (String, String, Vec<String>) {
+    let status = out
+        .split("status: ")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .unwrap_or_else(|| panic!("no status in {out}"))
+        .to_string();
+    let flags = out
+        .split(";; flags: ")
+        .nth(1)
+        .and_then(|r| r.split(';').next())
+        .unwrap_or_else(|| panic!("no flags in {out}"))
+        .to_string();
+    let answer = out
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with(';'))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    (status, flags, answer)
+}
+
+#[test]
+fn chaos_answers_ch_txt_and_opens_only_its_listener_to_other_classes() {
+    if !require("dig") {
+        return;
+    }
+    let (p, q) = (free_port(), free_port());
+    let _ex = Exdns::start(&format!(
+        "version.bind:{p} version.server:{p} authors.bind:{p} hostname.bind:{p} id.server:{p} {{
+    bind 127.0.0.1
+    chaos CoreDNS-001 info@coredns.io miek@example.org
+}}
+example.org:{p} {{
+    bind 127.0.0.1
+    whoami
+}}
+example.net:{q} {{
+    bind 127.0.0.1
+    whoami
+}}
+"
+    ));
+    // The host's name as the kernel gives it (what gethostname returns).
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_string();
+    let ask = |port: u16, name: &str, qtype: &str| {
+        status_flags_answer(&dig_at(
+            port,
+            &[
+                "-c",
+                "CH",
+                "-t",
+                qtype,
+                name,
+                "+noall",
+                "+comments",
+                "+answer",
+            ],
+        ))
+    };
+    let txt = |name: &str, s: &str| format!("{name} 0 CH TXT \"{s}\"");
+    // (name, qtype, status, answer)
+    let cases: Vec<(&str, &str, &str, Vec<String>)> = vec![
+        (
+            "version.bind",
+            "TXT",
+            "NOERROR",
+            vec![txt("version.bind.", "CoreDNS-001")],
+        ),
+        (
+            "version.server",
+            "TXT",
+            "NOERROR",
+            vec![txt("version.server.", "CoreDNS-001")],
+        ),
+        (
+            "hostname.bind",
+            "TXT",
+            "NOERROR",
+            vec![txt("hostname.bind.", &host)],
+        ),
+        (
+            "id.server",
+            "TXT",
+            "NOERROR",
+            vec![txt("id.server.", &host)],
+        ),
+        // Not TXT: chaos passes it on, and nothing follows in its block (CoreDNS: SERVFAIL).
+        ("version.bind", "A", "SERVFAIL", vec![]),
+        // A CH query for another zone on the listener is routed by name as CoreDNS does.
+        ("example.com", "TXT", "REFUSED", vec![]),
+    ];
+    for (name, qtype, status, answer) in cases {
+        let (st, flags, ans) = ask(p, name, qtype);
+        assert_eq!(st, status, "{name} {qtype}");
+        assert_eq!(
+            flags, "qr rd",
+            "{name} {qtype}: AA clear as CoreDNS's SetReply"
+        );
+        assert_eq!(ans, answer, "{name} {qtype}");
+    }
+    // authors.bind: every author, one record each, in some order.
+    let (st, _, mut ans) = ask(p, "authors.bind", "TXT");
+    assert_eq!(st, "NOERROR");
+    ans.sort();
+    assert_eq!(
+        ans,
+        [
+            txt("authors.bind.", "info@coredns.io"),
+            txt("authors.bind.", "miek@example.org")
+        ]
+    );
+    // The same question in class IN is not chaos's: routed to its block, passed on, SERVFAIL
+    // (as CoreDNS).
+    let out = dig_at(p, &["-t", "TXT", "version.bind", "+noall", "+comments"]);
+    assert!(out.contains("status: SERVFAIL"), "{out}");
+    // The whoami block on the same listener sees CH queries (whoami copies the class).
+    let m = udp(std::net::SocketAddr::from(([127, 0, 0, 1], p)), &{
+        let mut m = query("example.org.", hickory_proto::rr::RecordType::TXT, None);
+        m.queries[0].set_query_class(hickory_proto::rr::DNSClass::CH);
+        m
+    });
+    assert_eq!(
+        m.metadata.response_code,
+        hickory_proto::op::ResponseCode::NoError
+    );
+    assert_eq!(m.additionals.len(), 2);
+    // Another listener without chaos (or forward) keeps refusing every class but IN.
+    let (st, _, ans) = ask(q, "version.bind", "TXT");
+    assert_eq!((st.as_str(), ans.len()), ("REFUSED", 0));
+    let (st, _, _) = ask(q, "example.net", "TXT");
+    assert_eq!(st, "REFUSED");
+    let out = dig_at(q, &["-t", "TXT", "example.net", "+noall", "+comments"]);
+    assert!(out.contains("status: NOERROR"), "IN still answered: {out}");
 }

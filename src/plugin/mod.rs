@@ -18,6 +18,7 @@ pub mod any;
 pub mod bind;
 pub mod cache;
 pub mod cancel;
+pub mod chaos;
 pub mod config;
 pub mod cookie;
 pub mod debug;
@@ -269,6 +270,13 @@ pub static DIRECTIVES: &[DirectiveDef] = &[
         name: "any",
         setup: any::setup,
         once: true,
+    },
+    DirectiveDef {
+        name: "chaos",
+        setup: chaos::setup,
+        // CoreDNS reads the first `chaos` line of a block and ignores the others; here the
+        // first handler answers and later ones never see a query it would take.
+        once: false,
     },
     DirectiveDef {
         name: "loadbalance",

@@ -36,7 +36,8 @@ pub enum Prepared {
 /// accept function (what CoreDNS runs): fewer than 12 bytes or a response → no reply; an opcode
 /// other than QUERY → NOTIMP; QDCOUNT ≠ 1, ANCOUNT > 1, NSCOUNT > 1 or ARCOUNT > 2 → FORMERR.
 /// Then, as CoreDNS's server: an undecodable message → FORMERR, a class other than IN →
-/// REFUSED, an EDNS version other than 0 → BADVERS.
+/// REFUSED (unless the listener routes them: `Router::class_chaos`), an EDNS version other than
+/// 0 → BADVERS.
 pub fn prepare(
     router: &Arc<Router>,
     buf: &[u8],
@@ -128,8 +129,9 @@ fn prepare_inner(
     if msg.queries.len() != 1 {
         return Prepared::Done(encode_error(&msg, ResponseCode::FormErr));
     }
-    if msg.queries[0].query_class() != DNSClass::IN {
-        // CoreDNS without the chaos plugin (exdns has none) refuses every other class.
+    if msg.queries[0].query_class() != DNSClass::IN && !router.class_chaos {
+        // As CoreDNS: every other class is refused unless a block on this listener has `chaos`
+        // or `forward`; then it is routed by name like IN, and each plugin handles it or not.
         return Prepared::Done(encode_error(&msg, ResponseCode::Refused));
     }
     if let Verdict::BadCookie(c) = verdict {
