@@ -44,6 +44,7 @@ fn version_and_plugins() {
         "dns.errors",
         "dns.nsid",
         "dns.chaos",
+        "dns.bufsize",
     ] {
         assert!(out.contains(p), "{p} missing from {out}");
     }

@@ -199,3 +199,56 @@ example.net:{q} {{
     let out = dig_at(q, &["-t", "TXT", "example.net", "+noall", "+comments"]);
     assert!(out.contains("status: NOERROR"), "IN still answered: {out}");
 }
+
+#[test]
+fn bufsize_lowers_the_clients_size_and_advertises_its_own() {
+    if !require("dig") {
+        return;
+    }
+    // 40 addresses for big.example.org: about 710 bytes with the OPT record and a cookie.
+    let hosts: String = (1..=40)
+        .map(|i| format!("        192.0.2.{i} big.example.org\n"))
+        .collect();
+    let ex = Exdns::start(&format!(
+        "example.org:0 {{\n    bind 127.0.0.1\n    bufsize 600\n    cache\n    hosts {{\n{hosts}        192.0.2.99 small.example.org\n    }}\n}}\n"
+    ));
+    // A miss and then a cache hit (the fast path), both held to 600 bytes though dig offers 4096.
+    for round in 0..2 {
+        let out = dig(&ex, &["+bufsize=4096", "+ignore", "big.example.org", "A"]);
+        assert!(out.contains("status: NOERROR"), "{round}: {out}");
+        assert!(out.contains(";; flags: qr aa tc rd;"), "{round}: {out}");
+        assert!(out.contains("ANSWER: 0,"), "{round}: {out}");
+        assert_eq!(
+            lines(&out, "; EDNS:"),
+            ["; EDNS: version: 0, flags:; udp: 600"]
+        );
+    }
+    // Over TCP the whole answer, and the OPT still advertises 600.
+    let out = dig(&ex, &["+tcp", "+bufsize=4096", "big.example.org", "A"]);
+    assert!(out.contains(";; flags: qr aa rd;"), "{out}");
+    assert!(out.contains("ANSWER: 40,"), "{out}");
+    assert_eq!(
+        lines(&out, "; EDNS:"),
+        ["; EDNS: version: 0, flags:; udp: 600"]
+    );
+    // A small answer fits: no TC, 600 advertised, on a miss and on a hit; dig's default
+    // (1232) and a client asking less (512) alike.
+    for size in [
+        "+bufsize=4096",
+        "+bufsize=1232",
+        "+bufsize=512",
+        "+bufsize=4096",
+    ] {
+        let out = dig(&ex, &[size, "small.example.org", "A"]);
+        assert!(out.contains(";; flags: qr aa rd;"), "{size}: {out}");
+        assert!(out.contains("ANSWER: 1,"), "{size}: {out}");
+        assert_eq!(
+            lines(&out, "; EDNS:"),
+            ["; EDNS: version: 0, flags:; udp: 600"]
+        );
+    }
+    // Without EDNS, no OPT record and the classic 512 limit.
+    let out = dig(&ex, &["+noedns", "+ignore", "big.example.org", "A"]);
+    assert!(!out.contains("OPT PSEUDOSECTION"), "{out}");
+    assert!(out.contains(";; flags: qr aa tc rd;"), "{out}");
+}

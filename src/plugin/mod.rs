@@ -16,6 +16,7 @@ use crate::plugin::config::BlockConfig;
 pub mod acl;
 pub mod any;
 pub mod bind;
+pub mod bufsize;
 pub mod cache;
 pub mod cancel;
 pub mod chaos;
@@ -210,6 +211,13 @@ pub static DIRECTIVES: &[DirectiveDef] = &[
         once: true,
     },
     DirectiveDef {
+        name: "bufsize",
+        setup: bufsize::setup,
+        // CoreDNS reads the first `bufsize` line of a block and ignores the others (so does the
+        // setup).
+        once: false,
+    },
+    DirectiveDef {
         name: "bind",
         setup: bind::setup,
         once: false,
@@ -274,8 +282,8 @@ pub static DIRECTIVES: &[DirectiveDef] = &[
     DirectiveDef {
         name: "chaos",
         setup: chaos::setup,
-        // CoreDNS reads the first `chaos` line of a block and ignores the others; here the
-        // first handler answers and later ones never see a query it would take.
+        // CoreDNS reads the first `chaos` line of a block and ignores the others (so does the
+        // setup).
         once: false,
     },
     DirectiveDef {

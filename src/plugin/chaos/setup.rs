@@ -7,13 +7,18 @@ use std::sync::Arc;
 
 use super::{Chaos, default_authors, default_version, trim};
 use crate::corefile::{Dispenser, ParseError};
+use crate::plugin::util::{Occurrence, occurrence};
 use crate::plugin::{Plugin, SetupCtx};
 
 /// `chaos [VERSION] [AUTHORS...]`
 pub fn setup(
     d: &mut Dispenser,
-    _ctx: &mut SetupCtx<'_>,
+    ctx: &mut SetupCtx<'_>,
 ) -> Result<Option<Arc<dyn Plugin>>, ParseError> {
+    if matches!(occurrence(d, ctx.block, "chaos"), Occurrence::Later) {
+        // CoreDNS reads the block's first `chaos` line and never looks at the others.
+        return Ok(None);
+    }
     d.next(); // chaos
     let args = d.remaining_args();
     let (version, authors) = match args.as_slice() {

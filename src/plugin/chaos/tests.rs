@@ -6,7 +6,7 @@ use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
 use super::*;
 use crate::dns::request::Proto;
 use crate::plugin::test_chain::{
-    self, NextMarker, query, reply_of, request_from, setup_err, setup_in,
+    self, NextMarker, query, reply_of, request_from, setup_block, setup_err, setup_in,
 };
 
 fn ch_request(name: &str, qtype: RecordType, class: DNSClass) -> Request {
@@ -241,4 +241,16 @@ fn setup_table() {
         setup_err(setup, "chaos v2 {\n    unknown\n}"),
         "Corefile:2 - Error during parsing: unknown property 'unknown'"
     );
+}
+
+/// As CoreDNS, only a block's first `chaos` line is read.
+#[tokio::test]
+async fn only_the_first_line_counts() {
+    for text in ["chaos v1\nchaos v2", "chaos v1\nchaos v2 {\n    unknown\n}"] {
+        let handlers = setup_block(setup, &["."], text).unwrap();
+        assert_eq!(handlers.len(), 1, "{text}");
+        let req = ch_request("version.bind.", RecordType::TXT, DNSClass::CH);
+        let got = txts(handlers[0].serve(&req, Next::new(&[])).await);
+        assert_eq!(got, vec![b"v1".to_vec()], "{text}");
+    }
 }
