@@ -45,6 +45,7 @@ fn version_and_plugins() {
         "dns.nsid",
         "dns.chaos",
         "dns.bufsize",
+        "dns.minimal",
     ] {
         assert!(out.contains(p), "{p} missing from {out}");
     }

@@ -252,3 +252,69 @@ fn bufsize_lowers_the_clients_size_and_advertises_its_own() {
     assert!(!out.contains("OPT PSEUDOSECTION"), "{out}");
     assert!(out.contains(";; flags: qr aa tc rd;"), "{out}");
 }
+
+const ZONE: &str = "$ORIGIN example.org.
+@       3600 IN SOA ns1 hostmaster 1 7200 1800 86400 60
+@       3600 IN NS  ns1
+ns1     3600 IN A   192.0.2.53
+www     3600 IN A   192.0.2.1
+sub     3600 IN NS  ns.sub
+ns.sub  3600 IN A   192.0.2.54
+";
+
+/// The counts of dig's `;; flags:` line: (answer, authority, additional).
+fn counts(out: &str) -> (usize, usize, usize) {
+    let line = lines(out, ";; flags:")[0];
+    let n = |key: &str| -> usize {
+        line.split(key)
+            .nth(1)
+            .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|d| d.parse().ok())
+            .unwrap_or_else(|| panic!("no {key} in {line}"))
+    };
+    (n("ANSWER: "), n("AUTHORITY: "), n("ADDITIONAL: "))
+}
+
+#[test]
+fn minimal_strips_positive_answers_only() {
+    if !require("dig") {
+        return;
+    }
+    let (p, q) = (free_port(), free_port());
+    let _ex = Exdns::start_with(
+        &format!(
+            "example.org:{p} {{\n    bind 127.0.0.1\n    cache\n    minimal\n    file db.example.org\n}}\n\
+             example.org:{q} {{\n    bind 127.0.0.1\n    file db.example.org\n}}\n"
+        ),
+        &[("db.example.org", ZONE)],
+        &[],
+    );
+    // (name, type, status, counts without minimal, counts with minimal)
+    let cases = [
+        ("www.example.org", "A", "NOERROR", (1, 1, 1), (1, 0, 1)),
+        ("example.org", "NS", "NOERROR", (1, 0, 2), (1, 0, 1)),
+        ("nope.example.org", "A", "NXDOMAIN", (0, 1, 1), (0, 1, 1)),
+        ("www.example.org", "AAAA", "NOERROR", (0, 1, 1), (0, 1, 1)),
+        ("www.sub.example.org", "A", "NOERROR", (0, 1, 2), (0, 1, 2)),
+    ];
+    for (name, qtype, status, plain, minimal) in cases {
+        let out = dig_at(q, &["+norec", name, qtype]);
+        assert!(out.contains(&format!("status: {status},")), "{out}");
+        assert_eq!(
+            counts(&out),
+            plain,
+            "without minimal: {name} {qtype}: {out}"
+        );
+        // A miss, then a cache hit (the fast path): the same minimal reply.
+        for round in 0..2 {
+            let out = dig_at(p, &["+norec", name, qtype]);
+            assert!(out.contains(&format!("status: {status},")), "{out}");
+            assert_eq!(counts(&out), minimal, "{round}: {name} {qtype}: {out}");
+        }
+    }
+    let out = dig_at(p, &["+norec", "+noall", "+answer", "www.example.org", "A"]);
+    assert_eq!(
+        status_flags_answer(&format!(";; flags: x; status: NOERROR,\n{out}")).2,
+        ["www.example.org. 3600 IN A 192.0.2.1"]
+    );
+}

@@ -34,6 +34,7 @@ pub mod k8s_gateway;
 pub mod loadbalance;
 pub mod log;
 pub mod loop_detect;
+pub mod minimal;
 pub mod names;
 pub mod nsid;
 pub mod podip;
@@ -299,6 +300,12 @@ pub static DIRECTIVES: &[DirectiveDef] = &[
     DirectiveDef {
         name: "rewrite",
         setup: rewrite::setup,
+        once: false,
+    },
+    DirectiveDef {
+        name: "minimal",
+        setup: minimal::setup,
+        // CoreDNS reads the block's first `minimal` line only (so does the setup).
         once: false,
     },
     DirectiveDef {
