@@ -46,6 +46,7 @@ fn version_and_plugins() {
         "dns.chaos",
         "dns.bufsize",
         "dns.minimal",
+        "dns.header",
     ] {
         assert!(out.contains(p), "{p} missing from {out}");
     }

@@ -318,3 +318,34 @@ fn minimal_strips_positive_answers_only() {
         ["www.example.org. 3600 IN A 192.0.2.1"]
     );
 }
+
+#[test]
+fn header_sets_and_clears_flags() {
+    if !require("dig") {
+        return;
+    }
+    let (p, q) = (free_port(), free_port());
+    let _ex = Exdns::start_with(
+        &format!(
+            "example.org:{p} {{\n    bind 127.0.0.1\n    header {{\n        response set ra aa\n        response clear rd\n    }}\n    hosts {{\n        192.0.2.1 www.example.org\n    }}\n}}\n\
+             example.org:{q} {{\n    bind 127.0.0.1\n    header {{\n        query clear rd\n    }}\n    whoami\n}}\n"
+        ),
+        &[],
+        &[],
+    );
+    // Response rules, over UDP and TCP. (A `cache` in the block would run before `header`, as
+    // in CoreDNS, and its hits copy RD from the query.)
+    for transport in ["+notcp", "+tcp"] {
+        let out = dig_at(p, &[transport, "+rec", "www.example.org", "A"]);
+        assert!(out.contains("status: NOERROR"), "{out}");
+        assert!(out.contains(";; flags: qr aa ra;"), "{transport}: {out}");
+        assert!(out.contains("ANSWER: 1,"), "{out}");
+    }
+    // Not on a REFUSED written by the server for a name outside the zones.
+    let out = dig_at(p, &["+rec", "www.example.com", "A"]);
+    assert!(out.contains("status: REFUSED"), "{out}");
+    assert!(out.contains(";; flags: qr rd;"), "{out}");
+    // A query rule: whoami sees (and echoes) RD cleared.
+    let out = dig_at(q, &["+rec", "example.org", "A"]);
+    assert!(out.contains(";; flags: qr aa;"), "{out}");
+}

@@ -27,6 +27,7 @@ pub mod erratic;
 pub mod errors;
 pub mod file;
 pub mod forward;
+pub mod header;
 pub mod health;
 pub mod hosts;
 pub mod http;
@@ -300,6 +301,12 @@ pub static DIRECTIVES: &[DirectiveDef] = &[
     DirectiveDef {
         name: "rewrite",
         setup: rewrite::setup,
+        once: false,
+    },
+    DirectiveDef {
+        name: "header",
+        setup: header::setup,
+        // CoreDNS reads the block's first `header` with rules only (so does the setup).
         once: false,
     },
     DirectiveDef {
