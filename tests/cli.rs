@@ -47,6 +47,7 @@ fn version_and_plugins() {
         "dns.bufsize",
         "dns.minimal",
         "dns.header",
+        "dns.local",
     ] {
         assert!(out.contains(p), "{p} missing from {out}");
     }

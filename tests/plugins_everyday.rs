@@ -349,3 +349,172 @@ fn header_sets_and_clears_flags() {
     let out = dig_at(q, &["+rec", "example.org", "A"]);
     assert!(out.contains(";; flags: qr aa;"), "{out}");
 }
+
+/// A UDP upstream that answers every query with NOERROR, A 192.0.2.99 (RA set), and records
+/// the names it was asked for.
+fn recording_upstream() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    use hickory_proto::op::{Message, MessageType};
+    use hickory_proto::rr::{RData, Record, rdata::A};
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = s.local_addr().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 4096];
+        while let Ok((n, from)) = s.recv_from(&mut buf) {
+            let Ok(q) = Message::from_vec(&buf[..n]) else {
+                continue;
+            };
+            let Some(question) = q.queries.first() else {
+                continue;
+            };
+            log.lock()
+                .unwrap()
+                .push(question.name().to_ascii().to_lowercase());
+            let mut r = Message::new(q.metadata.id, MessageType::Response, q.metadata.op_code);
+            r.metadata.recursion_desired = q.metadata.recursion_desired;
+            r.metadata.recursion_available = true;
+            r.queries = q.queries.clone();
+            r.answers.push(Record::from_rdata(
+                question.name().clone(),
+                60,
+                RData::A(A("192.0.2.99".parse().unwrap())),
+            ));
+            let _ = s.send_to(&r.to_vec().unwrap(), from);
+        }
+    });
+    (addr, seen)
+}
+
+#[test]
+fn local_answers_local_names_before_forward() {
+    if !require("dig") {
+        return;
+    }
+    let (up, seen) = recording_upstream();
+    let ex = Exdns::start(&format!(
+        ".:0 {{\n    bind 127.0.0.1\n    local\n    forward . {up}\n}}\n"
+    ));
+    let soa =
+        |zone: &str| format!("{zone} 604800 IN SOA localhost. root.localhost. 1 0 0 0 604800");
+    // (name, type, status, answer, authority)
+    type Case = (
+        &'static str,
+        &'static str,
+        &'static str,
+        Vec<String>,
+        Vec<String>,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "localhost",
+            "A",
+            "NOERROR",
+            vec!["localhost. 604800 IN A 127.0.0.1".into()],
+            vec![],
+        ),
+        (
+            "localhost",
+            "AAAA",
+            "NOERROR",
+            vec!["localhost. 604800 IN AAAA ::1".into()],
+            vec![],
+        ),
+        (
+            "localhost",
+            "MX",
+            "NOERROR",
+            vec![],
+            vec![soa("localhost.")],
+        ),
+        (
+            "foo.localhost",
+            "AAAA",
+            "NOERROR",
+            vec!["foo.localhost. 604800 IN AAAA ::1".into()],
+            vec![],
+        ),
+        (
+            "localhost.example.org",
+            "A",
+            "NOERROR",
+            vec!["localhost.example.org. 604800 IN A 127.0.0.1".into()],
+            vec![],
+        ),
+        (
+            "1.0.0.127.in-addr.arpa",
+            "PTR",
+            "NOERROR",
+            vec!["1.0.0.127.in-addr.arpa. 604800 IN PTR localhost.".into()],
+            vec![],
+        ),
+        (
+            "5.0.0.127.in-addr.arpa",
+            "PTR",
+            "NXDOMAIN",
+            vec![],
+            vec![soa("127.in-addr.arpa.")],
+        ),
+        (
+            "0.in-addr.arpa",
+            "SOA",
+            "NOERROR",
+            vec![soa("0.in-addr.arpa.")],
+            vec![],
+        ),
+        (
+            "255.255.255.255.in-addr.arpa",
+            "PTR",
+            "NXDOMAIN",
+            vec![],
+            vec![soa("255.in-addr.arpa.")],
+        ),
+    ];
+    for transport in ["+notcp", "+tcp"] {
+        for (name, qtype, status, answer, authority) in &cases {
+            let out = dig(
+                &ex,
+                &[transport, name, qtype, "+noall", "+comments", "+answer"],
+            );
+            let (st, flags, ans) = status_flags_answer(&out);
+            assert_eq!(&st, status, "{name} {qtype}: {out}");
+            assert_eq!(
+                flags, "qr rd",
+                "{name} {qtype}: AA and RA clear, as CoreDNS"
+            );
+            assert_eq!(&ans, answer, "{name} {qtype}");
+            let out = dig(&ex, &[transport, name, qtype, "+noall", "+authority"]);
+            let auth: Vec<String> = out
+                .lines()
+                .filter(|l| !l.is_empty() && !l.starts_with(';'))
+                .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+                .collect();
+            assert_eq!(&auth, authority, "{name} {qtype}");
+        }
+    }
+    // Other names are forwarded.
+    let out = dig(
+        &ex,
+        &["www.example.org", "A", "+noall", "+comments", "+answer"],
+    );
+    let (st, flags, ans) = status_flags_answer(&out);
+    assert_eq!(
+        (st.as_str(), flags.as_str()),
+        ("NOERROR", "qr rd ra"),
+        "{out}"
+    );
+    assert_eq!(ans, ["www.example.org. 60 IN A 192.0.2.99"]);
+    let seen = seen.lock().unwrap().clone();
+    assert!(seen.contains(&"www.example.org.".to_string()), "{seen:?}");
+    let leaked: Vec<&String> = seen
+        .iter()
+        .filter(|n| n.contains("localhost") || n.contains("in-addr.arpa"))
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "local names reached the upstream: {leaked:?}"
+    );
+}

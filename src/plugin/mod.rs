@@ -33,6 +33,7 @@ pub mod hosts;
 pub mod http;
 pub mod k8s_gateway;
 pub mod loadbalance;
+pub mod local;
 pub mod log;
 pub mod loop_detect;
 pub mod minimal;
@@ -262,6 +263,12 @@ pub static DIRECTIVES: &[DirectiveDef] = &[
     DirectiveDef {
         name: "log",
         setup: log::setup,
+        once: false,
+    },
+    DirectiveDef {
+        name: "local",
+        setup: local::setup,
+        // CoreDNS reads every `local` of a block into one handler (so does the setup).
         once: false,
     },
     // The external coredns/rrl plugin goes right before acl (its plugin.cfg landmark), so it
