@@ -236,9 +236,15 @@ pub async fn run(req: Box<Request>, block: Arc<Block>) -> Option<Vec<u8>> {
     };
     // Encoding is guarded as the chain is: a panic gives the client an empty SERVFAIL.
     std::panic::catch_unwind(AssertUnwindSafe(|| {
+        // `bufsize` holds the whole reply to its size, with what the plugins before it in the
+        // chain added (nsid), as CoreDNS's in-place change of the request does.
+        let fit_to = match block.config.bufsize {
+            Some(size) => crate::plugin::bufsize::clamp(&req, size),
+            None => std::borrow::Cow::Borrowed(&*req),
+        };
         let bytes = match outcome {
-            Outcome::Wire { bytes, .. } => crate::dns::wire::fit(&req, bytes),
-            outcome => encode_reply(&req, outcome.into_message(&req)?),
+            Outcome::Wire { bytes, .. } => crate::dns::wire::fit(&fit_to, bytes),
+            outcome => encode_reply(&fit_to, outcome.into_message(&req)?),
         };
         Some(with_cookie(bytes, req.cookie.as_ref()))
     }))

@@ -47,20 +47,21 @@ impl Bufsize {
     pub fn advertised(&self) -> u16 {
         self.size.min(ADVERTISED_UDP_SIZE)
     }
+}
 
-    /// `req` with its EDNS UDP size lowered to SIZE when it advertised more (CoreDNS changes the
-    /// request in place; here the plugins after this one get a copy).
-    fn clamp<'a>(&self, req: &'a Request) -> Cow<'a, Request> {
-        match &req.msg.edns {
-            Some(e) if e.max_payload() > self.size => {
-                let mut r = req.clone();
-                if let Some(e) = r.msg.edns.as_mut() {
-                    e.set_max_payload(self.size);
-                }
-                Cow::Owned(r)
+/// `req` with its EDNS UDP size lowered to `size` when it advertised more (CoreDNS changes the
+/// request in place; here the plugins after `bufsize` get a copy, and the server fits the final
+/// reply to it: see `BlockConfig::bufsize`).
+pub fn clamp(req: &Request, size: u16) -> Cow<'_, Request> {
+    match &req.msg.edns {
+        Some(e) if e.max_payload() > size => {
+            let mut r = req.clone();
+            if let Some(e) = r.msg.edns.as_mut() {
+                e.set_max_payload(size);
             }
-            _ => Cow::Borrowed(req),
+            Cow::Owned(r)
         }
+        _ => Cow::Borrowed(req),
     }
 }
 
@@ -82,7 +83,7 @@ impl Plugin for Bufsize {
     }
 
     async fn serve(&self, req: &Request, next: Next<'_>) -> Outcome {
-        let req = self.clamp(req);
+        let req = clamp(req, self.size);
         let out = next.serve(&req).await;
         if self.advertised() == ADVERTISED_UDP_SIZE || req.msg.edns.is_none() {
             return out;

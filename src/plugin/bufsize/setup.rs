@@ -26,5 +26,6 @@ pub fn setup(
         },
         _ => return Err(d.arg_err()),
     };
+    ctx.config.bufsize = Some(size);
     Ok(Some(Arc::new(Bufsize::new(size))))
 }

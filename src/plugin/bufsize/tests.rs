@@ -297,3 +297,13 @@ async fn only_the_first_line_counts() {
         assert_eq!(seen.size(), 1000, "{text}");
     }
 }
+
+#[test]
+fn directive_is_registered_in_coredns_order() {
+    let at = |n| crate::plugin::order_of(n).unwrap();
+    assert!(
+        at("nsid") + 1 == at("bufsize") && at("bufsize") + 1 == at("bind"),
+        "CoreDNS plugin.cfg: nsid, bufsize, bind"
+    );
+    assert!(!crate::plugin::directive("bufsize").unwrap().once);
+}

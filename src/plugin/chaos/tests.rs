@@ -254,3 +254,13 @@ async fn only_the_first_line_counts() {
         assert_eq!(got, vec![b"v1".to_vec()], "{text}");
     }
 }
+
+#[test]
+fn directive_is_registered_in_coredns_order() {
+    let at = |n| crate::plugin::order_of(n).unwrap();
+    assert!(
+        at("any") + 1 == at("chaos") && at("chaos") + 1 == at("loadbalance"),
+        "CoreDNS plugin.cfg: any, chaos, loadbalance"
+    );
+    assert!(!crate::plugin::directive("chaos").unwrap().once);
+}

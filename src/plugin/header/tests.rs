@@ -396,3 +396,13 @@ fn setup_table() {
     .unwrap();
     assert_eq!(hs.len(), 1);
 }
+
+#[test]
+fn directive_is_registered_in_coredns_order() {
+    let at = |n| crate::plugin::order_of(n).unwrap();
+    assert!(
+        at("cache") < at("header") && at("rewrite") < at("header") && at("header") < at("minimal"),
+        "CoreDNS plugin.cfg: rewrite ... cache, header ... minimal"
+    );
+    assert!(!crate::plugin::directive("header").unwrap().once);
+}

@@ -384,3 +384,13 @@ fn setup_table() {
     assert!(!prefix_of(hs[0].clone()));
     assert!(setup_block(setup, &["."], "local\nlocal bogus").is_err());
 }
+
+#[test]
+fn directive_is_registered_in_coredns_order() {
+    let at = |n| crate::plugin::order_of(n).unwrap();
+    assert!(
+        at("log") + 1 == at("local") && at("local") < at("any") && at("local") < at("forward"),
+        "CoreDNS plugin.cfg: log, dnstap, local ... any ... forward"
+    );
+    assert!(!crate::plugin::directive("local").unwrap().once);
+}

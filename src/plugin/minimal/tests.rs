@@ -422,3 +422,13 @@ fn setup_takes_no_arguments() {
         1
     );
 }
+
+#[test]
+fn directive_is_registered_in_coredns_order() {
+    let at = |n| crate::plugin::order_of(n).unwrap();
+    assert!(
+        at("header") < at("minimal") && at("minimal") + 1 == at("template"),
+        "CoreDNS plugin.cfg: header, dnssec, tls, minimal, template"
+    );
+    assert!(!crate::plugin::directive("minimal").unwrap().once);
+}

@@ -251,3 +251,13 @@ fn setup_table() {
         "Corefile:1 - Error during parsing: this plugin can only be used once per Server Block"
     );
 }
+
+#[test]
+fn directive_is_registered_in_coredns_order() {
+    let at = |n| crate::plugin::order_of(n).unwrap();
+    assert!(
+        at("reload") < at("nsid") && at("nsid") < at("bufsize") && at("bufsize") < at("bind"),
+        "CoreDNS plugin.cfg: reload, nsid, bufsize, bind"
+    );
+    assert!(crate::plugin::directive("nsid").unwrap().once);
+}
