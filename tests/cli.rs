@@ -42,6 +42,12 @@ fn version_and_plugins() {
         "dns.whoami",
         "dns.log",
         "dns.errors",
+        "dns.nsid",
+        "dns.chaos",
+        "dns.bufsize",
+        "dns.minimal",
+        "dns.header",
+        "dns.local",
     ] {
         assert!(out.contains(p), "{p} missing from {out}");
     }

@@ -291,8 +291,9 @@ fn unknown_opcodes_are_notimp() {
 
 #[test]
 fn classes_other_than_in_are_refused() {
-    // CoreDNS's server refuses every class but IN unless the chaos plugin is loaded (exdns has
-    // no chaos plugin): CH (version.bind probes), HS, NONE, ANY and unassigned ones.
+    // CoreDNS's server refuses every class but IN unless a block on the listener has chaos or
+    // forward (this one has neither): CH (version.bind probes), HS, NONE, ANY and unassigned
+    // ones. tests/plugins_everyday.rs has a listener with chaos.
     let ex = start(None);
     for class in [3u16, 4, 254, 255, 1234] {
         let mut p = header(0x7700 + class, RD, [1, 0, 0, 0]);

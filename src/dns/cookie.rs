@@ -205,36 +205,7 @@ pub fn find_option(rdata: &[u8], code: u16) -> Option<&[u8]> {
 /// upstream's, or the client's echoed). Nothing happens when the reply has no OPT record or it
 /// is not the last record (a reply from elsewhere that exdns did not lay out).
 pub fn put_cookie(buf: &mut Vec<u8>, cookie: &ReplyCookie) {
-    let Some(layout) = wire::scan(buf) else {
-        return;
-    };
-    let Some(i) = layout.opt else {
-        return;
-    };
-    if i + 1 != layout.rrs.len() {
-        return;
-    }
-    let rr = layout.rrs[i];
-    buf.truncate(rr.end);
-    if find_option(&buf[rr.rdata..rr.end], COOKIE).is_some() {
-        // Rare (a relayed reply carrying someone's cookie): rewrite the options without it.
-        let rdata = buf[rr.rdata..rr.end].to_vec();
-        buf.truncate(rr.rdata);
-        let mut at = 0;
-        while at + 4 <= rdata.len() {
-            let end = (at + 4 + u16_at(&rdata, at + 2) as usize).min(rdata.len());
-            if u16_at(&rdata, at) != COOKIE {
-                buf.extend_from_slice(&rdata[at..end]);
-            }
-            at = end;
-        }
-    }
-    // The OPT record is the last: its RDATA ends the message, the option goes after it.
-    buf.extend_from_slice(&COOKIE.to_be_bytes());
-    buf.extend_from_slice(&24u16.to_be_bytes());
-    buf.extend_from_slice(&cookie.bytes);
-    let rdlen = (buf.len() - rr.rdata) as u16;
-    buf[rr.rdata - 2..rr.rdata].copy_from_slice(&rdlen.to_be_bytes());
+    wire::put_option(buf, COOKIE, &cookie.bytes);
 }
 
 /// Parses a secret written as 32 hexadecimal digits.

@@ -46,7 +46,17 @@ pub fn encode_reply_within(req: &Request, mut msg: Message, max: usize) -> Vec<u
             msg.answers.clear();
             msg.authorities.clear();
             msg.additionals.clear();
-            to_wire(&msg).unwrap_or_else(|_| servfail_bytes(req))
+            match to_wire(&msg) {
+                Ok(bytes) if bytes.len() <= max => bytes,
+                _ => {
+                    // The OPT record's options do not fit either (a long NSID): without them,
+                    // as `wire::fit` truncates.
+                    if let Some(e) = msg.edns.as_mut() {
+                        *e.options_mut() = Default::default();
+                    }
+                    to_wire(&msg).unwrap_or_else(|_| servfail_bytes(req))
+                }
+            }
         }
         Err(e) => {
             tracing::error!("cannot encode reply to {} {}: {e}", req.name, req.qtype());

@@ -290,6 +290,48 @@ pub fn append_opt(out: &mut Vec<u8>, dnssec_ok: bool) {
     put_u16(out, 10, ar);
 }
 
+/// Writes EDNS option `code` with `data` into the reply `buf`'s OPT record, replacing every
+/// option `code` already there (an upstream's, or the client's echoed), the other options kept
+/// in order. Returns false and leaves `buf` as it was when it has no OPT record, the OPT record
+/// is not its last record (a reply from elsewhere that exdns did not lay out) or the option
+/// would not fit in the record.
+pub fn put_option(buf: &mut Vec<u8>, code: u16, data: &[u8]) -> bool {
+    let Some(layout) = scan(buf) else {
+        return false;
+    };
+    let Some(i) = layout.opt else {
+        return false;
+    };
+    if i + 1 != layout.rrs.len() {
+        return false;
+    }
+    let rr = layout.rrs[i];
+    let rdata = buf[rr.rdata..rr.end].to_vec();
+    let mut kept = Vec::with_capacity(rdata.len() + 4 + data.len());
+    let mut at = 0;
+    while at + 4 <= rdata.len() {
+        let end = (at + 4 + u16_at(&rdata, at + 2) as usize).min(rdata.len());
+        if u16_at(&rdata, at) != code {
+            kept.extend_from_slice(&rdata[at..end]);
+        }
+        at = end;
+    }
+    let Ok(len) = u16::try_from(data.len()) else {
+        return false;
+    };
+    kept.extend_from_slice(&code.to_be_bytes());
+    kept.extend_from_slice(&len.to_be_bytes());
+    kept.extend_from_slice(data);
+    let Ok(rdlen) = u16::try_from(kept.len()) else {
+        return false;
+    };
+    // The OPT record is the last: its RDATA ends the message.
+    buf.truncate(rr.rdata);
+    buf.extend_from_slice(&kept);
+    put_u16(buf, rr.rdata - 2, rdlen);
+    true
+}
+
 /// CoreDNS's `request.Match` on wire bytes: `buf` is a response whose one question is `req`'s
 /// name (any case) and type.
 pub fn is_reply_to(buf: &[u8], layout: &Layout, req: &Request) -> bool {

@@ -41,6 +41,9 @@ pub struct BlockConfig {
     pub cookie: CookiePolicy,
     /// `timeouts`: the stream transports' timeouts (unset: the server's defaults).
     pub timeouts: StreamTimeouts,
+    /// `bufsize SIZE`: the largest EDNS UDP size the block's replies are held to, also what
+    /// the plugins before `bufsize` in the chain (nsid) add to them.
+    pub bufsize: Option<u16>,
 }
 
 /// `timeouts { read; write; idle; maxtcpqueries }`: what a block sets of its listeners' stream
@@ -113,6 +116,7 @@ impl std::fmt::Debug for BlockConfig {
             .field("reload", &self.reload)
             .field("cookie", &self.cookie)
             .field("timeouts", &self.timeouts)
+            .field("bufsize", &self.bufsize)
             .finish()
     }
 }

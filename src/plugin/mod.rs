@@ -16,8 +16,10 @@ use crate::plugin::config::BlockConfig;
 pub mod acl;
 pub mod any;
 pub mod bind;
+pub mod bufsize;
 pub mod cache;
 pub mod cancel;
+pub mod chaos;
 pub mod config;
 pub mod cookie;
 pub mod debug;
@@ -25,14 +27,18 @@ pub mod erratic;
 pub mod errors;
 pub mod file;
 pub mod forward;
+pub mod header;
 pub mod health;
 pub mod hosts;
 pub mod http;
 pub mod k8s_gateway;
 pub mod loadbalance;
+pub mod local;
 pub mod log;
 pub mod loop_detect;
+pub mod minimal;
 pub mod names;
+pub mod nsid;
 pub mod podip;
 pub mod prometheus;
 pub mod ready;
@@ -220,6 +226,18 @@ pub static DIRECTIVES: &[DirectiveDef] = &[
         once: true,
     },
     DirectiveDef {
+        name: "nsid",
+        setup: nsid::setup,
+        once: true,
+    },
+    DirectiveDef {
+        name: "bufsize",
+        setup: bufsize::setup,
+        // CoreDNS reads the first `bufsize` line of a block and ignores the others (so does the
+        // setup).
+        once: false,
+    },
+    DirectiveDef {
         name: "bind",
         setup: bind::setup,
         once: false,
@@ -264,6 +282,12 @@ pub static DIRECTIVES: &[DirectiveDef] = &[
         setup: log::setup,
         once: false,
     },
+    DirectiveDef {
+        name: "local",
+        setup: local::setup,
+        // CoreDNS reads every `local` of a block into one handler (so does the setup).
+        once: false,
+    },
     // The external coredns/rrl plugin goes right before acl (its plugin.cfg landmark), so it
     // also sees the answers cache gives.
     DirectiveDef {
@@ -280,6 +304,13 @@ pub static DIRECTIVES: &[DirectiveDef] = &[
         name: "any",
         setup: any::setup,
         once: true,
+    },
+    DirectiveDef {
+        name: "chaos",
+        setup: chaos::setup,
+        // CoreDNS reads the first `chaos` line of a block and ignores the others (so does the
+        // setup).
+        once: false,
     },
     DirectiveDef {
         name: "loadbalance",
@@ -299,6 +330,18 @@ pub static DIRECTIVES: &[DirectiveDef] = &[
     DirectiveDef {
         name: "rewrite",
         setup: rewrite::setup,
+        once: false,
+    },
+    DirectiveDef {
+        name: "header",
+        setup: header::setup,
+        // CoreDNS reads the block's first `header` with rules only (so does the setup).
+        once: false,
+    },
+    DirectiveDef {
+        name: "minimal",
+        setup: minimal::setup,
+        // CoreDNS reads the block's first `minimal` line only (so does the setup).
         once: false,
     },
     DirectiveDef {

@@ -4,6 +4,8 @@
 use hickory_proto::op::{Message, OpCode, ResponseCode};
 use hickory_proto::rr::RecordType;
 
+use crate::dns::wire::{self, Layout};
+
 /// CoreDNS's `response.Type`: what kind of reply a message is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RespType {
@@ -71,6 +73,20 @@ pub fn classify(s: Shape) -> RespType {
         return RespType::NoError;
     }
     RespType::OtherError
+}
+
+/// CoreDNS's `response.Typify` on a reply in wire form (laid out as `layout`) whose full
+/// response code is `rcode`.
+pub fn typify_wire(buf: &[u8], layout: &Layout, rcode: ResponseCode) -> RespType {
+    let in_authority = |t: u16| layout.authorities().iter().any(|r| r.rtype == t);
+    classify(Shape {
+        op_code: OpCode::from_u8(((wire::flags(buf) >> 11) & 0xf) as u8),
+        qtype: Some(RecordType::from(layout.qtype)),
+        rcode,
+        has_answers: layout.an > 0,
+        soa: in_authority(wire::T_SOA),
+        ns: in_authority(wire::T_NS),
+    })
 }
 
 /// Classifies `m` as CoreDNS's `response.Typify` does.

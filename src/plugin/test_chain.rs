@@ -97,6 +97,28 @@ pub fn config_of(setup: SetupFn, text: &str) -> Result<BlockConfig, String> {
     Ok(config)
 }
 
+/// Runs `setup` for every directive of a block for `zones` whose directives are `text`, as the
+/// server does, and returns the handlers they added.
+pub fn setup_block(
+    setup: SetupFn,
+    zones: &[&str],
+    text: &str,
+) -> Result<Vec<Arc<dyn Plugin>>, ParseError> {
+    let b = block_with(zones, text);
+    let mut config = BlockConfig::default();
+    let mut out = Vec::new();
+    for dir in &b.directives {
+        let mut ctx = SetupCtx {
+            block: &b,
+            config: &mut config,
+        };
+        if let Some(p) = setup(&mut dir.dispenser(), &mut ctx)? {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
 /// Runs `setup` on `text` (one directive occurrence) in a block for `zones`.
 pub fn setup_in(
     setup: SetupFn,

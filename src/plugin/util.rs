@@ -343,6 +343,22 @@ pub fn io_error_text(e: &std::io::Error) -> String {
     }
 }
 
+/// The host's name as Go's `os.Hostname` gives it (the kernel's node name), or `localhost`
+/// when it cannot be read: the default of `nsid` and of `chaos`'s `hostname.bind`/`id.server`.
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname writes at most that many bytes.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "localhost".to_string();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    match std::str::from_utf8(&buf[..end]) {
+        Ok(s) if !s.is_empty() => s.to_string(),
+        _ => "localhost".to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -299,3 +299,131 @@ fn prefetch_keeps_every_query_on_the_full_path() {
     let (_, fast) = check(cfg);
     assert_eq!(fast, 0);
 }
+
+/// `nsid` keeps the fast path for plain queries, and a query asking for the NSID (which the
+/// fast path never takes) gets it on a cache hit as on a miss: the option is never dropped.
+#[test]
+fn nsid_queries_take_the_full_path_and_get_the_option() {
+    use crate::plugin::nsid::Nsid;
+    use hickory_proto::rr::rdata::opt::{EdnsCode, NSIDPayload};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let cache = Cache::new(config("nsid"));
+    let r = router(
+        "dns://:53",
+        vec![
+            Arc::new(Nsid::new("ns-a")),
+            Arc::new(cache),
+            Arc::new(Backend),
+        ],
+    );
+    let plain = |id| {
+        wire_query(
+            &Variant {
+                name: "www.nsid.view-test.",
+                qtype: RecordType::A,
+                edns: Some((1232, false)),
+                cookie: false,
+                rd: true,
+                cd: false,
+                ad: false,
+            },
+            id,
+        )
+    };
+    let with_nsid = |id| {
+        let mut m = Message::from_vec(&plain(id)).unwrap();
+        m.edns
+            .as_mut()
+            .unwrap()
+            .options_mut()
+            .insert(EdnsOption::NSID(NSIDPayload::new(Vec::new()).unwrap()));
+        m.to_vec().unwrap()
+    };
+    let nsid = |bytes: &[u8]| {
+        let m = Message::from_vec(bytes).unwrap();
+        assert_eq!(m.answers.len(), 1);
+        match m.edns.unwrap().option(EdnsCode::NSID) {
+            Some(EdnsOption::NSID(p)) => Some(p.as_ref().to_vec()),
+            _ => None,
+        }
+    };
+    // A miss (full path), then a hit: plain queries are answered fast, without the option.
+    let (first, fast) = answer(&rt, &r, &plain(1), Proto::Udp);
+    assert!(!fast);
+    assert_eq!(nsid(&first.unwrap()), None);
+    let (hit, fast) = answer(&rt, &r, &plain(2), Proto::Udp);
+    assert!(fast, "nsid is transparent on the fast path");
+    assert_eq!(nsid(&hit.unwrap()), None);
+    // The same cached answer asked with NSID: full path, the option written, over UDP and TCP.
+    for proto in [Proto::Udp, Proto::Tcp] {
+        let (reply, fast) = answer(&rt, &r, &with_nsid(3), proto);
+        assert!(!fast, "{proto:?}");
+        assert_eq!(nsid(&reply.unwrap()), Some(b"ns-a".to_vec()), "{proto:?}");
+    }
+}
+
+/// `bufsize` holds the whole reply to its size, the NSID option `nsid` (before it in the chain)
+/// adds included: the server fits the final reply to the block's bufsize.
+#[test]
+fn bufsize_holds_what_nsid_adds() {
+    use crate::plugin::bufsize::Bufsize;
+    use crate::plugin::nsid::Nsid;
+    use hickory_proto::rr::rdata::opt::NSIDPayload;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // (bufsize, NSID data length, truncated)
+    let cases = [(600, 4, false), (600, 100, true), (1232, 100, false)];
+    for (size, nsid_len, truncated) in cases {
+        let chain: Vec<Arc<dyn Plugin>> =
+            vec![
+                Arc::new(Nsid::new("n".repeat(nsid_len))),
+                Arc::new(Bufsize::new(size)),
+                crate::plugin::test_chain::Fixed::reply(|m| {
+                    let name = m.queries[0].name().clone();
+                    m.answers.extend((1..=33).map(|i| {
+                        Record::from_rdata(name.clone(), 60, RData::A(A::new(192, 0, 2, i)))
+                    }));
+                }),
+            ];
+        let mut r = Router::new(Arc::from("dns://:53"), None);
+        r.insert(
+            ".",
+            Arc::new(Block {
+                chain,
+                config: BlockConfig {
+                    bufsize: Some(size),
+                    ..BlockConfig::default()
+                },
+                zones: vec![".".into()],
+                file: Arc::from("Corefile"),
+                line: 1,
+            }),
+        );
+        let r = Arc::new(r);
+        // 33 A records: 566 bytes with the OPT record, before the NSID option.
+        let mut m = Message::new(7, MessageType::Query, OpCode::Query);
+        m.queries.push(Query::query(
+            Name::from_ascii("x.example.").unwrap(),
+            RecordType::A,
+        ));
+        let mut e = Edns::new();
+        e.set_max_payload(4096);
+        e.options_mut()
+            .insert(EdnsOption::NSID(NSIDPayload::new(Vec::new()).unwrap()));
+        m.edns = Some(e);
+        let q = m.to_vec().unwrap();
+        let (reply, fast) = answer(&rt, &r, &q, Proto::Udp);
+        assert!(!fast);
+        let reply = reply.unwrap();
+        let m = Message::from_vec(&reply).unwrap();
+        let case = format!("{size} {nsid_len}: {} bytes", reply.len());
+        assert!(reply.len() <= size.min(1232) as usize, "{case}");
+        assert_eq!(m.metadata.truncation, truncated, "{case}");
+        assert_eq!(m.edns.unwrap().max_payload(), size.min(1232), "{case}");
+    }
+}

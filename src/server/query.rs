@@ -36,7 +36,8 @@ pub enum Prepared {
 /// accept function (what CoreDNS runs): fewer than 12 bytes or a response → no reply; an opcode
 /// other than QUERY → NOTIMP; QDCOUNT ≠ 1, ANCOUNT > 1, NSCOUNT > 1 or ARCOUNT > 2 → FORMERR.
 /// Then, as CoreDNS's server: an undecodable message → FORMERR, a class other than IN →
-/// REFUSED, an EDNS version other than 0 → BADVERS.
+/// REFUSED (unless the listener routes them: `Router::class_chaos`), an EDNS version other than
+/// 0 → BADVERS.
 pub fn prepare(
     router: &Arc<Router>,
     buf: &[u8],
@@ -132,8 +133,9 @@ fn prepare_inner(
     if msg.queries.len() != 1 {
         return Prepared::Done(encode_error(&msg, ResponseCode::FormErr));
     }
-    if msg.queries[0].query_class() != DNSClass::IN {
-        // CoreDNS without the chaos plugin (exdns has none) refuses every other class.
+    if msg.queries[0].query_class() != DNSClass::IN && !router.class_chaos {
+        // As CoreDNS: every other class is refused unless a block on this listener has `chaos`
+        // or `forward`; then it is routed by name like IN, and each plugin handles it or not.
         return Prepared::Done(encode_error(&msg, ResponseCode::Refused));
     }
     if let Verdict::BadCookie(c) = verdict {
@@ -265,14 +267,20 @@ async fn run_inner(req: Box<Request>, block: Arc<Block>) -> Option<Reply> {
     };
     // Encoding is guarded as the chain is: a panic gives the client an empty SERVFAIL.
     std::panic::catch_unwind(AssertUnwindSafe(|| {
+        // `bufsize` holds the whole reply to its size, with what the plugins before it in the
+        // chain added (nsid), as CoreDNS's in-place change of the request does.
+        let fit_to = match block.config.bufsize {
+            Some(size) => crate::plugin::bufsize::clamp(&req, size),
+            None => std::borrow::Cow::Borrowed(&*req),
+        };
         let bytes = match outcome {
-            Outcome::Wire { bytes, .. } => crate::dns::wire::fit(&req, bytes),
+            Outcome::Wire { bytes, .. } => crate::dns::wire::fit(&fit_to, bytes),
             Outcome::Transfer { messages, .. } if req.proto.is_stream() => {
                 return Some(Reply::Stream(messages));
             }
             // A transfer never goes back over UDP.
             Outcome::Transfer { .. } => servfail_bytes(&req),
-            outcome => encode_reply(&req, outcome.into_message(&req)?),
+            outcome => encode_reply(&fit_to, outcome.into_message(&req)?),
         };
         Some(Reply::One(with_cookie(bytes, req.cookie.as_ref())))
     }))

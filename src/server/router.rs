@@ -37,7 +37,14 @@ pub struct Router {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// What the blocks on this listener set of its stream limits (`timeouts`).
     pub timeouts: StreamTimeouts,
+    /// Queries of classes other than IN are routed (else REFUSED before any plugin): a block on
+    /// this listener has a plugin of [`ENABLE_CHAOS`], as CoreDNS's server decides.
+    pub class_chaos: bool,
 }
+
+/// The plugins whose presence in any block of a listener opens it to classes other than IN
+/// (CoreDNS's `EnableChaos`; its `proxy` is long gone).
+pub const ENABLE_CHAOS: &[&str] = &["chaos", "forward"];
 
 impl Router {
     pub fn new(server: Arc<str>, tls: Option<Arc<rustls::ServerConfig>>) -> Self {
@@ -46,6 +53,7 @@ impl Router {
             zones: HashMap::default(),
             tls,
             timeouts: StreamTimeouts::default(),
+            class_chaos: false,
         }
     }
 
@@ -53,6 +61,9 @@ impl Router {
     pub fn insert(&mut self, zone: &str, block: Arc<Block>) -> bool {
         if self.zones.contains_key(zone) {
             return false;
+        }
+        if block.chain.iter().any(|p| ENABLE_CHAOS.contains(&p.name())) {
+            self.class_chaos = true;
         }
         self.zones
             .insert(zone.to_string(), (Arc::from(zone), block));
@@ -135,6 +146,54 @@ mod tests {
         assert!(r.route(".").is_none());
         assert!(r.route("org.").is_none());
         assert!(!r.insert("example.org.", block()));
+    }
+
+    /// CoreDNS's `EnableChaos`: a listener routes other classes once any of its blocks has
+    /// `chaos` or `forward`, whatever the other blocks hold.
+    #[test]
+    fn chaos_or_forward_opens_the_listener_to_other_classes() {
+        struct Named(&'static str);
+        #[async_trait::async_trait]
+        impl crate::plugin::Plugin for Named {
+            fn name(&self) -> &'static str {
+                self.0
+            }
+            async fn serve(
+                &self,
+                req: &crate::dns::request::Request,
+                next: crate::plugin::Next<'_>,
+            ) -> crate::dns::request::Outcome {
+                next.serve(req).await
+            }
+        }
+        let with = |names: &[&'static str]| {
+            Arc::new(Block {
+                chain: names
+                    .iter()
+                    .map(|n| Arc::new(Named(n)) as Arc<dyn crate::plugin::Plugin>)
+                    .collect(),
+                config: BlockConfig::default(),
+                zones: vec![],
+                file: Arc::from("x"),
+                line: 1,
+            })
+        };
+        // (the blocks' plugins, classes routed)
+        let cases: &[(&[&[&'static str]], bool)] = &[
+            (&[&["whoami"]], false),
+            (&[&["log", "cache", "whoami"], &["any"]], false),
+            (&[&["chaos"]], true),
+            (&[&["whoami"], &["log", "chaos", "whoami"]], true),
+            (&[&["cache", "forward"]], true),
+            (&[&["proxy"]], false),
+        ];
+        for (blocks, open) in cases {
+            let mut r = Router::new(Arc::from("dns://:53"), None);
+            for (i, chain) in blocks.iter().enumerate() {
+                assert!(r.insert(&format!("z{i}."), with(chain)));
+            }
+            assert_eq!(r.class_chaos, *open, "{blocks:?}");
+        }
     }
 
     #[test]

@@ -5,13 +5,13 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use hickory_proto::op::{OpCode, ResponseCode};
+use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{DNSClass, RecordType};
 
 use crate::dns::request::Request;
 use crate::dns::view::QueryView;
 use crate::dns::wire::{self, Layout};
-use crate::plugin::response::{self, RespType};
+use crate::plugin::response::RespType;
 
 /// CoreDNS's `MinimalDefaultTTL`: the TTL used when a message gives nothing better.
 pub(crate) const MINIMAL_DEFAULT_TTL: Duration = Duration::from_secs(5);
@@ -49,19 +49,6 @@ pub(crate) fn set_ttls(buf: &mut [u8], layout: &Layout, ttl: u32) {
     for r in layout.rrs.iter().filter(|r| r.rtype != wire::T_OPT) {
         buf[r.ttl_at..r.ttl_at + 4].copy_from_slice(&t);
     }
-}
-
-/// CoreDNS's `response.Typify` on a reply in wire form whose full response code is `rcode`.
-pub(crate) fn typify(buf: &[u8], layout: &Layout, rcode: ResponseCode) -> RespType {
-    let in_authority = |t: u16| layout.authorities().iter().any(|r| r.rtype == t);
-    response::classify(response::Shape {
-        op_code: OpCode::from_u8(((wire::flags(buf) >> 11) & 0xf) as u8),
-        qtype: Some(RecordType::from(layout.qtype)),
-        rcode,
-        has_answers: layout.an > 0,
-        soa: in_authority(wire::T_SOA),
-        ns: in_authority(wire::T_NS),
-    })
 }
 
 /// Which of the two caches an entry lives in (the `type` metric label).

@@ -31,7 +31,7 @@ use moka::policy::EvictionPolicy;
 use crate::dns::request::{Outcome, Proto, Request};
 use crate::dns::view::{FastReply, QueryView};
 use crate::dns::wire::{self, Layout};
-use crate::plugin::response::RespType;
+use crate::plugin::response::{self, RespType};
 use crate::plugin::zones::in_zone;
 use crate::plugin::{FastNext, Next, Plugin};
 use item::{Item, Key, Kind, RefreshGuard};
@@ -400,7 +400,7 @@ impl Inner {
         };
         let mut bytes = bytes;
         let rcode = wire::rcode(&bytes, &layout);
-        let t = item::typify(&bytes, &layout, rcode);
+        let t = response::typify_wire(&bytes, &layout, rcode);
         let cfg = &self.cfg;
         let duration = match t {
             RespType::NameError | RespType::NoData => {
