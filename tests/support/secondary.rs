@@ -117,6 +117,30 @@ impl Secondary {
         None
     }
 
+    /// Waits until the secondary serves `serial` for `zone` and `name` A as `want` (NSD answers
+    /// from its old and new server processes for a moment after a reload: the SOA may come from
+    /// the new one and a name from the old). The time it took.
+    pub fn wait_answer(
+        &self,
+        zone: &str,
+        serial: u32,
+        name: &str,
+        want: &str,
+        timeout: Duration,
+    ) -> Option<Duration> {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            let a = self
+                .ask(name, RecordType::A)
+                .and_then(|m| m.answers.first().map(|r| r.data.to_string()));
+            if self.serial(zone) == Some(serial) && a.as_deref() == Some(want) {
+                return Some(start.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        None
+    }
+
     pub fn log_path(&self) -> PathBuf {
         self.dir.path().join("log")
     }

@@ -502,30 +502,44 @@ pub fn zone_records(
         return None;
     }
     let names = &p.zones[i];
-    let abs = |key: &str| -> Option<String> {
-        let fq = format!("{key}.");
+    // Owner names (absolute, lower-case): a name in this zone, or a name outside every
+    // configured zone (a Service's `name.namespace`), which queries reach relative to any zone.
+    let abs = |key: &str, wild: bool| -> Option<String> {
+        let mut fq = String::with_capacity(key.len() + zone.len() + 3);
+        if wild {
+            fq.push_str("*.");
+        }
+        fq.push_str(key);
+        fq.push('.');
         if in_zone(&fq, zone) {
             Some(fq)
         } else if s.zones.iter().any(|z| in_zone(&fq, z)) {
             None // another zone's name
-        } else if zone == "." {
-            Some(fq)
         } else {
-            Some(format!("{key}.{zone}"))
+            if zone != "." {
+                fq.push_str(zone);
+            }
+            Some(fq)
         }
     };
-    let mut owners = std::collections::BTreeSet::new();
+    let mut owners: Vec<String> = Vec::new();
     for kind in &s.kinds {
-        for (k, _) in snap.exact[kind.index()].iter() {
-            owners.extend(abs(k));
-        }
-        for (k, _) in snap.wild[kind.index()].iter() {
-            owners.extend(abs(&format!("*.{k}")));
-        }
+        owners.extend(
+            snap.exact[kind.index()]
+                .iter()
+                .filter_map(|(k, _)| abs(k, false)),
+        );
+        owners.extend(
+            snap.wild[kind.index()]
+                .iter()
+                .filter_map(|(k, _)| abs(k, true)),
+        );
     }
     for (_, glue) in &names.glue {
-        owners.insert(glue.to_ascii().to_ascii_lowercase());
+        owners.push(glue.to_ascii().to_ascii_lowercase());
     }
+    owners.sort_unstable();
+    owners.dedup();
     let mut out = vec![soa(s, names, snap.serial(zone))];
     out.extend(names.ns.iter().cloned());
     // The apex's own data (an Ingress for the zone's name); never a CNAME beside the SOA.

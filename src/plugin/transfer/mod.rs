@@ -5,8 +5,8 @@
 //! - Zone data come from the block's authoritative plugins through [`Transferer`] (k8s_gateway
 //!   and file): the first one that has the zone answers, as CoreDNS's Transferer list does.
 //!   Each transfer reads one version of the zone, so a transfer is never torn by a change.
-//! - AXFR only over TCP/DoT (UDP: REFUSED, as CoreDNS); messages are packed up to 16 KB (see
-//!   [`BATCH_BYTES`]) with every name compressed; SOA first and last.
+//! - AXFR only over TCP/DoT (UDP: REFUSED, as CoreDNS); messages are packed up to 63,000
+//!   bytes (CoreDNS 1.14.3's batching) with compressed names; SOA first and last.
 //! - IXFR from an in-memory journal: a background task watches each zone's serial, and on a
 //!   change diffs the new version against the previous one (not a re-list). A client that is
 //!   current gets the SOA; a serial the journal does not reach gets the whole zone
@@ -47,12 +47,12 @@ pub const NAME: &str = "transfer";
 /// Transfers that may run at once (per `transfer` directive); the rest wait [`SLOT_WAIT`].
 pub const MAX_TRANSFERS: usize = 8;
 const SLOT_WAIT: Duration = Duration::from_secs(2);
-/// A message is closed before its records (uncompressed) would pass this many bytes. CoreDNS
-/// fills messages up to 63,000 bytes; exdns stops at 16 KB, as NSD and Knot do, because a
-/// compression pointer reaches only the first 16 KB of a message and hickory's encoder stops
-/// compressing past it: 100,000 names took 3.52 MB in 63,000-byte messages, 2.60 MB (as NSD's
-/// and Knot's) in 16 KB ones (bench/xfr.sh).
-pub const BATCH_BYTES: usize = 16_000;
+/// A message is closed before its records (uncompressed) would pass this many bytes: CoreDNS
+/// 1.14.3's batching, room left for header, question and a TSIG record. Names are compressed
+/// against the zone's name near the start of each message (`wire::encode`; hickory's encoder
+/// gives up compressing after 120 names or 16 KB, which made 100,000 names 3.52 MB instead of
+/// 2.6 MB).
+pub const BATCH_BYTES: usize = 63_000;
 
 /// Zone data for transfers, implemented by authoritative plugins (CoreDNS's Transferer).
 pub trait Transferer: Send + Sync {
@@ -318,6 +318,10 @@ pub fn pack(template: &Message, rrs: Vec<Record>) -> impl Iterator<Item = Vec<u8
             size += len;
             m.answers.push(rrs.next().expect("peeked"));
         }
+        if let Some(b) = crate::dns::wire::encode::encode(&m) {
+            return Some(b);
+        }
+        // A record type exdns's encoder leaves to hickory (file zones: CAA, DS, ...).
         match m.to_vec() {
             Ok(b) => Some(b),
             Err(e) => {
@@ -328,10 +332,24 @@ pub fn pack(template: &Message, rrs: Vec<Record>) -> impl Iterator<Item = Vec<u8
     })
 }
 
-/// An upper bound of a record's wire size without compression.
+/// An upper bound of a record's wire size without compression (no allocation for the types
+/// zones mostly hold).
 fn record_len(r: &Record) -> usize {
+    use hickory_proto::rr::RData;
     use hickory_proto::serialize::binary::BinEncodable;
-    r.name.len() + 2 + 10 + r.data.to_bytes().map_or(512, |b| b.len())
+    let name = |n: &hickory_proto::rr::Name| n.len() + 2;
+    let rdata = match &r.data {
+        RData::A(_) => 4,
+        RData::AAAA(_) => 16,
+        RData::NS(n) => name(&n.0),
+        RData::CNAME(n) => name(&n.0),
+        RData::PTR(n) => name(&n.0),
+        RData::MX(mx) => 2 + name(&mx.exchange),
+        RData::SOA(soa) => name(&soa.mname) + name(&soa.rname) + 20,
+        RData::TXT(t) => t.txt_data.iter().map(|s| s.len() + 1).sum(),
+        other => other.to_bytes().map_or(512, |b| b.len()),
+    };
+    name(&r.name) + 10 + rdata
 }
 
 fn soa_serial(r: &Record) -> u32 {
