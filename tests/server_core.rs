@@ -152,12 +152,50 @@ fn malformed_queries_get_formerr_and_never_crash() {
 #[test]
 fn unknown_opcode_is_notimp() {
     let ex = Exdns::start(WHOAMI);
-    for op in [OpCode::Status, OpCode::Update, OpCode::Notify] {
+    // NOTIFY is accepted (as miekg/dns does) and answered NOTAUTH by a block without
+    // `transfer`: this server is not a secondary of anything.
+    for (op, rcode) in [
+        (OpCode::Status, ResponseCode::NotImp),
+        (OpCode::Update, ResponseCode::NotImp),
+        (OpCode::Notify, ResponseCode::NotAuth),
+    ] {
         let mut q = query("example.org.", RecordType::SOA, None);
         q.metadata.op_code = op;
         let r = udp(ex.dns(), &q);
-        assert_eq!(r.metadata.response_code, ResponseCode::NotImp, "{op:?}");
+        assert_eq!(r.metadata.response_code, rcode, "{op:?}");
         assert_eq!(r.metadata.op_code, op);
+    }
+}
+
+/// CoreDNS's server: a DS query goes to the topmost block that serves the name (the parent side
+/// of a delegation), else the root block; a zone defined without plugins is REFUSED.
+#[test]
+fn ds_goes_to_the_parent_block_and_empty_blocks_refuse() {
+    let ex = Exdns::start(
+        "example.org:0 {\n  template IN ANY {\n    rcode NXDOMAIN\n  }\n}\n\
+         sub.example.org:0 {\n  whoami\n}\n\
+         .:0 {\n  template IN ANY {\n    rcode YXDOMAIN\n  }\n}\n\
+         empty.example.net:0 {\n}\n",
+    );
+    for (name, qtype, rcode) in [
+        ("x.sub.example.org.", RecordType::A, ResponseCode::NoError),
+        ("sub.example.org.", RecordType::A, ResponseCode::NoError),
+        // The DS of sub.example.org is the parent's.
+        ("sub.example.org.", RecordType::DS, ResponseCode::NXDomain),
+        ("x.sub.example.org.", RecordType::DS, ResponseCode::NXDomain),
+        ("example.org.", RecordType::DS, ResponseCode::NXDomain),
+        // No block but the root serves example.com.
+        ("example.com.", RecordType::DS, ResponseCode::YXDomain),
+        ("example.com.", RecordType::A, ResponseCode::YXDomain),
+        (
+            "www.empty.example.net.",
+            RecordType::A,
+            ResponseCode::Refused,
+        ),
+        ("empty.example.net.", RecordType::DS, ResponseCode::Refused),
+    ] {
+        let r = udp(ex.dns(), &query(name, qtype, None));
+        assert_eq!(r.metadata.response_code, rcode, "{name} {qtype}");
     }
 }
 

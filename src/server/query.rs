@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use hickory_proto::op::{Header, Message, MessageType, OpCode, Query, ResponseCode};
-use hickory_proto::rr::DNSClass;
+use hickory_proto::rr::{DNSClass, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 
 use crate::dns::cookie::{self, Cookies, ReplyCookie, Verdict};
@@ -89,7 +89,19 @@ fn prepare_inner(
     let src = SocketAddr::new(src.ip().to_canonical(), src.port());
     let local = SocketAddr::new(local.ip().to_canonical(), local.port());
     // Routed once: the fast path and the full path use the same route.
-    let routed = lower.as_deref().map(|name| router.route(name));
+    // DS lives in the parent zone: CoreDNS routes it to the topmost block that serves the
+    // name (RFC 4035 §3.1.4.1 wants the parent's answer).
+    let is_ds = layout
+        .as_ref()
+        .is_some_and(|l| l.qtype == u16::from(RecordType::DS));
+    let route = |name: &str| {
+        if is_ds {
+            router.route_ds(name)
+        } else {
+            router.route(name)
+        }
+    };
+    let routed = lower.as_deref().map(route);
     let verdict = match (&layout, routed) {
         (Some(l), Some(Some((_, block)))) => judge_cookie(block, buf, l, src, proto),
         _ => Verdict::None,
@@ -160,7 +172,18 @@ fn prepare_inner(
         req.wire = Some(Arc::from(buf));
     }
     // `req.name` is `lower` when there is one, already routed.
-    match routed.unwrap_or_else(|| router.route(&req.name)) {
+    let routed = routed.unwrap_or_else(|| {
+        if req.qtype() == RecordType::DS {
+            router.route_ds(&req.name)
+        } else {
+            router.route(&req.name)
+        }
+    });
+    match routed {
+        // A zone defined without plugins: REFUSED, as CoreDNS.
+        Some((_, block)) if block.chain.is_empty() => {
+            Prepared::Done(encode_error(&req.msg, ResponseCode::Refused))
+        }
         Some((_, block)) if notify && !block.chain.iter().any(|p| p.accepts_notify()) => {
             Prepared::Done(encode_error(&req.msg, ResponseCode::NotAuth))
         }

@@ -74,6 +74,20 @@ impl Router {
         self.zones.iter().map(|(z, (_, b))| (z.as_str(), b))
     }
 
+    /// For a DS query: the shortest zone other than the root that `name` is in (the parent
+    /// side of a delegation, as CoreDNS routes DS), else the root zone's block.
+    pub fn route_ds(&self, name: &str) -> Option<(&Arc<str>, &Arc<Block>)> {
+        let mut found = None;
+        let mut rest = name;
+        while rest != "." {
+            if let Some((label, block)) = self.zones.get(rest) {
+                found = Some((label, block));
+            }
+            rest = parent_of(rest);
+        }
+        found.or_else(|| self.zones.get(".").map(|(l, b)| (l, b)))
+    }
+
     /// The longest zone that `name` (lower-case, absolute) is in, and its block.
     pub fn route(&self, name: &str) -> Option<(&Arc<str>, &Arc<Block>)> {
         let mut rest = name;
@@ -104,6 +118,27 @@ impl Router {
             };
         }
     }
+}
+
+/// `name` without its leftmost label (labels may contain escaped dots: `a\.b.example.`); the
+/// root for a single label.
+fn parent_of(name: &str) -> &str {
+    let bytes = name.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 2,
+            b'.' => {
+                return if i + 1 < name.len() {
+                    &name[i + 1..]
+                } else {
+                    "."
+                };
+            }
+            _ => i += 1,
+        }
+    }
+    "."
 }
 
 #[cfg(test)]
