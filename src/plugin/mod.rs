@@ -37,6 +37,7 @@ pub mod local;
 pub mod log;
 pub mod loop_detect;
 pub mod minimal;
+pub mod multisocket;
 pub mod names;
 pub mod nsid;
 pub mod podip;
@@ -54,6 +55,7 @@ pub mod tls;
 pub mod transfer;
 pub mod tsig;
 pub mod util;
+pub mod view;
 pub mod whoami;
 pub mod zones;
 
@@ -219,6 +221,12 @@ pub static DIRECTIVES: &[DirectiveDef] = &[
         name: "timeouts",
         setup: timeouts::setup,
         once: true,
+    },
+    DirectiveDef {
+        name: "multisocket",
+        setup: multisocket::setup,
+        // CoreDNS's setup sets the block's value at each line: the last one counts.
+        once: false,
     },
     DirectiveDef {
         name: "reload",
@@ -387,6 +395,12 @@ pub static DIRECTIVES: &[DirectiveDef] = &[
     DirectiveDef {
         name: "whoami",
         setup: whoami::setup,
+        once: true,
+    },
+    // Last in CoreDNS's plugin.cfg.
+    DirectiveDef {
+        name: "view",
+        setup: view::setup,
         once: true,
     },
 ];

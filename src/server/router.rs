@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::plugin::Plugin;
 use crate::plugin::config::{BlockConfig, StreamTimeouts};
+use crate::plugin::view::Facts;
 
 /// One server block after setup: its plugin chain (shared by all its keys) and its settings.
 pub struct Block {
@@ -32,7 +33,10 @@ impl Block {
 pub struct Router {
     /// CoreDNS's `server` label for this listener, e.g. `dns://:53`.
     pub server: Arc<str>,
-    zones: HashMap<String, (Arc<str>, Arc<Block>), foldhash::fast::RandomState>,
+    /// Each zone's blocks in Corefile order: blocks with a `view` and at most one without.
+    zones: HashMap<String, (Arc<str>, Vec<Arc<Block>>), foldhash::fast::RandomState>,
+    /// Some block has a `view`: routing evaluates views.
+    views: bool,
     /// The TLS config for a `tls://` listener.
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// What the blocks on this listener set of its stream limits (`timeouts`).
@@ -40,6 +44,9 @@ pub struct Router {
     /// Queries of classes other than IN are routed (else REFUSED before any plugin): a block on
     /// this listener has a plugin of [`ENABLE_CHAOS`], as CoreDNS's server decides.
     pub class_chaos: bool,
+    /// `multisocket`: the SO_REUSEPORT sockets of this listener, for UDP and for TCP, from the
+    /// first block that binds it (as CoreDNS); `None`: the default.
+    pub num_sockets: Option<usize>,
 }
 
 /// The plugins whose presence in any block of a listener opens it to classes other than IN
@@ -51,35 +58,68 @@ impl Router {
         Router {
             server,
             zones: HashMap::default(),
+            views: false,
             tls,
             timeouts: StreamTimeouts::default(),
             class_chaos: false,
+            num_sockets: None,
         }
     }
 
-    /// Adds `zone` (lower-case, absolute). Returns false if the zone is already routed.
+    /// Adds `zone` (lower-case, absolute) served by `block`, after the zone's other blocks.
+    /// Returns false if the zone already has a block without a `view` and `block` has none
+    /// either (CoreDNS: "already defined"); blocks with a view may share a zone with any.
     pub fn insert(&mut self, zone: &str, block: Arc<Block>) -> bool {
-        if self.zones.contains_key(zone) {
+        let viewless = block.config.view.is_none();
+        if let Some((_, blocks)) = self.zones.get(zone)
+            && viewless
+            && blocks.iter().any(|b| b.config.view.is_none())
+        {
             return false;
         }
         if block.chain.iter().any(|p| ENABLE_CHAOS.contains(&p.name())) {
             self.class_chaos = true;
         }
+        if !viewless {
+            self.views = true;
+        }
         self.zones
-            .insert(zone.to_string(), (Arc::from(zone), block));
+            .entry(zone.to_string())
+            .or_insert_with(|| (Arc::from(zone), Vec::new()))
+            .1
+            .push(block);
         true
     }
 
+    /// Every (zone, block) pair; a zone shared by views appears once per block.
     pub fn zones(&self) -> impl Iterator<Item = (&str, &Arc<Block>)> {
-        self.zones.iter().map(|(z, (_, b))| (z.as_str(), b))
+        self.zones
+            .iter()
+            .flat_map(|(z, (_, bs))| bs.iter().map(move |b| (z.as_str(), b)))
     }
 
-    /// The longest zone that `name` (lower-case, absolute) is in, and its block.
-    pub fn route(&self, name: &str) -> Option<(&Arc<str>, &Arc<Block>)> {
-        let mut rest = name;
+    /// Whether some block on this listener has a `view`.
+    pub fn has_views(&self) -> bool {
+        self.views
+    }
+
+    /// The block serving the query `q` (its name lower-case, absolute) and its zone: the
+    /// longest zone the name is in that has a block taking the query — the zone's first block,
+    /// in Corefile order, whose view passes or that has none — as CoreDNS's server picks.
+    pub fn route(&self, q: &Facts<'_>) -> Option<(&Arc<str>, &Arc<Block>)> {
+        let mut rest = q.name;
         loop {
-            if let Some((label, block)) = self.zones.get(rest) {
-                return Some((label, block));
+            if let Some((label, blocks)) = self.zones.get(rest) {
+                if !self.views {
+                    if let Some(b) = blocks.first() {
+                        return Some((label, b));
+                    }
+                } else if let Some(b) = blocks
+                    .iter()
+                    .find(|b| b.config.view.as_ref().is_none_or(|v| v.filter(q)))
+                {
+                    return Some((label, b));
+                }
             }
             if rest == "." {
                 return None;
@@ -110,6 +150,22 @@ impl Router {
 mod tests {
     use super::*;
 
+    /// An A query for `name` from 127.0.0.1 over UDP.
+    fn f(name: &str) -> Facts<'_> {
+        Facts {
+            name,
+            qtype: 1,
+            qclass: 1,
+            src: "127.0.0.1:5353".parse().unwrap(),
+            local: "127.0.0.1:53".parse().unwrap(),
+            proto: crate::dns::request::Proto::Udp,
+            size: 40,
+            id: 1,
+            opcode: 0,
+            edns: None,
+        }
+    }
+
     fn block() -> Arc<Block> {
         Arc::new(Block {
             chain: vec![],
@@ -129,22 +185,25 @@ mod tests {
         r.insert(".", root.clone());
         r.insert("org.", org.clone());
         r.insert("example.org.", ex.clone());
-        assert!(Arc::ptr_eq(r.route("www.example.org.").unwrap().1, &ex));
-        assert!(Arc::ptr_eq(r.route("example.org.").unwrap().1, &ex));
-        assert!(Arc::ptr_eq(r.route("xexample.org.").unwrap().1, &org));
-        assert!(Arc::ptr_eq(r.route("a.b.c.org.").unwrap().1, &org));
-        assert!(Arc::ptr_eq(r.route("example.com.").unwrap().1, &root));
-        assert!(Arc::ptr_eq(r.route(".").unwrap().1, &root));
-        assert_eq!(&**r.route("www.example.org.").unwrap().0, "example.org.");
+        assert!(Arc::ptr_eq(r.route(&f("www.example.org.")).unwrap().1, &ex));
+        assert!(Arc::ptr_eq(r.route(&f("example.org.")).unwrap().1, &ex));
+        assert!(Arc::ptr_eq(r.route(&f("xexample.org.")).unwrap().1, &org));
+        assert!(Arc::ptr_eq(r.route(&f("a.b.c.org.")).unwrap().1, &org));
+        assert!(Arc::ptr_eq(r.route(&f("example.com.")).unwrap().1, &root));
+        assert!(Arc::ptr_eq(r.route(&f(".")).unwrap().1, &root));
+        assert_eq!(
+            &**r.route(&f("www.example.org.")).unwrap().0,
+            "example.org."
+        );
     }
 
     #[test]
     fn no_zone_matches() {
         let mut r = Router::new(Arc::from("dns://:53"), None);
         r.insert("example.org.", block());
-        assert!(r.route("example.com.").is_none());
-        assert!(r.route(".").is_none());
-        assert!(r.route("org.").is_none());
+        assert!(r.route(&f("example.com.")).is_none());
+        assert!(r.route(&f(".")).is_none());
+        assert!(r.route(&f("org.")).is_none());
         assert!(!r.insert("example.org.", block()));
     }
 
@@ -200,7 +259,7 @@ mod tests {
     fn escaped_dots_are_not_label_boundaries() {
         let mut r = Router::new(Arc::from("dns://:53"), None);
         r.insert("b.example.", block());
-        assert!(r.route("a\\.b.example.").is_none());
-        assert!(r.route("a.b.example.").is_some());
+        assert!(r.route(&f("a\\.b.example.")).is_none());
+        assert!(r.route(&f("a.b.example.")).is_some());
     }
 }

@@ -36,6 +36,7 @@ use crate::plugin::zones::in_zone;
 use crate::plugin::{FastNext, Next, Plugin};
 use item::{Item, Key, Kind, RefreshGuard};
 
+pub(crate) use setup::go_atoi;
 pub use setup::setup;
 
 /// The `type` label of the success cache.
