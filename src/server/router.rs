@@ -255,6 +255,49 @@ mod tests {
         }
     }
 
+    /// CoreDNS's `view` routing: a zone's blocks are tried in Corefile order, the first whose
+    /// view passes (or that has none) wins; none passing sends the name on to shorter zones.
+    #[test]
+    fn views_pick_among_blocks_in_order() {
+        let viewed = |expr: &str| {
+            let mut config = BlockConfig::default();
+            config.view = Some(Arc::new(crate::plugin::view::View {
+                name: Arc::from("v"),
+                progs: vec![crate::plugin::view::Program::compile(expr).unwrap()],
+            }));
+            Arc::new(Block {
+                chain: vec![],
+                config,
+                zones: vec![],
+                file: Arc::from("x"),
+                line: 1,
+            })
+        };
+        let mut r = Router::new(Arc::from("dns://:53"), None);
+        let tcp = viewed("proto() == 'tcp'");
+        let a = viewed("type() == 'A'");
+        let rest = block();
+        let org = viewed("name() == 'nothing.'");
+        assert!(r.insert(".", tcp.clone()));
+        assert!(r.insert(".", a.clone()));
+        assert!(r.insert(".", rest.clone()));
+        assert!(!r.insert(".", block()), "a second block without view");
+        assert!(r.insert(".", viewed("true")), "views may come after");
+        assert!(r.insert("org.", org));
+        assert!(r.has_views());
+        let mut q = f("www.example.org.");
+        assert!(Arc::ptr_eq(r.route(&q).unwrap().1, &a));
+        assert_eq!(&**r.route(&q).unwrap().0, ".");
+        q.qtype = 28;
+        assert!(Arc::ptr_eq(r.route(&q).unwrap().1, &rest));
+        q.proto = crate::dns::request::Proto::Tcp;
+        assert!(Arc::ptr_eq(r.route(&q).unwrap().1, &tcp));
+        // Only views on a zone, none passing, no shorter zone: nothing.
+        let mut r = Router::new(Arc::from("dns://:53"), None);
+        r.insert("org.", viewed("false"));
+        assert!(r.route(&f("example.org.")).is_none());
+    }
+
     #[test]
     fn escaped_dots_are_not_label_boundaries() {
         let mut r = Router::new(Arc::from("dns://:53"), None);
