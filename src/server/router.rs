@@ -28,13 +28,16 @@ impl Block {
     }
 }
 
+/// A zone's label and its blocks.
+type ZoneBlocks = (Arc<str>, Vec<Arc<Block>>);
+
 /// The zones served on one listener.
 #[derive(Clone)]
 pub struct Router {
     /// CoreDNS's `server` label for this listener, e.g. `dns://:53`.
     pub server: Arc<str>,
     /// Each zone's blocks in Corefile order: blocks with a `view` and at most one without.
-    zones: HashMap<String, (Arc<str>, Vec<Arc<Block>>), foldhash::fast::RandomState>,
+    zones: HashMap<String, ZoneBlocks, foldhash::fast::RandomState>,
     /// Some block has a `view`: routing evaluates views.
     views: bool,
     /// The TLS config for a `tls://` listener.
@@ -260,11 +263,13 @@ mod tests {
     #[test]
     fn views_pick_among_blocks_in_order() {
         let viewed = |expr: &str| {
-            let mut config = BlockConfig::default();
-            config.view = Some(Arc::new(crate::plugin::view::View {
-                name: Arc::from("v"),
-                progs: vec![crate::plugin::view::Program::compile(expr).unwrap()],
-            }));
+            let config = BlockConfig {
+                view: Some(Arc::new(crate::plugin::view::View {
+                    name: Arc::from("v"),
+                    progs: vec![crate::plugin::view::Program::compile(expr).unwrap()],
+                })),
+                ..Default::default()
+            };
             Arc::new(Block {
                 chain: vec![],
                 config,

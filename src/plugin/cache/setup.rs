@@ -448,7 +448,7 @@ mod tests {
             ),
             (
                 "cache {\n serve_stale\n serve_stale_policy prefer_positive prefer_positive\n}",
-                format!("Corefile:3 - Error during parsing: Wrong argument count or unexpected line ending after 'prefer_positive'"),
+                "Corefile:3 - Error during parsing: Wrong argument count or unexpected line ending after 'prefer_positive'".to_string(),
             ),
             (
                 "cache {\n serve_stale\n serve_stale_policy prefer_positive\n serve_stale_policy prefer_positive\n}",
