@@ -18,11 +18,14 @@ fn corefile(port: u16) -> String {
     view one {{
         expr incidr(client_ip(), '127.0.0.1/32')
     }}
+    prometheus 127.0.0.1:0
+    cache 30
     hosts {{
         1.1.1.1 test
     }}
 }}
 .:{port} {{
+    prometheus 127.0.0.1:0
     view two {{
         expr incidr(client_ip(), '127.0.0.2/32') && type() == 'A'
         expr name() matches '^(test|www\\\\.example\\\\.org)\\\\.$'
@@ -115,6 +118,23 @@ fn split_horizon_by_client_address_over_udp_and_tcp() {
     let q = query("www.example.org.", RecordType::A, None);
     let r = udp_from(one, to, &q);
     assert_eq!(r.metadata.response_code, ResponseCode::ServFail, "{r:?}");
+
+    // The metrics of a block with a view carry its name in the `view` label.
+    let (_, _, body) = http_get(ex.http_addr("127.0.0.1:0"), "/metrics");
+    let label = |view: &str| {
+        format!(
+            "coredns_dns_requests_total{{family=\"1\",proto=\"udp\",server=\"dns://:{port}\",type=\"A\",view=\"{view}\",zone=\".\"}}"
+        )
+    };
+    for view in ["one", "two"] {
+        assert!(body.contains(&label(view)), "{view} missing from {body}");
+    }
+    assert!(
+        body.contains(&format!(
+            "coredns_cache_requests_total{{server=\"dns://:{port}\",view=\"one\",zones=\".\"}}"
+        )),
+        "{body}"
+    );
     drop(ex);
 }
 

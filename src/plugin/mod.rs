@@ -111,6 +111,17 @@ pub trait Plugin: Send + Sync + 'static {
     fn accepts_notify(&self) -> bool {
         false
     }
+
+    /// The block's view name, for the `view` plugin (other plugins' `view` metric label).
+    fn view_name(&self) -> Option<&Arc<str>> {
+        None
+    }
+}
+
+/// The name of the view in `chain` (the block's `view NAME`), if any: the `view` label of the
+/// block's metrics, as CoreDNS sets it for queries a view routed.
+pub fn view_of(chain: &[Arc<dyn Plugin>]) -> Option<Arc<str>> {
+    chain.iter().find_map(|p| p.view_name().cloned())
 }
 
 /// What a plugin learns at startup.

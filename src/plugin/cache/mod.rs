@@ -176,6 +176,8 @@ struct Inner {
     /// Per server label; a handful at most.
     counters: RwLock<Vec<Arc<ServerCounters>>>,
     clock: Clock,
+    /// The block's view name (the `view` label), set when the chain is linked.
+    view: Arc<std::sync::OnceLock<Arc<str>>>,
 }
 
 impl Cache {
@@ -185,8 +187,9 @@ impl Cache {
 
     pub(crate) fn with_clock(cfg: Config, clock: Clock) -> Self {
         let zones_label = cfg.zones.join(",");
-        let pcache = new_store(&cfg, Kind::Success, &zones_label);
-        let ncache = new_store(&cfg, Kind::Denial, &zones_label);
+        let view: Arc<std::sync::OnceLock<Arc<str>>> = Arc::default();
+        let pcache = new_store(&cfg, Kind::Success, &zones_label, &view);
+        let ncache = new_store(&cfg, Kind::Denial, &zones_label, &view);
         Cache {
             inner: Arc::new(Inner {
                 cfg,
@@ -196,6 +199,7 @@ impl Cache {
                 hasher: foldhash::fast::RandomState::default(),
                 counters: RwLock::new(Vec::new()),
                 clock,
+                view,
             }),
         }
     }
@@ -209,7 +213,13 @@ impl Cache {
 /// A moka cache with CoreDNS's capacity, LRU eviction (CoreDNS evicts at random; both always
 /// admit the new entry), evictions counted, and entries dropped once past any use (TTL plus the
 /// serve_stale window; the handler's own TTL check is what decides freshness).
-fn new_store(cfg: &Config, kind: Kind, zones_label: &str) -> Store {
+fn new_store(
+    cfg: &Config,
+    kind: Kind,
+    zones_label: &str,
+    view: &Arc<std::sync::OnceLock<Arc<str>>>,
+) -> Store {
+    let view = view.clone();
     let cap = effective_capacity(if kind == Kind::Success {
         cfg.pcap
     } else {
@@ -224,7 +234,12 @@ fn new_store(cfg: &Config, kind: Kind, zones_label: &str) -> Store {
         .eviction_listener(move |_k, v: Arc<Item>, cause| {
             if cause == RemovalCause::Size {
                 metrics::EVICTIONS
-                    .with_label_values(&[&*v.server, kind.label(), &zones, VIEW])
+                    .with_label_values(&[
+                        &*v.server,
+                        kind.label(),
+                        &zones,
+                        view.get().map_or(VIEW, |v| v),
+                    ])
                     .inc();
             }
         })
@@ -268,6 +283,13 @@ enum Mode {
 
 fn in_any_zone(lower: &str, zones: &[String]) -> bool {
     zones.iter().any(|z| in_zone(lower, z))
+}
+
+impl Inner {
+    /// The `view` label.
+    fn view(&self) -> &str {
+        self.view.get().map_or(VIEW, |v| v)
+    }
 }
 
 impl Inner {
@@ -359,14 +381,15 @@ impl Inner {
             return c.clone();
         }
         let zones = self.zones_label.as_str();
+        let view = self.view();
         let c = Arc::new(ServerCounters {
             server: server.into(),
-            requests: metrics::REQUESTS.with_label_values(&[server, zones, VIEW]),
+            requests: metrics::REQUESTS.with_label_values(&[server, zones, view]),
             hits: [Kind::Success, Kind::Denial]
-                .map(|kind| metrics::HITS.with_label_values(&[server, kind.label(), zones, VIEW])),
-            misses: metrics::MISSES.with_label_values(&[server, zones, VIEW]),
+                .map(|kind| metrics::HITS.with_label_values(&[server, kind.label(), zones, view])),
+            misses: metrics::MISSES.with_label_values(&[server, zones, view]),
             entries: [SUCCESS, DENIAL]
-                .map(|t| metrics::ENTRIES.with_label_values(&[server, t, zones, VIEW])),
+                .map(|t| metrics::ENTRIES.with_label_values(&[server, t, zones, view])),
         });
         let mut all = self.counters.write().unwrap_or_else(|e| e.into_inner());
         if !all.iter().any(|x| x.server == c.server) {
@@ -458,7 +481,7 @@ impl Inner {
                 self.store(req, &bytes, &layout, rcode, t, duration);
             } else {
                 metrics::DROPS
-                    .with_label_values(&[&*req.server, &self.zones_label, VIEW])
+                    .with_label_values(&[&*req.server, &self.zones_label, self.view()])
                     .inc();
             }
         }
@@ -593,7 +616,7 @@ impl Inner {
             return; // no runtime (cannot happen inside the server): guard resets the flag
         };
         metrics::PREFETCH
-            .with_label_values(&[&*req.server, &self.zones_label, VIEW])
+            .with_label_values(&[&*req.server, &self.zones_label, self.view()])
             .inc();
         let inner = self.clone();
         let chain: Vec<Arc<dyn Plugin>> = next.plugins().to_vec();
@@ -697,6 +720,12 @@ impl Plugin for Cache {
         "cache"
     }
 
+    fn link(&self, chain: &[Arc<dyn Plugin>]) {
+        if let Some(v) = crate::plugin::view_of(chain) {
+            let _ = self.inner.view.set(v);
+        }
+    }
+
     /// A fresh hit, when nothing else is due: no prefetch configured, not stale, and the reply
     /// fits the client's size. Everything else (misses included) takes the full path, which
     /// counts it.
@@ -788,7 +817,7 @@ impl Plugin for Cache {
                 inner.spawn_refresh(req, next, &item, h, true);
             }
             metrics::SERVED_STALE
-                .with_label_values(&[&*req.server, &inner.zones_label, VIEW])
+                .with_label_values(&[&*req.server, &inner.zones_label, inner.view()])
                 .inc();
         } else if inner.should_prefetch(&item, now) {
             inner.spawn_refresh(req, next, &item, h, false);

@@ -38,8 +38,11 @@ impl View {
     }
 }
 
-/// The chain's `view` handler: passes every query on.
-pub struct ViewPlugin;
+/// The chain's `view` handler: passes every query on; other plugins of the block take its name
+/// for their metrics' `view` label.
+pub struct ViewPlugin {
+    pub name: Arc<str>,
+}
 
 #[async_trait]
 impl Plugin for ViewPlugin {
@@ -54,6 +57,10 @@ impl Plugin for ViewPlugin {
     fn fast(&self, q: &QueryView<'_>, next: FastNext<'_>) -> Option<FastReply> {
         next.fast(q)
     }
+
+    fn view_name(&self) -> Option<&Arc<str>> {
+        Some(&self.name)
+    }
 }
 
 /// `view NAME { expr EXPRESSION ... }`
@@ -61,8 +68,10 @@ pub fn setup(
     d: &mut Dispenser,
     ctx: &mut SetupCtx<'_>,
 ) -> Result<Option<Arc<dyn Plugin>>, ParseError> {
-    ctx.config.view = Some(Arc::new(parse(d)?));
-    Ok(Some(Arc::new(ViewPlugin)))
+    let view = parse(d)?;
+    let name = view.name.clone();
+    ctx.config.view = Some(Arc::new(view));
+    Ok(Some(Arc::new(ViewPlugin { name })))
 }
 
 pub fn parse(d: &mut Dispenser) -> Result<View, ParseError> {
