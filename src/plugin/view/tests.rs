@@ -277,3 +277,61 @@ fn every_expression_must_pass() {
     let none = parse(&mut dispenser("view v")).unwrap();
     assert!(none.filter(&facts("b.", 1, "11.1.1.1:5", Proto::Udp)));
 }
+
+/// Random token soup never panics at setup or evaluation (a small deterministic fuzz).
+#[test]
+fn token_soup_never_panics() {
+    const PARTS: &[&str] = &[
+        "name()",
+        "type()",
+        "client_ip()",
+        "port()",
+        "do()",
+        "size()",
+        "incidr(",
+        "metadata(",
+        "'10.0.0.0/8'",
+        "'a'",
+        "\"b\"",
+        "1",
+        "true",
+        ",",
+        "(",
+        ")",
+        "[",
+        "]",
+        "==",
+        "!=",
+        "<",
+        ">=",
+        "and",
+        "or",
+        "not",
+        "!",
+        "in",
+        "matches",
+        "'^a.*'",
+        "contains",
+        "&&",
+        "||",
+        "é",
+        "'",
+        "\\",
+    ];
+    let q = facts("a.example.", 1, "10.1.2.3:53", Proto::Udp);
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for _ in 0..20_000 {
+        let mut src = String::new();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        for k in 0..(x % 9) {
+            let r = x.rotate_left((k * 7) as u32);
+            src.push_str(PARTS[(r % PARTS.len() as u64) as usize]);
+            src.push(' ');
+        }
+        if let Ok(p) = Program::compile(&src) {
+            let _ = p.matches(&q);
+        }
+    }
+}
