@@ -232,11 +232,16 @@ pub(crate) fn parse_with_env(
 ///
 /// Blocks that use `bind` are left out of the duplicate check: CoreDNS allows the same zone in
 /// several blocks bound to different addresses, so the server checks those with the addresses.
+/// So are blocks with a `view`, which may share their zone and port with any block (the server
+/// still refuses two without a view).
 fn normalize_blocks(raw: Vec<RawBlock>, dns_port: u16) -> Result<Vec<ServerBlock>, ParseError> {
     let mut seen = HashSet::new();
     let mut blocks = Vec::with_capacity(raw.len());
     for rb in raw {
-        let has_bind = rb.directives.iter().any(|d| d.name == "bind");
+        let has_bind = rb
+            .directives
+            .iter()
+            .any(|d| d.name == "bind" || d.name == "view");
         let mut keys: Vec<Key> = Vec::new();
         for kt in &rb.keys {
             let parsed = parse_key(&kt.text, dns_port)

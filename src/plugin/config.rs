@@ -44,6 +44,12 @@ pub struct BlockConfig {
     /// `bufsize SIZE`: the largest EDNS UDP size the block's replies are held to, also what
     /// the plugins before `bufsize` in the chain (nsid) add to them.
     pub bufsize: Option<u16>,
+    /// `multisocket [NUM_SOCKETS]`: SO_REUSEPORT sockets per listener, for UDP and for TCP
+    /// (unset: one UDP socket per core, at most 16, and one TCP socket).
+    pub num_sockets: Option<usize>,
+    /// `view NAME { expr ... }`: the queries this block serves among the blocks sharing its
+    /// zones and port.
+    pub view: Option<Arc<crate::plugin::view::View>>,
 }
 
 /// `timeouts { read; write; idle; maxtcpqueries }`: what a block sets of its listeners' stream

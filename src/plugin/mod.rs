@@ -37,6 +37,7 @@ pub mod local;
 pub mod log;
 pub mod loop_detect;
 pub mod minimal;
+pub mod multisocket;
 pub mod names;
 pub mod nsid;
 pub mod podip;
@@ -54,6 +55,7 @@ pub mod tls;
 pub mod transfer;
 pub mod tsig;
 pub mod util;
+pub mod view;
 pub mod whoami;
 pub mod zones;
 
@@ -109,6 +111,17 @@ pub trait Plugin: Send + Sync + 'static {
     fn accepts_notify(&self) -> bool {
         false
     }
+
+    /// The block's view name, for the `view` plugin (other plugins' `view` metric label).
+    fn view_name(&self) -> Option<&Arc<str>> {
+        None
+    }
+}
+
+/// The name of the view in `chain` (the block's `view NAME`), if any: the `view` label of the
+/// block's metrics, as CoreDNS sets it for queries a view routed.
+pub fn view_of(chain: &[Arc<dyn Plugin>]) -> Option<Arc<str>> {
+    chain.iter().find_map(|p| p.view_name().cloned())
 }
 
 /// What a plugin learns at startup.
@@ -219,6 +232,12 @@ pub static DIRECTIVES: &[DirectiveDef] = &[
         name: "timeouts",
         setup: timeouts::setup,
         once: true,
+    },
+    DirectiveDef {
+        name: "multisocket",
+        setup: multisocket::setup,
+        // CoreDNS's setup sets the block's value at each line: the last one counts.
+        once: false,
     },
     DirectiveDef {
         name: "reload",
@@ -387,6 +406,12 @@ pub static DIRECTIVES: &[DirectiveDef] = &[
     DirectiveDef {
         name: "whoami",
         setup: whoami::setup,
+        once: true,
+    },
+    // Last in CoreDNS's plugin.cfg.
+    DirectiveDef {
+        name: "view",
+        setup: view::setup,
         once: true,
     },
 ];

@@ -229,14 +229,17 @@ pub fn build(cf: &Corefile) -> Result<Config, ConfigError> {
                     port: k.port,
                 };
                 let router = listeners.entry(lk).or_insert_with(|| {
-                    Router::new(
+                    let mut r = Router::new(
                         Arc::from(lk.to_string()),
                         if k.scheme == Scheme::Tls {
                             block.config.tls.clone()
                         } else {
                             None
                         },
-                    )
+                    );
+                    // CoreDNS: the first block binding an address decides its multisocket.
+                    r.num_sockets = block.config.num_sockets;
+                    r
                 });
                 if router.tls.is_none() && k.scheme == Scheme::Tls {
                     router.tls = block.config.tls.clone();

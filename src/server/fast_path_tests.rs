@@ -177,7 +177,7 @@ fn check(cfg: Config) -> (usize, usize) {
         .unwrap();
     let now = Instant::now();
     let cache: Arc<dyn Plugin> = Arc::new(Cache::with_clock(cfg, Arc::new(move || now)));
-    let prom: Arc<dyn Plugin> = Arc::new(Prometheus);
+    let prom: Arc<dyn Plugin> = Arc::new(Prometheus::default());
     let errors: Arc<dyn Plugin> = Arc::new(Errors::new(vec![], false));
     let backend: Arc<dyn Plugin> = Arc::new(Backend);
     let fast = router(

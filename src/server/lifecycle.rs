@@ -125,16 +125,17 @@ impl Server {
         let mut fresh: Vec<(
             ListenerKey,
             Vec<std::net::UdpSocket>,
-            std::net::TcpListener,
+            Vec<std::net::TcpListener>,
             SocketAddr,
         )> = Vec::new();
         {
             let running = self.listeners.lock().unwrap();
-            for key in cfg.listeners.keys() {
+            for (key, router) in cfg.listeners.iter() {
                 if running.contains_key(key) {
                     continue;
                 }
-                let (udp_socks, tcp_l, addr) = bind_listener(key).map_err(ConfigError)?;
+                let (udp_socks, tcp_l, addr) =
+                    bind_listener(key, router.num_sockets).map_err(ConfigError)?;
                 fresh.push((*key, udp_socks, tcp_l, addr));
             }
         }
@@ -179,22 +180,13 @@ impl Server {
                         stop_rx.clone(),
                     )));
                 }
-                if key.scheme == Scheme::Tls {
+                for t in tcp_l {
                     tasks.push(tokio::spawn(tcp::serve(
-                        tcp_l,
+                        t,
                         router.clone(),
                         self.tracker.clone(),
                         self.limits,
-                        true,
-                        stop_rx.clone(),
-                    )));
-                } else {
-                    tasks.push(tokio::spawn(tcp::serve(
-                        tcp_l,
-                        router.clone(),
-                        self.tracker.clone(),
-                        self.limits,
-                        false,
+                        key.scheme == Scheme::Tls,
                         stop_rx.clone(),
                     )));
                 }
@@ -354,25 +346,40 @@ fn loopback_if_wildcard(a: SocketAddr) -> SocketAddr {
     }
 }
 
-/// Binds UDP (several SO_REUSEPORT sockets) and TCP on the same port; for port 0 the UDP socket
-/// picks the port and TCP follows it.
+/// Binds UDP and TCP on the same port, several SO_REUSEPORT sockets each: `num_sockets` of
+/// both (`multisocket`), else one UDP socket per core (at most 16) and one TCP socket. For port
+/// 0 the first UDP socket picks the port and the others follow it.
 fn bind_listener(
     key: &ListenerKey,
-) -> Result<(Vec<std::net::UdpSocket>, std::net::TcpListener, SocketAddr), String> {
-    let n = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .clamp(1, 16);
+    num_sockets: Option<usize>,
+) -> Result<
+    (
+        Vec<std::net::UdpSocket>,
+        Vec<std::net::TcpListener>,
+        SocketAddr,
+    ),
+    String,
+> {
+    let (n_udp, n_tcp) = match num_sockets {
+        Some(n) => (n.max(1), n.max(1)),
+        None => (
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+                .clamp(1, 16),
+            1,
+        ),
+    };
     let try_bind = |addr: SocketAddr| -> std::io::Result<(
         Vec<std::net::UdpSocket>,
-        std::net::TcpListener,
+        Vec<std::net::TcpListener>,
         SocketAddr,
     )> {
         for _attempt in 0..20 {
             let udp_socks = if key.scheme == Scheme::Tls {
                 Vec::new()
             } else {
-                udp::bind(addr, n)?
+                udp::bind(addr, n_udp)?
             };
             let port = udp_socks
                 .first()
@@ -383,7 +390,11 @@ fn bind_listener(
             match tcp::bind(tcp_addr) {
                 Ok(t) => {
                     let bound = t.local_addr()?;
-                    return Ok((udp_socks, t, bound));
+                    let mut tcp = vec![t];
+                    for _ in 1..n_tcp {
+                        tcp.push(tcp::bind(bound)?);
+                    }
+                    return Ok((udp_socks, tcp, bound));
                 }
                 Err(e) if addr.port() == 0 && e.kind() == std::io::ErrorKind::AddrInUse => continue,
                 Err(e) => return Err(e),

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use hickory_proto::op::{Header, Message, MessageType, OpCode, Query, ResponseCode};
-use hickory_proto::rr::{DNSClass, RecordType};
+use hickory_proto::rr::DNSClass;
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 
 use crate::dns::cookie::{self, Cookies, ReplyCookie, Verdict};
@@ -19,6 +19,7 @@ use crate::dns::request::{Outcome, Proto, Request};
 use crate::dns::view::{self, QueryView};
 use crate::dns::wire;
 use crate::plugin::config::CookiePolicy;
+use crate::plugin::view::Facts;
 use crate::plugin::{FastNext, Next};
 use crate::server::router::{Block, Router};
 
@@ -88,20 +89,11 @@ fn prepare_inner(
     // family) see the plain IPv4 address. Replies still go to the raw address.
     let src = SocketAddr::new(src.ip().to_canonical(), src.port());
     let local = SocketAddr::new(local.ip().to_canonical(), local.port());
-    // Routed once: the fast path and the full path use the same route.
-    // DS lives in the parent zone: CoreDNS routes it to the topmost block that serves the
-    // name (RFC 4035 §3.1.4.1 wants the parent's answer).
-    let is_ds = layout
-        .as_ref()
-        .is_some_and(|l| l.qtype == u16::from(RecordType::DS));
-    let route = |name: &str| {
-        if is_ds {
-            router.route_ds(name)
-        } else {
-            router.route(name)
-        }
+    // Routed once: the fast path and the full path use the same route (views included).
+    let routed = match (&layout, lower.as_deref()) {
+        (Some(l), Some(name)) => Some(router.route(&wire_facts(buf, l, name, src, local, proto))),
+        _ => None,
     };
-    let routed = lower.as_deref().map(route);
     let verdict = match (&layout, routed) {
         (Some(l), Some(Some((_, block)))) => judge_cookie(block, buf, l, src, proto),
         _ => Verdict::None,
@@ -172,14 +164,7 @@ fn prepare_inner(
         req.wire = Some(Arc::from(buf));
     }
     // `req.name` is `lower` when there is one, already routed.
-    let routed = routed.unwrap_or_else(|| {
-        if req.qtype() == RecordType::DS {
-            router.route_ds(&req.name)
-        } else {
-            router.route(&req.name)
-        }
-    });
-    match routed {
+    match routed.unwrap_or_else(|| router.route(&request_facts(&req))) {
         // A zone defined without plugins: REFUSED, as CoreDNS.
         Some((_, block)) if block.chain.is_empty() => {
             Prepared::Done(encode_error(&req.msg, ResponseCode::Refused))
@@ -193,6 +178,56 @@ fn prepare_inner(
             Prepared::Query(Box::new(req), block)
         }
         None => Prepared::Done(encode_error(&req.msg, ResponseCode::Refused)),
+    }
+}
+
+/// What views may ask of a query, read from its wire form.
+fn wire_facts<'a>(
+    buf: &[u8],
+    l: &wire::Layout,
+    name: &'a str,
+    src: SocketAddr,
+    local: SocketAddr,
+    proto: Proto,
+) -> Facts<'a> {
+    let edns = l.opt.and_then(|i| {
+        let at = l.rrs.get(i)?.ttl_at;
+        let size = u16::from_be_bytes([*buf.get(at.checked_sub(2)?)?, *buf.get(at - 1)?]);
+        let dnssec_ok = buf.get(at + 2)? & 0x80 != 0;
+        Some((size, dnssec_ok))
+    });
+    Facts {
+        name,
+        qtype: l.qtype,
+        qclass: l.qclass,
+        src,
+        local,
+        proto,
+        size: buf.len(),
+        id: u16::from_be_bytes([buf[0], buf[1]]),
+        opcode: (buf[2] >> 3) & 0x0f,
+        edns,
+    }
+}
+
+/// What views may ask of a decoded query (whose name did not take the wire's fast route).
+fn request_facts(req: &Request) -> Facts<'_> {
+    let q = req.msg.queries.first();
+    Facts {
+        name: &req.name,
+        qtype: q.map_or(0, |q| u16::from(q.query_type())),
+        qclass: q.map_or(0, |q| u16::from(q.query_class())),
+        src: req.src,
+        local: req.local,
+        proto: req.proto,
+        size: req.size,
+        id: req.msg.metadata.id,
+        opcode: u8::from(req.msg.metadata.op_code),
+        edns: req
+            .msg
+            .edns
+            .as_ref()
+            .map(|e| (e.max_payload(), e.flags().dnssec_ok)),
     }
 }
 

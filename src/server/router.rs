@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::plugin::Plugin;
 use crate::plugin::config::{BlockConfig, StreamTimeouts};
+use crate::plugin::view::Facts;
 
 /// One server block after setup: its plugin chain (shared by all its keys) and its settings.
 pub struct Block {
@@ -27,12 +28,18 @@ impl Block {
     }
 }
 
+/// A zone's label and its blocks.
+type ZoneBlocks = (Arc<str>, Vec<Arc<Block>>);
+
 /// The zones served on one listener.
 #[derive(Clone)]
 pub struct Router {
     /// CoreDNS's `server` label for this listener, e.g. `dns://:53`.
     pub server: Arc<str>,
-    zones: HashMap<String, (Arc<str>, Arc<Block>), foldhash::fast::RandomState>,
+    /// Each zone's blocks in Corefile order: blocks with a `view` and at most one without.
+    zones: HashMap<String, ZoneBlocks, foldhash::fast::RandomState>,
+    /// Some block has a `view`: routing evaluates views.
+    views: bool,
     /// The TLS config for a `tls://` listener.
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// What the blocks on this listener set of its stream limits (`timeouts`).
@@ -40,6 +47,9 @@ pub struct Router {
     /// Queries of classes other than IN are routed (else REFUSED before any plugin): a block on
     /// this listener has a plugin of [`ENABLE_CHAOS`], as CoreDNS's server decides.
     pub class_chaos: bool,
+    /// `multisocket`: the SO_REUSEPORT sockets of this listener, for UDP and for TCP, from the
+    /// first block that binds it (as CoreDNS); `None`: the default.
+    pub num_sockets: Option<usize>,
 }
 
 /// The plugins whose presence in any block of a listener opens it to classes other than IN
@@ -51,71 +61,101 @@ impl Router {
         Router {
             server,
             zones: HashMap::default(),
+            views: false,
             tls,
             timeouts: StreamTimeouts::default(),
             class_chaos: false,
+            num_sockets: None,
         }
     }
 
-    /// Adds `zone` (lower-case, absolute). Returns false if the zone is already routed.
+    /// Adds `zone` (lower-case, absolute) served by `block`, after the zone's other blocks.
+    /// Returns false if the zone already has a block without a `view` and `block` has none
+    /// either (CoreDNS: "already defined"); blocks with a view may share a zone with any.
     pub fn insert(&mut self, zone: &str, block: Arc<Block>) -> bool {
-        if self.zones.contains_key(zone) {
+        let viewless = block.config.view.is_none();
+        if let Some((_, blocks)) = self.zones.get(zone)
+            && viewless
+            && blocks.iter().any(|b| b.config.view.is_none())
+        {
             return false;
         }
         if block.chain.iter().any(|p| ENABLE_CHAOS.contains(&p.name())) {
             self.class_chaos = true;
         }
+        if !viewless {
+            self.views = true;
+        }
         self.zones
-            .insert(zone.to_string(), (Arc::from(zone), block));
+            .entry(zone.to_string())
+            .or_insert_with(|| (Arc::from(zone), Vec::new()))
+            .1
+            .push(block);
         true
     }
 
+    /// Every (zone, block) pair; a zone shared by views appears once per block.
     pub fn zones(&self) -> impl Iterator<Item = (&str, &Arc<Block>)> {
-        self.zones.iter().map(|(z, (_, b))| (z.as_str(), b))
+        self.zones
+            .iter()
+            .flat_map(|(z, (_, bs))| bs.iter().map(move |b| (z.as_str(), b)))
     }
 
-    /// For a DS query: the shortest zone other than the root that `name` is in (the parent
-    /// side of a delegation, as CoreDNS routes DS), else the root zone's block.
-    pub fn route_ds(&self, name: &str) -> Option<(&Arc<str>, &Arc<Block>)> {
+    /// Whether some block on this listener has a `view`.
+    pub fn has_views(&self) -> bool {
+        self.views
+    }
+
+    /// The zone's first block, in Corefile order, that takes the query: its view passes or it
+    /// has none.
+    fn pick<'a>(&self, blocks: &'a [Arc<Block>], q: &Facts<'_>) -> Option<&'a Arc<Block>> {
+        if !self.views {
+            return blocks.first();
+        }
+        blocks
+            .iter()
+            .find(|b| b.config.view.as_ref().is_none_or(|v| v.filter(q)))
+    }
+
+    /// For a DS query: the topmost zone other than the root that the name is in and that has a
+    /// block taking the query (the parent side of a delegation, as CoreDNS routes DS), else
+    /// the root zone's.
+    fn route_ds(&self, q: &Facts<'_>) -> Option<(&Arc<str>, &Arc<Block>)> {
         let mut found = None;
-        let mut rest = name;
+        let mut rest = q.name;
         while rest != "." {
-            if let Some((label, block)) = self.zones.get(rest) {
-                found = Some((label, block));
+            if let Some((label, blocks)) = self.zones.get(rest)
+                && let Some(b) = self.pick(blocks, q)
+            {
+                found = Some((label, b));
             }
             rest = parent_of(rest);
         }
-        found.or_else(|| self.zones.get(".").map(|(l, b)| (l, b)))
+        found.or_else(|| {
+            let (label, blocks) = self.zones.get(".")?;
+            Some((label, self.pick(blocks, q)?))
+        })
     }
 
-    /// The longest zone that `name` (lower-case, absolute) is in, and its block.
-    pub fn route(&self, name: &str) -> Option<(&Arc<str>, &Arc<Block>)> {
-        let mut rest = name;
+    /// The block serving the query `q` (its name lower-case, absolute) and its zone: the
+    /// longest zone the name is in that has a block taking the query — the zone's first block,
+    /// in Corefile order, whose view passes or that has none — as CoreDNS's server picks. DS
+    /// queries go to the parent side ([`Router::route_ds`]).
+    pub fn route(&self, q: &Facts<'_>) -> Option<(&Arc<str>, &Arc<Block>)> {
+        if q.qtype == u16::from(hickory_proto::rr::RecordType::DS) {
+            return self.route_ds(q);
+        }
+        let mut rest = q.name;
         loop {
-            if let Some((label, block)) = self.zones.get(rest) {
-                return Some((label, block));
+            if let Some((label, blocks)) = self.zones.get(rest)
+                && let Some(b) = self.pick(blocks, q)
+            {
+                return Some((label, b));
             }
             if rest == "." {
                 return None;
             }
-            // Drop the leftmost label (labels may contain escaped dots: `a\.b.example.`).
-            let bytes = rest.as_bytes();
-            let mut i = 0;
-            let mut cut = None;
-            while i < bytes.len() {
-                match bytes[i] {
-                    b'\\' => i += 2,
-                    b'.' => {
-                        cut = Some(i + 1);
-                        break;
-                    }
-                    _ => i += 1,
-                }
-            }
-            rest = match cut {
-                Some(c) if c < rest.len() => &rest[c..],
-                _ => ".",
-            };
+            rest = parent_of(rest);
         }
     }
 }
@@ -145,6 +185,22 @@ fn parent_of(name: &str) -> &str {
 mod tests {
     use super::*;
 
+    /// An A query for `name` from 127.0.0.1 over UDP.
+    fn f(name: &str) -> Facts<'_> {
+        Facts {
+            name,
+            qtype: 1,
+            qclass: 1,
+            src: "127.0.0.1:5353".parse().unwrap(),
+            local: "127.0.0.1:53".parse().unwrap(),
+            proto: crate::dns::request::Proto::Udp,
+            size: 40,
+            id: 1,
+            opcode: 0,
+            edns: None,
+        }
+    }
+
     fn block() -> Arc<Block> {
         Arc::new(Block {
             chain: vec![],
@@ -164,22 +220,25 @@ mod tests {
         r.insert(".", root.clone());
         r.insert("org.", org.clone());
         r.insert("example.org.", ex.clone());
-        assert!(Arc::ptr_eq(r.route("www.example.org.").unwrap().1, &ex));
-        assert!(Arc::ptr_eq(r.route("example.org.").unwrap().1, &ex));
-        assert!(Arc::ptr_eq(r.route("xexample.org.").unwrap().1, &org));
-        assert!(Arc::ptr_eq(r.route("a.b.c.org.").unwrap().1, &org));
-        assert!(Arc::ptr_eq(r.route("example.com.").unwrap().1, &root));
-        assert!(Arc::ptr_eq(r.route(".").unwrap().1, &root));
-        assert_eq!(&**r.route("www.example.org.").unwrap().0, "example.org.");
+        assert!(Arc::ptr_eq(r.route(&f("www.example.org.")).unwrap().1, &ex));
+        assert!(Arc::ptr_eq(r.route(&f("example.org.")).unwrap().1, &ex));
+        assert!(Arc::ptr_eq(r.route(&f("xexample.org.")).unwrap().1, &org));
+        assert!(Arc::ptr_eq(r.route(&f("a.b.c.org.")).unwrap().1, &org));
+        assert!(Arc::ptr_eq(r.route(&f("example.com.")).unwrap().1, &root));
+        assert!(Arc::ptr_eq(r.route(&f(".")).unwrap().1, &root));
+        assert_eq!(
+            &**r.route(&f("www.example.org.")).unwrap().0,
+            "example.org."
+        );
     }
 
     #[test]
     fn no_zone_matches() {
         let mut r = Router::new(Arc::from("dns://:53"), None);
         r.insert("example.org.", block());
-        assert!(r.route("example.com.").is_none());
-        assert!(r.route(".").is_none());
-        assert!(r.route("org.").is_none());
+        assert!(r.route(&f("example.com.")).is_none());
+        assert!(r.route(&f(".")).is_none());
+        assert!(r.route(&f("org.")).is_none());
         assert!(!r.insert("example.org.", block()));
     }
 
@@ -231,11 +290,56 @@ mod tests {
         }
     }
 
+    /// CoreDNS's `view` routing: a zone's blocks are tried in Corefile order, the first whose
+    /// view passes (or that has none) wins; none passing sends the name on to shorter zones.
+    #[test]
+    fn views_pick_among_blocks_in_order() {
+        let viewed = |expr: &str| {
+            let config = BlockConfig {
+                view: Some(Arc::new(crate::plugin::view::View {
+                    name: Arc::from("v"),
+                    progs: vec![crate::plugin::view::Program::compile(expr).unwrap()],
+                })),
+                ..Default::default()
+            };
+            Arc::new(Block {
+                chain: vec![],
+                config,
+                zones: vec![],
+                file: Arc::from("x"),
+                line: 1,
+            })
+        };
+        let mut r = Router::new(Arc::from("dns://:53"), None);
+        let tcp = viewed("proto() == 'tcp'");
+        let a = viewed("type() == 'A'");
+        let rest = block();
+        let org = viewed("name() == 'nothing.'");
+        assert!(r.insert(".", tcp.clone()));
+        assert!(r.insert(".", a.clone()));
+        assert!(r.insert(".", rest.clone()));
+        assert!(!r.insert(".", block()), "a second block without view");
+        assert!(r.insert(".", viewed("true")), "views may come after");
+        assert!(r.insert("org.", org));
+        assert!(r.has_views());
+        let mut q = f("www.example.org.");
+        assert!(Arc::ptr_eq(r.route(&q).unwrap().1, &a));
+        assert_eq!(&**r.route(&q).unwrap().0, ".");
+        q.qtype = 28;
+        assert!(Arc::ptr_eq(r.route(&q).unwrap().1, &rest));
+        q.proto = crate::dns::request::Proto::Tcp;
+        assert!(Arc::ptr_eq(r.route(&q).unwrap().1, &tcp));
+        // Only views on a zone, none passing, no shorter zone: nothing.
+        let mut r = Router::new(Arc::from("dns://:53"), None);
+        r.insert("org.", viewed("false"));
+        assert!(r.route(&f("example.org.")).is_none());
+    }
+
     #[test]
     fn escaped_dots_are_not_label_boundaries() {
         let mut r = Router::new(Arc::from("dns://:53"), None);
         r.insert("b.example.", block());
-        assert!(r.route("a\\.b.example.").is_none());
-        assert!(r.route("a.b.example.").is_some());
+        assert!(r.route(&f("a\\.b.example.")).is_none());
+        assert!(r.route(&f("a.b.example.")).is_some());
     }
 }

@@ -8,7 +8,7 @@
 pub(crate) mod setup;
 
 use std::net::IpAddr;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
 use hickory_proto::op::{Edns, Message, ResponseCode};
@@ -66,6 +66,8 @@ const VIEW: &str = "";
 #[derive(Debug)]
 pub struct Acl {
     rules: Vec<Rule>,
+    /// The block's view name (the `view` label), set when the chain is linked.
+    view: std::sync::OnceLock<Arc<str>>,
 }
 
 /// One `acl [ZONES...] { ... }` occurrence.
@@ -175,6 +177,13 @@ enum Decision<'a> {
 }
 
 impl Acl {
+    fn new(rules: Vec<Rule>) -> Self {
+        Acl {
+            rules,
+            view: std::sync::OnceLock::new(),
+        }
+    }
+
     fn decide(&self, req: &Request) -> Decision<'_> {
         let qtype = u16::from(req.qtype());
         let ip = req.src.ip();
@@ -217,6 +226,12 @@ fn denial(req: &Request, rcode: ResponseCode, info_code: u16) -> Message {
 
 #[async_trait]
 impl Plugin for Acl {
+    fn link(&self, chain: &[Arc<dyn Plugin>]) {
+        if let Some(v) = crate::plugin::view_of(chain) {
+            let _ = self.view.set(v);
+        }
+    }
+
     fn name(&self) -> &'static str {
         "acl"
     }
@@ -224,21 +239,27 @@ impl Plugin for Acl {
     async fn serve(&self, req: &Request, next: Next<'_>) -> Outcome {
         match self.decide(req) {
             Decision::Allow => {
-                ALLOWED.with_label_values(&[&*req.server, VIEW]).inc();
+                ALLOWED
+                    .with_label_values(&[&*req.server, self.view.get().map_or(VIEW, |v| v)])
+                    .inc();
                 next.serve(req).await
             }
             Decision::Block(zone) => {
-                BLOCKED.with_label_values(&[&*req.server, zone, VIEW]).inc();
+                BLOCKED
+                    .with_label_values(&[&*req.server, zone, self.view.get().map_or(VIEW, |v| v)])
+                    .inc();
                 Outcome::reply(denial(req, ResponseCode::Refused, EDE_BLOCKED), "acl")
             }
             Decision::Filter(zone) => {
                 FILTERED
-                    .with_label_values(&[&*req.server, zone, VIEW])
+                    .with_label_values(&[&*req.server, zone, self.view.get().map_or(VIEW, |v| v)])
                     .inc();
                 Outcome::reply(denial(req, ResponseCode::NoError, EDE_FILTERED), "acl")
             }
             Decision::Drop(zone) => {
-                DROPPED.with_label_values(&[&*req.server, zone, VIEW]).inc();
+                DROPPED
+                    .with_label_values(&[&*req.server, zone, self.view.get().map_or(VIEW, |v| v)])
+                    .inc();
                 Outcome::Drop { plugin: "acl" }
             }
         }

@@ -49,7 +49,7 @@ pub(crate) fn parse(d: &mut Dispenser, ctx: &SetupCtx<'_>) -> Result<Option<Acl>
     LazyLock::force(&super::FILTERED);
     LazyLock::force(&super::ALLOWED);
     LazyLock::force(&super::DROPPED);
-    Ok(Some(Acl { rules }))
+    Ok(Some(Acl::new(rules)))
 }
 
 /// One `acl [ZONES...] { ... }` occurrence.

@@ -126,6 +126,14 @@ pub(crate) struct Item {
     pub(crate) refreshing: AtomicBool,
     /// A denial for the same key was stored after this (success) entry.
     denied_later: AtomicBool,
+    /// serve_stale FAILURE_RECHECK: no refresh before this instant (a refresh failed).
+    retry_after: Mutex<Option<Instant>>,
+    /// `serve_stale_policy prefer_positive`: the entry answers its question (a NOERROR reply
+    /// with answer records).
+    pub(crate) answering: bool,
+    /// `serve_stale_policy prefer_positive`: the answering entry this non-answering success
+    /// entry replaced, still served while usable (CoreDNS's `lastKnownGood`).
+    pub(crate) last_known_good: Option<std::sync::Arc<Item>>,
 }
 
 impl Item {
@@ -174,7 +182,37 @@ impl Item {
             freq: Mutex::new(Freq::default()),
             refreshing: AtomicBool::new(false),
             denied_later: AtomicBool::new(false),
+            retry_after: Mutex::new(None),
+            answering: false,
+            last_known_good: None,
         })
+    }
+
+    /// Starts a refresh unless one runs or, with `recheck`, a failed one is too recent.
+    pub(crate) fn begin_refresh(&self, now: Instant, recheck: Duration) -> bool {
+        if !recheck.is_zero()
+            && let Some(t) = *self.retry_after.lock().unwrap_or_else(|e| e.into_inner())
+            && now < t
+        {
+            return false;
+        }
+        !self.refreshing.swap(true, Ordering::AcqRel)
+    }
+
+    /// Notes how a refresh begun with [`Item::begin_refresh`] went (the flag itself is reset by
+    /// its `RefreshGuard`): a failure holds further refreshes off for `recheck`.
+    pub(crate) fn end_refresh(&self, now: Instant, recheck: Duration, refreshed: bool) {
+        if !recheck.is_zero() && !refreshed {
+            *self.retry_after.lock().unwrap_or_else(|e| e.into_inner()) = Some(now + recheck);
+        }
+    }
+
+    /// This entry if it answers its question, else the answering entry it replaced, if any.
+    pub(crate) fn answering_item(self: &std::sync::Arc<Self>) -> Option<std::sync::Arc<Item>> {
+        if self.answering {
+            return Some(self.clone());
+        }
+        self.last_known_good.clone().filter(|i| i.answering)
     }
 
     /// Whether a denial for this entry's key may have been stored after it.

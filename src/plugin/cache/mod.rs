@@ -19,7 +19,6 @@ mod tests;
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 use std::sync::Arc;
 use std::sync::RwLock;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -36,6 +35,7 @@ use crate::plugin::zones::in_zone;
 use crate::plugin::{FastNext, Next, Plugin};
 use item::{Item, Key, Kind, RefreshGuard};
 
+pub(crate) use setup::go_atoi;
 pub use setup::setup;
 
 /// The `type` label of the success cache.
@@ -73,6 +73,17 @@ pub struct Config {
     pub stale_up_to: Duration,
     /// serve_stale `verify`: ask upstream first, answer stale only if that fails.
     pub verify_stale: bool,
+    /// serve_stale `verify VERIFY_TIMEOUT`: how long the verify is waited for before the stale
+    /// entry answers (the verify goes on in the background); 0: until the upstream gives up.
+    pub verify_stale_timeout: Duration,
+    /// serve_stale RESPONSE_TTL: the TTL of stale answers (`None`: 0, CoreDNS's default).
+    pub stale_ttl: Option<u32>,
+    /// serve_stale FAILURE_RECHECK: after a failed refresh, the stale entry answers without
+    /// asking upstream again for this long (0: every stale hit may refresh).
+    pub stale_recheck: Duration,
+    /// `serve_stale_policy prefer_positive`: a usable answer in the success cache wins over a
+    /// cached denial or failure, and survives a later non-answering NOERROR.
+    pub prefer_positive: bool,
     /// `disable success|denial ZONES`: zones whose replies the success/denial cache never stores.
     pub pexcept: Vec<String>,
     pub nexcept: Vec<String>,
@@ -96,6 +107,10 @@ impl Default for Config {
             percentage: 10,
             stale_up_to: Duration::ZERO,
             verify_stale: false,
+            verify_stale_timeout: Duration::ZERO,
+            stale_ttl: None,
+            stale_recheck: Duration::ZERO,
+            prefer_positive: false,
             pexcept: Vec::new(),
             nexcept: Vec::new(),
             keepttl: false,
@@ -161,6 +176,8 @@ struct Inner {
     /// Per server label; a handful at most.
     counters: RwLock<Vec<Arc<ServerCounters>>>,
     clock: Clock,
+    /// The block's view name (the `view` label), set when the chain is linked.
+    view: Arc<std::sync::OnceLock<Arc<str>>>,
 }
 
 impl Cache {
@@ -170,8 +187,9 @@ impl Cache {
 
     pub(crate) fn with_clock(cfg: Config, clock: Clock) -> Self {
         let zones_label = cfg.zones.join(",");
-        let pcache = new_store(&cfg, Kind::Success, &zones_label);
-        let ncache = new_store(&cfg, Kind::Denial, &zones_label);
+        let view: Arc<std::sync::OnceLock<Arc<str>>> = Arc::default();
+        let pcache = new_store(&cfg, Kind::Success, &zones_label, &view);
+        let ncache = new_store(&cfg, Kind::Denial, &zones_label, &view);
         Cache {
             inner: Arc::new(Inner {
                 cfg,
@@ -181,6 +199,7 @@ impl Cache {
                 hasher: foldhash::fast::RandomState::default(),
                 counters: RwLock::new(Vec::new()),
                 clock,
+                view,
             }),
         }
     }
@@ -194,7 +213,13 @@ impl Cache {
 /// A moka cache with CoreDNS's capacity, LRU eviction (CoreDNS evicts at random; both always
 /// admit the new entry), evictions counted, and entries dropped once past any use (TTL plus the
 /// serve_stale window; the handler's own TTL check is what decides freshness).
-fn new_store(cfg: &Config, kind: Kind, zones_label: &str) -> Store {
+fn new_store(
+    cfg: &Config,
+    kind: Kind,
+    zones_label: &str,
+    view: &Arc<std::sync::OnceLock<Arc<str>>>,
+) -> Store {
+    let view = view.clone();
     let cap = effective_capacity(if kind == Kind::Success {
         cfg.pcap
     } else {
@@ -209,7 +234,12 @@ fn new_store(cfg: &Config, kind: Kind, zones_label: &str) -> Store {
         .eviction_listener(move |_k, v: Arc<Item>, cause| {
             if cause == RemovalCause::Size {
                 metrics::EVICTIONS
-                    .with_label_values(&[&*v.server, kind.label(), &zones, VIEW])
+                    .with_label_values(&[
+                        &*v.server,
+                        kind.label(),
+                        &zones,
+                        view.get().map_or(VIEW, |v| v),
+                    ])
                     .inc();
             }
         })
@@ -256,6 +286,13 @@ fn in_any_zone(lower: &str, zones: &[String]) -> bool {
 }
 
 impl Inner {
+    /// The `view` label.
+    fn view(&self) -> &str {
+        self.view.get().map_or(VIEW, |v| v)
+    }
+}
+
+impl Inner {
     fn hash(&self, k: &Key<'_>) -> u64 {
         let mut h = self.hasher.build_hasher();
         k.name.hash(&mut h);
@@ -298,6 +335,18 @@ impl Inner {
         let stale = self.cfg.stale_up_to;
         let usable = |i: &Arc<Item>| i.matches(k) && i.usable(now, stale);
         let p = self.pcache.get(&h).filter(usable);
+        if self.cfg.prefer_positive
+            && !stale.is_zero()
+            && let Some(good) = self
+                .pcache
+                .get(&h)
+                .filter(|i| i.matches(k))
+                .and_then(|i| i.answering_item())
+                .filter(usable)
+        {
+            // serve_stale_policy prefer_positive: a usable answer wins over any denial.
+            return Some(good);
+        }
         if let Some(p) = &p
             && !p.may_be_denied()
         {
@@ -332,14 +381,15 @@ impl Inner {
             return c.clone();
         }
         let zones = self.zones_label.as_str();
+        let view = self.view();
         let c = Arc::new(ServerCounters {
             server: server.into(),
-            requests: metrics::REQUESTS.with_label_values(&[server, zones, VIEW]),
+            requests: metrics::REQUESTS.with_label_values(&[server, zones, view]),
             hits: [Kind::Success, Kind::Denial]
-                .map(|kind| metrics::HITS.with_label_values(&[server, kind.label(), zones, VIEW])),
-            misses: metrics::MISSES.with_label_values(&[server, zones, VIEW]),
+                .map(|kind| metrics::HITS.with_label_values(&[server, kind.label(), zones, view])),
+            misses: metrics::MISSES.with_label_values(&[server, zones, view]),
             entries: [SUCCESS, DENIAL]
-                .map(|t| metrics::ENTRIES.with_label_values(&[server, t, zones, VIEW])),
+                .map(|t| metrics::ENTRIES.with_label_values(&[server, t, zones, view])),
         });
         let mut all = self.counters.write().unwrap_or_else(|e| e.into_inner());
         if !all.iter().any(|x| x.server == c.server) {
@@ -431,7 +481,7 @@ impl Inner {
                 self.store(req, &bytes, &layout, rcode, t, duration);
             } else {
                 metrics::DROPS
-                    .with_label_values(&[&*req.server, &self.zones_label, VIEW])
+                    .with_label_values(&[&*req.server, &self.zones_label, self.view()])
                     .inc();
             }
         }
@@ -476,7 +526,7 @@ impl Inner {
         let k = Key::of(req);
         let h = self.hash(&k);
         let now = (self.clock)();
-        let Some(item) = Item::new(
+        let Some(mut item) = Item::new(
             &k,
             buf,
             layout,
@@ -488,9 +538,21 @@ impl Inner {
         ) else {
             return;
         };
+        item.answering = t == RespType::NoError;
+        if self.cfg.prefer_positive && kind == Kind::Success && !item.answering {
+            // A referral (or another NOERROR without the answer) keeps the last good answer.
+            item.last_known_good = self
+                .pcache
+                .get(&h)
+                .filter(|p| p.matches(&k))
+                .and_then(|p| p.answering_item());
+        }
+        let answering = item.answering;
         self.store_for(kind).insert(h, Arc::new(item));
         match kind {
-            // A fresh positive answer supersedes a denial (or SERVFAIL) stored for the same key.
+            // A fresh positive answer supersedes a denial (or SERVFAIL) stored for the same key;
+            // under prefer_positive only one that answers the question.
+            Kind::Success if self.cfg.prefer_positive && !answering => {}
             Kind::Success => self.ncache.invalidate(&h),
             // A denial shadows the success entry stored before it (CoreDNS looks in the denial
             // cache first): mark that entry so lookups do look there.
@@ -506,10 +568,47 @@ impl Inner {
         c.entries[1].set(self.ncache.entry_count() as i64);
     }
 
+    /// Whether `out`, the rest of the chain's answer to a verify or a stale refresh, refreshes
+    /// the entry (CoreDNS's `verifyStaleResponseWriter`): a NOERROR or NXDOMAIN reply, or under
+    /// `prefer_positive` only a NOERROR reply with answer records.
+    fn refreshes(&self, out: &Outcome) -> bool {
+        let (rcode, answers) = match out {
+            Outcome::Reply { msg, .. } => (msg.metadata.response_code, !msg.answers.is_empty()),
+            Outcome::Wire { bytes, .. } => {
+                if bytes.len() < 12 || wire::flags(bytes) & wire::TC != 0 {
+                    return false;
+                }
+                (
+                    ResponseCode::from_low(wire::header_rcode(bytes) as u8),
+                    wire::u16_at(bytes, 6) > 0,
+                )
+            }
+            _ => return false,
+        };
+        if self.cfg.prefer_positive {
+            rcode == ResponseCode::NoError && answers
+        } else {
+            matches!(rcode, ResponseCode::NoError | ResponseCode::NXDomain)
+        }
+    }
+
     /// Refreshes `old` in the background through the rest of the chain (prefetch, serve_stale
-    /// `immediate`). At most one refresh per entry at a time.
-    fn spawn_refresh(self: &Arc<Self>, req: &Request, next: Next<'_>, old: &Arc<Item>, h: u64) {
-        if old.refreshing.swap(true, Ordering::AcqRel) {
+    /// `immediate`). At most one refresh per entry at a time; for a `stale` entry, none within
+    /// FAILURE_RECHECK of a failed one.
+    fn spawn_refresh(
+        self: &Arc<Self>,
+        req: &Request,
+        next: Next<'_>,
+        old: &Arc<Item>,
+        h: u64,
+        stale: bool,
+    ) {
+        let recheck = if stale {
+            self.cfg.stale_recheck
+        } else {
+            Duration::ZERO
+        };
+        if !old.begin_refresh((self.clock)(), recheck) {
             return;
         }
         let guard = RefreshGuard(old.clone());
@@ -517,7 +616,7 @@ impl Inner {
             return; // no runtime (cannot happen inside the server): guard resets the flag
         };
         metrics::PREFETCH
-            .with_label_values(&[&*req.server, &self.zones_label, VIEW])
+            .with_label_values(&[&*req.server, &self.zones_label, self.view()])
             .inc();
         let inner = self.clone();
         let chain: Vec<Arc<dyn Plugin>> = next.plugins().to_vec();
@@ -529,6 +628,13 @@ impl Inner {
         rt.spawn(async move {
             let guard = guard;
             let out = Next::new(&chain).serve(&r).await;
+            let refreshed = !stale || inner.refreshes(&out);
+            guard.0.end_refresh((inner.clock)(), recheck, refreshed);
+            if stale && !refreshed && !inner.cfg.prefer_positive {
+                // As CoreDNS's stale refresh: a failure leaves the stale entry as it is (under
+                // prefer_positive a non-answer is stored, and the answer still wins).
+                return;
+            }
             inner.process(&r, out, Mode::Refresh);
             // Keep the popularity the old entry had gathered.
             let k = Key::of(&r);
@@ -538,6 +644,44 @@ impl Inner {
                 fresh.reset_hits((inner.clock)(), guard.0.hits());
             }
         });
+    }
+}
+
+impl Inner {
+    /// serve_stale `verify VERIFY_TIMEOUT`: asks the rest of the chain in a task and waits up
+    /// to the timeout. `Some`: the refreshed reply, in time. `None`: serve the stale entry; the
+    /// task goes on and stores what it gets (a failure leaves the entry as it is).
+    async fn verify_with_timeout(
+        self: &Arc<Self>,
+        req: &Request,
+        next: Next<'_>,
+        item: &Arc<Item>,
+        guard: Option<RefreshGuard>,
+    ) -> Option<Outcome> {
+        let rt = tokio::runtime::Handle::try_current().ok()?;
+        let inner = self.clone();
+        let chain: Vec<Arc<dyn Plugin>> = next.plugins().to_vec();
+        let r = req.clone();
+        let item = item.clone();
+        let recheck = self.cfg.stale_recheck;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        rt.spawn(async move {
+            let out = Next::new(&chain).serve(&r).await;
+            let refreshed = inner.refreshes(&out);
+            if guard.is_some() {
+                item.end_refresh((inner.clock)(), recheck, refreshed);
+            }
+            drop(guard);
+            if !refreshed && inner.cfg.prefer_positive {
+                inner.process(&r, out, Mode::Refresh);
+                return;
+            }
+            let _ = tx.send(refreshed.then(|| inner.process(&r, out, Mode::Client)));
+        });
+        match tokio::time::timeout(self.cfg.verify_stale_timeout, rx).await {
+            Ok(Ok(out)) => out,
+            _ => None,
+        }
     }
 }
 
@@ -574,6 +718,12 @@ impl ClampBetween for Duration {
 impl Plugin for Cache {
     fn name(&self) -> &'static str {
         "cache"
+    }
+
+    fn link(&self, chain: &[Arc<dyn Plugin>]) {
+        if let Some(v) = crate::plugin::view_of(chain) {
+            let _ = self.inner.view.set(v);
+        }
     }
 
     /// A fresh hit, when nothing else is due: no prefetch configured, not stale, and the reply
@@ -635,35 +785,50 @@ impl Plugin for Cache {
         };
 
         let ttl = item.ttl(now);
-        let mut reply_ttl = ttl.max(0);
-        if ttl < 0 {
+        let stale = ttl < 0;
+        if stale {
             // serve_stale.
             if inner.cfg.verify_stale {
-                let out = next.serve(req).await;
-                let refreshed = matches!(
-                    &out,
-                    Outcome::Reply { .. } | Outcome::Wire { .. }
-                        if matches!(out.rcode(), Some(ResponseCode::NoError | ResponseCode::NXDomain))
-                );
-                if refreshed {
-                    return inner.process(req, out, Mode::Client);
+                let recheck = inner.cfg.stale_recheck;
+                let track = !recheck.is_zero();
+                if !track || item.begin_refresh(now, recheck) {
+                    let guard = track.then(|| RefreshGuard(item.clone()));
+                    if inner.cfg.verify_stale_timeout.is_zero() {
+                        let out = next.serve(req).await;
+                        let refreshed = inner.refreshes(&out);
+                        if track {
+                            item.end_refresh((inner.clock)(), recheck, refreshed);
+                        }
+                        drop(guard);
+                        if refreshed {
+                            return inner.process(req, out, Mode::Client);
+                        }
+                        if inner.cfg.prefer_positive {
+                            // Stored, not answered with: the positive answer still wins.
+                            inner.process(req, out, Mode::Refresh);
+                        }
+                    } else if let Some(out) =
+                        inner.verify_with_timeout(req, next, &item, guard).await
+                    {
+                        return out;
+                    }
                 }
             } else {
-                inner.spawn_refresh(req, next, &item, h);
+                inner.spawn_refresh(req, next, &item, h, true);
             }
             metrics::SERVED_STALE
-                .with_label_values(&[&*req.server, &inner.zones_label, VIEW])
+                .with_label_values(&[&*req.server, &inner.zones_label, inner.view()])
                 .inc();
-            reply_ttl = 0;
         } else if inner.should_prefetch(&item, now) {
-            inner.spawn_refresh(req, next, &item, h);
+            inner.spawn_refresh(req, next, &item, h, false);
         }
-        let bytes = item.reply(
-            req,
-            inner.reply_ttl(&item, reply_ttl),
-            k.do_bit,
-            req.msg.metadata.authentic_data,
-        );
+        let reply_ttl = match (stale, inner.cfg.stale_ttl) {
+            // RESPONSE_TTL, whatever keepttl says (as CoreDNS).
+            (true, Some(t)) if t > 0 => t,
+            (true, _) => inner.reply_ttl(&item, 0),
+            (false, _) => inner.reply_ttl(&item, ttl),
+        };
+        let bytes = item.reply(req, reply_ttl, k.do_bit, req.msg.metadata.authentic_data);
         Outcome::Wire {
             bytes,
             rcode: item.rcode,

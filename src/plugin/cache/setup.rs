@@ -38,6 +38,8 @@ pub(crate) fn parse(d: &mut Dispenser, block_zones: &[String]) -> Result<Config,
         args.remove(0);
     }
     let zones = origins(&args, block_zones);
+    let mut serve_stale_configured = false;
+    let mut serve_stale_policy_configured = false;
 
     while d.next_block() {
         match d.val() {
@@ -105,11 +107,14 @@ pub(crate) fn parse(d: &mut Dispenser, block_zones: &[String]) -> Result<Config,
                 }
             }
             "serve_stale" => {
+                serve_stale_configured = true;
                 let args = d.remaining_args();
-                if args.len() > 2 {
+                if args.len() > 5 {
                     return Err(d.arg_err());
                 }
                 cfg.stale_up_to = Duration::from_secs(3600);
+                cfg.stale_ttl = None;
+                cfg.stale_recheck = Duration::ZERO;
                 if let Some(arg) = args.first() {
                     let dur = parse_go_duration(arg).map_err(|e| d.err(e))?;
                     if dur < 0 {
@@ -118,6 +123,7 @@ pub(crate) fn parse(d: &mut Dispenser, block_zones: &[String]) -> Result<Config,
                     cfg.stale_up_to = nanos_to_duration(dur);
                 }
                 cfg.verify_stale = false;
+                cfg.verify_stale_timeout = Duration::ZERO;
                 if let Some(mode) = args.get(1) {
                     let mode = mode.to_lowercase();
                     if mode != "immediate" && mode != "verify" {
@@ -126,6 +132,44 @@ pub(crate) fn parse(d: &mut Dispenser, block_zones: &[String]) -> Result<Config,
                         )));
                     }
                     cfg.verify_stale = mode == "verify";
+                }
+                // verify: [VERIFY_TIMEOUT [RESPONSE_TTL [FAILURE_RECHECK]]];
+                // immediate: [RESPONSE_TTL [FAILURE_RECHECK]].
+                let mut rest = args.iter().skip(2);
+                if cfg.verify_stale {
+                    if let Some(t) = rest.next() {
+                        let t = parse_go_duration(t).map_err(|e| {
+                            d.err(format!("invalid serve_stale verify timeout: {e}"))
+                        })?;
+                        if t < 0 {
+                            return Err(d.err("invalid negative timeout for serve_stale verify"));
+                        }
+                        cfg.verify_stale_timeout = nanos_to_duration(t);
+                    }
+                } else if args.len() > 4 {
+                    return Err(d.arg_err());
+                }
+                if let Some(ttl) = rest.next() {
+                    cfg.stale_ttl = Some(parse_stale_ttl(ttl).map_err(|e| d.err(e))?);
+                }
+                if let Some(r) = rest.next() {
+                    cfg.stale_recheck = parse_stale_recheck(r).map_err(|e| d.err(e))?;
+                }
+            }
+            "serve_stale_policy" => {
+                if serve_stale_policy_configured {
+                    return Err(d.err("serve_stale_policy can only be specified once"));
+                }
+                serve_stale_policy_configured = true;
+                let args = d.remaining_args();
+                if args.len() != 1 {
+                    return Err(d.arg_err());
+                }
+                match args[0].to_lowercase().as_str() {
+                    "prefer_positive" => cfg.prefer_positive = true,
+                    _ => {
+                        return Err(d.err(format!("invalid serve_stale_policy: {}", args[0])));
+                    }
                 }
             }
             "servfail" => {
@@ -183,6 +227,9 @@ pub(crate) fn parse(d: &mut Dispenser, block_zones: &[String]) -> Result<Config,
         }
     }
 
+    if serve_stale_policy_configured && !serve_stale_configured {
+        return Err(d.err("serve_stale_policy requires serve_stale"));
+    }
     cfg.zones = zones;
     Ok(cfg)
 }
@@ -257,6 +304,34 @@ pub(crate) fn normalize_host(s: &str) -> Vec<String> {
     vec![normalize_name(host)]
 }
 
+/// serve_stale's RESPONSE_TTL: whole seconds within the DNS TTL range (CoreDNS's
+/// `parseServeStaleTTL`).
+fn parse_stale_ttl(value: &str) -> Result<u32, String> {
+    let ttl =
+        parse_go_duration(value).map_err(|e| format!("invalid serve_stale response TTL: {e}"))?;
+    if ttl < 0 {
+        return Err("invalid negative response TTL for serve_stale".to_string());
+    }
+    if ttl % 1_000_000_000 != 0 {
+        return Err("serve_stale response TTL must be a whole number of seconds".to_string());
+    }
+    u32::try_from(ttl / 1_000_000_000)
+        .map_err(|_| "serve_stale response TTL exceeds the DNS TTL range".to_string())
+}
+
+/// serve_stale's FAILURE_RECHECK: at most 5 minutes (CoreDNS's `parseServeStaleRecheck`).
+fn parse_stale_recheck(value: &str) -> Result<Duration, String> {
+    let r = parse_go_duration(value)
+        .map_err(|e| format!("invalid serve_stale failure recheck: {e}"))?;
+    if r < 0 {
+        return Err("invalid negative failure recheck for serve_stale".to_string());
+    }
+    if r > 300 * 1_000_000_000 {
+        return Err("serve_stale failure recheck cannot exceed 5 minutes".to_string());
+    }
+    Ok(nanos_to_duration(r))
+}
+
 /// Go's `strconv.Atoi`, with its error wording.
 pub(crate) fn go_atoi(s: &str) -> Result<i64, String> {
     use std::num::IntErrorKind;
@@ -284,6 +359,111 @@ mod tests {
         vec!["example.org.".to_string(), "example.net.".to_string()]
     }
 
+    /// CoreDNS 1.14's serve_stale arguments and serve_stale_policy (setup_test.go).
+    #[test]
+    fn serve_stale_full_syntax_and_policy() {
+        let c = ok("cache {\n serve_stale 1h immediate 30s 20s\n}");
+        assert_eq!(
+            (c.stale_up_to, c.verify_stale, c.stale_ttl, c.stale_recheck),
+            (s(3600), false, Some(30), s(20))
+        );
+        let c = ok("cache {\n serve_stale 1h verify 100ms 30s 30s\n}");
+        assert_eq!(
+            (
+                c.verify_stale,
+                c.verify_stale_timeout,
+                c.stale_ttl,
+                c.stale_recheck
+            ),
+            (true, Duration::from_millis(100), Some(30), s(30))
+        );
+        let c = ok("cache {\n serve_stale 1h verify 0 30s\n}");
+        assert_eq!(
+            (c.verify_stale_timeout, c.stale_ttl),
+            (Duration::ZERO, Some(30))
+        );
+        let c = ok("cache {\n serve_stale 1h verify 100ms\n}");
+        assert_eq!(
+            (c.verify_stale_timeout, c.stale_ttl),
+            (Duration::from_millis(100), None)
+        );
+        let c = ok("cache {\n serve_stale\n serve_stale_policy PREFER_POSITIVE\n}");
+        assert!(c.prefer_positive);
+        let c = ok("cache {\n serve_stale_policy prefer_positive\n serve_stale 1h\n}");
+        assert!(c.prefer_positive);
+        assert!(!ok("cache {\n serve_stale\n}").prefer_positive);
+        let p = "Corefile:2 - Error during parsing: ";
+        let cases: &[(&str, String)] = &[
+            (
+                "cache {\n serve_stale 1h immediate 30s 30s 1s\n}",
+                format!("{p}Wrong argument count or unexpected line ending after '1s'"),
+            ),
+            (
+                "cache {\n serve_stale 1h verify 1s 30s 30s 1s\n}",
+                format!("{p}Wrong argument count or unexpected line ending after '1s'"),
+            ),
+            (
+                "cache {\n serve_stale 1h verify x\n}",
+                format!("{p}invalid serve_stale verify timeout: time: invalid duration \"x\""),
+            ),
+            (
+                "cache {\n serve_stale 1h verify -1s\n}",
+                format!("{p}invalid negative timeout for serve_stale verify"),
+            ),
+            (
+                "cache {\n serve_stale 1h immediate x\n}",
+                format!("{p}invalid serve_stale response TTL: time: invalid duration \"x\""),
+            ),
+            (
+                "cache {\n serve_stale 1h immediate -30s\n}",
+                format!("{p}invalid negative response TTL for serve_stale"),
+            ),
+            (
+                "cache {\n serve_stale 1h immediate 1500ms\n}",
+                format!("{p}serve_stale response TTL must be a whole number of seconds"),
+            ),
+            (
+                "cache {\n serve_stale 1h immediate 2000000h\n}",
+                format!("{p}serve_stale response TTL exceeds the DNS TTL range"),
+            ),
+            (
+                "cache {\n serve_stale 1h immediate 30s x\n}",
+                format!("{p}invalid serve_stale failure recheck: time: invalid duration \"x\""),
+            ),
+            (
+                "cache {\n serve_stale 1h immediate 30s -1s\n}",
+                format!("{p}invalid negative failure recheck for serve_stale"),
+            ),
+            (
+                "cache {\n serve_stale 1h verify 0 30s 301s\n}",
+                format!("{p}serve_stale failure recheck cannot exceed 5 minutes"),
+            ),
+            (
+                "cache {\n serve_stale\n serve_stale_policy prefer_negative\n}",
+                "Corefile:3 - Error during parsing: invalid serve_stale_policy: prefer_negative".to_string(),
+            ),
+            (
+                "cache {\n serve_stale\n serve_stale_policy\n}",
+                "Corefile:3 - Error during parsing: Wrong argument count or unexpected line ending after 'serve_stale_policy'".to_string(),
+            ),
+            (
+                "cache {\n serve_stale\n serve_stale_policy prefer_positive prefer_positive\n}",
+                "Corefile:3 - Error during parsing: Wrong argument count or unexpected line ending after 'prefer_positive'".to_string(),
+            ),
+            (
+                "cache {\n serve_stale\n serve_stale_policy prefer_positive\n serve_stale_policy prefer_positive\n}",
+                "Corefile:4 - Error during parsing: serve_stale_policy can only be specified once".to_string(),
+            ),
+            (
+                "cache {\n serve_stale_policy prefer_positive\n}",
+                "Corefile:3 - Error during parsing: serve_stale_policy requires serve_stale".to_string(),
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(err(text), *want, "{text:?}");
+        }
+    }
+
     fn ok(text: &str) -> Config {
         match parse(&mut dispenser(text), &block()) {
             Ok(c) => c,
@@ -293,6 +473,13 @@ mod tests {
 
     fn s(n: u64) -> Duration {
         Duration::from_secs(n)
+    }
+
+    fn err(text: &str) -> String {
+        match parse(&mut dispenser(text), &block()) {
+            Ok(_) => panic!("{text:?} parsed"),
+            Err(e) => e.to_string(),
+        }
     }
 
     #[test]
@@ -478,8 +665,9 @@ mod tests {
                 "Corefile:2 - Error during parsing: percentage should fall in range [10, 90]: 91",
             ),
             (
+                // CoreDNS 1.14: the third argument of `verify` is VERIFY_TIMEOUT.
                 "cache {\nserve_stale 1h verify more\n}",
-                "Corefile:2 - Error during parsing: Wrong argument count or unexpected line ending after 'more'",
+                "Corefile:2 - Error during parsing: invalid serve_stale verify timeout: time: invalid duration \"more\"",
             ),
             (
                 "cache {\nserve_stale 1x\n}",

@@ -3,7 +3,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use hickory_proto::op::{Edns, Message, MessageType, Query};
 use hickory_proto::rr::rdata::{A, NS, SOA};
@@ -858,6 +858,199 @@ async fn serve_stale_verify() {
     }
     assert_eq!(h.up.calls(), 5);
     assert_eq!(h.counter(&metrics::PREFETCH), 0);
+}
+
+/// serve_stale RESPONSE_TTL: stale answers carry it (keepttl or not).
+#[tokio::test]
+async fn serve_stale_response_ttl() {
+    for keepttl in [false, true] {
+        let cfg = Config {
+            stale_ttl: Some(30),
+            keepttl,
+            ..serve_stale()
+        };
+        let h = Harness::new(cfg, &format!("stale_ttl_{keepttl}"), numbered(&[10]));
+        h.www().await;
+        h.clock.advance(20);
+        let m = h.www().await;
+        assert_eq!(last_octet(&m), 1);
+        assert_eq!(ttls(&m), vec![30], "keepttl {keepttl}");
+        h.settle_refreshes().await;
+    }
+}
+
+/// serve_stale FAILURE_RECHECK (immediate): after a failed refresh the stale entry answers
+/// without asking upstream until the recheck time has passed.
+#[tokio::test]
+async fn serve_stale_failure_recheck_immediate() {
+    let cfg = Config {
+        stale_recheck: Duration::from_secs(30),
+        ..serve_stale()
+    };
+    let h = Harness::new(cfg, "stale_recheck", |r, n| {
+        if n == 1 {
+            answer(r, &[10], 1)
+        } else {
+            Outcome::code(ResponseCode::ServFail, "upstream")
+        }
+    });
+    h.www().await;
+    h.clock.advance(20);
+    h.www().await;
+    h.settle(|| h.up.calls() == 2).await;
+    h.settle_refreshes().await;
+    for _ in 0..3 {
+        h.clock.advance(9);
+        let m = h.www().await;
+        assert_eq!((last_octet(&m), ttls(&m)), (1, vec![0]));
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(h.up.calls(), 2, "no refresh within 30s of the failed one");
+    }
+    h.clock.advance(3);
+    h.www().await;
+    h.settle(|| h.up.calls() == 3).await;
+}
+
+/// serve_stale FAILURE_RECHECK (verify): within the recheck time the stale entry answers at
+/// once, without the verify.
+#[tokio::test]
+async fn serve_stale_failure_recheck_verify() {
+    let cfg = Config {
+        verify_stale: true,
+        stale_recheck: Duration::from_secs(30),
+        ..serve_stale()
+    };
+    let h = Harness::new(cfg, "stale_recheck_verify", |r, n| {
+        if n == 1 {
+            answer(r, &[10], 1)
+        } else {
+            Outcome::code(ResponseCode::ServFail, "upstream")
+        }
+    });
+    h.www().await;
+    h.clock.advance(20);
+    let m = h.www().await;
+    assert_eq!(h.up.calls(), 2, "verified first");
+    assert_eq!((last_octet(&m), ttls(&m)), (1, vec![0]));
+    h.clock.advance(29);
+    let m = h.www().await;
+    assert_eq!(h.up.calls(), 2, "no verify within 30s of the failed one");
+    assert_eq!(last_octet(&m), 1);
+    h.clock.advance(1);
+    h.www().await;
+    assert_eq!(h.up.calls(), 3);
+}
+
+/// A plugin that answers after `delay` (real time).
+struct Slow {
+    delay: Duration,
+    calls: AtomicUsize,
+}
+
+#[async_trait]
+impl Plugin for Slow {
+    fn name(&self) -> &'static str {
+        "slow"
+    }
+    async fn serve(&self, req: &Request, _next: Next<'_>) -> Outcome {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        if n > 1 {
+            tokio::time::sleep(self.delay).await;
+        }
+        answer(req, &[10], n as u8)
+    }
+}
+
+/// serve_stale `verify VERIFY_TIMEOUT`: a verify slower than the timeout gives the stale
+/// answer; it goes on in the background and its answer is cached for the next query.
+#[tokio::test]
+async fn serve_stale_verify_timeout() {
+    let cfg = Config {
+        verify_stale: true,
+        verify_stale_timeout: Duration::from_millis(50),
+        ..serve_stale()
+    };
+    let mut h = Harness::new(cfg, "stale_verify_timeout", numbered(&[10]));
+    let slow = Arc::new(Slow {
+        delay: Duration::from_millis(300),
+        calls: AtomicUsize::new(0),
+    });
+    h.chain = vec![slow.clone()];
+    h.www().await;
+    h.clock.advance(20);
+    let started = std::time::Instant::now();
+    let m = h.www().await;
+    assert!(
+        started.elapsed() < Duration::from_millis(250),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        (last_octet(&m), ttls(&m)),
+        (1, vec![0]),
+        "stale, after the timeout"
+    );
+    assert_eq!(h.counter(&metrics::SERVED_STALE), 1);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let m = h.www().await;
+    assert_eq!(slow.calls.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        (last_octet(&m), ttls(&m)),
+        (2, vec![10]),
+        "the verify's answer, cached"
+    );
+
+    // A verify within the timeout answers the query itself.
+    let cfg = Config {
+        verify_stale: true,
+        verify_stale_timeout: Duration::from_millis(500),
+        ..serve_stale()
+    };
+    let mut h = Harness::new(cfg, "stale_verify_timeout_fast", numbered(&[10]));
+    let slow = Arc::new(Slow {
+        delay: Duration::from_millis(20),
+        calls: AtomicUsize::new(0),
+    });
+    h.chain = vec![slow.clone()];
+    h.www().await;
+    h.clock.advance(20);
+    let m = h.www().await;
+    assert_eq!((last_octet(&m), ttls(&m)), (2, vec![10]));
+    assert_eq!(h.counter(&metrics::SERVED_STALE), 0);
+}
+
+/// `serve_stale_policy prefer_positive`: a stale positive answer wins over the NXDOMAIN the
+/// refresh brought; without the policy the NXDOMAIN replaces it.
+#[tokio::test]
+async fn serve_stale_policy_prefer_positive() {
+    for prefer in [true, false] {
+        let cfg = Config {
+            prefer_positive: prefer,
+            ..serve_stale()
+        };
+        let h = Harness::new(cfg, &format!("prefer_positive_{prefer}"), |r, n| {
+            if n == 1 {
+                answer(r, &[10], 1)
+            } else {
+                nxdomain(r, 60, 60)
+            }
+        });
+        h.www().await;
+        h.clock.advance(20);
+        let m = h.www().await;
+        assert_eq!(last_octet(&m), 1, "stale answer first");
+        h.settle(|| h.up.calls() == 2).await;
+        h.settle_refreshes().await;
+        let m = h.www().await;
+        if prefer {
+            assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+            assert_eq!((last_octet(&m), ttls(&m)), (1, vec![0]));
+        } else {
+            assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+        }
+    }
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Instant;
 
 use async_trait::async_trait;
@@ -45,7 +45,7 @@ pub use setup::setup;
 /// Where `/metrics` is served when no address is given.
 pub const DEFAULT_ADDR: &str = "localhost:9153";
 
-/// The `view` label: exdns has no views.
+/// The `view` label of requests no view routed.
 const VIEW: &str = "";
 
 /// The size of the OPT record the server adds to a reply when the query had EDNS (root owner,
@@ -63,7 +63,16 @@ pub static DO_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
 
 /// The chain handler: runs the rest of the chain, then records the request.
 #[derive(Debug, Default)]
-pub struct Prometheus;
+pub struct Prometheus {
+    /// The block's view name (the `view` label), set when the chain is linked.
+    view: std::sync::OnceLock<Arc<str>>,
+}
+
+impl Prometheus {
+    fn view(&self) -> &str {
+        self.view.get().map_or(VIEW, |v| v)
+    }
+}
 
 #[async_trait]
 impl Plugin for Prometheus {
@@ -74,8 +83,14 @@ impl Plugin for Prometheus {
     async fn serve(&self, req: &Request, next: Next<'_>) -> Outcome {
         let start = Instant::now();
         let out = next.serve(req).await;
-        report(req, &out, start);
+        report_in(req, &out, start, self.view());
         out
+    }
+
+    fn link(&self, chain: &[Arc<dyn Plugin>]) {
+        if let Some(v) = crate::plugin::view_of(chain) {
+            let _ = self.view.set(v);
+        }
     }
 
     /// Transparent: records what the rest of the chain answered on the fast path.
@@ -85,6 +100,7 @@ impl Plugin for Prometheus {
         let seen = Seen {
             server: q.server,
             zone: q.zone,
+            view: self.view(),
             proto: q.proto,
             src: &q.src,
             qtype: q.qtype,
@@ -110,6 +126,11 @@ impl Plugin for Prometheus {
 /// [`Outcome::Code`] the server writes it, so the label is empty, as in CoreDNS. The server may
 /// call this for requests it answers without running the chain.
 pub fn report(req: &Request, out: &Outcome, start: Instant) {
+    report_in(req, out, start, VIEW)
+}
+
+/// [`report`] for a request a view routed: `view` is its name.
+fn report_in(req: &Request, out: &Outcome, start: Instant, view: &str) {
     let reply = match out {
         Outcome::Drop { .. } => None,
         Outcome::Reply { msg, plugin } => {
@@ -132,6 +153,7 @@ pub fn report(req: &Request, out: &Outcome, start: Instant) {
     let seen = Seen {
         server: &req.server,
         zone: &req.zone,
+        view,
         proto: req.proto,
         src: &req.src,
         qtype: req.qtype(),
@@ -145,6 +167,7 @@ pub fn report(req: &Request, out: &Outcome, start: Instant) {
 struct Seen<'a> {
     server: &'a str,
     zone: &'a str,
+    view: &'a str,
     proto: Proto,
     src: &'a SocketAddr,
     qtype: RecordType,
@@ -155,35 +178,35 @@ struct Seen<'a> {
 /// Records one request; `reply` is the (rcode, plugin, size) of what was sent, `None` when
 /// nothing was.
 fn record(q: &Seen<'_>, start: Instant, reply: Option<(ResponseCode, &str, usize)>) {
-    let (server, zone) = (q.server, q.zone);
+    let (server, zone, view) = (q.server, q.zone, q.view);
     let proto = q.proto.as_str();
     if q.do_bit {
-        DO_REQUESTS.with_label_values(&[server, zone, VIEW]).inc();
+        DO_REQUESTS.with_label_values(&[server, zone, view]).inc();
     }
     REQUESTS
         .with_label_values(&[
             server,
             zone,
-            VIEW,
+            view,
             proto,
             family(q.src),
             qtype_label(q.qtype),
         ])
         .inc();
     REQUEST_DURATION
-        .with_label_values(&[server, zone, VIEW])
+        .with_label_values(&[server, zone, view])
         .observe(start.elapsed().as_secs_f64());
     REQUEST_SIZE
-        .with_label_values(&[server, zone, VIEW, proto])
+        .with_label_values(&[server, zone, view, proto])
         .observe(q.size as f64);
     let Some((rcode, plugin, size)) = reply else {
         return;
     };
     RESPONSE_SIZE
-        .with_label_values(&[server, zone, VIEW, proto])
+        .with_label_values(&[server, zone, view, proto])
         .observe(size as f64);
     RESPONSES
-        .with_label_values(&[server, zone, VIEW, rcode_label(rcode), plugin])
+        .with_label_values(&[server, zone, view, rcode_label(rcode), plugin])
         .inc();
 }
 

@@ -25,5 +25,5 @@ pub fn setup(
     crate::metrics::init();
     ctx.config
         .serve_http(HttpEndpoint::new(addr, Some("/metrics"), Arc::new(Metrics)));
-    Ok(Some(Arc::new(Prometheus)))
+    Ok(Some(Arc::new(Prometheus::default())))
 }

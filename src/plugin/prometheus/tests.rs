@@ -28,7 +28,7 @@ fn request(server: &str, msg: Message, src: &str, proto: Proto) -> Request {
 /// Runs `req` through prometheus followed by a plugin returning `out`.
 async fn run(req: &Request, out: Outcome) -> Outcome {
     let rest: Vec<Arc<dyn Plugin>> = vec![Fixed::new(move |_| out.dup())];
-    test_chain::serve(&Prometheus, req, &rest).await
+    test_chain::serve(&Prometheus::default(), req, &rest).await
 }
 
 fn answer(req: &Request) -> Message {
