@@ -87,8 +87,12 @@ const DEBOUNCE_QUIET: Duration = Duration::from_millis(2);
 /// load, a re-list of a large kind).
 const DEBOUNCE_MAX_MIN: Duration = Duration::from_millis(10);
 const DEBOUNCE_MAX_MAX: Duration = Duration::from_millis(200);
-/// How often a resolved hostname is looked up again.
+/// How often a resolved hostname is looked up again when its TTL is not known (getaddrinfo).
 const RESOLVE_REFRESH: Duration = Duration::from_secs(60);
+/// Otherwise at its TTL, within these bounds: not more often than every 5 s (a TTL of 0 must
+/// not make a busy loop), at least every 5 minutes (a cloud load balancer's addresses move).
+const RESOLVE_TTL_MIN: Duration = Duration::from_secs(5);
+const RESOLVE_TTL_MAX: Duration = Duration::from_secs(300);
 /// How soon a failed lookup is retried.
 const RESOLVE_RETRY: Duration = Duration::from_secs(10);
 /// A lookup that takes longer counts as failed.
@@ -370,7 +374,9 @@ async fn debounce(feed: &Feed, quiet: Duration, max: Duration) {
     }
 }
 
-type LookupFuture = Pin<Box<dyn Future<Output = io::Result<Vec<IpAddr>>> + Send>>;
+/// A lookup's addresses and how long they are valid (`None`: not known).
+type LookupFuture =
+    Pin<Box<dyn Future<Output = io::Result<(Vec<IpAddr>, Option<Duration>)>> + Send>>;
 type LookupFn = Arc<dyn Fn(String) -> LookupFuture + Send + Sync>;
 
 /// Resolves hostname addresses in the background into a [`HostCache`], and bumps the feed
@@ -393,17 +399,30 @@ struct HostState {
 }
 
 impl Resolver {
-    /// With the system resolver (`getaddrinfo` on tokio's blocking pool).
+    /// With hickory-resolver on the system's configuration (`/etc/resolv.conf`: the cluster's
+    /// DNS in a pod), which gives each answer's TTL; when that configuration cannot be read,
+    /// with `getaddrinfo` on tokio's blocking pool (no TTL: refreshed every minute).
     fn system(cache: Arc<HostCache>, feed: Feed) -> Self {
+        let lookup: LookupFn = match hickory_resolver::TokioResolver::builder_tokio()
+            .and_then(|b| b.build())
+        {
+            Ok(r) => hickory_lookup(r),
+            Err(e) => {
+                tracing::warn!(
+                    "cannot read the system's resolver configuration ({e}); status hostnames are looked up with getaddrinfo"
+                );
+                Arc::new(|name: String| -> LookupFuture {
+                    Box::pin(async move {
+                        let addrs = tokio::net::lookup_host((name.as_str(), 0)).await?;
+                        Ok((addrs.map(|sa| sa.ip()).collect(), None))
+                    })
+                })
+            }
+        };
         Resolver {
             cache,
             feed,
-            lookup: Arc::new(|name: String| -> LookupFuture {
-                Box::pin(async move {
-                    let addrs = tokio::net::lookup_host((name.as_str(), 0)).await?;
-                    Ok(addrs.map(|sa| sa.ip()).collect())
-                })
-            }),
+            lookup,
             refresh: RESOLVE_REFRESH,
             retry: RESOLVE_RETRY,
             timeout: RESOLVE_TIMEOUT,
@@ -414,7 +433,8 @@ impl Resolver {
     /// Runs until `names`' sender is dropped; `names` is the current set of hostnames.
     async fn run(self, mut names: watch::Receiver<BTreeSet<String>>) {
         let mut states: HashMap<String, HostState> = HashMap::new();
-        let mut jobs: JoinSet<(String, io::Result<Vec<IpAddr>>)> = JoinSet::new();
+        let mut jobs: JoinSet<(String, io::Result<(Vec<IpAddr>, Option<Duration>)>)> =
+            JoinSet::new();
         let mut job_names: HashMap<tokio::task::Id, String> = HashMap::new();
         let initial = names.borrow_and_update().clone();
         self.sync(&mut states, &initial);
@@ -505,22 +525,22 @@ impl Resolver {
         &self,
         states: &mut HashMap<String, HostState>,
         name: String,
-        result: io::Result<Vec<IpAddr>>,
+        result: io::Result<(Vec<IpAddr>, Option<Duration>)>,
     ) {
         let Some(st) = states.get_mut(&name) else {
             return; // no longer wanted
         };
         st.in_flight = false;
-        let result = result.and_then(|v| {
+        let result = result.and_then(|(v, ttl)| {
             if v.is_empty() {
                 Err(io::Error::other("no addresses"))
             } else {
-                Ok(v)
+                Ok((v, ttl))
             }
         });
         match result {
-            Ok(addrs) => {
-                st.due = Instant::now() + self.refresh;
+            Ok((addrs, ttl)) => {
+                st.due = Instant::now() + refresh_after(ttl, self.refresh);
                 st.failures = 0;
                 if self.cache.insert(&name, addrs) {
                     tracing::debug!("{name} resolved to {:?}", self.cache.get(&name));
@@ -538,6 +558,27 @@ impl Resolver {
             }
         }
     }
+}
+
+/// Lookups through `r`, with the answer's remaining TTL.
+fn hickory_lookup(r: hickory_resolver::TokioResolver) -> LookupFn {
+    let r = Arc::new(r);
+    Arc::new(move |name: String| -> LookupFuture {
+        let r = r.clone();
+        Box::pin(async move {
+            let l = r.lookup_ip(name.as_str()).await.map_err(io::Error::other)?;
+            let ttl = l
+                .valid_until()
+                .saturating_duration_since(std::time::Instant::now());
+            Ok((l.iter().collect(), Some(ttl)))
+        })
+    })
+}
+
+/// When to look a hostname up again: at its TTL within [`RESOLVE_TTL_MIN`] and
+/// [`RESOLVE_TTL_MAX`], or after `unknown` when the lookup gave no TTL.
+fn refresh_after(ttl: Option<Duration>, unknown: Duration) -> Duration {
+    ttl.map_or(unknown, |t| t.clamp(RESOLVE_TTL_MIN, RESOLVE_TTL_MAX))
 }
 
 #[cfg(test)]

@@ -1156,7 +1156,7 @@ impl Fake {
                     fake.total.fetch_add(1, Ordering::SeqCst);
                     *fake.calls.lock().unwrap().entry(name.clone()).or_default() += 1;
                     match fake.answers.lock().unwrap().get(&name) {
-                        Some(Ok(v)) => Ok(v.clone()),
+                        Some(Ok(v)) => Ok((v.clone(), None)),
                         Some(Err(e)) => Err(io::Error::other(e.to_string())),
                         None => Err(io::Error::other("unknown")),
                     }
@@ -1356,4 +1356,74 @@ async fn run_keeps_the_snapshot_current() {
 
     task.abort();
     assert!(task.await.unwrap_err().is_cancelled());
+}
+
+#[test]
+fn hostnames_are_refreshed_at_their_ttl_within_bounds() {
+    let unknown = Duration::from_secs(60);
+    for (ttl, want) in [
+        (None, 60),
+        (Some(0), 5),
+        (Some(3), 5),
+        (Some(30), 30),
+        (Some(299), 299),
+        (Some(86_400), 300),
+    ] {
+        assert_eq!(
+            super::refresh_after(ttl.map(Duration::from_secs), unknown),
+            Duration::from_secs(want),
+            "{ttl:?}"
+        );
+    }
+}
+
+/// hickory-resolver against a local server: the addresses and the answer's TTL come back.
+#[tokio::test]
+async fn hickory_lookups_carry_the_ttl() {
+    use hickory_proto::op::{Message, MessageType, ResponseCode};
+    use hickory_proto::rr::rdata::A;
+    use hickory_proto::rr::{RData, Record};
+    use hickory_resolver::config::{NameServerConfig, ResolverConfig};
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let port = sock.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 1500];
+        while let Ok((n, from)) = sock.recv_from(&mut buf).await {
+            let Ok(q) = Message::from_vec(&buf[..n]) else {
+                continue;
+            };
+            let mut m = Message::new(q.metadata.id, MessageType::Response, q.metadata.op_code);
+            m.metadata.recursion_desired = q.metadata.recursion_desired;
+            m.metadata.recursion_available = true;
+            m.metadata.response_code = ResponseCode::NoError;
+            m.queries = q.queries.clone();
+            let qq = &q.queries[0];
+            if qq.query_type() == hickory_proto::rr::RecordType::A
+                && qq.name().to_ascii() == "lb.example.test."
+            {
+                m.answers.push(Record::from_rdata(
+                    qq.name().clone(),
+                    42,
+                    RData::A(A::new(192, 0, 2, 7)),
+                ));
+            }
+            let _ = sock.send_to(&m.to_vec().unwrap(), from).await;
+        }
+    });
+    let mut ns = NameServerConfig::udp("127.0.0.1".parse().unwrap());
+    ns.connections[0].port = port;
+    let r = hickory_resolver::TokioResolver::builder_with_config(
+        ResolverConfig::from_name_servers(vec![ns]),
+        hickory_resolver::net::runtime::TokioRuntimeProvider::default(),
+    )
+    .build()
+    .unwrap();
+    let lookup = super::hickory_lookup(r);
+    let (addrs, ttl) = lookup("lb.example.test.".to_string()).await.unwrap();
+    assert_eq!(addrs, vec!["192.0.2.7".parse::<IpAddr>().unwrap()]);
+    let ttl = ttl.unwrap();
+    assert!(
+        ttl <= Duration::from_secs(42) && ttl >= Duration::from_secs(40),
+        "{ttl:?}"
+    );
 }
