@@ -44,6 +44,8 @@ pub struct BlockConfig {
     /// `bufsize SIZE`: the largest EDNS UDP size the block's replies are held to, also what
     /// the plugins before `bufsize` in the chain (nsid) add to them.
     pub bufsize: Option<u16>,
+    /// `proxyproto`: the PROXY protocol policy of the block's listeners.
+    pub proxyproto: Option<Arc<crate::plugin::proxyproto::ProxyProto>>,
 }
 
 /// `timeouts { read; write; idle; maxtcpqueries }`: what a block sets of its listeners' stream
@@ -117,6 +119,7 @@ impl std::fmt::Debug for BlockConfig {
             .field("cookie", &self.cookie)
             .field("timeouts", &self.timeouts)
             .field("bufsize", &self.bufsize)
+            .field("proxyproto", &self.proxyproto)
             .finish()
     }
 }

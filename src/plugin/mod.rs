@@ -41,6 +41,7 @@ pub mod names;
 pub mod nsid;
 pub mod podip;
 pub mod prometheus;
+pub mod proxyproto;
 pub mod ready;
 pub mod reload;
 pub mod response;
@@ -209,6 +210,12 @@ pub static DIRECTIVES: &[DirectiveDef] = &[
         name: "cancel",
         setup: cancel::setup,
         once: true,
+    },
+    DirectiveDef {
+        name: "proxyproto",
+        setup: proxyproto::setup,
+        // The setup reports a second one with CoreDNS's words.
+        once: false,
     },
     DirectiveDef {
         name: "tls",

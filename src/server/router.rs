@@ -40,6 +40,8 @@ pub struct Router {
     /// Queries of classes other than IN are routed (else REFUSED before any plugin): a block on
     /// this listener has a plugin of [`ENABLE_CHAOS`], as CoreDNS's server decides.
     pub class_chaos: bool,
+    /// The PROXY protocol policy of this listener (`proxyproto` of its last block that has one).
+    pub proxyproto: Option<Arc<crate::plugin::proxyproto::ProxyProto>>,
 }
 
 /// The plugins whose presence in any block of a listener opens it to classes other than IN
@@ -54,6 +56,7 @@ impl Router {
             tls,
             timeouts: StreamTimeouts::default(),
             class_chaos: false,
+            proxyproto: None,
         }
     }
 
