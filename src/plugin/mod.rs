@@ -23,6 +23,7 @@ pub mod chaos;
 pub mod config;
 pub mod cookie;
 pub mod debug;
+pub mod dnstap;
 pub mod erratic;
 pub mod errors;
 pub mod file;
@@ -287,6 +288,12 @@ pub static DIRECTIVES: &[DirectiveDef] = &[
     DirectiveDef {
         name: "log",
         setup: log::setup,
+        once: false,
+    },
+    DirectiveDef {
+        name: "dnstap",
+        setup: dnstap::setup,
+        // Several taps per block, each a handler, as CoreDNS.
         once: false,
     },
     DirectiveDef {
