@@ -48,6 +48,8 @@ fn version_and_plugins() {
         "dns.minimal",
         "dns.header",
         "dns.local",
+        "dns.dnstap",
+        "dns.proxyproto",
     ] {
         assert!(out.contains(p), "{p} missing from {out}");
     }
