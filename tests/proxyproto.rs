@@ -153,3 +153,34 @@ fn sources_outside_allow() {
     assert_eq!(m.metadata.response_code, ResponseCode::NotImp);
     assert_eq!(m.metadata.id, 0x0d0a);
 }
+
+/// `udp_session_tracking`: a header-only datagram (not answered) gives its client to the
+/// headerless datagrams that follow from the same socket; another socket is itself.
+#[test]
+fn udp_session_tracking() {
+    let ex = Exdns::start(
+        ".:0 {\n bind 127.0.0.1\n proxyproto {\n udp_session_tracking 30s\n }\n whoami\n}\n",
+    );
+    let addr = ex.dns();
+    let client: SocketAddr = "192.0.2.7:4711".parse().unwrap();
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(700)))
+        .unwrap();
+    let mut buf = [0u8; 1500];
+    s.send_to(&v2(2, client), addr).unwrap();
+    assert!(
+        s.recv_from(&mut buf).is_err(),
+        "a header-only datagram is not answered"
+    );
+    for _ in 0..2 {
+        let q = query("who.example.", RecordType::A, None).to_vec().unwrap();
+        s.send_to(&q, addr).unwrap();
+        let (n, _) = s.recv_from(&mut buf).expect("reply");
+        assert_eq!(
+            whoami(&Message::from_vec(&buf[..n]).unwrap()),
+            (client.ip(), 4711)
+        );
+    }
+    let (ip, _) = whoami(&udp_with(addr, b"").unwrap());
+    assert_eq!(ip, IpAddr::from([127, 0, 0, 1]));
+}

@@ -53,12 +53,57 @@ impl Policy {
     }
 }
 
-/// `proxyproto { allow CIDR...; default use|ignore|reject|skip }`.
+/// `proxyproto { allow CIDR...; default use|ignore|reject|skip; udp_session_tracking TTL [MAX] }`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProxyProto {
     pub allow: Vec<IpNet>,
     /// `default`, when given.
     pub default: Option<Policy>,
+    /// `udp_session_tracking`: how long a UDP peer's proxied client is remembered (idle), and
+    /// how many peers at most.
+    pub sessions: Option<SessionTracking>,
+}
+
+/// The default cap of `udp_session_tracking` (CoreDNS's).
+pub const DEFAULT_MAX_SESSIONS: usize = 10240;
+
+/// Cloudflare Spectrum's PROXY v2 over UDP: the header comes alone in a session's first
+/// datagram; later datagrams from the same peer carry none and get the remembered client.
+#[derive(Clone)]
+pub struct SessionTracking {
+    pub ttl: Duration,
+    pub max: usize,
+    cache: moka::sync::Cache<SocketAddr, SocketAddr>,
+}
+
+impl SessionTracking {
+    pub fn new(ttl: Duration, max: usize) -> Self {
+        SessionTracking {
+            ttl,
+            max,
+            // Idle expiry: every datagram of the session refreshes it, as CoreDNS's LRU.
+            cache: moka::sync::Cache::builder()
+                .max_capacity(max as u64)
+                .time_to_idle(ttl)
+                .build(),
+        }
+    }
+}
+
+impl PartialEq for SessionTracking {
+    fn eq(&self, o: &Self) -> bool {
+        (self.ttl, self.max) == (o.ttl, o.max)
+    }
+}
+impl Eq for SessionTracking {}
+
+impl std::fmt::Debug for SessionTracking {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionTracking")
+            .field("ttl", &self.ttl)
+            .field("max", &self.max)
+            .finish()
+    }
 }
 
 impl ProxyProto {
@@ -260,7 +305,14 @@ pub fn udp<'a>(pp: &ProxyProto, pkt: &'a [u8], peer: SocketAddr) -> Option<(&'a 
         return Some((pkt, peer));
     }
     let h = match parse(pkt) {
-        Parsed::None => return Some((pkt, peer)),
+        Parsed::None => {
+            // `udp_session_tracking`: a headerless datagram of a known session.
+            let client = match (&pp.sessions, policy) {
+                (Some(t), Policy::Use) => t.cache.get(&peer).unwrap_or(peer),
+                _ => peer,
+            };
+            return Some((pkt, client));
+        }
         Parsed::Header(h) if h.version == 2 && h.transport == Transport::Dgram => h,
         Parsed::Header(_) | Parsed::Incomplete | Parsed::Invalid(_) => {
             tracing::debug!("dropping invalid Proxy Protocol packet from {peer}");
@@ -270,7 +322,17 @@ pub fn udp<'a>(pp: &ProxyProto, pkt: &'a [u8], peer: SocketAddr) -> Option<(&'a 
     let payload = &pkt[h.len..];
     match policy {
         Policy::Reject => None,
-        Policy::Use => Some((payload, h.source.unwrap_or(peer))),
+        Policy::Use => {
+            let client = h.source.unwrap_or(peer);
+            if let Some(t) = &pp.sessions {
+                t.cache.insert(peer, client);
+                if payload.is_empty() {
+                    // A header alone opens the session; there is nothing to answer.
+                    return None;
+                }
+            }
+            Some((payload, client))
+        }
         Policy::Ignore | Policy::Skip => Some((payload, peer)),
     }
 }

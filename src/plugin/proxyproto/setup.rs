@@ -1,10 +1,13 @@
-//! `proxyproto { allow CIDR...; default use|ignore|reject|skip; udp_session_tracking ... }`,
+//! `proxyproto { allow CIDR...; default use|ignore|reject|skip; udp_session_tracking TTL [MAX] }`,
 //! with CoreDNS's error wording.
 
 use std::sync::Arc;
 
 use crate::corefile::{Dispenser, ParseError};
-use crate::plugin::proxyproto::{Policy, ProxyProto};
+use std::time::Duration;
+
+use crate::plugin::proxyproto::{DEFAULT_MAX_SESSIONS, Policy, ProxyProto, SessionTracking};
+use crate::plugin::util::{go_quote, parse_go_duration};
 use crate::plugin::{Plugin, SetupCtx};
 
 /// Records the block's PROXY protocol policy; adds no handler.
@@ -41,9 +44,32 @@ pub fn setup(
                     pp.default = Some(Policy::parse(v).ok_or_else(|| d.arg_err())?);
                 }
                 "udp_session_tracking" => {
-                    return Err(d.err(
-                        "udp_session_tracking is not supported by exdns (Cloudflare Spectrum's header-only datagrams)",
-                    ));
+                    let args = d.remaining_args();
+                    if args.is_empty() || args.len() > 2 {
+                        return Err(d.arg_err());
+                    }
+                    let ns = parse_go_duration(&args[0]).map_err(|e| {
+                        d.err(format!(
+                            "udp_session_tracking: invalid duration {}: {e}",
+                            go_quote(&args[0])
+                        ))
+                    })?;
+                    let mut max = DEFAULT_MAX_SESSIONS;
+                    if let Some(v) = args.get(1) {
+                        max = v.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                            d.err(format!(
+                                "udp_session_tracking: invalid max sessions {}: must be a positive integer",
+                                go_quote(v)
+                            ))
+                        })?;
+                    }
+                    // A zero or negative duration leaves tracking off, as CoreDNS.
+                    pp.sessions = (ns > 0).then(|| {
+                        SessionTracking::new(
+                            Duration::from_nanos(ns.min(u64::MAX as i128) as u64),
+                            max,
+                        )
+                    });
                 }
                 other => return Err(d.err(format!("unknown option '{other}'"))),
             }

@@ -232,6 +232,7 @@ fn pp(allow: &[&str], default: Option<Policy>) -> ProxyProto {
     ProxyProto {
         allow: allow.iter().map(|s| s.parse().unwrap()).collect(),
         default,
+        sessions: None,
     }
 }
 
@@ -275,6 +276,32 @@ fn udp_datagrams() {
     assert_eq!(udp(&reject, dns, peer), Some((&dns[..], peer)));
     let skip = pp(&["192.168.0.0/16"], Some(Policy::Skip));
     assert_eq!(udp(&skip, &udp4, peer), Some((&udp4[..], peer)));
+}
+
+/// `udp_session_tracking`: a header-only datagram opens a session; headerless datagrams from
+/// the same peer get its client until it idles out.
+#[test]
+fn udp_sessions() {
+    let peer: SocketAddr = "10.0.0.1:3333".parse().unwrap();
+    let other: SocketAddr = "10.0.0.2:3333".parse().unwrap();
+    let client: SocketAddr = "192.0.2.7:4711".parse().unwrap();
+    let dns = b"\x12\x34\x01\x00";
+    let mut p = pp(&[], None);
+    p.sessions = Some(SessionTracking::new(Duration::from_millis(200), 10));
+    assert_eq!(udp(&p, &v2(1, 0x12, &v4_addrs(), b""), peer), None);
+    assert_eq!(udp(&p, dns, peer), Some((&dns[..], client)));
+    assert_eq!(udp(&p, dns, other), Some((&dns[..], other)));
+    // A header with a payload refreshes the session and is answered.
+    let with = v2(1, 0x12, &v4_addrs(), dns);
+    assert_eq!(udp(&p, &with, other), Some((&dns[..], client)));
+    std::thread::sleep(Duration::from_millis(400));
+    p.sessions.as_ref().unwrap().cache.run_pending_tasks();
+    assert_eq!(udp(&p, dns, peer), Some((&dns[..], peer)));
+    // Without tracking, a header-only datagram is an empty message (dropped by the server).
+    assert_eq!(
+        udp(&pp(&[], None), &v2(1, 0x12, &v4_addrs(), b""), peer),
+        Some((&b""[..], client))
+    );
 }
 
 async fn over_stream(p: &ProxyProto, bytes: &[u8]) -> Option<(Vec<u8>, SocketAddr)> {
@@ -359,6 +386,18 @@ fn setup_values() {
         (
             "proxyproto {\n default maybe\n}",
             "Corefile:2 - Error during parsing: Wrong argument count or unexpected line ending after 'maybe'",
+        ),
+        (
+            "proxyproto {\n udp_session_tracking abc\n}",
+            "Corefile:2 - Error during parsing: udp_session_tracking: invalid duration \"abc\": time: invalid duration \"abc\"",
+        ),
+        (
+            "proxyproto {\n udp_session_tracking 28s 0\n}",
+            "Corefile:2 - Error during parsing: udp_session_tracking: invalid max sessions \"0\": must be a positive integer",
+        ),
+        (
+            "proxyproto {\n udp_session_tracking\n}",
+            "Corefile:2 - Error during parsing: Wrong argument count or unexpected line ending after 'udp_session_tracking'",
         ),
         (
             "proxyproto {\n deny 10.0.0.0/8\n}",
