@@ -238,7 +238,7 @@ fn collector_absent_then_present() {
     }
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("tap.sock");
-    let ex = Exdns::start(&corefile(&sock, "full"));
+    let ex = Exdns::start(&corefile(&sock, "full\n prometheus 127.0.0.1:0"));
     let addr = ex.dns();
     let t = Instant::now();
     for _ in 0..20 {
@@ -246,6 +246,20 @@ fn collector_absent_then_present() {
     }
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     assert!(ex.wait_for_line("No connection to dnstap endpoint", Duration::from_secs(2)));
+    // Meanwhile every message was dropped, and counted: 20 queries, 20 responses (the writer
+    // drains the queue as they come; polled, as the last ones may still be queued).
+    let dropped = || {
+        let (_, _, body) = http_get(ex.http_addr("127.0.0.1:0"), "/metrics");
+        body.lines().find_map(|l| {
+            l.strip_prefix("exdns_dnstap_dropped_total ")
+                .map(str::to_string)
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while dropped().as_deref() != Some("40") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(dropped().as_deref(), Some("40"));
 
     let cap = Capture::start(&sock, &dir.path().join("out.fstrm"));
     assert!(

@@ -75,6 +75,8 @@ pub(crate) static DROPPED: std::sync::LazyLock<prometheus::IntCounter> =
 
 impl Dnstap {
     pub fn new(settings: Settings) -> Self {
+        // Registered at once: the counter shows 0 rather than nothing until a first drop.
+        std::sync::LazyLock::force(&DROPPED);
         let (tx, rx) = mpsc::channel(settings.queue.max(1) * QUEUE_UNIT);
         Dnstap {
             settings: Arc::new(settings),
