@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{RData, RecordType};
+use support::tlsecho::{client_config, roots_from_pem};
 use support::*;
 
 /// The address and port whoami reported.
@@ -183,4 +184,31 @@ fn udp_session_tracking() {
     }
     let (ip, _) = whoami(&udp_with(addr, b"").unwrap());
     assert_eq!(ip, IpAddr::from([127, 0, 0, 1]));
+}
+
+/// DoT: the PROXY header comes before the TLS handshake.
+#[test]
+fn dot_after_a_proxy_header() {
+    const SNI: &str = "dns.example.test";
+    let certs = tempfile::tempdir().unwrap();
+    let (_, cert, key) = make_certs(certs.path(), SNI);
+    let ex = Exdns::start(&format!(
+        "tls://.:0 {{\n bind 127.0.0.1\n tls {} {}\n proxyproto\n whoami\n}}\n",
+        cert.display(),
+        key.display()
+    ));
+    let config = client_config(roots_from_pem(&certs.path().join("ca.pem")));
+    let name = rustls::pki_types::ServerName::try_from(SNI.to_string()).unwrap();
+    let conn = rustls::ClientConnection::new(config, name).unwrap();
+    let mut tcp = TcpStream::connect(ex.addr("tls://")).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    tcp.write_all(b"PROXY TCP4 192.0.2.7 127.0.0.1 4711 853\r\n")
+        .unwrap();
+    let mut s = rustls::StreamOwned::new(conn, tcp);
+    write_framed(
+        &mut s,
+        &query("who.example.", RecordType::A, None).to_vec().unwrap(),
+    );
+    let reply = Message::from_vec(&read_framed(&mut s).expect("reply")).unwrap();
+    assert_eq!(whoami(&reply), ("192.0.2.7".parse().unwrap(), 4711));
 }
