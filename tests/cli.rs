@@ -50,6 +50,8 @@ fn version_and_plugins() {
         "dns.local",
         "dns.multisocket",
         "dns.view",
+        "dns.dnstap",
+        "dns.proxyproto",
     ] {
         assert!(out.contains(p), "{p} missing from {out}");
     }

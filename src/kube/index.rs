@@ -375,8 +375,8 @@ async fn debounce(feed: &Feed, quiet: Duration, max: Duration) {
 }
 
 /// A lookup's addresses and how long they are valid (`None`: not known).
-type LookupFuture =
-    Pin<Box<dyn Future<Output = io::Result<(Vec<IpAddr>, Option<Duration>)>> + Send>>;
+type LookupResult = io::Result<(Vec<IpAddr>, Option<Duration>)>;
+type LookupFuture = Pin<Box<dyn Future<Output = LookupResult> + Send>>;
 type LookupFn = Arc<dyn Fn(String) -> LookupFuture + Send + Sync>;
 
 /// Resolves hostname addresses in the background into a [`HostCache`], and bumps the feed
@@ -433,8 +433,7 @@ impl Resolver {
     /// Runs until `names`' sender is dropped; `names` is the current set of hostnames.
     async fn run(self, mut names: watch::Receiver<BTreeSet<String>>) {
         let mut states: HashMap<String, HostState> = HashMap::new();
-        let mut jobs: JoinSet<(String, io::Result<(Vec<IpAddr>, Option<Duration>)>)> =
-            JoinSet::new();
+        let mut jobs: JoinSet<(String, LookupResult)> = JoinSet::new();
         let mut job_names: HashMap<tokio::task::Id, String> = HashMap::new();
         let initial = names.borrow_and_update().clone();
         self.sync(&mut states, &initial);
@@ -521,12 +520,7 @@ impl Resolver {
 
     /// Records one lookup's result. A failure keeps the last good addresses (a flaky resolver
     /// should not take names down) and retries sooner.
-    fn done(
-        &self,
-        states: &mut HashMap<String, HostState>,
-        name: String,
-        result: io::Result<(Vec<IpAddr>, Option<Duration>)>,
-    ) {
+    fn done(&self, states: &mut HashMap<String, HostState>, name: String, result: LookupResult) {
         let Some(st) = states.get_mut(&name) else {
             return; // no longer wanted
         };

@@ -50,6 +50,8 @@ pub struct BlockConfig {
     /// `view NAME { expr ... }`: the queries this block serves among the blocks sharing its
     /// zones and port.
     pub view: Option<Arc<crate::plugin::view::View>>,
+    /// `proxyproto`: the PROXY protocol policy of the block's listeners.
+    pub proxyproto: Option<Arc<crate::plugin::proxyproto::ProxyProto>>,
 }
 
 /// `timeouts { read; write; idle; maxtcpqueries }`: what a block sets of its listeners' stream
@@ -123,6 +125,7 @@ impl std::fmt::Debug for BlockConfig {
             .field("cookie", &self.cookie)
             .field("timeouts", &self.timeouts)
             .field("bufsize", &self.bufsize)
+            .field("proxyproto", &self.proxyproto)
             .finish()
     }
 }

@@ -23,6 +23,7 @@ pub mod chaos;
 pub mod config;
 pub mod cookie;
 pub mod debug;
+pub mod dnstap;
 pub mod erratic;
 pub mod errors;
 pub mod file;
@@ -42,6 +43,7 @@ pub mod names;
 pub mod nsid;
 pub mod podip;
 pub mod prometheus;
+pub mod proxyproto;
 pub mod ready;
 pub mod reload;
 pub mod response;
@@ -224,6 +226,12 @@ pub static DIRECTIVES: &[DirectiveDef] = &[
         once: true,
     },
     DirectiveDef {
+        name: "proxyproto",
+        setup: proxyproto::setup,
+        // The setup reports a second one with CoreDNS's words.
+        once: false,
+    },
+    DirectiveDef {
         name: "tls",
         setup: tls::setup,
         once: true,
@@ -299,6 +307,12 @@ pub static DIRECTIVES: &[DirectiveDef] = &[
     DirectiveDef {
         name: "log",
         setup: log::setup,
+        once: false,
+    },
+    DirectiveDef {
+        name: "dnstap",
+        setup: dnstap::setup,
+        // Several taps per block, each a handler, as CoreDNS.
         once: false,
     },
     DirectiveDef {

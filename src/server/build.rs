@@ -245,6 +245,10 @@ pub fn build(cf: &Corefile) -> Result<Config, ConfigError> {
                     router.tls = block.config.tls.clone();
                 }
                 router.timeouts = router.timeouts.merged(block.config.timeouts);
+                // As CoreDNS's server: the last of its sites with a policy sets it.
+                if block.config.proxyproto.is_some() {
+                    router.proxyproto = block.config.proxyproto.clone();
+                }
                 if !router.insert(&k.zone, block.clone()) {
                     return Err(ConfigError(format!(
                         "{}:{} - Error during parsing: cannot serve {} - it is already defined",

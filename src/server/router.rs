@@ -50,6 +50,8 @@ pub struct Router {
     /// `multisocket`: the SO_REUSEPORT sockets of this listener, for UDP and for TCP, from the
     /// first block that binds it (as CoreDNS); `None`: the default.
     pub num_sockets: Option<usize>,
+    /// The PROXY protocol policy of this listener (`proxyproto` of its last block that has one).
+    pub proxyproto: Option<Arc<crate::plugin::proxyproto::ProxyProto>>,
 }
 
 /// The plugins whose presence in any block of a listener opens it to classes other than IN
@@ -66,6 +68,7 @@ impl Router {
             timeouts: StreamTimeouts::default(),
             class_chaos: false,
             num_sockets: None,
+            proxyproto: None,
         }
     }
 

@@ -16,6 +16,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 
 use crate::dns::request::Proto;
 use crate::plugin::config::StreamTimeouts;
+use crate::plugin::proxyproto;
 use crate::server::conns::{self, Admit, ConnState, ConnTable};
 use crate::server::query::{self, Prepared, Reply};
 use crate::server::router::Router;
@@ -145,6 +146,52 @@ pub async fn serve(
         let table = table.clone();
         tokio::spawn(async move {
             let local = stream.local_addr().unwrap_or(src);
+            // `proxyproto`: the header comes before anything else (the TLS handshake too).
+            let proxy = router.load().proxyproto.clone();
+            match proxy {
+                None => {
+                    serve_conn(
+                        stream, src, local, router, tracker, limits, table, slot, tls, stop,
+                    )
+                    .await
+                }
+                Some(pp) => {
+                    let wait = limits.read_timeout.max(proxyproto::READ_HEADER_TIMEOUT);
+                    let got = tokio::select! {
+                        r = proxyproto::stream(&pp, stream, src, wait) => r,
+                        _ = slot.state.closed() => None,
+                    };
+                    if let Some((stream, client)) = got {
+                        serve_conn(
+                            stream, client, local, router, tracker, limits, table, slot, tls, stop,
+                        )
+                        .await;
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// Serves an accepted connection whose client is `src`: the TLS handshake first on a DoT
+/// listener.
+#[allow(clippy::too_many_arguments)]
+async fn serve_conn<S>(
+    stream: S,
+    src: SocketAddr,
+    local: SocketAddr,
+    router: Arc<ArcSwap<Router>>,
+    tracker: Arc<Tracker>,
+    limits: StreamLimits,
+    table: Arc<ConnTable>,
+    slot: conns::Slot,
+    tls: bool,
+    stop: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    {
+        {
             let conn = Conn {
                 src,
                 local,
@@ -175,7 +222,7 @@ pub async fn serve(
                 conn.serve(stream, Proto::Tcp, stop).await
             }
             drop(slot);
-        });
+        }
     }
 }
 

@@ -12,6 +12,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::watch;
 
 use crate::dns::request::Proto;
+use crate::plugin::proxyproto;
 use crate::server::query::{self, Prepared};
 use crate::server::router::Router;
 use crate::server::tracker::Tracker;
@@ -125,7 +126,17 @@ fn handle(
     src: SocketAddr,
     local: SocketAddr,
 ) {
-    let prepared = query::prepare(&router.load(), pkt, src, local, Proto::Udp);
+    let router = router.load();
+    // `proxyproto`: the header is stripped and its client becomes the query's source; the
+    // reply still goes to the proxy (`src`).
+    let (pkt, client) = match &router.proxyproto {
+        None => (pkt, src),
+        Some(pp) => match proxyproto::udp(pp, pkt, src) {
+            Some(v) => v,
+            None => return,
+        },
+    };
+    let prepared = query::prepare(&router, pkt, client, local, Proto::Udp);
     match prepared {
         Prepared::Done(Some(bytes)) => send(sock, bytes, src),
         Prepared::Done(None) => {}
