@@ -389,7 +389,10 @@ fn setup_table() {
 fn directive_is_registered_in_coredns_order() {
     let at = |n| crate::plugin::order_of(n).unwrap();
     assert!(
-        at("log") + 1 == at("local") && at("local") < at("any") && at("local") < at("forward"),
+        at("log") + 1 == at("dnstap")
+            && at("dnstap") + 1 == at("local")
+            && at("local") < at("any")
+            && at("local") < at("forward"),
         "CoreDNS plugin.cfg: log, dnstap, local ... any ... forward"
     );
     assert!(!crate::plugin::directive("local").unwrap().once);
