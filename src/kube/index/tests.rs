@@ -1357,3 +1357,170 @@ async fn run_keeps_the_snapshot_current() {
     task.abort();
     assert!(task.await.unwrap_err().is_cancelled());
 }
+
+/// Zones for the PTR tests: one forward zone, an IPv4 and an IPv6 reverse zone.
+fn reverse_cfg(kinds: &[Kind]) -> IndexConfig {
+    IndexConfig {
+        kinds: kinds.to_vec(),
+        zones: vec![
+            "example.com.".into(),
+            "10.in-addr.arpa.".into(),
+            "8.b.d.0.1.0.0.2.ip6.arpa.".into(),
+        ],
+        filters: Filters::default(),
+    }
+}
+
+fn ptrs(snap: &Snapshot, key: &str) -> Option<Vec<String>> {
+    snap.ptr(key).map(|o| o.to_vec())
+}
+
+#[test]
+fn reverse_names_and_helpers() {
+    use super::builder::reverse_name;
+    assert_eq!(
+        reverse_name("10.1.2.3".parse().unwrap()),
+        "3.2.1.10.in-addr.arpa"
+    );
+    assert_eq!(
+        reverse_name("::ffff:10.1.2.3".parse().unwrap()),
+        "3.2.1.10.in-addr.arpa"
+    );
+    assert_eq!(
+        reverse_name("2001:db8::1".parse().unwrap()),
+        "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa"
+    );
+    for (z, rev) in [
+        ("10.in-addr.arpa", true),
+        ("in-addr.arpa", true),
+        ("ip6.arpa", true),
+        ("8.b.d.0.1.0.0.2.ip6.arpa", true),
+        ("arpa", false),
+        ("example.com", false),
+        ("", false),
+        ("xin-addr.arpa", false),
+    ] {
+        assert_eq!(is_reverse_zone(z), rev, "{z}");
+    }
+}
+
+#[test]
+fn ptr_names_follow_the_published_addresses() {
+    let feed = Feed::new();
+    sync_all(&feed);
+    let c = reverse_cfg(&ROUTES_FIRST);
+    put(
+        &feed,
+        ObjKind::Gateway,
+        "infra/gw",
+        gateway("nginx", vec![ip("10.0.0.1")]),
+    );
+    put(
+        &feed,
+        ObjKind::HTTPRoute,
+        "app/r",
+        route(&["app.example.com"], &[("infra", "gw")]),
+    );
+    // Shadowed by the route: 10.0.0.2 is not published for app.example.com.
+    put(
+        &feed,
+        ObjKind::Ingress,
+        "app/i",
+        names("app.example.com", &["10.0.0.2"]),
+    );
+    put(
+        &feed,
+        ObjKind::Ingress,
+        "app/i2",
+        names("ing.example.com", &["10.0.0.1", "2001:db8::1"]),
+    );
+    // A Service's relative key is reachable under the forward zone; an address outside every
+    // reverse zone has no PTR.
+    put(
+        &feed,
+        ObjKind::Service,
+        "default/web",
+        names("web.default", &["10.0.0.3", "192.168.0.1"]),
+    );
+    // A wildcard publishes no PTR.
+    put(
+        &feed,
+        ObjKind::Ingress,
+        "app/w",
+        names("*.wild.example.com", &["10.0.0.4"]),
+    );
+    let index = Index::new();
+    let snap = at(&index, &c, &feed, None, NOW);
+    assert_eq!(
+        ptrs(&snap, "1.0.0.10.in-addr.arpa"),
+        Some(vec!["app.example.com".into(), "ing.example.com".into()])
+    );
+    assert_eq!(ptrs(&snap, "2.0.0.10.in-addr.arpa"), None);
+    assert_eq!(
+        ptrs(&snap, "3.0.0.10.in-addr.arpa"),
+        Some(vec!["web.default.example.com".into()])
+    );
+    assert_eq!(ptrs(&snap, "4.0.0.10.in-addr.arpa"), None);
+    assert_eq!(ptrs(&snap, "1.0.168.192.in-addr.arpa"), None);
+    assert_eq!(
+        ptrs(
+            &snap,
+            "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa"
+        ),
+        Some(vec!["ing.example.com".into()])
+    );
+    assert_eq!(snap.ptr.len(), 3);
+    assert!(snap.has_descendants("0.0.10.in-addr.arpa"));
+    assert!(snap.has_descendants("10.in-addr.arpa"));
+    let serial = snap.serial("10.in-addr.arpa.");
+    let v6 = snap.serial("8.b.d.0.1.0.0.2.ip6.arpa.");
+
+    // The running index's builder (tracking changes) is incremental.
+    let mut inc = builder::Builder::new(&c, index.cache().clone(), true);
+    inc.step(&feed, Some(&snap), NOW);
+    assert_eq!(inc.snapshot().contents(), snap.contents());
+    // The route going away uncovers the Ingress: 10.0.0.1 keeps only ing, 10.0.0.2 appears.
+    put(&feed, ObjKind::HTTPRoute, "app/r", None);
+    inc.step(&feed, None, NOW + 10);
+    let s2 = inc.snapshot().clone();
+    assert_eq!(
+        ptrs(&s2, "1.0.0.10.in-addr.arpa"),
+        Some(vec!["ing.example.com".into()])
+    );
+    assert_eq!(
+        ptrs(&s2, "2.0.0.10.in-addr.arpa"),
+        Some(vec!["app.example.com".into()])
+    );
+    assert_eq!(s2.serial("10.in-addr.arpa."), NOW + 10);
+    assert_ne!(s2.serial("10.in-addr.arpa."), serial);
+    assert_eq!(s2.serial("8.b.d.0.1.0.0.2.ip6.arpa."), v6);
+    // Everything removed: no PTR, no empty non-terminal left.
+    for (k, key) in [
+        (ObjKind::Ingress, "app/i"),
+        (ObjKind::Ingress, "app/i2"),
+        (ObjKind::Service, "default/web"),
+    ] {
+        put(&feed, k, key, None);
+    }
+    inc.step(&feed, None, NOW + 20);
+    let s3 = inc.snapshot().clone();
+    assert_eq!(s3.ptr.len(), 0);
+    assert!(!s3.has_descendants("0.0.10.in-addr.arpa"));
+    // Incremental and full builds agree.
+    let fresh = at(&Index::new(), &c, &feed, Some(&s3), NOW + 20);
+    assert_eq!(fresh.contents(), s3.contents());
+}
+
+#[test]
+fn no_reverse_zone_no_ptr() {
+    let feed = Feed::new();
+    sync_all(&feed);
+    put(
+        &feed,
+        ObjKind::Ingress,
+        "app/i",
+        names("ing.example.com", &["10.0.0.1"]),
+    );
+    let snap = build(&cfg(&[Kind::Ingress]), &feed, None);
+    assert_eq!(snap.ptr.len(), 0);
+}
