@@ -852,3 +852,68 @@ fn annotations_and_external_names_follow_the_files() {
         ex.output()
     );
 }
+
+/// Reverse zones (a CIDR among the zones): PTR for the forward zone's addresses, SOA/NS at the
+/// reverse apex, and an AXFR of the reverse zone with its PTRs.
+#[test]
+fn reverse_zones_answer_ptr_and_transfer() {
+    let ex = Exdns::start_with(
+        "example.com:0 192.0.2.0/24:0 {\n  k8s_gateway example.com 192.0.2.0/24 {\n    manifests objects\n    apex exdns-a.kube-system\n  }\n  transfer {\n    to *\n  }\n  ready 127.0.0.1:0\n}\n",
+        &[
+            ("objects/gateway.yaml", GATEWAY),
+            ("objects/services.yaml", SERVICES),
+            (
+                "objects/ingress.yaml",
+                &ingress("shop.example.com", "192.0.2.10"),
+            ),
+        ],
+        &[],
+    );
+    wait_until("ready", || {
+        http_get(ex.http_addr("127.0.0.1:0"), "/ready").0 == 200
+    });
+    let dns = ex.dns();
+    let m = a(dns, "10.2.0.192.in-addr.arpa.", RecordType::PTR);
+    assert!(m.metadata.authoritative, "{m:?}");
+    assert_eq!(
+        records(&m),
+        [
+            "10.2.0.192.in-addr.arpa. 60 PTR shop.example.com.",
+            "10.2.0.192.in-addr.arpa. 60 PTR web.example.com.",
+        ]
+    );
+    assert_eq!(
+        records(&a(dns, "53.2.0.192.in-addr.arpa.", RecordType::PTR)),
+        ["53.2.0.192.in-addr.arpa. 60 PTR exdns-a.kube-system.example.com."]
+    );
+    let m = a(dns, "99.2.0.192.in-addr.arpa.", RecordType::PTR);
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    assert_eq!(m.authorities[0].name.to_ascii(), "2.0.192.in-addr.arpa.");
+    let m = a(dns, "2.0.192.in-addr.arpa.", RecordType::NS);
+    assert_eq!(
+        records(&m),
+        ["2.0.192.in-addr.arpa. 60 NS exdns-a.kube-system.2.0.192.in-addr.arpa."]
+    );
+    // AXFR: SOA, NS, the PTRs and the nameserver's addresses in name order, SOA.
+    let mut q = query("2.0.192.in-addr.arpa.", RecordType::AXFR, None);
+    q.metadata.recursion_desired = false;
+    let m = tcp(dns, &q);
+    let got: Vec<String> = records(&m)
+        .into_iter()
+        .map(|r| if r.contains(" SOA ") { "SOA".into() } else { r })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "SOA",
+            "2.0.192.in-addr.arpa. 60 NS exdns-a.kube-system.2.0.192.in-addr.arpa.",
+            "10.2.0.192.in-addr.arpa. 60 PTR shop.example.com.",
+            "10.2.0.192.in-addr.arpa. 60 PTR web.example.com.",
+            "53.2.0.192.in-addr.arpa. 60 PTR exdns-a.kube-system.example.com.",
+            "54.2.0.192.in-addr.arpa. 60 PTR exdns-b.kube-system.example.com.",
+            "exdns-a.kube-system.2.0.192.in-addr.arpa. 60 A 192.0.2.53",
+            "exdns-a.kube-system.2.0.192.in-addr.arpa. 60 AAAA 2001:db8::53",
+            "SOA",
+        ]
+    );
+}
