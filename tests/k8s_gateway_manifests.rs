@@ -917,3 +917,69 @@ fn reverse_zones_answer_ptr_and_transfer() {
         ]
     );
 }
+
+/// `hostnameAsCNAME`: a load balancer's status hostname is answered as a CNAME (chased when it
+/// is in the zone), instead of the addresses it resolves to.
+#[test]
+fn hostname_as_cname_answers_load_balancer_hostnames_as_cnames() {
+    let lb = r#"apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: shop
+  namespace: apps
+spec:
+  rules:
+  - host: shop.example.com
+status:
+  loadBalancer:
+    ingress:
+    - hostname: lb-1.elb.example.net
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: inner
+  namespace: apps
+spec:
+  rules:
+  - host: inner.example.com
+status:
+  loadBalancer:
+    ingress:
+    - ip: 192.0.2.80
+    - hostname: lb.example.com
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: lb
+  namespace: apps
+spec:
+  rules:
+  - host: lb.example.com
+status:
+  loadBalancer:
+    ingress:
+    - ip: 192.0.2.81
+"#;
+    let ex = Exdns::start_with(
+        "example.com:0 {\n  k8s_gateway {\n    manifests objects\n    hostnameAsCNAME\n  }\n  ready 127.0.0.1:0\n}\n",
+        &[("objects/lb.yaml", lb)],
+        &[],
+    );
+    wait_until("ready", || {
+        http_get(ex.http_addr("127.0.0.1:0"), "/ready").0 == 200
+    });
+    let dns = ex.dns();
+    assert_eq!(
+        records(&a(dns, "shop.example.com.", RecordType::A)),
+        ["shop.example.com. 60 CNAME lb-1.elb.example.net."]
+    );
+    assert_eq!(
+        records(&a(dns, "inner.example.com.", RecordType::A)),
+        [
+            "inner.example.com. 60 CNAME lb.example.com.",
+            "lb.example.com. 60 A 192.0.2.81"
+        ]
+    );
+}

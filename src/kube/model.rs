@@ -266,6 +266,9 @@ pub struct Filters {
     pub service_label_selectors: Vec<String>,
     /// `nodeAddressType`: InternalIP (default) or ExternalIP.
     pub node_address_type: Option<String>,
+    /// `hostnameAsCNAME`: a status hostname (a cloud load balancer's) is answered as a CNAME
+    /// to it instead of the addresses it resolves to.
+    pub hostname_as_cname: bool,
 }
 
 /// A change reported by a source for one object kind.

@@ -210,6 +210,12 @@ pub fn parse(d: &mut Dispenser, block_zones: &[String]) -> Result<Settings, Pars
                 };
                 s.fallthrough = Some(z);
             }
+            "hostnameAsCNAME" => {
+                if !d.remaining_args().is_empty() {
+                    return Err(d.arg_err());
+                }
+                s.filters.hostname_as_cname = true;
+            }
             "nodeAddressType" => {
                 let args = d.remaining_args();
                 if args.len() != 1 {

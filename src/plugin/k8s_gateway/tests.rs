@@ -687,7 +687,7 @@ fn setup_options() {
         }]
     );
     let s = parse(
-        "k8s_gateway Example.ORG other.org {\n resources Ingress service\n ttl 30\n apex exdns.dns\n secondary exdns2.dns\n ingressClasses nginx\n gatewayClasses public\n serviceLabelSelectors \"app=x\" \"tier in (a,b)\"\n fallthrough\n nodeAddressType ExternalIP\n kubeconfig /a/kc ctx\n kubeconfig /b/kc\n manifests /m\n}",
+        "k8s_gateway Example.ORG other.org {\n resources Ingress service\n ttl 30\n apex exdns.dns\n secondary exdns2.dns\n ingressClasses nginx\n gatewayClasses public\n serviceLabelSelectors \"app=x\" \"tier in (a,b)\"\n fallthrough\n nodeAddressType ExternalIP\n hostnameAsCNAME\n kubeconfig /a/kc ctx\n kubeconfig /b/kc\n manifests /m\n}",
     )
     .unwrap();
     assert_eq!(s.zones, vec!["example.org.", "other.org."]);
@@ -705,6 +705,8 @@ fn setup_options() {
         Some(vec!["example.org.".into(), "other.org.".into()])
     );
     assert_eq!(s.sources.len(), 3);
+    assert!(s.filters.hostname_as_cname);
+    assert!(!parse("k8s_gateway").unwrap().filters.hostname_as_cname);
 }
 
 #[test]
@@ -729,6 +731,10 @@ fn setup_errors() {
             "Corefile:2 - Error during parsing: unknown property 'bogus'",
         ),
         ("k8s_gateway {\n apex\n}", "Wrong argument count"),
+        (
+            "k8s_gateway {\n hostnameAsCNAME yes\n}",
+            "Wrong argument count",
+        ),
         (
             "k8s_gateway {\n nodeAddressType Foo\n}",
             "nodeAddressType must be InternalIP or ExternalIP",
