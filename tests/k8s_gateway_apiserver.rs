@@ -1290,3 +1290,60 @@ fn external_name_services_follow_the_cluster() {
     eventually_nxdomain(&ex, "mirror.example.com.");
     expect_a(&ex, "blog.example.com.", &["203.0.113.30"]);
 }
+
+fn l4route(
+    plural: &'static str,
+    kind: &str,
+    ns: &str,
+    name: &str,
+    host: &str,
+    parent: (&str, &str),
+) -> Obj {
+    obj(
+        GW,
+        "v1alpha2",
+        plural,
+        json!({
+            "apiVersion": "gateway.networking.k8s.io/v1alpha2",
+            "kind": kind,
+            "metadata": {"name": name, "namespace": ns,
+                         "annotations": {"external-dns.alpha.kubernetes.io/hostname": host}},
+            "spec": {
+                "parentRefs": [{"name": parent.1, "namespace": parent.0, "sectionName": "l4"}],
+                "rules": [{"backendRefs": [{"name": name, "port": 5432}]}],
+            },
+        }),
+    )
+}
+
+/// TCPRoute and UDPRoute (v1alpha2): named by their ExternalDNS hostname annotation, with their
+/// parent Gateway's addresses; the kinds are watched once their CRDs are served.
+#[test]
+fn tcp_and_udp_routes_answer_with_their_gateways_addresses() {
+    let c = cluster();
+    c.serve_resource(GW, "v1alpha2", "tcproutes", "TCPRoute", true);
+    c.serve_resource(GW, "v1alpha2", "udproutes", "UDPRoute", true);
+    c.add(gateway("infra", "l4", &["192.0.2.70", "2001:db8::70"]));
+    c.add(l4route(
+        "tcproutes",
+        "TCPRoute",
+        "db",
+        "pg",
+        "pg.example.com",
+        ("infra", "l4"),
+    ));
+    let ex = start_ready(&[&c], "");
+    expect_a(&ex, "pg.example.com.", &["192.0.2.70"]);
+    expect_addrs(&ex, "pg.example.com.", RecordType::AAAA, &["2001:db8::70"]);
+    c.add(l4route(
+        "udproutes",
+        "UDPRoute",
+        "dns",
+        "syslog",
+        "syslog.example.com",
+        ("infra", "l4"),
+    ));
+    eventually_a(&ex, "syslog.example.com.", &["192.0.2.70"]);
+    c.delete(GW, "v1alpha2", "tcproutes", "db", "pg");
+    eventually_nxdomain(&ex, "pg.example.com.");
+}

@@ -513,6 +513,21 @@ fn demo_cluster_answers_as_its_readme_says() {
             Records(&["mqtt.example.com. 60 AAAA 2001:db8:100::10"]),
         ),
         (
+            "pg.example.com.",
+            A,
+            Records(&["pg.example.com. 60 A 198.51.100.10"]),
+        ),
+        (
+            "pg.example.com.",
+            AAAA,
+            Records(&["pg.example.com. 60 AAAA 2001:db8:100::10"]),
+        ),
+        (
+            "syslog.example.com.",
+            A,
+            AtLeast(&["syslog.example.com. 60 A 198.51.100.20"]),
+        ),
+        (
             "vpn.example.com.",
             A,
             Records(&["vpn.example.com. 60 A 203.0.113.50"]),

@@ -15,6 +15,8 @@ pub enum Kind {
     HTTPRoute,
     TLSRoute,
     GRPCRoute,
+    TCPRoute,
+    UDPRoute,
     DNSEndpoint,
     VirtualServer,
     Ingress,
@@ -24,10 +26,12 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in the default precedence (Node last; it is only used when named).
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 10] = [
         Kind::HTTPRoute,
         Kind::TLSRoute,
         Kind::GRPCRoute,
+        Kind::TCPRoute,
+        Kind::UDPRoute,
         Kind::DNSEndpoint,
         Kind::VirtualServer,
         Kind::Ingress,
@@ -36,10 +40,12 @@ impl Kind {
     ];
 
     /// The default `resources` list when the directive names none (every kind but Node).
-    pub const DEFAULT: [Kind; 7] = [
+    pub const DEFAULT: [Kind; 9] = [
         Kind::HTTPRoute,
         Kind::TLSRoute,
         Kind::GRPCRoute,
+        Kind::TCPRoute,
+        Kind::UDPRoute,
         Kind::DNSEndpoint,
         Kind::VirtualServer,
         Kind::Ingress,
@@ -51,6 +57,8 @@ impl Kind {
             Kind::HTTPRoute => "HTTPRoute",
             Kind::TLSRoute => "TLSRoute",
             Kind::GRPCRoute => "GRPCRoute",
+            Kind::TCPRoute => "TCPRoute",
+            Kind::UDPRoute => "UDPRoute",
             Kind::DNSEndpoint => "DNSEndpoint",
             Kind::VirtualServer => "VirtualServer",
             Kind::Ingress => "Ingress",
@@ -77,6 +85,8 @@ impl Kind {
             Kind::HTTPRoute => &[ObjKind::HTTPRoute, ObjKind::Gateway],
             Kind::TLSRoute => &[ObjKind::TLSRoute, ObjKind::Gateway],
             Kind::GRPCRoute => &[ObjKind::GRPCRoute, ObjKind::Gateway],
+            Kind::TCPRoute => &[ObjKind::TCPRoute, ObjKind::Gateway],
+            Kind::UDPRoute => &[ObjKind::UDPRoute, ObjKind::Gateway],
             Kind::DNSEndpoint => &[ObjKind::DNSEndpoint],
             Kind::VirtualServer => &[ObjKind::VirtualServer],
             Kind::Ingress => &[ObjKind::Ingress],
@@ -103,13 +113,15 @@ pub enum ObjKind {
     HTTPRoute,
     TLSRoute,
     GRPCRoute,
+    TCPRoute,
+    UDPRoute,
     DNSEndpoint,
     VirtualServer,
     Node,
 }
 
 impl ObjKind {
-    pub const ALL: [ObjKind; 10] = [
+    pub const ALL: [ObjKind; 12] = [
         ObjKind::Ingress,
         ObjKind::Service,
         ObjKind::EndpointSlice,
@@ -117,6 +129,8 @@ impl ObjKind {
         ObjKind::HTTPRoute,
         ObjKind::TLSRoute,
         ObjKind::GRPCRoute,
+        ObjKind::TCPRoute,
+        ObjKind::UDPRoute,
         ObjKind::DNSEndpoint,
         ObjKind::VirtualServer,
         ObjKind::Node,
@@ -132,6 +146,8 @@ impl ObjKind {
             ObjKind::HTTPRoute => "HTTPRoute",
             ObjKind::TLSRoute => "TLSRoute",
             ObjKind::GRPCRoute => "GRPCRoute",
+            ObjKind::TCPRoute => "TCPRoute",
+            ObjKind::UDPRoute => "UDPRoute",
             ObjKind::DNSEndpoint => "DNSEndpoint",
             ObjKind::VirtualServer => "VirtualServer",
             ObjKind::Node => "Node",
@@ -157,6 +173,8 @@ impl ObjKind {
                 "tlsroutes",
             ),
             ObjKind::GRPCRoute => ("gateway.networking.k8s.io", &["v1"], "grpcroutes"),
+            ObjKind::TCPRoute => ("gateway.networking.k8s.io", &["v1alpha2"], "tcproutes"),
+            ObjKind::UDPRoute => ("gateway.networking.k8s.io", &["v1alpha2"], "udproutes"),
             ObjKind::DNSEndpoint => ("externaldns.k8s.io", &["v1alpha1"], "dnsendpoints"),
             ObjKind::VirtualServer => ("k8s.nginx.org", &["v1"], "virtualservers"),
             ObjKind::Node => ("", &["v1"], "nodes"),

@@ -208,7 +208,7 @@ fn entry_hash(kind: Kind, wild: bool, key: &str, rs: &RecordSet) -> u64 {
         h.write(b);
     }
     let mut h = SipHasher::new_with_keys(0x6578_646e_735f_6b38, 0x735f_7a6f_6e65_5f31);
-    h.write(&[kind.index() as u8, wild as u8]);
+    h.write(&[hash_tag(kind), wild as u8]);
     bytes(&mut h, key.as_bytes());
     h.write(&(rs.a.len() as u32).to_be_bytes());
     for a in &rs.a {
@@ -233,6 +233,23 @@ fn entry_hash(kind: Kind, wild: bool, key: &str, rs: &RecordSet) -> u64 {
         h.write(&t.to_be_bytes());
     }
     h.finish()
+}
+
+/// A kind's tag in entry hashes: fixed forever (kinds added later take new values, so the
+/// hashes — and serials — of existing data never change with the version).
+fn hash_tag(kind: Kind) -> u8 {
+    match kind {
+        Kind::HTTPRoute => 0,
+        Kind::TLSRoute => 1,
+        Kind::GRPCRoute => 2,
+        Kind::DNSEndpoint => 3,
+        Kind::VirtualServer => 4,
+        Kind::Ingress => 5,
+        Kind::Service => 6,
+        Kind::Node => 7,
+        Kind::TCPRoute => 8,
+        Kind::UDPRoute => 9,
+    }
 }
 
 /// The hash a PTR entry (reverse name → forward names) adds to its reverse zone's hash; tagged

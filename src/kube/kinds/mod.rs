@@ -41,7 +41,11 @@ pub fn contribute(
         ObjKind::Service => service::contribute(obj, filters),
         ObjKind::EndpointSlice => endpointslice::contribute(obj),
         ObjKind::Gateway => gateway::contribute(obj),
-        ObjKind::HTTPRoute | ObjKind::TLSRoute | ObjKind::GRPCRoute => route::contribute(kind, obj),
+        ObjKind::HTTPRoute
+        | ObjKind::TLSRoute
+        | ObjKind::GRPCRoute
+        | ObjKind::TCPRoute
+        | ObjKind::UDPRoute => route::contribute(kind, obj),
         ObjKind::DNSEndpoint => dnsendpoint::contribute(obj),
         ObjKind::VirtualServer => virtualserver::contribute(obj),
         ObjKind::Node => node::contribute(obj, filters),

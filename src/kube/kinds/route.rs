@@ -1,5 +1,7 @@
 //! HTTPRoute, GRPCRoute (gateway.networking.k8s.io/v1) and TLSRoute (v1, or v1alpha2 before
-//! Gateway API 1.5): `spec.hostnames` plus the hostname annotation's, the `…/ttl`
+//! Gateway API 1.5), TCPRoute and UDPRoute (v1alpha2; they have no `spec.hostnames`, so as in
+//! ExternalDNS their names come from the hostname annotation and from the parent Gateways'
+//! listener hostnames): `spec.hostnames` plus the hostname annotation's, the `…/ttl`
 //! annotation's TTL, and the parent Gateways from `spec.parentRefs` (kind
 //! `Gateway` or unset, group `gateway.networking.k8s.io` or unset). A parentRef without a
 //! namespace means the route's own namespace — decided per ref.
@@ -73,6 +75,8 @@ pub(super) fn contribute(
     match kind {
         ObjKind::HTTPRoute => route::<HttpRouteParentRefs>(kind, obj),
         ObjKind::GRPCRoute => route::<GrpcRouteParentRefs>(kind, obj),
+        // Same parentRef shape as TLSRoute v1alpha2.
+        ObjKind::TCPRoute | ObjKind::UDPRoute => route::<TLSRouteV1Alpha2ParentRef>(kind, obj),
         ObjKind::TLSRoute => {
             let version = obj.get("apiVersion").and_then(|v| v.as_str()).unwrap_or("");
             if version == format!("{GATEWAY_GROUP}/v1alpha2") {
@@ -98,11 +102,16 @@ fn route<P: ParentRef + DeserializeOwned>(
         return Ok((key, None));
     };
     let mut names = annotations::Names::default();
+    // TCPRoute and UDPRoute have no hostnames (ExternalDNS reads none for them).
+    let spec_hostnames = match kind {
+        ObjKind::TCPRoute | ObjKind::UDPRoute => None,
+        _ => spec.hostnames.as_ref(),
+    };
     for n in hostnames(
         kind,
         &key,
         "spec.hostnames",
-        spec.hostnames.iter().flatten().map(String::as_str),
+        spec_hostnames.into_iter().flatten().map(String::as_str),
     ) {
         names.push(n);
     }
@@ -181,6 +190,42 @@ mod tests {
 
     fn run(kind: ObjKind, obj: &serde_json::Value) -> Option<Contribution> {
         contribute(kind, obj, &Filters::default()).unwrap().1
+    }
+
+    #[test]
+    fn tcp_and_udp_routes_are_named_by_their_annotation_only() {
+        for (k, ok) in [
+            ("TCPRoute", ObjKind::TCPRoute),
+            ("UDPRoute", ObjKind::UDPRoute),
+        ] {
+            // spec.hostnames is not a field of these kinds: ignored.
+            let mut obj = route(
+                "gateway.networking.k8s.io/v1alpha2",
+                k,
+                json!(["spec.example.com"]),
+                json!([{"name": "gw", "namespace": "infra", "sectionName": "tcp", "port": 5432}]),
+            );
+            assert_eq!(run(ok, &obj), None, "{k}: no annotation, no names");
+            obj["metadata"]["annotations"] = json!({
+                "external-dns.alpha.kubernetes.io/hostname": "DB.example.com., db2.example.com",
+                "external-dns.alpha.kubernetes.io/ttl": "30"
+            });
+            assert_eq!(
+                run(ok, &obj),
+                Some(Contribution::Route {
+                    hostnames: vec!["db.example.com".into(), "db2.example.com".into()],
+                    parents: vec![ObjKey::new("infra", "gw")],
+                    ttl: Some(30),
+                }),
+                "{k}"
+            );
+            // A malformed spec is an error naming the object, not a panic.
+            let bad = json!({"apiVersion": "gateway.networking.k8s.io/v1alpha2", "kind": k,
+                             "metadata": {"name": "r", "namespace": "apps"},
+                             "spec": {"parentRefs": "nope"}});
+            let e = contribute(ok, &bad, &Filters::default()).unwrap_err();
+            assert!(e.starts_with(&format!("{k} apps/r: ")), "{e}");
+        }
     }
 
     #[test]

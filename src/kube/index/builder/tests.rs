@@ -574,3 +574,12 @@ fn entry_hashes_are_pinned() {
         entry_hash(Kind::Ingress, false, "www.example.com", &with_ttl(61))
     );
 }
+
+#[test]
+fn hash_tags_are_distinct() {
+    let mut tags: Vec<u8> = Kind::ALL.iter().map(|k| super::hash_tag(*k)).collect();
+    tags.sort_unstable();
+    tags.dedup();
+    assert_eq!(tags.len(), Kind::ALL.len());
+    assert!(!tags.contains(&0xff), "0xff tags PTR entries");
+}
