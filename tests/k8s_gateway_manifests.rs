@@ -528,6 +528,11 @@ fn demo_cluster_answers_as_its_readme_says() {
             AtLeast(&["syslog.example.com. 60 A 198.51.100.20"]),
         ),
         (
+            "dashboard.internal.example.com.",
+            A,
+            AtLeast(&["dashboard.internal.example.com. 60 A 198.51.100.20"]),
+        ),
+        (
             "vpn.example.com.",
             A,
             Records(&["vpn.example.com. 60 A 203.0.113.50"]),

@@ -255,18 +255,28 @@ pub enum Contribution {
     Names(Vec<NameData>),
     /// A Gateway API route: its hostnames (`spec.hostnames` and the hostname annotation), its
     /// parent Gateways (namespace defaulted per ref) and its own TTL (`…/ttl` annotation).
+    /// `inherit`: `spec.hostnames` is empty (always, for TCPRoute and UDPRoute), so — as in
+    /// ExternalDNS — the route also answers for its parent Gateways' listener hostnames (of
+    /// listeners whose protocol fits the route's kind).
+    /// `sections`: for parents every ref of which names a `sectionName`, the listeners
+    /// (by name) the route attaches to; other parents attach with every listener.
     Route {
         hostnames: Vec<String>,
         parents: Vec<ObjKey>,
         ttl: Option<u32>,
+        inherit: bool,
+        sections: Vec<(ObjKey, String)>,
     },
     /// A Gateway: its class (for `gatewayClasses`) and its addresses: its `…/target`
     /// annotation's when it has one (IPs in `addrs`, a hostname in `cname`), else its status
     /// addresses.
+    /// `listeners`: (name, protocol, hostname) of every listener with a hostname (lower-case,
+    /// no trailing dot, `*.` wildcards kept), for routes without hostnames of their own.
     Gateway {
         class: String,
         addrs: Vec<Address>,
         cname: Option<String>,
+        listeners: Vec<(String, String, String)>,
     },
     /// An EndpointSlice: the Service it belongs to (`kubernetes.io/service-name`) and its ready
     /// addresses.

@@ -76,6 +76,42 @@ fn names_of(c: &Contribution) -> Box<dyn Iterator<Item = Cow<'_, str>> + '_> {
     }
 }
 
+/// Whether a listener of `protocol` takes routes of `kind` (ExternalDNS's protocol match:
+/// HTTPS counts as HTTP, a TCPRoute fits a TLS listener).
+fn listener_fits(kind: Kind, protocol: &str) -> bool {
+    match kind {
+        Kind::HTTPRoute | Kind::GRPCRoute => matches!(protocol, "HTTP" | "HTTPS"),
+        Kind::TLSRoute => protocol == "TLS",
+        Kind::TCPRoute => matches!(protocol, "TCP" | "TLS"),
+        Kind::UDPRoute => protocol == "UDP",
+        _ => false,
+    }
+}
+
+/// The listener hostnames of Gateway `g` (normalized) that a route of `kind` attached to the
+/// listeners `sections` names for `g` (none: every listener) takes.
+fn listener_names(
+    store: &Store,
+    kind: Kind,
+    g: &ObjKey,
+    sections: &[(ObjKey, String)],
+) -> Vec<String> {
+    let Some(Contribution::Gateway { listeners, .. }) =
+        store.get(ObjKind::Gateway).and_then(|m| m.get(g))
+    else {
+        return Vec::new();
+    };
+    let restricted = sections.iter().any(|(k, _)| k == g);
+    listeners
+        .iter()
+        .filter(|(name, proto, _)| {
+            listener_fits(kind, proto)
+                && (!restricted || sections.iter().any(|(k, s)| k == g && s == name))
+        })
+        .map(|(_, _, h)| norm(h).into_owned())
+        .collect()
+}
+
 /// The hostname addresses of one name's data (none when its addresses come from endpoints).
 fn hostnames_of(nd: &NameData) -> impl Iterator<Item = Cow<'_, str>> {
     nd.addrs
@@ -329,6 +365,9 @@ pub(crate) struct Builder {
     emptied: Vec<(Kind, Arc<str>)>,
     /// Gateway → the routes (of configured kinds) that list it as a parent.
     routes_of: HashMap<ObjKey, HashSet<Obj>>,
+    /// Routes without hostnames of their own → the listener hostnames of their Gateways they
+    /// are registered under in `by_name` (as last linked).
+    inherited: HashMap<Obj, Vec<Arc<str>>>,
     /// Service → its EndpointSlices.
     slices_of: HashMap<ObjKey, HashSet<ObjKey>>,
     /// Service → the objects with a name resolving its endpoints.
@@ -376,6 +415,7 @@ impl Builder {
             by_name: Default::default(),
             emptied: Vec::new(),
             routes_of: HashMap::new(),
+            inherited: HashMap::new(),
             slices_of: HashMap::new(),
             eps_users: HashMap::new(),
             host_users: HashMap::new(),
@@ -568,6 +608,22 @@ impl Builder {
                     for (kind, r) in routes {
                         self.dirty_names(store, *kind, r, dirty);
                     }
+                    // Routes taking this Gateway's listener hostnames follow them.
+                    let routes: Vec<Obj> = routes.iter().cloned().collect();
+                    for (kind, r) in routes {
+                        if let Some(Contribution::Route {
+                            parents,
+                            hostnames,
+                            inherit: true,
+                            sections,
+                            ..
+                        }) = store.get(source_kind(kind)).and_then(|m| m.get(&r))
+                        {
+                            let ps = (parents.as_slice(), sections.as_slice());
+                            self.inherit(store, kind, &r, ps, hostnames, false, dirty);
+                            self.inherit(store, kind, &r, ps, hostnames, true, dirty);
+                        }
+                    }
                 }
                 gateways.insert(key.clone());
             }
@@ -596,10 +652,10 @@ impl Builder {
                     return;
                 };
                 if let Some(c) = old {
-                    self.link(kind, key, c, false, dirty, gateways);
+                    self.link(store, kind, key, c, false, dirty, gateways);
                 }
                 if let Some(c) = new {
-                    self.link(kind, key, c, true, dirty, gateways);
+                    self.link(store, kind, key, c, true, dirty, gateways);
                 }
             }
         }
@@ -608,8 +664,10 @@ impl Builder {
     /// Adds (`add`) or removes the references `c` (of object `key` feeding `kind`) makes:
     /// its names, its parent Gateways, the Service whose endpoints it uses, its hostnames.
     /// Every name is marked dirty.
+    #[allow(clippy::too_many_arguments)]
     fn link(
         &mut self,
+        store: &Store,
         kind: Kind,
         key: &ObjKey,
         c: &Contribution,
@@ -623,7 +681,16 @@ impl Builder {
         }
         let obj = || (kind, key.clone());
         match c {
-            Contribution::Route { parents, .. } => {
+            Contribution::Route {
+                parents,
+                inherit,
+                hostnames,
+                sections,
+                ..
+            } => {
+                if *inherit {
+                    self.inherit(store, kind, key, (parents, sections), hostnames, add, dirty);
+                }
                 for p in parents {
                     if add {
                         self.routes_of.entry(p.clone()).or_default().insert(obj());
@@ -649,6 +716,47 @@ impl Builder {
                 }
             }
             Contribution::Gateway { .. } | Contribution::EndpointSlice { .. } => {}
+        }
+    }
+
+    /// Registers (`add`) route `key` under its parents' listener hostnames (those of listeners
+    /// fitting its kind, other than its own names), as they are in the store now; or removes
+    /// the registration made last. Every name is marked dirty.
+    #[allow(clippy::too_many_arguments)]
+    fn inherit(
+        &mut self,
+        store: &Store,
+        kind: Kind,
+        key: &ObjKey,
+        (parents, sections): (&[ObjKey], &[(ObjKey, String)]),
+        own: &[String],
+        add: bool,
+        dirty: &mut HashSet<(Kind, Arc<str>)>,
+    ) {
+        let obj = (kind, key.clone());
+        if !add {
+            for name in self.inherited.remove(&obj).unwrap_or_default() {
+                let name = self.contributor(kind, Cow::Borrowed(&*name), key, false);
+                dirty.insert((kind, name));
+            }
+            return;
+        }
+        let mut names: Vec<String> = Vec::new();
+        for p in parents {
+            for n in listener_names(store, kind, p, sections) {
+                if !names.contains(&n) && !own.iter().any(|o| norm(o) == n.as_str()) {
+                    names.push(n);
+                }
+            }
+        }
+        let mut stored = Vec::with_capacity(names.len());
+        for n in names {
+            let name = self.contributor(kind, Cow::Owned(n), key, true);
+            dirty.insert((kind, name.clone()));
+            stored.push(name);
+        }
+        if !stored.is_empty() {
+            self.inherited.insert(obj, stored);
         }
     }
 
@@ -714,6 +822,14 @@ impl Builder {
                 None => Arc::from(name.as_ref()),
             };
             dirty.insert((kind, name));
+        }
+        for name in self
+            .inherited
+            .get(&(kind, key.clone()))
+            .into_iter()
+            .flatten()
+        {
+            dirty.insert((kind, name.clone()));
         }
     }
 
@@ -781,14 +897,31 @@ impl Builder {
         let objs = store.get(source_kind(kind));
         for key in keys.into_iter().flatten() {
             match objs.and_then(|m| m.get(key)) {
-                Some(Contribution::Route { parents, ttl, .. }) => {
+                Some(Contribution::Route {
+                    parents,
+                    ttl,
+                    hostnames,
+                    inherit,
+                    sections,
+                }) => {
                     let gateways = store.get(ObjKind::Gateway);
                     let mut any = false;
+                    // A name the route took from listeners gets the addresses of the Gateways
+                    // whose listeners have it (ExternalDNS); its own names, every parent's.
+                    let own = !*inherit || hostnames.iter().any(|h| norm(h) == name);
                     for p in parents {
+                        if !own
+                            && !listener_names(store, kind, p, sections)
+                                .iter()
+                                .any(|n| n == name)
+                        {
+                            continue;
+                        }
                         if let Some(Contribution::Gateway {
                             class,
                             addrs,
                             cname,
+                            ..
                         }) = gateways.and_then(|m| m.get(p))
                             && self.class_ok(class)
                         {

@@ -39,6 +39,7 @@ fn gateway(class: &str, addrs: Vec<Address>) -> Option<Contribution> {
         class: class.into(),
         addrs,
         cname: None,
+        listeners: vec![],
     })
 }
 
@@ -47,6 +48,8 @@ fn route(hostnames: &[&str], parents: &[(&str, &str)]) -> Option<Contribution> {
         hostnames: hostnames.iter().map(|h| h.to_string()).collect(),
         parents: parents.iter().map(|(n, g)| ObjKey::new(*n, *g)).collect(),
         ttl: None,
+        inherit: false,
+        sections: vec![],
     })
 }
 
@@ -620,6 +623,7 @@ fn per_object_ttls_and_gateway_targets() {
             class: "nginx".into(),
             addrs: vec![],
             cname: Some("lb.example.net".into()),
+            listeners: vec![],
         }),
     );
     put(
@@ -636,6 +640,8 @@ fn per_object_ttls_and_gateway_targets() {
             hostnames: vec!["r.example.com".into()],
             parents: vec![ObjKey::new("infra", "cn")],
             ttl: Some(120),
+            inherit: false,
+            sections: vec![],
         }),
     );
     put(
@@ -646,6 +652,8 @@ fn per_object_ttls_and_gateway_targets() {
             hostnames: vec!["s.example.com".into()],
             parents: vec![ObjKey::new("infra", "ip")],
             ttl: Some(0),
+            inherit: false,
+            sections: vec![],
         }),
     );
     sync_all(&feed);
@@ -1523,4 +1531,179 @@ fn no_reverse_zone_no_ptr() {
     );
     let snap = build(&cfg(&[Kind::Ingress]), &feed, None);
     assert_eq!(snap.ptr.len(), 0);
+}
+
+fn listener_gateway(addrs: &[&str], listeners: &[(&str, &str, &str)]) -> Option<Contribution> {
+    Some(Contribution::Gateway {
+        class: "nginx".into(),
+        addrs: addrs.iter().map(|a| ip(a)).collect(),
+        cname: None,
+        listeners: listeners
+            .iter()
+            .map(|(n, p, h)| (n.to_string(), p.to_string(), h.to_string()))
+            .collect(),
+    })
+}
+
+fn inheriting(kind_hosts: &[&str], parents: &[(&str, &str)]) -> Option<Contribution> {
+    Some(Contribution::Route {
+        hostnames: kind_hosts.iter().map(|h| h.to_string()).collect(),
+        parents: parents.iter().map(|(n, g)| ObjKey::new(*n, *g)).collect(),
+        ttl: None,
+        inherit: true,
+        sections: vec![],
+    })
+}
+
+#[test]
+fn routes_without_hostnames_take_their_gateways_listener_hostnames() {
+    let feed = Feed::new();
+    sync_all(&feed);
+    let kinds = [Kind::HTTPRoute, Kind::TCPRoute];
+    let c = cfg(&kinds);
+    put(
+        &feed,
+        ObjKind::Gateway,
+        "infra/a",
+        listener_gateway(
+            &["10.9.0.1"],
+            &[
+                ("https", "HTTPS", "www.example.com"),
+                ("apps", "HTTP", "*.apps.example.com"),
+                ("db", "TCP", "db.example.com"),
+            ],
+        ),
+    );
+    put(
+        &feed,
+        ObjKind::Gateway,
+        "infra/b",
+        listener_gateway(
+            &["10.9.0.2"],
+            &[
+                ("www", "HTTP", "www.example.com"),
+                ("b", "HTTP", "b.example.com"),
+            ],
+        ),
+    );
+    // Two parents: each inherited name gets the addresses of the Gateways listing it.
+    put(
+        &feed,
+        ObjKind::HTTPRoute,
+        "app/r",
+        inheriting(&[], &[("infra", "a"), ("infra", "b")]),
+    );
+    // An annotation name (own) gets every parent's addresses; TCP listeners only for TCPRoutes.
+    put(
+        &feed,
+        ObjKind::TCPRoute,
+        "db/pg",
+        inheriting(&["pg.example.com"], &[("infra", "a")]),
+    );
+    let mut inc = builder::Builder::new(&c, Index::new().cache().clone(), true);
+    inc.step(&feed, None, NOW);
+    let snap = inc.snapshot().clone();
+    let get = |s: &Snapshot, k: Kind, n: &str| s.exact(k, n).map(|rs| addrs(&rs));
+    assert_eq!(
+        get(&snap, Kind::HTTPRoute, "www.example.com"),
+        Some(vec!["10.9.0.1".into(), "10.9.0.2".into()])
+    );
+    assert_eq!(
+        get(&snap, Kind::HTTPRoute, "b.example.com"),
+        Some(vec!["10.9.0.2".into()])
+    );
+    assert_eq!(
+        snap.wild[Kind::HTTPRoute.index()]
+            .get("apps.example.com")
+            .map(|rs| addrs(rs)),
+        Some(vec!["10.9.0.1".to_string()])
+    );
+    assert_eq!(get(&snap, Kind::HTTPRoute, "db.example.com"), None);
+    assert_eq!(
+        get(&snap, Kind::TCPRoute, "db.example.com"),
+        Some(vec!["10.9.0.1".into()])
+    );
+    assert_eq!(
+        get(&snap, Kind::TCPRoute, "pg.example.com"),
+        Some(vec!["10.9.0.1".into()])
+    );
+    // The Gateway's listeners change: the route's names follow, incrementally.
+    put(
+        &feed,
+        ObjKind::Gateway,
+        "infra/b",
+        listener_gateway(&["10.9.0.2"], &[("c", "HTTP", "c.example.com")]),
+    );
+    inc.step(&feed, None, NOW + 1);
+    let s2 = inc.snapshot().clone();
+    assert_eq!(get(&s2, Kind::HTTPRoute, "b.example.com"), None);
+    assert_eq!(
+        get(&s2, Kind::HTTPRoute, "c.example.com"),
+        Some(vec!["10.9.0.2".into()])
+    );
+    assert_eq!(
+        get(&s2, Kind::HTTPRoute, "www.example.com"),
+        Some(vec!["10.9.0.1".into()])
+    );
+    let fresh = at(&Index::new(), &c, &feed, Some(&s2), NOW + 1);
+    assert_eq!(fresh.contents(), s2.contents());
+    // The route gets a hostname of its own: it no longer inherits.
+    put(
+        &feed,
+        ObjKind::HTTPRoute,
+        "app/r",
+        route(&["own.example.com"], &[("infra", "a")]),
+    );
+    inc.step(&feed, None, NOW + 2);
+    let s3 = inc.snapshot().clone();
+    assert_eq!(get(&s3, Kind::HTTPRoute, "www.example.com"), None);
+    assert_eq!(get(&s3, Kind::HTTPRoute, "c.example.com"), None);
+    assert_eq!(
+        get(&s3, Kind::HTTPRoute, "own.example.com"),
+        Some(vec!["10.9.0.1".into()])
+    );
+    let fresh = at(&Index::new(), &c, &feed, Some(&s3), NOW + 2);
+    assert_eq!(fresh.contents(), s3.contents());
+}
+
+#[test]
+fn section_names_pick_the_listeners_a_route_inherits() {
+    let feed = Feed::new();
+    sync_all(&feed);
+    let c = cfg(&[Kind::HTTPRoute]);
+    put(
+        &feed,
+        ObjKind::Gateway,
+        "infra/a",
+        listener_gateway(
+            &["10.9.1.1"],
+            &[
+                ("http", "HTTP", "plain.example.com"),
+                ("https", "HTTPS", "*.example.com"),
+            ],
+        ),
+    );
+    put(
+        &feed,
+        ObjKind::HTTPRoute,
+        "app/r",
+        Some(Contribution::Route {
+            hostnames: vec![],
+            parents: vec![ObjKey::new("infra", "a")],
+            ttl: None,
+            inherit: true,
+            sections: vec![(ObjKey::new("infra", "a"), "http".into())],
+        }),
+    );
+    let snap = build(&c, &feed, None);
+    assert_eq!(
+        snap.exact(Kind::HTTPRoute, "plain.example.com")
+            .map(|rs| addrs(&rs)),
+        Some(vec!["10.9.1.1".to_string()])
+    );
+    assert_eq!(
+        snap.names(Kind::HTTPRoute),
+        1,
+        "no *.example.com from https"
+    );
 }

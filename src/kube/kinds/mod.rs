@@ -84,10 +84,12 @@ fn hostname_as_cname(c: Contribution) -> Contribution {
             class,
             addrs,
             cname: None,
+            listeners,
         } if first_host(&addrs).is_some() => Contribution::Gateway {
             class,
             cname: first_host(&addrs),
             addrs: Vec::new(),
+            listeners,
         },
         other => other,
     }

@@ -48,6 +48,7 @@ trait ParentRef {
     fn kind(&self) -> Option<&str>;
     fn namespace(&self) -> Option<&str>;
     fn name(&self) -> &str;
+    fn section_name(&self) -> Option<&str>;
 }
 
 macro_rules! parent_ref {
@@ -57,6 +58,7 @@ macro_rules! parent_ref {
             fn kind(&self) -> Option<&str> { self.kind.as_deref() }
             fn namespace(&self) -> Option<&str> { self.namespace.as_deref() }
             fn name(&self) -> &str { &self.name }
+            fn section_name(&self) -> Option<&str> { self.section_name.as_deref() }
         }
     )*};
 }
@@ -107,6 +109,8 @@ fn route<P: ParentRef + DeserializeOwned>(
         ObjKind::TCPRoute | ObjKind::UDPRoute => None,
         _ => spec.hostnames.as_ref(),
     };
+    // As ExternalDNS: a route without spec hostnames takes its Gateways' listener hostnames.
+    let inherit = spec_hostnames.is_none_or(|h| h.is_empty());
     for n in hostnames(
         kind,
         &key,
@@ -131,6 +135,8 @@ fn route<P: ParentRef + DeserializeOwned>(
     }
     let names = names.into_vec();
     let mut parents: Vec<ObjKey> = Vec::new();
+    // Per parent: the sections its refs name (`None`: some ref names the whole Gateway).
+    let mut sections: Vec<(ObjKey, Option<Vec<String>>)> = Vec::new();
     for p in spec.parent_refs.iter().flatten() {
         if p.kind().is_some_and(|k| k != "Gateway") || p.group().is_some_and(|g| g != GATEWAY_GROUP)
         {
@@ -145,11 +151,29 @@ fn route<P: ParentRef + DeserializeOwned>(
             .filter(|n| !n.is_empty())
             .unwrap_or(&key.namespace);
         let parent = ObjKey::new(ns, p.name());
+        let section = p
+            .section_name()
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned);
+        match sections.iter_mut().find(|(k, _)| *k == parent) {
+            Some((_, secs)) => match (secs.as_mut(), section) {
+                (Some(v), Some(s)) if !v.contains(&s) => v.push(s),
+                (Some(_), None) => *secs = None,
+                _ => {}
+            },
+            None => sections.push((parent.clone(), section.map(|s| vec![s]))),
+        }
         if !parents.contains(&parent) {
             parents.push(parent);
         }
     }
-    if names.is_empty() || parents.is_empty() {
+    // Only routes that inherit listener hostnames need to know which listeners.
+    let sections: Vec<(ObjKey, String)> = sections
+        .into_iter()
+        .filter(|_| inherit)
+        .flat_map(|(k, secs)| secs.into_iter().flatten().map(move |s| (k.clone(), s)))
+        .collect();
+    if (names.is_empty() && !inherit) || parents.is_empty() {
         return Ok((key, None));
     }
     Ok((
@@ -158,6 +182,8 @@ fn route<P: ParentRef + DeserializeOwned>(
             hostnames: names,
             parents,
             ttl,
+            inherit,
+            sections,
         }),
     ))
 }
@@ -205,7 +231,17 @@ mod tests {
                 json!(["spec.example.com"]),
                 json!([{"name": "gw", "namespace": "infra", "sectionName": "tcp", "port": 5432}]),
             );
-            assert_eq!(run(ok, &obj), None, "{k}: no annotation, no names");
+            assert_eq!(
+                run(ok, &obj),
+                Some(Contribution::Route {
+                    hostnames: vec![],
+                    parents: vec![ObjKey::new("infra", "gw")],
+                    ttl: None,
+                    inherit: true,
+                    sections: vec![(ObjKey::new("infra", "gw"), "tcp".into())],
+                }),
+                "{k}: no annotation: only the listeners' hostnames"
+            );
             obj["metadata"]["annotations"] = json!({
                 "external-dns.alpha.kubernetes.io/hostname": "DB.example.com., db2.example.com",
                 "external-dns.alpha.kubernetes.io/ttl": "30"
@@ -216,6 +252,8 @@ mod tests {
                     hostnames: vec!["db.example.com".into(), "db2.example.com".into()],
                     parents: vec![ObjKey::new("infra", "gw")],
                     ttl: Some(30),
+                    inherit: true,
+                    sections: vec![(ObjKey::new("infra", "gw"), "tcp".into())],
                 }),
                 "{k}"
             );
@@ -272,6 +310,8 @@ mod tests {
                     hostnames: vec!["app.example.com".into(), "*.app.example.com".into()],
                     parents: vec![ObjKey::new("gateway-system", "public")],
                     ttl: None,
+                    inherit: false,
+                    sections: vec![],
                 }),
                 "{api} {k}"
             );
@@ -331,7 +371,9 @@ mod tests {
                 Some(Contribution::Route {
                     hostnames: vec!["a.example.com".into()],
                     parents: want,
-                    ttl: None
+                    ttl: None,
+                    inherit: false,
+                    sections: vec![],
                 }),
                 "parentRefs {parents}"
             );
@@ -339,20 +381,62 @@ mod tests {
     }
 
     #[test]
+    fn section_names_restrict_parents_listeners() {
+        let obj = route(
+            "gateway.networking.k8s.io/v1",
+            "HTTPRoute",
+            json!(null),
+            json!([
+                {"name": "a", "sectionName": "http"},
+                {"name": "a", "sectionName": "admin"},
+                {"name": "b", "sectionName": "http"},
+                {"name": "b"},
+                {"name": "c", "namespace": "infra"}
+            ]),
+        );
+        assert_eq!(
+            run(ObjKind::HTTPRoute, &obj),
+            Some(Contribution::Route {
+                hostnames: vec![],
+                parents: vec![
+                    ObjKey::new("apps", "a"),
+                    ObjKey::new("apps", "b"),
+                    ObjKey::new("infra", "c"),
+                ],
+                ttl: None,
+                inherit: true,
+                sections: vec![
+                    (ObjKey::new("apps", "a"), "http".into()),
+                    (ObjKey::new("apps", "a"), "admin".into()),
+                ],
+            })
+        );
+    }
+
+    #[test]
     fn nothing_to_contribute() {
+        // No hostnames (empty or unset) but a parent: the route takes its Gateways' listener
+        // hostnames (ExternalDNS), so it still contributes.
+        for hosts in [json!([]), json!(null)] {
+            let obj = route(
+                "gateway.networking.k8s.io/v1",
+                "HTTPRoute",
+                hosts,
+                json!([{"name": "g"}]),
+            );
+            assert_eq!(
+                run(ObjKind::HTTPRoute, &obj),
+                Some(Contribution::Route {
+                    hostnames: vec![],
+                    parents: vec![ObjKey::new("apps", "g")],
+                    ttl: None,
+                    inherit: true,
+                    sections: vec![],
+                }),
+                "{obj}"
+            );
+        }
         let none = [
-            route(
-                "gateway.networking.k8s.io/v1",
-                "HTTPRoute",
-                json!([]),
-                json!([{"name": "g"}]),
-            ),
-            route(
-                "gateway.networking.k8s.io/v1",
-                "HTTPRoute",
-                json!(null),
-                json!([{"name": "g"}]),
-            ),
             route(
                 "gateway.networking.k8s.io/v1",
                 "HTTPRoute",

@@ -150,6 +150,8 @@ fn route_data(names: &[&str], ttl: Option<u32>) -> Contribution {
         hostnames: names.iter().map(|n| n.to_string()).collect(),
         parents: vec![ObjKey::new("gw", "public")],
         ttl,
+        inherit: false,
+        sections: vec![],
     }
 }
 
@@ -448,6 +450,7 @@ fn gateway_target_annotation_table() {
                 class: "envoy".into(),
                 addrs,
                 cname: cname.map(str::to_string),
+                listeners: vec![],
             }),
             "{ann}"
         );
@@ -613,6 +616,7 @@ fn hostname_as_cname_turns_status_hostnames_into_cnames() {
             class: "envoy".into(),
             addrs: vec![],
             cname: Some("gw.elb.example.net".into()),
+            listeners: vec![],
         })
     );
 }

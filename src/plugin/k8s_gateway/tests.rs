@@ -105,6 +105,7 @@ fn feed() -> Feed {
                     class: "public".into(),
                     addrs: vec![ip("192.0.2.10"), ip("2001:db8::10")],
                     cname: None,
+                    listeners: vec![],
                 },
             ),
             (
@@ -113,6 +114,7 @@ fn feed() -> Feed {
                     class: "internal".into(),
                     addrs: vec![ip("192.0.2.11")],
                     cname: None,
+                    listeners: vec![],
                 },
             ),
         ]),
@@ -126,6 +128,8 @@ fn feed() -> Feed {
                     hostnames: vec!["route.example.com".into(), "shared2.example.com".into()],
                     parents: vec![ObjKey::new("gw", "one")],
                     ttl: None,
+                    inherit: false,
+                    sections: vec![],
                 },
             ),
             (
@@ -134,6 +138,8 @@ fn feed() -> Feed {
                     hostnames: vec!["both.example.com".into()],
                     parents: vec![ObjKey::new("gw", "one"), ObjKey::new("gw", "two")],
                     ttl: None,
+                    inherit: false,
+                    sections: vec![],
                 },
             ),
             (
@@ -142,6 +148,8 @@ fn feed() -> Feed {
                     hostnames: vec!["orphan.example.com".into()],
                     parents: vec![ObjKey::new("gw", "missing")],
                     ttl: None,
+                    inherit: false,
+                    sections: vec![],
                 },
             ),
         ]),
@@ -883,6 +891,8 @@ fn ttl_feed() -> Feed {
                 hostnames: vec!["zero.example.com".into()],
                 parents: vec![ObjKey::new("gw", "one")],
                 ttl: Some(0),
+                inherit: false,
+                sections: vec![],
             }),
         ),
     );
