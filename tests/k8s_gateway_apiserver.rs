@@ -1347,3 +1347,66 @@ fn tcp_and_udp_routes_answer_with_their_gateways_addresses() {
     c.delete(GW, "v1alpha2", "tcproutes", "db", "pg");
     eventually_nxdomain(&ex, "pg.example.com.");
 }
+
+fn listener_gateway(ns: &str, name: &str, ip: &str, hostname: &str) -> Obj {
+    obj(
+        GW,
+        "v1",
+        "gateways",
+        json!({
+            "metadata": meta(ns, name),
+            "spec": {"gatewayClassName": "public",
+                     "listeners": [{"name": "web", "port": 443, "protocol": "HTTPS",
+                                    "hostname": hostname},
+                                   {"name": "db", "port": 5432, "protocol": "TCP"}]},
+            "status": {"addresses": [{"type": "IPAddress", "value": ip}]},
+        }),
+    )
+}
+
+/// A route without hostnames answers for its Gateway's listener hostname, and follows it when
+/// the Gateway's listeners change.
+#[test]
+fn routes_without_hostnames_follow_their_listeners_hostnames() {
+    let c = cluster();
+    c.add(listener_gateway(
+        "infra",
+        "gw",
+        "192.0.2.90",
+        "app.example.com",
+    ));
+    c.add(httproute("apps", "r", &[], ("infra", "gw")));
+    let ex = start_ready(&[&c], "");
+    expect_a(&ex, "app.example.com.", &["192.0.2.90"]);
+    c.set(listener_gateway(
+        "infra",
+        "gw",
+        "192.0.2.90",
+        "*.apps.example.com",
+    ));
+    eventually_a(&ex, "x.apps.example.com.", &["192.0.2.90"]);
+    eventually_nxdomain(&ex, "app.example.com.");
+}
+
+/// `hostnameAsCNAME`: a Service's load balancer hostname is answered as a CNAME; without the
+/// option it would be resolved.
+#[test]
+fn hostname_as_cname_from_the_api_server() {
+    let c = cluster();
+    c.add(obj(
+        "",
+        "v1",
+        "services",
+        json!({
+            "metadata": {"name": "web", "namespace": "apps",
+                         "annotations": {"external-dns.alpha.kubernetes.io/hostname": "web.example.com"}},
+            "spec": {"type": "LoadBalancer", "ports": [{"port": 443, "protocol": "TCP"}]},
+            "status": {"loadBalancer": {"ingress": [{"hostname": "web-lb.elb.example.net"}]}},
+        }),
+    ));
+    let ex = start_ready(&[&c], "    hostnameAsCNAME\n");
+    assert_eq!(
+        records(&ask(&ex, "web.example.com.", RecordType::A)),
+        ["web.example.com. 60 CNAME web-lb.elb.example.net."]
+    );
+}
