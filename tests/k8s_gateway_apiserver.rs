@@ -1410,3 +1410,33 @@ fn hostname_as_cname_from_the_api_server() {
         ["web.example.com. 60 CNAME web-lb.elb.example.net."]
     );
 }
+
+/// Traefik IngressRoute: `Host(…)` names with the target annotation's data (ExternalDNS's
+/// traefik-proxy source); watched once its CRD is served.
+#[test]
+fn traefik_ingressroutes_answer_their_target() {
+    let c = cluster();
+    c.serve_resource(
+        "traefik.io",
+        "v1alpha1",
+        "ingressroutes",
+        "IngressRoute",
+        true,
+    );
+    c.add(obj(
+        "traefik.io",
+        "v1alpha1",
+        "ingressroutes",
+        json!({
+            "apiVersion": "traefik.io/v1alpha1",
+            "kind": "IngressRoute",
+            "metadata": {"name": "whoami", "namespace": "apps",
+                         "annotations": {"external-dns.alpha.kubernetes.io/target": "192.0.2.95"}},
+            "spec": {"entryPoints": ["websecure"],
+                     "routes": [{"match": "Host(`whoami.example.com`) && PathPrefix(`/`)",
+                                 "kind": "Rule", "services": [{"name": "whoami", "port": 80}]}]},
+        }),
+    ));
+    let ex = start_ready(&[&c], "");
+    expect_a(&ex, "whoami.example.com.", &["192.0.2.95"]);
+}

@@ -528,6 +528,12 @@ fn demo_cluster_answers_as_its_readme_says() {
             AtLeast(&["syslog.example.com. 60 A 198.51.100.20"]),
         ),
         (
+            "whoami.example.com.",
+            A,
+            Records(&["whoami.example.com. 60 A 203.0.113.60"]),
+        ),
+        ("whoami.example.com.", AAAA, NoData),
+        (
             "dashboard.internal.example.com.",
             A,
             AtLeast(&["dashboard.internal.example.com. 60 A 198.51.100.20"]),

@@ -19,6 +19,7 @@ pub enum Kind {
     UDPRoute,
     DNSEndpoint,
     VirtualServer,
+    IngressRoute,
     Ingress,
     Service,
     Node,
@@ -26,7 +27,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in the default precedence (Node last; it is only used when named).
-    pub const ALL: [Kind; 10] = [
+    pub const ALL: [Kind; 11] = [
         Kind::HTTPRoute,
         Kind::TLSRoute,
         Kind::GRPCRoute,
@@ -34,13 +35,14 @@ impl Kind {
         Kind::UDPRoute,
         Kind::DNSEndpoint,
         Kind::VirtualServer,
+        Kind::IngressRoute,
         Kind::Ingress,
         Kind::Service,
         Kind::Node,
     ];
 
     /// The default `resources` list when the directive names none (every kind but Node).
-    pub const DEFAULT: [Kind; 9] = [
+    pub const DEFAULT: [Kind; 10] = [
         Kind::HTTPRoute,
         Kind::TLSRoute,
         Kind::GRPCRoute,
@@ -48,6 +50,7 @@ impl Kind {
         Kind::UDPRoute,
         Kind::DNSEndpoint,
         Kind::VirtualServer,
+        Kind::IngressRoute,
         Kind::Ingress,
         Kind::Service,
     ];
@@ -61,6 +64,7 @@ impl Kind {
             Kind::UDPRoute => "UDPRoute",
             Kind::DNSEndpoint => "DNSEndpoint",
             Kind::VirtualServer => "VirtualServer",
+            Kind::IngressRoute => "IngressRoute",
             Kind::Ingress => "Ingress",
             Kind::Service => "Service",
             Kind::Node => "Node",
@@ -89,6 +93,7 @@ impl Kind {
             Kind::UDPRoute => &[ObjKind::UDPRoute, ObjKind::Gateway],
             Kind::DNSEndpoint => &[ObjKind::DNSEndpoint],
             Kind::VirtualServer => &[ObjKind::VirtualServer],
+            Kind::IngressRoute => &[ObjKind::IngressRoute],
             Kind::Ingress => &[ObjKind::Ingress],
             Kind::Service => &[ObjKind::Service, ObjKind::EndpointSlice],
             Kind::Node => &[ObjKind::Node],
@@ -117,11 +122,12 @@ pub enum ObjKind {
     UDPRoute,
     DNSEndpoint,
     VirtualServer,
+    IngressRoute,
     Node,
 }
 
 impl ObjKind {
-    pub const ALL: [ObjKind; 12] = [
+    pub const ALL: [ObjKind; 13] = [
         ObjKind::Ingress,
         ObjKind::Service,
         ObjKind::EndpointSlice,
@@ -133,6 +139,7 @@ impl ObjKind {
         ObjKind::UDPRoute,
         ObjKind::DNSEndpoint,
         ObjKind::VirtualServer,
+        ObjKind::IngressRoute,
         ObjKind::Node,
     ];
 
@@ -150,6 +157,7 @@ impl ObjKind {
             ObjKind::UDPRoute => "UDPRoute",
             ObjKind::DNSEndpoint => "DNSEndpoint",
             ObjKind::VirtualServer => "VirtualServer",
+            ObjKind::IngressRoute => "IngressRoute",
             ObjKind::Node => "Node",
         }
     }
@@ -177,6 +185,7 @@ impl ObjKind {
             ObjKind::UDPRoute => ("gateway.networking.k8s.io", &["v1alpha2"], "udproutes"),
             ObjKind::DNSEndpoint => ("externaldns.k8s.io", &["v1alpha1"], "dnsendpoints"),
             ObjKind::VirtualServer => ("k8s.nginx.org", &["v1"], "virtualservers"),
+            ObjKind::IngressRoute => ("traefik.io", &["v1alpha1"], "ingressroutes"),
             ObjKind::Node => ("", &["v1"], "nodes"),
         }
     }

@@ -285,6 +285,7 @@ fn hash_tag(kind: Kind) -> u8 {
         Kind::Node => 7,
         Kind::TCPRoute => 8,
         Kind::UDPRoute => 9,
+        Kind::IngressRoute => 10,
     }
 }
 

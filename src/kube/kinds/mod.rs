@@ -11,6 +11,7 @@ mod dnsendpoint;
 mod endpointslice;
 mod gateway;
 mod ingress;
+mod ingressroute;
 mod node;
 mod route;
 mod service;
@@ -48,6 +49,7 @@ pub fn contribute(
         | ObjKind::UDPRoute => route::contribute(kind, obj),
         ObjKind::DNSEndpoint => dnsendpoint::contribute(obj),
         ObjKind::VirtualServer => virtualserver::contribute(obj),
+        ObjKind::IngressRoute => ingressroute::contribute(obj),
         ObjKind::Node => node::contribute(obj, filters),
     }?;
     if filters.hostname_as_cname {
