@@ -809,7 +809,7 @@ fn missing_or_bad_values_are_clear_errors() {
         &[(
             &["domain=example.com", "watchedResources={Ingress,Pod}"],
             json!({}),
-            r#"watchedResources: unknown kind "Pod" (known: HTTPRoute, TLSRoute, GRPCRoute, DNSEndpoint, VirtualServer, Ingress, Service, Node)"#,
+            r#"watchedResources: unknown kind "Pod" (known: HTTPRoute, TLSRoute, GRPCRoute, TCPRoute, UDPRoute, DNSEndpoint, VirtualServer, IngressRoute, Ingress, Service, Node)"#,
         )],
         true,
     );
@@ -820,7 +820,7 @@ fn the_values_schema_rejects_bad_values() {
     // Helm validates the values against values.schema.json before rendering: a mistyped value
     // is refused with its path instead of rendering silently. `helm install --set ttl=abc`:
     let schema = "values don't meet the specifications of the schema(s) in the following chart(s):\nexdns:\n- at '/ttl': got string, want integer";
-    let kinds = "value must be one of 'HTTPRoute', 'TLSRoute', 'GRPCRoute', 'DNSEndpoint', 'VirtualServer', 'Ingress', 'Service', 'Node'";
+    let kinds = "value must be one of 'HTTPRoute', 'TLSRoute', 'GRPCRoute', 'TCPRoute', 'UDPRoute', 'DNSEndpoint', 'VirtualServer', 'IngressRoute', 'Ingress', 'Service', 'Node'";
     let sixteen: Vec<String> = (1..=16).map(|i| format!("tls://192.0.2.{i}")).collect();
     let d = "domain=example.com";
     assert_refused(
@@ -1661,8 +1661,23 @@ fn rbac_is_exactly_what_the_watched_resources_need() {
                 ("gateway.networking.k8s.io", "grpcroutes"),
             ],
         ),
+        (
+            "TCPRoute",
+            &[
+                ("gateway.networking.k8s.io", "gateways"),
+                ("gateway.networking.k8s.io", "tcproutes"),
+            ],
+        ),
+        (
+            "UDPRoute",
+            &[
+                ("gateway.networking.k8s.io", "gateways"),
+                ("gateway.networking.k8s.io", "udproutes"),
+            ],
+        ),
         ("DNSEndpoint", &[("externaldns.k8s.io", "dnsendpoints")]),
         ("VirtualServer", &[("k8s.nginx.org", "virtualservers")]),
+        ("IngressRoute", &[("traefik.io", "ingressroutes")]),
         ("Ingress", &[("networking.k8s.io", "ingresses")]),
         (
             "Service",

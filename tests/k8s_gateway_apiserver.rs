@@ -1290,3 +1290,153 @@ fn external_name_services_follow_the_cluster() {
     eventually_nxdomain(&ex, "mirror.example.com.");
     expect_a(&ex, "blog.example.com.", &["203.0.113.30"]);
 }
+
+fn l4route(
+    plural: &'static str,
+    kind: &str,
+    ns: &str,
+    name: &str,
+    host: &str,
+    parent: (&str, &str),
+) -> Obj {
+    obj(
+        GW,
+        "v1alpha2",
+        plural,
+        json!({
+            "apiVersion": "gateway.networking.k8s.io/v1alpha2",
+            "kind": kind,
+            "metadata": {"name": name, "namespace": ns,
+                         "annotations": {"external-dns.alpha.kubernetes.io/hostname": host}},
+            "spec": {
+                "parentRefs": [{"name": parent.1, "namespace": parent.0, "sectionName": "l4"}],
+                "rules": [{"backendRefs": [{"name": name, "port": 5432}]}],
+            },
+        }),
+    )
+}
+
+/// TCPRoute and UDPRoute (v1alpha2): named by their ExternalDNS hostname annotation, with their
+/// parent Gateway's addresses; the kinds are watched once their CRDs are served.
+#[test]
+fn tcp_and_udp_routes_answer_with_their_gateways_addresses() {
+    let c = cluster();
+    c.serve_resource(GW, "v1alpha2", "tcproutes", "TCPRoute", true);
+    c.serve_resource(GW, "v1alpha2", "udproutes", "UDPRoute", true);
+    c.add(gateway("infra", "l4", &["192.0.2.70", "2001:db8::70"]));
+    c.add(l4route(
+        "tcproutes",
+        "TCPRoute",
+        "db",
+        "pg",
+        "pg.example.com",
+        ("infra", "l4"),
+    ));
+    let ex = start_ready(&[&c], "");
+    expect_a(&ex, "pg.example.com.", &["192.0.2.70"]);
+    expect_addrs(&ex, "pg.example.com.", RecordType::AAAA, &["2001:db8::70"]);
+    c.add(l4route(
+        "udproutes",
+        "UDPRoute",
+        "dns",
+        "syslog",
+        "syslog.example.com",
+        ("infra", "l4"),
+    ));
+    eventually_a(&ex, "syslog.example.com.", &["192.0.2.70"]);
+    c.delete(GW, "v1alpha2", "tcproutes", "db", "pg");
+    eventually_nxdomain(&ex, "pg.example.com.");
+}
+
+fn listener_gateway(ns: &str, name: &str, ip: &str, hostname: &str) -> Obj {
+    obj(
+        GW,
+        "v1",
+        "gateways",
+        json!({
+            "metadata": meta(ns, name),
+            "spec": {"gatewayClassName": "public",
+                     "listeners": [{"name": "web", "port": 443, "protocol": "HTTPS",
+                                    "hostname": hostname},
+                                   {"name": "db", "port": 5432, "protocol": "TCP"}]},
+            "status": {"addresses": [{"type": "IPAddress", "value": ip}]},
+        }),
+    )
+}
+
+/// A route without hostnames answers for its Gateway's listener hostname, and follows it when
+/// the Gateway's listeners change.
+#[test]
+fn routes_without_hostnames_follow_their_listeners_hostnames() {
+    let c = cluster();
+    c.add(listener_gateway(
+        "infra",
+        "gw",
+        "192.0.2.90",
+        "app.example.com",
+    ));
+    c.add(httproute("apps", "r", &[], ("infra", "gw")));
+    let ex = start_ready(&[&c], "");
+    expect_a(&ex, "app.example.com.", &["192.0.2.90"]);
+    c.set(listener_gateway(
+        "infra",
+        "gw",
+        "192.0.2.90",
+        "*.apps.example.com",
+    ));
+    eventually_a(&ex, "x.apps.example.com.", &["192.0.2.90"]);
+    eventually_nxdomain(&ex, "app.example.com.");
+}
+
+/// `hostnameAsCNAME`: a Service's load balancer hostname is answered as a CNAME; without the
+/// option it would be resolved.
+#[test]
+fn hostname_as_cname_from_the_api_server() {
+    let c = cluster();
+    c.add(obj(
+        "",
+        "v1",
+        "services",
+        json!({
+            "metadata": {"name": "web", "namespace": "apps",
+                         "annotations": {"external-dns.alpha.kubernetes.io/hostname": "web.example.com"}},
+            "spec": {"type": "LoadBalancer", "ports": [{"port": 443, "protocol": "TCP"}]},
+            "status": {"loadBalancer": {"ingress": [{"hostname": "web-lb.elb.example.net"}]}},
+        }),
+    ));
+    let ex = start_ready(&[&c], "    hostnameAsCNAME\n");
+    assert_eq!(
+        records(&ask(&ex, "web.example.com.", RecordType::A)),
+        ["web.example.com. 60 CNAME web-lb.elb.example.net."]
+    );
+}
+
+/// Traefik IngressRoute: `Host(…)` names with the target annotation's data (ExternalDNS's
+/// traefik-proxy source); watched once its CRD is served.
+#[test]
+fn traefik_ingressroutes_answer_their_target() {
+    let c = cluster();
+    c.serve_resource(
+        "traefik.io",
+        "v1alpha1",
+        "ingressroutes",
+        "IngressRoute",
+        true,
+    );
+    c.add(obj(
+        "traefik.io",
+        "v1alpha1",
+        "ingressroutes",
+        json!({
+            "apiVersion": "traefik.io/v1alpha1",
+            "kind": "IngressRoute",
+            "metadata": {"name": "whoami", "namespace": "apps",
+                         "annotations": {"external-dns.alpha.kubernetes.io/target": "192.0.2.95"}},
+            "spec": {"entryPoints": ["websecure"],
+                     "routes": [{"match": "Host(`whoami.example.com`) && PathPrefix(`/`)",
+                                 "kind": "Rule", "services": [{"name": "whoami", "port": 80}]}]},
+        }),
+    ));
+    let ex = start_ready(&[&c], "");
+    expect_a(&ex, "whoami.example.com.", &["192.0.2.95"]);
+}

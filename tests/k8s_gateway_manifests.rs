@@ -513,6 +513,32 @@ fn demo_cluster_answers_as_its_readme_says() {
             Records(&["mqtt.example.com. 60 AAAA 2001:db8:100::10"]),
         ),
         (
+            "pg.example.com.",
+            A,
+            Records(&["pg.example.com. 60 A 198.51.100.10"]),
+        ),
+        (
+            "pg.example.com.",
+            AAAA,
+            Records(&["pg.example.com. 60 AAAA 2001:db8:100::10"]),
+        ),
+        (
+            "syslog.example.com.",
+            A,
+            AtLeast(&["syslog.example.com. 60 A 198.51.100.20"]),
+        ),
+        (
+            "whoami.example.com.",
+            A,
+            Records(&["whoami.example.com. 60 A 203.0.113.60"]),
+        ),
+        ("whoami.example.com.", AAAA, NoData),
+        (
+            "dashboard.internal.example.com.",
+            A,
+            AtLeast(&["dashboard.internal.example.com. 60 A 198.51.100.20"]),
+        ),
+        (
             "vpn.example.com.",
             A,
             Records(&["vpn.example.com. 60 A 203.0.113.50"]),
@@ -850,5 +876,136 @@ fn annotations_and_external_names_follow_the_files() {
         ),
         "{}",
         ex.output()
+    );
+}
+
+/// Reverse zones (a CIDR among the zones): PTR for the forward zone's addresses, SOA/NS at the
+/// reverse apex, and an AXFR of the reverse zone with its PTRs.
+#[test]
+fn reverse_zones_answer_ptr_and_transfer() {
+    let ex = Exdns::start_with(
+        "example.com:0 192.0.2.0/24:0 {\n  k8s_gateway example.com 192.0.2.0/24 {\n    manifests objects\n    apex exdns-a.kube-system\n  }\n  transfer {\n    to *\n  }\n  ready 127.0.0.1:0\n}\n",
+        &[
+            ("objects/gateway.yaml", GATEWAY),
+            ("objects/services.yaml", SERVICES),
+            (
+                "objects/ingress.yaml",
+                &ingress("shop.example.com", "192.0.2.10"),
+            ),
+        ],
+        &[],
+    );
+    wait_until("ready", || {
+        http_get(ex.http_addr("127.0.0.1:0"), "/ready").0 == 200
+    });
+    let dns = ex.dns();
+    let m = a(dns, "10.2.0.192.in-addr.arpa.", RecordType::PTR);
+    assert!(m.metadata.authoritative, "{m:?}");
+    assert_eq!(
+        records(&m),
+        [
+            "10.2.0.192.in-addr.arpa. 60 PTR shop.example.com.",
+            "10.2.0.192.in-addr.arpa. 60 PTR web.example.com.",
+        ]
+    );
+    assert_eq!(
+        records(&a(dns, "53.2.0.192.in-addr.arpa.", RecordType::PTR)),
+        ["53.2.0.192.in-addr.arpa. 60 PTR exdns-a.kube-system.example.com."]
+    );
+    let m = a(dns, "99.2.0.192.in-addr.arpa.", RecordType::PTR);
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    assert_eq!(m.authorities[0].name.to_ascii(), "2.0.192.in-addr.arpa.");
+    let m = a(dns, "2.0.192.in-addr.arpa.", RecordType::NS);
+    assert_eq!(
+        records(&m),
+        ["2.0.192.in-addr.arpa. 60 NS exdns-a.kube-system.2.0.192.in-addr.arpa."]
+    );
+    // AXFR: SOA, NS, the PTRs and the nameserver's addresses in name order, SOA.
+    let mut q = query("2.0.192.in-addr.arpa.", RecordType::AXFR, None);
+    q.metadata.recursion_desired = false;
+    let m = tcp(dns, &q);
+    let got: Vec<String> = records(&m)
+        .into_iter()
+        .map(|r| if r.contains(" SOA ") { "SOA".into() } else { r })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "SOA",
+            "2.0.192.in-addr.arpa. 60 NS exdns-a.kube-system.2.0.192.in-addr.arpa.",
+            "10.2.0.192.in-addr.arpa. 60 PTR shop.example.com.",
+            "10.2.0.192.in-addr.arpa. 60 PTR web.example.com.",
+            "53.2.0.192.in-addr.arpa. 60 PTR exdns-a.kube-system.example.com.",
+            "54.2.0.192.in-addr.arpa. 60 PTR exdns-b.kube-system.example.com.",
+            "exdns-a.kube-system.2.0.192.in-addr.arpa. 60 A 192.0.2.53",
+            "exdns-a.kube-system.2.0.192.in-addr.arpa. 60 AAAA 2001:db8::53",
+            "SOA",
+        ]
+    );
+}
+
+/// `hostnameAsCNAME`: a load balancer's status hostname is answered as a CNAME (chased when it
+/// is in the zone), instead of the addresses it resolves to.
+#[test]
+fn hostname_as_cname_answers_load_balancer_hostnames_as_cnames() {
+    let lb = r#"apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: shop
+  namespace: apps
+spec:
+  rules:
+  - host: shop.example.com
+status:
+  loadBalancer:
+    ingress:
+    - hostname: lb-1.elb.example.net
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: inner
+  namespace: apps
+spec:
+  rules:
+  - host: inner.example.com
+status:
+  loadBalancer:
+    ingress:
+    - ip: 192.0.2.80
+    - hostname: lb.example.com
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: lb
+  namespace: apps
+spec:
+  rules:
+  - host: lb.example.com
+status:
+  loadBalancer:
+    ingress:
+    - ip: 192.0.2.81
+"#;
+    let ex = Exdns::start_with(
+        "example.com:0 {\n  k8s_gateway {\n    manifests objects\n    hostnameAsCNAME\n  }\n  ready 127.0.0.1:0\n}\n",
+        &[("objects/lb.yaml", lb)],
+        &[],
+    );
+    wait_until("ready", || {
+        http_get(ex.http_addr("127.0.0.1:0"), "/ready").0 == 200
+    });
+    let dns = ex.dns();
+    assert_eq!(
+        records(&a(dns, "shop.example.com.", RecordType::A)),
+        ["shop.example.com. 60 CNAME lb-1.elb.example.net."]
+    );
+    assert_eq!(
+        records(&a(dns, "inner.example.com.", RecordType::A)),
+        [
+            "inner.example.com. 60 CNAME lb.example.com.",
+            "lb.example.com. 60 A 192.0.2.81"
+        ]
     );
 }

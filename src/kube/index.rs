@@ -49,6 +49,7 @@ use crate::kube::snapshot::Snapshot;
 use crate::kube::source::Feed;
 
 use builder::Builder;
+pub(crate) use builder::is_reverse_zone;
 // The tests (`use super::*`) build contributions and read record sets.
 #[cfg(test)]
 use crate::kube::model::{Address, Contribution, ObjKey};

@@ -15,8 +15,11 @@ pub enum Kind {
     HTTPRoute,
     TLSRoute,
     GRPCRoute,
+    TCPRoute,
+    UDPRoute,
     DNSEndpoint,
     VirtualServer,
+    IngressRoute,
     Ingress,
     Service,
     Node,
@@ -24,24 +27,30 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in the default precedence (Node last; it is only used when named).
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 11] = [
         Kind::HTTPRoute,
         Kind::TLSRoute,
         Kind::GRPCRoute,
+        Kind::TCPRoute,
+        Kind::UDPRoute,
         Kind::DNSEndpoint,
         Kind::VirtualServer,
+        Kind::IngressRoute,
         Kind::Ingress,
         Kind::Service,
         Kind::Node,
     ];
 
     /// The default `resources` list when the directive names none (every kind but Node).
-    pub const DEFAULT: [Kind; 7] = [
+    pub const DEFAULT: [Kind; 10] = [
         Kind::HTTPRoute,
         Kind::TLSRoute,
         Kind::GRPCRoute,
+        Kind::TCPRoute,
+        Kind::UDPRoute,
         Kind::DNSEndpoint,
         Kind::VirtualServer,
+        Kind::IngressRoute,
         Kind::Ingress,
         Kind::Service,
     ];
@@ -51,8 +60,11 @@ impl Kind {
             Kind::HTTPRoute => "HTTPRoute",
             Kind::TLSRoute => "TLSRoute",
             Kind::GRPCRoute => "GRPCRoute",
+            Kind::TCPRoute => "TCPRoute",
+            Kind::UDPRoute => "UDPRoute",
             Kind::DNSEndpoint => "DNSEndpoint",
             Kind::VirtualServer => "VirtualServer",
+            Kind::IngressRoute => "IngressRoute",
             Kind::Ingress => "Ingress",
             Kind::Service => "Service",
             Kind::Node => "Node",
@@ -77,8 +89,11 @@ impl Kind {
             Kind::HTTPRoute => &[ObjKind::HTTPRoute, ObjKind::Gateway],
             Kind::TLSRoute => &[ObjKind::TLSRoute, ObjKind::Gateway],
             Kind::GRPCRoute => &[ObjKind::GRPCRoute, ObjKind::Gateway],
+            Kind::TCPRoute => &[ObjKind::TCPRoute, ObjKind::Gateway],
+            Kind::UDPRoute => &[ObjKind::UDPRoute, ObjKind::Gateway],
             Kind::DNSEndpoint => &[ObjKind::DNSEndpoint],
             Kind::VirtualServer => &[ObjKind::VirtualServer],
+            Kind::IngressRoute => &[ObjKind::IngressRoute],
             Kind::Ingress => &[ObjKind::Ingress],
             Kind::Service => &[ObjKind::Service, ObjKind::EndpointSlice],
             Kind::Node => &[ObjKind::Node],
@@ -103,13 +118,16 @@ pub enum ObjKind {
     HTTPRoute,
     TLSRoute,
     GRPCRoute,
+    TCPRoute,
+    UDPRoute,
     DNSEndpoint,
     VirtualServer,
+    IngressRoute,
     Node,
 }
 
 impl ObjKind {
-    pub const ALL: [ObjKind; 10] = [
+    pub const ALL: [ObjKind; 13] = [
         ObjKind::Ingress,
         ObjKind::Service,
         ObjKind::EndpointSlice,
@@ -117,8 +135,11 @@ impl ObjKind {
         ObjKind::HTTPRoute,
         ObjKind::TLSRoute,
         ObjKind::GRPCRoute,
+        ObjKind::TCPRoute,
+        ObjKind::UDPRoute,
         ObjKind::DNSEndpoint,
         ObjKind::VirtualServer,
+        ObjKind::IngressRoute,
         ObjKind::Node,
     ];
 
@@ -132,8 +153,11 @@ impl ObjKind {
             ObjKind::HTTPRoute => "HTTPRoute",
             ObjKind::TLSRoute => "TLSRoute",
             ObjKind::GRPCRoute => "GRPCRoute",
+            ObjKind::TCPRoute => "TCPRoute",
+            ObjKind::UDPRoute => "UDPRoute",
             ObjKind::DNSEndpoint => "DNSEndpoint",
             ObjKind::VirtualServer => "VirtualServer",
+            ObjKind::IngressRoute => "IngressRoute",
             ObjKind::Node => "Node",
         }
     }
@@ -157,8 +181,11 @@ impl ObjKind {
                 "tlsroutes",
             ),
             ObjKind::GRPCRoute => ("gateway.networking.k8s.io", &["v1"], "grpcroutes"),
+            ObjKind::TCPRoute => ("gateway.networking.k8s.io", &["v1alpha2"], "tcproutes"),
+            ObjKind::UDPRoute => ("gateway.networking.k8s.io", &["v1alpha2"], "udproutes"),
             ObjKind::DNSEndpoint => ("externaldns.k8s.io", &["v1alpha1"], "dnsendpoints"),
             ObjKind::VirtualServer => ("k8s.nginx.org", &["v1"], "virtualservers"),
+            ObjKind::IngressRoute => ("traefik.io", &["v1alpha1"], "ingressroutes"),
             ObjKind::Node => ("", &["v1"], "nodes"),
         }
     }
@@ -237,18 +264,28 @@ pub enum Contribution {
     Names(Vec<NameData>),
     /// A Gateway API route: its hostnames (`spec.hostnames` and the hostname annotation), its
     /// parent Gateways (namespace defaulted per ref) and its own TTL (`…/ttl` annotation).
+    /// `inherit`: `spec.hostnames` is empty (always, for TCPRoute and UDPRoute), so — as in
+    /// ExternalDNS — the route also answers for its parent Gateways' listener hostnames (of
+    /// listeners whose protocol fits the route's kind).
+    /// `sections`: for parents every ref of which names a `sectionName`, the listeners
+    /// (by name) the route attaches to; other parents attach with every listener.
     Route {
         hostnames: Vec<String>,
         parents: Vec<ObjKey>,
         ttl: Option<u32>,
+        inherit: bool,
+        sections: Vec<(ObjKey, String)>,
     },
     /// A Gateway: its class (for `gatewayClasses`) and its addresses: its `…/target`
     /// annotation's when it has one (IPs in `addrs`, a hostname in `cname`), else its status
     /// addresses.
+    /// `listeners`: (name, protocol, hostname) of every listener with a hostname (lower-case,
+    /// no trailing dot, `*.` wildcards kept), for routes without hostnames of their own.
     Gateway {
         class: String,
         addrs: Vec<Address>,
         cname: Option<String>,
+        listeners: Vec<(String, String, String)>,
     },
     /// An EndpointSlice: the Service it belongs to (`kubernetes.io/service-name`) and its ready
     /// addresses.
@@ -266,6 +303,9 @@ pub struct Filters {
     pub service_label_selectors: Vec<String>,
     /// `nodeAddressType`: InternalIP (default) or ExternalIP.
     pub node_address_type: Option<String>,
+    /// `hostnameAsCNAME`: a status hostname (a cloud load balancer's) is answered as a CNAME
+    /// to it instead of the addresses it resolves to.
+    pub hostname_as_cname: bool,
 }
 
 /// A change reported by a source for one object kind.

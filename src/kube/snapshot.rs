@@ -58,8 +58,12 @@ pub struct Snapshot {
     pub(crate) exact: [NameMap<Arc<RecordSet>>; KINDS],
     /// Per [`Kind::index`]: `*.foo` stored under `foo`.
     pub(crate) wild: [NameMap<Arc<RecordSet>>; KINDS],
-    /// Every proper ancestor of every stored name (wildcards included).
+    /// Every proper ancestor of every stored name (wildcards included, PTR names too).
     pub(crate) ents: NameMap<()>,
+    /// Reverse names (`4.3.2.1.in-addr.arpa`, lower-case, no trailing dot) inside a configured
+    /// reverse zone → the forward names (absolute, no trailing dot, sorted) publishing that
+    /// address. Empty unless a reverse zone is configured.
+    pub(crate) ptr: NameMap<Arc<Vec<String>>>,
     /// Zone (lower-case, no trailing dot) → serial and content hash.
     pub(crate) zones: HashMap<String, ZoneSerial>,
     pub(crate) synced: bool,
@@ -113,6 +117,12 @@ impl Snapshot {
         self.exact[kind.index()].get(key).cloned()
     }
 
+    /// The forward names (absolute, no trailing dot, sorted) of a reverse name (lower-case,
+    /// no trailing dot) in a configured reverse zone.
+    pub fn ptr(&self, key: &str) -> Option<&Arc<Vec<String>>> {
+        self.ptr.get(key)
+    }
+
     /// Whether some stored name (of any kind) lies strictly below `key` (an empty non-terminal).
     pub fn has_descendants(&self, key: &str) -> bool {
         self.ents.contains_key(key)
@@ -160,6 +170,8 @@ impl Snapshot {
             }
         }
         assert_eq!(self.ents.iter().count(), self.ents.len(), "ents length");
+        assert_eq!(self.ptr.iter().count(), self.ptr.len(), "ptr length");
+        v.extend(self.ptr.iter().map(|(k, o)| format!("ptr {k} {o:?}")));
         v.extend(self.ents.iter().map(|(k, _)| format!("ent {k}")));
         v.extend(self.zones.iter().map(|(z, s)| format!("zone {z} {s:?}")));
         v.extend(self.conflicts.iter().map(|c| format!("conflict {c}")));

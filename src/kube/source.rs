@@ -154,10 +154,17 @@ fn scope_contribution(scope: &str, c: Contribution) -> Contribution {
             hostnames,
             parents,
             ttl,
+            inherit,
+            sections,
         } => Contribution::Route {
             hostnames,
             parents: parents.into_iter().map(|p| scope_key(scope, p)).collect(),
             ttl,
+            inherit,
+            sections: sections
+                .into_iter()
+                .map(|(p, s)| (scope_key(scope, p), s))
+                .collect(),
         },
         Contribution::EndpointSlice { service, addrs } => Contribution::EndpointSlice {
             service: scope_key(scope, service),
@@ -271,6 +278,8 @@ mod tests {
                     hostnames: vec!["x.example.com".into()],
                     parents: vec![ObjKey::new("gw", "g")],
                     ttl: None,
+                    inherit: false,
+                    sections: vec![],
                 }),
             ),
         );

@@ -99,7 +99,7 @@ watchedResources, validated (case-insensitive, as exdns reads them), canonical s
 duplicates removed, as a JSON list. Empty list: exdns's default (every kind but Node).
 */}}
 {{- define "exdns.kinds" -}}
-{{- $known := list "HTTPRoute" "TLSRoute" "GRPCRoute" "DNSEndpoint" "VirtualServer" "Ingress" "Service" "Node" -}}
+{{- $known := list "HTTPRoute" "TLSRoute" "GRPCRoute" "TCPRoute" "UDPRoute" "DNSEndpoint" "VirtualServer" "IngressRoute" "Ingress" "Service" "Node" -}}
 {{- $out := list -}}
 {{- range $want := .Values.watchedResources -}}
 {{- $found := "" -}}
@@ -131,8 +131,11 @@ kinds (routes need their parent Gateways; Services need EndpointSlices for
   "HTTPRoute" (list "gateway.networking.k8s.io/httproutes" "gateway.networking.k8s.io/gateways")
   "TLSRoute" (list "gateway.networking.k8s.io/tlsroutes" "gateway.networking.k8s.io/gateways")
   "GRPCRoute" (list "gateway.networking.k8s.io/grpcroutes" "gateway.networking.k8s.io/gateways")
+  "TCPRoute" (list "gateway.networking.k8s.io/tcproutes" "gateway.networking.k8s.io/gateways")
+  "UDPRoute" (list "gateway.networking.k8s.io/udproutes" "gateway.networking.k8s.io/gateways")
   "DNSEndpoint" (list "externaldns.k8s.io/dnsendpoints")
   "VirtualServer" (list "k8s.nginx.org/virtualservers")
+  "IngressRoute" (list "traefik.io/ingressroutes")
   "Ingress" (list "networking.k8s.io/ingresses")
   "Service" (list "/services" "discovery.k8s.io/endpointslices")
   "Node" (list "/nodes")

@@ -42,6 +42,7 @@ fn gateway(ip: Ipv4Addr) -> Contribution {
         class: "public".into(),
         addrs: vec![Address::Ip(IpAddr::V4(ip))],
         cname: None,
+        listeners: vec![],
     }
 }
 
@@ -59,6 +60,8 @@ fn fill(feed: &Feed, n: usize) {
                     hostnames: vec![format!("route{i}.bench.test")],
                     parents: vec![gw_key(i / 10 % GATEWAYS)],
                     ttl: None,
+                    inherit: false,
+                    sections: vec![],
                 },
             )),
             _ => ing.push((key(i), ingress(i, ip))),

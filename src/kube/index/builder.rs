@@ -25,7 +25,7 @@
 //! [`Store::take_changes`]: crate::kube::model::Store::take_changes
 
 use std::borrow::{Borrow, Cow};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -74,6 +74,42 @@ fn names_of(c: &Contribution) -> Box<dyn Iterator<Item = Cow<'_, str>> + '_> {
             Box::new(std::iter::empty())
         }
     }
+}
+
+/// Whether a listener of `protocol` takes routes of `kind` (ExternalDNS's protocol match:
+/// HTTPS counts as HTTP, a TCPRoute fits a TLS listener).
+fn listener_fits(kind: Kind, protocol: &str) -> bool {
+    match kind {
+        Kind::HTTPRoute | Kind::GRPCRoute => matches!(protocol, "HTTP" | "HTTPS"),
+        Kind::TLSRoute => protocol == "TLS",
+        Kind::TCPRoute => matches!(protocol, "TCP" | "TLS"),
+        Kind::UDPRoute => protocol == "UDP",
+        _ => false,
+    }
+}
+
+/// The listener hostnames of Gateway `g` (normalized) that a route of `kind` attached to the
+/// listeners `sections` names for `g` (none: every listener) takes.
+fn listener_names(
+    store: &Store,
+    kind: Kind,
+    g: &ObjKey,
+    sections: &[(ObjKey, String)],
+) -> Vec<String> {
+    let Some(Contribution::Gateway { listeners, .. }) =
+        store.get(ObjKind::Gateway).and_then(|m| m.get(g))
+    else {
+        return Vec::new();
+    };
+    let restricted = sections.iter().any(|(k, _)| k == g);
+    listeners
+        .iter()
+        .filter(|(name, proto, _)| {
+            listener_fits(kind, proto)
+                && (!restricted || sections.iter().any(|(k, s)| k == g && s == name))
+        })
+        .map(|(_, _, h)| norm(h).into_owned())
+        .collect()
 }
 
 /// The hostname addresses of one name's data (none when its addresses come from endpoints).
@@ -208,7 +244,7 @@ fn entry_hash(kind: Kind, wild: bool, key: &str, rs: &RecordSet) -> u64 {
         h.write(b);
     }
     let mut h = SipHasher::new_with_keys(0x6578_646e_735f_6b38, 0x735f_7a6f_6e65_5f31);
-    h.write(&[kind.index() as u8, wild as u8]);
+    h.write(&[hash_tag(kind), wild as u8]);
     bytes(&mut h, key.as_bytes());
     h.write(&(rs.a.len() as u32).to_be_bytes());
     for a in &rs.a {
@@ -235,10 +271,82 @@ fn entry_hash(kind: Kind, wild: bool, key: &str, rs: &RecordSet) -> u64 {
     h.finish()
 }
 
+/// A kind's tag in entry hashes: fixed forever (kinds added later take new values, so the
+/// hashes — and serials — of existing data never change with the version).
+fn hash_tag(kind: Kind) -> u8 {
+    match kind {
+        Kind::HTTPRoute => 0,
+        Kind::TLSRoute => 1,
+        Kind::GRPCRoute => 2,
+        Kind::DNSEndpoint => 3,
+        Kind::VirtualServer => 4,
+        Kind::Ingress => 5,
+        Kind::Service => 6,
+        Kind::Node => 7,
+        Kind::TCPRoute => 8,
+        Kind::UDPRoute => 9,
+        Kind::IngressRoute => 10,
+    }
+}
+
+/// The hash a PTR entry (reverse name → forward names) adds to its reverse zone's hash; tagged
+/// apart from every record kind's entries.
+#[allow(deprecated)]
+fn ptr_hash(key: &str, owners: &[String]) -> u64 {
+    use std::hash::{Hasher, SipHasher};
+    let mut h = SipHasher::new_with_keys(0x6578_646e_735f_6b38, 0x735f_7a6f_6e65_5f31);
+    h.write(&[0xff, 0]);
+    h.write(&(key.len() as u32).to_be_bytes());
+    h.write(key.as_bytes());
+    h.write(&(owners.len() as u32).to_be_bytes());
+    for o in owners {
+        h.write(&(o.len() as u32).to_be_bytes());
+        h.write(o.as_bytes());
+    }
+    h.finish()
+}
+
+/// Whether `zone` (normalized, no trailing dot) is a reverse zone.
+pub(crate) fn is_reverse_zone(zone: &str) -> bool {
+    ["in-addr.arpa", "ip6.arpa"]
+        .iter()
+        .any(|r| in_zone(zone, r))
+}
+
+/// The reverse name of `ip` (`4.3.2.1.in-addr.arpa`, nibbles under `ip6.arpa`), lower-case,
+/// no trailing dot.
+pub(crate) fn reverse_name(ip: IpAddr) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(72);
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => {
+            for o in v4.octets().iter().rev() {
+                let _ = write!(s, "{o}.");
+            }
+            s.push_str("in-addr.arpa");
+        }
+        IpAddr::V6(v6) => {
+            for o in v6.octets().iter().rev() {
+                let _ = write!(s, "{:x}.{:x}.", o & 0xf, o >> 4);
+            }
+            s.push_str("ip6.arpa");
+        }
+    }
+    s
+}
+
 /// One index's state between batches; see the module docs.
 pub(crate) struct Builder {
     /// Which record kinds are answered.
     configured: [bool; KINDS],
+    /// The answered kinds in precedence order (the first with a name gives its addresses).
+    kinds: Vec<Kind>,
+    /// Whether some zone is a reverse zone (else no PTR bookkeeping at all).
+    reverse: bool,
+    /// Exact name → the addresses it publishes (of its first kind), as counted in `ptr_owners`.
+    ptr_src: HashMap<Arc<str>, Vec<IpAddr>>,
+    /// Reverse name in a reverse zone → forward owner name → how many sources give it.
+    ptr_owners: HashMap<String, BTreeMap<String, u32>>,
     watched: Vec<ObjKind>,
     /// Zones (normalized, de-duplicated) with their content hash and entry count.
     zones: Vec<(String, u64, usize)>,
@@ -258,6 +366,9 @@ pub(crate) struct Builder {
     emptied: Vec<(Kind, Arc<str>)>,
     /// Gateway → the routes (of configured kinds) that list it as a parent.
     routes_of: HashMap<ObjKey, HashSet<Obj>>,
+    /// Routes without hostnames of their own → the listener hostnames of their Gateways they
+    /// are registered under in `by_name` (as last linked).
+    inherited: HashMap<Obj, Vec<Arc<str>>>,
     /// Service → its EndpointSlices.
     slices_of: HashMap<ObjKey, HashSet<ObjKey>>,
     /// Service → the objects with a name resolving its endpoints.
@@ -289,8 +400,13 @@ impl Builder {
                 zones.push((z, 0, 0));
             }
         }
+        let reverse = zones.iter().any(|(z, _, _)| is_reverse_zone(z));
         Builder {
             configured,
+            kinds: cfg.kinds.clone(),
+            reverse,
+            ptr_src: HashMap::new(),
+            ptr_owners: HashMap::new(),
             watched: cfg.watched(),
             zones,
             classes: cfg.filters.gateway_classes.clone(),
@@ -300,6 +416,7 @@ impl Builder {
             by_name: Default::default(),
             emptied: Vec::new(),
             routes_of: HashMap::new(),
+            inherited: HashMap::new(),
             slices_of: HashMap::new(),
             eps_users: HashMap::new(),
             host_users: HashMap::new(),
@@ -492,6 +609,22 @@ impl Builder {
                     for (kind, r) in routes {
                         self.dirty_names(store, *kind, r, dirty);
                     }
+                    // Routes taking this Gateway's listener hostnames follow them.
+                    let routes: Vec<Obj> = routes.iter().cloned().collect();
+                    for (kind, r) in routes {
+                        if let Some(Contribution::Route {
+                            parents,
+                            hostnames,
+                            inherit: true,
+                            sections,
+                            ..
+                        }) = store.get(source_kind(kind)).and_then(|m| m.get(&r))
+                        {
+                            let ps = (parents.as_slice(), sections.as_slice());
+                            self.inherit(store, kind, &r, ps, hostnames, false, dirty);
+                            self.inherit(store, kind, &r, ps, hostnames, true, dirty);
+                        }
+                    }
                 }
                 gateways.insert(key.clone());
             }
@@ -520,10 +653,10 @@ impl Builder {
                     return;
                 };
                 if let Some(c) = old {
-                    self.link(kind, key, c, false, dirty, gateways);
+                    self.link(store, kind, key, c, false, dirty, gateways);
                 }
                 if let Some(c) = new {
-                    self.link(kind, key, c, true, dirty, gateways);
+                    self.link(store, kind, key, c, true, dirty, gateways);
                 }
             }
         }
@@ -532,8 +665,10 @@ impl Builder {
     /// Adds (`add`) or removes the references `c` (of object `key` feeding `kind`) makes:
     /// its names, its parent Gateways, the Service whose endpoints it uses, its hostnames.
     /// Every name is marked dirty.
+    #[allow(clippy::too_many_arguments)]
     fn link(
         &mut self,
+        store: &Store,
         kind: Kind,
         key: &ObjKey,
         c: &Contribution,
@@ -547,7 +682,16 @@ impl Builder {
         }
         let obj = || (kind, key.clone());
         match c {
-            Contribution::Route { parents, .. } => {
+            Contribution::Route {
+                parents,
+                inherit,
+                hostnames,
+                sections,
+                ..
+            } => {
+                if *inherit {
+                    self.inherit(store, kind, key, (parents, sections), hostnames, add, dirty);
+                }
                 for p in parents {
                     if add {
                         self.routes_of.entry(p.clone()).or_default().insert(obj());
@@ -573,6 +717,47 @@ impl Builder {
                 }
             }
             Contribution::Gateway { .. } | Contribution::EndpointSlice { .. } => {}
+        }
+    }
+
+    /// Registers (`add`) route `key` under its parents' listener hostnames (those of listeners
+    /// fitting its kind, other than its own names), as they are in the store now; or removes
+    /// the registration made last. Every name is marked dirty.
+    #[allow(clippy::too_many_arguments)]
+    fn inherit(
+        &mut self,
+        store: &Store,
+        kind: Kind,
+        key: &ObjKey,
+        (parents, sections): (&[ObjKey], &[(ObjKey, String)]),
+        own: &[String],
+        add: bool,
+        dirty: &mut HashSet<(Kind, Arc<str>)>,
+    ) {
+        let obj = (kind, key.clone());
+        if !add {
+            for name in self.inherited.remove(&obj).unwrap_or_default() {
+                let name = self.contributor(kind, Cow::Borrowed(&*name), key, false);
+                dirty.insert((kind, name));
+            }
+            return;
+        }
+        let mut names: Vec<String> = Vec::new();
+        for p in parents {
+            for n in listener_names(store, kind, p, sections) {
+                if !names.contains(&n) && !own.iter().any(|o| norm(o) == n.as_str()) {
+                    names.push(n);
+                }
+            }
+        }
+        let mut stored = Vec::with_capacity(names.len());
+        for n in names {
+            let name = self.contributor(kind, Cow::Owned(n), key, true);
+            dirty.insert((kind, name.clone()));
+            stored.push(name);
+        }
+        if !stored.is_empty() {
+            self.inherited.insert(obj, stored);
         }
     }
 
@@ -638,6 +823,14 @@ impl Builder {
                 None => Arc::from(name.as_ref()),
             };
             dirty.insert((kind, name));
+        }
+        for name in self
+            .inherited
+            .get(&(kind, key.clone()))
+            .into_iter()
+            .flatten()
+        {
+            dirty.insert((kind, name.clone()));
         }
     }
 
@@ -705,14 +898,31 @@ impl Builder {
         let objs = store.get(source_kind(kind));
         for key in keys.into_iter().flatten() {
             match objs.and_then(|m| m.get(key)) {
-                Some(Contribution::Route { parents, ttl, .. }) => {
+                Some(Contribution::Route {
+                    parents,
+                    ttl,
+                    hostnames,
+                    inherit,
+                    sections,
+                }) => {
                     let gateways = store.get(ObjKind::Gateway);
                     let mut any = false;
+                    // A name the route took from listeners gets the addresses of the Gateways
+                    // whose listeners have it (ExternalDNS); its own names, every parent's.
+                    let own = !*inherit || hostnames.iter().any(|h| norm(h) == name);
                     for p in parents {
+                        if !own
+                            && !listener_names(store, kind, p, sections)
+                                .iter()
+                                .any(|n| n == name)
+                        {
+                            continue;
+                        }
                         if let Some(Contribution::Gateway {
                             class,
                             addrs,
                             cname,
+                            ..
                         }) = gateways.and_then(|m| m.get(p))
                             && self.class_ok(class)
                         {
@@ -778,7 +988,11 @@ impl Builder {
                 self.snap.wild[i].reserve(wild);
             }
         }
+        let mut touched: Vec<Arc<str>> = Vec::new();
         for u in updates {
+            if self.reverse && !u.name.starts_with("*.") {
+                touched.push(u.name.clone());
+            }
             if u.conflict || !self.conflicts.is_empty() {
                 let c = format!("{}/{}", u.kind, u.name);
                 if u.conflict {
@@ -843,7 +1057,141 @@ impl Builder {
                 self.ents(&u.name, present);
             }
         }
+        if !touched.is_empty() {
+            self.ptrs(touched);
+        }
         added
+    }
+
+    /// The longest zone containing `key`, by position.
+    fn zone_of(&self, key: &str) -> Option<usize> {
+        self.zones
+            .iter()
+            .enumerate()
+            .filter(|(_, (z, _, _))| in_zone(key, z))
+            .max_by_key(|(_, (z, _, _))| z.len())
+            .map(|(i, _)| i)
+    }
+
+    /// The forward names an exact key is reachable as: itself in a forward zone; a key in no
+    /// zone (a Service's `name.namespace`) under every forward zone, as zone transfers list it.
+    fn owners(&self, key: &str) -> Vec<String> {
+        match self.zone_of(key) {
+            Some(i) if is_reverse_zone(&self.zones[i].0) => Vec::new(),
+            Some(_) => vec![key.to_owned()],
+            None => self
+                .zones
+                .iter()
+                .filter(|(z, _, _)| !is_reverse_zone(z))
+                .map(|(z, _, _)| {
+                    if z.is_empty() {
+                        key.to_owned()
+                    } else {
+                        format!("{key}.{z}")
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    /// The addresses `name` answers with: those of the first kind (in precedence order) that
+    /// has it.
+    fn published(&self, name: &str) -> Vec<IpAddr> {
+        let Some(rs) = self
+            .kinds
+            .iter()
+            .find_map(|k| self.snap.exact[k.index()].get(name))
+        else {
+            return Vec::new();
+        };
+        let mut v: Vec<IpAddr> = rs.a.iter().map(|a| IpAddr::V4(*a)).collect();
+        v.extend(rs.aaaa.iter().map(|a| IpAddr::V6(*a)));
+        v
+    }
+
+    /// Phase 2 for reverse zones: the PTR names of the addresses `touched` names published
+    /// before and publish now, with their zone hashes and empty non-terminals.
+    fn ptrs(&mut self, mut touched: Vec<Arc<str>>) {
+        touched.sort_unstable();
+        touched.dedup();
+        let mut changed: BTreeSet<String> = BTreeSet::new();
+        for name in touched {
+            let new = self.published(&name);
+            let old = self.ptr_src.get(&name).cloned().unwrap_or_default();
+            if new == old {
+                continue;
+            }
+            let owners = self.owners(&name);
+            if owners.is_empty() {
+                continue;
+            }
+            for (addrs, other, add) in [(&old, &new, false), (&new, &old, true)] {
+                for a in addrs.iter().filter(|a| !other.contains(a)) {
+                    let rev = reverse_name(*a);
+                    if !self
+                        .zone_of(&rev)
+                        .is_some_and(|i| is_reverse_zone(&self.zones[i].0))
+                    {
+                        continue;
+                    }
+                    let set = self.ptr_owners.entry(rev.clone()).or_default();
+                    for o in &owners {
+                        if add {
+                            *set.entry(o.clone()).or_insert(0) += 1;
+                        } else if let Some(n) = set.get_mut(o) {
+                            *n -= 1;
+                            if *n == 0 {
+                                set.remove(o);
+                            }
+                        }
+                    }
+                    if set.is_empty() {
+                        self.ptr_owners.remove(&rev);
+                    }
+                    changed.insert(rev);
+                }
+            }
+            if new.is_empty() {
+                self.ptr_src.remove(&name);
+            } else {
+                self.ptr_src.insert(name, new);
+            }
+        }
+        for rev in changed {
+            let owners: Vec<String> = self
+                .ptr_owners
+                .get(&rev)
+                .map(|s| s.keys().cloned().collect())
+                .unwrap_or_default();
+            let old = self.snap.ptr.get(&rev).cloned();
+            if old.as_deref() == Some(&owners) {
+                continue;
+            }
+            let Some(z) = self.zone_of(&rev) else {
+                continue;
+            };
+            if let Some(o) = &old {
+                let zone = &mut self.zones[z];
+                zone.1 = zone.1.wrapping_sub(ptr_hash(&rev, o));
+                zone.2 -= 1;
+            }
+            let present = !owners.is_empty();
+            if present {
+                let zone = &mut self.zones[z];
+                zone.1 = zone.1.wrapping_add(ptr_hash(&rev, &owners));
+                zone.2 += 1;
+            }
+            if old.is_some() != present {
+                self.ents(&rev, present);
+            }
+            if present {
+                self.snap
+                    .ptr
+                    .insert(Arc::from(rev.as_str()), Arc::new(owners));
+            } else {
+                self.snap.ptr.remove(&rev);
+            }
+        }
     }
 
     /// Counts `name`'s ancestors as empty non-terminals (`add`) or stops counting them.

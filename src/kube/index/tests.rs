@@ -39,6 +39,7 @@ fn gateway(class: &str, addrs: Vec<Address>) -> Option<Contribution> {
         class: class.into(),
         addrs,
         cname: None,
+        listeners: vec![],
     })
 }
 
@@ -47,6 +48,8 @@ fn route(hostnames: &[&str], parents: &[(&str, &str)]) -> Option<Contribution> {
         hostnames: hostnames.iter().map(|h| h.to_string()).collect(),
         parents: parents.iter().map(|(n, g)| ObjKey::new(*n, *g)).collect(),
         ttl: None,
+        inherit: false,
+        sections: vec![],
     })
 }
 
@@ -620,6 +623,7 @@ fn per_object_ttls_and_gateway_targets() {
             class: "nginx".into(),
             addrs: vec![],
             cname: Some("lb.example.net".into()),
+            listeners: vec![],
         }),
     );
     put(
@@ -636,6 +640,8 @@ fn per_object_ttls_and_gateway_targets() {
             hostnames: vec!["r.example.com".into()],
             parents: vec![ObjKey::new("infra", "cn")],
             ttl: Some(120),
+            inherit: false,
+            sections: vec![],
         }),
     );
     put(
@@ -646,6 +652,8 @@ fn per_object_ttls_and_gateway_targets() {
             hostnames: vec!["s.example.com".into()],
             parents: vec![ObjKey::new("infra", "ip")],
             ttl: Some(0),
+            inherit: false,
+            sections: vec![],
         }),
     );
     sync_all(&feed);
@@ -1425,5 +1433,347 @@ async fn hickory_lookups_carry_the_ttl() {
     assert!(
         ttl <= Duration::from_secs(42) && ttl >= Duration::from_secs(40),
         "{ttl:?}"
+    );
+}
+
+/// Zones for the PTR tests: one forward zone, an IPv4 and an IPv6 reverse zone.
+fn reverse_cfg(kinds: &[Kind]) -> IndexConfig {
+    IndexConfig {
+        kinds: kinds.to_vec(),
+        zones: vec![
+            "example.com.".into(),
+            "10.in-addr.arpa.".into(),
+            "8.b.d.0.1.0.0.2.ip6.arpa.".into(),
+        ],
+        filters: Filters::default(),
+    }
+}
+
+fn ptrs(snap: &Snapshot, key: &str) -> Option<Vec<String>> {
+    snap.ptr(key).map(|o| o.to_vec())
+}
+
+#[test]
+fn reverse_names_and_helpers() {
+    use super::builder::reverse_name;
+    assert_eq!(
+        reverse_name("10.1.2.3".parse().unwrap()),
+        "3.2.1.10.in-addr.arpa"
+    );
+    assert_eq!(
+        reverse_name("::ffff:10.1.2.3".parse().unwrap()),
+        "3.2.1.10.in-addr.arpa"
+    );
+    assert_eq!(
+        reverse_name("2001:db8::1".parse().unwrap()),
+        "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa"
+    );
+    for (z, rev) in [
+        ("10.in-addr.arpa", true),
+        ("in-addr.arpa", true),
+        ("ip6.arpa", true),
+        ("8.b.d.0.1.0.0.2.ip6.arpa", true),
+        ("arpa", false),
+        ("example.com", false),
+        ("", false),
+        ("xin-addr.arpa", false),
+    ] {
+        assert_eq!(is_reverse_zone(z), rev, "{z}");
+    }
+}
+
+#[test]
+fn ptr_names_follow_the_published_addresses() {
+    let feed = Feed::new();
+    sync_all(&feed);
+    let c = reverse_cfg(&ROUTES_FIRST);
+    put(
+        &feed,
+        ObjKind::Gateway,
+        "infra/gw",
+        gateway("nginx", vec![ip("10.0.0.1")]),
+    );
+    put(
+        &feed,
+        ObjKind::HTTPRoute,
+        "app/r",
+        route(&["app.example.com"], &[("infra", "gw")]),
+    );
+    // Shadowed by the route: 10.0.0.2 is not published for app.example.com.
+    put(
+        &feed,
+        ObjKind::Ingress,
+        "app/i",
+        names("app.example.com", &["10.0.0.2"]),
+    );
+    put(
+        &feed,
+        ObjKind::Ingress,
+        "app/i2",
+        names("ing.example.com", &["10.0.0.1", "2001:db8::1"]),
+    );
+    // A Service's relative key is reachable under the forward zone; an address outside every
+    // reverse zone has no PTR.
+    put(
+        &feed,
+        ObjKind::Service,
+        "default/web",
+        names("web.default", &["10.0.0.3", "192.168.0.1"]),
+    );
+    // A wildcard publishes no PTR.
+    put(
+        &feed,
+        ObjKind::Ingress,
+        "app/w",
+        names("*.wild.example.com", &["10.0.0.4"]),
+    );
+    let index = Index::new();
+    let snap = at(&index, &c, &feed, None, NOW);
+    assert_eq!(
+        ptrs(&snap, "1.0.0.10.in-addr.arpa"),
+        Some(vec!["app.example.com".into(), "ing.example.com".into()])
+    );
+    assert_eq!(ptrs(&snap, "2.0.0.10.in-addr.arpa"), None);
+    assert_eq!(
+        ptrs(&snap, "3.0.0.10.in-addr.arpa"),
+        Some(vec!["web.default.example.com".into()])
+    );
+    assert_eq!(ptrs(&snap, "4.0.0.10.in-addr.arpa"), None);
+    assert_eq!(ptrs(&snap, "1.0.168.192.in-addr.arpa"), None);
+    assert_eq!(
+        ptrs(
+            &snap,
+            "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa"
+        ),
+        Some(vec!["ing.example.com".into()])
+    );
+    assert_eq!(snap.ptr.len(), 3);
+    assert!(snap.has_descendants("0.0.10.in-addr.arpa"));
+    assert!(snap.has_descendants("10.in-addr.arpa"));
+    let serial = snap.serial("10.in-addr.arpa.");
+    let v6 = snap.serial("8.b.d.0.1.0.0.2.ip6.arpa.");
+
+    // The running index's builder (tracking changes) is incremental.
+    let mut inc = builder::Builder::new(&c, index.cache().clone(), true);
+    inc.step(&feed, Some(&snap), NOW);
+    assert_eq!(inc.snapshot().contents(), snap.contents());
+    // The route going away uncovers the Ingress: 10.0.0.1 keeps only ing, 10.0.0.2 appears.
+    put(&feed, ObjKind::HTTPRoute, "app/r", None);
+    inc.step(&feed, None, NOW + 10);
+    let s2 = inc.snapshot().clone();
+    assert_eq!(
+        ptrs(&s2, "1.0.0.10.in-addr.arpa"),
+        Some(vec!["ing.example.com".into()])
+    );
+    assert_eq!(
+        ptrs(&s2, "2.0.0.10.in-addr.arpa"),
+        Some(vec!["app.example.com".into()])
+    );
+    assert_eq!(s2.serial("10.in-addr.arpa."), NOW + 10);
+    assert_ne!(s2.serial("10.in-addr.arpa."), serial);
+    assert_eq!(s2.serial("8.b.d.0.1.0.0.2.ip6.arpa."), v6);
+    // Everything removed: no PTR, no empty non-terminal left.
+    for (k, key) in [
+        (ObjKind::Ingress, "app/i"),
+        (ObjKind::Ingress, "app/i2"),
+        (ObjKind::Service, "default/web"),
+    ] {
+        put(&feed, k, key, None);
+    }
+    inc.step(&feed, None, NOW + 20);
+    let s3 = inc.snapshot().clone();
+    assert_eq!(s3.ptr.len(), 0);
+    assert!(!s3.has_descendants("0.0.10.in-addr.arpa"));
+    // Incremental and full builds agree.
+    let fresh = at(&Index::new(), &c, &feed, Some(&s3), NOW + 20);
+    assert_eq!(fresh.contents(), s3.contents());
+}
+
+#[test]
+fn no_reverse_zone_no_ptr() {
+    let feed = Feed::new();
+    sync_all(&feed);
+    put(
+        &feed,
+        ObjKind::Ingress,
+        "app/i",
+        names("ing.example.com", &["10.0.0.1"]),
+    );
+    let snap = build(&cfg(&[Kind::Ingress]), &feed, None);
+    assert_eq!(snap.ptr.len(), 0);
+}
+
+fn listener_gateway(addrs: &[&str], listeners: &[(&str, &str, &str)]) -> Option<Contribution> {
+    Some(Contribution::Gateway {
+        class: "nginx".into(),
+        addrs: addrs.iter().map(|a| ip(a)).collect(),
+        cname: None,
+        listeners: listeners
+            .iter()
+            .map(|(n, p, h)| (n.to_string(), p.to_string(), h.to_string()))
+            .collect(),
+    })
+}
+
+fn inheriting(kind_hosts: &[&str], parents: &[(&str, &str)]) -> Option<Contribution> {
+    Some(Contribution::Route {
+        hostnames: kind_hosts.iter().map(|h| h.to_string()).collect(),
+        parents: parents.iter().map(|(n, g)| ObjKey::new(*n, *g)).collect(),
+        ttl: None,
+        inherit: true,
+        sections: vec![],
+    })
+}
+
+#[test]
+fn routes_without_hostnames_take_their_gateways_listener_hostnames() {
+    let feed = Feed::new();
+    sync_all(&feed);
+    let kinds = [Kind::HTTPRoute, Kind::TCPRoute];
+    let c = cfg(&kinds);
+    put(
+        &feed,
+        ObjKind::Gateway,
+        "infra/a",
+        listener_gateway(
+            &["10.9.0.1"],
+            &[
+                ("https", "HTTPS", "www.example.com"),
+                ("apps", "HTTP", "*.apps.example.com"),
+                ("db", "TCP", "db.example.com"),
+            ],
+        ),
+    );
+    put(
+        &feed,
+        ObjKind::Gateway,
+        "infra/b",
+        listener_gateway(
+            &["10.9.0.2"],
+            &[
+                ("www", "HTTP", "www.example.com"),
+                ("b", "HTTP", "b.example.com"),
+            ],
+        ),
+    );
+    // Two parents: each inherited name gets the addresses of the Gateways listing it.
+    put(
+        &feed,
+        ObjKind::HTTPRoute,
+        "app/r",
+        inheriting(&[], &[("infra", "a"), ("infra", "b")]),
+    );
+    // An annotation name (own) gets every parent's addresses; TCP listeners only for TCPRoutes.
+    put(
+        &feed,
+        ObjKind::TCPRoute,
+        "db/pg",
+        inheriting(&["pg.example.com"], &[("infra", "a")]),
+    );
+    let mut inc = builder::Builder::new(&c, Index::new().cache().clone(), true);
+    inc.step(&feed, None, NOW);
+    let snap = inc.snapshot().clone();
+    let get = |s: &Snapshot, k: Kind, n: &str| s.exact(k, n).map(|rs| addrs(&rs));
+    assert_eq!(
+        get(&snap, Kind::HTTPRoute, "www.example.com"),
+        Some(vec!["10.9.0.1".into(), "10.9.0.2".into()])
+    );
+    assert_eq!(
+        get(&snap, Kind::HTTPRoute, "b.example.com"),
+        Some(vec!["10.9.0.2".into()])
+    );
+    assert_eq!(
+        snap.wild[Kind::HTTPRoute.index()]
+            .get("apps.example.com")
+            .map(|rs| addrs(rs)),
+        Some(vec!["10.9.0.1".to_string()])
+    );
+    assert_eq!(get(&snap, Kind::HTTPRoute, "db.example.com"), None);
+    assert_eq!(
+        get(&snap, Kind::TCPRoute, "db.example.com"),
+        Some(vec!["10.9.0.1".into()])
+    );
+    assert_eq!(
+        get(&snap, Kind::TCPRoute, "pg.example.com"),
+        Some(vec!["10.9.0.1".into()])
+    );
+    // The Gateway's listeners change: the route's names follow, incrementally.
+    put(
+        &feed,
+        ObjKind::Gateway,
+        "infra/b",
+        listener_gateway(&["10.9.0.2"], &[("c", "HTTP", "c.example.com")]),
+    );
+    inc.step(&feed, None, NOW + 1);
+    let s2 = inc.snapshot().clone();
+    assert_eq!(get(&s2, Kind::HTTPRoute, "b.example.com"), None);
+    assert_eq!(
+        get(&s2, Kind::HTTPRoute, "c.example.com"),
+        Some(vec!["10.9.0.2".into()])
+    );
+    assert_eq!(
+        get(&s2, Kind::HTTPRoute, "www.example.com"),
+        Some(vec!["10.9.0.1".into()])
+    );
+    let fresh = at(&Index::new(), &c, &feed, Some(&s2), NOW + 1);
+    assert_eq!(fresh.contents(), s2.contents());
+    // The route gets a hostname of its own: it no longer inherits.
+    put(
+        &feed,
+        ObjKind::HTTPRoute,
+        "app/r",
+        route(&["own.example.com"], &[("infra", "a")]),
+    );
+    inc.step(&feed, None, NOW + 2);
+    let s3 = inc.snapshot().clone();
+    assert_eq!(get(&s3, Kind::HTTPRoute, "www.example.com"), None);
+    assert_eq!(get(&s3, Kind::HTTPRoute, "c.example.com"), None);
+    assert_eq!(
+        get(&s3, Kind::HTTPRoute, "own.example.com"),
+        Some(vec!["10.9.0.1".into()])
+    );
+    let fresh = at(&Index::new(), &c, &feed, Some(&s3), NOW + 2);
+    assert_eq!(fresh.contents(), s3.contents());
+}
+
+#[test]
+fn section_names_pick_the_listeners_a_route_inherits() {
+    let feed = Feed::new();
+    sync_all(&feed);
+    let c = cfg(&[Kind::HTTPRoute]);
+    put(
+        &feed,
+        ObjKind::Gateway,
+        "infra/a",
+        listener_gateway(
+            &["10.9.1.1"],
+            &[
+                ("http", "HTTP", "plain.example.com"),
+                ("https", "HTTPS", "*.example.com"),
+            ],
+        ),
+    );
+    put(
+        &feed,
+        ObjKind::HTTPRoute,
+        "app/r",
+        Some(Contribution::Route {
+            hostnames: vec![],
+            parents: vec![ObjKey::new("infra", "a")],
+            ttl: None,
+            inherit: true,
+            sections: vec![(ObjKey::new("infra", "a"), "http".into())],
+        }),
+    );
+    let snap = build(&c, &feed, None);
+    assert_eq!(
+        snap.exact(Kind::HTTPRoute, "plain.example.com")
+            .map(|rs| addrs(&rs)),
+        Some(vec!["10.9.1.1".to_string()])
+    );
+    assert_eq!(
+        snap.names(Kind::HTTPRoute),
+        1,
+        "no *.example.com from https"
     );
 }

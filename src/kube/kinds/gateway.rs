@@ -13,7 +13,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Deserialize;
 
 use super::annotations::{self, Target, status_address};
-use super::{object_key, parse, warn};
+use super::{hostnames, object_key, parse, warn};
 use crate::kube::model::{Address, Contribution, ObjKey, ObjKind};
 
 const KIND: ObjKind = ObjKind::Gateway;
@@ -33,6 +33,18 @@ struct GatewayView {
 struct SpecView {
     #[serde(default)]
     gateway_class_name: Option<String>,
+    #[serde(default)]
+    listeners: Option<Vec<ListenerView>>,
+}
+
+#[derive(Deserialize, Default)]
+struct ListenerView {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    protocol: Option<String>,
+    #[serde(default)]
+    hostname: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -50,6 +62,23 @@ pub(super) fn contribute(
         return Ok((key, None));
     }
     let class = gw.spec.gateway_class_name.unwrap_or_default();
+    // Listener hostnames, for routes without hostnames of their own (ExternalDNS's rule).
+    let mut listeners: Vec<(String, String, String)> = Vec::new();
+    for l in gw.spec.listeners.iter().flatten() {
+        let Some(h) = l.hostname.as_deref().filter(|h| !h.is_empty()) else {
+            continue;
+        };
+        for n in hostnames(KIND, &key, "spec.listeners[].hostname", [h]) {
+            let entry = (
+                l.name.clone().unwrap_or_default(),
+                l.protocol.clone().unwrap_or_default(),
+                n,
+            );
+            if !listeners.contains(&entry) {
+                listeners.push(entry);
+            }
+        }
+    }
     // As ExternalDNS: the Gateway's target annotation replaces its status addresses for every
     // route attached to it.
     let mut w = |m: String| warn(KIND, &key, &m);
@@ -61,6 +90,7 @@ pub(super) fn contribute(
                     class,
                     addrs,
                     cname: None,
+                    listeners,
                 }),
             ));
         }
@@ -71,6 +101,7 @@ pub(super) fn contribute(
                     class,
                     addrs: Vec::new(),
                     cname: Some(c),
+                    listeners,
                 }),
             ));
         }
@@ -103,6 +134,7 @@ pub(super) fn contribute(
             class,
             addrs,
             cname: None,
+            listeners,
         }),
     ))
 }
@@ -128,6 +160,37 @@ mod tests {
             "status": {"addresses": addresses,
                        "conditions": [{"type": "Programmed", "status": "True"}]}
         })
+    }
+
+    #[test]
+    fn listener_hostnames() {
+        let mut obj = gw(json!([{"value": "192.0.2.1"}]));
+        obj["spec"]["listeners"] = json!([
+            {"name": "a", "port": 443, "protocol": "HTTPS", "hostname": "WWW.Example.com."},
+            {"name": "b", "port": 80, "protocol": "HTTP", "hostname": "*.apps.example.com"},
+            {"name": "c", "port": 80, "protocol": "HTTP", "hostname": "www.example.com"},
+            {"name": "d", "port": 5432, "protocol": "TCP"},
+            {"name": "e", "port": 53, "protocol": "UDP", "hostname": "bad..name"},
+            {"name": "f", "port": 443, "protocol": "TLS", "hostname": "www.example.com"}
+        ]);
+        let (_, c) = contribute(ObjKind::Gateway, &obj, &Filters::default()).unwrap();
+        let Some(Contribution::Gateway { listeners, .. }) = c else {
+            panic!("{c:?}")
+        };
+        let want: Vec<(String, String, String)> = [
+            ("a", "HTTPS", "www.example.com"),
+            ("b", "HTTP", "*.apps.example.com"),
+            ("c", "HTTP", "www.example.com"),
+            ("f", "TLS", "www.example.com"),
+        ]
+        .iter()
+        .map(|(n, p, h)| (n.to_string(), p.to_string(), h.to_string()))
+        .collect();
+        assert_eq!(listeners, want);
+        // A malformed listener list is an error naming the Gateway, not a panic.
+        obj["spec"]["listeners"] = json!("nope");
+        let e = contribute(ObjKind::Gateway, &obj, &Filters::default()).unwrap_err();
+        assert!(e.starts_with("Gateway gateway-system/public: "), "{e}");
     }
 
     #[test]
@@ -167,7 +230,8 @@ mod tests {
                 Some(Contribution::Gateway {
                     class: "cilium".into(),
                     addrs: want,
-                    cname: None
+                    cname: None,
+                    listeners: vec![],
                 }),
                 "addresses {addresses}"
             );

@@ -11,6 +11,7 @@ mod dnsendpoint;
 mod endpointslice;
 mod gateway;
 mod ingress;
+mod ingressroute;
 mod node;
 mod route;
 mod service;
@@ -36,15 +37,63 @@ pub fn contribute(
             json_type(obj)
         ));
     }
-    match kind {
+    let (key, c) = match kind {
         ObjKind::Ingress => ingress::contribute(obj, filters),
         ObjKind::Service => service::contribute(obj, filters),
         ObjKind::EndpointSlice => endpointslice::contribute(obj),
         ObjKind::Gateway => gateway::contribute(obj),
-        ObjKind::HTTPRoute | ObjKind::TLSRoute | ObjKind::GRPCRoute => route::contribute(kind, obj),
+        ObjKind::HTTPRoute
+        | ObjKind::TLSRoute
+        | ObjKind::GRPCRoute
+        | ObjKind::TCPRoute
+        | ObjKind::UDPRoute => route::contribute(kind, obj),
         ObjKind::DNSEndpoint => dnsendpoint::contribute(obj),
         ObjKind::VirtualServer => virtualserver::contribute(obj),
+        ObjKind::IngressRoute => ingressroute::contribute(obj),
         ObjKind::Node => node::contribute(obj, filters),
+    }?;
+    if filters.hostname_as_cname {
+        return Ok((key, c.map(hostname_as_cname)));
+    }
+    Ok((key, c))
+}
+
+/// `hostnameAsCNAME`: data whose addresses include a status hostname becomes a CNAME to the
+/// first such hostname (a name with a CNAME has no other data, so its IPs are dropped, as a
+/// hostname `…/target` wins over IPs). Endpoint-resolved Services and data that already is a
+/// CNAME are left alone.
+fn hostname_as_cname(c: Contribution) -> Contribution {
+    fn first_host(addrs: &[Address]) -> Option<String> {
+        addrs.iter().find_map(|a| match a {
+            Address::Hostname(h) => Some(h.clone()),
+            Address::Ip(_) => None,
+        })
+    }
+    match c {
+        Contribution::Names(mut nds) => {
+            for nd in &mut nds {
+                if nd.cname.is_empty()
+                    && nd.endpoints_of.is_none()
+                    && let Some(h) = first_host(&nd.addrs)
+                {
+                    nd.addrs.clear();
+                    nd.cname.push(h);
+                }
+            }
+            Contribution::Names(nds)
+        }
+        Contribution::Gateway {
+            class,
+            addrs,
+            cname: None,
+            listeners,
+        } if first_host(&addrs).is_some() => Contribution::Gateway {
+            class,
+            cname: first_host(&addrs),
+            addrs: Vec::new(),
+            listeners,
+        },
+        other => other,
     }
 }
 

@@ -1,5 +1,7 @@
 //! HTTPRoute, GRPCRoute (gateway.networking.k8s.io/v1) and TLSRoute (v1, or v1alpha2 before
-//! Gateway API 1.5): `spec.hostnames` plus the hostname annotation's, the `…/ttl`
+//! Gateway API 1.5), TCPRoute and UDPRoute (v1alpha2; they have no `spec.hostnames`, so as in
+//! ExternalDNS their names come from the hostname annotation and from the parent Gateways'
+//! listener hostnames): `spec.hostnames` plus the hostname annotation's, the `…/ttl`
 //! annotation's TTL, and the parent Gateways from `spec.parentRefs` (kind
 //! `Gateway` or unset, group `gateway.networking.k8s.io` or unset). A parentRef without a
 //! namespace means the route's own namespace — decided per ref.
@@ -46,6 +48,7 @@ trait ParentRef {
     fn kind(&self) -> Option<&str>;
     fn namespace(&self) -> Option<&str>;
     fn name(&self) -> &str;
+    fn section_name(&self) -> Option<&str>;
 }
 
 macro_rules! parent_ref {
@@ -55,6 +58,7 @@ macro_rules! parent_ref {
             fn kind(&self) -> Option<&str> { self.kind.as_deref() }
             fn namespace(&self) -> Option<&str> { self.namespace.as_deref() }
             fn name(&self) -> &str { &self.name }
+            fn section_name(&self) -> Option<&str> { self.section_name.as_deref() }
         }
     )*};
 }
@@ -73,6 +77,8 @@ pub(super) fn contribute(
     match kind {
         ObjKind::HTTPRoute => route::<HttpRouteParentRefs>(kind, obj),
         ObjKind::GRPCRoute => route::<GrpcRouteParentRefs>(kind, obj),
+        // Same parentRef shape as TLSRoute v1alpha2.
+        ObjKind::TCPRoute | ObjKind::UDPRoute => route::<TLSRouteV1Alpha2ParentRef>(kind, obj),
         ObjKind::TLSRoute => {
             let version = obj.get("apiVersion").and_then(|v| v.as_str()).unwrap_or("");
             if version == format!("{GATEWAY_GROUP}/v1alpha2") {
@@ -98,11 +104,18 @@ fn route<P: ParentRef + DeserializeOwned>(
         return Ok((key, None));
     };
     let mut names = annotations::Names::default();
+    // TCPRoute and UDPRoute have no hostnames (ExternalDNS reads none for them).
+    let spec_hostnames = match kind {
+        ObjKind::TCPRoute | ObjKind::UDPRoute => None,
+        _ => spec.hostnames.as_ref(),
+    };
+    // As ExternalDNS: a route without spec hostnames takes its Gateways' listener hostnames.
+    let inherit = spec_hostnames.is_none_or(|h| h.is_empty());
     for n in hostnames(
         kind,
         &key,
         "spec.hostnames",
-        spec.hostnames.iter().flatten().map(String::as_str),
+        spec_hostnames.into_iter().flatten().map(String::as_str),
     ) {
         names.push(n);
     }
@@ -122,6 +135,8 @@ fn route<P: ParentRef + DeserializeOwned>(
     }
     let names = names.into_vec();
     let mut parents: Vec<ObjKey> = Vec::new();
+    // Per parent: the sections its refs name (`None`: some ref names the whole Gateway).
+    let mut sections: Vec<(ObjKey, Option<Vec<String>>)> = Vec::new();
     for p in spec.parent_refs.iter().flatten() {
         if p.kind().is_some_and(|k| k != "Gateway") || p.group().is_some_and(|g| g != GATEWAY_GROUP)
         {
@@ -136,11 +151,29 @@ fn route<P: ParentRef + DeserializeOwned>(
             .filter(|n| !n.is_empty())
             .unwrap_or(&key.namespace);
         let parent = ObjKey::new(ns, p.name());
+        let section = p
+            .section_name()
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned);
+        match sections.iter_mut().find(|(k, _)| *k == parent) {
+            Some((_, secs)) => match (secs.as_mut(), section) {
+                (Some(v), Some(s)) if !v.contains(&s) => v.push(s),
+                (Some(_), None) => *secs = None,
+                _ => {}
+            },
+            None => sections.push((parent.clone(), section.map(|s| vec![s]))),
+        }
         if !parents.contains(&parent) {
             parents.push(parent);
         }
     }
-    if names.is_empty() || parents.is_empty() {
+    // Only routes that inherit listener hostnames need to know which listeners.
+    let sections: Vec<(ObjKey, String)> = sections
+        .into_iter()
+        .filter(|_| inherit)
+        .flat_map(|(k, secs)| secs.into_iter().flatten().map(move |s| (k.clone(), s)))
+        .collect();
+    if (names.is_empty() && !inherit) || parents.is_empty() {
         return Ok((key, None));
     }
     Ok((
@@ -149,6 +182,8 @@ fn route<P: ParentRef + DeserializeOwned>(
             hostnames: names,
             parents,
             ttl,
+            inherit,
+            sections,
         }),
     ))
 }
@@ -181,6 +216,54 @@ mod tests {
 
     fn run(kind: ObjKind, obj: &serde_json::Value) -> Option<Contribution> {
         contribute(kind, obj, &Filters::default()).unwrap().1
+    }
+
+    #[test]
+    fn tcp_and_udp_routes_are_named_by_their_annotation_only() {
+        for (k, ok) in [
+            ("TCPRoute", ObjKind::TCPRoute),
+            ("UDPRoute", ObjKind::UDPRoute),
+        ] {
+            // spec.hostnames is not a field of these kinds: ignored.
+            let mut obj = route(
+                "gateway.networking.k8s.io/v1alpha2",
+                k,
+                json!(["spec.example.com"]),
+                json!([{"name": "gw", "namespace": "infra", "sectionName": "tcp", "port": 5432}]),
+            );
+            assert_eq!(
+                run(ok, &obj),
+                Some(Contribution::Route {
+                    hostnames: vec![],
+                    parents: vec![ObjKey::new("infra", "gw")],
+                    ttl: None,
+                    inherit: true,
+                    sections: vec![(ObjKey::new("infra", "gw"), "tcp".into())],
+                }),
+                "{k}: no annotation: only the listeners' hostnames"
+            );
+            obj["metadata"]["annotations"] = json!({
+                "external-dns.alpha.kubernetes.io/hostname": "DB.example.com., db2.example.com",
+                "external-dns.alpha.kubernetes.io/ttl": "30"
+            });
+            assert_eq!(
+                run(ok, &obj),
+                Some(Contribution::Route {
+                    hostnames: vec!["db.example.com".into(), "db2.example.com".into()],
+                    parents: vec![ObjKey::new("infra", "gw")],
+                    ttl: Some(30),
+                    inherit: true,
+                    sections: vec![(ObjKey::new("infra", "gw"), "tcp".into())],
+                }),
+                "{k}"
+            );
+            // A malformed spec is an error naming the object, not a panic.
+            let bad = json!({"apiVersion": "gateway.networking.k8s.io/v1alpha2", "kind": k,
+                             "metadata": {"name": "r", "namespace": "apps"},
+                             "spec": {"parentRefs": "nope"}});
+            let e = contribute(ok, &bad, &Filters::default()).unwrap_err();
+            assert!(e.starts_with(&format!("{k} apps/r: ")), "{e}");
+        }
     }
 
     #[test]
@@ -227,6 +310,8 @@ mod tests {
                     hostnames: vec!["app.example.com".into(), "*.app.example.com".into()],
                     parents: vec![ObjKey::new("gateway-system", "public")],
                     ttl: None,
+                    inherit: false,
+                    sections: vec![],
                 }),
                 "{api} {k}"
             );
@@ -286,7 +371,9 @@ mod tests {
                 Some(Contribution::Route {
                     hostnames: vec!["a.example.com".into()],
                     parents: want,
-                    ttl: None
+                    ttl: None,
+                    inherit: false,
+                    sections: vec![],
                 }),
                 "parentRefs {parents}"
             );
@@ -294,20 +381,62 @@ mod tests {
     }
 
     #[test]
+    fn section_names_restrict_parents_listeners() {
+        let obj = route(
+            "gateway.networking.k8s.io/v1",
+            "HTTPRoute",
+            json!(null),
+            json!([
+                {"name": "a", "sectionName": "http"},
+                {"name": "a", "sectionName": "admin"},
+                {"name": "b", "sectionName": "http"},
+                {"name": "b"},
+                {"name": "c", "namespace": "infra"}
+            ]),
+        );
+        assert_eq!(
+            run(ObjKind::HTTPRoute, &obj),
+            Some(Contribution::Route {
+                hostnames: vec![],
+                parents: vec![
+                    ObjKey::new("apps", "a"),
+                    ObjKey::new("apps", "b"),
+                    ObjKey::new("infra", "c"),
+                ],
+                ttl: None,
+                inherit: true,
+                sections: vec![
+                    (ObjKey::new("apps", "a"), "http".into()),
+                    (ObjKey::new("apps", "a"), "admin".into()),
+                ],
+            })
+        );
+    }
+
+    #[test]
     fn nothing_to_contribute() {
+        // No hostnames (empty or unset) but a parent: the route takes its Gateways' listener
+        // hostnames (ExternalDNS), so it still contributes.
+        for hosts in [json!([]), json!(null)] {
+            let obj = route(
+                "gateway.networking.k8s.io/v1",
+                "HTTPRoute",
+                hosts,
+                json!([{"name": "g"}]),
+            );
+            assert_eq!(
+                run(ObjKind::HTTPRoute, &obj),
+                Some(Contribution::Route {
+                    hostnames: vec![],
+                    parents: vec![ObjKey::new("apps", "g")],
+                    ttl: None,
+                    inherit: true,
+                    sections: vec![],
+                }),
+                "{obj}"
+            );
+        }
         let none = [
-            route(
-                "gateway.networking.k8s.io/v1",
-                "HTTPRoute",
-                json!([]),
-                json!([{"name": "g"}]),
-            ),
-            route(
-                "gateway.networking.k8s.io/v1",
-                "HTTPRoute",
-                json!(null),
-                json!([{"name": "g"}]),
-            ),
             route(
                 "gateway.networking.k8s.io/v1",
                 "HTTPRoute",

@@ -150,6 +150,8 @@ fn route_data(names: &[&str], ttl: Option<u32>) -> Contribution {
         hostnames: names.iter().map(|n| n.to_string()).collect(),
         parents: vec![ObjKey::new("gw", "public")],
         ttl,
+        inherit: false,
+        sections: vec![],
     }
 }
 
@@ -448,6 +450,7 @@ fn gateway_target_annotation_table() {
                 class: "envoy".into(),
                 addrs,
                 cname: cname.map(str::to_string),
+                listeners: vec![],
             }),
             "{ann}"
         );
@@ -534,4 +537,86 @@ fn external_name_services_table() {
     };
     let obj = svc(json!({}), json!({"externalName": "db.example.net"}));
     assert_eq!(contribute(ObjKind::Service, &obj, &f).unwrap().1, None);
+}
+
+#[test]
+fn hostname_as_cname_turns_status_hostnames_into_cnames() {
+    let on = Filters {
+        hostname_as_cname: true,
+        ..Default::default()
+    };
+    let ing = json!({
+        "kind": "Ingress",
+        "metadata": {"name": "web", "namespace": "apps"},
+        "spec": {"rules": [{"host": "web.example.com"}]},
+        "status": {"loadBalancer": {"ingress": [
+            {"ip": "192.0.2.1"},
+            {"hostname": "LB-1.Elb.Example.NET."},
+            {"hostname": "lb-2.elb.example.net"}
+        ]}}
+    });
+    // Off (the default): the hostname is an address, resolved in the background.
+    let (_, c) = contribute(ObjKind::Ingress, &ing, &Filters::default()).unwrap();
+    let Some(Contribution::Names(nds)) = c else {
+        panic!("{c:?}")
+    };
+    assert_eq!(nds[0].cname, Vec::<String>::new());
+    assert!(nds[0].addrs.contains(&host("lb-1.elb.example.net")));
+    // On: a CNAME to the first hostname, and nothing else.
+    let (_, c) = contribute(ObjKind::Ingress, &ing, &on).unwrap();
+    assert_eq!(
+        c,
+        Some(Contribution::Names(vec![NameData {
+            name: "web.example.com".into(),
+            cname: vec!["lb-1.elb.example.net".into()],
+            ..Default::default()
+        }]))
+    );
+    // Only IPs: unchanged.
+    let mut ips = ing.clone();
+    ips["status"]["loadBalancer"]["ingress"] = json!([{"ip": "192.0.2.1"}]);
+    let (_, c) = contribute(ObjKind::Ingress, &ips, &on).unwrap();
+    let Some(Contribution::Names(nds)) = c else {
+        panic!("{c:?}")
+    };
+    assert_eq!(
+        (nds[0].addrs.clone(), nds[0].cname.len()),
+        (vec![addr("192.0.2.1")], 0)
+    );
+    // A LoadBalancer Service, likewise.
+    let svc = json!({
+        "kind": "Service",
+        "metadata": {"name": "lb", "namespace": "apps"},
+        "spec": {"type": "LoadBalancer"},
+        "status": {"loadBalancer": {"ingress": [{"hostname": "lb-3.elb.example.net"}]}}
+    });
+    let (_, c) = contribute(ObjKind::Service, &svc, &on).unwrap();
+    assert_eq!(
+        c,
+        Some(Contribution::Names(vec![NameData {
+            name: "lb.apps".into(),
+            cname: vec!["lb-3.elb.example.net".into()],
+            ..Default::default()
+        }]))
+    );
+    // A Gateway's Hostname address becomes its CNAME target (its routes answer the CNAME).
+    let gw = json!({
+        "kind": "Gateway",
+        "metadata": {"name": "gw", "namespace": "infra"},
+        "spec": {"gatewayClassName": "envoy"},
+        "status": {"addresses": [
+            {"type": "IPAddress", "value": "192.0.2.9"},
+            {"type": "Hostname", "value": "gw.elb.example.net"}
+        ]}
+    });
+    let (_, c) = contribute(ObjKind::Gateway, &gw, &on).unwrap();
+    assert_eq!(
+        c,
+        Some(Contribution::Gateway {
+            class: "envoy".into(),
+            addrs: vec![],
+            cname: Some("gw.elb.example.net".into()),
+            listeners: vec![],
+        })
+    );
 }

@@ -53,7 +53,7 @@ fn store_names(s: &Store, kind: ObjKind) -> Vec<String> {
     v
 }
 
-const ALL: [ObjKind; 10] = ObjKind::ALL;
+const ALL: [ObjKind; 13] = ObjKind::ALL;
 
 #[test]
 fn multi_document_yaml() {
@@ -171,7 +171,8 @@ fn kinds_groups_and_hidden_entries() {
                 Contribution::Gateway {
                     class: "c".into(),
                     addrs: vec![ip("192.0.2.9")],
-                    cname: None
+                    cname: None,
+                    listeners: vec![],
                 }
             )]
         )])
@@ -769,7 +770,12 @@ fn demo_fixtures_load_cleanly() {
                 ip("198.51.100.20"),
                 Address::Hostname("lb.internal.example.com".into())
             ],
-            cname: None
+            cname: None,
+            listeners: vec![(
+                "dashboard".into(),
+                "HTTPS".into(),
+                "dashboard.internal.example.com".into()
+            )],
         }
     );
     let routes: HashMap<ObjKey, Contribution> = objs[&ObjKind::HTTPRoute].iter().cloned().collect();
@@ -781,12 +787,29 @@ fn demo_fixtures_load_cleanly() {
                 ObjKey::new("gateway-system", "internal"),
                 ObjKey::new("docs", "public")
             ],
-            ttl: None
+            ttl: None,
+            inherit: false,
+            sections: vec![],
         }
     );
-    assert_eq!(objs[&ObjKind::HTTPRoute].len(), 6);
+    assert_eq!(
+        routes[&ObjKey::new("monitoring", "dashboard")],
+        Contribution::Route {
+            hostnames: vec![],
+            parents: vec![ObjKey::new("gateway-system", "internal")],
+            ttl: None,
+            inherit: true,
+            sections: vec![(
+                ObjKey::new("gateway-system", "internal"),
+                "dashboard".into()
+            )],
+        }
+    );
+    assert_eq!(objs[&ObjKind::HTTPRoute].len(), 7);
     assert_eq!(objs[&ObjKind::GRPCRoute].len(), 1);
     assert_eq!(objs[&ObjKind::TLSRoute].len(), 1);
+    assert_eq!(objs[&ObjKind::TCPRoute].len(), 1);
+    assert_eq!(objs[&ObjKind::UDPRoute].len(), 1);
 
     let dns: HashMap<String, NameData> = match &objs[&ObjKind::DNSEndpoint][0].1 {
         Contribution::Names(v) => v.iter().map(|n| (n.name.clone(), n.clone())).collect(),
@@ -870,6 +893,8 @@ fn demo_fixtures_load_cleanly() {
                 hostnames: vec!["promo.example.com".into()],
                 parents: vec![ObjKey::new("gateway-system", "public")],
                 ttl: Some(120),
+                inherit: true,
+                sections: vec![(ObjKey::new("gateway-system", "public"), "http".into())],
             },
         ),
         (
@@ -880,6 +905,7 @@ fn demo_fixtures_load_cleanly() {
                 class: "envoy".into(),
                 addrs: vec![],
                 cname: Some("edge-lb.example.net".into()),
+                listeners: vec![],
             },
         ),
         (

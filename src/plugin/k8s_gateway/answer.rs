@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use hickory_proto::op::{Message, ResponseCode};
-use hickory_proto::rr::rdata::{A, AAAA, CNAME, HINFO, NS, SOA, TXT};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, HINFO, NS, PTR, SOA, TXT};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 
 use crate::dns::request::Request;
@@ -45,6 +45,13 @@ struct ZoneNames {
     ns: Vec<Record>,
     /// (snapshot key, absolute name) of the apex and secondary, in NS order.
     glue: Vec<(String, Name)>,
+    /// An `in-addr.arpa.`/`ip6.arpa.` zone: answers PTR for the forward zones' addresses.
+    reverse: bool,
+}
+
+/// Whether `zone` (absolute, lower-case) is a reverse zone.
+fn is_reverse(zone: &str) -> bool {
+    crate::kube::index::is_reverse_zone(zone.trim_end_matches('.'))
 }
 
 impl Prepared {
@@ -88,6 +95,7 @@ impl Prepared {
                         .map(|n| (n.to_string(), in_zone(n)))
                         .collect(),
                     zone: zname,
+                    reverse: is_reverse(zone),
                 }
             })
             .collect();
@@ -130,8 +138,15 @@ pub fn answer_prepared(s: &Settings, p: &Prepared, snap: &Snapshot, req: &Reques
     };
     r.msg.metadata.authoritative = true;
     r.msg.metadata.recursion_available = false;
-    match find(s, snap, qname, zone) {
-        Found::Apex => r.apex(qtype, qname.trim_end_matches('.')),
+    let found = if names.reverse {
+        find_ptr(s, snap, qname, zone)
+    } else {
+        find(s, snap, qname, zone)
+    };
+    match found {
+        Found::Apex if names.reverse => r.apex(qtype, None),
+        Found::Apex => r.apex(qtype, Some(qname.trim_end_matches('.'))),
+        Found::Ptr(owners) => r.ptr(qtype, &owners),
         Found::ApexHost => {
             let data = snap.exact(Kind::Service, &s.apex);
             r.data(qtype, data.as_deref())
@@ -164,6 +179,8 @@ enum Found {
     ApexHost,
     /// The name's data (exact, or a wildcard's).
     Data(Arc<RecordSet>),
+    /// In a reverse zone: the forward names of the address (absolute, no trailing dot).
+    Ptr(Arc<Vec<String>>),
     /// No data, but names below it (RFC 8020: it exists).
     EmptyNonTerminal,
     /// Nothing (names below `<apex>.<zone>` included).
@@ -212,6 +229,27 @@ fn find(s: &Settings, snap: &Snapshot, qname: &str, zone: &str) -> Found {
     }
 }
 
+/// Looks `qname` (lower case, absolute, in the reverse `zone`) up in the snapshot's PTR names.
+fn find_ptr(s: &Settings, snap: &Snapshot, qname: &str, zone: &str) -> Found {
+    let abs = qname.trim_end_matches('.');
+    if qname == zone {
+        return Found::Apex;
+    }
+    let rel = &qname[..qname.len() - zone.len() - 1];
+    // <apex>.<zone>: the nameserver's own name, as in forward zones.
+    if rel == s.apex {
+        return Found::ApexHost;
+    }
+    if let Some(owners) = snap.ptr(abs) {
+        return Found::Ptr(owners.clone());
+    }
+    if snap.has_descendants(abs) {
+        Found::EmptyNonTerminal
+    } else {
+        Found::Missing
+    }
+}
+
 /// The fast path's answer ([`crate::dns::view`]): a name with addresses of the asked family
 /// (A or AAAA), answered straight in wire form. Everything else — other types, CNAMEs, no
 /// addresses of that family, denials, not yet synced — is `None`, for the full path.
@@ -222,7 +260,7 @@ pub fn answer_fast(s: &Settings, snap: &Snapshot, q: &QueryView<'_>) -> Option<V
         _ => return None,
     };
     let i = zone_index(s, q.name)?;
-    if !snap.synced() {
+    if !snap.synced() || is_reverse(&s.zones[i]) {
         return None;
     }
     // The data `answer_prepared` answers A and AAAA from.
@@ -230,7 +268,7 @@ pub fn answer_fast(s: &Settings, snap: &Snapshot, q: &QueryView<'_>) -> Option<V
         Found::Data(d) => d,
         Found::Apex => snap.lookup(&s.kinds, &[q.name.trim_end_matches('.')])?.1,
         Found::ApexHost => snap.exact(Kind::Service, &s.apex)?,
-        Found::EmptyNonTerminal | Found::Missing => return None,
+        Found::Ptr(_) | Found::EmptyNonTerminal | Found::Missing => return None,
     };
     if !d.cname.is_empty() || (v4 && d.a.is_empty()) || (!v4 && d.aaaa.is_empty()) {
         return None;
@@ -326,7 +364,21 @@ impl Responder<'_> {
         self.finish(ResponseCode::NoError, false)
     }
 
-    fn apex(mut self, qtype: RecordType, abs: &str) -> Answer {
+    /// PTR records of a reverse name, one per forward name (sorted); NODATA for other types.
+    fn ptr(mut self, qtype: RecordType, owners: &[String]) -> Answer {
+        let owner = self.owner();
+        if qtype == RecordType::ANY {
+            return self.any(owner);
+        }
+        if qtype != RecordType::PTR {
+            return self.nodata();
+        }
+        push_ptrs(&mut self.msg.answers, &owner, owners, self.s.ttl);
+        self.finish(ResponseCode::NoError, false)
+    }
+
+    /// `abs`: the apex's name, whose own data answers other types (`None`: it has none).
+    fn apex(mut self, qtype: RecordType, abs: Option<&str>) -> Answer {
         match qtype {
             RecordType::SOA => {
                 let soa = self.soa();
@@ -350,7 +402,8 @@ impl Responder<'_> {
             }
             _ => {
                 // The apex name may itself carry data (an Ingress for `example.com`).
-                let data = self.snap.lookup(&self.s.kinds, &[abs]).map(|(_, d)| d);
+                let data =
+                    abs.and_then(|abs| self.snap.lookup(&self.s.kinds, &[abs]).map(|(_, d)| d));
                 self.data(qtype, data.as_deref())
             }
         }
@@ -502,6 +555,9 @@ pub fn zone_records(
         return None;
     }
     let names = &p.zones[i];
+    if names.reverse {
+        return Some(reverse_zone_records(s, names, snap, zone));
+    }
     // Owner names (absolute, lower-case): a name in this zone, or a name outside every
     // configured zone (a Service's `name.namespace`), which queries reach relative to any zone.
     let abs = |key: &str, wild: bool| -> Option<String> {
@@ -557,7 +613,7 @@ pub fn zone_records(
                 Some(d) => d,
                 None => continue,
             },
-            Found::Apex | Found::EmptyNonTerminal | Found::Missing => continue,
+            Found::Apex | Found::Ptr(_) | Found::EmptyNonTerminal | Found::Missing => continue,
         };
         let Ok(name) = Name::from_ascii(&owner) else {
             continue;
@@ -565,6 +621,52 @@ pub fn zone_records(
         push_data(&mut out, &name, &data, s.ttl, true);
     }
     Some(out)
+}
+
+/// [`zone_records`] for a reverse zone: SOA, NS, then the glue's addresses and the PTR names
+/// in name order.
+fn reverse_zone_records(
+    s: &Settings,
+    names: &ZoneNames,
+    snap: &Snapshot,
+    zone: &str,
+) -> Vec<Record> {
+    let mut owners = std::collections::BTreeSet::new();
+    for (k, _) in snap.ptr.iter() {
+        let fq = format!("{k}.");
+        if zone_index(s, &fq).is_some_and(|j| s.zones[j] == zone) {
+            owners.insert(fq);
+        }
+    }
+    for (_, glue) in &names.glue {
+        owners.insert(glue.to_ascii().to_ascii_lowercase());
+    }
+    let mut out = vec![soa(s, names, snap.serial(zone))];
+    out.extend(names.ns.iter().cloned());
+    for owner in owners {
+        let Ok(name) = Name::from_ascii(&owner) else {
+            continue;
+        };
+        match find_ptr(s, snap, &owner, zone) {
+            Found::Ptr(ptrs) => push_ptrs(&mut out, &name, &ptrs, s.ttl),
+            Found::ApexHost => {
+                if let Some(d) = snap.exact(Kind::Service, &s.apex) {
+                    push_data(&mut out, &name, &d, s.ttl, true);
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// One PTR record per forward name.
+fn push_ptrs(out: &mut Vec<Record>, owner: &Name, targets: &[String], ttl: u32) {
+    for t in targets {
+        if let Ok(n) = Name::from_ascii(format!("{t}.")) {
+            out.push(Record::from_rdata(owner.clone(), ttl, RData::PTR(PTR(n))));
+        }
+    }
 }
 
 /// A name's records: its CNAME (when `cname` is allowed), else its A, AAAA and TXT.

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! k8s_gateway [ZONES...] {
-//!     resources [HTTPRoute TLSRoute GRPCRoute DNSEndpoint VirtualServer Ingress Service Node ...]
+//!     resources [HTTPRoute TLSRoute GRPCRoute TCPRoute UDPRoute DNSEndpoint VirtualServer IngressRoute Ingress Service Node ...]
 //!     ingressClasses CLASS...
 //!     gatewayClasses CLASS...
 //!     serviceLabelSelectors "SELECTOR" ["SELECTOR"...]
@@ -106,7 +106,7 @@ pub fn parse(d: &mut Dispenser, block_zones: &[String]) -> Result<Settings, Pars
                 for a in &args {
                     let k = Kind::parse(a).ok_or_else(|| {
                         d.err(format!(
-                            "unknown resource '{a}' (supported: HTTPRoute TLSRoute GRPCRoute DNSEndpoint VirtualServer Ingress Service Node)"
+                            "unknown resource '{a}' (supported: HTTPRoute TLSRoute GRPCRoute TCPRoute UDPRoute DNSEndpoint VirtualServer IngressRoute Ingress Service Node)"
                         ))
                     })?;
                     if !kinds.contains(&k) {
@@ -209,6 +209,12 @@ pub fn parse(d: &mut Dispenser, block_zones: &[String]) -> Result<Settings, Pars
                     crate::plugin::zones::origins_from_args(d, &args, &s.zones)?
                 };
                 s.fallthrough = Some(z);
+            }
+            "hostnameAsCNAME" => {
+                if !d.remaining_args().is_empty() {
+                    return Err(d.arg_err());
+                }
+                s.filters.hostname_as_cname = true;
             }
             "nodeAddressType" => {
                 let args = d.remaining_args();

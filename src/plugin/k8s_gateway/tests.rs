@@ -105,6 +105,7 @@ fn feed() -> Feed {
                     class: "public".into(),
                     addrs: vec![ip("192.0.2.10"), ip("2001:db8::10")],
                     cname: None,
+                    listeners: vec![],
                 },
             ),
             (
@@ -113,6 +114,7 @@ fn feed() -> Feed {
                     class: "internal".into(),
                     addrs: vec![ip("192.0.2.11")],
                     cname: None,
+                    listeners: vec![],
                 },
             ),
         ]),
@@ -126,6 +128,8 @@ fn feed() -> Feed {
                     hostnames: vec!["route.example.com".into(), "shared2.example.com".into()],
                     parents: vec![ObjKey::new("gw", "one")],
                     ttl: None,
+                    inherit: false,
+                    sections: vec![],
                 },
             ),
             (
@@ -134,6 +138,8 @@ fn feed() -> Feed {
                     hostnames: vec!["both.example.com".into()],
                     parents: vec![ObjKey::new("gw", "one"), ObjKey::new("gw", "two")],
                     ttl: None,
+                    inherit: false,
+                    sections: vec![],
                 },
             ),
             (
@@ -142,6 +148,8 @@ fn feed() -> Feed {
                     hostnames: vec!["orphan.example.com".into()],
                     parents: vec![ObjKey::new("gw", "missing")],
                     ttl: None,
+                    inherit: false,
+                    sections: vec![],
                 },
             ),
         ]),
@@ -687,7 +695,7 @@ fn setup_options() {
         }]
     );
     let s = parse(
-        "k8s_gateway Example.ORG other.org {\n resources Ingress service\n ttl 30\n apex exdns.dns\n secondary exdns2.dns\n ingressClasses nginx\n gatewayClasses public\n serviceLabelSelectors \"app=x\" \"tier in (a,b)\"\n fallthrough\n nodeAddressType ExternalIP\n kubeconfig /a/kc ctx\n kubeconfig /b/kc\n manifests /m\n}",
+        "k8s_gateway Example.ORG other.org {\n resources Ingress service\n ttl 30\n apex exdns.dns\n secondary exdns2.dns\n ingressClasses nginx\n gatewayClasses public\n serviceLabelSelectors \"app=x\" \"tier in (a,b)\"\n fallthrough\n nodeAddressType ExternalIP\n hostnameAsCNAME\n kubeconfig /a/kc ctx\n kubeconfig /b/kc\n manifests /m\n}",
     )
     .unwrap();
     assert_eq!(s.zones, vec!["example.org.", "other.org."]);
@@ -705,6 +713,8 @@ fn setup_options() {
         Some(vec!["example.org.".into(), "other.org.".into()])
     );
     assert_eq!(s.sources.len(), 3);
+    assert!(s.filters.hostname_as_cname);
+    assert!(!parse("k8s_gateway").unwrap().filters.hostname_as_cname);
 }
 
 #[test]
@@ -729,6 +739,10 @@ fn setup_errors() {
             "Corefile:2 - Error during parsing: unknown property 'bogus'",
         ),
         ("k8s_gateway {\n apex\n}", "Wrong argument count"),
+        (
+            "k8s_gateway {\n hostnameAsCNAME yes\n}",
+            "Wrong argument count",
+        ),
         (
             "k8s_gateway {\n nodeAddressType Foo\n}",
             "nodeAddressType must be InternalIP or ExternalIP",
@@ -877,6 +891,8 @@ fn ttl_feed() -> Feed {
                 hostnames: vec!["zero.example.com".into()],
                 parents: vec![ObjKey::new("gw", "one")],
                 ttl: Some(0),
+                inherit: false,
+                sections: vec![],
             }),
         ),
     );
@@ -1041,4 +1057,167 @@ fn per_object_ttls_on_the_fast_path() {
         .expect("the common shape"),
         None
     );
+}
+
+fn reverse_settings() -> Settings {
+    let mut s = settings();
+    s.zones = vec![
+        "example.com.".into(),
+        "2.0.192.in-addr.arpa.".into(),
+        "8.b.d.0.1.0.0.2.ip6.arpa.".into(),
+    ];
+    s
+}
+
+fn ptr_targets(m: &Message) -> Vec<String> {
+    m.answers
+        .iter()
+        .map(|r| match &r.data {
+            RData::PTR(p) => format!("{} {} {}", r.name.to_ascii(), r.ttl, p.0.to_ascii()),
+            o => panic!("{o:?}"),
+        })
+        .collect()
+}
+
+fn assert_reverse_negative(m: &Message, rcode: ResponseCode, zone: &str) {
+    assert_authoritative(m);
+    assert_eq!(m.metadata.response_code, rcode);
+    assert!(m.answers.is_empty(), "{:?}", m.answers);
+    assert_eq!(m.authorities.len(), 1, "SOA in authority");
+    assert_eq!(m.authorities[0].name.to_ascii(), zone);
+    match &m.authorities[0].data {
+        RData::SOA(soa) => {
+            assert_eq!(soa.mname.to_ascii(), format!("dns1.kube-system.{zone}"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn ptr_answers_in_reverse_zones() {
+    let s = reverse_settings();
+    let snap = snapshot(&s, &feed());
+    // Several names → several PTRs, sorted; the route shadows the Ingress for shared2.
+    let m = ask(&s, &snap, "10.2.0.192.IN-ADDR.ARPA.", RecordType::PTR);
+    assert_authoritative(&m);
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(
+        ptr_targets(&m),
+        vec![
+            "10.2.0.192.in-addr.arpa. 60 both.example.com.",
+            "10.2.0.192.in-addr.arpa. 60 route.example.com.",
+            "10.2.0.192.in-addr.arpa. 60 shared2.example.com.",
+        ]
+    );
+    assert!(m.authorities.is_empty());
+    for (q, want) in [
+        ("1.2.0.192.in-addr.arpa.", "ingress.example.com."),
+        ("2.2.0.192.in-addr.arpa.", "svc1.ns1.example.com."),
+        ("53.2.0.192.in-addr.arpa.", "dns1.kube-system.example.com."),
+        ("99.2.0.192.in-addr.arpa.", "example.com."),
+        ("21.2.0.192.in-addr.arpa.", "exact.wild.example.com."),
+        (
+            "6.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa.",
+            "v6only.example.com.",
+        ),
+    ] {
+        let m = ask(&s, &snap, q, RecordType::PTR);
+        assert_eq!(ptr_targets(&m), vec![format!("{q} 60 {want}")], "{q}");
+    }
+    // Shadowed (5), wildcard-only (20) and unknown addresses: NXDOMAIN with the reverse SOA.
+    for q in [
+        "5.2.0.192.in-addr.arpa.",
+        "20.2.0.192.in-addr.arpa.",
+        "200.2.0.192.in-addr.arpa.",
+    ] {
+        assert_reverse_negative(
+            &ask(&s, &snap, q, RecordType::PTR),
+            ResponseCode::NXDomain,
+            "2.0.192.in-addr.arpa.",
+        );
+    }
+    // Another type of a PTR name: NODATA; ANY: the RFC 8482 HINFO.
+    assert_reverse_negative(
+        &ask(&s, &snap, "1.2.0.192.in-addr.arpa.", RecordType::A),
+        ResponseCode::NoError,
+        "2.0.192.in-addr.arpa.",
+    );
+    let m = ask(&s, &snap, "1.2.0.192.in-addr.arpa.", RecordType::ANY);
+    assert!(matches!(m.answers[0].data, RData::HINFO(_)));
+    // An empty non-terminal of the IPv6 zone: NODATA.
+    assert_reverse_negative(
+        &ask(&s, &snap, "0.8.b.d.0.1.0.0.2.ip6.arpa.", RecordType::PTR),
+        ResponseCode::NoError,
+        "8.b.d.0.1.0.0.2.ip6.arpa.",
+    );
+    // Forward names under the reverse zone do not exist there.
+    assert_reverse_negative(
+        &ask(&s, &snap, "svc1.ns1.2.0.192.in-addr.arpa.", RecordType::A),
+        ResponseCode::NXDomain,
+        "2.0.192.in-addr.arpa.",
+    );
+    // SOA and NS at the reverse apex, as in forward zones.
+    let m = ask(&s, &snap, "2.0.192.in-addr.arpa.", RecordType::SOA);
+    let RData::SOA(soa) = &m.answers[0].data else {
+        panic!("{m:?}")
+    };
+    assert_eq!(soa.serial, snap.serial("2.0.192.in-addr.arpa."));
+    assert_eq!(m.answers[0].name.to_ascii(), "2.0.192.in-addr.arpa.");
+    let m = ask(&s, &snap, "2.0.192.in-addr.arpa.", RecordType::NS);
+    let ns: Vec<String> = m.answers.iter().map(|r| r.data.to_string()).collect();
+    assert_eq!(ns, vec!["dns1.kube-system.2.0.192.in-addr.arpa."]);
+    assert_eq!(
+        addrs(&Message::from_vec(&m.to_vec().unwrap()).unwrap()).len(),
+        0
+    );
+    assert_eq!(m.additionals.len(), 2, "A and AAAA glue");
+    assert_reverse_negative(
+        &ask(&s, &snap, "2.0.192.in-addr.arpa.", RecordType::PTR),
+        ResponseCode::NoError,
+        "2.0.192.in-addr.arpa.",
+    );
+    // The forward zone answers as before; PTR there is NODATA.
+    assert_eq!(
+        addrs(&ask(&s, &snap, "ingress.example.com.", RecordType::A)),
+        vec![v4("192.0.2.1")]
+    );
+    assert_negative(
+        &ask(&s, &snap, "ingress.example.com.", RecordType::PTR),
+        ResponseCode::NoError,
+    );
+}
+
+#[test]
+fn reverse_zones_transfer_their_ptrs() {
+    let s = reverse_settings();
+    let snap = snapshot(&s, &feed());
+    let p = super::answer::Prepared::new(&s);
+    let recs = super::answer::zone_records(&s, &p, &snap, "8.b.d.0.1.0.0.2.ip6.arpa.").unwrap();
+    let lines: Vec<String> = recs
+        .iter()
+        .map(|r| format!("{} {} {}", r.name.to_ascii(), r.record_type(), r.data))
+        .collect();
+    let rev = |n: &str| format!("{n}.{}8.b.d.0.1.0.0.2.ip6.arpa.", "0.".repeat(22));
+    let soa = format!(
+        "8.b.d.0.1.0.0.2.ip6.arpa. SOA dns1.kube-system.8.b.d.0.1.0.0.2.ip6.arpa. \
+         hostmaster.dns1.kube-system.8.b.d.0.1.0.0.2.ip6.arpa. {} 14400 3600 1209600 60",
+        snap.serial("8.b.d.0.1.0.0.2.ip6.arpa.")
+    );
+    assert_eq!(
+        lines,
+        vec![
+            soa,
+            "8.b.d.0.1.0.0.2.ip6.arpa. NS dns1.kube-system.8.b.d.0.1.0.0.2.ip6.arpa.".into(),
+            format!("{} PTR both.example.com.", rev("0.1")),
+            format!("{} PTR route.example.com.", rev("0.1")),
+            format!("{} PTR shared2.example.com.", rev("0.1")),
+            format!("{} PTR dns1.kube-system.example.com.", rev("3.5")),
+            format!("{} PTR v6only.example.com.", rev("6.0")),
+            "dns1.kube-system.8.b.d.0.1.0.0.2.ip6.arpa. A 192.0.2.53".into(),
+            "dns1.kube-system.8.b.d.0.1.0.0.2.ip6.arpa. AAAA 2001:db8::53".into(),
+        ]
+    );
+    // The forward zone's transfer is unchanged by the reverse zones.
+    let fwd = super::answer::zone_records(&s, &p, &snap, "example.com.").unwrap();
+    assert!(fwd.iter().all(|r| r.record_type() != RecordType::PTR));
 }

@@ -150,6 +150,7 @@ fn gateway_endpoint_and_hostname_changes_reach_dependent_names() {
             class: "public".into(),
             addrs,
             cname: None,
+            listeners: vec![],
         })
     };
     put(
@@ -167,6 +168,8 @@ fn gateway_endpoint_and_hostname_changes_reach_dependent_names() {
                 hostnames: vec![format!("r{i}.example.com")],
                 parents: vec![ObjKey::new("infra", "gw")],
                 ttl: None,
+                inherit: false,
+                sections: vec![],
             }),
         );
     }
@@ -395,6 +398,18 @@ impl Gen {
                     .rng
                     .random_bool(0.15)
                     .then(|| "gw.example.net".to_string()),
+                listeners: (0..self.rng.random_range(0..3))
+                    .map(|_| {
+                        (
+                            ["l1", "l2"].choose(&mut self.rng).unwrap().to_string(),
+                            ["HTTP", "HTTPS", "TLS", "TCP"]
+                                .choose(&mut self.rng)
+                                .unwrap()
+                                .to_string(),
+                            NAMES.choose(&mut self.rng).unwrap().to_string(),
+                        )
+                    })
+                    .collect(),
             },
             ObjKind::EndpointSlice => Contribution::EndpointSlice {
                 service: self.key(SERVICES),
@@ -416,6 +431,10 @@ impl Gen {
                     .map(|_| self.key(GATEWAYS))
                     .collect(),
                 ttl: self.ttl(),
+                inherit: self.rng.random_bool(0.4),
+                sections: (0..self.rng.random_range(0..2))
+                    .map(|_| (self.key(GATEWAYS), "l1".to_string()))
+                    .collect(),
             },
             _ => Contribution::Names(
                 (0..self.rng.random_range(1..4))
@@ -573,4 +592,13 @@ fn entry_hashes_are_pinned() {
         entry_hash(Kind::Ingress, false, "www.example.com", &with_ttl(60)),
         entry_hash(Kind::Ingress, false, "www.example.com", &with_ttl(61))
     );
+}
+
+#[test]
+fn hash_tags_are_distinct() {
+    let mut tags: Vec<u8> = Kind::ALL.iter().map(|k| super::hash_tag(*k)).collect();
+    tags.sort_unstable();
+    tags.dedup();
+    assert_eq!(tags.len(), Kind::ALL.len());
+    assert!(!tags.contains(&0xff), "0xff tags PTR entries");
 }
