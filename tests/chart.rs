@@ -2641,3 +2641,107 @@ fn cf_block(corefile: &str, prefix: &str) -> String {
     }
     out.join("\n")
 }
+
+#[test]
+fn encrypted_scheme_renders_a_tls_block_with_its_certificate() {
+    let rel = render(
+        "exdns",
+        "dns",
+        &[
+            "domain=example.com",
+            "scheme=tls",
+            "tls.secretName=exdns-cert",
+        ],
+    );
+    validate_release(&rel);
+    let cf = rel.corefile();
+    assert!(
+        cf.starts_with("tls://.:1053 {\n    tls /etc/exdns/tls/tls.crt /etc/exdns/tls/tls.key\n"),
+        "{cf}"
+    );
+    let pod = &rel.one("Deployment")["spec"]["template"]["spec"];
+    let vol = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "tls")
+        .unwrap();
+    assert_eq!(vol["secret"]["secretName"], "exdns-cert");
+    let ports: Vec<String> = rel.one("Service")["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| s(&p["protocol"]))
+        .collect();
+    assert_eq!(ports, ["TCP"], "DoT listens on TCP only");
+    // The fork's spelling and a client CA.
+    let rel = render(
+        "exdns",
+        "dns",
+        &[
+            "domain=example.com",
+            "scheme=tls://",
+            "tls.secretName=c",
+            "tls.clientCA=true",
+        ],
+    );
+    assert!(
+        rel.corefile()
+            .contains("tls /etc/exdns/tls/tls.crt /etc/exdns/tls/tls.key /etc/exdns/tls/ca.crt\n")
+    );
+    // The rendered block serves DoT with a real certificate.
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = support::make_certs(dir.path(), "dns.example.test");
+    let cf = render(
+        "exdns",
+        "dns",
+        &["domain=example.com", "scheme=tls", "tls.secretName=c"],
+    )
+    .corefile();
+    let block = cf_block(&cf, "k8s_gateway ");
+    let text = format!(
+        "tls://.:0 {{\n    tls {} {}\n{block}\n        manifests objects\n    }}\n}}\n",
+        cert.display(),
+        key.display()
+    )
+    .replace(
+        "    }\n        manifests objects\n    }",
+        "        manifests objects\n    }",
+    );
+    let svc = with_lb_status(rel.one("Service"), "198.51.100.1");
+    let ex = Exdns::start_with(&text, &[("objects/exdns.yaml", svc.as_str())], &[]);
+    let (code, out) = support::run(
+        "kdig",
+        &[
+            "@127.0.0.1",
+            "-p",
+            &ex.addr("tls://").port().to_string(),
+            "+tls",
+            &format!("+tls-ca={}", ca.display()),
+            "+tls-hostname=dns.example.test",
+            "example.com",
+            "SOA",
+        ],
+    );
+    assert_eq!(code, 0, "{out}\n{text}");
+    assert!(
+        out.contains("status: NOERROR") && out.contains("\tSOA\t"),
+        "{out}\n{text}"
+    );
+    // Refused: an encrypted scheme without its certificate, and transports exdns does not serve.
+    assert_refused(
+        &[
+            (
+                &["domain=example.com", "scheme=tls"],
+                json!({}),
+                "scheme tls needs tls.secretName",
+            ),
+            (
+                &["domain=example.com", "scheme=https"],
+                json!({}),
+                "scheme https: exdns does not serve https:// yet",
+            ),
+        ],
+        false,
+    );
+}

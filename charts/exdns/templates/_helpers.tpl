@@ -207,12 +207,31 @@ The lowest port the container listens on (DNS, health, ready, metrics, podip).
 {{/*
 The Corefile.
 */}}
+{{/*
+The server block's scheme (`dns` or `tls`), checked: DoH and DoQ are not served yet, and an
+encrypted scheme needs its certificate.
+*/}}
+{{- define "exdns.scheme" -}}
+{{- $s := trimSuffix "://" (default "dns" .Values.scheme) -}}
+{{- if has $s (list "https" "https3" "quic" "grpc") -}}
+{{- fail (printf "scheme %s: exdns does not serve %s:// yet (dns and tls are served)" $s $s) -}}
+{{- end -}}
+{{- if and (eq $s "tls") (not .Values.tls.secretName) -}}
+{{- fail "scheme tls needs tls.secretName: a kubernetes.io/tls Secret with the server's certificate" -}}
+{{- end -}}
+{{- $s -}}
+{{- end -}}
+
 {{- define "exdns.corefile" -}}
 {{- $v := .Values -}}
+{{- $scheme := include "exdns.scheme" . -}}
 {{- if and $v.forward.interface (not $v.forward.upstreams) -}}
 {{- fail "forward.interface needs forward.upstreams (the upstreams to pin to the interface)" -}}
 {{- end -}}
-.:{{ int $v.containerPort }} {
+{{ if eq $scheme "tls" }}tls://{{ end }}.:{{ int $v.containerPort }} {
+    {{- if eq $scheme "tls" }}
+    tls /etc/exdns/tls/tls.crt /etc/exdns/tls/tls.key{{ if $v.tls.clientCA }} /etc/exdns/tls/ca.crt{{ end }}
+    {{- end }}
     {{- if $v.dnsChallenge.enabled }}
     {{- $challenge := required "dnsChallenge.domain is required with dnsChallenge.enabled: the zone ACME DNS-01 challenges are delegated to, e.g. dns01.clouddns.com" $v.dnsChallenge.domain }}
     template IN ANY {{ include "exdns.domain" . }} {
