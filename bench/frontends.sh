@@ -73,7 +73,7 @@ c1, t1 = cpu(), time.time()
 print(f"{mode} {got} {(c1 - c0) / max(got, 1) * 1e6:.2f} {got / (t1 - t0):.0f}")
 PY
   kill "$pid" 2>/dev/null || true
-  [ -n "$cap" ] && kill "$cap" 2>/dev/null || true
+  if [ -n "$cap" ]; then kill "$cap" 2>/dev/null || true; fi
   wait 2>/dev/null || true
 }
 

@@ -75,8 +75,8 @@ cpu_ms() {
 # axfr NAME PORT PID: prints "seconds records messages bytes cpu_ms rss_before_kib rss_peak_kib"
 # for the best of REPEAT transfers.
 axfr() {
-  local port=$2 pid=$3 best="" i
-  for i in $(seq 1 "$REPEAT"); do
+  local port=$2 pid=$3 best=""
+  for _ in $(seq 1 "$REPEAT"); do
     local before peak t0 t1 c0 c1 out line
     before=$(rss "$pid")
     echo "$before" >"$WORK/peak"
@@ -138,8 +138,8 @@ echo "xfr: IXFR of one change: exdns $IX_EX, knot $IX_KNOT (records messages byt
 
 row() {
   read -r s rec msg bytes cpu before peak <<<"${AX[$1]}"
-  printf '| %s | %s | %s | %s | %s | %s | %.1f | %.1f (+%.1f) |\n' "$1" "$s" "$(ratio "$s" "$(cut -d' ' -f1 <<<"${AX[knot]}")")" \
-    "$rec" "$msg" "$cpu" "$(bc -l <<<"$before / 1024")" "$(bc -l <<<"$peak / 1024")" "$(bc -l <<<"($peak - $before) / 1024")"
+  printf '| %s | %s | %s | %s | %s | %s | %s | %.1f | %.1f (+%.1f) |\n' "$1" "$s" "$(ratio "$s" "$(cut -d' ' -f1 <<<"${AX[knot]}")")" \
+    "$rec" "$msg" "$bytes" "$cpu" "$(bc -l <<<"$before / 1024")" "$(bc -l <<<"$peak / 1024")" "$(bc -l <<<"($peak - $before) / 1024")"
 }
 {
   echo "# Zone transfers: exdns vs NSD and Knot as primaries"
@@ -148,8 +148,8 @@ row() {
   echo
   echo "## AXFR of $NAMES names (best of $REPEAT; dig receives the whole zone)"
   echo
-  echo "| Server | Time (s) | vs Knot | Records | Messages | Server CPU (ms) | RSS before (MiB) | RSS peak during (MiB) |"
-  echo "|---|---|---|---|---|---|---|---|"
+  echo "| Server | Time (s) | vs Knot | Records | Messages | Bytes | Server CPU (ms) | RSS before (MiB) | RSS peak during (MiB) |"
+  echo "|---|---|---|---|---|---|---|---|---|"
   row exdns
   row nsd
   row knot
