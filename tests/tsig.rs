@@ -134,91 +134,71 @@ fn dig_sees_badkey_and_badsig() {
         return;
     }
     let ex = start();
-    // A key the server does not know.
-    let out = dig(
-        &ex,
-        &[
-            "-y",
-            &format!("hmac-sha256:unknown.key:{SHA256}"),
-            "www.example.org",
-            "A",
-        ],
-    );
-    assert!(out.contains("status: NOTAUTH,"), "{out}");
-    assert!(out.contains("ANSWER: 0,"), "{out}");
-    let line = out
-        .lines()
-        .find(|l| l.starts_with("unknown.key."))
-        .unwrap_or_else(|| panic!("{out}"));
-    assert!(
-        line.contains(" 300 0 ") && line.trim_end().ends_with("BADKEY 0"),
-        "{line}"
-    );
-    // The right name, the wrong secret.
-    let out = dig(
-        &ex,
-        &[
-            "-y",
-            &format!("hmac-sha256:sha256.key:{SHA1}"),
-            "www.example.org",
-            "A",
-        ],
-    );
-    assert!(out.contains("status: NOTAUTH,"), "{out}");
-    let line = out
-        .lines()
-        .find(|l| l.starts_with("sha256.key."))
-        .unwrap_or_else(|| panic!("{out}"));
-    assert!(
-        line.contains(" 300 0 ") && line.trim_end().ends_with("BADSIG 0"),
-        "{line}"
-    );
-    // The key file's key is restricted to hmac-sha384.
-    let out = dig(
-        &ex,
-        &[
-            "-y",
-            &format!("hmac-sha256:sha384.key:{SHA384}"),
-            "www.example.org",
-            "A",
-        ],
-    );
-    assert!(out.contains("status: NOTAUTH,"), "{out}");
-    assert!(out.contains("BADKEY 0"), "{out}");
-    // HMAC-MD5 is not implemented: BADKEY (hickory still decodes the record; no FORMERR).
-    let out = dig(
-        &ex,
-        &[
-            "-y",
-            &format!("hmac-md5:sha256.key:{SHA256}"),
-            "www.example.org",
-            "A",
-        ],
-    );
-    assert!(out.contains("status: NOTAUTH,"), "{out}");
-    let line = out
-        .lines()
-        .find(|l| l.starts_with("sha256.key."))
-        .unwrap_or_else(|| panic!("{out}"));
-    assert!(
-        line.contains("hmac-md5.sig-alg.reg.int.") && line.trim_end().ends_with("BADKEY 0"),
-        "{line}"
-    );
-    // And over TCP.
-    let out = dig(
-        &ex,
-        &[
-            "+tcp",
-            "-y",
-            &format!("hmac-sha512:sha512.key:{SHA256}"),
-            "www.example.org",
-            "A",
-        ],
-    );
-    assert!(
-        out.contains("status: NOTAUTH,") && out.contains("BADSIG 0"),
-        "{out}"
-    );
+    struct Case {
+        why: &'static str,
+        transport: &'static str,
+        y: String,
+        /// The TSIG line (its owner) and what it must contain and end with.
+        key: &'static str,
+        contains: &'static str,
+        ends: &'static str,
+    }
+    let cases = [
+        Case {
+            why: "a key the server does not know",
+            transport: "+notcp",
+            y: format!("hmac-sha256:unknown.key:{SHA256}"),
+            key: "unknown.key.",
+            contains: " 300 0 ",
+            ends: "BADKEY 0",
+        },
+        Case {
+            why: "the right name, the wrong secret",
+            transport: "+notcp",
+            y: format!("hmac-sha256:sha256.key:{SHA1}"),
+            key: "sha256.key.",
+            contains: " 300 0 ",
+            ends: "BADSIG 0",
+        },
+        Case {
+            why: "the key file's key is restricted to hmac-sha384",
+            transport: "+notcp",
+            y: format!("hmac-sha256:sha384.key:{SHA384}"),
+            key: "sha384.key.",
+            contains: "hmac-sha256.",
+            ends: "BADKEY 0",
+        },
+        Case {
+            why: "HMAC-MD5 is not implemented: BADKEY (hickory still decodes the record)",
+            transport: "+notcp",
+            y: format!("hmac-md5:sha256.key:{SHA256}"),
+            key: "sha256.key.",
+            contains: "hmac-md5.sig-alg.reg.int.",
+            ends: "BADKEY 0",
+        },
+        Case {
+            why: "the wrong secret over TCP",
+            transport: "+tcp",
+            y: format!("hmac-sha512:sha512.key:{SHA256}"),
+            key: "sha512.key.",
+            contains: " 300 0 ",
+            ends: "BADSIG 0",
+        },
+    ];
+    for c in &cases {
+        let out = dig(&ex, &[c.transport, "-y", &c.y, "www.example.org", "A"]);
+        assert!(out.contains("status: NOTAUTH,"), "{}: {out}", c.why);
+        assert!(out.contains("ANSWER: 0,"), "{}: {out}", c.why);
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(c.key))
+            .unwrap_or_else(|| panic!("{}: {out}", c.why));
+        assert!(
+            line.contains(c.contains) && line.trim_end().ends_with(c.ends),
+            "{}: {line}",
+            c.why
+        );
+    }
 }
 
 #[test]
