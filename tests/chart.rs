@@ -2499,6 +2499,20 @@ fn transfers_render_validate_and_serve_axfr() {
         "{cf}"
     );
     assert!(!cf.contains("tsig"), "{cf}");
+    // hostnameAsCNAME reaches the k8s_gateway block, and exdns -check takes it.
+    let cname = render(
+        "exdns",
+        "dns",
+        &["domain=example.com", "hostnameAsCNAME=true"],
+    );
+    assert!(
+        cname
+            .corefile()
+            .contains("        hostnameAsCNAME\n    }\n"),
+        "{}",
+        cname.corefile()
+    );
+    assert_check_ok(&cname);
     // With a TSIG key from a Secret: the tsig block, and the Secret mounted where it points.
     let signed = render(
         "exdns",

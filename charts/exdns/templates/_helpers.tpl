@@ -264,6 +264,9 @@ encrypted scheme needs its certificate.
         {{- with $v.nodeAddressType }}
         nodeAddressType {{ . }}
         {{- end }}
+        {{- if $v.hostnameAsCNAME }}
+        hostnameAsCNAME
+        {{- end }}
     }
     {{- with $v.transfer.to }}
     {{- if not $v.service.useTcp }}
