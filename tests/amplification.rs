@@ -119,8 +119,10 @@ fn dig_retries_a_slipped_reply_over_tcp() {
         "example.org:0 {\n  bind 127.0.0.1\n  rrl {\n    responses-per-second 2\n    slip-ratio 1\n  }\n  hosts {\n    192.0.2.1 www.example.org\n  }\n}\n",
     );
     let dns = ex.dns();
-    // Use up the allowance (the 3 over it all slip with slip-ratio 1).
-    assert_eq!(burst(dns, "127.0.0.1:0", "www.example.org.", 5), (2, 3, 0));
+    // Use up the allowance and run the balance 9 s into debt (the 18 over it all slip with
+    // slip-ratio 1), so that however long a loaded machine takes to start dig, its UDP query is
+    // still over the limit (a 3-query debt once refilled before a slow dig asked).
+    assert_eq!(burst(dns, "127.0.0.1:0", "www.example.org.", 20), (2, 18, 0));
     if !have("dig") {
         eprintln!("dig not installed: the real-client half of this test is skipped");
         return;
