@@ -4,6 +4,7 @@
 
 pub mod cookie;
 pub mod decode;
+pub mod dnssec;
 pub mod reply;
 pub mod request;
 pub mod tsig;

@@ -170,10 +170,13 @@ impl Request {
     /// Whether the query carries a TSIG record (the last additional record; hickory keeps it
     /// among the additionals).
     pub fn is_tsig_signed(&self) -> bool {
-        self.msg
-            .additionals
-            .last()
-            .is_some_and(|r| r.record_type() == RecordType::TSIG)
+        // hickory's decoder keeps the TSIG record apart (`signature`) when it reads it.
+        self.msg.signature.is_some()
+            || self
+                .msg
+                .additionals
+                .last()
+                .is_some_and(|r| r.record_type() == RecordType::TSIG)
     }
     /// An empty reply skeleton: ID, opcode, RD and CD copied, QR set, the question echoed.
     /// The server adds the OPT record when writing it.

@@ -23,6 +23,7 @@ pub mod chaos;
 pub mod config;
 pub mod cookie;
 pub mod debug;
+pub mod dnssec;
 pub mod dnstap;
 pub mod erratic;
 pub mod errors;
@@ -370,6 +371,11 @@ pub static DIRECTIVES: &[DirectiveDef] = &[
         setup: header::setup,
         // CoreDNS reads the block's first `header` with rules only (so does the setup).
         once: false,
+    },
+    DirectiveDef {
+        name: "dnssec",
+        setup: dnssec::setup,
+        once: true,
     },
     DirectiveDef {
         name: "minimal",

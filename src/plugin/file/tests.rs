@@ -859,8 +859,8 @@ fn a_bad_file_at_startup_is_a_setup_error() {
         ),
         // DNSSEC records.
         (
-            "$TTL 60\n@ IN SOA ns hm 1 1 1 1 1\nsub IN NS ns.example.net.\nsub IN DS 1 8 2 abcd\n",
-            "4: DS records are not supported (no DNSSEC data is served)".into(),
+            "$TTL 60\n@ IN SOA ns hm 1 1 1 1 1\nsub IN NS ns.example.net.\nsub IN NSEC next.example.org. A\n",
+            "4: NSEC records are not supported (pre-signed zones are not served: sign online with dnssec)".into(),
         ),
         // Types hickory's zone parser does not read.
         (

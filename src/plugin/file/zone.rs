@@ -475,11 +475,14 @@ impl Zone {
     }
 }
 
-/// hickory's wording for the DNSSEC types it only builds itself (`DS should be dynamically
-/// generated`), said plainly.
+/// hickory's wording for the DNSSEC types it only builds itself (`NSEC should be dynamically
+/// generated`), said plainly: a pre-signed zone is not served as such; the `dnssec` plugin signs
+/// answers online (DS records, the parent side of a delegation, are read).
 fn explain(message: String) -> String {
     match message.strip_suffix(" should be dynamically generated") {
-        Some(t) => format!("{t} records are not supported (no DNSSEC data is served)"),
+        Some(t) => format!(
+            "{t} records are not supported (pre-signed zones are not served: sign online with dnssec)"
+        ),
         None => message,
     }
 }

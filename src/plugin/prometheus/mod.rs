@@ -233,10 +233,11 @@ pub fn reply_size(req: &Request, msg: &Message) -> usize {
     // A reply the tsig plugin signed has its cookie already (the server adds none after the
     // TSIG record).
     let signed = req.is_tsig_signed()
-        && msg
-            .additionals
-            .last()
-            .is_some_and(|r| r.record_type() == RecordType::TSIG);
+        && (msg.signature.is_some()
+            || msg
+                .additionals
+                .last()
+                .is_some_and(|r| r.record_type() == RecordType::TSIG));
     let mut size = encoded + if signed { 0 } else { cookie_size(req) };
     if msg.edns.is_none() && req.msg.edns.is_some() {
         size += OPT_RR_SIZE;

@@ -170,7 +170,9 @@ pub fn sign_stream(
 /// too, README's *Bugs*: a forwarded request goes upstream unsigned).
 fn without_tsig(req: &Request) -> Request {
     let mut r = req.clone();
-    r.msg.additionals.pop();
+    if r.msg.signature.take().is_none() {
+        r.msg.additionals.pop();
+    }
     r.wire = None;
     r
 }
