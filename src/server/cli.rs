@@ -39,10 +39,19 @@ pub struct Args {
     /// Parse the Corefile and set up every plugin, report errors, start nothing (exit 0 or 1).
     #[arg(long = "check", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub check: Option<bool>,
+    /// Print the DS records (SHA-256) of these DNSSEC key files for the parent zone, then exit
+    /// (an exdns extension; `dnssec-dsfromkey -2` prints the same). The owner is the zone the
+    /// key file names, or ZONE with `-ds.zone`.
+    #[arg(long = "ds", value_name = "KEYFILE", num_args = 1..)]
+    pub ds: Vec<PathBuf>,
+    /// The zone `-ds` prints DS records for (a key may sign a zone below its owner).
+    #[arg(long = "ds.zone", value_name = "ZONE")]
+    pub ds_zone: Option<String>,
 }
 
 const LONG_FLAGS: &[&str] = &[
-    "conf", "dns.port", "pidfile", "quiet", "plugins", "version", "check", "help",
+    "conf", "dns.port", "pidfile", "quiet", "plugins", "version", "check", "help", "ds",
+    "ds.zone",
 ];
 
 /// Rewrites Go-style single-dash long flags (`-conf`, `-dns.port=53`) to clap's `--` form.
@@ -113,6 +122,38 @@ pub fn source_for(conf: Option<&str>) -> Result<Source, String> {
     }
 }
 
+/// `-ds`: the DS record of each key file, for the parent (exit 1 on the first bad file).
+fn print_ds(files: &[PathBuf], zone: Option<&str>) -> i32 {
+    use crate::dns::dnssec::SigningKey;
+    use hickory_proto::rr::Name;
+    let zone = match zone.map(|z| {
+        Name::from_ascii(z).map(|mut n| {
+            n.set_fqdn(true);
+            n.to_lowercase()
+        })
+    }) {
+        None => None,
+        Some(Ok(z)) => Some(z),
+        Some(Err(e)) => {
+            eprintln!("-ds.zone: {e}");
+            return 1;
+        }
+    };
+    for f in files {
+        match SigningKey::load(f) {
+            Ok(k) => {
+                let owner = zone.clone().unwrap_or_else(|| k.owner.clone());
+                println!("{}", k.ds_text(&owner, 3600));
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                return 1;
+            }
+        }
+    }
+    0
+}
+
 pub fn main() -> i32 {
     let args = match Args::try_parse_from(normalize_args(std::env::args())) {
         Ok(a) => a,
@@ -128,6 +169,9 @@ pub fn main() -> i32 {
     if args.plugins == Some(true) {
         print!("{}", plugins_text());
         return 0;
+    }
+    if !args.ds.is_empty() {
+        return print_ds(&args.ds, args.ds_zone.as_deref());
     }
     let source = match source_for(args.conf.as_deref()) {
         Ok(s) => s,

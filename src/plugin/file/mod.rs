@@ -248,6 +248,10 @@ impl Plugin for File {
         m.metadata.response_code = answer.rcode;
         m.answers = answer.answers;
         m.authorities = answer.authority;
+        if !req.do_bit() && answer.kind == Kind::Delegation {
+            // A referral's DS RRset is for DNSSEC-aware clients only (RFC 4035 §3.1.4.1).
+            m.authorities.retain(|r| r.record_type() != RecordType::DS);
+        }
         m.additionals = answer.additional;
         Outcome::reply(m, "file")
     }

@@ -417,6 +417,10 @@ impl Zone {
     fn referral(&self, cut: &Node, answers: Vec<Record>) -> Answer {
         let ns: Vec<Record> = cut.get(RecordType::NS).unwrap_or_default().to_vec();
         let cut_name = ns.first().map(|r| lower_fqdn(&r.name)).unwrap_or_default();
+        let additional = self.glue(&ns, &cut_name);
+        // The DS RRset follows the NS RRset (RFC 4035 §3.1.4; the plugin drops it without DO).
+        let mut authority = ns;
+        authority.extend(cut.get(RecordType::DS).unwrap_or_default().iter().cloned());
         Answer {
             kind: if answers.is_empty() {
                 Kind::Delegation
@@ -426,8 +430,8 @@ impl Zone {
             rcode: ResponseCode::NoError,
             authoritative: !answers.is_empty(),
             answers,
-            additional: self.glue(&ns, &cut_name),
-            authority: ns,
+            additional,
+            authority,
         }
     }
 
