@@ -16,12 +16,13 @@ missing_packages() {
 
 # Debian packages the tests use: dig, kdig, unbound (DoT upstream), dnsperf, nsd and knot
 # (comparison servers), dnsdist, iproute2 (network namespaces), curl, fstrm_capture and
-# dnstap-ldns (a dnstap collector and decoder for tests/dnstap.rs).
+# dnstap-ldns (a dnstap collector and decoder for tests/dnstap.rs), dnssec-keygen (BIND's key
+# generator, for tests/dnssec.rs; delv, its validator, comes with dig).
 # shellcheck disable=SC2034 # read through missing_packages' nameref
 declare -A pkg_for=(
   [dig]=bind9-dnsutils [kdig]=knot-dnsutils [unbound]=unbound [dnsperf]=dnsperf
   [nsd]=nsd [knotd]=knot [dnsdist]=dnsdist [ip]=iproute2 [curl]=curl
-  [fstrm_capture]=fstrm-bin [dnstap-ldns]=dnstap-ldns
+  [fstrm_capture]=fstrm-bin [dnstap-ldns]=dnstap-ldns [dnssec-keygen]=bind9-utils
 )
 mapfile -t missing < <(missing_packages pkg_for)
 if ((${#missing[@]})); then

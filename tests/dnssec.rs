@@ -40,7 +40,10 @@ fn key_files(base: &str) -> Vec<(String, String)> {
 fn anchor(dir: &Path, keys: &[&str]) -> PathBuf {
     let mut ds = Vec::new();
     for k in keys {
-        let (code, out) = run(bin().to_str().unwrap(), &["-ds", fixture(k).to_str().unwrap()]);
+        let (code, out) = run(
+            bin().to_str().unwrap(),
+            &["-ds", fixture(k).to_str().unwrap()],
+        );
         assert_eq!(code, 0, "{out}");
         // example.org. 3600 IN DS TAG ALG 2 HEX
         let f: Vec<&str> = out.split_whitespace().collect();
@@ -125,6 +128,11 @@ x.ent IN A 192.0.2.10
 ";
 
 fn file_zone(keys: &[&str]) -> Exdns {
+    file_zone_with(keys, "")
+}
+
+/// The file zone signed by `keys`, with `extra` lines in the block.
+fn file_zone_with(keys: &[&str], extra: &str) -> Exdns {
     let mut files: Vec<(String, String)> = vec![("db.example.org".into(), ZONE.into())];
     let mut key_lines = String::new();
     for k in keys {
@@ -132,9 +140,12 @@ fn file_zone(keys: &[&str]) -> Exdns {
         key_lines += &format!("    key file {k}\n");
     }
     let cf = format!(
-        "example.org:0 {{\n  bind 127.0.0.1\n  file db.example.org\n  dnssec {{\n{key_lines}  }}\n}}\n"
+        "example.org:0 {{\n  bind 127.0.0.1\n{extra}  file db.example.org\n  dnssec {{\n{key_lines}  }}\n}}\n"
     );
-    let files: Vec<(&str, &str)> = files.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
     Exdns::start_with(&cf, &files, &[])
 }
 
@@ -163,9 +174,17 @@ fn file_zone_answers_of_every_class_validate() {
             // CNAMEs: to an answer, and to a name that does not exist.
             ("alias.example.org", "A", Want::Answer("192.0.2.1")),
             // (delv shows the validated CNAME; the target's denial is proven by its NSEC.)
-            ("dangling.example.org", "A", Want::Answer("CNAME\tnothere.example.org.")),
+            (
+                "dangling.example.org",
+                "A",
+                Want::Answer("CNAME\tnothere.example.org."),
+            ),
             // The apex.
-            ("example.org", "SOA", Want::Answer("hostmaster.example.org.")),
+            (
+                "example.org",
+                "SOA",
+                Want::Answer("hostmaster.example.org."),
+            ),
             ("example.org", "NS", Want::Answer("ns1.example.org.")),
             ("example.org", "DNSKEY", Want::Answer("256 3 13")),
             ("example.org", "CDS", Want::Answer("10744 13 2")),
@@ -177,7 +196,11 @@ fn file_zone_answers_of_every_class_validate() {
             // A DS query where there is no delegation.
             ("www.example.org", "DS", Want::Denial),
             // The NSEC records themselves.
-            ("www.example.org", "NSEC", Want::Answer("\\000.www.example.org.")),
+            (
+                "www.example.org",
+                "NSEC",
+                Want::Answer("\\000.www.example.org."),
+            ),
             ("nx.example.org", "NSEC", Want::Answer("RRSIG NSEC TYPE128")),
         ],
     );
@@ -214,7 +237,10 @@ fn referrals_prove_the_delegation_and_keep_ns_and_glue_unsigned() {
     // An insecure delegation: NS, then the NSEC at the cut (NS, no DS) and its RRSIG.
     let out = dig(ex.dns(), &["+dnssec", "www.sub.example.org", "A"]);
     assert!(out.contains("status: NOERROR"), "{out}");
-    assert!(!out.contains(" aa"), "a referral is not authoritative: {out}");
+    assert!(
+        !out.contains(" aa"),
+        "a referral is not authoritative: {out}"
+    );
     let auth: Vec<String> = section(&out, "AUTHORITY")
         .iter()
         .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
@@ -225,13 +251,22 @@ fn referrals_prove_the_delegation_and_keep_ns_and_glue_unsigned() {
         auth[1],
         "sub.example.org. 3600 IN NSEC \\000.sub.example.org. NS RRSIG NSEC"
     );
-    assert!(auth[2].starts_with("sub.example.org. 3600 IN RRSIG NSEC 13 3 3600 "), "{out}");
+    assert!(
+        auth[2].starts_with("sub.example.org. 3600 IN RRSIG NSEC 13 3 3600 "),
+        "{out}"
+    );
     let extra = section(&out, "ADDITIONAL");
-    assert!(extra.iter().all(|l| !l.contains("RRSIG")), "glue is unsigned: {out}");
+    assert!(
+        extra.iter().all(|l| !l.contains("RRSIG")),
+        "glue is unsigned: {out}"
+    );
     // A secure one: the DS RRset and its RRSIG, no NSEC.
     let out = dig(ex.dns(), &["+dnssec", "www.secure.example.org", "A"]);
     let auth = section(&out, "AUTHORITY");
-    assert!(auth.iter().any(|l| l.contains("IN\tDS\t12345 13 2")), "{out}");
+    assert!(
+        auth.iter().any(|l| l.contains("IN\tDS\t12345 13 2")),
+        "{out}"
+    );
     assert!(auth.iter().any(|l| l.contains("RRSIG\tDS 13 3")), "{out}");
     assert!(!auth.iter().any(|l| l.contains("NSEC")), "{out}");
     assert!(!auth.iter().any(|l| l.contains("RRSIG\tNS")), "{out}");
@@ -251,7 +286,11 @@ fn signatures_only_with_do_and_nxdomain_becomes_a_compact_answer() {
         assert_eq!(code, 0, "{out}");
         out
     };
-    for (name, t) in [("www.example.org", "A"), ("nx.example.org", "A"), ("example.org", "DNSKEY")] {
+    for (name, t) in [
+        ("www.example.org", "A"),
+        ("nx.example.org", "A"),
+        ("example.org", "DNSKEY"),
+    ] {
         let plain = kdig(&[name, t]);
         assert!(!plain.contains("RRSIG"), "no DO, no signatures: {plain}");
         let signed = kdig(&["+dnssec", name, t]);
@@ -288,17 +327,30 @@ fn split_keys_ksk_signs_the_key_set_zsk_the_rest_and_every_algorithm_validates()
         ],
     );
     let out = dig(ex.dns(), &["+dnssec", "example.org", "DNSKEY"]);
-    let sigs: Vec<&str> = out.lines().filter(|l| l.contains("RRSIG\tDNSKEY")).collect();
+    let sigs: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains("RRSIG\tDNSKEY"))
+        .collect();
     assert_eq!(sigs.len(), 1, "{out}");
     assert!(sigs[0].contains(" 14315 example.org."), "{out}");
-    assert_eq!(out.lines().filter(|l| l.contains("IN\tDNSKEY\t")).count(), 2, "{out}");
+    assert_eq!(
+        out.lines().filter(|l| l.contains("IN\tDNSKEY\t")).count(),
+        2,
+        "{out}"
+    );
     let out = dig(ex.dns(), &["+dnssec", "www.example.org", "A"]);
     let sigs: Vec<&str> = out.lines().filter(|l| l.contains("RRSIG\tA")).collect();
     assert_eq!(sigs.len(), 1, "{out}");
     assert!(sigs[0].contains(" 10744 example.org."), "{out}");
     // CDS/CDNSKEY name the KSK only.
     let out = dig(ex.dns(), &["+dnssec", "example.org", "CDNSKEY"]);
-    assert_eq!(out.lines().filter(|l| l.contains("IN\tCDNSKEY\t257 3 13")).count(), 1, "{out}");
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.contains("IN\tCDNSKEY\t257 3 13"))
+            .count(),
+        1,
+        "{out}"
+    );
     assert!(!out.contains("IN\tCDNSKEY\t256"), "{out}");
     drop(ex);
     // Ed25519 and RSA/SHA-256 as combined keys.
@@ -325,11 +377,27 @@ fn hostile_queries_with_do_get_sane_answers() {
     // Large signatures: an RSA key and an ECDSA one sign every RRset twice.
     let ex = file_zone(&[RSA, CSK]);
     // A tiny buffer: truncated over UDP, whole over TCP (dig retries by itself).
-    let out = dig(ex.dns(), &["+dnssec", "+bufsize=512", "+ignore", "example.org", "DNSKEY"]);
+    let out = dig(
+        ex.dns(),
+        &[
+            "+dnssec",
+            "+bufsize=512",
+            "+ignore",
+            "example.org",
+            "DNSKEY",
+        ],
+    );
     assert!(out.contains(" tc"), "{out}");
-    let out = dig(ex.dns(), &["+dnssec", "+bufsize=512", "example.org", "DNSKEY"]);
+    let out = dig(
+        ex.dns(),
+        &["+dnssec", "+bufsize=512", "example.org", "DNSKEY"],
+    );
     assert!(out.contains("Truncated, retrying in TCP mode"), "{out}");
-    assert_eq!(out.lines().filter(|l| l.contains("RRSIG\tDNSKEY")).count(), 2, "{out}");
+    assert_eq!(
+        out.lines().filter(|l| l.contains("RRSIG\tDNSKEY")).count(),
+        2,
+        "{out}"
+    );
     // ANY, RRSIG and NSEC asked directly: answered, never an error or silence.
     for (name, t) in [
         ("www.example.org", "ANY"),
@@ -428,7 +496,10 @@ fn k8s_gateway_zone_from_manifests_validates_under_churn() {
     }
     let mut files = key_files(CSK);
     files.push(("objects/all.yaml".into(), manifests("192.0.2.80")));
-    let files: Vec<(&str, &str)> = files.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
     let ex = Exdns::start_with(&k8s_corefile("manifests objects"), &files, &[]);
     let ta = anchor(ex.dir.path(), &[CSK]);
     wait_for("the manifests", || {
@@ -488,7 +559,10 @@ fn k8s_gateway_zone_from_the_api_server_validates() {
     );
     let mut files = key_files(CSK);
     files.push(("kubeconfig.yaml".into(), c.kubeconfig_yaml()));
-    let files: Vec<(&str, &str)> = files.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
     let ex = Exdns::start_with(&k8s_corefile("kubeconfig kubeconfig.yaml"), &files, &[]);
     let ta = anchor(ex.dir.path(), &[CSK]);
     wait_for("the watches", || {
@@ -498,7 +572,7 @@ fn k8s_gateway_zone_from_the_api_server_validates() {
 }
 
 #[test]
-fn new_key_files_are_signed_with_without_a_restart() {
+fn new_key_files_sign_without_a_restart() {
     if !require("dig") || !require("dnssec-keygen") {
         return;
     }
@@ -510,7 +584,14 @@ fn new_key_files_are_signed_with_without_a_restart() {
     let tmp = tempfile::tempdir().unwrap();
     let (code, out) = run(
         "dnssec-keygen",
-        &["-q", "-K", tmp.path().to_str().unwrap(), "-a", "ED25519", "example.org"],
+        &[
+            "-q",
+            "-K",
+            tmp.path().to_str().unwrap(),
+            "-a",
+            "ED25519",
+            "example.org",
+        ],
     );
     assert_eq!(code, 0, "{out}");
     let base = out.trim().to_string();
@@ -519,18 +600,25 @@ fn new_key_files_are_signed_with_without_a_restart() {
         let text = std::fs::read_to_string(tmp.path().join(format!("{base}.{ext}"))).unwrap();
         ex.replace(&format!("{CSK}.{ext}"), &text);
     }
-    let want = format!("RRSIG\tA 15 3 3600 ");
+    let want = "RRSIG\tA 15 3 3600 ";
     let mut last = String::new();
     wait_for("the new key", || {
         last = dig(ex.dns(), &["+dnssec", "www.example.org", "A"]);
-        last.contains(&want)
+        last.contains(want)
     });
     assert!(last.contains(&format!(" {tag} example.org.")), "{last}");
     let keys = dig(ex.dns(), &["+dnssec", "example.org", "DNSKEY"]);
     assert!(keys.contains("IN\tDNSKEY\t256 3 15"), "{keys}");
     // A broken key file keeps the keys in use.
-    ex.replace(&format!("{CSK}.private"), "Private-key-format: v1.3\nAlgorithm: 15 (ED25519)\nPrivateKey: AAAA\n");
-    assert!(ex.wait_for_line("keys not reloaded", Duration::from_secs(25)), "{}", ex.output());
+    ex.replace(
+        &format!("{CSK}.private"),
+        "Private-key-format: v1.3\nAlgorithm: 15 (ED25519)\nPrivateKey: AAAA\n",
+    );
+    assert!(
+        ex.wait_for_line("keys not reloaded", Duration::from_secs(25)),
+        "{}",
+        ex.output()
+    );
     let again = dig(ex.dns(), &["+dnssec", "www.example.org", "A"]);
     assert!(again.contains(&format!(" {tag} example.org.")), "{again}");
 }
@@ -538,7 +626,9 @@ fn new_key_files_are_signed_with_without_a_restart() {
 #[test]
 fn check_reports_key_problems_with_the_corefile_line() {
     let good = key_files(CSK);
-    let cases: &[(&str, &[(&str, &str)], &str)] = &[
+    // (Corefile, extra files, what the error says)
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
         (
             "example.org {\n  dnssec {\n    key file Kmissing\n  }\n}\n",
             &[],
@@ -551,7 +641,10 @@ fn check_reports_key_problems_with_the_corefile_line() {
         ),
         (
             "example.org {\n  dnssec {\n    key file Kalg\n  }\n}\n",
-            &[("Kalg.key", "example.org. IN DNSKEY 256 3 7 AwEAAQ==\n"), ("Kalg.private", "Private-key-format: v1.3\n")],
+            &[
+                ("Kalg.key", "example.org. IN DNSKEY 256 3 7 AwEAAQ==\n"),
+                ("Kalg.private", "Private-key-format: v1.3\n"),
+            ],
             "Kalg.key: unsupported DNSSEC algorithm 7",
         ),
         (
@@ -589,8 +682,41 @@ fn check_reports_key_problems_with_the_corefile_line() {
             .current_dir(dir.path())
             .output()
             .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{cf}: {text}");
         assert!(text.contains(want), "{cf}: want {want:?} in {text}");
     }
+}
+
+#[test]
+fn cached_signed_answers_come_from_the_cache_and_signatures_are_made_once() {
+    if !require("delv") {
+        return;
+    }
+    let ex = file_zone_with(&[CSK], "  prometheus 127.0.0.1:0\n  cache\n");
+    let ta = anchor(ex.dir.path(), &[CSK]);
+    let cases = [
+        ("www.example.org", "A", Want::Answer("192.0.2.1")),
+        ("nx.example.org", "A", Want::Denial),
+    ];
+    // Asked twice: the second time from the cache's prepared bytes, still validating, and
+    // no signature made again.
+    check_table(ex.dns(), &ta, &cases);
+    let body = support::fwd::scrape(&ex, "127.0.0.1:0");
+    let made = support::fwd::metric(&body, "coredns_dnssec_cache_misses_total", &[]).unwrap();
+    let entries = support::fwd::metric(
+        &body,
+        "coredns_dnssec_cache_entries",
+        &[("type", "signature")],
+    );
+    assert_eq!(entries, Some(made), "one entry per signed RRset: {body}");
+    check_table(ex.dns(), &ta, &cases);
+    let body = support::fwd::scrape(&ex, "127.0.0.1:0");
+    let hits = support::fwd::metric(&body, "coredns_cache_hits_total", &[("type", "success")]);
+    assert!(hits.unwrap_or(0.0) >= 2.0, "{body}");
+    let denials = support::fwd::metric(&body, "coredns_cache_hits_total", &[("type", "denial")]);
+    assert!(denials.unwrap_or(0.0) >= 2.0, "{body}");
+    let again = support::fwd::metric(&body, "coredns_dnssec_cache_misses_total", &[]).unwrap();
+    assert_eq!(again, made, "{body}");
 }

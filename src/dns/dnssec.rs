@@ -238,7 +238,10 @@ pub fn key_tag(rdata: &[u8]) -> u16 {
 
 /// Reads the DNSKEY record of a `.key` file: `owner [TTL] [IN] DNSKEY flags 3 alg base64…`
 /// after `;` comments. Errors carry the 1-based line.
-fn parse_dnskey_file(text: &str) -> Result<(Name, u16, u8, Vec<u8>), (usize, String)> {
+/// A `.key` file's DNSKEY: owner, flags, algorithm number, public key.
+type DnskeyLine = (Name, u16, u8, Vec<u8>);
+
+fn parse_dnskey_file(text: &str) -> Result<DnskeyLine, (usize, String)> {
     for (i, raw) in text.lines().enumerate() {
         let line = raw.split(';').next().unwrap_or("").trim();
         if line.is_empty() {

@@ -50,8 +50,7 @@ pub struct Args {
 }
 
 const LONG_FLAGS: &[&str] = &[
-    "conf", "dns.port", "pidfile", "quiet", "plugins", "version", "check", "help", "ds",
-    "ds.zone",
+    "conf", "dns.port", "pidfile", "quiet", "plugins", "version", "check", "help", "ds", "ds.zone",
 ];
 
 /// Rewrites Go-style single-dash long flags (`-conf`, `-dns.port=53`) to clap's `--` form.

@@ -205,13 +205,13 @@ impl Dnssec {
         set.rdatas.hash(&mut h);
         let key = h.finish();
         let now = (self.clock)();
-        if let Some(s) = self.cache.get(&key) {
-            if s.expiration.wrapping_sub(now) > 2 * DAY
-                && s.expiration.wrapping_sub(now) < 0x8000_0000
-            {
-                HITS.with_label_values(&[server]).inc();
-                return with_owner_case(&s.records, set.owner);
-            }
+        // Reused while more than 2 days are left (serial arithmetic: not already expired).
+        if let Some(s) = self.cache.get(&key)
+            && s.expiration.wrapping_sub(now) > 2 * DAY
+            && s.expiration.wrapping_sub(now) < 0x8000_0000
+        {
+            HITS.with_label_values(&[server]).inc();
+            return with_owner_case(&s.records, set.owner);
         }
         MISSES.with_label_values(&[server]).inc();
         // Up to 12 hours less for this RRset: signatures made together expire apart.
@@ -237,6 +237,8 @@ impl Dnssec {
                     expiration: validity.expiration,
                 }),
             );
+            // A miss cost a signature already; settling the count is cheap beside it.
+            self.cache.run_pending_tasks();
             ENTRIES
                 .with_label_values(&[server, "signature"])
                 .set(self.cache.entry_count() as i64);
@@ -285,11 +287,13 @@ impl Dnssec {
             .iter()
             .find(|r| r.record_type() == RecordType::NS)
             .map(|r| r.name.clone());
-        if msg.answers.is_empty() && !has_soa && rcode == ResponseCode::NoError {
-            if let Some(cut) = ns_owner.filter(|n| n != zone) {
-                self.sign_referral(zone, &cut, msg, server);
-                return;
-            }
+        if msg.answers.is_empty()
+            && !has_soa
+            && rcode == ResponseCode::NoError
+            && let Some(cut) = ns_owner.filter(|n| n != zone)
+        {
+            self.sign_referral(zone, &cut, msg, server);
+            return;
         }
         // Follow the CNAME chain from the question to the name the denial (if any) is about.
         let mut last = req.qname().clone();
