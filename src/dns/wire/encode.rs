@@ -276,6 +276,9 @@ impl Encoder {
                 // RFC 2782: the target is not compressed.
                 self.name(&srv.target, false);
             }
+            // Opaque RDATA (the DNSSEC records `dnssec` makes, types hickory does not know):
+            // written as held, names inside never compressed.
+            RData::Unknown { rdata, .. } => self.buf.extend_from_slice(&rdata.anything),
             _ => return None,
         }
         let len = u16::try_from(self.buf.len() - len_at - 2).ok()?;
