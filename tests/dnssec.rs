@@ -1,6 +1,8 @@
 //! `dnssec` end to end: the real binary signs, BIND's `delv` validates with the zone's DS as its
 //! trust anchor (over UDP and TCP), for a `file` zone and a k8s_gateway zone (manifests source
-//! and the fake API server), and `kdig`/`dig` check what is sent with and without DO.
+//! and the fake API server), and `kdig`/`dig` check what is sent with and without DO. DNSViz,
+//! a standard zone checker, checks both zones delegated from a parent Knot signs, in network
+//! namespaces (every server on port 53).
 
 mod support;
 
@@ -10,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use support::fake_apiserver::FakeApiServer;
+use support::signed_parent::SignedParent;
 use support::*;
 
 /// The fixture keys (`dnssec-keygen`), by role.
@@ -36,18 +39,25 @@ fn key_files(base: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The DS record `exdns -ds` prints for `key`, split into its fields
+/// (`example.org. 3600 IN DS TAG ALG 2 HEX`).
+fn ds_fields(key: &str) -> Vec<String> {
+    let (code, out) = run(
+        bin().to_str().unwrap(),
+        &["-ds", fixture(key).to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{out}");
+    let f: Vec<String> = out.split_whitespace().map(str::to_string).collect();
+    assert_eq!(&f[..4], &["example.org.", "3600", "IN", "DS"], "{out}");
+    assert_eq!(f.len(), 8, "{out}");
+    f
+}
+
 /// A `delv` trust-anchor file holding the DS records `exdns -ds` prints for `keys`.
 fn anchor(dir: &Path, keys: &[&str]) -> PathBuf {
     let mut ds = Vec::new();
     for k in keys {
-        let (code, out) = run(
-            bin().to_str().unwrap(),
-            &["-ds", fixture(k).to_str().unwrap()],
-        );
-        assert_eq!(code, 0, "{out}");
-        // example.org. 3600 IN DS TAG ALG 2 HEX
-        let f: Vec<&str> = out.split_whitespace().collect();
-        assert_eq!(&f[..4], &["example.org.", "3600", "IN", "DS"], "{out}");
+        let f = ds_fields(k);
         ds.push(format!(
             "example.org. static-ds {} {} {} \"{}\";",
             f[4], f[5], f[6], f[7]
@@ -133,6 +143,12 @@ fn file_zone(keys: &[&str]) -> Exdns {
 
 /// The file zone signed by `keys`, with `extra` lines in the block.
 fn file_zone_with(keys: &[&str], extra: &str) -> Exdns {
+    file_zone_at(keys, extra, "example.org:0", "127.0.0.1", &[])
+}
+
+/// The file zone signed by `keys` in server block `block` (`example.org:PORT`) bound to `bind`,
+/// exdns started by `wrapper` (see `Exdns::start_wrapped`).
+fn file_zone_at(keys: &[&str], extra: &str, block: &str, bind: &str, wrapper: &[&str]) -> Exdns {
     let mut files: Vec<(String, String)> = vec![("db.example.org".into(), ZONE.into())];
     let mut key_lines = String::new();
     for k in keys {
@@ -140,13 +156,13 @@ fn file_zone_with(keys: &[&str], extra: &str) -> Exdns {
         key_lines += &format!("    key file {k}\n");
     }
     let cf = format!(
-        "example.org:0 {{\n  bind 127.0.0.1\n{extra}  file db.example.org\n  dnssec {{\n{key_lines}  }}\n}}\n"
+        "{block} {{\n  bind {bind}\n{extra}  file db.example.org\n  dnssec {{\n{key_lines}  }}\n}}\n"
     );
     let files: Vec<(&str, &str)> = files
         .iter()
         .map(|(a, b)| (a.as_str(), b.as_str()))
         .collect();
-    Exdns::start_with(&cf, &files, &[])
+    Exdns::start_wrapped(wrapper, &cf, &files, &[])
 }
 
 #[test]
@@ -476,8 +492,13 @@ fn k8s_cases() -> Vec<(&'static str, &'static str, Want)> {
 }
 
 fn k8s_corefile(source: &str) -> String {
+    k8s_corefile_at("example.org:0", "127.0.0.1", source)
+}
+
+/// The k8s_gateway zone signed by CSK in server block `block` bound to `bind`.
+fn k8s_corefile_at(block: &str, bind: &str, source: &str) -> String {
     format!(
-        "example.org:0 {{\n  bind 127.0.0.1\n  k8s_gateway {{\n    {source}\n  }}\n  dnssec {{\n    key file {CSK}\n  }}\n}}\n"
+        "{block} {{\n  bind {bind}\n  k8s_gateway {{\n    {source}\n  }}\n  dnssec {{\n    key file {CSK}\n  }}\n}}\n"
     )
 }
 
@@ -719,4 +740,281 @@ fn cached_signed_answers_come_from_the_cache_and_signatures_are_made_once() {
     assert!(denials.unwrap_or(0.0) >= 2.0, "{body}");
     let again = support::fwd::metric(&body, "coredns_dnssec_cache_misses_total", &[]).unwrap();
     assert_eq!(again, made, "{body}");
+}
+
+/// exdns's address in the DNSViz test: the child's name server's (ZONE's ns1.example.org, the
+/// k8s_gateway zone's dns1.kube-system.example.org), and the glue in the parent.
+const NS1_IP: &str = "192.0.2.53";
+
+/// The parent `org.` signed by Knot on the upstream host's service address (port 53): its own
+/// name server there, and the delegation of example.org to `ns_name` (glue: [`NS1_IP`]) with
+/// the DS records of `keys`.
+fn start_parent(topo: &netns::Topology, ns_name: &str, keys: &[&str]) -> SignedParent {
+    let ip = netns::SERVICE_IP;
+    let mut zone = format!(
+        "$ORIGIN org.\n@ 3600 IN SOA ns hostmaster 1 7200 3600 1209600 300\n@ 3600 IN NS ns\n\
+         ns 3600 IN A {ip}\nexample 3600 IN NS {ns_name}.\n{ns_name}. 3600 IN A {NS1_IP}\n"
+    );
+    for k in keys {
+        zone += &(ds_fields(k).join(" ") + "\n");
+    }
+    SignedParent::start(
+        &["ip", "netns", "exec", &topo.upstream],
+        SocketAddr::from((ip, 53)),
+        "org",
+        &zone,
+    )
+}
+
+/// Every `errors` and `warnings` entry in a DNSViz `grok` JSON tree, as `PATH KIND: CODE: TEXT`.
+fn dnsviz_problems(v: &serde_json::Value, path: &str, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, v) in m {
+                if k == "errors" || k == "warnings" {
+                    for p in v.as_array().into_iter().flatten() {
+                        out.push(format!(
+                            "{path} {k}: {}: {}",
+                            p["code"].as_str().unwrap_or("?"),
+                            p["description"].as_str().unwrap_or("?")
+                        ));
+                    }
+                } else {
+                    dnsviz_problems(v, &format!("{path}/{k}"), out);
+                }
+            }
+        }
+        serde_json::Value::Array(a) => {
+            for (i, v) in a.iter().enumerate() {
+                dnsviz_problems(v, &format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// DNSViz's verdict on `names`: `dnsviz probe` on the client host (authoritative analysis from
+/// `parent` down, following its referral to exdns), then `dnsviz grok` with the parent's KSK
+/// as the trust anchor. The grok JSON, by name.
+fn dnsviz(topo: &netns::Topology, parent: &SignedParent, names: &[&str]) -> serde_json::Value {
+    let dir = tempfile::tempdir().unwrap();
+    let probe = dir.path().join("probe.json");
+    let ta = dir.path().join("trusted-keys");
+    std::fs::write(&ta, parent.ksk().unwrap() + "\n").unwrap();
+    // `org+`: org.'s server is given (there is no root here) and its ancestry is not analysed.
+    let servers = format!("org+:ns.org={}", parent.addr.ip());
+    let mut args = vec![
+        "dnsviz",
+        "probe",
+        "-A",
+        "-x",
+        &servers,
+        "-o",
+        probe.to_str().unwrap(),
+        "org",
+    ];
+    args.extend_from_slice(names);
+    let out = topo.run_in_timeout(&topo.client, &args, Duration::from_secs(300));
+    assert!(out.ok(), "dnsviz probe: {}", out.text());
+    let (code, text) = run(
+        "dnsviz",
+        &[
+            "grok",
+            "-t",
+            ta.to_str().unwrap(),
+            "-r",
+            probe.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "dnsviz grok: {text}");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("dnsviz grok output: {e}: {text}"))
+}
+
+/// Asserts DNSViz finds example.org, delegated from a Knot-signed `org.` to `ns_name` with
+/// CSK's DS, SECURE with no error or warning: the chain (org.'s anchor, its signed DS, exdns's
+/// keys and signatures), the glue, each (query, what DNSViz found) of `cases` SECURE, and no
+/// problem anywhere under example.org.
+fn assert_dnsviz_secure(
+    topo: &netns::Topology,
+    ex: &Exdns,
+    ns_name: &str,
+    names: &[&str],
+    cases: &[(&str, &str)],
+) {
+    let parent = start_parent(topo, ns_name, &[CSK]);
+    let grok = dnsviz(topo, &parent, names);
+    let report = || {
+        format!(
+            "{}\n--- exdns:\n{}\n{}",
+            serde_json::to_string_pretty(&grok).unwrap(),
+            ex.output(),
+            parent.output()
+        )
+    };
+    assert_eq!(grok["org."]["zone"]["status"], "SECURE", "{}", report());
+    let child = &grok["example.org."];
+    assert_eq!(child["delegation"]["status"], "SECURE", "{}", report());
+    assert_eq!(
+        child["delegation"]["ds"][0]["status"],
+        "VALID",
+        "{}",
+        report()
+    );
+    assert_eq!(child["zone"]["status"], "SECURE", "{}", report());
+    // The parent's glue is the address exdns gives its name server, and exdns answers there.
+    assert_eq!(
+        child["zone"]["servers"][format!("{ns_name}.")],
+        json!({"glue": [NS1_IP], "auth": [NS1_IP]}),
+        "{}",
+        report()
+    );
+    for (query, kind) in cases {
+        let name = query.split('/').next().unwrap();
+        let statuses: Vec<&str> = grok[name]["queries"][query][kind]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| r["status"].as_str().unwrap_or("?"))
+            .collect();
+        assert!(
+            !statuses.is_empty() && statuses.iter().all(|s| *s == "SECURE"),
+            "{query} {kind}: {statuses:?}\n{}",
+            report()
+        );
+    }
+    let mut problems = Vec::new();
+    for name in names {
+        dnsviz_problems(&grok[format!("{name}.")], name, &mut problems);
+    }
+    assert!(problems.is_empty(), "{problems:#?}\n{}", report());
+}
+
+#[test]
+fn a_zone_delegated_with_its_ds_passes_dnsviz() {
+    // DNSViz asks every server on port 53: the parent org. (Knot) on the upstream host's service
+    // address, exdns on the client host at its name server's address, DNSViz on the client host.
+    let Some(topo) = netns::Topology::create("dnsviz") else {
+        return;
+    };
+    if !require("dnsviz") || !require("dig") || !require("knotd") {
+        return;
+    }
+    let added = topo.run_in(
+        &topo.client,
+        &["ip", "addr", "add", &format!("{NS1_IP}/32"), "dev", "lo"],
+    );
+    assert!(added.ok(), "{}", added.text());
+    let in_client = ["ip", "netns", "exec", topo.client.as_str()];
+
+    // The file zone. (query, what DNSViz found); a name that does not exist is a NODATA to
+    // DNSViz: the compact denial of RFC 9824.
+    let ex = file_zone_at(&[CSK], "", "example.org:53", NS1_IP, &in_client);
+    assert_dnsviz_secure(
+        &topo,
+        &ex,
+        "ns1.example.org",
+        &[
+            "example.org",
+            "www.example.org",
+            "alias.example.org",
+            "dangling.example.org",
+            "any.wild.example.org",
+            "ent.example.org",
+            "nx.example.org",
+        ],
+        &[
+            ("example.org./IN/SOA", "answer"),
+            ("example.org./IN/NS", "answer"),
+            ("example.org./IN/DNSKEY", "answer"),
+            ("example.org./IN/CDS", "answer"),
+            ("example.org./IN/CDNSKEY", "answer"),
+            ("example.org./IN/DS", "answer"),
+            ("example.org./IN/MX", "nodata"),
+            ("www.example.org./IN/A", "answer"),
+            ("www.example.org./IN/AAAA", "nodata"),
+            ("alias.example.org./IN/A", "answer"),
+            ("dangling.example.org./IN/A", "answer"),
+            ("any.wild.example.org./IN/A", "answer"),
+            ("ent.example.org./IN/A", "nodata"),
+            ("nx.example.org./IN/A", "nodata"),
+        ],
+    );
+    drop(ex);
+
+    // The k8s_gateway zone from manifests: its name server is the apex, dns1.kube-system, whose
+    // address is its own LoadBalancer Service's.
+    let mut files = key_files(CSK);
+    let objects = manifests("192.0.2.80")
+        + &format!(
+            "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: dns1\n  namespace: kube-system\n\
+             spec:\n  type: LoadBalancer\nstatus:\n  loadBalancer:\n    ingress:\n    - ip: {NS1_IP}\n"
+        );
+    files.push(("objects/all.yaml".into(), objects));
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let cf = k8s_corefile_at("example.org:53", NS1_IP, "manifests objects");
+    let ex = Exdns::start_wrapped(&in_client, &cf, &files, &[]);
+    wait_for("the manifests", || {
+        let out = topo.run_in(
+            &topo.client,
+            &[
+                "dig",
+                &format!("@{NS1_IP}"),
+                "+short",
+                "web.example.org",
+                "A",
+            ],
+        );
+        out.stdout.trim() == "192.0.2.80"
+    });
+    assert_dnsviz_secure(
+        &topo,
+        &ex,
+        "dns1.kube-system.example.org",
+        &[
+            "example.org",
+            "web.example.org",
+            "api.example.org",
+            "x.api.example.org",
+            "alias.example.org",
+            "dns1.kube-system.example.org",
+            "nx.example.org",
+        ],
+        &[
+            ("example.org./IN/SOA", "answer"),
+            ("example.org./IN/NS", "answer"),
+            ("example.org./IN/DNSKEY", "answer"),
+            ("example.org./IN/CDS", "answer"),
+            ("example.org./IN/DS", "answer"),
+            ("web.example.org./IN/A", "answer"),
+            ("web.example.org./IN/AAAA", "nodata"),
+            ("api.example.org./IN/AAAA", "answer"),
+            ("x.api.example.org./IN/A", "answer"),
+            ("alias.example.org./IN/A", "answer"),
+            ("dns1.kube-system.example.org./IN/A", "answer"),
+            ("nx.example.org./IN/A", "nodata"),
+        ],
+    );
+    drop(ex);
+
+    // The checker does check: with the same delegation, a zone signed by a key the parent's DS
+    // does not name has no secure entry point.
+    let ex = file_zone_at(&[ED25519], "", "example.org:53", NS1_IP, &in_client);
+    let parent = start_parent(&topo, "ns1.example.org", &[CSK]);
+    let grok = dnsviz(&topo, &parent, &["example.org"]);
+    let child = &grok["example.org."];
+    let mut problems = Vec::new();
+    dnsviz_problems(child, "example.org", &mut problems);
+    assert_eq!(
+        child["delegation"]["status"],
+        "BOGUS",
+        "{child:#}\n{}",
+        ex.output()
+    );
+    assert!(
+        problems.iter().any(|p| p.contains("errors: NO_SEP:")),
+        "{problems:#?}"
+    );
 }

@@ -7,6 +7,7 @@ pub mod fwd;
 pub mod netns;
 pub mod nsd;
 pub mod secondary;
+pub mod signed_parent;
 pub mod tlsecho;
 pub mod unbound;
 
