@@ -100,6 +100,7 @@ impl Dnsdist {
             &conf,
             format!(
                 "setSecurityPollSuffix(\"\")\n\
+                 setACL({{\"0.0.0.0/0\", \"::/0\"}})\n\
                  setLocal(\"{addr}\")\n\
                  addDOHLocal(\"{doh_addr}\", \"{}\", \"{}\", \"/dns-query\", {{reusePort=true}})\n\
                  newServer({{address=\"{backend}\", checkInterval=3600}})\n\

@@ -7,9 +7,10 @@
 //! `source_address`/`interface`-bound TCP socket the DoT upstreams use, failing closed when the
 //! interface is gone — then TLS with ALPN `h2`, SNI and certificate verification as for DoT
 //! (`tls_servername`, else the IP address). One dial at a time: concurrent queries on a cold
-//! upstream wait for the same connection. A connection idle for `expire` is replaced, and a
-//! query that fails on a connection it found open (the upstream closed it under us) is retried
-//! once on a fresh one.
+//! upstream wait for the same connection. A connection idle for `expire` is replaced, one on
+//! which a query timed out with nothing at all coming back since it was sent (a dead peer) is
+//! dropped, and a query that fails on a connection it found open (the upstream closed it under
+//! us) is retried once on a fresh one.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -53,6 +54,8 @@ struct Conn {
     sender: SendRequest<Full<Bytes>>,
     task: JoinHandle<()>,
     last_used: AtomicU64,
+    /// When a response last came (ms since EPOCH).
+    last_reply: AtomicU64,
 }
 
 impl Drop for Conn {
@@ -132,6 +135,7 @@ impl DohClient {
     ) -> Result<Vec<u8>, ExchangeError> {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         let req = self.request(wire)?;
+        let sent = now_ms();
         let mut sender = conn.sender.clone();
         let exchange = async {
             sender.ready().await.map_err(|_| ExchangeError::Closed)?;
@@ -142,6 +146,7 @@ impl DohClient {
                     ExchangeError::Io(format!("doh {}: {e}", self.addr))
                 }
             })?;
+            conn.last_reply.store(now_ms(), Ordering::Relaxed);
             let status = resp.status();
             if status != hyper::StatusCode::OK {
                 return Err(ExchangeError::Io(format!(
@@ -157,7 +162,14 @@ impl DohClient {
         };
         let r = match tokio::time::timeout(read_timeout.min(left), exchange).await {
             Ok(r) => r,
-            Err(_) => Err(ExchangeError::Timeout),
+            Err(_) => {
+                // Nothing at all came back on the connection since this query went out: a dead
+                // peer (or a link gone down). The next query dials afresh.
+                if conn.last_reply.load(Ordering::Relaxed) < sent {
+                    self.forget(conn);
+                }
+                Err(ExchangeError::Timeout)
+            }
         };
         conn.last_used.store(now_ms(), Ordering::Relaxed);
         r
@@ -253,6 +265,7 @@ impl DohClient {
             sender,
             task,
             last_used: AtomicU64::new(now_ms()),
+            last_reply: AtomicU64::new(0),
         })
     }
 
