@@ -57,7 +57,9 @@ fn start(extra: &str) -> (Exdns, tempfile::TempDir, String, SocketAddr) {
 }
 
 /// A test CA and its certificate for [`HOST`] in `dir`: (CA, certificate, key).
-fn test_certs(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+fn test_certs(
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
     let ca = certs::TestCa::new("exdns test CA");
     let (cert, key) = ca.issue(&[HOST]).write(dir, "server");
     (ca.write(dir, "ca.pem"), cert, key)
@@ -118,7 +120,12 @@ fn doq_answers_as_udp_does() {
     let cases: &[(&str, RecordType, ResponseCode, usize)] = &[
         ("www.example.org.", RecordType::A, ResponseCode::NoError, 1),
         ("example.org.", RecordType::NS, ResponseCode::NoError, 1),
-        ("nope.example.org.", RecordType::A, ResponseCode::NXDomain, 0),
+        (
+            "nope.example.org.",
+            RecordType::A,
+            ResponseCode::NXDomain,
+            0,
+        ),
         ("www.example.com.", RecordType::A, ResponseCode::Refused, 0),
     ];
     // A plain dns:// twin of the block answers the same bytes over UDP.
@@ -141,8 +148,12 @@ fn doq_answers_as_udp_does() {
     }
 
     // AXFR over DoQ (RFC 9250 §4.2: the messages of a transfer on the query's stream).
-    let got = raw(addr, &ca, &query0("example.org.", RecordType::AXFR).to_vec().unwrap())
-        .expect("AXFR over DoQ");
+    let got = raw(
+        addr,
+        &ca,
+        &query0("example.org.", RecordType::AXFR).to_vec().unwrap(),
+    )
+    .expect("AXFR over DoQ");
     let records: Vec<_> = got
         .iter()
         .flat_map(|b| Message::from_vec(b).unwrap().answers)
@@ -163,11 +174,17 @@ fn doq_answers_as_udp_does() {
 
     // CoreDNS's counter of DoQ streams answered, and the `proto` label DoQ gets there: udp.
     assert_eq!(
-        metric(&ex, "coredns_dns_quic_responses_total{server=\"quic://:0\",status=\"0x0\"}"),
+        metric(
+            &ex,
+            "coredns_dns_quic_responses_total{server=\"quic://:0\",status=\"0x0\"}"
+        ),
         cases.len() as u64 + 2
     );
     assert!(
-        metric(&ex, "coredns_dns_requests_total{family=\"1\",proto=\"udp\",server=\"quic://:0\"") > 0,
+        metric(
+            &ex,
+            "coredns_dns_requests_total{family=\"1\",proto=\"udp\",server=\"quic://:0\""
+        ) > 0,
         "DoQ queries count as proto=udp, as in CoreDNS"
     );
 }
@@ -207,7 +224,10 @@ fn doq_protocol_errors_close_the_connection() {
     // A stream that stops in the middle of its length prefix: closed after the read timeout.
     assert_eq!(doq(addr, &ca, HOST, &["stall"]), "closed 0x2");
     assert_eq!(
-        metric(&ex, "coredns_dns_quic_responses_total{server=\"quic://:0\",status=\"0x2\"}"),
+        metric(
+            &ex,
+            "coredns_dns_quic_responses_total{server=\"quic://:0\",status=\"0x2\"}"
+        ),
         cases.len() as u64 + 1
     );
     // The server still answers.
@@ -265,7 +285,11 @@ fn doq_idle_connections_and_garbage_do_not_block_queries() {
         &mut line,
     )
     .unwrap();
-    assert_eq!(line.trim(), "ready 150", "every idle connection was admitted");
+    assert_eq!(
+        line.trim(),
+        "ready 150",
+        "every idle connection was admitted"
+    );
     // Garbage: short datagrams, a long one, a QUIC-looking long header with junk.
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
     for i in 0..500u32 {

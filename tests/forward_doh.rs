@@ -96,12 +96,20 @@ fn answers_are_dnsdists_over_one_http2_connection_with_id_0() {
         for (name, qtype, rcode) in cases {
             let what = format!("{method} {name} {qtype}");
             let (got, _) = ask(ex.dns(), name, *qtype);
-            assert_eq!(got.metadata.response_code, *rcode, "{what}: {}", ex.output());
+            assert_eq!(
+                got.metadata.response_code,
+                *rcode,
+                "{what}: {}",
+                ex.output()
+            );
             let (direct, _) = ask(dd.addr, name, *qtype);
             assert_same_reply(&got, &direct, &what);
         }
         let (r, _) = ask(ex.dns(), "www.example.test.", RecordType::A);
-        assert_eq!(a_of(&r), vec!["192.0.2.1".parse::<std::net::Ipv4Addr>().unwrap()]);
+        assert_eq!(
+            a_of(&r),
+            vec!["192.0.2.1".parse::<std::net::Ipv4Addr>().unwrap()]
+        );
         // Queries at once share one HTTP/2 connection.
         let dns = ex.dns();
         let threads: Vec<_> = (0..24)
@@ -115,7 +123,11 @@ fn answers_are_dnsdists_over_one_http2_connection_with_id_0() {
         for t in threads {
             assert_eq!(t.join().unwrap(), ResponseCode::NXDomain);
         }
-        assert_eq!(connections_to(dd.doh_addr.port()), 1, "one HTTP/2 connection");
+        assert_eq!(
+            connections_to(dd.doh_addr.port()),
+            1,
+            "one HTTP/2 connection"
+        );
         drop(ex);
         assert!(
             wait_until(POLL, || connections_to(dd.doh_addr.port()) == 0),
@@ -125,7 +137,11 @@ fn answers_are_dnsdists_over_one_http2_connection_with_id_0() {
     // RFC 8484 §4.1: every query exdns sent (31 per method) reached dnsdist with ID 0; the
     // direct ones (random IDs) did not.
     let log = dd.log();
-    assert_eq!(log.lines().filter(|l| l.ends_with(" with id 0")).count(), 2 * 31, "{log}");
+    assert_eq!(
+        log.lines().filter(|l| l.ends_with(" with id 0")).count(),
+        2 * 31,
+        "{log}"
+    );
 }
 
 #[test]
@@ -170,7 +186,11 @@ fn the_certificate_is_verified_as_for_dot() {
         let (r, _) = ask(ex.dns(), "www.example.test.", RecordType::A);
         assert_eq!(r.metadata.response_code, *rcode, "{what}: {}", ex.output());
     }
-    let seen = dd.log().lines().filter(|l| l.contains("www.example.test.")).count();
+    let seen = dd
+        .log()
+        .lines()
+        .filter(|l| l.contains("www.example.test."))
+        .count();
     assert_eq!(seen, 1, "only the verified connection carried a query");
 }
 
@@ -212,13 +232,20 @@ fn a_doh_upstream_that_stops_is_marked_down_and_skipped() {
     };
     let (r, _) = ask(ex.dns(), "q0.example.test.", RecordType::A);
     assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
-    assert_eq!((count(&a, "q0.example.test."), count(&b, "q0.example.test.")), (1, 0));
+    assert_eq!(
+        (count(&a, "q0.example.test."), count(&b, "q0.example.test.")),
+        (1, 0)
+    );
     assert_eq!(hc_failures(&ex, a.doh_addr), 0.0);
 
     a.stop();
     // The first query after the stop finds A's connection gone and goes on to B.
     let (r, _) = ask(ex.dns(), "q1.example.test.", RecordType::A);
-    assert_eq!(r.metadata.response_code, ResponseCode::NXDomain, "B answered");
+    assert_eq!(
+        r.metadata.response_code,
+        ResponseCode::NXDomain,
+        "B answered"
+    );
     assert_eq!(count(&b, "q1.example.test."), 1);
     // Probes over DoH fail (connection refused); after max_fails A is down.
     assert!(

@@ -240,7 +240,10 @@ impl Pinned {
         let d = self.topo.counters().since(&before);
         assert_eq!(d.vpn.tx_packets, 0, "{d:?}");
         assert_eq!(self.up.queries(), q0, "nothing reached the upstream");
-        assert_eq!(self.up.ub.logged_queries(&format!("{tag}0.example.test")), 0);
+        assert_eq!(
+            self.up.ub.logged_queries(&format!("{tag}0.example.test")),
+            0
+        );
     }
 
     /// vpn0 usable again: forwarding resumes by itself, through vpn0.

@@ -329,14 +329,14 @@ impl StreamTask {
         }
         // The query's stream is answered on; a client that asks for nothing more may stop
         // sending (its FIN is not awaited, as CoreDNS).
-        let reply = match query::prepare(&self.router.load(), &buf, self.src, self.local, Proto::Quic)
-        {
-            Prepared::Done(bytes) => bytes.map(Reply::One),
-            Prepared::Query(req, block) => {
-                let _guard = self.tracker.start();
-                query::run_stream(req, block).await
-            }
-        };
+        let reply =
+            match query::prepare(&self.router.load(), &buf, self.src, self.local, Proto::Quic) {
+                Prepared::Done(bytes) => bytes.map(Reply::One),
+                Prepared::Query(req, block) => {
+                    let _guard = self.tracker.start();
+                    query::run_stream(req, block).await
+                }
+            };
         let ok = match reply {
             None => true,
             Some(Reply::One(bytes)) => self.write(send, &bytes).await,
@@ -431,8 +431,10 @@ mod tests {
 
     fn query(id: u16) -> Message {
         let mut m = Message::new(id, MessageType::Query, OpCode::Query);
-        m.queries
-            .push(Query::query(Name::from_ascii("example.org.").unwrap(), RecordType::A));
+        m.queries.push(Query::query(
+            Name::from_ascii("example.org.").unwrap(),
+            RecordType::A,
+        ));
         m
     }
 

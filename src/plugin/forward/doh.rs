@@ -195,7 +195,10 @@ impl DohClient {
     }
 
     /// The open connection (true: it was open already), or a fresh one.
-    async fn conn(&self, deadline: tokio::time::Instant) -> Result<(Arc<Conn>, bool), ExchangeError> {
+    async fn conn(
+        &self,
+        deadline: tokio::time::Instant,
+    ) -> Result<(Arc<Conn>, bool), ExchangeError> {
         if let Some(c) = self.usable() {
             return Ok((c, true));
         }
@@ -218,7 +221,8 @@ impl DohClient {
         let mut g = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         let c = g.as_ref()?;
         let idle = now_ms().saturating_sub(c.last_used.load(Ordering::Relaxed));
-        if c.sender.is_closed() || (!self.expire.is_zero() && idle >= self.expire.as_millis() as u64)
+        if c.sender.is_closed()
+            || (!self.expire.is_zero() && idle >= self.expire.as_millis() as u64)
         {
             *g = None;
             return None;
@@ -236,11 +240,10 @@ impl DohClient {
     async fn connect(&self) -> Result<Conn, ExchangeError> {
         self.pin.check()?;
         let addr = self.addr;
-        let tcp = self
-            .pin
-            .tcp(addr)
-            .await
-            .map_err(|e| ExchangeError::Dial(format!("dial tcp {addr}: {}", io_error_text(&e))))?;
+        let tcp =
+            self.pin.tcp(addr).await.map_err(|e| {
+                ExchangeError::Dial(format!("dial tcp {addr}: {}", io_error_text(&e)))
+            })?;
         let tls = tokio_rustls::TlsConnector::from(self.config.clone())
             .connect(self.name.clone(), tcp)
             .await

@@ -139,7 +139,10 @@ fn https_upstreams() {
     let c = ok(&format!(
         "forward . https://9.9.9.9 {{\n tls_servername dns.quad9.net\n doh_method GET\n tls {ca}\n}}"
     ));
-    assert_eq!(c.upstreams, vec![https("9.9.9.9:443", Some("dns.quad9.net"))]);
+    assert_eq!(
+        c.upstreams,
+        vec![https("9.9.9.9:443", Some("dns.quad9.net"))]
+    );
     assert_eq!(c.upstreams[0].verify_name(), "dns.quad9.net");
     assert_eq!(c.doh_method, super::doh::Method::Get);
 }

@@ -101,7 +101,10 @@ mod tests {
             assert_eq!(c.quic.worker_pool_size, *workers, "{text:?}");
         }
         let bad: &[(&str, &str)] = &[
-            ("quic arg", "Wrong argument count or unexpected line ending after 'arg'"),
+            (
+                "quic arg",
+                "Wrong argument count or unexpected line ending after 'arg'",
+            ),
             ("quic {\n max_streams\n}", "Wrong argument count"),
             (
                 "quic {\n max_streams abc\n}",
@@ -127,7 +130,10 @@ mod tests {
                 "quic {\n worker_pool_size 10\n worker_pool_size 20\n}",
                 "worker_pool_size already defined for this server block",
             ),
-            ("quic {\n unknown_option 10\n}", "unknown property 'unknown_option'"),
+            (
+                "quic {\n unknown_option 10\n}",
+                "unknown property 'unknown_option'",
+            ),
         ];
         for (text, want) in bad {
             let e = setup_err(setup, text);
