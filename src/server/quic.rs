@@ -152,6 +152,9 @@ pub async fn serve(
     // The TLS config the endpoint was made with: a reload with a new certificate (or new
     // limits) gives new connections a new server config.
     let mut current = first;
+    let bound = endpoint
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::new(std::net::Ipv6Addr::UNSPECIFIED.into(), 0));
     loop {
         let incoming = tokio::select! {
             biased;
@@ -196,6 +199,7 @@ pub async fn serve(
             limits,
             state: slot.state.clone(),
             table: table.clone(),
+            bound,
         };
         let stop = stop.clone();
         tokio::spawn(async move {
@@ -230,16 +234,15 @@ struct ConnTask {
     limits: StreamLimits,
     state: Arc<ConnState>,
     table: Arc<ConnTable>,
+    /// The endpoint's address (the wildcard for a wildcard listener).
+    bound: SocketAddr,
 }
 
 impl ConnTask {
     async fn serve(self, conn: Connection, mut stop: watch::Receiver<bool>) {
         let src = conn.remote_address();
-        // The address the client reached (the wildcard when the kernel does not say).
-        let local = conn
-            .local_ip()
-            .map(|ip| SocketAddr::new(ip, 0))
-            .unwrap_or_else(|| SocketAddr::new(std::net::Ipv6Addr::UNSPECIFIED.into(), 0));
+        // The address the client reached (the listener's when the kernel does not say).
+        let local = SocketAddr::new(conn.local_ip().unwrap_or(self.bound.ip()), self.bound.port());
         loop {
             self.state.wait();
             let (send, recv) = tokio::select! {
