@@ -59,13 +59,20 @@ static RESPONSES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
-fn count(server: &str, code: u32) {
-    let status = match code {
-        DOQ_NO_ERROR => "0x0",
-        DOQ_INTERNAL_ERROR => "0x1",
-        _ => "0x2",
-    };
-    RESPONSES.with_label_values(&[server, status]).inc();
+/// A listener's `coredns_dns_quic_responses_total` counters, resolved once (no label lookup per
+/// query): by code 0x0, 0x1, 0x2.
+struct Counters([prometheus::IntCounter; 3]);
+
+impl Counters {
+    fn new(server: &str) -> Arc<Self> {
+        Arc::new(Counters(
+            ["0x0", "0x1", "0x2"].map(|s| RESPONSES.with_label_values(&[server, s])),
+        ))
+    }
+
+    fn count(&self, code: u32) {
+        self.0[(code as usize).min(2)].inc();
+    }
 }
 
 /// A UDP socket for a QUIC endpoint on `addr`: non-blocking, SO_REUSEPORT as the other
@@ -148,7 +155,7 @@ pub async fn serve(
     );
     let pool = first.quic.worker_pool_size();
     let workers = Arc::new(Semaphore::new(pool));
-    LazyLock::force(&RESPONSES);
+    let counters = Counters::new(&server);
     // The TLS config the endpoint was made with: a reload with a new certificate (or new
     // limits) gives new connections a new server config.
     let mut current = first;
@@ -195,7 +202,7 @@ pub async fn serve(
             router: router.clone(),
             tracker: tracker.clone(),
             workers: workers.clone(),
-            server: server.clone(),
+            counters: counters.clone(),
             limits,
             state: slot.state.clone(),
             table: table.clone(),
@@ -230,7 +237,7 @@ struct ConnTask {
     router: Arc<ArcSwap<Router>>,
     tracker: Arc<Tracker>,
     workers: Arc<Semaphore>,
-    server: Arc<str>,
+    counters: Arc<Counters>,
     limits: StreamLimits,
     state: Arc<ConnState>,
     table: Arc<ConnTable>,
@@ -270,7 +277,7 @@ impl ConnTask {
                 conn: conn.clone(),
                 router: self.router.clone(),
                 tracker: self.tracker.clone(),
-                server: self.server.clone(),
+                counters: self.counters.clone(),
                 limits: self.limits,
                 state: self.state.clone(),
                 src,
@@ -297,7 +304,7 @@ struct StreamTask {
     conn: Connection,
     router: Arc<ArcSwap<Router>>,
     tracker: Arc<Tracker>,
-    server: Arc<str>,
+    counters: Arc<Counters>,
     limits: StreamLimits,
     state: Arc<ConnState>,
     src: SocketAddr,
@@ -356,7 +363,7 @@ impl StreamTask {
         };
         if ok {
             let _ = send.finish();
-            count(&self.server, DOQ_NO_ERROR);
+            self.counters.count(DOQ_NO_ERROR);
         } else {
             let _ = send.reset(VarInt::from_u32(DOQ_INTERNAL_ERROR));
         }
@@ -382,7 +389,7 @@ impl StreamTask {
         );
         self.conn
             .close(VarInt::from_u32(DOQ_PROTOCOL_ERROR), b"protocol error");
-        count(&self.server, DOQ_PROTOCOL_ERROR);
+        self.counters.count(DOQ_PROTOCOL_ERROR);
     }
 }
 
