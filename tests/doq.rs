@@ -306,3 +306,46 @@ fn doq_idle_connections_and_garbage_do_not_block_queries() {
     let _ = idle.kill();
     let _ = idle.wait();
 }
+
+/// A reload with a new certificate: the listener stays (same port), new connections get the new
+/// certificate.
+#[test]
+fn doq_reload_swaps_the_certificate_on_the_same_listener() {
+    if !require_aioquic() {
+        return;
+    }
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (ca_a, cert_a, key_a) = test_certs(a.path());
+    let (ca_b, cert_b, key_b) = test_certs(b.path());
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap();
+    let corefile = |cert: &str, key: &str| {
+        format!("quic://example.org:0 {{\n  tls {cert} {key}\n  file db.example.org\n}}\n")
+    };
+    let ex = Exdns::start_with(
+        &corefile("a.pem", "a.key"),
+        &[
+            ("db.example.org", ZONE),
+            ("a.pem", &read(&cert_a)),
+            ("a.key", &read(&key_a)),
+            ("b.pem", &read(&cert_b)),
+            ("b.key", &read(&key_b)),
+        ],
+        &[],
+    );
+    let addr = ex.addr("quic://");
+    let q = hex(&query0("www.example.org.", RecordType::A).to_vec().unwrap());
+    let (ca_a, ca_b) = (ca_a.display().to_string(), ca_b.display().to_string());
+    let answered = |ca: &str| doq(addr, ca, HOST, &["raw", &q]).starts_with("reply 0000");
+    assert!(answered(&ca_a), "{}", ex.output());
+    assert!(!answered(&ca_b));
+
+    ex.replace("Corefile", &corefile("b.pem", "b.key"));
+    ex.signal(libc::SIGUSR1);
+    assert!(
+        support::fwd::wait_until(support::fwd::POLL, || answered(&ca_b)),
+        "{}",
+        ex.output()
+    );
+    // Answered on the address bound at start-up: the same listener, not a new one.
+    assert!(!answered(&ca_a));
+}

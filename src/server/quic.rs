@@ -249,7 +249,10 @@ impl ConnTask {
     async fn serve(self, conn: Connection, mut stop: watch::Receiver<bool>) {
         let src = conn.remote_address();
         // The address the client reached (the listener's when the kernel does not say).
-        let local = SocketAddr::new(conn.local_ip().unwrap_or(self.bound.ip()), self.bound.port());
+        let local = SocketAddr::new(
+            conn.local_ip().unwrap_or(self.bound.ip()),
+            self.bound.port(),
+        );
         loop {
             self.state.wait();
             let (send, recv) = tokio::select! {
