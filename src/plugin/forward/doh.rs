@@ -71,6 +71,8 @@ pub struct DohClient {
     name: ServerName<'static>,
     /// `https://IP:port`: the scheme and authority of every request (CoreDNS's URL).
     base: String,
+    /// `https://IP:port/dns-query`, parsed once for POST.
+    post_uri: hyper::Uri,
     method: Method,
     pin: Arc<Pin>,
     dial_timeout: Duration,
@@ -93,11 +95,16 @@ impl DohClient {
     ) -> Self {
         let mut cfg = (*config).clone();
         cfg.alpn_protocols = vec![b"h2".to_vec()];
+        let base = format!("https://{addr}");
+        let post_uri = format!("{base}{PATH}")
+            .parse()
+            .expect("an IP address and port make a valid URI");
         DohClient {
             addr,
             config: Arc::new(cfg),
             name,
-            base: format!("https://{addr}"),
+            base,
+            post_uri,
             method,
             pin,
             dial_timeout,
@@ -178,7 +185,7 @@ impl DohClient {
     /// The HTTP request for `wire` (CoreDNS's `doh.NewRequest`).
     fn request(&self, wire: &[u8]) -> Result<hyper::Request<Full<Bytes>>, ExchangeError> {
         let b = match self.method {
-            Method::Post => hyper::Request::post(format!("{}{PATH}", self.base))
+            Method::Post => hyper::Request::post(self.post_uri.clone())
                 .header(hyper::header::CONTENT_TYPE, MIME),
             Method::Get => {
                 let q = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(wire);
