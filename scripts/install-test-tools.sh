@@ -36,9 +36,9 @@ if ((${#missing[@]})); then
   # The packages' own services are not wanted: tests start their own instances.
   for svc in unbound nsd knot dnsdist; do $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || true; done
 fi
-# dnspython for scripted DNS checks; helm-python-sdk (Helm's own Go library) renders and lints
+# dnspython for scripted DNS checks, aioquic for its DNS-over-QUIC client (tests/doq.rs); helm-python-sdk (Helm's own Go library) renders and lints
 # the chart in tests/chart.rs.
-python3 -c 'import dns, helm_python' >/dev/null 2>&1 || pip install -q dnspython helm-python-sdk
+python3 -c 'import dns, aioquic, helm_python' >/dev/null 2>&1 || pip install -q dnspython aioquic helm-python-sdk
 # DNSViz, the standard zone checker tests/dnssec.rs runs over a delegated signed zone
 # (`dnsviz probe`, `dnsviz grok`), pinned: the test reads grok's JSON. It declares no
 # dependencies: it uses dnspython and cryptography, and grok needs pygraphviz, which pip builds

@@ -96,6 +96,14 @@ fn check_rejects_with_file_line_and_coredns_wording() {
             "cannot serve dns://example.org.:53 - it is already defined",
         ),
         (
+            "quic://.:853 {\n  whoami\n}\n",
+            "Corefile:1 - Error during setup: quic://.:853 needs the tls directive (tls CERT KEY [CA])",
+        ),
+        (
+            "quic://.:853 {\n  quic {\n    max_streams 0\n  }\n  whoami\n}\n",
+            "plugin/quic: Corefile:3 - Error during parsing: max_streams must be a positive integer: 0",
+        ),
+        (
             ".:53 {\n  whoami extra\n}\n",
             "plugin/whoami: Corefile:2 - Error during parsing: Wrong argument count or unexpected line ending after 'extra'",
         ),

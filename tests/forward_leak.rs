@@ -21,6 +21,7 @@ use std::time::Duration;
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
 use support::Exdns;
+use support::dnsdist::{self, Dnsdist, DnsdistOpts};
 use support::fwd::{Capture, Frame, FrameKind, POLL, TCP_RST, TCP_SYN, a_of, ask, wait_until};
 use support::netns::{
     CLIENT_VPN_IP, Counters, Link, Prefer, SERVICE_IP, Topology, TopologyOpts, in_netns,
@@ -32,6 +33,53 @@ const READ_TIMEOUT: Duration = Duration::from_secs(1);
 
 fn ready() -> bool {
     support::netns::available() && unbound::available()
+}
+
+/// How exdns reaches the upstream host: DNS over TLS to unbound, or DNS over HTTPS to a dnsdist
+/// in front of it (same service IP, port 443).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Via {
+    Dot,
+    Doh,
+}
+
+/// The upstream server exdns talks to: unbound itself (DoT) or dnsdist (DoH), in the upstream
+/// host.
+struct Upstream {
+    ub: Unbound,
+    doh: Option<Dnsdist>,
+}
+
+impl Upstream {
+    fn start(topo: &Topology, via: Via) -> Upstream {
+        let ub = upstream(topo);
+        let doh = (via == Via::Doh).then(|| {
+            Dnsdist::start(
+                ub.addr,
+                DnsdistOpts::new()
+                    .ip(IpAddr::V4(SERVICE_IP))
+                    .doh_port(443)
+                    .in_netns(&topo.upstream),
+            )
+        });
+        Upstream { ub, doh }
+    }
+
+    /// Queries that reached the server exdns talks to.
+    fn queries(&self) -> u64 {
+        match &self.doh {
+            Some(d) => d.log().lines().count() as u64,
+            None => self.ub.tls_queries(),
+        }
+    }
+
+    /// exdns in the client namespace forwarding `.` to the service IP, with `pin` lines.
+    fn exdns(&self, topo: &Topology, pin: &[&str]) -> Exdns {
+        match &self.doh {
+            Some(d) => exdns_to(topo, &format!("https://{SERVICE_IP}"), &d.ca_pem, pin),
+            None => exdns(topo, &self.ub, pin),
+        }
+    }
 }
 
 fn upstream(topo: &Topology) -> Unbound {
@@ -49,9 +97,14 @@ fn upstream(topo: &Topology) -> Unbound {
 
 /// exdns in the client namespace forwarding `.` over DoT to the service IP, with `pin` lines.
 fn exdns(topo: &Topology, ub: &Unbound, pin: &[&str]) -> Exdns {
+    exdns_to(topo, &format!("tls://{SERVICE_IP}"), &ub.ca_pem, pin)
+}
+
+/// exdns in the client namespace forwarding `.` to `to`, trusting `ca`, with `pin` lines.
+fn exdns_to(topo: &Topology, to: &str, ca: &std::path::Path, pin: &[&str]) -> Exdns {
     let mut c = format!(
-        ".:0 {{\n  errors\n  forward . tls://{SERVICE_IP} {{\n    tls {}\n    tls_servername {NAME}\n    read_timeout 1s\n",
-        ub.ca_pem.display()
+        ".:0 {{\n  errors\n  forward . {to} {{\n    tls {}\n    tls_servername {NAME}\n    read_timeout 1s\n",
+        ca.display()
     );
     for l in pin {
         c.push_str(&format!("    {l}\n"));
@@ -89,7 +142,7 @@ fn assert_no_leak(topo: &Topology, since: &Counters, leak_rx0: u64, when: &str) 
 /// exdns pinned to vpn0 in a fresh topology, with the counters taken before the first query.
 struct Pinned {
     topo: Topology,
-    ub: Unbound,
+    up: Upstream,
     ex: Exdns,
     dns: SocketAddr,
     c0: Counters,
@@ -99,16 +152,20 @@ struct Pinned {
 
 impl Pinned {
     fn new(name: &str, opts: TopologyOpts) -> Pinned {
+        Self::via(name, opts, Via::Dot)
+    }
+
+    fn via(name: &str, opts: TopologyOpts, via: Via) -> Pinned {
         let topo = Topology::create_with(name, opts).expect("root");
-        let ub = upstream(&topo);
-        let ex = exdns(&topo, &ub, &["interface vpn0", "health_check 200ms"]);
+        let up = Upstream::start(&topo, via);
+        let ex = up.exdns(&topo, &["interface vpn0", "health_check 200ms"]);
         let dns = ex.dns();
         let capture = Capture::outgoing(&topo.client, Link::Leak.client_if());
         let c0 = topo.counters();
         let leak_rx0 = upstream_leak_rx(&topo);
         Pinned {
             topo,
-            ub,
+            up,
             ex,
             dns,
             c0,
@@ -135,7 +192,7 @@ impl Pinned {
     /// vpn0 up: answers arrive, every packet through vpn0.
     fn forwards_through_vpn0(&self) {
         let before = self.topo.counters();
-        let tls0 = self.ub.tls_queries();
+        let q0 = self.up.queries();
         for name in [
             "www.example.test.",
             "api.example.test.",
@@ -156,13 +213,13 @@ impl Pinned {
         }
         let d = self.topo.counters().since(&before);
         assert!(d.vpn.tx_packets >= 3 && d.vpn.rx_packets >= 3, "{d:?}");
-        assert_eq!(self.ub.tls_queries(), tls0 + 3, "{:?}", self.ub.stats());
+        assert_eq!(self.up.queries(), q0 + 3, "{:?}", self.up.ub.stats());
     }
 
     /// vpn0 unusable: SERVFAIL within the read timeout, not a packet anywhere, the reason logged.
     fn fails_closed(&self, tag: &str, log: &str) {
         let before = self.topo.counters();
-        let tls0 = self.ub.tls_queries();
+        let q0 = self.up.queries();
         for i in 0..8 {
             let name = format!("{tag}{i}.example.test.");
             let (r, took) = self.ask(&name);
@@ -182,8 +239,11 @@ impl Pinned {
         );
         let d = self.topo.counters().since(&before);
         assert_eq!(d.vpn.tx_packets, 0, "{d:?}");
-        assert_eq!(self.ub.tls_queries(), tls0, "nothing reached the upstream");
-        assert_eq!(self.ub.logged_queries(&format!("{tag}0.example.test")), 0);
+        assert_eq!(self.up.queries(), q0, "nothing reached the upstream");
+        assert_eq!(
+            self.up.ub.logged_queries(&format!("{tag}0.example.test")),
+            0
+        );
     }
 
     /// vpn0 usable again: forwarding resumes by itself, through vpn0.
@@ -215,12 +275,17 @@ impl Pinned {
 }
 
 fn down_and_up(prefer: Prefer) {
-    let p = Pinned::new(
-        "fwdpin",
+    down_and_up_via("fwdpin", prefer, Via::Dot);
+}
+
+fn down_and_up_via(ns: &str, prefer: Prefer, via: Via) {
+    let p = Pinned::via(
+        ns,
         TopologyOpts {
             prefer,
             source_policy: false,
         },
+        via,
     );
     p.forwards_through_vpn0();
     p.assert_no_leak("vpn0 up");
@@ -249,6 +314,16 @@ fn pinned_to_vpn0_when_the_leak_link_is_the_fallback_route() {
         return;
     }
     down_and_up(Prefer::Vpn);
+}
+
+/// DoH upstreams are dialled on the same pinned socket: the HTTP/2 connection goes through vpn0
+/// whatever the routing table prefers, and nothing leaves when vpn0 is down.
+#[test]
+fn doh_pinned_to_vpn0_while_the_default_route_is_the_leak_link() {
+    if !ready() || !dnsdist::available() {
+        return;
+    }
+    down_and_up_via("dohpin", Prefer::Leak, Via::Doh);
 }
 
 /// vpn0 deleted and re-created (a new interface index) with policy routing for the vpn source
@@ -407,18 +482,30 @@ fn source_address_with_policy_routing_never_leaks() {
     if !ready() {
         return;
     }
+    source_address_never_leaks("fwdsrc", Via::Dot);
+}
+
+#[test]
+fn doh_source_address_with_policy_routing_never_leaks() {
+    if !ready() || !dnsdist::available() {
+        return;
+    }
+    source_address_never_leaks("dohsrc", Via::Doh);
+}
+
+fn source_address_never_leaks(ns: &str, via: Via) {
     // `ip rule from 198.18.1.1 lookup 1001`: the vpn route, else unreachable.
     let topo = Topology::create_with(
-        "fwdsrc",
+        ns,
         TopologyOpts {
             prefer: Prefer::Vpn,
             source_policy: true,
         },
     )
     .expect("root");
-    let ub = upstream(&topo);
+    let up = Upstream::start(&topo, via);
     let src = format!("source_address {CLIENT_VPN_IP}");
-    let ex = exdns(&topo, &ub, &[&src, "health_check 200ms"]);
+    let ex = up.exdns(&topo, &[&src, "health_check 200ms"]);
     let dns = ex.dns();
     let c0 = topo.counters();
     let leak_rx0 = upstream_leak_rx(&topo);

@@ -19,13 +19,17 @@ pub enum Proto {
     Tcp,
     /// DNS over TLS (RFC 7858); counted as `tcp` in CoreDNS's metrics and logs.
     Tls,
+    /// DNS over QUIC (RFC 9250); counted as `udp` in CoreDNS's metrics and logs (its DoQ writer
+    /// reports the connection's UDP addresses), but a stream for reply sizes: a DoQ reply may
+    /// take 65535 bytes and never has TC set (RFC 9250 §4.2).
+    Quic,
 }
 
 impl Proto {
     /// As CoreDNS names it in logs and the `proto` metric label.
     pub fn as_str(&self) -> &'static str {
         match self {
-            Proto::Udp => "udp",
+            Proto::Udp | Proto::Quic => "udp",
             Proto::Tcp | Proto::Tls => "tcp",
         }
     }
@@ -48,7 +52,7 @@ impl Proto {
             Proto::Udp => self
                 .max_reply_size(udp_size)
                 .min(ADVERTISED_UDP_SIZE as usize),
-            Proto::Tcp | Proto::Tls => self.max_reply_size(udp_size),
+            Proto::Tcp | Proto::Tls | Proto::Quic => self.max_reply_size(udp_size),
         }
     }
 }

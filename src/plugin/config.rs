@@ -52,6 +52,8 @@ pub struct BlockConfig {
     pub view: Option<Arc<crate::plugin::view::View>>,
     /// `proxyproto`: the PROXY protocol policy of the block's listeners.
     pub proxyproto: Option<Arc<crate::plugin::proxyproto::ProxyProto>>,
+    /// `quic { max_streams; worker_pool_size }`: the block's `quic://` listeners' limits.
+    pub quic: crate::plugin::quic::QuicOptions,
 }
 
 /// `timeouts { read; write; idle; maxtcpqueries }`: what a block sets of its listeners' stream

@@ -45,6 +45,7 @@ pub mod nsid;
 pub mod podip;
 pub mod prometheus;
 pub mod proxyproto;
+pub mod quic;
 pub mod ready;
 pub mod reload;
 pub mod response;
@@ -231,6 +232,11 @@ pub static DIRECTIVES: &[DirectiveDef] = &[
         setup: proxyproto::setup,
         // The setup reports a second one with CoreDNS's words.
         once: false,
+    },
+    DirectiveDef {
+        name: "quic",
+        setup: quic::setup,
+        once: true,
     },
     DirectiveDef {
         name: "tls",

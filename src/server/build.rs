@@ -204,7 +204,7 @@ pub fn build(cf: &Corefile) -> Result<Config, ConfigError> {
         let mut mine = Vec::new();
         for k in &sb.keys {
             match k.scheme {
-                Scheme::Dns | Scheme::Tls => {}
+                Scheme::Dns | Scheme::Tls | Scheme::Quic => {}
                 other => {
                     return Err(ConfigError(format!(
                         "{}:{} - Error during setup: {}:// servers are not supported by exdns (key '{}')",
@@ -215,7 +215,7 @@ pub fn build(cf: &Corefile) -> Result<Config, ConfigError> {
                     )));
                 }
             }
-            if k.scheme == Scheme::Tls && block.config.tls.is_none() {
+            if matches!(k.scheme, Scheme::Tls | Scheme::Quic) && block.config.tls.is_none() {
                 return Err(ConfigError(format!(
                     "{}:{} - Error during setup: {} needs the tls directive (tls CERT KEY [CA])",
                     sb.file, sb.line, k
@@ -231,7 +231,7 @@ pub fn build(cf: &Corefile) -> Result<Config, ConfigError> {
                 let router = listeners.entry(lk).or_insert_with(|| {
                     let mut r = Router::new(
                         Arc::from(lk.to_string()),
-                        if k.scheme == Scheme::Tls {
+                        if matches!(k.scheme, Scheme::Tls | Scheme::Quic) {
                             block.config.tls.clone()
                         } else {
                             None
@@ -239,13 +239,21 @@ pub fn build(cf: &Corefile) -> Result<Config, ConfigError> {
                     );
                     // CoreDNS: the first block binding an address decides its multisocket.
                     r.num_sockets = block.config.num_sockets;
+                    // CoreDNS's `quic`: the first block of the listener sets its limits.
+                    r.quic = block.config.quic;
                     r
                 });
-                if router.tls.is_none() && k.scheme == Scheme::Tls {
+                if router.tls.is_none() && matches!(k.scheme, Scheme::Tls | Scheme::Quic) {
                     router.tls = block.config.tls.clone();
                 }
                 router.timeouts = router.timeouts.merged(block.config.timeouts);
                 // As CoreDNS's server: the last of its sites with a policy sets it.
+                if block.config.proxyproto.is_some() && k.scheme == Scheme::Quic {
+                    return Err(ConfigError(format!(
+                        "{}:{} - Error during setup: proxyproto is not supported on {} by exdns",
+                        sb.file, sb.line, k
+                    )));
+                }
                 if block.config.proxyproto.is_some() {
                     router.proxyproto = block.config.proxyproto.clone();
                 }

@@ -87,7 +87,7 @@ impl ConnState {
     }
 
     /// Closing it loses no reply: no query in flight.
-    fn owes_nothing(&self) -> bool {
+    pub fn owes_nothing(&self) -> bool {
         self.queries.load(Ordering::Acquire) == 0
     }
 

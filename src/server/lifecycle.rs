@@ -16,6 +16,7 @@ use crate::corefile::{self, Corefile, Scheme};
 use crate::plugin::StartupCtx;
 use crate::server::build::{self, Config, ConfigError, ListenerKey};
 use crate::server::ops::{Ops, ReadyFn};
+use crate::server::quic;
 use crate::server::router::Router;
 use crate::server::tcp::{self, StreamLimits};
 use crate::server::tracker::Tracker;
@@ -122,21 +123,23 @@ impl Server {
     /// startup hooks of the new plugins and the shutdown hooks of the old ones.
     async fn apply(self: &Arc<Self>, cfg: Arc<Config>) -> Result<(), ConfigError> {
         // 1. Bind every new listener before touching anything, so a failure changes nothing.
-        let mut fresh: Vec<(
-            ListenerKey,
-            Vec<std::net::UdpSocket>,
-            Vec<std::net::TcpListener>,
-            SocketAddr,
-        )> = Vec::new();
+        let mut fresh: Vec<(ListenerKey, Bound, SocketAddr)> = Vec::new();
         {
             let running = self.listeners.lock().unwrap();
             for (key, router) in cfg.listeners.iter() {
                 if running.contains_key(key) {
                     continue;
                 }
+                if key.scheme == Scheme::Quic {
+                    let (sock, addr) = bind_quic(key).map_err(ConfigError)?;
+                    let ep = quic::endpoint(sock, router, &self.limits)
+                        .map_err(|e| ConfigError(format!("listen {key}: {e}")))?;
+                    fresh.push((*key, Bound::Quic(ep), addr));
+                    continue;
+                }
                 let (udp_socks, tcp_l, addr) =
                     bind_listener(key, router.num_sockets).map_err(ConfigError)?;
-                fresh.push((*key, udp_socks, tcp_l, addr));
+                fresh.push((*key, Bound::Stream(udp_socks, tcp_l), addr));
             }
         }
         // 2. Endpoints (health, ready, metrics).
@@ -167,11 +170,24 @@ impl Server {
                     )));
                 }
             }
-            for (key, udp_socks, tcp_l, addr) in fresh {
+            for (key, bound, addr) in fresh {
                 let router = cfg_listeners.remove(&key).expect("listener in config");
                 let router = Arc::new(ArcSwap::from_pointee(router));
                 let (stop_tx, stop_rx) = watch::channel(false);
                 let mut tasks = Vec::new();
+                let (udp_socks, tcp_l) = match bound {
+                    Bound::Stream(u, t) => (u, t),
+                    Bound::Quic(ep) => {
+                        tasks.push(tokio::spawn(quic::serve(
+                            ep,
+                            router.clone(),
+                            self.tracker.clone(),
+                            self.limits,
+                            stop_rx.clone(),
+                        )));
+                        (Vec::new(), Vec::new())
+                    }
+                };
                 for s in udp_socks {
                     tasks.push(tokio::spawn(udp::serve(
                         s,
@@ -412,6 +428,34 @@ fn bind_listener(
                 || key.ip.is_none() && e.raw_os_error() == Some(libc::EAFNOSUPPORT) =>
         {
             try_bind(key.bind_addr_v4()).map_err(|e| format!("listen {}: {e}", key.bind_addr_v4()))
+        }
+        Err(e) => Err(format!("listen {} ({}): {e}", key.bind_addr(), key)),
+    }
+}
+
+/// What a new listener was bound to.
+enum Bound {
+    /// Plain DNS (UDP and TCP sockets) or DoT (TCP only).
+    Stream(Vec<std::net::UdpSocket>, Vec<std::net::TcpListener>),
+    /// DoQ: a QUIC endpoint on one UDP socket.
+    Quic(quinn::Endpoint),
+}
+
+/// Binds the UDP socket of a `quic://` listener (IPv4 wildcard on hosts without IPv6).
+fn bind_quic(key: &ListenerKey) -> Result<(std::net::UdpSocket, SocketAddr), String> {
+    let bind = |addr: SocketAddr| {
+        let s = quic::bind(addr)?;
+        let a = s.local_addr()?;
+        Ok::<_, std::io::Error>((s, a))
+    };
+    match bind(key.bind_addr()) {
+        Ok(v) => Ok(v),
+        Err(e)
+            if key.ip.is_none()
+                && (e.kind() == std::io::ErrorKind::AddrNotAvailable
+                    || e.raw_os_error() == Some(libc::EAFNOSUPPORT)) =>
+        {
+            bind(key.bind_addr_v4()).map_err(|e| format!("listen {}: {e}", key.bind_addr_v4()))
         }
         Err(e) => Err(format!("listen {} ({}): {e}", key.bind_addr(), key)),
     }

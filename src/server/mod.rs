@@ -7,6 +7,7 @@ pub mod lifecycle;
 pub mod logging;
 pub mod ops;
 pub mod query;
+pub mod quic;
 pub mod router;
 pub mod tcp;
 pub mod tracker;

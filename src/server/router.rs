@@ -52,6 +52,9 @@ pub struct Router {
     pub num_sockets: Option<usize>,
     /// The PROXY protocol policy of this listener (`proxyproto` of its last block that has one).
     pub proxyproto: Option<Arc<crate::plugin::proxyproto::ProxyProto>>,
+    /// `quic`: the limits of a `quic://` listener, from the first block that binds it (as
+    /// CoreDNS).
+    pub quic: crate::plugin::quic::QuicOptions,
 }
 
 /// The plugins whose presence in any block of a listener opens it to classes other than IN
@@ -69,6 +72,7 @@ impl Router {
             class_chaos: false,
             num_sockets: None,
             proxyproto: None,
+            quic: Default::default(),
         }
     }
 

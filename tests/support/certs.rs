@@ -1,7 +1,8 @@
 //! Test PKI: a throw-away CA and server certificates it signs.
 //!
-//! Server certificates are end-entity certificates (`basicConstraints CA:FALSE` — rustls rejects a
-//! CA certificate used as an end entity) whose subjectAltName lists the given names (an entry that
+//! Server certificates are end-entity certificates (no `basicConstraints`: not a CA, which rustls
+//! requires of an end entity; rcgen's explicit `CA:FALSE` encodes the DER default, which strict
+//! parsers — Python's `cryptography`, so aioquic — reject) whose subjectAltName lists the given names (an entry that
 //! parses as an IP address becomes an IP SAN, anything else a DNS SAN).
 //!
 //! ```ignore
@@ -88,7 +89,7 @@ impl TestCa {
         params
             .distinguished_name
             .push(DnType::CommonName, &names[0]);
-        params.is_ca = IsCa::ExplicitNoCa;
+        params.is_ca = IsCa::NoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
         let cert = params

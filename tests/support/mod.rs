@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod certs;
+pub mod dnsdist;
 pub mod fake_apiserver;
 pub mod fwd;
 pub mod netns;

@@ -14,6 +14,7 @@
 //! metrics), `dot.rs` (pipelined TLS/TCP client and pool), `plain.rs` (UDP socket pool),
 //! `health.rs` (probe loop), `policy.rs`, `pin.rs`, `metrics.rs`.
 
+pub mod doh;
 pub mod dot;
 pub mod health;
 pub mod metrics;
@@ -68,6 +69,8 @@ pub struct UpstreamSpec {
     pub addr: SocketAddr,
     /// `tls://`.
     pub tls: bool,
+    /// `https://` (DNS over HTTPS; `tls` is false).
+    pub https: bool,
     /// The TLS server name (`tls_servername` or `%NAME`); `None` for a TLS upstream means its
     /// IP address is the name (verified against the certificate's IP SANs, no SNI sent).
     pub server_name: Option<String>,
@@ -122,6 +125,8 @@ pub struct Config {
     pub tls_config: Option<Arc<rustls::ClientConfig>>,
     /// Stream pool sizing.
     pub limits: Limits,
+    /// `doh_method GET|POST` for `https://` upstreams.
+    pub doh_method: doh::Method,
 }
 
 impl Config {
@@ -150,6 +155,7 @@ impl Config {
             interface: None,
             tls_config: None,
             limits: Limits::default(),
+            doh_method: doh::Method::Post,
         }
     }
 }
@@ -178,7 +184,15 @@ impl Forward {
         };
         let mut upstreams = Vec::with_capacity(cfg.upstreams.len());
         for spec in &cfg.upstreams {
-            let up = if spec.tls {
+            let up = if spec.https {
+                let config = cfg
+                    .tls_config
+                    .clone()
+                    .ok_or_else(|| format!("no TLS config for https://{}", spec.addr))?;
+                let name = rustls::pki_types::ServerName::try_from(spec.verify_name())
+                    .map_err(|_| format!("invalid TLS server name '{}'", spec.verify_name()))?;
+                Upstream::https(spec.addr, config, name, cfg.doh_method, pin.clone(), &opts)
+            } else if spec.tls {
                 let config = cfg
                     .tls_config
                     .clone()

@@ -69,6 +69,16 @@ pub fn parse(d: &mut Dispenser) -> Result<Config, ParseError> {
     if to.is_empty() {
         return Err(d.arg_err());
     }
+    // As CoreDNS: an https:// upstream takes no path (/dns-query is the path).
+    for addr in &to {
+        if let ("https", h) = transport(addr)
+            && h.contains('/')
+        {
+            return Err(here(format!(
+                "paths are not allowed in HTTPS upstream addresses (the /dns-query path is used by default): {addr}"
+            )));
+        }
+    }
     let hosts = host_port_or_file(&to).map_err(|e| d.err(e))?;
 
     let mut tls_material: Option<TlsMaterial> = None;
@@ -79,12 +89,13 @@ pub fn parse(d: &mut Dispenser) -> Result<Config, ParseError> {
     for host_with_zone in &hosts {
         let (host, server_name) = split_zone(host_with_zone);
         let (trans, h) = transport(&host);
-        if trans != "dns" && trans != "tls" {
+        if trans != "dns" && trans != "tls" && trans != "https" {
             return Err(here(format!(
                 "'{trans}' is not supported as a destination protocol in forward: {host}"
             )));
         }
         let tls = trans == "tls";
+        let https = trans == "https";
         let mut name = None;
         if tls && !server_name.is_empty() {
             if let Some(global) = &cfg.tls_servername {
@@ -94,7 +105,8 @@ pub fn parse(d: &mut Dispenser) -> Result<Config, ParseError> {
             }
             name = Some(server_name.clone());
         }
-        if tls && name.is_none() {
+        // CoreDNS's DoH client uses the forward's TLS config: `tls_servername` names it.
+        if (tls || https) && name.is_none() {
             name = cfg.tls_servername.clone();
         }
         let addr: SocketAddr = h
@@ -108,6 +120,7 @@ pub fn parse(d: &mut Dispenser) -> Result<Config, ParseError> {
         cfg.upstreams.push(UpstreamSpec {
             addr,
             tls,
+            https,
             server_name: name,
         });
     }
@@ -131,7 +144,7 @@ pub fn parse(d: &mut Dispenser) -> Result<Config, ParseError> {
         )));
     }
 
-    if cfg.upstreams.iter().any(|u| u.tls) {
+    if cfg.upstreams.iter().any(|u| u.tls || u.https) {
         let material = tls_material.unwrap_or_default();
         let roots = match material.roots {
             Some(r) => r,
@@ -245,6 +258,16 @@ fn parse_option(
             }
             *tls = Some(m);
             cfg.tls = Some(a);
+        }
+        "doh_method" => {
+            if !d.next_arg() {
+                return Err(d.arg_err());
+            }
+            cfg.doh_method = match d.val() {
+                "POST" => super::doh::Method::Post,
+                "GET" => super::doh::Method::Get,
+                _ => return Err(d.err("doh_method must be either POST or GET")),
+            };
         }
         "tls_servername" => {
             if !d.next_arg() {

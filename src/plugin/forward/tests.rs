@@ -49,6 +49,7 @@ fn plain(s: &str) -> UpstreamSpec {
     UpstreamSpec {
         addr: sa(s),
         tls: false,
+        https: false,
         server_name: None,
     }
 }
@@ -57,6 +58,7 @@ fn tls(s: &str, name: Option<&str>) -> UpstreamSpec {
     UpstreamSpec {
         addr: sa(s),
         tls: true,
+        https: false,
         server_name: name.map(str::to_string),
     }
 }
@@ -103,6 +105,46 @@ fn defaults() {
     assert_eq!(c.source_address, None);
     assert_eq!(c.interface, None);
     assert!(c.tls_config.is_none(), "no TLS upstream, no TLS config");
+}
+
+fn https(s: &str, name: Option<&str>) -> UpstreamSpec {
+    UpstreamSpec {
+        addr: sa(s),
+        tls: false,
+        https: true,
+        server_name: name.map(str::to_string),
+    }
+}
+
+/// `https://` upstreams (CoreDNS 1.14): port 443 by default, `tls_servername` names them,
+/// `doh_method` POST (default) or GET, the forward's `tls` CA verifies them.
+#[test]
+fn https_upstreams() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = ca_file(dir.path());
+    let c = ok(&format!(
+        "forward . https://127.0.0.1 https://127.0.0.2:8443 tls://127.0.0.3 10.0.0.9 {{\n tls {ca}\n}}"
+    ));
+    assert_eq!(
+        c.upstreams,
+        vec![
+            https("127.0.0.1:443", None),
+            https("127.0.0.2:8443", None),
+            tls("127.0.0.3:853", None),
+            plain("10.0.0.9:53"),
+        ]
+    );
+    assert_eq!(c.doh_method, super::doh::Method::Post);
+    assert!(c.tls_config.is_some());
+    let c = ok(&format!(
+        "forward . https://9.9.9.9 {{\n tls_servername dns.quad9.net\n doh_method GET\n tls {ca}\n}}"
+    ));
+    assert_eq!(
+        c.upstreams,
+        vec![https("9.9.9.9:443", Some("dns.quad9.net"))]
+    );
+    assert_eq!(c.upstreams[0].verify_name(), "dns.quad9.net");
+    assert_eq!(c.doh_method, super::doh::Method::Get);
 }
 
 #[test]
@@ -275,7 +317,9 @@ fn errors_worded_as_coredns() {
         ("forward . /dev/null".into(), "Corefile:1 - Error during parsing: no nameservers found".into()),
         (format!("forward {long} 127.0.0.1"), format!("Corefile:1 - Error during parsing: unable to normalize '{long}'")),
         ("forward . 127.0.0.1 {\nblaatl\n}".into(), "Corefile:2 - Error during parsing: unknown property 'blaatl'".into()),
-        ("forward . https://127.0.0.1".into(), "Corefile:1 - Error during parsing: 'https' is not supported as a destination protocol in forward: https://127.0.0.1:443".into()),
+        ("forward . https://127.0.0.1/dns-query".into(), "Corefile:1 - Error during parsing: paths are not allowed in HTTPS upstream addresses (the /dns-query path is used by default): https://127.0.0.1/dns-query".into()),
+        ("forward . https://127.0.0.1 {\ndoh_method PUT\n}".into(), "Corefile:2 - Error during parsing: doh_method must be either POST or GET".into()),
+        ("forward . https://127.0.0.1 {\ndoh_method\n}".into(), "Corefile:2 - Error during parsing: Wrong argument count or unexpected line ending after 'doh_method'".into()),
         ("forward . quic://127.0.0.1".into(), "Corefile:1 - Error during parsing: 'quic' is not supported as a destination protocol in forward: quic://127.0.0.1:853".into()),
         ("forward . 127.0.0.1:99999".into(), "Corefile:1 - Error during parsing: invalid upstream address '127.0.0.1:99999'".into()),
         (format!("forward . {}", sixteen.join(" ")), "Corefile:1 - Error during parsing: more than 15 TOs configured: 16".into()),

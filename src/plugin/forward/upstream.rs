@@ -8,6 +8,7 @@ use std::time::Duration;
 use hickory_proto::op::ResponseCode;
 use prometheus::Histogram;
 
+use super::doh::DohClient;
 use super::dot::{Connector, Limits, StreamPool};
 use super::health::Health;
 use super::metrics::{PROXY_NAME, REQUEST_DURATION};
@@ -58,6 +59,7 @@ pub(crate) enum Net {
         tcp: StreamPool,
     },
     Tls(StreamPool),
+    Https(DohClient),
     #[cfg(test)]
     Fake(FakeNet),
 }
@@ -121,6 +123,28 @@ impl Upstream {
         Self::with_net(addr, Some(tls_name), pin, Net::Tls(pool))
     }
 
+    /// A DNS-over-HTTPS upstream verifying `name`.
+    pub(crate) fn https(
+        addr: SocketAddr,
+        config: Arc<rustls::ClientConfig>,
+        name: rustls::pki_types::ServerName<'static>,
+        method: super::doh::Method,
+        pin: Arc<Pin>,
+        o: &Options,
+    ) -> Self {
+        let tls_name = name.to_str().into_owned();
+        let client = DohClient::new(
+            addr,
+            config,
+            name,
+            method,
+            pin.clone(),
+            o.expire,
+            o.dial_timeout,
+        );
+        Self::with_net(addr, Some(tls_name), pin, Net::Https(client))
+    }
+
     #[cfg(test)]
     pub(crate) fn fake(addr: SocketAddr, pin: Arc<Pin>, net: FakeNet) -> Self {
         Self::with_net(addr, None, pin, Net::Fake(net))
@@ -147,21 +171,23 @@ impl Upstream {
         &self.to
     }
 
-    /// `tls://IP:port` or `IP:port`, for logs.
+    /// `tls://IP:port`, `https://IP:port` or `IP:port`, for logs.
     pub fn display(&self) -> String {
-        match &self.tls_name {
-            Some(_) => format!("tls://{}", self.addr),
-            None => self.addr.to_string(),
+        match (&self.net, &self.tls_name) {
+            (Net::Https(_), _) => format!("https://{}", self.addr),
+            (_, Some(_)) => format!("tls://{}", self.addr),
+            (_, None) => self.addr.to_string(),
         }
     }
 
-    /// The TLS server name, for TLS upstreams.
+    /// The TLS server name, for TLS and HTTPS upstreams.
     pub fn tls_name(&self) -> Option<&str> {
         self.tls_name.as_deref()
     }
 
+    /// Over TLS: DoT or DoH (never plain UDP or TCP).
     pub fn is_tls(&self) -> bool {
-        matches!(self.net, Net::Tls(_))
+        matches!(self.net, Net::Tls(_) | Net::Https(_))
     }
 
     /// Consecutive failed health checks.
@@ -196,6 +222,7 @@ impl Upstream {
                 Transport::Tcp => tcp.exchange(wire, deadline, read_timeout).await,
             },
             Net::Tls(pool) => pool.exchange(wire, deadline, read_timeout).await,
+            Net::Https(client) => client.exchange(wire, deadline, read_timeout).await,
             #[cfg(test)]
             Net::Fake(f) => {
                 let id: u16 = rand::random();
@@ -232,6 +259,7 @@ impl Upstream {
                 tcp.close_all();
             }
             Net::Tls(pool) => pool.close_all(),
+            Net::Https(client) => client.close_all(),
             #[cfg(test)]
             Net::Fake(_) => {}
         }
@@ -246,6 +274,7 @@ impl Upstream {
                 tcp.stop();
             }
             Net::Tls(pool) => pool.stop(),
+            Net::Https(client) => client.close_all(),
             #[cfg(test)]
             Net::Fake(_) => {}
         }
@@ -256,6 +285,7 @@ impl Upstream {
         match &self.net {
             Net::Plain { tcp, .. } => Some(tcp),
             Net::Tls(pool) => Some(pool),
+            Net::Https(_) => None,
             #[cfg(test)]
             Net::Fake(_) => None,
         }
