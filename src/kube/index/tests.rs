@@ -2017,3 +2017,50 @@ fn istio_gateways_join_services_and_virtualservices_join_gateways() {
         s4.contents()
     );
 }
+
+/// With several sources, an Istio Gateway picks Services of its own source only, and a
+/// VirtualService binds Gateways of its own source.
+#[test]
+fn istio_joins_stay_within_their_source() {
+    let feed = Feed::new();
+    let (a, b) = (feed.scoped("0"), feed.scoped("1"));
+    let c = cfg(&[Kind::IstioGateway, Kind::IstioVirtualService]);
+    for (src, ip) in [(&a, "10.7.0.1"), (&b, "10.7.0.2")] {
+        put(
+            src,
+            ObjKind::Service,
+            "istio-system/ingress",
+            istio_service(&[("istio", "ingressgateway")], vec![self::ip(ip)]),
+        );
+    }
+    put(
+        &a,
+        ObjKind::IstioGateway,
+        "istio-system/gw",
+        istio_gateway(
+            &["a.example.com"],
+            &[("*", "*")],
+            &[("istio", "ingressgateway")],
+            None,
+        ),
+    );
+    put(
+        &b,
+        ObjKind::IstioVirtualService,
+        "apps/web",
+        virtual_service(&["web.example.com"], &[("istio-system", "gw")], None),
+    );
+    sync_all(&feed);
+    let snap = at(&Index::new(), &c, &feed, None, NOW);
+    assert_eq!(
+        snap.exact(Kind::IstioGateway, "a.example.com")
+            .map(|rs| addrs(&rs)),
+        Some(vec!["10.7.0.1".to_string()])
+    );
+    // Source 1 has no Gateway `istio-system/gw`.
+    assert_eq!(
+        snap.exact(Kind::IstioVirtualService, "web.example.com")
+            .map(|rs| addrs(&rs)),
+        None
+    );
+}

@@ -362,6 +362,54 @@ mod tests {
         assert_eq!(run(&obj, &Filters::default()), None);
     }
 
+    /// With Istio kinds answered, a Service also carries its selector and addresses (externalIPs,
+    /// else load balancer), whatever its type, for the Istio Gateways selecting it.
+    #[test]
+    fn istio_join_data() {
+        let f = Filters {
+            istio: true,
+            ..Default::default()
+        };
+        let with_selector = |ty: &str| {
+            let mut o = svc("gw", ty, json!({}), json!({}));
+            o["spec"]["selector"] = json!({"istio": "ingressgateway"});
+            o
+        };
+        let selector: std::collections::BTreeMap<String, String> =
+            [("istio".to_string(), "ingressgateway".to_string())].into();
+        // A LoadBalancer: its own name and the join data.
+        assert_eq!(
+            run(&with_selector("LoadBalancer"), &f),
+            Some(Contribution::Service {
+                names: vec![NameData {
+                    name: "gw.apps".into(),
+                    addrs: vec![addr("198.51.100.7"), addr("2001:db8::7")],
+                    ..Default::default()
+                }],
+                selector: selector.clone(),
+                addrs: vec![addr("198.51.100.7"), addr("2001:db8::7")],
+            })
+        );
+        // A ClusterIP with externalIPs: no name of its own, the externalIPs for the join.
+        let mut o = with_selector("ClusterIP");
+        o["spec"]["externalIPs"] = json!(["203.0.113.9", "bogus"]);
+        assert_eq!(
+            run(&o, &f),
+            Some(Contribution::Service {
+                names: vec![],
+                selector,
+                addrs: vec![addr("203.0.113.9")],
+            })
+        );
+        // Nothing to give: nothing stored.
+        let mut o = with_selector("ClusterIP");
+        o["status"] = json!({});
+        assert_eq!(run(&o, &f), None);
+        let mut o = with_selector("LoadBalancer");
+        o["metadata"]["labels"] = json!({"k8s-gateway.dns/ignore": "true"});
+        assert_eq!(run(&o, &f), None);
+    }
+
     #[test]
     fn ignore_label() {
         let obj = svc(
