@@ -809,7 +809,7 @@ fn missing_or_bad_values_are_clear_errors() {
         &[(
             &["domain=example.com", "watchedResources={Ingress,Pod}"],
             json!({}),
-            r#"watchedResources: unknown kind "Pod" (known: HTTPRoute, TLSRoute, GRPCRoute, TCPRoute, UDPRoute, DNSEndpoint, VirtualServer, IngressRoute, Ingress, Service, Node)"#,
+            r#"watchedResources: unknown kind "Pod" (known: HTTPRoute, TLSRoute, GRPCRoute, TCPRoute, UDPRoute, DNSEndpoint, VirtualServer, IngressRoute, IstioGateway, IstioVirtualService, Ingress, Service, Node)"#,
         )],
         true,
     );
@@ -820,7 +820,7 @@ fn the_values_schema_rejects_bad_values() {
     // Helm validates the values against values.schema.json before rendering: a mistyped value
     // is refused with its path instead of rendering silently. `helm install --set ttl=abc`:
     let schema = "values don't meet the specifications of the schema(s) in the following chart(s):\nexdns:\n- at '/ttl': got string, want integer";
-    let kinds = "value must be one of 'HTTPRoute', 'TLSRoute', 'GRPCRoute', 'TCPRoute', 'UDPRoute', 'DNSEndpoint', 'VirtualServer', 'IngressRoute', 'Ingress', 'Service', 'Node'";
+    let kinds = "value must be one of 'HTTPRoute', 'TLSRoute', 'GRPCRoute', 'TCPRoute', 'UDPRoute', 'DNSEndpoint', 'VirtualServer', 'IngressRoute', 'IstioGateway', 'IstioVirtualService', 'Ingress', 'Service', 'Node'";
     let sixteen: Vec<String> = (1..=16).map(|i| format!("tls://192.0.2.{i}")).collect();
     let d = "domain=example.com";
     assert_refused(
@@ -1678,6 +1678,19 @@ fn rbac_is_exactly_what_the_watched_resources_need() {
         ("DNSEndpoint", &[("externaldns.k8s.io", "dnsendpoints")]),
         ("VirtualServer", &[("k8s.nginx.org", "virtualservers")]),
         ("IngressRoute", &[("traefik.io", "ingressroutes")]),
+        // Istio Gateways answer with the addresses of the Services their selector picks.
+        (
+            "IstioGateway",
+            &[("networking.istio.io", "gateways"), ("", "services")],
+        ),
+        (
+            "IstioVirtualService",
+            &[
+                ("networking.istio.io", "gateways"),
+                ("networking.istio.io", "virtualservices"),
+                ("", "services"),
+            ],
+        ),
         ("Ingress", &[("networking.k8s.io", "ingresses")]),
         (
             "Service",
@@ -1697,8 +1710,8 @@ fn rbac_is_exactly_what_the_watched_resources_need() {
         );
     }
 
-    // Every subset of the eight kinds (256 releases), in exdns's order, and a few in other
-    // orders and spellings.
+    // Every subset of the kinds (8192 releases), in exdns's order, and a few in other orders and
+    // spellings.
     let mut cases: Vec<Vec<String>> = (0u32..1 << Kind::ALL.len())
         .map(|bits| {
             Kind::ALL
@@ -1713,6 +1726,7 @@ fn rbac_is_exactly_what_the_watched_resources_need() {
         &["service", "Ingress", "SERVICE"][..],
         &["Node", "tlsroute", "HTTPRoute"],
         &["dnsendpoint", "virtualserver"],
+        &["istiovirtualservice", "Service", "ISTIOGATEWAY"],
     ] {
         cases.push(extra.iter().map(|x| x.to_string()).collect());
     }
@@ -1761,7 +1775,14 @@ fn rbac_is_exactly_what_the_watched_resources_need() {
         } else {
             assert_eq!(line, Some(format!("resources {}", canonical.join(" "))));
         }
-        if let Err(e) = check_corefile(&cf) {
+        // `exdns -check` is a process per case (most of this test's time): every subset without
+        // the Istio kinds, and the Istio kinds alone and with every other kind. The Corefile
+        // line above is checked for every case.
+        let istio = |k: &Kind| matches!(k, Kind::IstioGateway | Kind::IstioVirtualService);
+        let others: BTreeSet<Kind> = kinds.iter().copied().filter(|k| !istio(k)).collect();
+        if (!kinds.iter().any(istio) || others.is_empty() || others.len() == Kind::ALL.len() - 2)
+            && let Err(e) = check_corefile(&cf)
+        {
             panic!("{case:?}: exdns -check: {e}\n{cf}");
         }
         // Without Service there is no glue; the NOTES say so.

@@ -1440,3 +1440,200 @@ fn traefik_ingressroutes_answer_their_target() {
     let ex = start_ready(&[&c], "");
     expect_a(&ex, "whoami.example.com.", &["192.0.2.95"]);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Istio Gateway and VirtualService (ExternalDNS's istio-gateway / istio-virtualservice sources).
+
+const ISTIO: &str = "networking.istio.io";
+
+/// An Istio Gateway with `spec.selector` and one server with `hosts`.
+fn istio_gateway(ns: &str, name: &str, selector: Value, hosts: &[&str]) -> Obj {
+    obj(
+        ISTIO,
+        "v1beta1",
+        "gateways",
+        json!({
+            "metadata": meta(ns, name),
+            "spec": {"selector": selector,
+                     "servers": [{"port": {"number": 443, "name": "https", "protocol": "HTTPS"},
+                                  "hosts": hosts, "tls": {"mode": "SIMPLE", "credentialName": name}}]},
+        }),
+    )
+}
+
+fn istio_virtualservice(ns: &str, name: &str, hosts: &[&str], gateways: &[&str]) -> Obj {
+    obj(
+        ISTIO,
+        "v1beta1",
+        "virtualservices",
+        json!({
+            "metadata": meta(ns, name),
+            "spec": {"hosts": hosts, "gateways": gateways,
+                     "http": [{"route": [{"destination": {"host": name, "port": {"number": 80}}}]}]},
+        }),
+    )
+}
+
+/// The ingress gateway's Service: its selector is what Istio Gateways' selectors are matched
+/// against (not its labels).
+fn istio_ingress_service(ips: &[&str]) -> Obj {
+    let ingress: Vec<Value> = ips.iter().map(|ip| json!({"ip": ip})).collect();
+    obj(
+        "",
+        "v1",
+        "services",
+        json!({
+            "metadata": {"name": "istio-ingressgateway", "namespace": "istio-system",
+                         "labels": {"app": "unrelated"}},
+            "spec": {"type": "LoadBalancer",
+                     "selector": {"istio": "ingressgateway", "app": "istio-ingressgateway"},
+                     "ports": [{"port": 443, "protocol": "TCP"}]},
+            "status": {"loadBalancer": {"ingress": ingress}},
+        }),
+    )
+}
+
+/// Istio's CRDs installed after start (v1beta1 only: an Istio before 1.22); a VirtualService
+/// bound to a Gateway answers with the addresses of the Service the Gateway's selector picks;
+/// a host no server of the Gateway takes has no record; target annotations override; changes
+/// and deletions of the Service, the Gateway and the VirtualService follow the cluster.
+#[test]
+fn istio_virtualservices_answer_their_gateways_service_addresses() {
+    let c = cluster();
+    add_shop(&c);
+    c.add(istio_ingress_service(&["192.0.2.50"]));
+    let ex = start_env(&[&c], "", &[("EXDNS_DISCOVERY_INTERVAL_MS", "200")]);
+    wait_ready(&ex);
+    expect_shop(&ex);
+    expect_log_line(
+        &ex,
+        "[WARNING] plugin/k8s_gateway: IstioGateway API (networking.istio.io) is not served; skipping it, will check again every 200ms",
+    );
+    let body = metrics(&ex);
+    assert_eq!(kind_served(&body, "IstioGateway"), Some(0.0), "{body}");
+    assert_eq!(kind_served(&body, "IstioVirtualService"), Some(0.0));
+
+    c.serve_istio("v1beta1");
+    c.add(istio_gateway(
+        "istio-system",
+        "public",
+        json!({"istio": "ingressgateway"}),
+        &["apps/web.example.com", "*/gw.example.com"],
+    ));
+    c.add(istio_virtualservice(
+        "apps",
+        "web",
+        &["web.example.com", "other.example.com"],
+        &["istio-system/public", "mesh"],
+    ));
+    // Bound through the Gateway's selector to the Service's load balancer.
+    eventually_a(&ex, "web.example.com.", &["192.0.2.50"]);
+    expect_log_line(
+        &ex,
+        "[INFO] plugin/k8s_gateway: IstioVirtualService API (networking.istio.io/v1beta1) is now served; watching it",
+    );
+    check(
+        &ex,
+        &[
+            // The Gateway's own server hosts answer too.
+            ("gw.example.com.", Want::A(&["192.0.2.50"])),
+            // No server of the Gateway takes this host: no record (ExternalDNS publishes none).
+            ("other.example.com.", Want::NxDomain),
+            ("web.example.com.", Want::NoData(RecordType::AAAA)),
+        ],
+    );
+
+    // Target annotations: on a VirtualService it wins over its Gateways; on a Gateway it
+    // replaces the Services' addresses.
+    c.add(with_annotations(
+        istio_virtualservice(
+            "apps",
+            "pinned",
+            &["pinned.example.com"],
+            &["istio-system/public"],
+        ),
+        json!({"external-dns.alpha.kubernetes.io/target": "198.51.100.8"}),
+    ));
+    c.add(with_annotations(
+        istio_gateway(
+            "apps",
+            "annotated",
+            json!({"istio": "ingressgateway"}),
+            &["*"],
+        ),
+        json!({"external-dns.alpha.kubernetes.io/target": "203.0.113.77"}),
+    ));
+    c.add(istio_virtualservice(
+        "apps",
+        "ann",
+        &["ann.example.com"],
+        &["annotated"],
+    ));
+    eventually_a(&ex, "pinned.example.com.", &["198.51.100.8"]);
+    eventually_a(&ex, "ann.example.com.", &["203.0.113.77"]);
+
+    // The Service's load balancer changes: the Gateway and its VirtualServices follow.
+    c.set(istio_ingress_service(&["192.0.2.51", "192.0.2.52"]));
+    eventually_a(&ex, "web.example.com.", &["192.0.2.51", "192.0.2.52"]);
+    expect_a(&ex, "gw.example.com.", &["192.0.2.51", "192.0.2.52"]);
+
+    // The Gateway stops taking web.example.com.
+    c.set(istio_gateway(
+        "istio-system",
+        "public",
+        json!({"istio": "ingressgateway"}),
+        &["*/gw.example.com"],
+    ));
+    eventually_nxdomain(&ex, "web.example.com.");
+    expect_a(&ex, "gw.example.com.", &["192.0.2.51", "192.0.2.52"]);
+
+    // Deleting the Service takes the Gateway's answers; deleting the annotated Gateway its
+    // VirtualService's; the pinned VirtualService answers until it is deleted itself.
+    c.delete("", "v1", "services", "istio-system", "istio-ingressgateway");
+    eventually_nxdomain(&ex, "gw.example.com.");
+    c.delete(ISTIO, "v1beta1", "gateways", "apps", "annotated");
+    eventually_nxdomain(&ex, "ann.example.com.");
+    expect_a(&ex, "pinned.example.com.", &["198.51.100.8"]);
+    c.delete(ISTIO, "v1beta1", "virtualservices", "apps", "pinned");
+    eventually_nxdomain(&ex, "pinned.example.com.");
+    expect_shop(&ex);
+    assert_ready(&ex);
+}
+
+/// `resources IstioVirtualService` alone: the Gateways and Services it joins are watched, but
+/// only the VirtualService's names answer.
+#[test]
+fn istio_virtualservices_alone_still_join_gateways_and_services() {
+    let c = cluster();
+    c.serve_istio("v1");
+    c.add(istio_ingress_service(&["192.0.2.60"]));
+    let mut gw = istio_gateway(
+        "istio-system",
+        "public",
+        json!({"istio": "ingressgateway"}),
+        &["*.example.com"],
+    );
+    gw.version = "v1";
+    c.add(gw);
+    let mut vs = istio_virtualservice(
+        "apps",
+        "web",
+        &["web.example.com"],
+        &["istio-system/public"],
+    );
+    vs.version = "v1";
+    c.add(vs);
+    let ex = start_ready(&[&c], "    resources IstioVirtualService\n");
+    check(
+        &ex,
+        &[
+            ("web.example.com.", Want::A(&["192.0.2.60"])),
+            // Neither the Gateway's wildcard nor the Service's own name is answered.
+            ("gw.example.com.", Want::NxDomain),
+            (
+                "istio-ingressgateway.istio-system.example.com.",
+                Want::NxDomain,
+            ),
+        ],
+    );
+}

@@ -534,6 +534,38 @@ fn demo_cluster_answers_as_its_readme_says() {
         ),
         ("whoami.example.com.", AAAA, NoData),
         (
+            "bookinfo.example.com.",
+            A,
+            Records(&["bookinfo.example.com. 60 A 203.0.113.70"]),
+        ),
+        (
+            "bookinfo.example.com.",
+            AAAA,
+            Records(&["bookinfo.example.com. 60 AAAA 2001:db8:203::70"]),
+        ),
+        (
+            "reviews.example.com.",
+            A,
+            Records(&["reviews.example.com. 60 A 203.0.113.70"]),
+        ),
+        (
+            "reviews.example.com.",
+            AAAA,
+            Records(&["reviews.example.com. 60 AAAA 2001:db8:203::70"]),
+        ),
+        ("ratings.example.com.", A, NxDomain),
+        ("ratings.example.com.", AAAA, NxDomain),
+        (
+            "istio-ingressgateway.istio-system.example.com.",
+            A,
+            Records(&["istio-ingressgateway.istio-system.example.com. 60 A 203.0.113.70"]),
+        ),
+        (
+            "istio-ingressgateway.istio-system.example.com.",
+            AAAA,
+            Records(&["istio-ingressgateway.istio-system.example.com. 60 AAAA 2001:db8:203::70"]),
+        ),
+        (
             "dashboard.internal.example.com.",
             A,
             AtLeast(&["dashboard.internal.example.com. 60 A 198.51.100.20"]),
@@ -723,6 +755,7 @@ fn demo_cluster_answers_as_its_readme_says() {
         ("data.example.com.", A, NoData),
         ("dev.example.com.", AAAA, NoData),
         ("internal.example.com.", A, NoData),
+        ("istio-system.example.com.", A, NoData),
         ("kube-system.example.com.", A, NoData),
         ("a.b.apps.example.com.", A, NxDomain),
         ("canary.example.com.", A, NxDomain),
@@ -1008,4 +1041,116 @@ status:
             "lb.example.com. 60 A 192.0.2.81"
         ]
     );
+}
+
+/// The Istio ingress gateway's Service: not a LoadBalancer (its own name is not answered), its
+/// externalIPs are what Istio Gateways selecting it answer.
+fn istio_service(ip: &str) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Service
+metadata:
+  name: ingressgateway
+  namespace: istio-system
+spec:
+  type: ClusterIP
+  selector:
+    istio: ingressgateway
+  externalIPs:
+  - {ip}
+"#
+    )
+}
+
+/// An Istio Gateway (v1alpha3, as older Istio manifests have it) named `public` like the
+/// Gateway API's in [`GATEWAY`], next to it in the same directory, and two VirtualServices.
+const ISTIO: &str = r#"
+apiVersion: networking.istio.io/v1alpha3
+kind: Gateway
+metadata:
+  name: public
+  namespace: gateway-system
+spec:
+  selector:
+    istio: ingressgateway
+  servers:
+  - port: {number: 80, name: http, protocol: HTTP}
+    hosts: ["apps/*.mesh.example.com"]
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: VirtualService
+metadata:
+  name: shop
+  namespace: apps
+spec:
+  hosts: [shop.mesh.example.com, shop.other.example.com]
+  gateways: [gateway-system/public]
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: VirtualService
+metadata:
+  name: pinned
+  namespace: other
+  annotations:
+    external-dns.alpha.kubernetes.io/target: 198.51.100.8
+spec:
+  hosts: [pinned.mesh.example.com]
+  gateways: [gateway-system/public]
+"#;
+
+/// Istio Gateways and VirtualServices from files, next to a Gateway API Gateway of the same
+/// name: each `Gateway` is read as its group's; the join follows the files.
+#[test]
+fn istio_objects_follow_the_files() {
+    let ex = Exdns::start_with(
+        &corefile("objects", "exdns-a.kube-system", "exdns-b.kube-system"),
+        &[
+            ("objects/gateway.yaml", GATEWAY),
+            ("objects/services.yaml", SERVICES),
+            ("objects/istio-svc.yaml", &istio_service("203.0.113.80")),
+            ("objects/istio.yaml", ISTIO),
+        ],
+        &[],
+    );
+    let dir = ex.path("objects");
+    let dns = ex.dns();
+    wait_until("ready", || {
+        http_get(ex.http_addr("127.0.0.1:0"), "/ready").0 == 200
+    });
+    let rcode = |name: &str| a(dns, name, RecordType::A).metadata.response_code;
+    let v4 = |name: &str| records(&a(dns, name, RecordType::A));
+    // The Gateway API's Gateway still answers its route.
+    assert_eq!(v4("web.example.com."), ["web.example.com. 60 A 192.0.2.10"]);
+    assert_eq!(
+        v4("shop.mesh.example.com."),
+        ["shop.mesh.example.com. 60 A 203.0.113.80"]
+    );
+    // Not a host of the Gateway's servers.
+    assert_eq!(rcode("shop.other.example.com."), ResponseCode::NXDomain);
+    // The target annotation, though `apps/` does not admit namespace `other`.
+    assert_eq!(
+        v4("pinned.mesh.example.com."),
+        ["pinned.mesh.example.com. 60 A 198.51.100.8"]
+    );
+    // The Gateway's own name is a wildcard (one label).
+    assert_eq!(
+        v4("any.mesh.example.com."),
+        ["any.mesh.example.com. 60 A 203.0.113.80"]
+    );
+    // A ClusterIP Service has no name of its own.
+    assert_eq!(
+        rcode("ingressgateway.istio-system.example.com."),
+        ResponseCode::NXDomain
+    );
+
+    std::fs::write(dir.join("istio-svc.yaml"), istio_service("203.0.113.81")).unwrap();
+    wait_until("the Service's edit", || {
+        v4("shop.mesh.example.com.") == ["shop.mesh.example.com. 60 A 203.0.113.81"]
+    });
+    std::fs::remove_file(dir.join("istio.yaml")).unwrap();
+    wait_until("the delete", || {
+        rcode("shop.mesh.example.com.") == ResponseCode::NXDomain
+    });
+    assert_eq!(rcode("pinned.mesh.example.com."), ResponseCode::NXDomain);
+    assert_eq!(v4("web.example.com."), ["web.example.com. 60 A 192.0.2.10"]);
 }

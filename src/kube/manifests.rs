@@ -318,19 +318,17 @@ impl Loader {
             }
             return;
         }
-        let Some(ok) = ObjKind::from_kind(&kind) else {
+        let api = v.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+        let group = (!api.is_empty()).then(|| api.rsplit_once('/').map_or("", |(g, _)| g));
+        let Some(ok) = ObjKind::from_kind(&kind, group) else {
             return; // not a kind exdns reads (ConfigMap, Deployment, ...)
         };
         if !self.kinds.contains(&ok) {
             return;
         }
-        let api = v.get("apiVersion").and_then(Value::as_str).unwrap_or("");
-        if !api.is_empty() {
-            let group = api.rsplit_once('/').map_or("", |(g, _)| g);
-            if group != ok.api().0 {
-                tracing::debug!("{origin}: {kind} of {api} is not the one exdns reads; skipped");
-                return;
-            }
+        if group.is_some_and(|g| g != ok.api().0) {
+            tracing::debug!("{origin}: {kind} of {api} is not the one exdns reads; skipped");
+            return;
         }
         if ok.namespaced()
             && let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut)

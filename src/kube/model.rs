@@ -5,7 +5,7 @@
 //! keeps the latest contribution of every object; the index builder turns the store into an
 //! immutable snapshot that queries read.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::IpAddr;
 
@@ -20,6 +20,8 @@ pub enum Kind {
     DNSEndpoint,
     VirtualServer,
     IngressRoute,
+    IstioGateway,
+    IstioVirtualService,
     Ingress,
     Service,
     Node,
@@ -27,7 +29,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in the default precedence (Node last; it is only used when named).
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 13] = [
         Kind::HTTPRoute,
         Kind::TLSRoute,
         Kind::GRPCRoute,
@@ -36,13 +38,15 @@ impl Kind {
         Kind::DNSEndpoint,
         Kind::VirtualServer,
         Kind::IngressRoute,
+        Kind::IstioGateway,
+        Kind::IstioVirtualService,
         Kind::Ingress,
         Kind::Service,
         Kind::Node,
     ];
 
     /// The default `resources` list when the directive names none (every kind but Node).
-    pub const DEFAULT: [Kind; 10] = [
+    pub const DEFAULT: [Kind; 12] = [
         Kind::HTTPRoute,
         Kind::TLSRoute,
         Kind::GRPCRoute,
@@ -51,6 +55,8 @@ impl Kind {
         Kind::DNSEndpoint,
         Kind::VirtualServer,
         Kind::IngressRoute,
+        Kind::IstioGateway,
+        Kind::IstioVirtualService,
         Kind::Ingress,
         Kind::Service,
     ];
@@ -65,6 +71,8 @@ impl Kind {
             Kind::DNSEndpoint => "DNSEndpoint",
             Kind::VirtualServer => "VirtualServer",
             Kind::IngressRoute => "IngressRoute",
+            Kind::IstioGateway => "IstioGateway",
+            Kind::IstioVirtualService => "IstioVirtualService",
             Kind::Ingress => "Ingress",
             Kind::Service => "Service",
             Kind::Node => "Node",
@@ -94,6 +102,13 @@ impl Kind {
             Kind::DNSEndpoint => &[ObjKind::DNSEndpoint],
             Kind::VirtualServer => &[ObjKind::VirtualServer],
             Kind::IngressRoute => &[ObjKind::IngressRoute],
+            // Istio Gateways take their addresses from the Services their selector picks.
+            Kind::IstioGateway => &[ObjKind::IstioGateway, ObjKind::Service],
+            Kind::IstioVirtualService => &[
+                ObjKind::IstioVirtualService,
+                ObjKind::IstioGateway,
+                ObjKind::Service,
+            ],
             Kind::Ingress => &[ObjKind::Ingress],
             Kind::Service => &[ObjKind::Service, ObjKind::EndpointSlice],
             Kind::Node => &[ObjKind::Node],
@@ -123,11 +138,13 @@ pub enum ObjKind {
     DNSEndpoint,
     VirtualServer,
     IngressRoute,
+    IstioGateway,
+    IstioVirtualService,
     Node,
 }
 
 impl ObjKind {
-    pub const ALL: [ObjKind; 13] = [
+    pub const ALL: [ObjKind; 15] = [
         ObjKind::Ingress,
         ObjKind::Service,
         ObjKind::EndpointSlice,
@@ -140,10 +157,13 @@ impl ObjKind {
         ObjKind::DNSEndpoint,
         ObjKind::VirtualServer,
         ObjKind::IngressRoute,
+        ObjKind::IstioGateway,
+        ObjKind::IstioVirtualService,
         ObjKind::Node,
     ];
 
-    /// The Kubernetes `kind` field.
+    /// The name exdns gives the kind (logs, metrics): the Kubernetes `kind`, but for Istio's
+    /// (whose `Gateway` would be ambiguous with the Gateway API's).
     pub fn as_str(&self) -> &'static str {
         match self {
             ObjKind::Ingress => "Ingress",
@@ -158,13 +178,35 @@ impl ObjKind {
             ObjKind::DNSEndpoint => "DNSEndpoint",
             ObjKind::VirtualServer => "VirtualServer",
             ObjKind::IngressRoute => "IngressRoute",
+            ObjKind::IstioGateway => "IstioGateway",
+            ObjKind::IstioVirtualService => "IstioVirtualService",
             ObjKind::Node => "Node",
         }
     }
 
-    /// From a manifest's `kind` field.
-    pub fn from_kind(kind: &str) -> Option<ObjKind> {
-        ObjKind::ALL.into_iter().find(|k| k.as_str() == kind)
+    /// The Kubernetes `kind` field.
+    pub fn k8s_kind(&self) -> &'static str {
+        match self {
+            ObjKind::IstioGateway => "Gateway",
+            ObjKind::IstioVirtualService => "VirtualService",
+            other => other.as_str(),
+        }
+    }
+
+    /// From a manifest's `kind` field and the group of its `apiVersion` (`None`: no
+    /// `apiVersion`; then an ambiguous `Gateway` is the Gateway API's).
+    pub fn from_kind(kind: &str, group: Option<&str>) -> Option<ObjKind> {
+        let mut found = ObjKind::ALL.into_iter().filter(|k| k.k8s_kind() == kind);
+        match group {
+            None => found.next(),
+            Some(g) => {
+                let all: Vec<ObjKind> = found.collect();
+                all.iter()
+                    .copied()
+                    .find(|k| k.api().0 == g)
+                    .or_else(|| all.first().copied())
+            }
+        }
     }
 
     /// API group and the versions exdns understands, preferred first; plural resource name.
@@ -186,6 +228,16 @@ impl ObjKind {
             ObjKind::DNSEndpoint => ("externaldns.k8s.io", &["v1alpha1"], "dnsendpoints"),
             ObjKind::VirtualServer => ("k8s.nginx.org", &["v1"], "virtualservers"),
             ObjKind::IngressRoute => ("traefik.io", &["v1alpha1"], "ingressroutes"),
+            ObjKind::IstioGateway => (
+                "networking.istio.io",
+                &["v1", "v1beta1", "v1alpha3"],
+                "gateways",
+            ),
+            ObjKind::IstioVirtualService => (
+                "networking.istio.io",
+                &["v1", "v1beta1", "v1alpha3"],
+                "virtualservices",
+            ),
             ObjKind::Node => ("", &["v1"], "nodes"),
         }
     }
@@ -290,6 +342,53 @@ pub enum Contribution {
     /// An EndpointSlice: the Service it belongs to (`kubernetes.io/service-name`) and its ready
     /// addresses.
     EndpointSlice { service: ObjKey, addrs: Vec<IpAddr> },
+    /// A Service when Istio kinds are answered ([`Filters::istio`]): its own names (what
+    /// `Names` would hold; possibly none) plus what the Istio Gateways selecting it take from
+    /// it (ExternalDNS): its `spec.selector` and its addresses — `spec.externalIPs`, else its
+    /// load balancer's.
+    Service {
+        names: Vec<NameData>,
+        selector: BTreeMap<String, String>,
+        addrs: Vec<Address>,
+    },
+    /// An Istio Gateway: its names (`spec.servers[].hosts` without their `namespace/` and
+    /// without `*`, then the hostname annotation's), its server hosts as (namespace, host) for
+    /// VirtualServices to bind by (lower-case, namespace `*` when none), its `spec.selector`,
+    /// its `…/target` annotation's data (`None`: the selected Services' addresses) and TTL.
+    IstioGateway {
+        names: Vec<String>,
+        servers: Vec<(String, String)>,
+        selector: BTreeMap<String, String>,
+        target: Option<IstioTarget>,
+        ttl: Option<u32>,
+    },
+    /// An Istio VirtualService: its names (`spec.hosts` without `*`, then the hostname
+    /// annotation's), the Istio Gateways it references (`mesh` left out), its `spec.exportTo`,
+    /// its `…/target` annotation's data (`None`: the bound Gateways') and TTL.
+    IstioVirtualService {
+        names: Vec<String>,
+        gateways: Vec<ObjKey>,
+        export_to: Vec<String>,
+        target: Option<IstioTarget>,
+        ttl: Option<u32>,
+    },
+}
+
+/// A `…/target` annotation's data: addresses, or a CNAME.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IstioTarget {
+    Addrs(Vec<Address>),
+    Cname(String),
+}
+
+impl Contribution {
+    /// The names with data of a `Names` or `Service` contribution.
+    pub fn name_data(&self) -> Option<&[NameData]> {
+        match self {
+            Contribution::Names(v) | Contribution::Service { names: v, .. } => Some(v),
+            _ => None,
+        }
+    }
 }
 
 /// Filters from the directive that decide whether an object is indexed.
@@ -306,6 +405,10 @@ pub struct Filters {
     /// `hostnameAsCNAME`: a status hostname (a cloud load balancer's) is answered as a CNAME
     /// to it instead of the addresses it resolves to.
     pub hostname_as_cname: bool,
+    /// Istio Gateways or VirtualServices are answered: Services contribute
+    /// [`Contribution::Service`] (their selector and addresses for the join) instead of
+    /// `Names`.
+    pub istio: bool,
 }
 
 /// A change reported by a source for one object kind.
@@ -351,7 +454,7 @@ pub(crate) fn norm(name: &str) -> std::borrow::Cow<'_, str> {
 /// Keeps a contribution's names in [`norm`] order (stable), so the index finds one name's
 /// entries of an object by binary search: a DNSEndpoint may carry thousands of names.
 fn sorted(mut c: Contribution) -> Contribution {
-    if let Contribution::Names(v) = &mut c
+    if let Contribution::Names(v) | Contribution::Service { names: v, .. } = &mut c
         && !v.is_sorted_by(|a, b| norm(&a.name) <= norm(&b.name))
     {
         v.sort_by(|a, b| norm(&a.name).cmp(&norm(&b.name)));

@@ -170,7 +170,36 @@ fn scope_contribution(scope: &str, c: Contribution) -> Contribution {
             service: scope_key(scope, service),
             addrs,
         },
-        g @ Contribution::Gateway { .. } => g,
+        Contribution::Service {
+            mut names,
+            selector,
+            addrs,
+        } => {
+            for n in &mut names {
+                if let Some(k) = n.endpoints_of.take() {
+                    n.endpoints_of = Some(scope_key(scope, k));
+                }
+            }
+            Contribution::Service {
+                names,
+                selector,
+                addrs,
+            }
+        }
+        Contribution::IstioVirtualService {
+            names,
+            gateways,
+            export_to,
+            target,
+            ttl,
+        } => Contribution::IstioVirtualService {
+            names,
+            gateways: gateways.into_iter().map(|g| scope_key(scope, g)).collect(),
+            export_to,
+            target,
+            ttl,
+        },
+        g @ (Contribution::Gateway { .. } | Contribution::IstioGateway { .. }) => g,
     }
 }
 

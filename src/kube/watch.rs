@@ -248,7 +248,7 @@ async fn watch_served(
         group: group.to_string(),
         version: version.to_string(),
         api_version: api_version(group, version),
-        kind: kind.as_str().to_string(),
+        kind: kind.k8s_kind().to_string(),
         plural: plural.to_string(),
     };
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
@@ -697,7 +697,7 @@ impl KindState {
             // List items carry no apiVersion/kind; give the converter a complete object.
             obj.types = Some(TypeMeta {
                 api_version: self.api_version.clone(),
-                kind: self.kind.as_str().to_string(),
+                kind: self.kind.k8s_kind().to_string(),
             });
         }
         let value = match serde_json::to_value(&obj) {

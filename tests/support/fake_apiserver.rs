@@ -571,6 +571,14 @@ users:
         );
     }
 
+    /// networking.istio.io gateways and virtualservices at `version` (Istio serves v1, v1beta1
+    /// and v1alpha3; releases before 1.22 not v1).
+    pub fn serve_istio(&self, version: &str) {
+        let g = "networking.istio.io";
+        self.serve_resource(g, version, "gateways", "Gateway", true);
+        self.serve_resource(g, version, "virtualservices", "VirtualService", true);
+    }
+
     /// Stops serving `group`/`version`/`plural` (a CRD version uninstalled): absent from discovery,
     /// 404 for requests. When no other version of the kind remains served, its objects are deleted
     /// first (open watches see DELETED events, as when a CRD's instances are cleaned up), then open

@@ -99,7 +99,7 @@ watchedResources, validated (case-insensitive, as exdns reads them), canonical s
 duplicates removed, as a JSON list. Empty list: exdns's default (every kind but Node).
 */}}
 {{- define "exdns.kinds" -}}
-{{- $known := list "HTTPRoute" "TLSRoute" "GRPCRoute" "TCPRoute" "UDPRoute" "DNSEndpoint" "VirtualServer" "IngressRoute" "Ingress" "Service" "Node" -}}
+{{- $known := list "HTTPRoute" "TLSRoute" "GRPCRoute" "TCPRoute" "UDPRoute" "DNSEndpoint" "VirtualServer" "IngressRoute" "IstioGateway" "IstioVirtualService" "Ingress" "Service" "Node" -}}
 {{- $out := list -}}
 {{- range $want := .Values.watchedResources -}}
 {{- $found := "" -}}
@@ -136,6 +136,8 @@ kinds (routes need their parent Gateways; Services need EndpointSlices for
   "DNSEndpoint" (list "externaldns.k8s.io/dnsendpoints")
   "VirtualServer" (list "k8s.nginx.org/virtualservers")
   "IngressRoute" (list "traefik.io/ingressroutes")
+  "IstioGateway" (list "networking.istio.io/gateways" "/services")
+  "IstioVirtualService" (list "networking.istio.io/virtualservices" "networking.istio.io/gateways" "/services")
   "Ingress" (list "networking.k8s.io/ingresses")
   "Service" (list "/services" "discovery.k8s.io/endpointslices")
   "Node" (list "/nodes")

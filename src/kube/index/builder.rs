@@ -31,7 +31,10 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::{HostCache, HostMap, IndexConfig, base_serial, in_zone, next_serial, norm};
-use crate::kube::model::{Address, Contribution, Kind, NameData, ObjKey, ObjKind, Store};
+use crate::kube::kinds::{istio_binds, istio_selects};
+use crate::kube::model::{
+    Address, Contribution, IstioTarget, Kind, NameData, ObjKey, ObjKind, Store,
+};
 use crate::kube::snapshot::{KINDS, RecordSet, Snapshot, ZoneSerial};
 use crate::kube::source::Feed;
 
@@ -45,6 +48,8 @@ enum HostUser {
     Obj(Kind, ObjKey),
     /// A Gateway of an accepted class with routes, with the hostname among its addresses.
     Gateway(ObjKey),
+    /// An Istio Gateway with the hostname among the addresses of the Services it selects.
+    IstioGateway(ObjKey),
 }
 
 /// A name whose records were recomputed.
@@ -69,7 +74,13 @@ fn record_kind(o: ObjKind) -> Option<Kind> {
 fn names_of(c: &Contribution) -> Box<dyn Iterator<Item = Cow<'_, str>> + '_> {
     match c {
         Contribution::Route { hostnames, .. } => Box::new(hostnames.iter().map(|h| norm(h))),
-        Contribution::Names(nds) => Box::new(nds.iter().map(|nd| norm(&nd.name))),
+        Contribution::Names(nds) | Contribution::Service { names: nds, .. } => {
+            Box::new(nds.iter().map(|nd| norm(&nd.name)))
+        }
+        Contribution::IstioGateway { names, .. }
+        | Contribution::IstioVirtualService { names, .. } => {
+            Box::new(names.iter().map(|h| norm(h)))
+        }
         Contribution::Gateway { .. } | Contribution::EndpointSlice { .. } => {
             Box::new(std::iter::empty())
         }
@@ -110,6 +121,21 @@ fn listener_names(
         })
         .map(|(_, _, h)| norm(h).into_owned())
         .collect()
+}
+
+/// The source scope of a (scoped) namespace: `""` for a single source.
+fn scope_of(ns: &str) -> &str {
+    ns.split_once('\u{1f}').map_or("", |(s, _)| s)
+}
+
+/// The selector and addresses an Istio Gateway's join reads from a Service's contribution.
+fn service_join(c: Option<&Contribution>) -> Option<(&BTreeMap<String, String>, &[Address])> {
+    match c {
+        Some(Contribution::Service {
+            selector, addrs, ..
+        }) => Some((selector, addrs)),
+        _ => None,
+    }
 }
 
 /// The hostname addresses of one name's data (none when its addresses come from endpoints).
@@ -286,6 +312,8 @@ fn hash_tag(kind: Kind) -> u8 {
         Kind::TCPRoute => 8,
         Kind::UDPRoute => 9,
         Kind::IngressRoute => 10,
+        Kind::IstioGateway => 11,
+        Kind::IstioVirtualService => 12,
     }
 }
 
@@ -380,6 +408,20 @@ pub(crate) struct Builder {
     /// Whether the set of hostnames changed in the last batch.
     hosts_changed: bool,
 
+    /// Whether an Istio kind is answered (Services then feed Istio Gateways).
+    istio: bool,
+    /// `hostnameAsCNAME`, for the addresses Istio Gateways take from Services.
+    hostname_as_cname: bool,
+    /// Istio Gateway → the VirtualServices (of a configured kind) that reference it.
+    istio_vs: HashMap<ObjKey, HashSet<ObjKey>>,
+    /// Istio Gateway → its data (addresses, CNAME): its target annotation's, else the
+    /// selected Services' addresses. Only Gateways with data.
+    istio_data: HashMap<ObjKey, (Vec<Address>, Option<String>)>,
+    /// The hostnames each Istio Gateway is registered as a user of.
+    istio_hosts: HashMap<ObjKey, Vec<String>>,
+    /// Istio Gateways whose data or bindings may have changed in the current batch.
+    istio_touched: HashSet<ObjKey>,
+
     /// How many stored (kind, name) entries lie below each empty non-terminal.
     ent_counts: HashMap<Arc<str>, u32>,
     conflicts: BTreeSet<String>,
@@ -422,6 +464,15 @@ impl Builder {
             host_users: HashMap::new(),
             gw_hosts: HashMap::new(),
             hosts_changed: false,
+            istio: cfg
+                .kinds
+                .iter()
+                .any(|k| matches!(k, Kind::IstioGateway | Kind::IstioVirtualService)),
+            hostname_as_cname: cfg.filters.hostname_as_cname,
+            istio_vs: HashMap::new(),
+            istio_data: HashMap::new(),
+            istio_hosts: HashMap::new(),
+            istio_touched: HashSet::new(),
             ent_counts: HashMap::new(),
             conflicts: BTreeSet::new(),
             snap: Snapshot::default(),
@@ -569,6 +620,10 @@ impl Builder {
         for g in gateways {
             self.refresh_gateway(store, &g);
         }
+        for g in std::mem::take(&mut self.istio_touched) {
+            self.refresh_istio(store, &g);
+            self.istio_dirty(store, &g, &mut dirty);
+        }
         for (kind, name) in std::mem::take(&mut self.emptied) {
             let map = &mut self.by_name[kind.index()];
             if map.get(&name).is_some_and(|keys| keys.is_empty()) {
@@ -649,6 +704,12 @@ impl Builder {
                 }
             }
             _ => {
+                if ok == ObjKind::IstioGateway {
+                    self.istio_touched.insert(key.clone());
+                } else if ok == ObjKind::Service && self.istio && self.loaded {
+                    // (A first load touches every Istio Gateway anyway.)
+                    self.service_changed(store, key, old, new);
+                }
                 let Some(kind) = record_kind(ok).filter(|k| self.configured[k.index()]) else {
                     return;
                 };
@@ -701,7 +762,19 @@ impl Builder {
                     gateways.insert(p.clone());
                 }
             }
-            Contribution::Names(nds) => {
+            Contribution::IstioVirtualService { gateways, .. } => {
+                for g in gateways {
+                    if add {
+                        self.istio_vs
+                            .entry(g.clone())
+                            .or_default()
+                            .insert(key.clone());
+                    } else {
+                        remove_from(&mut self.istio_vs, g, key);
+                    }
+                }
+            }
+            Contribution::Names(nds) | Contribution::Service { names: nds, .. } => {
                 for nd in nds {
                     if let Some(svc) = &nd.endpoints_of {
                         if add {
@@ -716,7 +789,9 @@ impl Builder {
                     }
                 }
             }
-            Contribution::Gateway { .. } | Contribution::EndpointSlice { .. } => {}
+            Contribution::Gateway { .. }
+            | Contribution::EndpointSlice { .. }
+            | Contribution::IstioGateway { .. } => {}
         }
     }
 
@@ -847,6 +922,7 @@ impl Builder {
                         self.dirty_names(store, *kind, r, dirty);
                     }
                 }
+                HostUser::IstioGateway(g) => self.istio_dirty(store, g, dirty),
             }
         }
     }
@@ -882,6 +958,114 @@ impl Builder {
         }
         if !desired.is_empty() {
             self.gw_hosts.insert(g.clone(), desired);
+        }
+    }
+
+    /// A Service changed: the Istio Gateways (of its source) whose selector picks it before
+    /// or after the change are touched, when what they take from it changed.
+    fn service_changed(
+        &mut self,
+        store: &Store,
+        key: &ObjKey,
+        old: Option<&Contribution>,
+        new: Option<&Contribution>,
+    ) {
+        let (old, new) = (service_join(old), service_join(new));
+        if old == new {
+            return;
+        }
+        let scope = scope_of(&key.namespace);
+        for (g, c) in store.get(ObjKind::IstioGateway).into_iter().flatten() {
+            if let Contribution::IstioGateway {
+                selector,
+                target: None,
+                ..
+            } = c
+                && scope_of(&g.namespace) == scope
+                && [old, new]
+                    .iter()
+                    .flatten()
+                    .any(|(s, _)| istio_selects(selector, s))
+            {
+                self.istio_touched.insert(g.clone());
+            }
+        }
+    }
+
+    /// Recomputes Istio Gateway `g`'s data (its target annotation's, else the addresses of the
+    /// Services it selects, in its source) and the hostnames it needs resolved.
+    fn refresh_istio(&mut self, store: &Store, g: &ObjKey) {
+        let data = match store.get(ObjKind::IstioGateway).and_then(|m| m.get(g)) {
+            Some(Contribution::IstioGateway {
+                target: Some(IstioTarget::Addrs(a)),
+                ..
+            }) => (a.clone(), None),
+            Some(Contribution::IstioGateway {
+                target: Some(IstioTarget::Cname(c)),
+                ..
+            }) => (Vec::new(), Some(norm(c).into_owned())),
+            Some(Contribution::IstioGateway {
+                selector,
+                target: None,
+                ..
+            }) => {
+                let scope = scope_of(&g.namespace);
+                let mut addrs: Vec<Address> = store
+                    .get(ObjKind::Service)
+                    .into_iter()
+                    .flatten()
+                    .filter(|(k, _)| scope_of(&k.namespace) == scope)
+                    .filter_map(|(_, c)| service_join(Some(c)))
+                    .filter(|(s, _)| istio_selects(selector, s))
+                    .flat_map(|(_, a)| a.iter().cloned())
+                    .collect();
+                addrs.sort();
+                addrs.dedup();
+                let host = addrs.iter().find_map(|a| match a {
+                    Address::Hostname(h) => Some(norm(h).into_owned()),
+                    Address::Ip(_) => None,
+                });
+                match host {
+                    Some(h) if self.hostname_as_cname => (Vec::new(), Some(h)),
+                    _ => (addrs, None),
+                }
+            }
+            _ => (Vec::new(), None),
+        };
+        let desired: Vec<String> = data
+            .0
+            .iter()
+            .filter_map(|a| match a {
+                Address::Hostname(h) => Some(norm(h).into_owned()),
+                Address::Ip(_) => None,
+            })
+            .collect();
+        let old = self.istio_hosts.remove(g).unwrap_or_default();
+        if old != desired {
+            for h in &old {
+                self.host_user(h, HostUser::IstioGateway(g.clone()), false);
+            }
+            for h in &desired {
+                self.host_user(h, HostUser::IstioGateway(g.clone()), true);
+            }
+        }
+        if !desired.is_empty() {
+            self.istio_hosts.insert(g.clone(), desired);
+        }
+        if data.0.is_empty() && data.1.is_none() {
+            self.istio_data.remove(g);
+        } else {
+            self.istio_data.insert(g.clone(), data);
+        }
+    }
+
+    /// Marks the names of Istio Gateway `g` and of the VirtualServices referencing it dirty.
+    fn istio_dirty(&self, store: &Store, g: &ObjKey, dirty: &mut HashSet<(Kind, Arc<str>)>) {
+        if self.configured[Kind::IstioGateway.index()] {
+            self.dirty_names(store, Kind::IstioGateway, g, dirty);
+        }
+        for vs in self.istio_vs.get(g).into_iter().flatten() {
+            self.dirty_names(store, Kind::IstioVirtualService, vs, dirty);
         }
     }
 
@@ -937,7 +1121,53 @@ impl Builder {
                         acc.ttl(*ttl);
                     }
                 }
-                Some(Contribution::Names(nds)) => {
+                Some(Contribution::IstioGateway { ttl, .. }) => {
+                    if let Some((addrs, cname)) = self.istio_data.get(key) {
+                        for a in addrs {
+                            push_addr(&mut acc.addrs, a, resolved);
+                        }
+                        acc.cname.extend(cname.iter().cloned());
+                        acc.ttl(*ttl);
+                    }
+                }
+                Some(Contribution::IstioVirtualService {
+                    gateways,
+                    export_to,
+                    target,
+                    ttl,
+                    ..
+                }) => {
+                    match target {
+                        Some(IstioTarget::Addrs(addrs)) => {
+                            for a in addrs {
+                                push_addr(&mut acc.addrs, a, resolved);
+                            }
+                        }
+                        Some(IstioTarget::Cname(c)) => acc.cname.push(norm(c).into_owned()),
+                        None => {
+                            let gws = store.get(ObjKind::IstioGateway);
+                            let mut any = false;
+                            for g in gateways {
+                                if let Some(Contribution::IstioGateway { servers, .. }) =
+                                    gws.and_then(|m| m.get(g))
+                                    && istio_binds(key, export_to, g, servers, name)
+                                    && let Some((addrs, cname)) = self.istio_data.get(g)
+                                {
+                                    any = true;
+                                    for a in addrs {
+                                        push_addr(&mut acc.addrs, a, resolved);
+                                    }
+                                    acc.cname.extend(cname.iter().cloned());
+                                }
+                            }
+                            if !any {
+                                continue;
+                            }
+                        }
+                    }
+                    acc.ttl(*ttl);
+                }
+                Some(Contribution::Names(nds) | Contribution::Service { names: nds, .. }) => {
                     // Names are kept in `norm` order (`Store::apply`).
                     let from = nds.partition_point(|nd| norm(&nd.name).as_ref() < name);
                     let same = nds[from..].iter().take_while(|nd| norm(&nd.name) == name);

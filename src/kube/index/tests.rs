@@ -2,7 +2,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::*;
-use crate::kube::model::{Event, NameData};
+use crate::kube::model::{Event, IstioTarget, NameData};
 
 const NOW: u32 = 1_700_000_000;
 
@@ -1775,5 +1775,292 @@ fn section_names_pick_the_listeners_a_route_inherits() {
         snap.names(Kind::HTTPRoute),
         1,
         "no *.example.com from https"
+    );
+}
+
+fn istio_service(selector: &[(&str, &str)], addrs: Vec<Address>) -> Option<Contribution> {
+    Some(Contribution::Service {
+        names: vec![],
+        selector: selector
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        addrs,
+    })
+}
+
+fn istio_gateway(
+    names: &[&str],
+    servers: &[(&str, &str)],
+    selector: &[(&str, &str)],
+    target: Option<IstioTarget>,
+) -> Option<Contribution> {
+    Some(Contribution::IstioGateway {
+        names: names.iter().map(|n| n.to_string()).collect(),
+        servers: servers
+            .iter()
+            .map(|(n, h)| (n.to_string(), h.to_string()))
+            .collect(),
+        selector: selector
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        target,
+        ttl: None,
+    })
+}
+
+fn virtual_service(
+    names: &[&str],
+    gateways: &[(&str, &str)],
+    target: Option<IstioTarget>,
+) -> Option<Contribution> {
+    Some(Contribution::IstioVirtualService {
+        names: names.iter().map(|n| n.to_string()).collect(),
+        gateways: gateways.iter().map(|(n, g)| ObjKey::new(*n, *g)).collect(),
+        export_to: vec![],
+        target,
+        ttl: Some(45),
+    })
+}
+
+/// Istio Gateways take the addresses of the Services their selector picks; VirtualServices
+/// those of the Gateways they bind to for each name. Every change is followed incrementally
+/// and matches a fresh build.
+#[test]
+fn istio_gateways_join_services_and_virtualservices_join_gateways() {
+    let feed = Feed::new();
+    let c = cfg(&[Kind::IstioGateway, Kind::IstioVirtualService, Kind::Service]);
+    put(
+        &feed,
+        ObjKind::Service,
+        "istio-system/ingress",
+        istio_service(
+            &[("istio", "ingressgateway"), ("app", "istio-ingressgateway")],
+            vec![ip("10.8.0.1")],
+        ),
+    );
+    put(
+        &feed,
+        ObjKind::Service,
+        "istio-system/eastwest",
+        istio_service(&[("istio", "eastwestgateway")], vec![ip("10.8.0.9")]),
+    );
+    put(
+        &feed,
+        ObjKind::IstioGateway,
+        "istio-system/gw",
+        istio_gateway(
+            &["gw.example.com"],
+            &[("*", "*.example.com")],
+            &[("istio", "ingressgateway")],
+            None,
+        ),
+    );
+    put(
+        &feed,
+        ObjKind::IstioGateway,
+        "apps/ann",
+        istio_gateway(
+            &["ann.example.com"],
+            &[("*", "ann.example.com")],
+            &[("istio", "ingressgateway")],
+            Some(IstioTarget::Addrs(vec![ip("192.0.2.7")])),
+        ),
+    );
+    put(
+        &feed,
+        ObjKind::IstioVirtualService,
+        "apps/web",
+        virtual_service(
+            &["web.example.com", "web.example.org", "ann.example.com"],
+            &[("istio-system", "gw"), ("apps", "ann"), ("apps", "missing")],
+            None,
+        ),
+    );
+    put(
+        &feed,
+        ObjKind::IstioVirtualService,
+        "apps/cname",
+        virtual_service(
+            &["alias.example.com"],
+            &[],
+            Some(IstioTarget::Cname("lb.example.net".into())),
+        ),
+    );
+    sync_all(&feed);
+    let mut inc = builder::Builder::new(&c, Index::new().cache().clone(), true);
+    inc.step(&feed, None, NOW);
+    let get = |s: &Snapshot, k: Kind, n: &str| s.exact(k, n).map(|rs| addrs(&rs));
+    let check = |s: &Snapshot, want: &[(Kind, &str, Option<&[&str]>)]| {
+        for (k, n, w) in want {
+            let w = w.map(|v| v.iter().map(|a| a.to_string()).collect::<Vec<_>>());
+            assert_eq!(get(s, *k, n), w, "{k} {n}");
+        }
+    };
+    use Kind::{IstioGateway as G, IstioVirtualService as V};
+    let s1 = inc.snapshot().clone();
+    check(
+        &s1,
+        &[
+            (G, "gw.example.com", Some(&["10.8.0.1"])),
+            (G, "ann.example.com", Some(&["192.0.2.7"])),
+            // Bound to gw (`*.example.com`) only: ann's server is another host.
+            (V, "web.example.com", Some(&["10.8.0.1"])),
+            // No server host matches.
+            (V, "web.example.org", None),
+            // Both Gateways serve it.
+            (V, "ann.example.com", Some(&["10.8.0.1", "192.0.2.7"])),
+        ],
+    );
+    let alias = s1.exact(V, "alias.example.com").unwrap();
+    assert_eq!(alias.cname, ["lb.example.net"]);
+    assert_eq!(
+        s1.exact(V, "web.example.com").unwrap().ttl,
+        Some(45),
+        "the VirtualService's TTL"
+    );
+    // The Service table knows nothing of these (no names of their own).
+    assert_eq!(get(&s1, Kind::Service, "ingress.istio-system"), None);
+
+    // The selected Service's addresses change; another Service starts matching.
+    put(
+        &feed,
+        ObjKind::Service,
+        "istio-system/ingress",
+        istio_service(&[("istio", "ingressgateway")], vec![ip("10.8.0.2")]),
+    );
+    put(
+        &feed,
+        ObjKind::Service,
+        "other/ingress2",
+        istio_service(
+            &[("istio", "ingressgateway"), ("x", "y")],
+            vec![ip("10.8.0.3")],
+        ),
+    );
+    inc.step(&feed, None, NOW + 1);
+    let s2 = inc.snapshot().clone();
+    check(
+        &s2,
+        &[
+            (G, "gw.example.com", Some(&["10.8.0.2", "10.8.0.3"])),
+            (V, "web.example.com", Some(&["10.8.0.2", "10.8.0.3"])),
+            (
+                V,
+                "ann.example.com",
+                Some(&["10.8.0.2", "10.8.0.3", "192.0.2.7"]),
+            ),
+        ],
+    );
+    assert_eq!(
+        at(&Index::new(), &c, &feed, Some(&s2), NOW + 1).contents(),
+        s2.contents()
+    );
+
+    // The Gateway's servers no longer take web.example.com; the missing Gateway appears.
+    put(
+        &feed,
+        ObjKind::IstioGateway,
+        "istio-system/gw",
+        istio_gateway(
+            &["gw.example.com"],
+            &[("*", "gw.example.com"), ("*", "ann.example.com")],
+            &[("istio", "ingressgateway")],
+            None,
+        ),
+    );
+    put(
+        &feed,
+        ObjKind::IstioGateway,
+        "apps/missing",
+        istio_gateway(&[], &[("apps", "*")], &[("istio", "eastwestgateway")], None),
+    );
+    inc.step(&feed, None, NOW + 2);
+    let s3 = inc.snapshot().clone();
+    check(
+        &s3,
+        &[
+            (V, "web.example.com", Some(&["10.8.0.9"])),
+            (V, "web.example.org", Some(&["10.8.0.9"])),
+            (
+                V,
+                "ann.example.com",
+                Some(&["10.8.0.2", "10.8.0.3", "10.8.0.9", "192.0.2.7"]),
+            ),
+        ],
+    );
+    assert_eq!(
+        at(&Index::new(), &c, &feed, Some(&s3), NOW + 2).contents(),
+        s3.contents()
+    );
+
+    // Deleting the Services and a Gateway removes what they gave.
+    for s in ["istio-system/ingress", "other/ingress2"] {
+        put(&feed, ObjKind::Service, s, None);
+    }
+    put(&feed, ObjKind::IstioGateway, "apps/missing", None);
+    inc.step(&feed, None, NOW + 3);
+    let s4 = inc.snapshot().clone();
+    check(
+        &s4,
+        &[
+            (G, "gw.example.com", None),
+            (G, "ann.example.com", Some(&["192.0.2.7"])),
+            (V, "web.example.com", None),
+            (V, "web.example.org", None),
+            (V, "ann.example.com", Some(&["192.0.2.7"])),
+        ],
+    );
+    assert_eq!(
+        at(&Index::new(), &c, &feed, Some(&s4), NOW + 3).contents(),
+        s4.contents()
+    );
+}
+
+/// With several sources, an Istio Gateway picks Services of its own source only, and a
+/// VirtualService binds Gateways of its own source.
+#[test]
+fn istio_joins_stay_within_their_source() {
+    let feed = Feed::new();
+    let (a, b) = (feed.scoped("0"), feed.scoped("1"));
+    let c = cfg(&[Kind::IstioGateway, Kind::IstioVirtualService]);
+    for (src, ip) in [(&a, "10.7.0.1"), (&b, "10.7.0.2")] {
+        put(
+            src,
+            ObjKind::Service,
+            "istio-system/ingress",
+            istio_service(&[("istio", "ingressgateway")], vec![self::ip(ip)]),
+        );
+    }
+    put(
+        &a,
+        ObjKind::IstioGateway,
+        "istio-system/gw",
+        istio_gateway(
+            &["a.example.com"],
+            &[("*", "*")],
+            &[("istio", "ingressgateway")],
+            None,
+        ),
+    );
+    put(
+        &b,
+        ObjKind::IstioVirtualService,
+        "apps/web",
+        virtual_service(&["web.example.com"], &[("istio-system", "gw")], None),
+    );
+    sync_all(&feed);
+    let snap = at(&Index::new(), &c, &feed, None, NOW);
+    assert_eq!(
+        snap.exact(Kind::IstioGateway, "a.example.com")
+            .map(|rs| addrs(&rs)),
+        Some(vec!["10.7.0.1".to_string()])
+    );
+    // Source 1 has no Gateway `istio-system/gw`.
+    assert_eq!(
+        snap.exact(Kind::IstioVirtualService, "web.example.com")
+            .map(|rs| addrs(&rs)),
+        None
     );
 }

@@ -7,11 +7,13 @@
 //! object with names but no usable addresses contributes nothing.
 
 pub mod annotations;
+pub(crate) use istio::{binds as istio_binds, selects as istio_selects};
 mod dnsendpoint;
 mod endpointslice;
 mod gateway;
 mod ingress;
 mod ingressroute;
+mod istio;
 mod node;
 mod route;
 mod service;
@@ -50,6 +52,8 @@ pub fn contribute(
         ObjKind::DNSEndpoint => dnsendpoint::contribute(obj),
         ObjKind::VirtualServer => virtualserver::contribute(obj),
         ObjKind::IngressRoute => ingressroute::contribute(obj),
+        ObjKind::IstioGateway => istio::contribute_gateway(obj),
+        ObjKind::IstioVirtualService => istio::contribute_virtualservice(obj),
         ObjKind::Node => node::contribute(obj, filters),
     }?;
     if filters.hostname_as_cname {
@@ -69,18 +73,35 @@ fn hostname_as_cname(c: Contribution) -> Contribution {
             Address::Ip(_) => None,
         })
     }
+    fn names(nds: &mut [NameData]) {
+        for nd in nds {
+            if nd.cname.is_empty()
+                && nd.endpoints_of.is_none()
+                && let Some(h) = first_host(&nd.addrs)
+            {
+                nd.addrs.clear();
+                nd.cname.push(h);
+            }
+        }
+    }
     match c {
         Contribution::Names(mut nds) => {
-            for nd in &mut nds {
-                if nd.cname.is_empty()
-                    && nd.endpoints_of.is_none()
-                    && let Some(h) = first_host(&nd.addrs)
-                {
-                    nd.addrs.clear();
-                    nd.cname.push(h);
-                }
-            }
+            names(&mut nds);
             Contribution::Names(nds)
+        }
+        // The addresses Istio Gateways take from it are turned into a CNAME by the index
+        // builder (they join several Services).
+        Contribution::Service {
+            names: mut nds,
+            selector,
+            addrs,
+        } => {
+            names(&mut nds);
+            Contribution::Service {
+                names: nds,
+                selector,
+                addrs,
+            }
         }
         Contribution::Gateway {
             class,

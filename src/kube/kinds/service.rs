@@ -37,12 +37,68 @@ pub(super) fn contribute(
     {
         return Ok((key, None));
     }
+    let own = own_names(&svc, &key);
+    if !filters.istio {
+        return Ok((key, own));
+    }
+    let names = match own {
+        Some(Contribution::Names(v)) => v,
+        _ => Vec::new(),
+    };
+    let addrs = join_addrs(&svc);
+    if names.is_empty() && addrs.is_empty() {
+        return Ok((key, None));
+    }
+    let selector = svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.selector.clone())
+        .unwrap_or_default();
+    Ok((
+        key,
+        Some(Contribution::Service {
+            names,
+            selector,
+            addrs,
+        }),
+    ))
+}
+
+/// What an Istio Gateway selecting this Service answers with (ExternalDNS's
+/// `EndpointTargetsFromServices`): `spec.externalIPs` when set, else the load balancer's IPs
+/// and hostnames, whatever the type. Invalid entries are skipped silently (the Service's own
+/// names warn about them).
+fn join_addrs(svc: &Service) -> Vec<Address> {
+    let mut w = |_: String| {};
+    let external: Vec<Address> = svc
+        .spec
+        .iter()
+        .flat_map(|s| s.external_ips.iter().flatten())
+        .filter_map(|ip| annotations::parse_ip(ip).map(Address::Ip))
+        .collect();
+    if !external.is_empty() {
+        return annotations::dedup_addrs(external);
+    }
+    let lb = svc
+        .status
+        .iter()
+        .flat_map(|s| s.load_balancer.iter())
+        .flat_map(|lb| lb.ingress.iter().flatten())
+        .filter_map(|e| annotations::status_address(e.ip.as_deref(), e.hostname.as_deref(), &mut w))
+        .collect();
+    annotations::dedup_addrs(lb)
+}
+
+/// The Service's own names and data (see the module docs); `None`: it has none.
+fn own_names(svc: &Service, key: &ObjKey) -> Option<Contribution> {
+    let meta = &svc.metadata;
+    let key = key.clone();
     let resolve_endpoints = annotations::annotation_true(meta, RESOLVE_ENDPOINTS);
     let ty = svc.spec.as_ref().and_then(|s| s.type_.as_deref());
     let is_lb = ty == Some("LoadBalancer");
     let external_name = ty == Some("ExternalName");
     if !is_lb && !resolve_endpoints && !external_name {
-        return Ok((key, None));
+        return None;
     }
 
     let mut w = |m: String| warn(KIND, &key, &m);
@@ -54,7 +110,7 @@ pub(super) fn contribute(
                     &key,
                     &format!("annotation {ann}: no valid hostname; the Service is not indexed"),
                 );
-                return Ok((key, None));
+                return None;
             }
             names
         }
@@ -66,7 +122,7 @@ pub(super) fn contribute(
     };
     let ttl = annotations::ttl(meta, &mut w);
     if let Some(t) = annotations::target(meta, &mut w) {
-        return Ok((key, names_with(names, Some(t), ttl)));
+        return names_with(names, Some(t), ttl);
     }
 
     let external: Vec<&str> = svc
@@ -110,7 +166,7 @@ pub(super) fn contribute(
         } else {
             Some(Target::Addrs(external_ips()))
         };
-        return Ok((key.clone(), names_with(names, data, ttl)));
+        return names_with(names, data, ttl);
     }
 
     if resolve_endpoints {
@@ -123,7 +179,7 @@ pub(super) fn contribute(
                 ..Default::default()
             })
             .collect();
-        return Ok((key, Some(Contribution::Names(data))));
+        return Some(Contribution::Names(data));
     }
 
     let mut addrs = Vec::new();
@@ -144,10 +200,7 @@ pub(super) fn contribute(
             }
         }
     }
-    Ok((
-        key.clone(),
-        names_with(names, Some(Target::Addrs(addrs)), ttl),
-    ))
+    names_with(names, Some(Target::Addrs(addrs)), ttl)
 }
 
 #[cfg(test)]
@@ -307,6 +360,54 @@ mod tests {
             json!({}),
         );
         assert_eq!(run(&obj, &Filters::default()), None);
+    }
+
+    /// With Istio kinds answered, a Service also carries its selector and addresses (externalIPs,
+    /// else load balancer), whatever its type, for the Istio Gateways selecting it.
+    #[test]
+    fn istio_join_data() {
+        let f = Filters {
+            istio: true,
+            ..Default::default()
+        };
+        let with_selector = |ty: &str| {
+            let mut o = svc("gw", ty, json!({}), json!({}));
+            o["spec"]["selector"] = json!({"istio": "ingressgateway"});
+            o
+        };
+        let selector: std::collections::BTreeMap<String, String> =
+            [("istio".to_string(), "ingressgateway".to_string())].into();
+        // A LoadBalancer: its own name and the join data.
+        assert_eq!(
+            run(&with_selector("LoadBalancer"), &f),
+            Some(Contribution::Service {
+                names: vec![NameData {
+                    name: "gw.apps".into(),
+                    addrs: vec![addr("198.51.100.7"), addr("2001:db8::7")],
+                    ..Default::default()
+                }],
+                selector: selector.clone(),
+                addrs: vec![addr("198.51.100.7"), addr("2001:db8::7")],
+            })
+        );
+        // A ClusterIP with externalIPs: no name of its own, the externalIPs for the join.
+        let mut o = with_selector("ClusterIP");
+        o["spec"]["externalIPs"] = json!(["203.0.113.9", "bogus"]);
+        assert_eq!(
+            run(&o, &f),
+            Some(Contribution::Service {
+                names: vec![],
+                selector,
+                addrs: vec![addr("203.0.113.9")],
+            })
+        );
+        // Nothing to give: nothing stored.
+        let mut o = with_selector("ClusterIP");
+        o["status"] = json!({});
+        assert_eq!(run(&o, &f), None);
+        let mut o = with_selector("LoadBalancer");
+        o["metadata"]["labels"] = json!({"k8s-gateway.dns/ignore": "true"});
+        assert_eq!(run(&o, &f), None);
     }
 
     #[test]
