@@ -19,14 +19,20 @@ pub enum Proto {
     Tcp,
     /// DNS over TLS (RFC 7858); counted as `tcp` in CoreDNS's metrics and logs.
     Tls,
+    /// DNS over HTTPS (RFC 8484) over HTTP/2 or HTTP/1.1; `tcp` in CoreDNS's metrics and logs
+    /// (its DoH writer's remote address is a TCP address).
+    Https,
+    /// DNS over HTTP/3; `udp` in CoreDNS's metrics and logs (its DoH3 writer's remote address is
+    /// a UDP address), but a stream transport here: replies are never truncated.
+    H3,
 }
 
 impl Proto {
     /// As CoreDNS names it in logs and the `proto` metric label.
     pub fn as_str(&self) -> &'static str {
         match self {
-            Proto::Udp => "udp",
-            Proto::Tcp | Proto::Tls => "tcp",
+            Proto::Udp | Proto::H3 => "udp",
+            Proto::Tcp | Proto::Tls | Proto::Https => "tcp",
         }
     }
     pub fn is_stream(&self) -> bool {
@@ -48,7 +54,7 @@ impl Proto {
             Proto::Udp => self
                 .max_reply_size(udp_size)
                 .min(ADVERTISED_UDP_SIZE as usize),
-            Proto::Tcp | Proto::Tls => self.max_reply_size(udp_size),
+            Proto::Tcp | Proto::Tls | Proto::Https | Proto::H3 => self.max_reply_size(udp_size),
         }
     }
 }

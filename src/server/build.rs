@@ -204,7 +204,7 @@ pub fn build(cf: &Corefile) -> Result<Config, ConfigError> {
         let mut mine = Vec::new();
         for k in &sb.keys {
             match k.scheme {
-                Scheme::Dns | Scheme::Tls => {}
+                Scheme::Dns | Scheme::Tls | Scheme::Https => {}
                 other => {
                     return Err(ConfigError(format!(
                         "{}:{} - Error during setup: {}:// servers are not supported by exdns (key '{}')",
@@ -228,21 +228,15 @@ pub fn build(cf: &Corefile) -> Result<Config, ConfigError> {
                     ip: *ip,
                     port: k.port,
                 };
+                let tls = listener_tls(k.scheme, &block.config.tls);
                 let router = listeners.entry(lk).or_insert_with(|| {
-                    let mut r = Router::new(
-                        Arc::from(lk.to_string()),
-                        if k.scheme == Scheme::Tls {
-                            block.config.tls.clone()
-                        } else {
-                            None
-                        },
-                    );
+                    let mut r = Router::new(Arc::from(lk.to_string()), tls.clone());
                     // CoreDNS: the first block binding an address decides its multisocket.
                     r.num_sockets = block.config.num_sockets;
                     r
                 });
-                if router.tls.is_none() && k.scheme == Scheme::Tls {
-                    router.tls = block.config.tls.clone();
+                if router.tls.is_none() {
+                    router.tls = tls;
                 }
                 router.timeouts = router.timeouts.merged(block.config.timeouts);
                 // As CoreDNS's server: the last of its sites with a policy sets it.
@@ -279,6 +273,23 @@ pub fn build(cf: &Corefile) -> Result<Config, ConfigError> {
         banner,
         enabled,
     })
+}
+
+/// The TLS config of a listener of `scheme` from its block's `tls`: none for `dns://`, ALPN
+/// `h2` and `http/1.1` for `https://` (as CoreDNS sets them).
+fn listener_tls(
+    scheme: Scheme,
+    tls: &Option<Arc<rustls::ServerConfig>>,
+) -> Option<Arc<rustls::ServerConfig>> {
+    match scheme {
+        Scheme::Dns => None,
+        Scheme::Https => tls.as_ref().map(|cfg| {
+            let mut cfg = (**cfg).clone();
+            cfg.alpn_protocols = crate::server::https::ALPN.iter().map(|p| p.to_vec()).collect();
+            Arc::new(cfg)
+        }),
+        _ => tls.clone(),
+    }
 }
 
 /// `.:53`, `example.org.:1053`, `tls://.:853`, as CoreDNS prints its servers at startup.

@@ -180,13 +180,28 @@ impl Server {
                         stop_rx.clone(),
                     )));
                 }
+                let (kind, limits) = match key.scheme {
+                    Scheme::Tls => (tcp::Kind::Tls, self.limits),
+                    // CoreDNS's DefaultHTTPSMaxConnections.
+                    Scheme::Https => (
+                        tcp::Kind::Https,
+                        tcp::StreamLimits {
+                            max_connections: self
+                                .limits
+                                .max_connections
+                                .min(crate::server::https::MAX_CONNECTIONS),
+                            ..self.limits
+                        },
+                    ),
+                    _ => (tcp::Kind::Dns, self.limits),
+                };
                 for t in tcp_l {
                     tasks.push(tokio::spawn(tcp::serve(
                         t,
                         router.clone(),
                         self.tracker.clone(),
-                        self.limits,
-                        key.scheme == Scheme::Tls,
+                        limits,
+                        kind,
                         stop_rx.clone(),
                     )));
                 }
@@ -376,7 +391,7 @@ fn bind_listener(
         SocketAddr,
     )> {
         for _attempt in 0..20 {
-            let udp_socks = if key.scheme == Scheme::Tls {
+            let udp_socks = if matches!(key.scheme, Scheme::Tls | Scheme::Https) {
                 Vec::new()
             } else {
                 udp::bind(addr, n_udp)?

@@ -3,6 +3,8 @@
 pub mod build;
 pub mod cli;
 pub mod conns;
+pub mod doh;
+pub mod https;
 pub mod lifecycle;
 pub mod logging;
 pub mod ops;

@@ -64,7 +64,8 @@ pub fn answer(req: &Request) -> Option<Message> {
     };
     addr.dns_class = class;
 
-    let label: &[u8] = if req.proto.is_stream() {
+    // As CoreDNS's `state.Proto()`: DoH is `tcp`, DoH3 `udp`.
+    let label: &[u8] = if req.proto.as_str() == "tcp" {
         b"_tcp"
     } else {
         b"_udp"
