@@ -285,7 +285,10 @@ fn listener_tls(
         Scheme::Dns => None,
         Scheme::Https => tls.as_ref().map(|cfg| {
             let mut cfg = (**cfg).clone();
-            cfg.alpn_protocols = crate::server::https::ALPN.iter().map(|p| p.to_vec()).collect();
+            cfg.alpn_protocols = crate::server::https::ALPN
+                .iter()
+                .map(|p| p.to_vec())
+                .collect();
             Arc::new(cfg)
         }),
         _ => tls.clone(),

@@ -31,7 +31,7 @@ pub const MIME: &str = "application/dns-message";
 /// The largest DNS message: a POST body beyond it is refused with 413.
 pub const MAX_MESSAGE: usize = 65535;
 /// The longest `dns` parameter CoreDNS decodes (`maxBase64Len`: a 65536-octet message).
-pub const MAX_BASE64: usize = (65536 * 8 + 5) / 6;
+pub const MAX_BASE64: usize = (65536 * 8usize).div_ceil(6);
 /// The largest request head (request line or pseudo-headers plus headers) a client may send:
 /// room for the longest `?dns=` CoreDNS takes, and no more.
 pub const MAX_HEAD: usize = 96 * 1024;
@@ -263,9 +263,31 @@ mod tests {
         let other_first = format!("ct=x&{dns}");
         let escaped = format!("dns={}%3D", b64(&q[..13]));
         let ct: Option<&[u8]> = Some(b"application/dns-message");
-        let cases: &[(&str, &str, Option<&str>, Option<&[u8]>, Option<u64>, Result<Head, u16>)] = &[
-            ("GET", PATH, Some(&dns), None, None, Ok(Head::Get(q.clone()))),
-            ("GET", PATH, Some(&other_first), None, None, Ok(Head::Get(q.clone()))),
+        #[allow(clippy::type_complexity)]
+        let cases: &[(
+            &str,
+            &str,
+            Option<&str>,
+            Option<&[u8]>,
+            Option<u64>,
+            Result<Head, u16>,
+        )] = &[
+            (
+                "GET",
+                PATH,
+                Some(&dns),
+                None,
+                None,
+                Ok(Head::Get(q.clone())),
+            ),
+            (
+                "GET",
+                PATH,
+                Some(&other_first),
+                None,
+                None,
+                Ok(Head::Get(q.clone())),
+            ),
             ("GET", "/", Some(&dns), None, None, Err(404)),
             ("GET", "/dns-query/", Some(&dns), None, None, Err(404)),
             ("GET", PATH, None, None, None, Err(400)),
@@ -276,7 +298,14 @@ mod tests {
             ("GET", PATH, Some("dns=%zz"), None, None, Err(400)),
             ("GET", PATH, Some(&twice), None, None, Err(400)),
             ("POST", PATH, None, ct, Some(29), Ok(Head::Post)),
-            ("POST", PATH, None, Some(b"Application/DNS-Message; x=1"), None, Ok(Head::Post)),
+            (
+                "POST",
+                PATH,
+                None,
+                Some(b"Application/DNS-Message; x=1"),
+                None,
+                Ok(Head::Post),
+            ),
             ("POST", PATH, None, Some(b"text/plain"), Some(29), Err(415)),
             ("POST", PATH, None, None, Some(29), Err(415)),
             ("POST", PATH, None, ct, Some(65536), Err(413)),
@@ -349,10 +378,22 @@ mod tests {
     #[test]
     fn max_ages() {
         let cases: &[(&str, Vec<u8>, u32)] = &[
-            ("answers: lowest TTL", reply(0, &[300, 30, 600], None, true), 30),
+            (
+                "answers: lowest TTL",
+                reply(0, &[300, 30, 600], None, true),
+                30,
+            ),
             ("capped at an hour", reply(0, &[86400], None, false), 3600),
-            ("NXDOMAIN: the SOA's TTL", reply(3, &[], Some(900), true), 900),
-            ("NODATA: the SOA's TTL", reply(0, &[], Some(120), false), 120),
+            (
+                "NXDOMAIN: the SOA's TTL",
+                reply(3, &[], Some(900), true),
+                900,
+            ),
+            (
+                "NODATA: the SOA's TTL",
+                reply(0, &[], Some(120), false),
+                120,
+            ),
             ("empty NOERROR", reply(0, &[], None, true), 5),
             ("SERVFAIL", reply(2, &[], None, true), 5),
             ("REFUSED", reply(5, &[], None, false), 5),

@@ -1,6 +1,6 @@
 //! DNS over HTTPS (RFC 8484) on an `https://` listener: HTTP/2 or HTTP/1.1 (by ALPN) over
-//! TLS, or plain HTTP/1.1 when the block has no `tls` (as CoreDNS serves it, for a proxy in
-//! front). The listener's accept loop, connection table and `proxyproto` are TCP's
+//! TLS, or plain HTTP when the block has no `tls` (as CoreDNS serves it, for a proxy in front;
+//! HTTP/1.1, and HTTP/2 with prior knowledge as `dig +http-plain` and proxies speak it). The listener's accept loop, connection table and `proxyproto` are TCP's
 //! ([`crate::server::tcp`]); this serves one accepted connection with hyper.
 //!
 //! Limits for hostile clients: the TLS handshake and a request's head and body each get
@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Incoming};
 use hyper::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -111,20 +111,22 @@ pub async fn serve_conn<S>(
             Ok::<_, std::convert::Infallible>(resp)
         }
     });
-    let io = TokioIo::new(stream);
-    let mut conn: std::pin::Pin<Box<dyn Conn>> = if h2 {
-        let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-        b.timer(TokioTimer::new())
-            .max_concurrent_streams(MAX_STREAMS)
-            .max_header_list_size(doh::MAX_HEAD as u32);
-        Box::pin(b.serve_connection(io, svc))
-    } else {
-        let mut b = hyper::server::conn::http1::Builder::new();
-        b.timer(TokioTimer::new())
-            .header_read_timeout(limits.read_timeout)
-            .max_buf_size(doh::MAX_HEAD);
-        Box::pin(b.serve_connection(io, svc))
-    };
+    // HTTP/2 (ALPN h2, or prior knowledge on a plain listener: h2c as `dig +http-plain` and
+    // proxies speak it) or HTTP/1.1, told apart by the HTTP/2 connection preface.
+    let mut b = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.read_timeout)
+        .max_buf_size(doh::MAX_HEAD);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_STREAMS)
+        .max_header_list_size(doh::MAX_HEAD as u32);
+    if h2 {
+        b = b.http2_only();
+    }
+    let conn = b.serve_connection(TokioIo::new(stream), svc);
+    let mut conn = std::pin::pin!(conn);
     let mut stopping = false;
     loop {
         let idle = table.idle_timeout(limits.idle_timeout);
@@ -140,11 +142,11 @@ pub async fn serve_conn<S>(
             // requests in flight are answered, then the connection closes.
             _ = state.closed(), if !stopping => {
                 stopping = true;
-                conn.as_mut().shutdown();
+                conn.as_mut().graceful_shutdown();
             }
             _ = stop.changed(), if !stopping => {
                 stopping = true;
-                conn.as_mut().shutdown();
+                conn.as_mut().graceful_shutdown();
             }
             _ = tokio::time::sleep(idle.saturating_sub(table.idle_for(&state)).max(Duration::from_millis(10))) => {
                 // No request for the idle timeout: a client that never finishes its headers,
@@ -157,39 +159,6 @@ pub async fn serve_conn<S>(
                 }
             }
         }
-    }
-}
-
-/// A hyper server connection of either HTTP version.
-trait Conn: std::future::Future<Output = hyper::Result<()>> + Send {
-    fn shutdown(self: std::pin::Pin<&mut Self>);
-}
-
-impl<I, S> Conn for hyper::server::conn::http1::Connection<I, S>
-where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send,
-    S: hyper::service::HttpService<Incoming> + Send,
-    S::Future: Send,
-    S::ResBody: Send + 'static,
-    <S::ResBody as hyper::body::Body>::Data: Send,
-    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    fn shutdown(self: std::pin::Pin<&mut Self>) {
-        self.graceful_shutdown()
-    }
-}
-
-impl<I, S> Conn for hyper::server::conn::http2::Connection<I, S, TokioExecutor>
-where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-    S: hyper::service::HttpService<Incoming> + Send,
-    S::Future: Send + 'static,
-    S::ResBody: Send + 'static,
-    <S::ResBody as hyper::body::Body>::Data: Send,
-    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    fn shutdown(self: std::pin::Pin<&mut Self>) {
-        self.graceful_shutdown()
     }
 }
 
@@ -247,8 +216,10 @@ pub fn error_response(status: u16) -> Response<Full<Bytes>> {
     if status == doh::METHOD_NOT_ALLOWED {
         b = b.header(hyper::header::ALLOW, "GET, POST");
     }
-    b.body(Full::new(Bytes::from_static(doh::error_body(status).as_bytes())))
-        .unwrap_or_default()
+    b.body(Full::new(Bytes::from_static(
+        doh::error_body(status).as_bytes(),
+    )))
+    .unwrap_or_default()
 }
 
 /// The DNS reply to a request, or the HTTP status to answer with.
@@ -258,31 +229,69 @@ async fn dns_reply(req: Request<Incoming>, ctx: &Ctx) -> Result<Vec<u8>, u16> {
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    let (parts, body) = req.into_parts();
     let head = doh::head(
-        req.method().as_str(),
-        req.uri().path(),
-        req.uri().query(),
-        req.headers().get(CONTENT_TYPE).map(|v| v.as_bytes()),
+        parts.method.as_str(),
+        parts.uri.path(),
+        parts.uri.query(),
+        parts.headers.get(CONTENT_TYPE).map(|v| v.as_bytes()),
         content_length,
-    )?;
+    );
+    let head = match head {
+        Ok(h) => h,
+        Err(status) => {
+            // A refused request's body is read (up to DRAIN_MAX, within read_timeout) before the
+            // reply: a client still sending it would see its stream reset (HTTP/2) or its
+            // connection closed (HTTP/1.1) instead of the status.
+            if !body.is_end_stream() {
+                let _ = read_body(body, ctx.read_timeout).await;
+            }
+            return Err(status);
+        }
+    };
     let wire = match head {
         Head::Get(wire) => {
             doh::check_wire(&wire)?;
             wire
         }
         Head::Post => {
-            // One octet past the largest message is enough to know it is too large.
-            let body = Limited::new(req.into_body(), doh::MAX_MESSAGE + 1);
-            let collected = tokio::time::timeout(ctx.read_timeout, body.collect()).await;
-            let bytes = match collected {
-                Ok(Ok(c)) => c.to_bytes(),
-                Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-                    return Err(doh::PAYLOAD_TOO_LARGE);
-                }
-                _ => return Err(doh::BAD_REQUEST),
-            };
-            doh::check_body(bytes.to_vec())?
+            let bytes = read_body(body, ctx.read_timeout).await?;
+            doh::check_body(bytes)?
         }
     };
     doh::answer(&ctx.router, &ctx.tracker, &wire, &ctx.peer).await
+}
+
+/// How much of a refused or oversized request body is read and thrown away so the client sees
+/// the status rather than a reset.
+const DRAIN_MAX: usize = 256 * 1024;
+
+/// A request body: 413 beyond [`doh::MAX_MESSAGE`] (after reading on up to [`DRAIN_MAX`]), 400
+/// when it does not arrive within `timeout` or breaks off.
+async fn read_body(mut body: Incoming, timeout: Duration) -> Result<Vec<u8>, u16> {
+    let read = async {
+        let mut buf = Vec::new();
+        let mut seen = 0usize;
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else {
+                return Err(doh::BAD_REQUEST);
+            };
+            let Some(data) = frame.data_ref() else {
+                continue;
+            };
+            seen += data.len();
+            if seen <= doh::MAX_MESSAGE {
+                buf.extend_from_slice(data);
+            } else if seen > DRAIN_MAX {
+                return Err(doh::PAYLOAD_TOO_LARGE);
+            }
+        }
+        if seen > doh::MAX_MESSAGE {
+            return Err(doh::PAYLOAD_TOO_LARGE);
+        }
+        Ok(buf)
+    };
+    tokio::time::timeout(timeout, read)
+        .await
+        .unwrap_or(Err(doh::BAD_REQUEST))
 }

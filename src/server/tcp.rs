@@ -244,11 +244,11 @@ async fn serve_conn<S>(
                         let h2 = s.get_ref().1.alpn_protocol() == Some(b"h2");
                         let state = slot.state.clone();
                         let Conn {
-                    router,
-                    tracker,
-                    table,
-                    ..
-                } = conn;
+                            router,
+                            tracker,
+                            table,
+                            ..
+                        } = conn;
                         https::serve_conn(
                             s, h2, src, local, router, tracker, limits, table, state, stop,
                         )
