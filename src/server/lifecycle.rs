@@ -173,6 +173,16 @@ impl Server {
                 let (stop_tx, stop_rx) = watch::channel(false);
                 let mut tasks = Vec::new();
                 for s in udp_socks {
+                    if key.scheme == Scheme::Https3 {
+                        tasks.push(tokio::spawn(crate::server::h3::serve(
+                            s,
+                            router.clone(),
+                            self.tracker.clone(),
+                            self.limits,
+                            stop_rx.clone(),
+                        )));
+                        continue;
+                    }
                     tasks.push(tokio::spawn(udp::serve(
                         s,
                         router.clone(),
@@ -390,6 +400,12 @@ fn bind_listener(
         Vec<std::net::TcpListener>,
         SocketAddr,
     )> {
+        if key.scheme == Scheme::Https3 {
+            // QUIC: one UDP socket, no TCP.
+            let udp_socks = udp::bind(addr, 1)?;
+            let bound = udp_socks[0].local_addr()?;
+            return Ok((udp_socks, Vec::new(), bound));
+        }
         for _attempt in 0..20 {
             let udp_socks = if matches!(key.scheme, Scheme::Tls | Scheme::Https) {
                 Vec::new()
