@@ -853,3 +853,35 @@ fn doh3_with_dnspython_and_aioquic() {
         "{metrics}"
     );
 }
+
+/// Start-up: which keys need `tls`, and the schemes still refused.
+#[test]
+fn startup_checks() {
+    let cases: &[(&str, i32, &str)] = &[
+        ("https://.:0 {\n  whoami\n}\n", 0, ""),
+        (
+            "https3://.:0 {\n  whoami\n}\n",
+            1,
+            "Corefile:1 - Error during setup: https3://.:0 needs the tls directive (tls CERT KEY [CA])",
+        ),
+        (
+            "grpc://.:0 {\n  whoami\n}\n",
+            1,
+            "Corefile:1 - Error during setup: grpc:// servers are not supported by exdns (key 'grpc://.:0')",
+        ),
+    ];
+    for (corefile, want_code, want) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("Corefile");
+        std::fs::write(&p, corefile).unwrap();
+        let out = std::process::Command::new(support::bin())
+            .current_dir(dir.path())
+            .args(["-conf", "Corefile", "-check"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(*want_code), "{corefile}: {text}");
+        assert!(text.contains(want), "{corefile}: {text}");
+    }
+}
