@@ -11,8 +11,12 @@ set -euo pipefail
 # shellcheck source=bench/lib.sh
 . "$(dirname "$0")/lib.sh"
 DURATION="${DURATION:-10}"
-CLIENTS="${CLIENTS:-8}"
-OUTSTANDING="${OUTSTANDING:-400}"
+# One query in flight per connection: dnsperf 2.10's DoH client loses replies (counts them lost
+# though the server answered 200) when several are in flight on one HTTP/2 connection, against
+# exdns and dnsdist alike.
+CLIENTS="${CLIENTS:-4}"
+OUTSTANDING="${OUTSTANDING:-4}"
+REPEAT="${REPEAT:-3}"
 NAMES_N="${NAMES_N:-1000}"
 bench_init
 bench_need bench/doh "apt-get install dnsperf dnsdist openssl bind9-dnsutils python3" \
@@ -91,11 +95,18 @@ declare -A R CPU
 for method in POST GET; do
   for s in exdns:$PORT_EX dnsdist:$PORT_DD; do
     IFS=: read -r name port <<<"$s"
+    # The best of REPEAT runs (dnsperf's DoH throughput varies from run to run); CPU per answer
+    # over all of them.
     t0=$(proc_ticks "${PID[$name]}")
-    R[$name-$method]=$(run "$name" "$port" "$method")
+    total=0 best_r=""
+    for _ in $(seq 1 "$REPEAT"); do
+      r=$(run "$name" "$port" "$method")
+      total=$((total + ${r%% *}))
+      if [ -z "$best_r" ] || ((${r%% *} > ${best_r%% *})); then best_r=$r; fi
+    done
+    R[$name-$method]=$best_r
     t1=$(proc_ticks "${PID[$name]}")
-    q=${R[$name-$method]%% *}
-    CPU[$name-$method]=$(python3 -c "q = $q * $DURATION; print(f'{($t1 - $t0) / $(getconf CLK_TCK) * 1e6 / q:.1f}' if q else 'n/a')")
+    CPU[$name-$method]=$(python3 -c "q = $total * $DURATION; print(f'{($t1 - $t0) / $(getconf CLK_TCK) * 1e6 / q:.1f}' if q else 'n/a')")
     echo "bench/doh: $name $method: ${R[$name-$method]} (qps avg_ms lost% rcodes), ${CPU[$name-$method]} µs CPU per answer" >&2
   done
 done
@@ -108,7 +119,7 @@ done
   echo
   echo "exdns $(bench_rev): \`https://\` block with \`tls\` (private CA, certificate for \`$SNI\`), \`cache\` + \`template\` answering every A under \`$ZONE\`."
   echo "dnsdist $(dnsdist --version | awk 'NR==1 {print $2}'): \`addDOHLocal\` (its h2o DoH frontend) with the same certificate, \`SpoofAction(\"192.0.2.1\")\` for every query (no backend)."
-  echo "Load: dnsperf $(dnsperf_version) \`-m doh\` (HTTP/2 over TLS), ${DURATION} s per run, $CLIENTS clients (connections), 1 thread, $OUTSTANDING queries outstanding, $NAMES_N names repeated."
+  echo "Load: dnsperf $(dnsperf_version) \`-m doh\` (HTTP/2 over TLS), ${DURATION} s per run, best of $REPEAT runs, $CLIENTS clients (connections), 1 thread, $OUTSTANDING queries outstanding (one per connection: dnsperf 2.10's DoH client counts replies as lost when several are in flight on a connection, against either server), $NAMES_N names repeated. CPU per answer: the server's user + system time over all $REPEAT runs divided by the answers."
   echo
   echo "| server | method | qps | avg latency (ms) | lost (%) | server CPU per answer (µs) | response codes |"
   echo "|---|---|---:|---:|---:|---:|---|"

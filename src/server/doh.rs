@@ -227,6 +227,20 @@ pub async fn answer(
     }
 }
 
+/// A status as the `status` label of the DoH response counters.
+pub fn status_label(status: u16) -> &'static str {
+    match status {
+        200 => "200",
+        BAD_REQUEST => "400",
+        NOT_FOUND => "404",
+        METHOD_NOT_ALLOWED => "405",
+        PAYLOAD_TOO_LARGE => "413",
+        UNSUPPORTED_MEDIA_TYPE => "415",
+        INTERNAL_ERROR => "500",
+        _ => "other",
+    }
+}
+
 /// The text of an error reply's body, as Go's `http.Error` writes CoreDNS's.
 pub fn error_body(status: u16) -> &'static str {
     match status {

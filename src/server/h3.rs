@@ -214,7 +214,7 @@ async fn handle(req: hyper::http::Request<()>, mut stream: Stream, ctx: &Ctx) {
     };
     let server = ctx.router.load().server.clone();
     crate::metrics::HTTPS3_RESPONSES
-        .with_label_values(&[server.as_ref(), &status.to_string()])
+        .with_label_values(&[server.as_ref(), doh::status_label(status)])
         .inc();
     let mut resp = hyper::http::Response::builder().status(status);
     let body = if status == 200 {

@@ -183,28 +183,9 @@ async fn handle(req: Request<Incoming>, ctx: &Ctx) -> Response<Full<Bytes>> {
 
 fn count(ctx: &Ctx, status: u16) {
     let server = &ctx.router.load().server;
-    let mut buf = itoa_status(status);
     crate::metrics::HTTPS_RESPONSES
-        .with_label_values(&[server.as_ref(), buf.as_mut()])
+        .with_label_values(&[server.as_ref(), doh::status_label(status)])
         .inc();
-}
-
-/// A 3-digit status as text, without allocating.
-fn itoa_status(status: u16) -> StatusText {
-    let s = status.min(999);
-    StatusText([
-        b'0' + (s / 100) as u8,
-        b'0' + (s / 10 % 10) as u8,
-        b'0' + (s % 10) as u8,
-    ])
-}
-
-struct StatusText([u8; 3]);
-
-impl StatusText {
-    fn as_mut(&mut self) -> &str {
-        std::str::from_utf8(&self.0).unwrap_or("000")
-    }
 }
 
 /// An error reply as Go's `http.Error` writes CoreDNS's.
