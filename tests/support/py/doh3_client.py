@@ -3,7 +3,9 @@ on one QUIC connection, with the method, path, content type and body each case g
 
 Usage: doh3_client.py PORT CA_PEM SERVER_NAME < cases.json
 cases: [{"method": "GET", "path": "/dns-query?dns=...", "ctype": "" | "...", "body": HEX}]
-Prints one JSON object per case: {"status", "body" (hex), "content_type", "cache_control"}.
+Prints {"max_streams_bidi": the server's QUIC stream credit (aioquic's view of its transport
+parameters), "results": one object per case: {"status", "body" (hex), "content_type",
+"cache_control"}}.
 """
 
 import json
@@ -23,11 +25,16 @@ def main():
     port, ca, name = int(sys.argv[1]), sys.argv[2], sys.argv[3]
     cases = json.load(sys.stdin)
     out = []
+    credit = None
     with dns.quic.SyncQuicManager(verify_mode=ca, server_name=name, h3=True) as manager:
         conn = manager.connect("127.0.0.1", port)
         for c in cases:
             body = bytes.fromhex(c["body"])
             with conn.make_stream(10) as s:
+                if credit is None:
+                    # The handshake is done (make_stream waits for it) and no stream has closed
+                    # yet: the credit is the server's initial_max_streams_bidi.
+                    credit = conn._connection._remote_max_streams_bidi
                 headers = [
                     (b":method", c["method"].encode()),
                     (b":scheme", b"https"),
@@ -50,7 +57,7 @@ def main():
                         "cache_control": header(h, b"cache-control"),
                     }
                 )
-    print(json.dumps(out))
+    print(json.dumps({"max_streams_bidi": credit, "results": out}))
 
 
 main()
