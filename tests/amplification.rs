@@ -122,10 +122,7 @@ fn dig_retries_a_slipped_reply_over_tcp() {
     // Use up the allowance and run the balance 9 s into debt (the 18 over it all slip with
     // slip-ratio 1), so that however long a loaded machine takes to start dig, its UDP query is
     // still over the limit (a 3-query debt once refilled before a slow dig asked).
-    assert_eq!(
-        burst(dns, "127.0.0.1:0", "www.example.org.", 20),
-        (2, 18, 0)
-    );
+    assert_eq!(burst(dns, "127.0.0.1:0", "www.example.org.", 20), (2, 18, 0));
     if !have("dig") {
         eprintln!("dig not installed: the real-client half of this test is skipped");
         return;
