@@ -8,12 +8,14 @@
 - corefile: Corefile.example, every `corefile` example in docs/plugins/*.md, the fuzz config and
   the Corefiles written as string literals in tests/*.rs;
 - manifests: fixtures/demo and test/ manifests;
+- doh: DoH requests (METHOD, PATH?QUERY, CONTENT-TYPE, BODY lines) around the query seeds:
+  GET and POST of each, and the request variants the DoH rules refuse;
 - tsig: requests signed by dnspython (an independent TSIG implementation) with the fuzz key of
   src/fuzzing.rs at its time, with every algorithm, and the same spoiled (unknown key and
   algorithm, wrong MAC, clock skew, truncated MACs, a record after the TSIG, cut short).
 
 Needs a debug build (cargo build), dig and kdig, and dnspython for the tsig seeds. Run from
-anywhere: python3 fuzz/make_seeds.py (python3 fuzz/make_seeds.py tsig: only the tsig seeds)
+anywhere: python3 fuzz/make_seeds.py (python3 fuzz/make_seeds.py tsig|doh: only those seeds)
 """
 
 import hashlib
@@ -230,7 +232,45 @@ def tsig_seeds():
     return out
 
 
+def doh_seeds():
+    import base64
+
+    queries = []
+    d = os.path.join(SEEDS, "query")
+    for name in sorted(os.listdir(d))[:40]:
+        with open(os.path.join(d, name), "rb") as f:
+            queries.append(f.read())
+    ct = b"application/dns-message"
+    out = []
+    for q in queries:
+        b64 = base64.urlsafe_b64encode(q).rstrip(b"=")
+        out.append(b"GET\n/dns-query?dns=" + b64 + b"\n\n")
+        out.append(b"POST\n/dns-query\n" + ct + b"\n" + q)
+    q = queries[0]
+    b64 = base64.urlsafe_b64encode(q).rstrip(b"=")
+    out += [
+        b"GET\n/dns-query?dns=" + b64 + b"&dns=" + b64 + b"\n\n",
+        b"GET\n/dns-query?ct=x&dns=" + b64 + b"\n\n",
+        b"GET\n/dns-query?dns=" + base64.urlsafe_b64encode(q) + b"\n\n",
+        b"GET\n/dns-query?dns=%41%41\n\n",
+        b"GET\n/resolve?dns=" + b64 + b"\n\n",
+        b"GET\n/dns-query\n\n",
+        b"PUT\n/dns-query\n" + ct + b"\n" + q,
+        b"POST\n/dns-query\ntext/plain\n" + q,
+        b"POST\n/dns-query\nApplication/DNS-Message; charset=x\n" + q,
+        b"POST\n/dns-query\n" + ct + b"\n" + bytes(65536),
+        b"POST\n/dns-query\n" + ct + b"\n" + q[:7],
+        b"POST\n/dns-query\n" + ct + b"\n" + bytes([q[0], q[1], q[2] | 0x80]) + q[3:],
+    ]
+    return out
+
+
 def main():
+    if sys.argv[1:] == ["doh"]:
+        for data in doh_seeds():
+            save("doh", data)
+        print("doh", len(os.listdir(os.path.join(SEEDS, "doh"))))
+        return
     if sys.argv[1:] == ["tsig"]:
         for data in tsig_seeds():
             save("tsig", data)
@@ -249,7 +289,9 @@ def main():
         save("manifests", data)
     for data in tsig_seeds():
         save("tsig", data)
-    for t in ["query", "forward_relay", "corefile", "manifests", "tsig"]:
+    for data in doh_seeds():
+        save("doh", data)
+    for t in ["query", "forward_relay", "corefile", "manifests", "tsig", "doh"]:
         print(t, len(os.listdir(os.path.join(SEEDS, t))))
 
 

@@ -9,7 +9,7 @@ cd "$(dirname "$0")"
 secs=${1:-20}
 shift || true
 targets=("$@")
-((${#targets[@]})) || targets=(query corefile manifests forward_relay)
+((${#targets[@]})) || targets=(query corefile manifests forward_relay doh)
 export RUSTC_BOOTSTRAP=1
 # 16 codegen units: much faster builds of the large dependency tree, slightly slower runs.
 build=(--codegen-units 16)

@@ -36,7 +36,8 @@ if ((${#missing[@]})); then
   # The packages' own services are not wanted: tests start their own instances.
   for svc in unbound nsd knot dnsdist; do $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || true; done
 fi
-# dnspython for scripted DNS checks, aioquic for its DNS-over-QUIC client (tests/doq.rs); helm-python-sdk (Helm's own Go library) renders and lints
+# dnspython for scripted DNS checks, with aioquic for its DNS-over-QUIC and DNS-over-HTTP/3
+# clients (tests/doq.rs, tests/doh.rs); helm-python-sdk (Helm's own Go library) renders and lints
 # the chart in tests/chart.rs.
 python3 -c 'import dns, aioquic, helm_python' >/dev/null 2>&1 || pip install -q dnspython aioquic helm-python-sdk
 # DNSViz, the standard zone checker tests/dnssec.rs runs over a delegated signed zone

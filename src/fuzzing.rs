@@ -13,6 +13,8 @@
 //!   index built from them.
 //! - [`forward_relay`]: a query and an upstream's raw reply → forward's ID, structure and question
 //!   checks → the reply the client would get, with the client's ID and question, well-formed.
+//! - [`doh`]: a DoH request (method, path and query, content type, body) → the RFC 8484 request
+//!   rules of `server::doh` → a DNS message or an HTTP status, and the reply's `max-age`.
 //! - [`tsig`]: a signed request's bytes → TSIG verification (RFC 8945) against a fixed key →
 //!   a signed reply or error reply that parses back with the right TSIG record.
 
@@ -426,4 +428,79 @@ pub fn tsig(data: &[u8]) -> Option<bool> {
             Some(false)
         }
     }
+}
+
+/// DoH: `data` is `METHOD\nPATH[?QUERY]\nCONTENT-TYPE\nBODY` (missing lines are empty). The
+/// request rules of [`crate::server::doh`] judge it: only the statuses they name, 404 exactly
+/// when the path is not `/dns-query`, a POST body accepted unchanged and refused with 413 exactly
+/// beyond 65535 octets, every accepted message a query miekg/dns accepts, and a message a POST
+/// carries is accepted as the same message in a GET `?dns=`. `max_age` of the body never exceeds
+/// an hour. Returns the status (200 for an accepted message).
+pub fn doh(data: &[u8]) -> u16 {
+    use crate::server::doh::{self, Head};
+    use base64::Engine;
+    let mut parts = data.splitn(4, |&b| b == b'\n');
+    let method = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+    let target = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+    let ctype = parts.next().unwrap_or_default();
+    let body = parts.next().unwrap_or_default();
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (target.as_str(), None),
+    };
+    let accepted = |wire: &[u8]| {
+        assert!(
+            wire.len() >= wire::HEADER,
+            "accepted a message shorter than a header"
+        );
+        assert_eq!(wire[2] & 0x80, 0, "accepted a response");
+        assert!(matches!((wire[2] >> 3) & 0xf, 0 | 4), "accepted opcode");
+        assert_eq!(
+            u16::from_be_bytes([wire[4], wire[5]]),
+            1,
+            "accepted QDCOUNT"
+        );
+    };
+    assert!(doh::max_age(body) <= 3600);
+    let head = doh::head(&method, path, query, Some(ctype), Some(body.len() as u64));
+    if path != doh::PATH {
+        assert_eq!(head, Err(doh::NOT_FOUND));
+    }
+    let status = match head {
+        Ok(Head::Get(wire)) => match doh::check_wire(&wire) {
+            Ok(()) => {
+                accepted(&wire);
+                200
+            }
+            Err(s) => s,
+        },
+        Ok(Head::Post) => match doh::check_body(body.to_vec()) {
+            Ok(b) => {
+                assert_eq!(b, body, "the body is the message");
+                accepted(&b);
+                200
+            }
+            Err(s) => {
+                assert_eq!(s == doh::PAYLOAD_TOO_LARGE, body.len() > doh::MAX_MESSAGE);
+                s
+            }
+        },
+        Err(s) => s,
+    };
+    assert!(
+        [200, 400, 404, 405, 413, 415].contains(&status),
+        "status {status}"
+    );
+    // A body that is an acceptable message is the same message as a GET.
+    if body.len() <= doh::MAX_MESSAGE && doh::check_wire(body).is_ok() {
+        let q = format!(
+            "dns={}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(body)
+        );
+        assert_eq!(
+            doh::head("GET", doh::PATH, Some(&q), None, None),
+            Ok(Head::Get(body.to_vec()))
+        );
+    }
+    status
 }

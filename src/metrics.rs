@@ -108,6 +108,24 @@ pub static RESPONSES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
+/// `coredns_dns_https_responses_total{server,status}`: DoH replies by HTTP status.
+pub static HTTPS_RESPONSES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "coredns_dns_https_responses_total",
+        "Counter of DoH responses per server and http status code.",
+        &["server", "status"],
+    )
+});
+
+/// `coredns_dns_https3_responses_total{server,status}`: DoH3 replies by HTTP status.
+pub static HTTPS3_RESPONSES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "coredns_dns_https3_responses_total",
+        "Counter of DoH3 responses per server and http status code.",
+        &["server", "status"],
+    )
+});
+
 /// `coredns_panics_total`.
 pub static PANICS: LazyLock<IntCounter> = LazyLock::new(|| {
     counter(

@@ -2658,6 +2658,107 @@ fn transfers_render_validate_and_serve_axfr() {
     assert_eq!(out.matches("\tSOA\t").count(), 0, "{out}");
 }
 
+/// `https`, `https3` and `quic` render their block with the certificate, and listen on TCP (DoH)
+/// or UDP (QUIC) only, in the Service and the container; the rendered DoH block serves `kdig
+/// +https` with a real certificate.
+#[test]
+fn doh_and_quic_schemes_render_their_block_and_ports() {
+    for (scheme, key, protocol) in [
+        ("https", "https://", "TCP"),
+        ("https://", "https://", "TCP"),
+        ("https3", "https3://", "UDP"),
+        ("quic", "quic://", "UDP"),
+    ] {
+        let set = format!("scheme={scheme}");
+        let rel = render(
+            "exdns",
+            "dns",
+            &["domain=example.com", &set, "tls.secretName=exdns-cert"],
+        );
+        validate_release(&rel);
+        let cf = rel.corefile();
+        let want =
+            format!("{key}.:1053 {{\n    tls /etc/exdns/tls/tls.crt /etc/exdns/tls/tls.key\n");
+        assert!(cf.starts_with(&want), "{scheme}: {cf}");
+        let protocols = |ports: &serde_json::Value| -> Vec<String> {
+            ports
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| s(&p["protocol"]))
+                .collect()
+        };
+        assert_eq!(
+            protocols(&rel.one("Service")["spec"]["ports"]),
+            [protocol],
+            "{scheme}: Service"
+        );
+        let pod = &rel.one("Deployment")["spec"]["template"]["spec"];
+        let container = &pod["containers"][0];
+        let dns_ports: Vec<String> = container["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| s(&p["name"]).starts_with("dns-"))
+            .map(|p| s(&p["protocol"]))
+            .collect();
+        assert_eq!(dns_ports, [protocol], "{scheme}: container");
+        let vol = pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == "tls")
+            .unwrap_or_else(|| panic!("{scheme}: no tls volume"));
+        assert_eq!(vol["secret"]["secretName"], "exdns-cert");
+    }
+    if !support::require("kdig") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = support::make_certs(dir.path(), "dns.example.test");
+    let cf = render(
+        "exdns",
+        "dns",
+        &["domain=example.com", "scheme=https", "tls.secretName=c"],
+    )
+    .corefile();
+    let block = cf_block(&cf, "k8s_gateway ");
+    let text = format!(
+        "https://.:0 {{\n    tls {} {}\n{block}\n        manifests objects\n    }}\n}}\n",
+        cert.display(),
+        key.display()
+    )
+    .replace(
+        "    }\n        manifests objects\n    }",
+        "        manifests objects\n    }",
+    );
+    let rel = render(
+        "exdns",
+        "dns",
+        &["domain=example.com", "scheme=https", "tls.secretName=c"],
+    );
+    let svc = with_lb_status(rel.one("Service"), "198.51.100.1");
+    let ex = Exdns::start_with(&text, &[("objects/exdns.yaml", svc.as_str())], &[]);
+    let (code, out) = support::run(
+        "kdig",
+        &[
+            "@127.0.0.1",
+            "-p",
+            &ex.addr("https://").port().to_string(),
+            "+https",
+            &format!("+tls-ca={}", ca.display()),
+            "+tls-hostname=dns.example.test",
+            "example.com",
+            "SOA",
+        ],
+    );
+    assert_eq!(code, 0, "{out}\n{text}");
+    assert!(
+        out.contains("status: NOERROR") && out.contains("\tSOA\t") && out.contains("HTTP/2-POST"),
+        "{out}\n{text}"
+    );
+}
+
 /// The lines of the first directive starting with `prefix` (its `{ … }` block included).
 fn cf_block(corefile: &str, prefix: &str) -> String {
     let mut out = Vec::new();
@@ -2774,7 +2875,17 @@ fn encrypted_scheme_renders_a_tls_block_with_its_certificate() {
             (
                 &["domain=example.com", "scheme=https"],
                 json!({}),
-                "scheme https: exdns does not serve https:// yet",
+                "scheme https needs tls.secretName",
+            ),
+            (
+                &["domain=example.com", "scheme=quic://"],
+                json!({}),
+                "scheme quic needs tls.secretName",
+            ),
+            (
+                &["domain=example.com", "scheme=grpc", "tls.secretName=c"],
+                json!({}),
+                "scheme grpc: exdns does not serve grpc://",
             ),
         ],
         false,

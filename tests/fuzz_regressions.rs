@@ -97,6 +97,13 @@ fn tsig_inputs() {
 }
 
 #[test]
+fn doh_inputs() {
+    replay("doh", 40, |d| {
+        fuzzing::doh(d);
+    });
+}
+
+#[test]
 fn the_seeds_exercise_the_targets() {
     // Replaying is only worth something if the inputs get past the first checks.
     let h = fuzzing::QueryHarness::new(&root().join("fixtures/demo")).expect("harness");

@@ -12,6 +12,8 @@ pub enum Scheme {
     Https,
     Grpc,
     Quic,
+    /// DNS over HTTP/3 (CoreDNS 1.14's `https3://`).
+    Https3,
 }
 
 impl Scheme {
@@ -22,6 +24,7 @@ impl Scheme {
             Scheme::Https => "https",
             Scheme::Grpc => "grpc",
             Scheme::Quic => "quic",
+            Scheme::Https3 => "https3",
         }
     }
 
@@ -30,7 +33,7 @@ impl Scheme {
         match self {
             Scheme::Dns => dns_port,
             Scheme::Tls | Scheme::Quic => 853,
-            Scheme::Https | Scheme::Grpc => 443,
+            Scheme::Https | Scheme::Grpc | Scheme::Https3 => 443,
         }
     }
 
@@ -41,6 +44,7 @@ impl Scheme {
             "https" => Scheme::Https,
             "grpc" => Scheme::Grpc,
             "quic" => Scheme::Quic,
+            "https3" => Scheme::Https3,
             _ => return None,
         })
     }
@@ -236,6 +240,7 @@ mod tests {
             ("tls://example.org", &["tls://example.org.:853"]),
             ("tls://.:8853", &["tls://.:8853"]),
             ("https://example.org", &["https://example.org.:443"]),
+            ("https3://example.org", &["https3://example.org.:443"]),
             ("grpc://example.org", &["grpc://example.org.:443"]),
             ("quic://example.org", &["quic://example.org.:853"]),
             ("TLS://example.org", &["tls://example.org.:853"]),

@@ -23,14 +23,20 @@ pub enum Proto {
     /// reports the connection's UDP addresses), but a stream for reply sizes: a DoQ reply may
     /// take 65535 bytes and never has TC set (RFC 9250 §4.2).
     Quic,
+    /// DNS over HTTPS (RFC 8484) over HTTP/2 or HTTP/1.1; `tcp` in CoreDNS's metrics and logs
+    /// (its DoH writer's remote address is a TCP address).
+    Https,
+    /// DNS over HTTP/3; `udp` in CoreDNS's metrics and logs (its DoH3 writer's remote address is
+    /// a UDP address), but a stream transport here: replies are never truncated.
+    H3,
 }
 
 impl Proto {
     /// As CoreDNS names it in logs and the `proto` metric label.
     pub fn as_str(&self) -> &'static str {
         match self {
-            Proto::Udp | Proto::Quic => "udp",
-            Proto::Tcp | Proto::Tls => "tcp",
+            Proto::Udp | Proto::Quic | Proto::H3 => "udp",
+            Proto::Tcp | Proto::Tls | Proto::Https => "tcp",
         }
     }
     pub fn is_stream(&self) -> bool {
@@ -52,7 +58,9 @@ impl Proto {
             Proto::Udp => self
                 .max_reply_size(udp_size)
                 .min(ADVERTISED_UDP_SIZE as usize),
-            Proto::Tcp | Proto::Tls | Proto::Quic => self.max_reply_size(udp_size),
+            Proto::Tcp | Proto::Tls | Proto::Quic | Proto::Https | Proto::H3 => {
+                self.max_reply_size(udp_size)
+            }
         }
     }
 }

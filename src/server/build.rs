@@ -204,7 +204,7 @@ pub fn build(cf: &Corefile) -> Result<Config, ConfigError> {
         let mut mine = Vec::new();
         for k in &sb.keys {
             match k.scheme {
-                Scheme::Dns | Scheme::Tls | Scheme::Quic => {}
+                Scheme::Dns | Scheme::Tls | Scheme::Quic | Scheme::Https | Scheme::Https3 => {}
                 other => {
                     return Err(ConfigError(format!(
                         "{}:{} - Error during setup: {}:// servers are not supported by exdns (key '{}')",
@@ -215,7 +215,9 @@ pub fn build(cf: &Corefile) -> Result<Config, ConfigError> {
                     )));
                 }
             }
-            if matches!(k.scheme, Scheme::Tls | Scheme::Quic) && block.config.tls.is_none() {
+            if matches!(k.scheme, Scheme::Tls | Scheme::Quic | Scheme::Https3)
+                && block.config.tls.is_none()
+            {
                 return Err(ConfigError(format!(
                     "{}:{} - Error during setup: {} needs the tls directive (tls CERT KEY [CA])",
                     sb.file, sb.line, k
@@ -228,23 +230,17 @@ pub fn build(cf: &Corefile) -> Result<Config, ConfigError> {
                     ip: *ip,
                     port: k.port,
                 };
+                let tls = listener_tls(k.scheme, &block.config.tls);
                 let router = listeners.entry(lk).or_insert_with(|| {
-                    let mut r = Router::new(
-                        Arc::from(lk.to_string()),
-                        if matches!(k.scheme, Scheme::Tls | Scheme::Quic) {
-                            block.config.tls.clone()
-                        } else {
-                            None
-                        },
-                    );
+                    let mut r = Router::new(Arc::from(lk.to_string()), tls.clone());
                     // CoreDNS: the first block binding an address decides its multisocket.
                     r.num_sockets = block.config.num_sockets;
                     // CoreDNS's `quic`: the first block of the listener sets its limits.
                     r.quic = block.config.quic;
                     r
                 });
-                if router.tls.is_none() && matches!(k.scheme, Scheme::Tls | Scheme::Quic) {
-                    router.tls = block.config.tls.clone();
+                if router.tls.is_none() {
+                    router.tls = tls;
                 }
                 router.timeouts = router.timeouts.merged(block.config.timeouts);
                 // As CoreDNS's server: the last of its sites with a policy sets it.
@@ -287,6 +283,26 @@ pub fn build(cf: &Corefile) -> Result<Config, ConfigError> {
         banner,
         enabled,
     })
+}
+
+/// The TLS config of a listener of `scheme` from its block's `tls`: none for `dns://`, ALPN
+/// `h2` and `http/1.1` for `https://` (as CoreDNS sets them).
+fn listener_tls(
+    scheme: Scheme,
+    tls: &Option<Arc<rustls::ServerConfig>>,
+) -> Option<Arc<rustls::ServerConfig>> {
+    match scheme {
+        Scheme::Dns => None,
+        Scheme::Https => tls.as_ref().map(|cfg| {
+            let mut cfg = (**cfg).clone();
+            cfg.alpn_protocols = crate::server::https::ALPN
+                .iter()
+                .map(|p| p.to_vec())
+                .collect();
+            Arc::new(cfg)
+        }),
+        _ => tls.clone(),
+    }
 }
 
 /// `.:53`, `example.org.:1053`, `tls://.:853`, as CoreDNS prints its servers at startup.

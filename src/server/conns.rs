@@ -258,6 +258,14 @@ impl ConnTable {
         }
     }
 
+    /// How long since `state` last became active.
+    pub fn idle_for(&self, state: &ConnState) -> Duration {
+        Duration::from_millis(
+            self.now_ms()
+                .saturating_sub(state.active_at.load(Ordering::Relaxed)),
+        )
+    }
+
     /// How long a connection may wait for its next message now: `idle` up to half the cap,
     /// then shrinking linearly to a tenth of it at the cap.
     pub fn idle_timeout(&self, idle: Duration) -> Duration {

@@ -189,6 +189,16 @@ impl Server {
                     }
                 };
                 for s in udp_socks {
+                    if key.scheme == Scheme::Https3 {
+                        tasks.push(tokio::spawn(crate::server::h3::serve(
+                            s,
+                            router.clone(),
+                            self.tracker.clone(),
+                            self.limits,
+                            stop_rx.clone(),
+                        )));
+                        continue;
+                    }
                     tasks.push(tokio::spawn(udp::serve(
                         s,
                         router.clone(),
@@ -196,13 +206,28 @@ impl Server {
                         stop_rx.clone(),
                     )));
                 }
+                let (kind, limits) = match key.scheme {
+                    Scheme::Tls => (tcp::Kind::Tls, self.limits),
+                    // CoreDNS's DefaultHTTPSMaxConnections.
+                    Scheme::Https => (
+                        tcp::Kind::Https,
+                        tcp::StreamLimits {
+                            max_connections: self
+                                .limits
+                                .max_connections
+                                .min(crate::server::https::MAX_CONNECTIONS),
+                            ..self.limits
+                        },
+                    ),
+                    _ => (tcp::Kind::Dns, self.limits),
+                };
                 for t in tcp_l {
                     tasks.push(tokio::spawn(tcp::serve(
                         t,
                         router.clone(),
                         self.tracker.clone(),
-                        self.limits,
-                        key.scheme == Scheme::Tls,
+                        limits,
+                        kind,
                         stop_rx.clone(),
                     )));
                 }
@@ -391,8 +416,14 @@ fn bind_listener(
         Vec<std::net::TcpListener>,
         SocketAddr,
     )> {
+        if key.scheme == Scheme::Https3 {
+            // QUIC: one UDP socket, no TCP.
+            let udp_socks = udp::bind(addr, 1)?;
+            let bound = udp_socks[0].local_addr()?;
+            return Ok((udp_socks, Vec::new(), bound));
+        }
         for _attempt in 0..20 {
-            let udp_socks = if key.scheme == Scheme::Tls {
+            let udp_socks = if matches!(key.scheme, Scheme::Tls | Scheme::Https) {
                 Vec::new()
             } else {
                 udp::bind(addr, n_udp)?

@@ -3,6 +3,9 @@
 pub mod build;
 pub mod cli;
 pub mod conns;
+pub mod doh;
+pub mod h3;
+pub mod https;
 pub mod lifecycle;
 pub mod logging;
 pub mod ops;

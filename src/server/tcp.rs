@@ -18,6 +18,7 @@ use crate::dns::request::Proto;
 use crate::plugin::config::StreamTimeouts;
 use crate::plugin::proxyproto;
 use crate::server::conns::{self, Admit, ConnState, ConnTable};
+use crate::server::https;
 use crate::server::query::{self, Prepared, Reply};
 use crate::server::router::Router;
 use crate::server::tracker::Tracker;
@@ -84,13 +85,24 @@ pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     Ok(s.into())
 }
 
+/// What a stream listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// DNS over TCP (RFC 7766).
+    Dns,
+    /// DNS over TLS (RFC 7858).
+    Tls,
+    /// DNS over HTTPS (RFC 8484): HTTP/2 or HTTP/1.1 over TLS, plain HTTP/1.1 without `tls`.
+    Https,
+}
+
 /// Accepts connections until `stop` flips; then lets open connections finish their queries.
 pub async fn serve(
     listener: std::net::TcpListener,
     router: Arc<ArcSwap<Router>>,
     tracker: Arc<Tracker>,
     limits: StreamLimits,
-    tls: bool,
+    kind: Kind,
     mut stop: watch::Receiver<bool>,
 ) {
     let listener = match TcpListener::from_std(listener) {
@@ -151,7 +163,7 @@ pub async fn serve(
             match proxy {
                 None => {
                     serve_conn(
-                        stream, src, local, router, tracker, limits, table, slot, tls, stop,
+                        stream, src, local, router, tracker, limits, table, slot, kind, stop,
                     )
                     .await
                 }
@@ -163,7 +175,7 @@ pub async fn serve(
                     };
                     if let Some((stream, client)) = got {
                         serve_conn(
-                            stream, client, local, router, tracker, limits, table, slot, tls, stop,
+                            stream, client, local, router, tracker, limits, table, slot, kind, stop,
                         )
                         .await;
                     }
@@ -185,7 +197,7 @@ async fn serve_conn<S>(
     limits: StreamLimits,
     table: Arc<ConnTable>,
     slot: conns::Slot,
-    tls: bool,
+    kind: Kind,
     stop: watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -201,8 +213,22 @@ async fn serve_conn<S>(
                 table,
                 state: slot.state.clone(),
             };
-            if tls {
-                let Some(cfg) = conn.router.load().tls.clone() else {
+            let tls = conn.router.load().tls.clone();
+            if kind == Kind::Https && tls.is_none() {
+                // No `tls` in the block: plain HTTP/1.1, as CoreDNS serves it.
+                let state = slot.state.clone();
+                let Conn {
+                    router,
+                    tracker,
+                    table,
+                    ..
+                } = conn;
+                https::serve_conn(
+                    stream, false, src, local, router, tracker, limits, table, state, stop,
+                )
+                .await;
+            } else if kind != Kind::Dns {
+                let Some(cfg) = tls else {
                     return;
                 };
                 let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
@@ -214,6 +240,20 @@ async fn serve_conn<S>(
                     _ = slot.state.closed() => return,
                 };
                 match done {
+                    Ok(Ok(s)) if kind == Kind::Https => {
+                        let h2 = s.get_ref().1.alpn_protocol() == Some(b"h2");
+                        let state = slot.state.clone();
+                        let Conn {
+                            router,
+                            tracker,
+                            table,
+                            ..
+                        } = conn;
+                        https::serve_conn(
+                            s, h2, src, local, router, tracker, limits, table, state, stop,
+                        )
+                        .await
+                    }
                     Ok(Ok(s)) => conn.serve(s, Proto::Tls, stop).await,
                     Ok(Err(e)) => tracing::debug!("tls handshake with {src}: {e}"),
                     Err(_) => tracing::debug!("tls handshake with {src}: timed out"),

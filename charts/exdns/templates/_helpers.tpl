@@ -210,18 +210,28 @@ The lowest port the container listens on (DNS, health, ready, metrics, podip).
 The Corefile.
 */}}
 {{/*
-The server block's scheme (`dns` or `tls`), checked: DoH and DoQ are not served yet, and an
-encrypted scheme needs its certificate.
+The server block's scheme, checked: `dns`, or an encrypted one that needs its certificate —
+`tls` (DoT), `https` (DoH), `https3` (DoH over HTTP/3), `quic` (DoQ). gRPC is not served.
 */}}
 {{- define "exdns.scheme" -}}
 {{- $s := trimSuffix "://" (default "dns" .Values.scheme) -}}
-{{- if has $s (list "https" "https3" "quic" "grpc") -}}
-{{- fail (printf "scheme %s: exdns does not serve %s:// yet (dns and tls are served)" $s $s) -}}
+{{- if eq $s "grpc" -}}
+{{- fail "scheme grpc: exdns does not serve grpc:// (dns, tls, https, https3 and quic are served)" -}}
 {{- end -}}
-{{- if and (eq $s "tls") (not .Values.tls.secretName) -}}
-{{- fail "scheme tls needs tls.secretName: a kubernetes.io/tls Secret with the server's certificate" -}}
+{{- if and (ne $s "dns") (not .Values.tls.secretName) -}}
+{{- fail (printf "scheme %s needs tls.secretName: a kubernetes.io/tls Secret with the server's certificate" $s) -}}
 {{- end -}}
 {{- $s -}}
+{{- end -}}
+
+{{/*
+"true" when the scheme listens on UDP (dns, and QUIC: https3, quic) / on TCP (dns, tls, https).
+*/}}
+{{- define "exdns.udp" -}}
+{{- if has (include "exdns.scheme" .) (list "dns" "https3" "quic") }}true{{ end -}}
+{{- end -}}
+{{- define "exdns.tcp" -}}
+{{- if has (include "exdns.scheme" .) (list "dns" "tls" "https") }}true{{ end -}}
 {{- end -}}
 
 {{- define "exdns.corefile" -}}
@@ -230,8 +240,8 @@ encrypted scheme needs its certificate.
 {{- if and $v.forward.interface (not $v.forward.upstreams) -}}
 {{- fail "forward.interface needs forward.upstreams (the upstreams to pin to the interface)" -}}
 {{- end -}}
-{{ if eq $scheme "tls" }}tls://{{ end }}.:{{ int $v.containerPort }} {
-    {{- if eq $scheme "tls" }}
+{{ if ne $scheme "dns" }}{{ $scheme }}://{{ end }}.:{{ int $v.containerPort }} {
+    {{- if ne $scheme "dns" }}
     tls /etc/exdns/tls/tls.crt /etc/exdns/tls/tls.key{{ if $v.tls.clientCA }} /etc/exdns/tls/ca.crt{{ end }}
     {{- end }}
     {{- if $v.dnsChallenge.enabled }}

@@ -64,7 +64,7 @@ pub fn answer(req: &Request) -> Option<Message> {
     };
     addr.dns_class = class;
 
-    // As CoreDNS's `state.Proto()`: DoQ says `_udp`.
+    // As CoreDNS's `state.Proto()`: DoH is `tcp`, DoQ and DoH3 `udp`.
     let label: &[u8] = if req.proto.as_str() == "tcp" {
         b"_tcp"
     } else {

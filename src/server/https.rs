@@ -1,0 +1,278 @@
+//! DNS over HTTPS (RFC 8484) on an `https://` listener: HTTP/2 or HTTP/1.1 (by ALPN) over
+//! TLS, or plain HTTP when the block has no `tls` (as CoreDNS serves it, for a proxy in front;
+//! HTTP/1.1, and HTTP/2 with prior knowledge as `dig +http-plain` and proxies speak it). The listener's accept loop, connection table and `proxyproto` are TCP's
+//! ([`crate::server::tcp`]); this serves one accepted connection with hyper.
+//!
+//! Limits for hostile clients: the TLS handshake and a request's head and body each get
+//! `read_timeout`; a connection with no request in flight for the (adaptive) idle timeout is
+//! closed, which also ends one that never finishes its headers (slowloris) or never reads its
+//! replies; HTTP/2 allows [`MAX_STREAMS`] streams at once per connection, and a head is at most
+//! [`doh::MAX_HEAD`] octets.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Incoming};
+use hyper::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
+
+use crate::dns::request::Proto;
+use crate::server::conns::{ConnState, ConnTable};
+use crate::server::doh::{self, Head, Peer};
+use crate::server::router::Router;
+use crate::server::tcp::StreamLimits;
+use crate::server::tracker::Tracker;
+
+/// Concurrent HTTP/2 streams per connection (CoreDNS's DoH3 default is 256; Go's HTTP/2
+/// server allows 250).
+pub const MAX_STREAMS: u32 = 256;
+
+/// ALPN protocols of an `https://` listener, as CoreDNS sets them.
+pub const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
+
+/// CoreDNS's `DefaultHTTPSMaxConnections`: connections open at once on an `https://` listener.
+pub const MAX_CONNECTIONS: usize = 200;
+
+/// What the requests of one connection share.
+struct Ctx {
+    router: Arc<ArcSwap<Router>>,
+    tracker: Arc<Tracker>,
+    peer: Peer,
+    read_timeout: Duration,
+    state: Arc<ConnState>,
+    table: Arc<ConnTable>,
+    /// Requests being served on this connection.
+    in_flight: AtomicUsize,
+}
+
+impl Ctx {
+    fn begin(&self) {
+        if self.in_flight.fetch_add(1, Ordering::AcqRel) == 0 {
+            self.state.active(&self.table);
+        }
+        self.state.query_started();
+    }
+
+    fn end(&self) {
+        self.state.query_done();
+        if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.state.active(&self.table);
+            self.state.wait();
+        }
+    }
+}
+
+/// Serves one connection (TLS already accepted, or plain): `h2` when ALPN chose HTTP/2.
+#[allow(clippy::too_many_arguments)]
+pub async fn serve_conn<S>(
+    stream: S,
+    h2: bool,
+    src: SocketAddr,
+    local: SocketAddr,
+    router: Arc<ArcSwap<Router>>,
+    tracker: Arc<Tracker>,
+    limits: StreamLimits,
+    table: Arc<ConnTable>,
+    state: Arc<ConnState>,
+    mut stop: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let ctx = Arc::new(Ctx {
+        router,
+        tracker,
+        peer: Peer {
+            src,
+            local,
+            proto: Proto::Https,
+        },
+        read_timeout: limits.read_timeout,
+        state: state.clone(),
+        table: table.clone(),
+        in_flight: AtomicUsize::new(0),
+    });
+    state.active(&table);
+    state.wait();
+    let svc_ctx = ctx.clone();
+    let svc = hyper::service::service_fn(move |req| {
+        let ctx = svc_ctx.clone();
+        async move {
+            ctx.begin();
+            let resp = handle(req, &ctx).await;
+            ctx.end();
+            Ok::<_, std::convert::Infallible>(resp)
+        }
+    });
+    // HTTP/2 (ALPN h2, or prior knowledge on a plain listener: h2c as `dig +http-plain` and
+    // proxies speak it) or HTTP/1.1, told apart by the HTTP/2 connection preface.
+    let mut b = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.read_timeout)
+        .max_buf_size(doh::MAX_HEAD);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_STREAMS)
+        .max_header_list_size(doh::MAX_HEAD as u32);
+    if h2 {
+        b = b.http2_only();
+    }
+    let conn = b.serve_connection(TokioIo::new(stream), svc);
+    let mut conn = std::pin::pin!(conn);
+    let mut stopping = false;
+    loop {
+        let idle = table.idle_timeout(limits.idle_timeout);
+        tokio::select! {
+            biased;
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!("https connection from {src}: {e}");
+                }
+                return;
+            }
+            // The table sheds it (only while no request is in flight) or the listener stops:
+            // requests in flight are answered, then the connection closes.
+            _ = state.closed(), if !stopping => {
+                stopping = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            _ = stop.changed(), if !stopping => {
+                stopping = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            _ = tokio::time::sleep(idle.saturating_sub(table.idle_for(&state)).max(Duration::from_millis(10))) => {
+                // No request for the idle timeout: a client that never finishes its headers,
+                // never reads its replies or just sits there is closed.
+                if ctx.in_flight.load(Ordering::Acquire) == 0
+                    && table.idle_for(&state) >= idle
+                {
+                    tracing::debug!("https connection from {src}: idle, closing");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+async fn handle(req: Request<Incoming>, ctx: &Ctx) -> Response<Full<Bytes>> {
+    let status = match dns_reply(req, ctx).await {
+        Ok(bytes) => {
+            let age = doh::max_age(&bytes);
+            count(ctx, 200);
+            return Response::builder()
+                .status(StatusCode::OK)
+                .header(CONTENT_TYPE, doh::MIME)
+                .header(CACHE_CONTROL, format!("max-age={age}"))
+                .header(CONTENT_LENGTH, bytes.len())
+                .body(Full::new(Bytes::from(bytes)))
+                .unwrap_or_default();
+        }
+        Err(status) => status,
+    };
+    count(ctx, status);
+    error_response(status)
+}
+
+fn count(ctx: &Ctx, status: u16) {
+    let server = &ctx.router.load().server;
+    crate::metrics::HTTPS_RESPONSES
+        .with_label_values(&[server.as_ref(), doh::status_label(status)])
+        .inc();
+}
+
+/// An error reply as Go's `http.Error` writes CoreDNS's.
+pub fn error_response(status: u16) -> Response<Full<Bytes>> {
+    let mut b = Response::builder()
+        .status(status)
+        .header(CONTENT_TYPE, "text/plain; charset=utf-8")
+        .header("x-content-type-options", "nosniff");
+    if status == doh::METHOD_NOT_ALLOWED {
+        b = b.header(hyper::header::ALLOW, "GET, POST");
+    }
+    b.body(Full::new(Bytes::from_static(
+        doh::error_body(status).as_bytes(),
+    )))
+    .unwrap_or_default()
+}
+
+/// The DNS reply to a request, or the HTTP status to answer with.
+async fn dns_reply(req: Request<Incoming>, ctx: &Ctx) -> Result<Vec<u8>, u16> {
+    let content_length = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let (parts, body) = req.into_parts();
+    let head = doh::head(
+        parts.method.as_str(),
+        parts.uri.path(),
+        parts.uri.query(),
+        parts.headers.get(CONTENT_TYPE).map(|v| v.as_bytes()),
+        content_length,
+    );
+    let head = match head {
+        Ok(h) => h,
+        Err(status) => {
+            // A refused request's body is read (up to DRAIN_MAX, within read_timeout) before the
+            // reply: a client still sending it would see its stream reset (HTTP/2) or its
+            // connection closed (HTTP/1.1) instead of the status.
+            if !body.is_end_stream() {
+                let _ = read_body(body, ctx.read_timeout).await;
+            }
+            return Err(status);
+        }
+    };
+    let wire = match head {
+        Head::Get(wire) => {
+            doh::check_wire(&wire)?;
+            wire
+        }
+        Head::Post => {
+            let bytes = read_body(body, ctx.read_timeout).await?;
+            doh::check_body(bytes)?
+        }
+    };
+    doh::answer(&ctx.router, &ctx.tracker, &wire, &ctx.peer).await
+}
+
+/// How much of a refused or oversized request body is read and thrown away so the client sees
+/// the status rather than a reset.
+const DRAIN_MAX: usize = 256 * 1024;
+
+/// A request body: 413 beyond [`doh::MAX_MESSAGE`] (after reading on up to [`DRAIN_MAX`]), 400
+/// when it does not arrive within `timeout` or breaks off.
+async fn read_body(mut body: Incoming, timeout: Duration) -> Result<Vec<u8>, u16> {
+    let read = async {
+        let mut buf = Vec::new();
+        let mut seen = 0usize;
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else {
+                return Err(doh::BAD_REQUEST);
+            };
+            let Some(data) = frame.data_ref() else {
+                continue;
+            };
+            seen += data.len();
+            if seen <= doh::MAX_MESSAGE {
+                buf.extend_from_slice(data);
+            } else if seen > DRAIN_MAX {
+                return Err(doh::PAYLOAD_TOO_LARGE);
+            }
+        }
+        if seen > doh::MAX_MESSAGE {
+            return Err(doh::PAYLOAD_TOO_LARGE);
+        }
+        Ok(buf)
+    };
+    tokio::time::timeout(timeout, read)
+        .await
+        .unwrap_or(Err(doh::BAD_REQUEST))
+}

@@ -1,0 +1,63 @@
+"""A DoH3 client for tests/doh.rs: dnspython's HTTP/3 (aioquic) connection, one request per case
+on one QUIC connection, with the method, path, content type and body each case gives.
+
+Usage: doh3_client.py PORT CA_PEM SERVER_NAME < cases.json
+cases: [{"method": "GET", "path": "/dns-query?dns=...", "ctype": "" | "...", "body": HEX}]
+Prints {"max_streams_bidi": the server's QUIC stream credit (aioquic's view of its transport
+parameters), "results": one object per case: {"status", "body" (hex), "content_type",
+"cache_control"}}.
+"""
+
+import json
+import sys
+
+import dns.quic
+
+
+def header(headers, name):
+    for k, v in headers or []:
+        if k == name:
+            return v.decode()
+    return None
+
+
+def main():
+    port, ca, name = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+    cases = json.load(sys.stdin)
+    out = []
+    credit = None
+    with dns.quic.SyncQuicManager(verify_mode=ca, server_name=name, h3=True) as manager:
+        conn = manager.connect("127.0.0.1", port)
+        for c in cases:
+            body = bytes.fromhex(c["body"])
+            with conn.make_stream(10) as s:
+                if credit is None:
+                    # The handshake is done (make_stream waits for it) and no stream has closed
+                    # yet: the credit is the server's initial_max_streams_bidi.
+                    credit = conn._connection._remote_max_streams_bidi
+                headers = [
+                    (b":method", c["method"].encode()),
+                    (b":scheme", b"https"),
+                    (b":authority", f"{name}:{port}".encode()),
+                    (b":path", c["path"].encode()),
+                ]
+                if c.get("ctype"):
+                    headers.append((b"content-type", c["ctype"].encode()))
+                # As dnspython's own send_h3, with the method and headers of the case.
+                s._connection.send_headers(s._stream_id, headers, not body)
+                if body:
+                    s._connection.send_data(s._stream_id, body, True)
+                wire = s.receive(10)
+                h = s.headers()
+                out.append(
+                    {
+                        "status": int(header(h, b":status") or 0),
+                        "body": wire.hex(),
+                        "content_type": header(h, b"content-type"),
+                        "cache_control": header(h, b"cache-control"),
+                    }
+                )
+    print(json.dumps({"max_streams_bidi": credit, "results": out}))
+
+
+main()
