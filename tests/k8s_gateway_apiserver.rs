@@ -1558,7 +1558,13 @@ fn traefik_tcp_and_udp_routes_of_the_legacy_group() {
     c.delete(TRAEFIK_LEGACY, "v1alpha1", "ingressroutetcps", "data", "pg");
     eventually_nxdomain(&ex, "pg.example.com.");
     expect_nxdomain(&ex, "pg2.example.com.");
-    c.delete(TRAEFIK_LEGACY, "v1alpha1", "ingressrouteudps", "infra", "dns");
+    c.delete(
+        TRAEFIK_LEGACY,
+        "v1alpha1",
+        "ingressrouteudps",
+        "infra",
+        "dns",
+    );
     eventually_nxdomain(&ex, "dns.example.com.");
     expect_a(&ex, "old.example.com.", &["192.0.2.103"]);
 }
@@ -1584,10 +1590,24 @@ fn traefik_objects_in_both_groups_are_merged() {
     }
     let mut a = target("192.0.2.112");
     a["external-dns.alpha.kubernetes.io/hostname"] = json!("syslog.example.com");
-    c.add(traefik(TRAEFIK, "IngressRouteUDP", "infra", "syslog", a, &[]));
+    c.add(traefik(
+        TRAEFIK,
+        "IngressRouteUDP",
+        "infra",
+        "syslog",
+        a,
+        &[],
+    ));
     let mut b = target("192.0.2.113");
     b["external-dns.alpha.kubernetes.io/hostname"] = json!("syslog.example.com");
-    c.add(traefik(TRAEFIK_LEGACY, "IngressRouteUDP", "infra", "syslog", b, &[]));
+    c.add(traefik(
+        TRAEFIK_LEGACY,
+        "IngressRouteUDP",
+        "infra",
+        "syslog",
+        b,
+        &[],
+    ));
     let ex = start_ready(&[&c], "");
     expect_a(&ex, "pg.example.com.", &["192.0.2.111"]);
     expect_a(&ex, "syslog.example.com.", &["192.0.2.112", "192.0.2.113"]);
@@ -1601,7 +1621,13 @@ fn traefik_objects_in_both_groups_are_merged() {
 
     // One copy goes: the other still answers, alone.
     c.delete(TRAEFIK, "v1alpha1", "ingressroutetcps", "data", "pg");
-    c.delete(TRAEFIK_LEGACY, "v1alpha1", "ingressrouteudps", "infra", "syslog");
+    c.delete(
+        TRAEFIK_LEGACY,
+        "v1alpha1",
+        "ingressrouteudps",
+        "infra",
+        "syslog",
+    );
     eventually_a(&ex, "syslog.example.com.", &["192.0.2.112"]);
     expect_a(&ex, "pg.example.com.", &["192.0.2.111"]);
     // The legacy copy changes, then goes too.

@@ -1218,7 +1218,10 @@ spec:
         &corefile("objects", "exdns-a.kube-system", "exdns-b.kube-system"),
         &[
             ("objects/services.yaml", SERVICES),
-            ("objects/new.yaml", &traefik_tcp("traefik.io", rule, "198.51.100.31")),
+            (
+                "objects/new.yaml",
+                &traefik_tcp("traefik.io", rule, "198.51.100.31"),
+            ),
             (
                 "objects/legacy.yaml",
                 &traefik_tcp("traefik.containo.us", rule, "198.51.100.32"),
@@ -1242,7 +1245,10 @@ spec:
         ]
     );
     assert_eq!(rcode("q.example.com."), ResponseCode::NXDomain);
-    assert_eq!(v4("dns.example.com."), ["dns.example.com. 60 A 198.51.100.33"]);
+    assert_eq!(
+        v4("dns.example.com."),
+        ["dns.example.com. 60 A 198.51.100.33"]
+    );
 
     // The legacy copy gets the same target: one address.
     std::fs::write(
@@ -1259,7 +1265,10 @@ spec:
     wait_until("the deletes", || {
         rcode("dns.example.com.") == ResponseCode::NXDomain
     });
-    assert_eq!(v4("pg.example.com."), ["pg.example.com. 60 A 198.51.100.31"]);
+    assert_eq!(
+        v4("pg.example.com."),
+        ["pg.example.com. 60 A 198.51.100.31"]
+    );
     std::fs::remove_file(dir.join("legacy.yaml")).unwrap();
     wait_until("the last delete", || {
         rcode("pg.example.com.") == ResponseCode::NXDomain

@@ -41,6 +41,10 @@ use crate::kube::source::Feed;
 /// An object that feeds a record kind, by that kind.
 type Obj = (Kind, ObjKey);
 
+/// An object by its object kind (Traefik's record kinds are fed by two API groups, whose
+/// objects may share a `namespace/name`).
+type Src = (ObjKind, ObjKey);
+
 /// Who makes a status hostname worth resolving.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum HostUser {
@@ -392,7 +396,7 @@ pub(crate) struct Builder {
     /// Per record kind: normalized name → the objects that name it.
     /// (An object is named with its object kind: Traefik's kinds are fed by two API groups,
     /// whose objects may share a `namespace/name`.)
-    by_name: [HashMap<Arc<str>, Vec<(ObjKind, ObjKey)>>; KINDS],
+    by_name: [HashMap<Arc<str>, Vec<Src>>; KINDS],
     /// Names whose last contributor went away during the current batch: removed from
     /// `by_name` at its end unless one came back (an object that keeps its name then keeps
     /// the name's `Arc`, shared with the snapshot's key).
@@ -856,7 +860,7 @@ impl Builder {
         add: bool,
     ) -> Arc<str> {
         let map = &mut self.by_name[kind.index()];
-        let this = |(o, k): &(ObjKind, ObjKey)| *o == ok && k == key;
+        let this = |(o, k): &Src| *o == ok && k == key;
         if let Some((stored, keys)) = map.get_key_value(name.as_ref()) {
             let stored = stored.clone();
             let keys_present = keys.iter().any(this);
