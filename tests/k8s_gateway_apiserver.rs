@@ -1441,6 +1441,210 @@ fn traefik_ingressroutes_answer_their_target() {
     expect_a(&ex, "whoami.example.com.", &["192.0.2.95"]);
 }
 
+const TRAEFIK: &str = "traefik.io";
+const TRAEFIK_LEGACY: &str = "traefik.containo.us";
+
+/// Serves Traefik's three kinds of `group`.
+fn serve_traefik(c: &FakeApiServer, group: &str) {
+    for (plural, kind) in [
+        ("ingressroutes", "IngressRoute"),
+        ("ingressroutetcps", "IngressRouteTCP"),
+        ("ingressrouteudps", "IngressRouteUDP"),
+    ] {
+        c.serve_resource(group, "v1alpha1", plural, kind, true);
+    }
+}
+
+/// A Traefik object of `group`: `kind` (IngressRoute, IngressRouteTCP, IngressRouteUDP) with
+/// `annotations` and one route per rule.
+fn traefik(
+    group: &'static str,
+    kind: &str,
+    ns: &str,
+    name: &str,
+    annotations: Value,
+    rules: &[&str],
+) -> Obj {
+    let plural = match kind {
+        "IngressRoute" => "ingressroutes",
+        "IngressRouteTCP" => "ingressroutetcps",
+        _ => "ingressrouteudps",
+    };
+    let routes: Vec<Value> = rules
+        .iter()
+        .map(|r| json!({"match": r, "services": [{"name": name, "port": 5432}]}))
+        .collect();
+    obj(
+        group,
+        "v1alpha1",
+        plural,
+        json!({
+            "apiVersion": format!("{group}/v1alpha1"),
+            "kind": kind,
+            "metadata": {"name": name, "namespace": ns, "annotations": annotations},
+            "spec": {"entryPoints": ["edge"], "routes": routes},
+        }),
+    )
+}
+
+fn target(ip: &str) -> Value {
+    json!({"external-dns.alpha.kubernetes.io/target": ip})
+}
+
+/// IngressRouteTCP names come from `HostSNI(…)` rules (several hosts, `||`, `*` skipped, only
+/// backquoted values, as ExternalDNS's expressions); IngressRouteUDP names only from the
+/// hostname annotation. Only the legacy traefik.containo.us group is served: it is read, the
+/// missing traefik.io CRDs are skipped (and reported), and deletes remove the answers.
+#[test]
+fn traefik_tcp_and_udp_routes_of_the_legacy_group() {
+    let c = cluster();
+    serve_traefik(&c, TRAEFIK_LEGACY);
+    c.add(traefik(
+        TRAEFIK_LEGACY,
+        "IngressRouteTCP",
+        "data",
+        "pg",
+        target("192.0.2.101"),
+        &[
+            "HostSNI(`pg.example.com`, `pg-ro.example.com`) || HostSNI( `pg2.example.com` )",
+            "HostSNI(`*`)",
+            "HostSNI(\"quoted.example.com\")",
+        ],
+    ));
+    let mut udp_ann = target("192.0.2.102");
+    udp_ann["external-dns.alpha.kubernetes.io/hostname"] = json!("dns.example.com,ntp.example.com");
+    c.add(traefik(
+        TRAEFIK_LEGACY,
+        "IngressRouteUDP",
+        "infra",
+        "dns",
+        udp_ann,
+        &["HostSNI(`ignored.example.com`)"],
+    ));
+    c.add(traefik(
+        TRAEFIK_LEGACY,
+        "IngressRoute",
+        "web",
+        "old",
+        target("192.0.2.103"),
+        &["Host(`old.example.com`)"],
+    ));
+    let ex = start_ready(&[&c], "");
+    check(
+        &ex,
+        &[
+            ("pg.example.com.", Want::A(&["192.0.2.101"])),
+            ("pg-ro.example.com.", Want::A(&["192.0.2.101"])),
+            ("pg2.example.com.", Want::A(&["192.0.2.101"])),
+            ("quoted.example.com.", Want::NxDomain),
+            ("dns.example.com.", Want::A(&["192.0.2.102"])),
+            ("ntp.example.com.", Want::A(&["192.0.2.102"])),
+            ("dns.example.com.", Want::NoData(RecordType::AAAA)),
+            ("ignored.example.com.", Want::NxDomain),
+            ("old.example.com.", Want::A(&["192.0.2.103"])),
+        ],
+    );
+    let body = metrics(&ex);
+    for kind in ["IngressRoute", "IngressRouteTCP", "IngressRouteUDP"] {
+        assert_eq!(kind_served(&body, kind), Some(0.0), "{kind}: {body}");
+        let legacy = format!("{kind}.traefik.containo.us");
+        assert_eq!(kind_served(&body, &legacy), Some(1.0), "{legacy}: {body}");
+    }
+    expect_log_line(
+        &ex,
+        "[WARNING] plugin/k8s_gateway: IngressRouteTCP API (traefik.io) is not served; skipping it",
+    );
+
+    c.delete(TRAEFIK_LEGACY, "v1alpha1", "ingressroutetcps", "data", "pg");
+    eventually_nxdomain(&ex, "pg.example.com.");
+    expect_nxdomain(&ex, "pg2.example.com.");
+    c.delete(
+        TRAEFIK_LEGACY,
+        "v1alpha1",
+        "ingressrouteudps",
+        "infra",
+        "dns",
+    );
+    eventually_nxdomain(&ex, "dns.example.com.");
+    expect_a(&ex, "old.example.com.", &["192.0.2.103"]);
+}
+
+/// Both groups served: an object present in both under one namespace/name answers once (the
+/// records of both groups are merged, as ExternalDNS merges their endpoints: the same target
+/// twice is one address, different targets are both answered); deleting one copy keeps the
+/// other's answer.
+#[test]
+fn traefik_objects_in_both_groups_are_merged() {
+    let c = cluster();
+    serve_traefik(&c, TRAEFIK);
+    serve_traefik(&c, TRAEFIK_LEGACY);
+    for group in [TRAEFIK, TRAEFIK_LEGACY] {
+        c.add(traefik(
+            group,
+            "IngressRouteTCP",
+            "data",
+            "pg",
+            target("192.0.2.111"),
+            &["HostSNI(`pg.example.com`)"],
+        ));
+    }
+    let mut a = target("192.0.2.112");
+    a["external-dns.alpha.kubernetes.io/hostname"] = json!("syslog.example.com");
+    c.add(traefik(
+        TRAEFIK,
+        "IngressRouteUDP",
+        "infra",
+        "syslog",
+        a,
+        &[],
+    ));
+    let mut b = target("192.0.2.113");
+    b["external-dns.alpha.kubernetes.io/hostname"] = json!("syslog.example.com");
+    c.add(traefik(
+        TRAEFIK_LEGACY,
+        "IngressRouteUDP",
+        "infra",
+        "syslog",
+        b,
+        &[],
+    ));
+    let ex = start_ready(&[&c], "");
+    expect_a(&ex, "pg.example.com.", &["192.0.2.111"]);
+    expect_a(&ex, "syslog.example.com.", &["192.0.2.112", "192.0.2.113"]);
+    let body = metrics(&ex);
+    assert_eq!(kind_served(&body, "IngressRouteTCP"), Some(1.0), "{body}");
+    assert_eq!(
+        kind_served(&body, "IngressRouteTCP.traefik.containo.us"),
+        Some(1.0),
+        "{body}"
+    );
+
+    // One copy goes: the other still answers, alone.
+    c.delete(TRAEFIK, "v1alpha1", "ingressroutetcps", "data", "pg");
+    c.delete(
+        TRAEFIK_LEGACY,
+        "v1alpha1",
+        "ingressrouteudps",
+        "infra",
+        "syslog",
+    );
+    eventually_a(&ex, "syslog.example.com.", &["192.0.2.112"]);
+    expect_a(&ex, "pg.example.com.", &["192.0.2.111"]);
+    // The legacy copy changes, then goes too.
+    c.set(traefik(
+        TRAEFIK_LEGACY,
+        "IngressRouteTCP",
+        "data",
+        "pg",
+        target("192.0.2.114"),
+        &["HostSNI(`pg.example.com`)"],
+    ));
+    eventually_a(&ex, "pg.example.com.", &["192.0.2.114"]);
+    c.delete(TRAEFIK_LEGACY, "v1alpha1", "ingressroutetcps", "data", "pg");
+    eventually_nxdomain(&ex, "pg.example.com.");
+    expect_a(&ex, "syslog.example.com.", &["192.0.2.112"]);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Istio Gateway and VirtualService (ExternalDNS's istio-gateway / istio-virtualservice sources).
 

@@ -534,6 +534,23 @@ fn demo_cluster_answers_as_its_readme_says() {
         ),
         ("whoami.example.com.", AAAA, NoData),
         (
+            "redis.example.com.",
+            A,
+            Records(&["redis.example.com. 60 A 203.0.113.64"]),
+        ),
+        (
+            "cache.example.com.",
+            A,
+            Records(&["cache.example.com. 60 A 203.0.113.64"]),
+        ),
+        ("redis.example.com.", AAAA, NoData),
+        (
+            "game.example.com.",
+            A,
+            Records(&["game.example.com. 60 A 203.0.113.65"]),
+        ),
+        ("game.example.com.", AAAA, NoData),
+        (
             "bookinfo.example.com.",
             A,
             Records(&["bookinfo.example.com. 60 A 203.0.113.70"]),
@@ -1153,4 +1170,107 @@ fn istio_objects_follow_the_files() {
     });
     assert_eq!(rcode("pinned.mesh.example.com."), ResponseCode::NXDomain);
     assert_eq!(v4("web.example.com."), ["web.example.com. 60 A 192.0.2.10"]);
+}
+
+/// A Traefik IngressRouteTCP `data/pg` of `group` (`traefik.io`, `traefik.containo.us`) with
+/// `rule` and `target`.
+fn traefik_tcp(group: &str, rule: &str, target: &str) -> String {
+    format!(
+        r#"apiVersion: {group}/v1alpha1
+kind: IngressRouteTCP
+metadata:
+  name: pg
+  namespace: data
+  annotations:
+    external-dns.alpha.kubernetes.io/target: {target}
+spec:
+  entryPoints: [pg]
+  routes:
+  - match: {rule:?}
+    services:
+    - name: pg
+      port: 5432
+"#
+    )
+}
+
+/// Traefik's kinds from files, in both API groups: HostSNI rules (`*` and double-quoted values
+/// give no name), IngressRouteUDP by its annotation only, one namespace/name in both groups
+/// merged; edits and deletes follow the files.
+#[test]
+fn traefik_objects_of_both_groups_follow_the_files() {
+    const UDP: &str = r#"
+apiVersion: traefik.containo.us/v1alpha1
+kind: IngressRouteUDP
+metadata:
+  name: dns
+  namespace: infra
+  annotations:
+    external-dns.alpha.kubernetes.io/hostname: dns.example.com
+    external-dns.alpha.kubernetes.io/target: 198.51.100.33
+spec:
+  entryPoints: [dns]
+  routes:
+  - services: [{name: dns, port: 53}]
+"#;
+    let rule = "HostSNI(`pg.example.com`) || HostSNI(`*`) || HostSNI(\"q.example.com\")";
+    let ex = Exdns::start_with(
+        &corefile("objects", "exdns-a.kube-system", "exdns-b.kube-system"),
+        &[
+            ("objects/services.yaml", SERVICES),
+            (
+                "objects/new.yaml",
+                &traefik_tcp("traefik.io", rule, "198.51.100.31"),
+            ),
+            (
+                "objects/legacy.yaml",
+                &traefik_tcp("traefik.containo.us", rule, "198.51.100.32"),
+            ),
+            ("objects/udp.yaml", UDP),
+        ],
+        &[],
+    );
+    let dir = ex.path("objects");
+    let dns = ex.dns();
+    wait_until("ready", || {
+        http_get(ex.http_addr("127.0.0.1:0"), "/ready").0 == 200
+    });
+    let rcode = |name: &str| a(dns, name, RecordType::A).metadata.response_code;
+    let v4 = |name: &str| records(&a(dns, name, RecordType::A));
+    assert_eq!(
+        v4("pg.example.com."),
+        [
+            "pg.example.com. 60 A 198.51.100.31",
+            "pg.example.com. 60 A 198.51.100.32"
+        ]
+    );
+    assert_eq!(rcode("q.example.com."), ResponseCode::NXDomain);
+    assert_eq!(
+        v4("dns.example.com."),
+        ["dns.example.com. 60 A 198.51.100.33"]
+    );
+
+    // The legacy copy gets the same target: one address.
+    std::fs::write(
+        dir.join("legacy.yaml"),
+        traefik_tcp("traefik.containo.us", rule, "198.51.100.31"),
+    )
+    .unwrap();
+    wait_until("the edit", || {
+        v4("pg.example.com.") == ["pg.example.com. 60 A 198.51.100.31"]
+    });
+    // The traefik.io copy goes: the legacy one still answers.
+    std::fs::remove_file(dir.join("new.yaml")).unwrap();
+    std::fs::remove_file(dir.join("udp.yaml")).unwrap();
+    wait_until("the deletes", || {
+        rcode("dns.example.com.") == ResponseCode::NXDomain
+    });
+    assert_eq!(
+        v4("pg.example.com."),
+        ["pg.example.com. 60 A 198.51.100.31"]
+    );
+    std::fs::remove_file(dir.join("legacy.yaml")).unwrap();
+    wait_until("the last delete", || {
+        rcode("pg.example.com.") == ResponseCode::NXDomain
+    });
 }

@@ -20,6 +20,8 @@ pub enum Kind {
     DNSEndpoint,
     VirtualServer,
     IngressRoute,
+    IngressRouteTCP,
+    IngressRouteUDP,
     IstioGateway,
     IstioVirtualService,
     Ingress,
@@ -29,7 +31,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in the default precedence (Node last; it is only used when named).
-    pub const ALL: [Kind; 13] = [
+    pub const ALL: [Kind; 15] = [
         Kind::HTTPRoute,
         Kind::TLSRoute,
         Kind::GRPCRoute,
@@ -38,6 +40,8 @@ impl Kind {
         Kind::DNSEndpoint,
         Kind::VirtualServer,
         Kind::IngressRoute,
+        Kind::IngressRouteTCP,
+        Kind::IngressRouteUDP,
         Kind::IstioGateway,
         Kind::IstioVirtualService,
         Kind::Ingress,
@@ -46,7 +50,7 @@ impl Kind {
     ];
 
     /// The default `resources` list when the directive names none (every kind but Node).
-    pub const DEFAULT: [Kind; 12] = [
+    pub const DEFAULT: [Kind; 14] = [
         Kind::HTTPRoute,
         Kind::TLSRoute,
         Kind::GRPCRoute,
@@ -55,6 +59,8 @@ impl Kind {
         Kind::DNSEndpoint,
         Kind::VirtualServer,
         Kind::IngressRoute,
+        Kind::IngressRouteTCP,
+        Kind::IngressRouteUDP,
         Kind::IstioGateway,
         Kind::IstioVirtualService,
         Kind::Ingress,
@@ -71,6 +77,8 @@ impl Kind {
             Kind::DNSEndpoint => "DNSEndpoint",
             Kind::VirtualServer => "VirtualServer",
             Kind::IngressRoute => "IngressRoute",
+            Kind::IngressRouteTCP => "IngressRouteTCP",
+            Kind::IngressRouteUDP => "IngressRouteUDP",
             Kind::IstioGateway => "IstioGateway",
             Kind::IstioVirtualService => "IstioVirtualService",
             Kind::Ingress => "Ingress",
@@ -101,7 +109,10 @@ impl Kind {
             Kind::UDPRoute => &[ObjKind::UDPRoute, ObjKind::Gateway],
             Kind::DNSEndpoint => &[ObjKind::DNSEndpoint],
             Kind::VirtualServer => &[ObjKind::VirtualServer],
-            Kind::IngressRoute => &[ObjKind::IngressRoute],
+            // Traefik's kinds in both API groups (ExternalDNS's traefik-proxy source).
+            Kind::IngressRoute => &[ObjKind::IngressRoute, ObjKind::LegacyIngressRoute],
+            Kind::IngressRouteTCP => &[ObjKind::IngressRouteTCP, ObjKind::LegacyIngressRouteTCP],
+            Kind::IngressRouteUDP => &[ObjKind::IngressRouteUDP, ObjKind::LegacyIngressRouteUDP],
             // Istio Gateways take their addresses from the Services their selector picks.
             Kind::IstioGateway => &[ObjKind::IstioGateway, ObjKind::Service],
             Kind::IstioVirtualService => &[
@@ -112,6 +123,16 @@ impl Kind {
             Kind::Ingress => &[ObjKind::Ingress],
             Kind::Service => &[ObjKind::Service, ObjKind::EndpointSlice],
             Kind::Node => &[ObjKind::Node],
+        }
+    }
+
+    /// The object kinds whose objects carry this kind's names and data: the first watched
+    /// kind, and for Traefik's kinds the same kind of the legacy API group too (their records
+    /// are merged, as ExternalDNS merges the endpoints of both groups).
+    pub fn sources(&self) -> &'static [ObjKind] {
+        match self {
+            Kind::IngressRoute | Kind::IngressRouteTCP | Kind::IngressRouteUDP => self.watched(),
+            _ => &self.watched()[..1],
         }
     }
 }
@@ -138,13 +159,18 @@ pub enum ObjKind {
     DNSEndpoint,
     VirtualServer,
     IngressRoute,
+    IngressRouteTCP,
+    IngressRouteUDP,
+    LegacyIngressRoute,
+    LegacyIngressRouteTCP,
+    LegacyIngressRouteUDP,
     IstioGateway,
     IstioVirtualService,
     Node,
 }
 
 impl ObjKind {
-    pub const ALL: [ObjKind; 15] = [
+    pub const ALL: [ObjKind; 20] = [
         ObjKind::Ingress,
         ObjKind::Service,
         ObjKind::EndpointSlice,
@@ -157,6 +183,11 @@ impl ObjKind {
         ObjKind::DNSEndpoint,
         ObjKind::VirtualServer,
         ObjKind::IngressRoute,
+        ObjKind::IngressRouteTCP,
+        ObjKind::IngressRouteUDP,
+        ObjKind::LegacyIngressRoute,
+        ObjKind::LegacyIngressRouteTCP,
+        ObjKind::LegacyIngressRouteUDP,
         ObjKind::IstioGateway,
         ObjKind::IstioVirtualService,
         ObjKind::Node,
@@ -178,6 +209,11 @@ impl ObjKind {
             ObjKind::DNSEndpoint => "DNSEndpoint",
             ObjKind::VirtualServer => "VirtualServer",
             ObjKind::IngressRoute => "IngressRoute",
+            ObjKind::IngressRouteTCP => "IngressRouteTCP",
+            ObjKind::IngressRouteUDP => "IngressRouteUDP",
+            ObjKind::LegacyIngressRoute => "IngressRoute.traefik.containo.us",
+            ObjKind::LegacyIngressRouteTCP => "IngressRouteTCP.traefik.containo.us",
+            ObjKind::LegacyIngressRouteUDP => "IngressRouteUDP.traefik.containo.us",
             ObjKind::IstioGateway => "IstioGateway",
             ObjKind::IstioVirtualService => "IstioVirtualService",
             ObjKind::Node => "Node",
@@ -189,6 +225,9 @@ impl ObjKind {
         match self {
             ObjKind::IstioGateway => "Gateway",
             ObjKind::IstioVirtualService => "VirtualService",
+            ObjKind::LegacyIngressRoute => "IngressRoute",
+            ObjKind::LegacyIngressRouteTCP => "IngressRouteTCP",
+            ObjKind::LegacyIngressRouteUDP => "IngressRouteUDP",
             other => other.as_str(),
         }
     }
@@ -228,6 +267,15 @@ impl ObjKind {
             ObjKind::DNSEndpoint => ("externaldns.k8s.io", &["v1alpha1"], "dnsendpoints"),
             ObjKind::VirtualServer => ("k8s.nginx.org", &["v1"], "virtualservers"),
             ObjKind::IngressRoute => ("traefik.io", &["v1alpha1"], "ingressroutes"),
+            ObjKind::IngressRouteTCP => ("traefik.io", &["v1alpha1"], "ingressroutetcps"),
+            ObjKind::IngressRouteUDP => ("traefik.io", &["v1alpha1"], "ingressrouteudps"),
+            ObjKind::LegacyIngressRoute => ("traefik.containo.us", &["v1alpha1"], "ingressroutes"),
+            ObjKind::LegacyIngressRouteTCP => {
+                ("traefik.containo.us", &["v1alpha1"], "ingressroutetcps")
+            }
+            ObjKind::LegacyIngressRouteUDP => {
+                ("traefik.containo.us", &["v1alpha1"], "ingressrouteudps")
+            }
             ObjKind::IstioGateway => (
                 "networking.istio.io",
                 &["v1", "v1beta1", "v1alpha3"],

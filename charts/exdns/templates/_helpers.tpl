@@ -99,7 +99,7 @@ watchedResources, validated (case-insensitive, as exdns reads them), canonical s
 duplicates removed, as a JSON list. Empty list: exdns's default (every kind but Node).
 */}}
 {{- define "exdns.kinds" -}}
-{{- $known := list "HTTPRoute" "TLSRoute" "GRPCRoute" "TCPRoute" "UDPRoute" "DNSEndpoint" "VirtualServer" "IngressRoute" "IstioGateway" "IstioVirtualService" "Ingress" "Service" "Node" -}}
+{{- $known := list "HTTPRoute" "TLSRoute" "GRPCRoute" "TCPRoute" "UDPRoute" "DNSEndpoint" "VirtualServer" "IngressRoute" "IngressRouteTCP" "IngressRouteUDP" "IstioGateway" "IstioVirtualService" "Ingress" "Service" "Node" -}}
 {{- $out := list -}}
 {{- range $want := .Values.watchedResources -}}
 {{- $found := "" -}}
@@ -135,7 +135,9 @@ kinds (routes need their parent Gateways; Services need EndpointSlices for
   "UDPRoute" (list "gateway.networking.k8s.io/udproutes" "gateway.networking.k8s.io/gateways")
   "DNSEndpoint" (list "externaldns.k8s.io/dnsendpoints")
   "VirtualServer" (list "k8s.nginx.org/virtualservers")
-  "IngressRoute" (list "traefik.io/ingressroutes")
+  "IngressRoute" (list "traefik.io/ingressroutes" "traefik.containo.us/ingressroutes")
+  "IngressRouteTCP" (list "traefik.io/ingressroutetcps" "traefik.containo.us/ingressroutetcps")
+  "IngressRouteUDP" (list "traefik.io/ingressrouteudps" "traefik.containo.us/ingressrouteudps")
   "IstioGateway" (list "networking.istio.io/gateways" "/services")
   "IstioVirtualService" (list "networking.istio.io/virtualservices" "networking.istio.io/gateways" "/services")
   "Ingress" (list "networking.k8s.io/ingresses")

@@ -41,11 +41,16 @@ use crate::kube::source::Feed;
 /// An object that feeds a record kind, by that kind.
 type Obj = (Kind, ObjKey);
 
+/// An object by its object kind (Traefik's record kinds are fed by two API groups, whose
+/// objects may share a `namespace/name`).
+type Src = (ObjKind, ObjKey);
+
 /// Who makes a status hostname worth resolving.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum HostUser {
-    /// An object of a configured kind with the hostname among a name's addresses.
-    Obj(Kind, ObjKey),
+    /// An object (of a configured kind, by its object kind) with the hostname among a name's
+    /// addresses.
+    Obj(Kind, ObjKind, ObjKey),
     /// A Gateway of an accepted class with routes, with the hostname among its addresses.
     Gateway(ObjKey),
     /// An Istio Gateway with the hostname among the addresses of the Services it selects.
@@ -67,7 +72,7 @@ fn source_kind(k: Kind) -> ObjKind {
 
 /// The record kind objects of `o` feed (none for Gateways and EndpointSlices).
 fn record_kind(o: ObjKind) -> Option<Kind> {
-    Kind::ALL.into_iter().find(|k| source_kind(*k) == o)
+    Kind::ALL.into_iter().find(|k| k.sources().contains(&o))
 }
 
 /// The (normalized) names a contribution gives data to, in its own record kind.
@@ -312,6 +317,8 @@ fn hash_tag(kind: Kind) -> u8 {
         Kind::TCPRoute => 8,
         Kind::UDPRoute => 9,
         Kind::IngressRoute => 10,
+        Kind::IngressRouteTCP => 13,
+        Kind::IngressRouteUDP => 14,
         Kind::IstioGateway => 11,
         Kind::IstioVirtualService => 12,
     }
@@ -387,7 +394,9 @@ pub(crate) struct Builder {
     loaded: bool,
 
     /// Per record kind: normalized name → the objects that name it.
-    by_name: [HashMap<Arc<str>, Vec<ObjKey>>; KINDS],
+    /// (An object is named with its object kind: Traefik's kinds are fed by two API groups,
+    /// whose objects may share a `namespace/name`.)
+    by_name: [HashMap<Arc<str>, Vec<Src>>; KINDS],
     /// Names whose last contributor went away during the current batch: removed from
     /// `by_name` at its end unless one came back (an object that keeps its name then keeps
     /// the name's `Arc`, shared with the snapshot's key).
@@ -400,7 +409,7 @@ pub(crate) struct Builder {
     /// Service → its EndpointSlices.
     slices_of: HashMap<ObjKey, HashSet<ObjKey>>,
     /// Service → the objects with a name resolving its endpoints.
-    eps_users: HashMap<ObjKey, HashSet<Obj>>,
+    eps_users: HashMap<ObjKey, HashSet<(Kind, ObjKind, ObjKey)>>,
     /// Status hostname → who needs it resolved.
     host_users: HashMap<String, HashSet<HostUser>>,
     /// The hostnames each Gateway is registered as a user of.
@@ -697,7 +706,7 @@ impl Builder {
                         remove_from(&mut self.slices_of, service, key);
                     }
                     if let Some(users) = self.eps_users.get(service) {
-                        for (kind, u) in users {
+                        for (kind, _, u) in users {
                             self.dirty_names(store, *kind, u, dirty);
                         }
                     }
@@ -714,10 +723,10 @@ impl Builder {
                     return;
                 };
                 if let Some(c) = old {
-                    self.link(store, kind, key, c, false, dirty, gateways);
+                    self.link(store, (kind, ok), key, c, false, dirty, gateways);
                 }
                 if let Some(c) = new {
-                    self.link(store, kind, key, c, true, dirty, gateways);
+                    self.link(store, (kind, ok), key, c, true, dirty, gateways);
                 }
             }
         }
@@ -730,7 +739,7 @@ impl Builder {
     fn link(
         &mut self,
         store: &Store,
-        kind: Kind,
+        (kind, ok): (Kind, ObjKind),
         key: &ObjKey,
         c: &Contribution,
         add: bool,
@@ -738,7 +747,7 @@ impl Builder {
         gateways: &mut HashSet<ObjKey>,
     ) {
         for name in names_of(c) {
-            let name = self.contributor(kind, name, key, add);
+            let name = self.contributor(kind, name, (ok, key), add);
             dirty.insert((kind, name));
         }
         let obj = || (kind, key.clone());
@@ -778,13 +787,17 @@ impl Builder {
                 for nd in nds {
                     if let Some(svc) = &nd.endpoints_of {
                         if add {
-                            self.eps_users.entry(svc.clone()).or_default().insert(obj());
+                            self.eps_users.entry(svc.clone()).or_default().insert((
+                                kind,
+                                ok,
+                                key.clone(),
+                            ));
                         } else {
-                            remove_from(&mut self.eps_users, svc, &obj());
+                            remove_from(&mut self.eps_users, svc, &(kind, ok, key.clone()));
                         }
                     }
                     for h in hostnames_of(nd) {
-                        let user = HostUser::Obj(kind, key.clone());
+                        let user = HostUser::Obj(kind, ok, key.clone());
                         self.host_user(&h, user, add);
                     }
                 }
@@ -812,7 +825,8 @@ impl Builder {
         let obj = (kind, key.clone());
         if !add {
             for name in self.inherited.remove(&obj).unwrap_or_default() {
-                let name = self.contributor(kind, Cow::Borrowed(&*name), key, false);
+                let name =
+                    self.contributor(kind, Cow::Borrowed(&*name), (source_kind(kind), key), false);
                 dirty.insert((kind, name));
             }
             return;
@@ -827,7 +841,7 @@ impl Builder {
         }
         let mut stored = Vec::with_capacity(names.len());
         for n in names {
-            let name = self.contributor(kind, Cow::Owned(n), key, true);
+            let name = self.contributor(kind, Cow::Owned(n), (source_kind(kind), key), true);
             dirty.insert((kind, name.clone()));
             stored.push(name);
         }
@@ -836,20 +850,27 @@ impl Builder {
         }
     }
 
-    /// Adds or removes `key` as a contributor of `name` in `kind`; returns the name as stored
-    /// (shared with the tables).
-    fn contributor(&mut self, kind: Kind, name: Cow<'_, str>, key: &ObjKey, add: bool) -> Arc<str> {
+    /// Adds or removes object `key` (of object kind `ok`) as a contributor of `name` in
+    /// `kind`; returns the name as stored (shared with the tables).
+    fn contributor(
+        &mut self,
+        kind: Kind,
+        name: Cow<'_, str>,
+        (ok, key): (ObjKind, &ObjKey),
+        add: bool,
+    ) -> Arc<str> {
         let map = &mut self.by_name[kind.index()];
+        let this = |(o, k): &Src| *o == ok && k == key;
         if let Some((stored, keys)) = map.get_key_value(name.as_ref()) {
             let stored = stored.clone();
-            let keys_present = keys.contains(key);
+            let keys_present = keys.iter().any(this);
             if add && !keys_present {
                 map.get_mut(name.as_ref())
                     .expect("present")
-                    .push(key.clone());
+                    .push((ok, key.clone()));
             } else if !add && keys_present {
                 let keys = map.get_mut(name.as_ref()).expect("present");
-                keys.retain(|k| k != key);
+                keys.retain(|e| !this(e));
                 if keys.is_empty() {
                     self.emptied.push((kind, stored.clone()));
                 }
@@ -858,7 +879,7 @@ impl Builder {
         }
         let stored: Arc<str> = Arc::from(name.as_ref());
         if add {
-            map.insert(stored.clone(), vec![key.clone()]);
+            map.insert(stored.clone(), vec![(ok, key.clone())]);
         }
         stored
     }
@@ -888,11 +909,12 @@ impl Builder {
         key: &ObjKey,
         dirty: &mut HashSet<(Kind, Arc<str>)>,
     ) {
-        let Some(c) = store.get(source_kind(kind)).and_then(|m| m.get(key)) else {
-            return;
-        };
         let map = &self.by_name[kind.index()];
-        for name in names_of(c) {
+        let objs = kind
+            .sources()
+            .iter()
+            .filter_map(|ok| store.get(*ok)?.get(key));
+        for name in objs.flat_map(names_of) {
             let name = match map.get_key_value(name.as_ref()) {
                 Some((stored, _)) => stored.clone(),
                 None => Arc::from(name.as_ref()),
@@ -916,7 +938,7 @@ impl Builder {
         };
         for user in users {
             match user {
-                HostUser::Obj(kind, key) => self.dirty_names(store, *kind, key, dirty),
+                HostUser::Obj(kind, _, key) => self.dirty_names(store, *kind, key, dirty),
                 HostUser::Gateway(g) => {
                     for (kind, r) in self.routes_of.get(g).into_iter().flatten() {
                         self.dirty_names(store, *kind, r, dirty);
@@ -1079,9 +1101,8 @@ impl Builder {
     ) -> (RecordSet, bool) {
         let mut acc = Acc::default();
         let keys = self.by_name[kind.index()].get(name);
-        let objs = store.get(source_kind(kind));
-        for key in keys.into_iter().flatten() {
-            match objs.and_then(|m| m.get(key)) {
+        for (ok, key) in keys.into_iter().flatten() {
+            match store.get(*ok).and_then(|m| m.get(key)) {
                 Some(Contribution::Route {
                     parents,
                     ttl,

@@ -51,7 +51,12 @@ pub fn contribute(
         | ObjKind::UDPRoute => route::contribute(kind, obj),
         ObjKind::DNSEndpoint => dnsendpoint::contribute(obj),
         ObjKind::VirtualServer => virtualserver::contribute(obj),
-        ObjKind::IngressRoute => ingressroute::contribute(obj),
+        ObjKind::IngressRoute
+        | ObjKind::IngressRouteTCP
+        | ObjKind::IngressRouteUDP
+        | ObjKind::LegacyIngressRoute
+        | ObjKind::LegacyIngressRouteTCP
+        | ObjKind::LegacyIngressRouteUDP => ingressroute::contribute(kind, obj),
         ObjKind::IstioGateway => istio::contribute_gateway(obj),
         ObjKind::IstioVirtualService => istio::contribute_virtualservice(obj),
         ObjKind::Node => node::contribute(obj, filters),

@@ -53,7 +53,7 @@ fn store_names(s: &Store, kind: ObjKind) -> Vec<String> {
     v
 }
 
-const ALL: [ObjKind; 15] = ObjKind::ALL;
+const ALL: [ObjKind; 20] = ObjKind::ALL;
 
 #[test]
 fn multi_document_yaml() {

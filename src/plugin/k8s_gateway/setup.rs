@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! k8s_gateway [ZONES...] {
-//!     resources [HTTPRoute TLSRoute GRPCRoute TCPRoute UDPRoute DNSEndpoint VirtualServer IngressRoute IstioGateway IstioVirtualService Ingress Service Node ...]
+//!     resources [HTTPRoute TLSRoute GRPCRoute TCPRoute UDPRoute DNSEndpoint VirtualServer IngressRoute IngressRouteTCP IngressRouteUDP IstioGateway IstioVirtualService Ingress Service Node ...]
 //!     ingressClasses CLASS...
 //!     gatewayClasses CLASS...
 //!     serviceLabelSelectors "SELECTOR" ["SELECTOR"...]
@@ -106,7 +106,7 @@ pub fn parse(d: &mut Dispenser, block_zones: &[String]) -> Result<Settings, Pars
                 for a in &args {
                     let k = Kind::parse(a).ok_or_else(|| {
                         d.err(format!(
-                            "unknown resource '{a}' (supported: HTTPRoute TLSRoute GRPCRoute TCPRoute UDPRoute DNSEndpoint VirtualServer IngressRoute IstioGateway IstioVirtualService Ingress Service Node)"
+                            "unknown resource '{a}' (supported: HTTPRoute TLSRoute GRPCRoute TCPRoute UDPRoute DNSEndpoint VirtualServer IngressRoute IngressRouteTCP IngressRouteUDP IstioGateway IstioVirtualService Ingress Service Node)"
                         ))
                     })?;
                     if !kinds.contains(&k) {
