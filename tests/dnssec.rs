@@ -137,6 +137,16 @@ ns.secure IN A 192.0.2.55
 x.ent IN A 192.0.2.10
 ";
 
+/// Starts exdns (inside `wrapper`, e.g. `ip netns exec NS`) on `cf` with `files` (names and
+/// contents) in its working directory.
+fn start_owned(wrapper: &[&str], cf: &str, files: &[(String, String)]) -> Exdns {
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    Exdns::start_wrapped(wrapper, cf, &files, &[])
+}
+
 fn file_zone(keys: &[&str]) -> Exdns {
     file_zone_with(keys, "")
 }
@@ -158,11 +168,7 @@ fn file_zone_at(keys: &[&str], extra: &str, block: &str, bind: &str, wrapper: &[
     let cf = format!(
         "{block} {{\n  bind {bind}\n{extra}  file db.example.org\n  dnssec {{\n{key_lines}  }}\n}}\n"
     );
-    let files: Vec<(&str, &str)> = files
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
-        .collect();
-    Exdns::start_wrapped(wrapper, &cf, &files, &[])
+    start_owned(wrapper, &cf, &files)
 }
 
 #[test]
@@ -510,22 +516,28 @@ fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// exdns answering example.org from k8s_gateway's `source` (with `file`, and the CSK's key
+/// files), signed by the CSK, once web.example.org validates; and the trust anchor.
+fn k8s_signed(source: &str, file: (String, String)) -> (Exdns, PathBuf) {
+    let mut files = key_files(CSK);
+    files.push(file);
+    let ex = start_owned(&[], &k8s_corefile(source), &files);
+    let ta = anchor(ex.dir.path(), &[CSK]);
+    wait_for("the cluster's objects", || {
+        delv(ex.dns(), &ta, "web.example.org", "A", false).contains("192.0.2.80")
+    });
+    (ex, ta)
+}
+
 #[test]
 fn k8s_gateway_zone_from_manifests_validates_under_churn() {
     if !require("delv") {
         return;
     }
-    let mut files = key_files(CSK);
-    files.push(("objects/all.yaml".into(), manifests("192.0.2.80")));
-    let files: Vec<(&str, &str)> = files
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
-        .collect();
-    let ex = Exdns::start_with(&k8s_corefile("manifests objects"), &files, &[]);
-    let ta = anchor(ex.dir.path(), &[CSK]);
-    wait_for("the manifests", || {
-        delv(ex.dns(), &ta, "web.example.org", "A", false).contains("192.0.2.80")
-    });
+    let (ex, ta) = k8s_signed(
+        "manifests objects",
+        ("objects/all.yaml".into(), manifests("192.0.2.80")),
+    );
     check_table(ex.dns(), &ta, &k8s_cases());
     // Churn: each new address is signed when first asked for and validates.
     for i in 1..=5 {
@@ -578,17 +590,10 @@ fn k8s_gateway_zone_from_the_api_server_validates() {
             "spec": {"type": "ExternalName", "externalName": "web.example.org"},
         }),
     );
-    let mut files = key_files(CSK);
-    files.push(("kubeconfig.yaml".into(), c.kubeconfig_yaml()));
-    let files: Vec<(&str, &str)> = files
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
-        .collect();
-    let ex = Exdns::start_with(&k8s_corefile("kubeconfig kubeconfig.yaml"), &files, &[]);
-    let ta = anchor(ex.dir.path(), &[CSK]);
-    wait_for("the watches", || {
-        delv(ex.dns(), &ta, "web.example.org", "A", false).contains("192.0.2.80")
-    });
+    let (ex, ta) = k8s_signed(
+        "kubeconfig kubeconfig.yaml",
+        ("kubeconfig.yaml".into(), c.kubeconfig_yaml()),
+    );
     check_table(ex.dns(), &ta, &k8s_cases());
 }
 
@@ -950,12 +955,8 @@ fn a_zone_delegated_with_its_ds_passes_dnsviz() {
              spec:\n  type: LoadBalancer\nstatus:\n  loadBalancer:\n    ingress:\n    - ip: {NS1_IP}\n"
         );
     files.push(("objects/all.yaml".into(), objects));
-    let files: Vec<(&str, &str)> = files
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
-        .collect();
     let cf = k8s_corefile_at("example.org:53", NS1_IP, "manifests objects");
-    let ex = Exdns::start_wrapped(&in_client, &cf, &files, &[]);
+    let ex = start_owned(&in_client, &cf, &files);
     wait_for("the manifests", || {
         let out = topo.run_in(
             &topo.client,
