@@ -164,6 +164,8 @@ fn unix_now() -> u32 {
 pub struct Dnssec {
     /// The signed zones (lower case, absolute).
     zones: Vec<String>,
+    /// The same zones as names, for matching record owners.
+    zone_names: Vec<Name>,
     keys: Arc<ArcSwap<KeySet>>,
     /// What `key file` named, to reload from.
     key_paths: Vec<PathBuf>,
@@ -182,6 +184,10 @@ impl Dnssec {
         capacity: u64,
     ) -> Self {
         Dnssec {
+            zone_names: zones
+                .iter()
+                .filter_map(|z| Name::from_ascii(z).ok())
+                .collect(),
             zones,
             keys: Arc::new(ArcSwap::from_pointee(KeySet::new(keys, 0))),
             key_paths,
@@ -197,8 +203,9 @@ impl Dnssec {
         let keys = self.keys.load();
         let mut h = self.hasher.build_hasher();
         keys.generation.hash(&mut h);
-        zone.to_lowercase().hash(&mut h);
-        set.owner.to_lowercase().hash(&mut h);
+        // `Name` hashes without case, as it compares.
+        zone.hash(&mut h);
+        set.owner.hash(&mut h);
         u16::from(set.rtype).hash(&mut h);
         u16::from(set.class).hash(&mut h);
         set.ttl.hash(&mut h);
@@ -246,10 +253,12 @@ impl Dnssec {
         records
     }
 
-    /// The zone (as a `Name`) of `name` among the signed zones.
-    fn zone_of(&self, name: &Name) -> Option<Name> {
-        let lower = crate::dns::request::lower_fqdn(name);
-        match_zone(&self.zones, &lower).and_then(|z| Name::from_ascii(z).ok())
+    /// The longest signed zone `name` is in (no allocation: names compare without case).
+    fn zone_of(&self, name: &Name) -> Option<&Name> {
+        self.zone_names
+            .iter()
+            .filter(|z| z.zone_of(name))
+            .max_by_key(|z| z.num_labels())
     }
 
     /// Signs every RRset of `records` whose owner is in a signed zone; the signatures are
@@ -262,7 +271,7 @@ impl Dnssec {
                 continue;
             };
             if let Some(rrset) = RRset::of(&set) {
-                sigs.extend(self.signatures(&zone, &rrset, server));
+                sigs.extend(self.signatures(zone, &rrset, server));
             }
         }
         records.extend(sigs);
@@ -329,7 +338,7 @@ impl Dnssec {
         else {
             return;
         };
-        let Some(denial_zone) = self.zone_of(&last) else {
+        let Some(denial_zone) = self.zone_of(&last).cloned() else {
             return;
         };
         let nxdomain = rcode == ResponseCode::NXDomain;
@@ -543,14 +552,11 @@ impl Plugin for Dnssec {
     }
 
     async fn serve(&self, req: &Request, next: Next<'_>) -> Outcome {
-        let Some(zone) = match_zone(&self.zones, &req.name) else {
-            return next.serve(req).await;
-        };
-        let Ok(zone) = Name::from_ascii(zone) else {
+        let Some(zone) = self.zone_of(req.qname()) else {
             return next.serve(req).await;
         };
         if self.is_key_query(&req.name, req.qtype()) {
-            return self.answer_keys(req, &zone);
+            return self.answer_keys(req, zone);
         }
         if !req.do_bit() {
             return next.serve(req).await;
@@ -558,11 +564,11 @@ impl Plugin for Dnssec {
         match next.serve(req).await.decoded(req) {
             Outcome::Reply { mut msg, plugin } => {
                 let cut = req.qtype() == RecordType::DS
-                    && req.qname() != &zone
+                    && req.qname() != zone
                     && msg.answers.is_empty()
                     && msg.metadata.response_code == ResponseCode::NoError
                     && is_cut(req, next).await;
-                self.sign_reply(req, &zone, &mut msg, cut);
+                self.sign_reply(req, zone, &mut msg, cut);
                 Outcome::Reply { msg, plugin }
             }
             other => other,
