@@ -9,6 +9,7 @@
 #   bench/doh.sh
 #   REQUESTS=20000 REPEAT=1 bench/doh.sh  # a quick run
 #   EXDNS_BIN=path/to/exdns bench/doh.sh  # benchmark a given binary (no cargo build)
+#   METHODS=GET bench/doh.sh              # GET only
 set -euo pipefail
 # shellcheck source=bench/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -16,6 +17,7 @@ REQUESTS="${REQUESTS:-200000}"
 CLIENTS="${CLIENTS:-4}"
 STREAMS="${STREAMS:-16}"
 REPEAT="${REPEAT:-3}"
+METHODS="${METHODS:-GET POST}"
 bench_init
 bench_need bench/doh "apt-get install nghttp2-client dnsdist openssl bind9-dnsutils python3" \
   h2load dnsdist openssl dig python3
@@ -81,14 +83,19 @@ B64=$(cat "$WORK/query.b64")
 run() {
   local log="$WORK/$1-$3.h2load" url="https://127.0.0.1:$2/dns-query"
   if [ "$3" = GET ]; then
-    h2load -n "$REQUESTS" -c "$CLIENTS" -m "$STREAMS" -t 1 "$url?dns=$B64" >"$log" 2>&1 || true
+    /usr/bin/time -o "$log.time" -f "%U %S" h2load -n "$REQUESTS" -c "$CLIENTS" -m "$STREAMS" -t 1 "$url?dns=$B64" >"$log" 2>&1 || true
   else
-    h2load -n "$REQUESTS" -c "$CLIENTS" -m "$STREAMS" -t 1 -d "$WORK/query.bin" \
+    /usr/bin/time -o "$log.time" -f "%U %S" h2load -n "$REQUESTS" -c "$CLIENTS" -m "$STREAMS" -t 1 -d "$WORK/query.bin" \
       -H 'content-type: application/dns-message' -H 'accept: application/dns-message' "$url" >"$log" 2>&1 || true
   fi
   python3 - "$log" "$REQUESTS" <<'PY'
 import re, sys
 text = open(sys.argv[1]).read()
+try:
+    u, s_ = open(sys.argv[1] + ".time").read().split()[-2:]
+    sys.stderr.write(f"bench/doh: h2load CPU {(float(u) + float(s_)) * 1e6 / int(sys.argv[2]):.1f} µs per request\n")
+except Exception:
+    pass
 m = re.search(r"finished in [^,]+, ([0-9.]+) req/s", text)
 ok = re.search(r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded", text)
 if not m or not ok:
@@ -99,7 +106,7 @@ PY
 }
 proc_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 declare -A R CPU
-for method in GET POST; do
+for method in $METHODS; do
   for s in exdns:$PORT_EX dnsdist:$PORT_DD; do
     IFS=: read -r name port <<<"$s"
     # The best of REPEAT runs; CPU per answer over all of them.
@@ -130,14 +137,14 @@ done
   echo
   echo "| server | method | qps | succeeded (%) | server CPU per answer (µs) |"
   echo "|---|---|---:|---:|---:|"
-  for method in GET POST; do
+  for method in $METHODS; do
     for name in exdns dnsdist; do
       read -r q p <<<"${R[$name-$method]}"
       echo "| $name | $method | $q | $p | ${CPU[$name-$method]} |"
     done
   done
   echo
-  for method in GET POST; do
+  for method in $METHODS; do
     echo "- $method: exdns/dnsdist qps **$(ratio "${R[exdns-$method]%% *}" "${R[dnsdist-$method]%% *}")×** (target ≥ 1.5×), CPU per answer **$(ratio "${CPU[exdns-$method]}" "${CPU[dnsdist-$method]}")×** dnsdist's (target ≤ 0.7×)."
   done
 } >"$OUT/doh.md"

@@ -658,6 +658,233 @@ fn http2_streams_are_bounded() {
     }
 }
 
+// ---- many requests on one HTTP/2 connection (the h2 crate's client) ----
+
+/// An h2c connection to `addr` driven by `rt`, and requests queued on it before it is first
+/// polled: they reach the server in one burst.
+struct H2 {
+    send: h2::client::SendRequest<bytes::Bytes>,
+}
+
+impl H2 {
+    async fn connect(
+        addr: SocketAddr,
+    ) -> (
+        H2,
+        h2::client::Connection<tokio::net::TcpStream, bytes::Bytes>,
+    ) {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (send, conn) = h2::client::handshake(tcp).await.unwrap();
+        (H2 { send }, conn)
+    }
+
+    /// Queues a request (and its body, if any); the response comes from the returned future.
+    fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> h2::client::ResponseFuture {
+        let mut b = hyper::Request::builder()
+            .method(method)
+            .uri(format!("http://example.org{path}"));
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        let (resp, mut stream) = self
+            .send
+            .send_request(b.body(()).unwrap(), body.is_none())
+            .unwrap();
+        if let Some(body) = body {
+            stream.send_data(body.into(), true).unwrap();
+        }
+        resp
+    }
+}
+
+/// A response's status, headers and whole body (its flow-control window given back as read).
+async fn h2_response(resp: h2::client::ResponseFuture) -> (u16, hyper::HeaderMap, Vec<u8>) {
+    let resp = tokio::time::timeout(Duration::from_secs(20), resp)
+        .await
+        .expect("a response within 20 s")
+        .unwrap();
+    let (parts, mut body) = resp.into_parts();
+    let mut out = Vec::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.unwrap();
+        let _ = body.flow_control().release_capacity(chunk.len());
+        out.extend_from_slice(&chunk);
+    }
+    (parts.status.as_u16(), parts.headers, out)
+}
+
+/// A query for `www.example.org` A with `id`, and an EDNS padding option of `pad` octets.
+fn padded(id: u16, pad: usize) -> Vec<u8> {
+    let mut q = wire("www.example.org", RecordType::A);
+    q[0..2].copy_from_slice(&id.to_be_bytes());
+    if pad > 0 {
+        q[11] = 1; // ARCOUNT
+        q.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0]);
+        q.extend_from_slice(&((pad + 4) as u16).to_be_bytes());
+        q.extend_from_slice(&[0, 12]);
+        q.extend_from_slice(&(pad as u16).to_be_bytes());
+        q.extend(std::iter::repeat_n(0u8, pad));
+    }
+    q
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn http2_burst_of_mixed_requests_on_one_connection() {
+    // Answered at once (GETs), by a future of the connection (POSTs) and refused (every
+    // status), all arriving together: each stream gets its own reply, the right one.
+    let ex = plain_server();
+    let addr = ex.addr("https://");
+    let dns = "application/dns-message";
+    rt().block_on(async {
+        let (mut c, conn) = H2::connect(addr).await;
+        let mut gets = Vec::new();
+        for id in 0..40u16 {
+            let q = padded(id, 0);
+            gets.push((
+                id,
+                c.request("GET", &format!("/dns-query?dns={}", b64(&q)), &[], None),
+            ));
+        }
+        let mut posts = Vec::new();
+        for id in 100..110u16 {
+            posts.push((
+                id,
+                c.request(
+                    "POST",
+                    "/dns-query",
+                    &[("content-type", dns)],
+                    Some(padded(id, 0)),
+                ),
+            ));
+        }
+        let refused = vec![
+            (404, c.request("GET", "/other?dns=AAAB", &[], None)),
+            (
+                405,
+                c.request(
+                    "PUT",
+                    "/dns-query",
+                    &[("content-type", dns)],
+                    Some(padded(1, 0)),
+                ),
+            ),
+            (
+                415,
+                c.request(
+                    "POST",
+                    "/dns-query",
+                    &[("content-type", "text/plain")],
+                    Some(padded(1, 0)),
+                ),
+            ),
+            (400, c.request("GET", "/dns-query?dns=!!!", &[], None)),
+            (
+                400,
+                c.request(
+                    "POST",
+                    "/dns-query",
+                    &[("content-type", dns)],
+                    Some(vec![1, 2, 3]),
+                ),
+            ),
+            (
+                413,
+                c.request(
+                    "POST",
+                    "/dns-query",
+                    &[("content-type", dns)],
+                    Some(vec![0; 70_000]),
+                ),
+            ),
+        ];
+        tokio::spawn(conn);
+        for (id, resp) in gets.into_iter().chain(posts) {
+            let (status, headers, body) = h2_response(resp).await;
+            assert_eq!(status, 200, "query {id}");
+            assert_eq!(headers["content-type"], dns);
+            assert_eq!(headers["cache-control"], "max-age=3600", "query {id}");
+            assert_eq!(headers["content-length"], body.len().to_string().as_str());
+            let m = Message::from_vec(&body).unwrap();
+            assert_eq!(m.metadata.id, id);
+            assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+            assert_eq!(m.answers.len(), 1, "query {id}: {m:?}");
+            assert_eq!(m.answers[0].data.to_string(), "192.0.2.20");
+        }
+        for (want, resp) in refused {
+            let (status, headers, body) = h2_response(resp).await;
+            assert_eq!(status, want, "{body:?}");
+            assert_eq!(headers["content-type"], "text/plain; charset=utf-8");
+            if want == 405 {
+                assert_eq!(headers["allow"], "GET, POST");
+            }
+        }
+        // The connection serves on.
+        let q = padded(7, 0);
+        let (status, _, body) =
+            h2_response(c.request("GET", &format!("/dns-query?dns={}", b64(&q)), &[], None)).await;
+        assert_eq!(status, 200);
+        assert_eq!(Message::from_vec(&body).unwrap().metadata.id, 7);
+    });
+}
+
+#[test]
+fn http2_post_bodies_beyond_the_connection_window() {
+    // HTTP/2's connection window starts at 65535 octets: bodies the server reads (and those it
+    // drains to refuse) must be given back to it, or the connection stalls once that much has
+    // been posted.
+    let ex = plain_server();
+    let addr = ex.addr("https://");
+    let dns = "application/dns-message";
+    rt().block_on(async {
+        let (mut c, conn) = H2::connect(addr).await;
+        tokio::spawn(conn);
+        for round in 0..4u16 {
+            // 40 × ~2 KiB per round, ~320 KiB in all.
+            let resps: Vec<_> = (0..40u16)
+                .map(|i| {
+                    let id = round * 100 + i;
+                    (
+                        id,
+                        c.request(
+                            "POST",
+                            "/dns-query",
+                            &[("content-type", dns)],
+                            Some(padded(id, 2000)),
+                        ),
+                    )
+                })
+                .collect();
+            for (id, resp) in resps {
+                let (status, _, body) = h2_response(resp).await;
+                assert_eq!(status, 200, "query {id}");
+                assert_eq!(Message::from_vec(&body).unwrap().metadata.id, id);
+            }
+            // An oversized body with no content-length: read on and thrown away, then 413.
+            let (status, _, _) = h2_response(c.request(
+                "POST",
+                "/dns-query",
+                &[("content-type", dns)],
+                Some(vec![0; 100_000]),
+            ))
+            .await;
+            assert_eq!(status, 413, "round {round}");
+        }
+    });
+}
+
 // ---- DNS over HTTP/3 ----
 
 /// A CA and a server certificate for [`NAME`] that `cryptography` (aioquic's X.509 parser)

@@ -210,19 +210,34 @@ pub async fn answer(
     wire: &[u8],
     peer: &Peer,
 ) -> Result<Vec<u8>, u16> {
+    match answer_now(router, tracker, wire, peer) {
+        Ok(reply) => reply,
+        Err(later) => later.await,
+    }
+}
+
+/// [`answer`] without waiting: the reply when the fast path or a chain that never waits gives
+/// it at once, else the future that will (holding the tracker's guard).
+pub fn answer_now(
+    router: &Arc<ArcSwap<Router>>,
+    tracker: &Arc<Tracker>,
+    wire: &[u8],
+    peer: &Peer,
+) -> Result<Result<Vec<u8>, u16>, impl Future<Output = Result<Vec<u8>, u16>> + Send + 'static> {
     // The guard is released before anything awaits.
     let prepared = query::prepare(&router.load(), wire, peer.src, peer.local, peer.proto);
     match prepared {
-        Prepared::Done(Some(bytes)) => Ok(bytes),
-        Prepared::Done(None) => Err(INTERNAL_ERROR),
+        Prepared::Done(Some(bytes)) => Ok(Ok(bytes)),
+        Prepared::Done(None) => Ok(Err(INTERNAL_ERROR)),
         Prepared::Query(req, block) => {
-            let _guard = tracker.start();
-            let fut = Box::pin(query::run(req, block));
-            let reply = match query::try_now(fut) {
-                Ok(r) => r,
-                Err(fut) => fut.await,
-            };
-            reply.ok_or(INTERNAL_ERROR)
+            let guard = tracker.start();
+            match query::try_now(Box::pin(query::run(req, block))) {
+                Ok(reply) => Ok(reply.ok_or(INTERNAL_ERROR)),
+                Err(fut) => Err(async move {
+                    let _guard = guard;
+                    fut.await.ok_or(INTERNAL_ERROR)
+                }),
+            }
         }
     }
 }

@@ -20,13 +20,14 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Incoming};
 use hyper::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::watch;
 
 use crate::dns::request::Proto;
 use crate::server::conns::{ConnState, ConnTable};
 use crate::server::doh::{self, Head, Peer};
+use crate::server::http2;
 use crate::server::router::Router;
 use crate::server::tcp::StreamLimits;
 use crate::server::tracker::Tracker;
@@ -42,38 +43,88 @@ pub const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
 pub const MAX_CONNECTIONS: usize = 200;
 
 /// What the requests of one connection share.
-struct Ctx {
-    router: Arc<ArcSwap<Router>>,
-    tracker: Arc<Tracker>,
-    peer: Peer,
-    read_timeout: Duration,
-    state: Arc<ConnState>,
-    table: Arc<ConnTable>,
+pub struct Ctx {
+    pub router: Arc<ArcSwap<Router>>,
+    pub tracker: Arc<Tracker>,
+    pub peer: Peer,
+    pub read_timeout: Duration,
+    pub state: Arc<ConnState>,
+    pub table: Arc<ConnTable>,
     /// Requests being served on this connection.
     in_flight: AtomicUsize,
+    /// `coredns_dns_https_responses_total{server,status="200"}`, looked up once.
+    ok: prometheus::IntCounter,
 }
 
 impl Ctx {
-    fn begin(&self) {
+    /// A request's head arrived.
+    pub fn begin(&self) {
         if self.in_flight.fetch_add(1, Ordering::AcqRel) == 0 {
             self.state.active(&self.table);
         }
         self.state.query_started();
     }
 
-    fn end(&self) {
+    /// Its reply is queued.
+    pub fn end(&self) {
         self.state.query_done();
         if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.state.active(&self.table);
             self.state.wait();
         }
     }
+
+    /// No request in flight.
+    pub fn idle(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) == 0
+    }
+
+    pub fn count_ok(&self) {
+        self.ok.inc();
+    }
+
+    /// Counts a reply by its status.
+    pub fn count(&self, status: u16) {
+        if status == 200 {
+            return self.count_ok();
+        }
+        let server = &self.router.load().server;
+        crate::metrics::HTTPS_RESPONSES
+            .with_label_values(&[server.as_ref(), doh::status_label(status)])
+            .inc();
+    }
 }
 
-/// Serves one connection (TLS already accepted, or plain): `h2` when ALPN chose HTTP/2.
+/// The HTTP/2 connection preface (RFC 9113 §3.4).
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Reads the start of a connection until it is, or cannot be, the HTTP/2 preface: HTTP/2 with
+/// prior knowledge (h2c, as `dig +http-plain` and proxies speak it) or HTTP/1.1. `None` when
+/// the client closes or sends nothing within `timeout`.
+async fn sniff<S: AsyncRead + Unpin>(stream: &mut S, timeout: Duration) -> Option<(bool, Bytes)> {
+    let read = async {
+        let mut buf = [0u8; PREFACE.len()];
+        let mut n = 0;
+        while n < PREFACE.len() {
+            let got = stream.read(&mut buf[n..]).await.ok()?;
+            if got == 0 {
+                return None;
+            }
+            n += got;
+            if buf[..n] != PREFACE[..n] {
+                return Some((false, Bytes::copy_from_slice(&buf[..n])));
+            }
+        }
+        Some((true, Bytes::copy_from_slice(&buf)))
+    };
+    tokio::time::timeout(timeout, read).await.ok().flatten()
+}
+
+/// Serves one connection (TLS already accepted, or plain): HTTP/2 when ALPN chose it or the
+/// client starts with the HTTP/2 preface, else HTTP/1.1.
 #[allow(clippy::too_many_arguments)]
 pub async fn serve_conn<S>(
-    stream: S,
+    mut stream: S,
     h2: bool,
     src: SocketAddr,
     local: SocketAddr,
@@ -82,10 +133,12 @@ pub async fn serve_conn<S>(
     limits: StreamLimits,
     table: Arc<ConnTable>,
     state: Arc<ConnState>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let ok = crate::metrics::HTTPS_RESPONSES
+        .with_label_values(&[router.load().server.as_ref(), doh::status_label(200)]);
     let ctx = Arc::new(Ctx {
         router,
         tracker,
@@ -98,9 +151,43 @@ pub async fn serve_conn<S>(
         state: state.clone(),
         table: table.clone(),
         in_flight: AtomicUsize::new(0),
+        ok,
     });
     state.active(&table);
     state.wait();
+    let (h2, head) = if h2 {
+        (true, Bytes::new())
+    } else {
+        let sniffed = tokio::select! {
+            r = sniff(&mut stream, limits.read_timeout) => r,
+            _ = state.closed() => None,
+        };
+        match sniffed {
+            Some(s) => s,
+            None => {
+                tracing::debug!("https connection from {src}: no request in time");
+                return;
+            }
+        }
+    };
+    let stream = http2::Corked::new(stream, head);
+    let idle = table.idle_timeout(limits.idle_timeout);
+    if h2 {
+        return http2::serve(stream, ctx, idle, stop).await;
+    }
+    serve_http1(stream, ctx, limits, stop).await
+}
+
+/// HTTP/1.1 on hyper: one request at a time, each answered as it comes.
+async fn serve_http1<S>(
+    stream: S,
+    ctx: Arc<Ctx>,
+    limits: StreamLimits,
+    mut stop: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (src, state, table) = (ctx.peer.src, ctx.state.clone(), ctx.table.clone());
     let svc_ctx = ctx.clone();
     let svc = hyper::service::service_fn(move |req| {
         let ctx = svc_ctx.clone();
@@ -111,21 +198,11 @@ pub async fn serve_conn<S>(
             Ok::<_, std::convert::Infallible>(resp)
         }
     });
-    // HTTP/2 (ALPN h2, or prior knowledge on a plain listener: h2c as `dig +http-plain` and
-    // proxies speak it) or HTTP/1.1, told apart by the HTTP/2 connection preface.
-    let mut b = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    b.http1()
+    let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.read_timeout)
-        .max_buf_size(doh::MAX_HEAD);
-    b.http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(MAX_STREAMS)
-        .max_header_list_size(doh::MAX_HEAD as u32);
-    if h2 {
-        b = b.http2_only();
-    }
-    let conn = b.serve_connection(TokioIo::new(stream), svc);
+        .max_buf_size(doh::MAX_HEAD)
+        .serve_connection(TokioIo::new(stream), svc);
     let mut conn = std::pin::pin!(conn);
     let mut stopping = false;
     loop {
@@ -139,7 +216,7 @@ pub async fn serve_conn<S>(
                 return;
             }
             // The table sheds it (only while no request is in flight) or the listener stops:
-            // requests in flight are answered, then the connection closes.
+            // a request in flight is answered, then the connection closes.
             _ = state.closed(), if !stopping => {
                 stopping = true;
                 conn.as_mut().graceful_shutdown();
@@ -151,9 +228,7 @@ pub async fn serve_conn<S>(
             _ = tokio::time::sleep(idle.saturating_sub(table.idle_for(&state)).max(Duration::from_millis(10))) => {
                 // No request for the idle timeout: a client that never finishes its headers,
                 // never reads its replies or just sits there is closed.
-                if ctx.in_flight.load(Ordering::Acquire) == 0
-                    && table.idle_for(&state) >= idle
-                {
+                if ctx.idle() && table.idle_for(&state) >= idle {
                     tracing::debug!("https connection from {src}: idle, closing");
                     return;
                 }
@@ -166,7 +241,7 @@ async fn handle(req: Request<Incoming>, ctx: &Ctx) -> Response<Full<Bytes>> {
     let status = match dns_reply(req, ctx).await {
         Ok(bytes) => {
             let age = doh::max_age(&bytes);
-            count(ctx, 200);
+            ctx.count_ok();
             return Response::builder()
                 .status(StatusCode::OK)
                 .header(CONTENT_TYPE, doh::MIME)
@@ -177,19 +252,17 @@ async fn handle(req: Request<Incoming>, ctx: &Ctx) -> Response<Full<Bytes>> {
         }
         Err(status) => status,
     };
-    count(ctx, status);
+    ctx.count(status);
     error_response(status)
-}
-
-fn count(ctx: &Ctx, status: u16) {
-    let server = &ctx.router.load().server;
-    crate::metrics::HTTPS_RESPONSES
-        .with_label_values(&[server.as_ref(), doh::status_label(status)])
-        .inc();
 }
 
 /// An error reply as Go's `http.Error` writes CoreDNS's.
 pub fn error_response(status: u16) -> Response<Full<Bytes>> {
+    error_head(status).map(|()| Full::new(error_body(status)))
+}
+
+/// An error reply's head.
+pub fn error_head(status: u16) -> Response<()> {
     let mut b = Response::builder()
         .status(status)
         .header(CONTENT_TYPE, "text/plain; charset=utf-8")
@@ -197,10 +270,12 @@ pub fn error_response(status: u16) -> Response<Full<Bytes>> {
     if status == doh::METHOD_NOT_ALLOWED {
         b = b.header(hyper::header::ALLOW, "GET, POST");
     }
-    b.body(Full::new(Bytes::from_static(
-        doh::error_body(status).as_bytes(),
-    )))
-    .unwrap_or_default()
+    b.body(()).unwrap_or_default()
+}
+
+/// An error reply's body.
+pub fn error_body(status: u16) -> Bytes {
+    Bytes::from_static(doh::error_body(status).as_bytes())
 }
 
 /// The DNS reply to a request, or the HTTP status to answer with.
@@ -245,7 +320,7 @@ async fn dns_reply(req: Request<Incoming>, ctx: &Ctx) -> Result<Vec<u8>, u16> {
 
 /// How much of a refused or oversized request body is read and thrown away so the client sees
 /// the status rather than a reset.
-const DRAIN_MAX: usize = 256 * 1024;
+pub const DRAIN_MAX: usize = 256 * 1024;
 
 /// A request body: 413 beyond [`doh::MAX_MESSAGE`] (after reading on up to [`DRAIN_MAX`]), 400
 /// when it does not arrive within `timeout` or breaks off.

@@ -5,6 +5,7 @@ pub mod cli;
 pub mod conns;
 pub mod doh;
 pub mod h3;
+pub mod http2;
 pub mod https;
 pub mod lifecycle;
 pub mod logging;

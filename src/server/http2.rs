@@ -1,0 +1,535 @@
+//! DoH over HTTP/2 on the `h2` crate's server, every stream of a connection served inside the
+//! connection's own task.
+//!
+//! hyper's HTTP/2 server (which exdns used first) spawns a task per stream and writes each reply
+//! as soon as its task finishes: a TLS record and a `write` per answer, and wake-ups across the
+//! runtime's workers. Here a connection is one task that, each time it wakes, accepts every
+//! request that has arrived, answers those the fast path answers at once (the rest — POST bodies
+//! still arriving, queries the chain has to wait for — run as futures polled by the same task),
+//! and only then writes: the replies of one burst leave in one TLS record and one `write`
+//! ([`Corked`]). With 16 streams in flight per connection that halves the server's CPU per
+//! answer and the client's too (`bench/doh.sh`).
+//!
+//! Limits are hyper's as exdns configured them: [`https::MAX_STREAMS`] streams at once (more are
+//! refused with `REFUSED_STREAM`), a header list of at most [`doh::MAX_HEAD`] octets, the
+//! preface within `read_timeout`, a POST body within `read_timeout`, and the connection closed
+//! once idle for the (adaptive) idle timeout.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use h2::RecvStream;
+use h2::server::SendResponse;
+use hyper::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use hyper::{Request, Response};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::watch;
+
+use crate::server::doh::{self, Head};
+use crate::server::https::{self, Ctx};
+
+/// Bytes of replies held back while the connection still has requests to answer; past it,
+/// writes go out at once.
+const CORK_LIMIT: usize = 64 * 1024;
+
+/// A connection's stream with the replies of one burst held back (the "cork") until the
+/// connection has answered every request it has read, then written at once; and the octets
+/// read while telling HTTP/2 from HTTP/1.1 given back first.
+pub struct Corked<S> {
+    io: S,
+    /// Read ahead (the sniffed start of the connection), not yet handed to the reader.
+    head: Bytes,
+    out: Vec<u8>,
+    /// Of `out`, written already.
+    sent: usize,
+    cork: Arc<AtomicBool>,
+}
+
+impl<S> Corked<S> {
+    pub fn new(io: S, head: Bytes) -> Self {
+        Corked {
+            io,
+            head,
+            out: Vec::new(),
+            sent: 0,
+            cork: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    fn corked(&self) -> bool {
+        self.cork.load(Ordering::Relaxed)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> Corked<S> {
+    /// Writes what is held back.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.sent < self.out.len() {
+            let n = ready!(Pin::new(&mut self.io).poll_write(cx, &self.out[self.sent..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.sent += n;
+        }
+        self.out.clear();
+        self.sent = 0;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Corked<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.head.is_empty() {
+            let n = self.head.len().min(buf.remaining());
+            buf.put_slice(&self.head.split_to(n));
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Corked<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        if !this.corked() || this.out.len() + buf.len() > CORK_LIMIT {
+            ready!(this.poll_drain(cx))?;
+            if !this.corked() || buf.len() > CORK_LIMIT {
+                return Pin::new(&mut this.io).poll_write(cx, buf);
+            }
+        }
+        this.out.extend_from_slice(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        // Gathered into one buffer either way: one TLS record rather than one per slice.
+        let this = &mut *self;
+        let len: usize = bufs.iter().map(|b| b.len()).sum();
+        if this.out.len() + len > CORK_LIMIT {
+            ready!(this.poll_drain(cx))?;
+            if len > CORK_LIMIT {
+                let first = bufs.iter().find(|b| !b.is_empty());
+                return Pin::new(&mut this.io).poll_write(cx, first.map_or(&[][..], |b| b));
+            }
+        }
+        for b in bufs {
+            this.out.extend_from_slice(b);
+        }
+        if !this.corked() {
+            // Written through now as far as the socket takes it; the rest on flush.
+            if let Poll::Ready(Err(e)) = this.poll_drain(cx) {
+                return Poll::Ready(Err(e));
+            }
+        }
+        Poll::Ready(Ok(len))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.corked() {
+            return Poll::Ready(Ok(()));
+        }
+        ready!(self.poll_drain(cx))?;
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_drain(cx))?;
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+type Pending = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Serves one HTTP/2 connection (its preface may be in `io`'s read-ahead) until the client
+/// closes it, it idles out, the table sheds it or `stop` fires (requests in flight are
+/// answered first).
+pub async fn serve<S>(io: Corked<S>, ctx: Arc<Ctx>, idle: Duration, mut stop: watch::Receiver<bool>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let src = ctx.peer.src;
+    let cork = io.cork.clone();
+    let mut b = h2::server::Builder::new();
+    b.max_concurrent_streams(https::MAX_STREAMS)
+        .max_header_list_size(doh::MAX_HEAD as u32);
+    let handshake = tokio::time::timeout(ctx.read_timeout, b.handshake::<_, Bytes>(io));
+    let mut conn = tokio::select! {
+        r = handshake => match r {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                tracing::debug!("https connection from {src}: {e}");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!("https connection from {src}: no HTTP/2 preface in time");
+                return;
+            }
+        },
+        _ = ctx.state.closed() => return,
+        _ = stop.changed() => return,
+    };
+    let mut conns = Streams::new(ctx.clone());
+    let mut pending: FuturesUnordered<Pending> = FuturesUnordered::new();
+    let mut closed = std::pin::pin!(ctx.state.closed());
+    let mut stopped = std::pin::pin!(stop.changed());
+    let mut stopping = false;
+    let mut timer = std::pin::pin!(tokio::time::sleep(idle));
+    std::future::poll_fn(|cx| {
+        loop {
+            if !stopping
+                && (closed.as_mut().poll(cx).is_ready() || stopped.as_mut().poll(cx).is_ready())
+            {
+                // Shed by the table (only while nothing is in flight) or the listener stops:
+                // GOAWAY, requests in flight answered, then the connection closes.
+                stopping = true;
+                conn.graceful_shutdown();
+            }
+            // Every request that has arrived, answered now where the fast path can; replies
+            // held back.
+            cork.store(true, Ordering::Relaxed);
+            loop {
+                match conn.poll_accept(cx) {
+                    Poll::Ready(Some(Ok((req, respond)))) => {
+                        if let Some(fut) = conns.start(req, respond) {
+                            pending.push(fut);
+                        }
+                    }
+                    Poll::Ready(Some(Err(e))) => {
+                        tracing::debug!("https connection from {src}: {e}");
+                        return Poll::Ready(());
+                    }
+                    Poll::Ready(None) => return Poll::Ready(()),
+                    Poll::Pending => break,
+                }
+            }
+            let mut finished = false;
+            while let Poll::Ready(Some(())) = pending.poll_next_unpin(cx) {
+                finished = true;
+            }
+            if finished {
+                // Their replies are framed by the next poll of the connection.
+                continue;
+            }
+            // Nothing more to answer now: what is held back goes out in one write.
+            cork.store(false, Ordering::Relaxed);
+            match conn.poll_accept(cx) {
+                Poll::Ready(Some(Ok((req, respond)))) => {
+                    if let Some(fut) = conns.start(req, respond) {
+                        pending.push(fut);
+                    }
+                    continue;
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    tracing::debug!("https connection from {src}: {e}");
+                    return Poll::Ready(());
+                }
+                Poll::Ready(None) => return Poll::Ready(()),
+                Poll::Pending => {}
+            }
+            // No request for the idle timeout: a client that never finishes its headers, never
+            // reads its replies or just sits there is closed.
+            if timer.as_mut().poll(cx).is_ready() {
+                let idle = ctx.table.idle_timeout(idle);
+                let idle_for = ctx.table.idle_for(&ctx.state);
+                if pending.is_empty() && ctx.idle() && idle_for >= idle {
+                    tracing::debug!("https connection from {src}: idle, closing");
+                    return Poll::Ready(());
+                }
+                let wait = idle.saturating_sub(idle_for).max(Duration::from_millis(10));
+                timer.as_mut().reset(tokio::time::Instant::now() + wait);
+                continue;
+            }
+            return Poll::Pending;
+        }
+    })
+    .await;
+}
+
+/// What the streams of one connection share: the context, and the last `Cache-Control` and
+/// `Content-Length` values (the same answer asked again and again makes the same headers).
+struct Streams {
+    ctx: Arc<Ctx>,
+    age: Option<(u32, HeaderValue)>,
+    len: Option<(usize, HeaderValue)>,
+}
+
+impl Streams {
+    fn new(ctx: Arc<Ctx>) -> Self {
+        Streams {
+            ctx,
+            age: None,
+            len: None,
+        }
+    }
+
+    /// Answers a request now if it can; otherwise the future that will.
+    fn start(
+        &mut self,
+        req: Request<RecvStream>,
+        mut respond: SendResponse<Bytes>,
+    ) -> Option<Pending> {
+        let ctx = self.ctx.clone();
+        ctx.begin();
+        let (parts, body) = req.into_parts();
+        let content_length = parts
+            .headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let head = doh::head(
+            parts.method.as_str(),
+            parts.uri.path(),
+            parts.uri.query(),
+            parts.headers.get(CONTENT_TYPE).map(|v| v.as_bytes()),
+            content_length,
+        );
+        let reply = match head {
+            Ok(Head::Get(wire)) => {
+                drop(body);
+                match doh::check_wire(&wire) {
+                    Ok(()) => match doh::answer_now(&ctx.router, &ctx.tracker, &wire, &ctx.peer) {
+                        Ok(reply) => reply,
+                        Err(fut) => return Some(self.later(fut, respond)),
+                    },
+                    Err(status) => Err(status),
+                }
+            }
+            Ok(Head::Post) => {
+                return Some(self.later(
+                    async move {
+                        let bytes = read_body(body, ctx.read_timeout).await?;
+                        let wire = doh::check_body(bytes)?;
+                        doh::answer(&ctx.router, &ctx.tracker, &wire, &ctx.peer).await
+                    },
+                    respond,
+                ));
+            }
+            Err(status) if !body.is_end_stream() => {
+                // A refused request's body is read (up to DRAIN_MAX, within read_timeout)
+                // before the reply: a client still sending it would see its stream reset
+                // instead of the status.
+                let timeout = ctx.read_timeout;
+                return Some(self.later(
+                    async move {
+                        let _ = read_body(body, timeout).await;
+                        Err(status)
+                    },
+                    respond,
+                ));
+            }
+            Err(status) => Err(status),
+        };
+        self.reply(&mut respond, reply);
+        ctx.end();
+        None
+    }
+
+    /// A request answered by a future polled in the connection's task.
+    fn later<F>(&self, reply: F, mut respond: SendResponse<Bytes>) -> Pending
+    where
+        F: Future<Output = Result<Vec<u8>, u16>> + Send + 'static,
+    {
+        let ctx = self.ctx.clone();
+        Box::pin(async move {
+            let r = reply.await;
+            Streams::new(ctx.clone()).reply(&mut respond, r);
+            ctx.end();
+        })
+    }
+
+    fn reply(&mut self, respond: &mut SendResponse<Bytes>, reply: Result<Vec<u8>, u16>) {
+        let (resp, body) = match reply {
+            Ok(bytes) => {
+                let age = doh::max_age(&bytes);
+                self.ctx.count_ok();
+                let mut resp = Response::new(());
+                let h = resp.headers_mut();
+                h.insert(CONTENT_TYPE, HeaderValue::from_static(doh::MIME));
+                h.insert(
+                    CACHE_CONTROL,
+                    cached(&mut self.age, age, |a| format!("max-age={a}")),
+                );
+                h.insert(
+                    CONTENT_LENGTH,
+                    cached(&mut self.len, bytes.len(), |n| n.to_string()),
+                );
+                (resp, Bytes::from(bytes))
+            }
+            Err(status) => {
+                self.ctx.count(status);
+                (https::error_head(status), https::error_body(status))
+            }
+        };
+        match respond.send_response(resp, body.is_empty()) {
+            Ok(mut stream) => {
+                if !body.is_empty() {
+                    let _ = stream.send_data(body, true);
+                }
+            }
+            Err(e) => tracing::debug!("https reply to {}: {e}", self.ctx.peer.src),
+        }
+    }
+}
+
+/// A header value made once per distinct value in a row.
+fn cached<T: Copy + PartialEq>(
+    slot: &mut Option<(T, HeaderValue)>,
+    v: T,
+    make: impl FnOnce(T) -> String,
+) -> HeaderValue {
+    match slot {
+        Some((k, h)) if *k == v => h.clone(),
+        _ => {
+            let h =
+                HeaderValue::try_from(make(v)).unwrap_or_else(|_| HeaderValue::from_static("0"));
+            *slot = Some((v, h.clone()));
+            h
+        }
+    }
+}
+
+/// A request body: 413 beyond [`doh::MAX_MESSAGE`] (after reading on up to
+/// [`https::DRAIN_MAX`]), 400 when it does not arrive within `timeout` or breaks off. What is
+/// read is given back to the connection's flow-control window.
+async fn read_body(mut body: RecvStream, timeout: Duration) -> Result<Vec<u8>, u16> {
+    let read = async {
+        let mut buf = Vec::new();
+        let mut seen = 0usize;
+        while let Some(data) = body.data().await {
+            let Ok(data) = data else {
+                return Err(doh::BAD_REQUEST);
+            };
+            let _ = body.flow_control().release_capacity(data.len());
+            seen += data.len();
+            if seen <= doh::MAX_MESSAGE {
+                buf.extend_from_slice(&data);
+            } else if seen > https::DRAIN_MAX {
+                return Err(doh::PAYLOAD_TOO_LARGE);
+            }
+        }
+        if seen > doh::MAX_MESSAGE {
+            return Err(doh::PAYLOAD_TOO_LARGE);
+        }
+        Ok(buf)
+    };
+    tokio::time::timeout(timeout, read)
+        .await
+        .unwrap_or(Err(doh::BAD_REQUEST))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    /// What the other end can read now.
+    async fn available(peer: &mut tokio::io::DuplexStream) -> Vec<u8> {
+        let mut buf = vec![0u8; 256 * 1024];
+        match tokio::time::timeout(Duration::from_millis(50), peer.read(&mut buf)).await {
+            Ok(Ok(n)) => buf[..n].to_vec(),
+            _ => Vec::new(),
+        }
+    }
+
+    #[test]
+    fn corked_writes_wait_for_the_uncorked_flush() {
+        rt().block_on(async {
+            let (a, mut peer) = tokio::io::duplex(1 << 20);
+            let mut c = Corked::new(a, Bytes::new());
+            let cork = c.cork.clone();
+            cork.store(true, Ordering::Relaxed);
+            c.write_all(b"one ").await.unwrap();
+            let n = c
+                .write_vectored(&[io::IoSlice::new(b"two "), io::IoSlice::new(b"three")])
+                .await
+                .unwrap();
+            assert_eq!(n, 9);
+            c.flush().await.unwrap();
+            assert_eq!(available(&mut peer).await, b"");
+            cork.store(false, Ordering::Relaxed);
+            c.flush().await.unwrap();
+            // All of it in one write.
+            assert_eq!(available(&mut peer).await, b"one two three");
+            // Uncorked, a write goes straight through.
+            c.write_all(b"four").await.unwrap();
+            assert_eq!(available(&mut peer).await, b"four");
+        });
+    }
+
+    #[test]
+    fn corked_writes_past_the_limit_go_out() {
+        rt().block_on(async {
+            let (a, mut peer) = tokio::io::duplex(1 << 20);
+            let mut c = Corked::new(a, Bytes::new());
+            c.cork.store(true, Ordering::Relaxed);
+            let chunk = vec![7u8; CORK_LIMIT / 2 + 1];
+            c.write_all(&chunk).await.unwrap();
+            assert_eq!(available(&mut peer).await.len(), 0);
+            // The second would pass the limit: the first goes out, the second is held.
+            c.write_all(&chunk).await.unwrap();
+            assert_eq!(available(&mut peer).await.len(), chunk.len());
+            c.cork.store(false, Ordering::Relaxed);
+            c.flush().await.unwrap();
+            assert_eq!(available(&mut peer).await.len(), chunk.len());
+            // One larger than the limit is written through at once.
+            c.cork.store(true, Ordering::Relaxed);
+            let big = vec![9u8; CORK_LIMIT + 10];
+            c.write_all(&big).await.unwrap();
+            let mut got = Vec::new();
+            while got.len() < big.len() {
+                let more = available(&mut peer).await;
+                assert!(
+                    !more.is_empty(),
+                    "only {} of {} written",
+                    got.len(),
+                    big.len()
+                );
+                got.extend(more);
+            }
+            assert_eq!(got, big);
+        });
+    }
+
+    #[test]
+    fn read_ahead_comes_first() {
+        rt().block_on(async {
+            let (a, mut peer) = tokio::io::duplex(1024);
+            let mut c = Corked::new(a, Bytes::from_static(b"PRI * "));
+            peer.write_all(b"HTTP/2.0").await.unwrap();
+            let mut buf = [0u8; 14];
+            c.read_exact(&mut buf).await.unwrap();
+            assert_eq!(&buf, b"PRI * HTTP/2.0");
+        });
+    }
+}
