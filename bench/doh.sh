@@ -2,25 +2,27 @@
 # DNS over HTTPS serving (issue 17): exdns's `https://` listener against dnsdist's DoH frontend,
 # both answering every name themselves (exdns: `cache` + `template`, so every answer after the
 # first is a fast-path hit; dnsdist: `SpoofAction`), loaded by h2load (nghttp2's HTTP/2 load
-# generator) over TLS with GET and POST to saturation. (dnsperf 2.10's DoH mode counts answered
-# queries as lost with more than one in flight per connection, and its POSTs wait on Nagle: it
-# cannot load either server.) Reports qps and the server's CPU time per answer. Installs
-# nothing: it checks its tools and says what is missing. Report: results/doh.md.
+# generator) over TLS with GET and POST at several loads, up to saturation. (dnsperf 2.10's DoH
+# mode counts answered queries as lost with more than one in flight per connection, and its
+# POSTs wait on Nagle: it cannot load either server.) Reports qps, the server's CPU time per
+# answer and h2load's per request, and the ratios at each server's peak. Installs nothing: it
+# checks its tools and says what is missing. Report: results/doh.md.
 #   bench/doh.sh
 #   REQUESTS=20000 REPEAT=1 bench/doh.sh  # a quick run
 #   EXDNS_BIN=path/to/exdns bench/doh.sh  # benchmark a given binary (no cargo build)
-#   METHODS=GET bench/doh.sh              # GET only
+#   METHODS=GET LOADS=8x32 bench/doh.sh   # GET only, one load (connections x streams)
 set -euo pipefail
 # shellcheck source=bench/lib.sh
 . "$(dirname "$0")/lib.sh"
 REQUESTS="${REQUESTS:-200000}"
-CLIENTS="${CLIENTS:-4}"
-STREAMS="${STREAMS:-16}"
+# Loads: connections × streams in flight on each.
+LOADS="${LOADS:-4x16 8x32 16x64}"
 REPEAT="${REPEAT:-3}"
 METHODS="${METHODS:-GET POST}"
 bench_init
 bench_need bench/doh "apt-get install nghttp2-client dnsdist openssl bind9-dnsutils python3" \
   h2load dnsdist openssl dig python3
+[ -x /usr/bin/time ] || { echo "bench/doh: missing /usr/bin/time (apt-get install time)" >&2; exit 1; }
 bench_exdns
 
 SNI=dns.$ZONE
@@ -47,7 +49,7 @@ addAction(AllRule(), SpoofAction("192.0.2.1"))
 EOC
 dnsdist --check-config -C "$WORK/dnsdist.conf" >/dev/null
 
-declare -A PID
+declare -A PID PORT
 "$EXDNS" -conf "$WORK/Corefile" -quiet >"$WORK/exdns.log" 2>&1 &
 PID[exdns]=$!
 dnsdist --supervised --disable-syslog -C "$WORK/dnsdist.conf" >"$WORK/dnsdist.log" 2>&1 &
@@ -78,52 +80,71 @@ open(b64f, "w").write(base64.urlsafe_b64encode(q).decode().rstrip("="))
 PY
 B64=$(cat "$WORK/query.b64")
 
-# run NAME PORT METHOD: one h2load run (HTTP/2 over TLS, STREAMS in flight on each of CLIENTS
-# connections, REQUESTS requests); prints "qps succeeded_pct".
+# run NAME PORT METHOD CONNS STREAMS: one h2load run (HTTP/2 over TLS, STREAMS in flight on
+# each of CONNS connections, REQUESTS requests); prints "qps succeeded_pct h2load_us", the last
+# h2load's own CPU time per request.
 run() {
   local log="$WORK/$1-$3.h2load" url="https://127.0.0.1:$2/dns-query"
+  local h2=(h2load -n "$REQUESTS" -c "$4" -m "$5" -t 1)
   if [ "$3" = GET ]; then
-    /usr/bin/time -o "$log.time" -f "%U %S" h2load -n "$REQUESTS" -c "$CLIENTS" -m "$STREAMS" -t 1 "$url?dns=$B64" >"$log" 2>&1 || true
+    /usr/bin/time -o "$log.time" -f "%U %S" "${h2[@]}" "$url?dns=$B64" >"$log" 2>&1 || true
   else
-    /usr/bin/time -o "$log.time" -f "%U %S" h2load -n "$REQUESTS" -c "$CLIENTS" -m "$STREAMS" -t 1 -d "$WORK/query.bin" \
+    /usr/bin/time -o "$log.time" -f "%U %S" "${h2[@]}" -d "$WORK/query.bin" \
       -H 'content-type: application/dns-message' -H 'accept: application/dns-message' "$url" >"$log" 2>&1 || true
   fi
   python3 - "$log" "$REQUESTS" <<'PY'
 import re, sys
 text = open(sys.argv[1]).read()
-try:
-    u, s_ = open(sys.argv[1] + ".time").read().split()[-2:]
-    sys.stderr.write(f"bench/doh: h2load CPU {(float(u) + float(s_)) * 1e6 / int(sys.argv[2]):.1f} µs per request\n")
-except Exception:
-    pass
 m = re.search(r"finished in [^,]+, ([0-9.]+) req/s", text)
 ok = re.search(r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded", text)
+try:
+    u, s = open(sys.argv[1] + ".time").read().split()[-2:]
+    client = f"{(float(u) + float(s)) * 1e6 / int(sys.argv[2]):.1f}"
+except (OSError, ValueError):
+    client = "n/a"
 if not m or not ok:
-    print("0 0.00"); sys.stderr.write(text)
+    print(f"0 0.00 {client}"); sys.stderr.write(text)
 else:
-    print(f"{float(m.group(1)):.0f} {100 * int(ok.group(1)) / int(sys.argv[2]):.2f}")
+    print(f"{float(m.group(1)):.0f} {100 * int(ok.group(1)) / int(sys.argv[2]):.2f} {client}")
 PY
 }
 proc_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-declare -A R CPU
+# Per server, method and load: the best run's "qps succeeded_pct h2load_us" (R), the server's
+# CPU per answer over all REPEAT runs (CPU). The two servers take turns, run by run.
+declare -A R CPU TICKS ANSWERS
+PORT[exdns]=$PORT_EX
+PORT[dnsdist]=$PORT_DD
 for method in $METHODS; do
-  for s in exdns:$PORT_EX dnsdist:$PORT_DD; do
-    IFS=: read -r name port <<<"$s"
-    # The best of REPEAT runs; CPU per answer over all of them.
-    t0=$(proc_ticks "${PID[$name]}")
-    total=0 best_r=""
+  for load in $LOADS; do
+    IFS=x read -r conns streams <<<"$load"
     for _ in $(seq 1 "$REPEAT"); do
-      r=$(run "$name" "$port" "$method")
-      read -r _q pct <<<"$r"
-      total=$(python3 -c "print($total + round($REQUESTS * $pct / 100))")
-      if [ -z "$best_r" ] || ((${r%% *} > ${best_r%% *})); then best_r=$r; fi
+      for name in exdns dnsdist; do
+        k=$name-$method-$load
+        t0=$(proc_ticks "${PID[$name]}")
+        r=$(run "$name" "${PORT[$name]}" "$method" "$conns" "$streams")
+        t1=$(proc_ticks "${PID[$name]}")
+        read -r q pct _ <<<"$r"
+        TICKS[$k]=$((${TICKS[$k]:-0} + t1 - t0))
+        ANSWERS[$k]=$(python3 -c "print(${ANSWERS[$k]:-0} + round($REQUESTS * $pct / 100))")
+        if [ -z "${R[$k]:-}" ] || ((q > ${R[$k]%% *})); then R[$k]=$r; fi
+      done
     done
-    R[$name-$method]=$best_r
-    t1=$(proc_ticks "${PID[$name]}")
-    CPU[$name-$method]=$(python3 -c "q = $total; print(f'{($t1 - $t0) / $(getconf CLK_TCK) * 1e6 / q:.1f}' if q else 'n/a')")
-    echo "bench/doh: $name $method: ${R[$name-$method]} (qps succeeded%), ${CPU[$name-$method]} µs CPU per answer" >&2
+    for name in exdns dnsdist; do
+      k=$name-$method-$load
+      CPU[$k]=$(python3 -c "q = ${ANSWERS[$k]}; print(f'{${TICKS[$k]} / $(getconf CLK_TCK) * 1e6 / q:.1f}' if q else 'n/a')")
+      echo "bench/doh: $name $method $load: ${R[$k]} (qps succeeded% h2load-µs), ${CPU[$k]} µs CPU per answer" >&2
+    done
   done
 done
+
+# peak NAME METHOD: the load at which NAME answered the most queries per second.
+peak() {
+  local best="" load
+  for load in $LOADS; do
+    if [ -z "$best" ] || ((${R[$1-$2-$load]%% *} > ${R[$1-$2-$best]%% *})); then best=$load; fi
+  done
+  echo "$best"
+}
 
 {
   echo "# DNS over HTTPS serving: exdns vs dnsdist's DoH frontend"
@@ -133,19 +154,27 @@ done
   echo
   echo "exdns $(bench_rev): \`https://\` block with \`tls\` (private CA, certificate for \`$SNI\`), \`cache\` + \`template\` answering every A under \`$ZONE\`."
   echo "dnsdist $(dnsdist --version | awk 'NR==1 {print $2}'): \`addDOHLocal\` (its h2o DoH frontend) with the same certificate, \`SpoofAction(\"192.0.2.1\")\` for every query (no backend)."
-  echo "Load: h2load $(h2load --version | awk 'NR==1 {print $2}') (HTTP/2 over TLS, one thread), $REQUESTS requests per run, best of $REPEAT runs, $CLIENTS connections with $STREAMS streams in flight each, the same query (ID 0) every time. CPU per answer: the server's user + system time over all $REPEAT runs divided by the successful answers."
+  echo "Load: h2load $(h2load --version | awk 'NR==1 {print $2}') (HTTP/2 over TLS, one thread), $REQUESTS requests per run, the same query (ID 0) every time, at each load (connections × streams in flight on each) $REPEAT runs per server, the servers taking turns; qps: the best run; CPU per answer: the server's user + system time over all its runs at that load divided by the successful answers; h2load's own CPU per request in the best run."
   echo
-  echo "| server | method | qps | succeeded (%) | server CPU per answer (µs) |"
-  echo "|---|---|---:|---:|---:|"
+  echo "| server | method | load | qps | succeeded (%) | server CPU per answer (µs) | h2load CPU per request (µs) |"
+  echo "|---|---|---|---:|---:|---:|---:|"
   for method in $METHODS; do
-    for name in exdns dnsdist; do
-      read -r q p <<<"${R[$name-$method]}"
-      echo "| $name | $method | $q | $p | ${CPU[$name-$method]} |"
+    for load in $LOADS; do
+      for name in exdns dnsdist; do
+        read -r q p c <<<"${R[$name-$method-$load]}"
+        echo "| $name | $method | $load | $q | $p | ${CPU[$name-$method-$load]} | $c |"
+      done
     done
   done
   echo
+  echo "Saturation: each server at the load where it answered the most (its peak); the targets are ≥ 1.5× dnsdist's qps and ≤ 0.7× its CPU per answer."
+  echo
   for method in $METHODS; do
-    echo "- $method: exdns/dnsdist qps **$(ratio "${R[exdns-$method]%% *}" "${R[dnsdist-$method]%% *}")×** (target ≥ 1.5×), CPU per answer **$(ratio "${CPU[exdns-$method]}" "${CPU[dnsdist-$method]}")×** dnsdist's (target ≤ 0.7×)."
+    pe=$(peak exdns "$method") pd=$(peak dnsdist "$method")
+    echo "- $method at saturation: exdns ${R[exdns-$method-$pe]%% *} qps ($pe) / dnsdist ${R[dnsdist-$method-$pd]%% *} ($pd) = **$(ratio "${R[exdns-$method-$pe]%% *}" "${R[dnsdist-$method-$pd]%% *}")×**; CPU per answer ${CPU[exdns-$method-$pe]} / ${CPU[dnsdist-$method-$pd]} µs = **$(ratio "${CPU[exdns-$method-$pe]}" "${CPU[dnsdist-$method-$pd]}")×**."
+    for load in $LOADS; do
+      echo "  - at $load: qps $(ratio "${R[exdns-$method-$load]%% *}" "${R[dnsdist-$method-$load]%% *}")×, CPU per answer $(ratio "${CPU[exdns-$method-$load]}" "${CPU[dnsdist-$method-$load]}")×"
+    done
   done
 } >"$OUT/doh.md"
 cat "$OUT/doh.md"

@@ -28,6 +28,8 @@ use std::time::{Duration, Instant};
 use prometheus::IntCounterVec;
 use tokio::sync::Notify;
 
+use crate::plugin::config::StreamTimeouts;
+
 /// `exdns_tcp_connections_shed_total{server,reason}`: idle connections closed to admit another.
 static SHED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     crate::metrics::counter_vec(
@@ -50,6 +52,52 @@ static REFUSED: LazyLock<IntCounterVec> = LazyLock::new(|| {
 pub fn init_metrics() {
     LazyLock::force(&SHED);
     LazyLock::force(&REFUSED);
+}
+
+/// Limits for stream listeners.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamLimits {
+    /// A connection with no query for this long is closed (RFC 7766 §6.2.3); shorter while the
+    /// listener is more than half full.
+    pub idle_timeout: Duration,
+    /// Time allowed for a TLS handshake and for the rest of a message once its length arrived.
+    pub read_timeout: Duration,
+    /// Time allowed for writing replies: a client that stops reading is closed after it.
+    pub write_timeout: Duration,
+    /// Connections open at once per listener; beyond it the longest-idle one is closed to admit
+    /// a new one (or the new one when every connection is busy).
+    pub max_connections: usize,
+    /// Connections open at once from one client address.
+    pub max_per_source: usize,
+    /// Queries in flight per connection; reading pauses beyond it.
+    pub max_in_flight: usize,
+    /// Queries served on one connection before it is closed (`timeouts { maxtcpqueries }`).
+    pub max_queries: Option<usize>,
+}
+
+impl StreamLimits {
+    /// These limits with what a listener's `timeouts` set.
+    pub fn with(mut self, t: &StreamTimeouts) -> Self {
+        self.read_timeout = t.read.unwrap_or(self.read_timeout);
+        self.write_timeout = t.write.unwrap_or(self.write_timeout);
+        self.idle_timeout = t.idle.unwrap_or(self.idle_timeout);
+        self.max_queries = t.max_queries.or(self.max_queries);
+        self
+    }
+}
+
+impl Default for StreamLimits {
+    fn default() -> Self {
+        StreamLimits {
+            idle_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(5),
+            write_timeout: Duration::from_secs(5),
+            max_connections: 1024,
+            max_per_source: 128,
+            max_in_flight: 128,
+            max_queries: None,
+        }
+    }
 }
 
 /// One connection's state, shared by its task and the table.

@@ -13,13 +13,19 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use base64::Engine;
+use bytes::Bytes;
 use hickory_proto::op::Message;
+use hyper::Response;
+use hyper::header::CONTENT_TYPE;
 
 use crate::dns::request::Proto;
 use crate::dns::wire;
+use crate::server::conns::{ConnState, ConnTable};
 use crate::server::query::{self, Prepared};
 use crate::server::router::Router;
 use crate::server::tracker::Tracker;
@@ -240,6 +246,111 @@ pub fn answer_now(
             }
         }
     }
+}
+
+/// How much of a refused or oversized request body is read and thrown away so the client sees
+/// the status rather than a reset.
+pub const DRAIN_MAX: usize = 256 * 1024;
+
+/// What the requests of one DoH connection (HTTP/2 or HTTP/1.1) share.
+pub struct Ctx {
+    pub router: Arc<ArcSwap<Router>>,
+    pub tracker: Arc<Tracker>,
+    pub peer: Peer,
+    pub read_timeout: Duration,
+    pub state: Arc<ConnState>,
+    pub table: Arc<ConnTable>,
+    /// Requests being served on this connection.
+    in_flight: AtomicUsize,
+    /// `coredns_dns_https_responses_total{server,status="200"}`, looked up once.
+    ok: prometheus::IntCounter,
+}
+
+impl Ctx {
+    pub fn new(
+        router: Arc<ArcSwap<Router>>,
+        tracker: Arc<Tracker>,
+        peer: Peer,
+        read_timeout: Duration,
+        state: Arc<ConnState>,
+        table: Arc<ConnTable>,
+    ) -> Self {
+        let ok = crate::metrics::HTTPS_RESPONSES
+            .with_label_values(&[router.load().server.as_ref(), status_label(200)]);
+        Ctx {
+            router,
+            tracker,
+            peer,
+            read_timeout,
+            state,
+            table,
+            in_flight: AtomicUsize::new(0),
+            ok,
+        }
+    }
+
+    /// A request's head arrived.
+    pub fn begin(&self) {
+        if self.in_flight.fetch_add(1, Ordering::AcqRel) == 0 {
+            self.state.active(&self.table);
+        }
+        self.state.query_started();
+    }
+
+    /// Its reply is queued.
+    pub fn end(&self) {
+        self.state.query_done();
+        if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.state.active(&self.table);
+            self.state.wait();
+        }
+    }
+
+    /// Requests arrived and were answered at once (never in flight): the connection is active
+    /// now, and waits for the next message unless others are in flight.
+    pub fn touch(&self) {
+        self.state.active(&self.table);
+        if self.idle() {
+            self.state.wait();
+        }
+    }
+
+    /// No request in flight.
+    pub fn idle(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) == 0
+    }
+
+    pub fn count_ok(&self) {
+        self.ok.inc();
+    }
+
+    /// Counts a reply by its status.
+    pub fn count(&self, status: u16) {
+        if status == 200 {
+            return self.count_ok();
+        }
+        let server = &self.router.load().server;
+        crate::metrics::HTTPS_RESPONSES
+            .with_label_values(&[server.as_ref(), status_label(status)])
+            .inc();
+    }
+}
+
+/// An error reply's head.
+pub fn error_head(status: u16) -> Response<()> {
+    let mut b = Response::builder()
+        .status(status)
+        .header(CONTENT_TYPE, "text/plain; charset=utf-8")
+        .header("x-content-type-options", "nosniff");
+    if status == METHOD_NOT_ALLOWED {
+        b = b.header(hyper::header::ALLOW, "GET, POST");
+    }
+    b.body(()).unwrap_or_default()
+}
+
+/// An error reply's body.
+pub fn error_bytes(status: u16) -> Bytes {
+    Bytes::from_static(error_body(status).as_bytes())
 }
 
 /// A status as the `status` label of the DoH response counters.

@@ -17,9 +17,9 @@ use hyper::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
 use tokio::sync::{Semaphore, watch};
 
 use crate::dns::request::Proto;
+use crate::server::conns::StreamLimits;
 use crate::server::doh::{self, Head, Peer};
 use crate::server::router::Router;
-use crate::server::tcp::StreamLimits;
 use crate::server::tracker::Tracker;
 
 /// CoreDNS's `DefaultHTTPS3MaxStreams`: concurrent request streams per QUIC connection.

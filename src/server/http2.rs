@@ -10,7 +10,7 @@
 //! ([`Corked`]). With 16 streams in flight per connection that halves the server's CPU per
 //! answer and the client's too (`bench/doh.sh`).
 //!
-//! Limits are hyper's as exdns configured them: [`https::MAX_STREAMS`] streams at once (more are
+//! Limits are hyper's as exdns configured them: [`MAX_STREAMS`] streams at once (more are
 //! refused with `REFUSED_STREAM`), a header list of at most [`doh::MAX_HEAD`] octets, the
 //! preface within `read_timeout`, a POST body within `read_timeout`, and the connection closed
 //! once idle for the (adaptive) idle timeout.
@@ -33,8 +33,11 @@ use hyper::{Request, Response};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::watch;
 
-use crate::server::doh::{self, Head};
-use crate::server::https::{self, Ctx};
+use crate::server::doh::{self, Ctx, Head};
+
+/// Concurrent HTTP/2 streams per connection (CoreDNS's DoH3 default is 256; Go's HTTP/2
+/// server allows 250).
+pub const MAX_STREAMS: u32 = 256;
 
 /// Bytes of replies held back while the connection still has requests to answer; past it,
 /// writes go out at once.
@@ -174,7 +177,7 @@ where
     let src = ctx.peer.src;
     let cork = io.cork.clone();
     let mut b = h2::server::Builder::new();
-    b.max_concurrent_streams(https::MAX_STREAMS)
+    b.max_concurrent_streams(MAX_STREAMS)
         .max_header_list_size(doh::MAX_HEAD as u32);
     let handshake = tokio::time::timeout(ctx.read_timeout, b.handshake::<_, Bytes>(io));
     let mut conn = tokio::select! {
@@ -192,13 +195,18 @@ where
         _ = ctx.state.closed() => return,
         _ = stop.changed() => return,
     };
-    let mut conns = Streams::new(ctx.clone());
+    let mut streams = Streams::new(ctx.clone());
     let mut pending: FuturesUnordered<Pending> = FuturesUnordered::new();
     let mut closed = std::pin::pin!(ctx.state.closed());
     let mut stopped = std::pin::pin!(stop.changed());
     let mut stopping = false;
     let mut timer = std::pin::pin!(tokio::time::sleep(idle));
     std::future::poll_fn(|cx| {
+        // Polls that another poll in the same round follows take a waker that does nothing:
+        // a reply sent in between would otherwise wake this very task, and the runtime would
+        // rouse an idle worker to run it. The round's last polls (connection, futures,
+        // signals, timer) register the real one before it sleeps.
+        let mut quiet = Context::from_waker(std::task::Waker::noop());
         loop {
             if !stopping
                 && (closed.as_mut().poll(cx).is_ready() || stopped.as_mut().poll(cx).is_ready())
@@ -211,10 +219,12 @@ where
             // Every request that has arrived, answered now where the fast path can; replies
             // held back.
             cork.store(true, Ordering::Relaxed);
+            let mut accepted = false;
             loop {
-                match conn.poll_accept(cx) {
+                match conn.poll_accept(&mut quiet) {
                     Poll::Ready(Some(Ok((req, respond)))) => {
-                        if let Some(fut) = conns.start(req, respond) {
+                        accepted = true;
+                        if let Some(fut) = streams.start(req, respond) {
                             pending.push(fut);
                         }
                     }
@@ -225,6 +235,10 @@ where
                     Poll::Ready(None) => return Poll::Ready(()),
                     Poll::Pending => break,
                 }
+            }
+            if accepted {
+                // Active now: one look at the clock for the burst.
+                ctx.touch();
             }
             let mut finished = false;
             while let Poll::Ready(Some(())) = pending.poll_next_unpin(cx) {
@@ -238,9 +252,10 @@ where
             cork.store(false, Ordering::Relaxed);
             match conn.poll_accept(cx) {
                 Poll::Ready(Some(Ok((req, respond)))) => {
-                    if let Some(fut) = conns.start(req, respond) {
+                    if let Some(fut) = streams.start(req, respond) {
                         pending.push(fut);
                     }
+                    ctx.touch();
                     continue;
                 }
                 Poll::Ready(Some(Err(e))) => {
@@ -292,8 +307,6 @@ impl Streams {
         req: Request<RecvStream>,
         mut respond: SendResponse<Bytes>,
     ) -> Option<Pending> {
-        let ctx = self.ctx.clone();
-        ctx.begin();
         let (parts, body) = req.into_parts();
         let content_length = parts
             .headers
@@ -307,53 +320,68 @@ impl Streams {
             parts.headers.get(CONTENT_TYPE).map(|v| v.as_bytes()),
             content_length,
         );
+        // A body that has arrived whole (as a POST's usually has, with its head) is taken now;
+        // the rest of one still arriving is read by a future.
+        let mut quiet = Context::from_waker(std::task::Waker::noop());
+        let mut body = body;
+        let mut read = Body::default();
         let reply = match head {
             Ok(Head::Get(wire)) => {
                 drop(body);
-                match doh::check_wire(&wire) {
-                    Ok(()) => match doh::answer_now(&ctx.router, &ctx.tracker, &wire, &ctx.peer) {
-                        Ok(reply) => reply,
-                        Err(fut) => return Some(self.later(fut, respond)),
-                    },
-                    Err(status) => Err(status),
+                doh::check_wire(&wire).map(|()| wire)
+            }
+            Ok(Head::Post) => match read.poll(&mut body, &mut quiet) {
+                Poll::Ready(r) => r.and_then(doh::check_body),
+                Poll::Pending => {
+                    let ctx = self.ctx.clone();
+                    return Some(self.later(
+                        async move {
+                            let bytes = read.finish(body, ctx.read_timeout).await?;
+                            let wire = doh::check_body(bytes)?;
+                            doh::answer(&ctx.router, &ctx.tracker, &wire, &ctx.peer).await
+                        },
+                        respond,
+                    ));
                 }
-            }
-            Ok(Head::Post) => {
-                return Some(self.later(
-                    async move {
-                        let bytes = read_body(body, ctx.read_timeout).await?;
-                        let wire = doh::check_body(bytes)?;
-                        doh::answer(&ctx.router, &ctx.tracker, &wire, &ctx.peer).await
-                    },
-                    respond,
-                ));
-            }
-            Err(status) if !body.is_end_stream() => {
-                // A refused request's body is read (up to DRAIN_MAX, within read_timeout)
-                // before the reply: a client still sending it would see its stream reset
-                // instead of the status.
-                let timeout = ctx.read_timeout;
-                return Some(self.later(
-                    async move {
-                        let _ = read_body(body, timeout).await;
-                        Err(status)
-                    },
-                    respond,
-                ));
+            },
+            // A refused request's body is read (up to DRAIN_MAX, within read_timeout) before
+            // the reply: a client still sending it would see its stream reset instead of the
+            // status.
+            Err(status) => match read.poll(&mut body, &mut quiet) {
+                Poll::Ready(_) => Err(status),
+                Poll::Pending => {
+                    let timeout = self.ctx.read_timeout;
+                    return Some(self.later(
+                        async move {
+                            let _ = read.finish(body, timeout).await;
+                            Err(status)
+                        },
+                        respond,
+                    ));
+                }
+            },
+        };
+        let reply = match reply {
+            Ok(wire) => {
+                match doh::answer_now(&self.ctx.router, &self.ctx.tracker, &wire, &self.ctx.peer) {
+                    Ok(reply) => reply,
+                    Err(fut) => return Some(self.later(fut, respond)),
+                }
             }
             Err(status) => Err(status),
         };
         self.reply(&mut respond, reply);
-        ctx.end();
         None
     }
 
-    /// A request answered by a future polled in the connection's task.
+    /// A request answered by a future polled in the connection's task (in flight until then;
+    /// one answered at once never is).
     fn later<F>(&self, reply: F, mut respond: SendResponse<Bytes>) -> Pending
     where
         F: Future<Output = Result<Vec<u8>, u16>> + Send + 'static,
     {
         let ctx = self.ctx.clone();
+        ctx.begin();
         Box::pin(async move {
             let r = reply.await;
             Streams::new(ctx.clone()).reply(&mut respond, r);
@@ -381,7 +409,7 @@ impl Streams {
             }
             Err(status) => {
                 self.ctx.count(status);
-                (https::error_head(status), https::error_body(status))
+                (doh::error_head(status), doh::error_bytes(status))
             }
         };
         match respond.send_response(resp, body.is_empty()) {
@@ -412,33 +440,45 @@ fn cached<T: Copy + PartialEq>(
     }
 }
 
-/// A request body: 413 beyond [`doh::MAX_MESSAGE`] (after reading on up to
-/// [`https::DRAIN_MAX`]), 400 when it does not arrive within `timeout` or breaks off. What is
-/// read is given back to the connection's flow-control window.
-async fn read_body(mut body: RecvStream, timeout: Duration) -> Result<Vec<u8>, u16> {
-    let read = async {
-        let mut buf = Vec::new();
-        let mut seen = 0usize;
-        while let Some(data) = body.data().await {
-            let Ok(data) = data else {
-                return Err(doh::BAD_REQUEST);
-            };
-            let _ = body.flow_control().release_capacity(data.len());
-            seen += data.len();
-            if seen <= doh::MAX_MESSAGE {
-                buf.extend_from_slice(&data);
-            } else if seen > https::DRAIN_MAX {
-                return Err(doh::PAYLOAD_TOO_LARGE);
+/// A request body as read so far: 413 beyond [`doh::MAX_MESSAGE`] (after reading on up to
+/// [`doh::DRAIN_MAX`]), 400 when it breaks off or does not arrive within the read timeout.
+/// What is read is given back to the connection's flow-control window.
+#[derive(Default)]
+struct Body {
+    buf: Vec<u8>,
+    seen: usize,
+}
+
+impl Body {
+    /// Takes what has arrived: ready at the body's end (or its error), pending while more is
+    /// to come.
+    fn poll(&mut self, body: &mut RecvStream, cx: &mut Context<'_>) -> Poll<Result<Vec<u8>, u16>> {
+        loop {
+            match ready!(body.poll_data(cx)) {
+                Some(Ok(data)) => {
+                    let _ = body.flow_control().release_capacity(data.len());
+                    self.seen += data.len();
+                    if self.seen <= doh::MAX_MESSAGE {
+                        self.buf.extend_from_slice(&data);
+                    } else if self.seen > doh::DRAIN_MAX {
+                        return Poll::Ready(Err(doh::PAYLOAD_TOO_LARGE));
+                    }
+                }
+                Some(Err(_)) => return Poll::Ready(Err(doh::BAD_REQUEST)),
+                None if self.seen > doh::MAX_MESSAGE => {
+                    return Poll::Ready(Err(doh::PAYLOAD_TOO_LARGE));
+                }
+                None => return Poll::Ready(Ok(std::mem::take(&mut self.buf))),
             }
         }
-        if seen > doh::MAX_MESSAGE {
-            return Err(doh::PAYLOAD_TOO_LARGE);
-        }
-        Ok(buf)
-    };
-    tokio::time::timeout(timeout, read)
-        .await
-        .unwrap_or(Err(doh::BAD_REQUEST))
+    }
+
+    /// Reads the rest within `timeout`.
+    async fn finish(mut self, mut body: RecvStream, timeout: Duration) -> Result<Vec<u8>, u16> {
+        tokio::time::timeout(timeout, std::future::poll_fn(|cx| self.poll(&mut body, cx)))
+            .await
+            .unwrap_or(Err(doh::BAD_REQUEST))
+    }
 }
 
 #[cfg(test)]

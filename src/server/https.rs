@@ -11,7 +11,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -25,75 +24,18 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::watch;
 
 use crate::dns::request::Proto;
+use crate::server::conns::StreamLimits;
 use crate::server::conns::{ConnState, ConnTable};
-use crate::server::doh::{self, Head, Peer};
+use crate::server::doh::{self, Ctx, Head, Peer};
 use crate::server::http2;
 use crate::server::router::Router;
-use crate::server::tcp::StreamLimits;
 use crate::server::tracker::Tracker;
-
-/// Concurrent HTTP/2 streams per connection (CoreDNS's DoH3 default is 256; Go's HTTP/2
-/// server allows 250).
-pub const MAX_STREAMS: u32 = 256;
 
 /// ALPN protocols of an `https://` listener, as CoreDNS sets them.
 pub const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
 
 /// CoreDNS's `DefaultHTTPSMaxConnections`: connections open at once on an `https://` listener.
 pub const MAX_CONNECTIONS: usize = 200;
-
-/// What the requests of one connection share.
-pub struct Ctx {
-    pub router: Arc<ArcSwap<Router>>,
-    pub tracker: Arc<Tracker>,
-    pub peer: Peer,
-    pub read_timeout: Duration,
-    pub state: Arc<ConnState>,
-    pub table: Arc<ConnTable>,
-    /// Requests being served on this connection.
-    in_flight: AtomicUsize,
-    /// `coredns_dns_https_responses_total{server,status="200"}`, looked up once.
-    ok: prometheus::IntCounter,
-}
-
-impl Ctx {
-    /// A request's head arrived.
-    pub fn begin(&self) {
-        if self.in_flight.fetch_add(1, Ordering::AcqRel) == 0 {
-            self.state.active(&self.table);
-        }
-        self.state.query_started();
-    }
-
-    /// Its reply is queued.
-    pub fn end(&self) {
-        self.state.query_done();
-        if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.state.active(&self.table);
-            self.state.wait();
-        }
-    }
-
-    /// No request in flight.
-    pub fn idle(&self) -> bool {
-        self.in_flight.load(Ordering::Acquire) == 0
-    }
-
-    pub fn count_ok(&self) {
-        self.ok.inc();
-    }
-
-    /// Counts a reply by its status.
-    pub fn count(&self, status: u16) {
-        if status == 200 {
-            return self.count_ok();
-        }
-        let server = &self.router.load().server;
-        crate::metrics::HTTPS_RESPONSES
-            .with_label_values(&[server.as_ref(), doh::status_label(status)])
-            .inc();
-    }
-}
 
 /// The HTTP/2 connection preface (RFC 9113 §3.4).
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -137,22 +79,18 @@ pub async fn serve_conn<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let ok = crate::metrics::HTTPS_RESPONSES
-        .with_label_values(&[router.load().server.as_ref(), doh::status_label(200)]);
-    let ctx = Arc::new(Ctx {
+    let ctx = Arc::new(Ctx::new(
         router,
         tracker,
-        peer: Peer {
+        Peer {
             src,
             local,
             proto: Proto::Https,
         },
-        read_timeout: limits.read_timeout,
-        state: state.clone(),
-        table: table.clone(),
-        in_flight: AtomicUsize::new(0),
-        ok,
-    });
+        limits.read_timeout,
+        state.clone(),
+        table.clone(),
+    ));
     state.active(&table);
     state.wait();
     let (h2, head) = if h2 {
@@ -258,24 +196,7 @@ async fn handle(req: Request<Incoming>, ctx: &Ctx) -> Response<Full<Bytes>> {
 
 /// An error reply as Go's `http.Error` writes CoreDNS's.
 pub fn error_response(status: u16) -> Response<Full<Bytes>> {
-    error_head(status).map(|()| Full::new(error_body(status)))
-}
-
-/// An error reply's head.
-pub fn error_head(status: u16) -> Response<()> {
-    let mut b = Response::builder()
-        .status(status)
-        .header(CONTENT_TYPE, "text/plain; charset=utf-8")
-        .header("x-content-type-options", "nosniff");
-    if status == doh::METHOD_NOT_ALLOWED {
-        b = b.header(hyper::header::ALLOW, "GET, POST");
-    }
-    b.body(()).unwrap_or_default()
-}
-
-/// An error reply's body.
-pub fn error_body(status: u16) -> Bytes {
-    Bytes::from_static(doh::error_body(status).as_bytes())
+    doh::error_head(status).map(|()| Full::new(doh::error_bytes(status)))
 }
 
 /// The DNS reply to a request, or the HTTP status to answer with.
@@ -318,11 +239,7 @@ async fn dns_reply(req: Request<Incoming>, ctx: &Ctx) -> Result<Vec<u8>, u16> {
     doh::answer(&ctx.router, &ctx.tracker, &wire, &ctx.peer).await
 }
 
-/// How much of a refused or oversized request body is read and thrown away so the client sees
-/// the status rather than a reset.
-pub const DRAIN_MAX: usize = 256 * 1024;
-
-/// A request body: 413 beyond [`doh::MAX_MESSAGE`] (after reading on up to [`DRAIN_MAX`]), 400
+/// A request body: 413 beyond [`doh::MAX_MESSAGE`] (after reading on up to [`doh::DRAIN_MAX`]), 400
 /// when it does not arrive within `timeout` or breaks off.
 async fn read_body(mut body: Incoming, timeout: Duration) -> Result<Vec<u8>, u16> {
     let read = async {
@@ -338,7 +255,7 @@ async fn read_body(mut body: Incoming, timeout: Duration) -> Result<Vec<u8>, u16
             seen += data.len();
             if seen <= doh::MAX_MESSAGE {
                 buf.extend_from_slice(data);
-            } else if seen > DRAIN_MAX {
+            } else if seen > doh::DRAIN_MAX {
                 return Err(doh::PAYLOAD_TOO_LARGE);
             }
         }

@@ -15,10 +15,11 @@ use tokio::task::JoinHandle;
 use crate::corefile::{self, Corefile, Scheme};
 use crate::plugin::StartupCtx;
 use crate::server::build::{self, Config, ConfigError, ListenerKey};
+use crate::server::conns::StreamLimits;
 use crate::server::ops::{Ops, ReadyFn};
 use crate::server::quic;
 use crate::server::router::Router;
-use crate::server::tcp::{self, StreamLimits};
+use crate::server::tcp;
 use crate::server::tracker::Tracker;
 use crate::server::udp;
 
@@ -211,7 +212,7 @@ impl Server {
                     // CoreDNS's DefaultHTTPSMaxConnections.
                     Scheme::Https => (
                         tcp::Kind::Https,
-                        tcp::StreamLimits {
+                        StreamLimits {
                             max_connections: self
                                 .limits
                                 .max_connections

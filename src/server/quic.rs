@@ -30,10 +30,10 @@ use tokio::sync::{Semaphore, watch};
 use crate::dns::request::Proto;
 use crate::dns::{cookie, wire};
 use crate::plugin::quic::DEFAULT_MAX_CONNECTIONS;
+use crate::server::conns::StreamLimits;
 use crate::server::conns::{Admit, ConnState, ConnTable};
 use crate::server::query::{self, Prepared, Reply};
 use crate::server::router::Router;
-use crate::server::tcp::StreamLimits;
 use crate::server::tracker::Tracker;
 
 /// The ALPN token of DoQ (RFC 9250 §4.1.1).
