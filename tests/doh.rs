@@ -658,6 +658,87 @@ fn http2_streams_are_bounded() {
     }
 }
 
+#[test]
+fn http2_rapid_reset_costs_only_that_connection() {
+    // CVE-2023-44487's pattern: streams opened and cancelled at once, thousands in a row. The
+    // server may answer some, refuse others or end the connection with GOAWAY; it must not
+    // stall, and another client is answered meanwhile.
+    let ex = plain_server();
+    let addr = ex.addr("https://");
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(H2_PREFACE).unwrap();
+    s.write_all(&frame(4, 0, 0, &[])).unwrap();
+    let get = hpack(&[
+        (":method", "GET"),
+        (":scheme", "http"),
+        (
+            ":path",
+            &format!(
+                "/dns-query?dns={}",
+                b64(&wire("www.example.org", RecordType::A))
+            ),
+        ),
+        (":authority", "x"),
+    ]);
+    let mut burst = Vec::new();
+    for i in 0..5000u32 {
+        burst.extend(frame(1, 0x5, 2 * i + 1, &get));
+        burst.extend(frame(3, 0, 2 * i + 1, &8u32.to_be_bytes())); // RST_STREAM CANCEL
+    }
+    // The server may close the connection part way (GOAWAY): a failed write is an answer too.
+    let _ = s.write_all(&burst);
+    answered(addr);
+    // Whatever it sent, the connection ends in a GOAWAY or keeps serving.
+    let mut reader = s.try_clone().unwrap();
+    let probe = hpack(&[
+        (":method", "GET"),
+        (":scheme", "http"),
+        (
+            ":path",
+            &format!(
+                "/dns-query?dns={}",
+                b64(&wire("www.example.org", RecordType::A))
+            ),
+        ),
+        (":authority", "x"),
+    ]);
+    let _ = s.write_all(&frame(1, 0x5, 10_001, &probe));
+    loop {
+        let mut h = [0u8; 9];
+        match reader.read_exact(&mut h) {
+            Ok(()) => {}
+            Err(e) => {
+                // Closed is fine; still open and silent is a stall.
+                assert!(
+                    !matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ),
+                    "the connection stalled: {e}"
+                );
+                break;
+            }
+        }
+        let n = u32::from_be_bytes([0, h[0], h[1], h[2]]) as usize;
+        let mut p = vec![0u8; n];
+        if reader.read_exact(&mut p).is_err() {
+            break;
+        }
+        let stream = u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff;
+        match (h[3], stream) {
+            (7, _) => break, // GOAWAY
+            (1, 10_001) => {
+                assert_eq!(p.first(), Some(&0x88), ":status 200 (HPACK index 8)");
+                break;
+            }
+            _ => continue,
+        }
+    }
+    answered(addr);
+}
+
 // ---- many requests on one HTTP/2 connection (the h2 crate's client) ----
 
 /// An h2c connection to `addr` driven by `rt`, and requests queued on it before it is first
