@@ -168,8 +168,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Corked<S> {
 type Pending = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Serves one HTTP/2 connection (its preface may be in `io`'s read-ahead) until the client
-/// closes it, it idles out, the table sheds it or `stop` fires (requests in flight are
-/// answered first).
+/// closes it, it idles out (`idle`, shortened as the listener fills), the table sheds it or
+/// `stop` fires (requests in flight are answered first).
 pub async fn serve<S>(io: Corked<S>, ctx: Arc<Ctx>, idle: Duration, mut stop: watch::Receiver<bool>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -200,7 +200,7 @@ where
     let mut closed = std::pin::pin!(ctx.state.closed());
     let mut stopped = std::pin::pin!(stop.changed());
     let mut stopping = false;
-    let mut timer = std::pin::pin!(tokio::time::sleep(idle));
+    let mut timer = std::pin::pin!(tokio::time::sleep(ctx.table.idle_timeout(idle)));
     std::future::poll_fn(|cx| {
         // Polls that another poll in the same round follows take a waker that does nothing:
         // a reply sent in between would otherwise wake this very task, and the runtime would

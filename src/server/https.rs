@@ -109,9 +109,8 @@ pub async fn serve_conn<S>(
         }
     };
     let stream = http2::Corked::new(stream, head);
-    let idle = table.idle_timeout(limits.idle_timeout);
     if h2 {
-        return http2::serve(stream, ctx, idle, stop).await;
+        return http2::serve(stream, ctx, limits.idle_timeout, stop).await;
     }
     serve_http1(stream, ctx, limits, stop).await
 }
