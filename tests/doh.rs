@@ -578,6 +578,22 @@ fn hpack(fields: &[(&str, &str)]) -> Vec<u8> {
     b
 }
 
+/// The header block of `GET /dns-query?dns=…` for `www.example.org` A (h2c).
+fn hpack_get() -> Vec<u8> {
+    hpack(&[
+        (":method", "GET"),
+        (":scheme", "http"),
+        (
+            ":path",
+            &format!(
+                "/dns-query?dns={}",
+                b64(&wire("www.example.org", RecordType::A))
+            ),
+        ),
+        (":authority", "x"),
+    ])
+}
+
 #[test]
 fn http2_streams_are_bounded() {
     let ex = plain_server();
@@ -636,18 +652,7 @@ fn http2_streams_are_bounded() {
             bad_requests += 1;
         }
     }
-    let get = hpack(&[
-        (":method", "GET"),
-        (":scheme", "http"),
-        (
-            ":path",
-            &format!(
-                "/dns-query?dns={}",
-                b64(&wire("www.example.org", RecordType::A))
-            ),
-        ),
-        (":authority", "x"),
-    ]);
+    let get = hpack_get();
     s.write_all(&frame(1, 0x5, 601, &get)).unwrap();
     loop {
         let (ty, _, stream, p) = read_frame(&mut s).expect("reply to the GET");
@@ -670,18 +675,7 @@ fn http2_rapid_reset_costs_only_that_connection() {
     s.set_write_timeout(Some(Duration::from_secs(20))).unwrap();
     s.write_all(H2_PREFACE).unwrap();
     s.write_all(&frame(4, 0, 0, &[])).unwrap();
-    let get = hpack(&[
-        (":method", "GET"),
-        (":scheme", "http"),
-        (
-            ":path",
-            &format!(
-                "/dns-query?dns={}",
-                b64(&wire("www.example.org", RecordType::A))
-            ),
-        ),
-        (":authority", "x"),
-    ]);
+    let get = hpack_get();
     let mut burst = Vec::new();
     for i in 0..5000u32 {
         burst.extend(frame(1, 0x5, 2 * i + 1, &get));
@@ -692,18 +686,7 @@ fn http2_rapid_reset_costs_only_that_connection() {
     answered(addr);
     // Whatever it sent, the connection ends in a GOAWAY or keeps serving.
     let mut reader = s.try_clone().unwrap();
-    let probe = hpack(&[
-        (":method", "GET"),
-        (":scheme", "http"),
-        (
-            ":path",
-            &format!(
-                "/dns-query?dns={}",
-                b64(&wire("www.example.org", RecordType::A))
-            ),
-        ),
-        (":authority", "x"),
-    ]);
+    let probe = hpack_get();
     let _ = s.write_all(&frame(1, 0x5, 10_001, &probe));
     loop {
         let mut h = [0u8; 9];

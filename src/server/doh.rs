@@ -21,7 +21,7 @@ use base64::Engine;
 use bytes::Bytes;
 use hickory_proto::op::Message;
 use hyper::Response;
-use hyper::header::CONTENT_TYPE;
+use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE};
 
 use crate::dns::request::Proto;
 use crate::dns::wire;
@@ -107,6 +107,26 @@ pub fn head(
         }
         _ => Err(METHOD_NOT_ALLOWED),
     }
+}
+
+/// [`head`] of an HTTP request (any version): its method, URI, `Content-Type` and
+/// `Content-Length`.
+pub fn request_head(
+    method: &hyper::Method,
+    uri: &hyper::Uri,
+    headers: &hyper::HeaderMap,
+) -> Result<Head, u16> {
+    let content_length = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    head(
+        method.as_str(),
+        uri.path(),
+        uri.query(),
+        headers.get(CONTENT_TYPE).map(|v| v.as_bytes()),
+        content_length,
+    )
 }
 
 /// A POST body, read to its end (or to one octet past [`MAX_MESSAGE`]).

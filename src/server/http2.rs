@@ -308,18 +308,7 @@ impl Streams {
         mut respond: SendResponse<Bytes>,
     ) -> Option<Pending> {
         let (parts, body) = req.into_parts();
-        let content_length = parts
-            .headers
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        let head = doh::head(
-            parts.method.as_str(),
-            parts.uri.path(),
-            parts.uri.query(),
-            parts.headers.get(CONTENT_TYPE).map(|v| v.as_bytes()),
-            content_length,
-        );
+        let head = doh::request_head(&parts.method, &parts.uri, &parts.headers);
         // A body that has arrived whole (as a POST's usually has, with its head) is taken now;
         // the rest of one still arriving is read by a future.
         let mut quiet = Context::from_waker(std::task::Waker::noop());

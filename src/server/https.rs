@@ -200,19 +200,8 @@ pub fn error_response(status: u16) -> Response<Full<Bytes>> {
 
 /// The DNS reply to a request, or the HTTP status to answer with.
 async fn dns_reply(req: Request<Incoming>, ctx: &Ctx) -> Result<Vec<u8>, u16> {
-    let content_length = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
     let (parts, body) = req.into_parts();
-    let head = doh::head(
-        parts.method.as_str(),
-        parts.uri.path(),
-        parts.uri.query(),
-        parts.headers.get(CONTENT_TYPE).map(|v| v.as_bytes()),
-        content_length,
-    );
+    let head = doh::request_head(&parts.method, &parts.uri, &parts.headers);
     let head = match head {
         Ok(h) => h,
         Err(status) => {
