@@ -1136,10 +1136,11 @@ fn startup_checks() {
 
 // ---- `https` and `https3` limits ----
 
-/// An `https://` block without TLS, with `/metrics` and `extra` lines.
+/// An `https://` block without TLS, with `/metrics` and `extra` lines. A long idle timeout:
+/// at the cap it shrinks to a tenth, and idle connections must not go on their own.
 fn limits_corefile(extra: &str) -> String {
     format!(
-        "https://example.org:0 {{\n  prometheus 127.0.0.1:0\n{extra}  hosts {{\n    192.0.2.20 www.example.org\n  }}\n}}\n"
+        "https://example.org:0 {{\n  prometheus 127.0.0.1:0\n  timeouts {{\n    idle 10m\n  }}\n{extra}  hosts {{\n    192.0.2.20 www.example.org\n  }}\n}}\n"
     )
 }
 
