@@ -104,6 +104,34 @@ fn check_rejects_with_file_line_and_coredns_wording() {
             "plugin/quic: Corefile:3 - Error during parsing: max_streams must be a positive integer: 0",
         ),
         (
+            "https://.:443 {\n  https {\n    max_connections -1\n  }\n  whoami\n}\n",
+            "plugin/https: Corefile:3 - Error during parsing: max_connections must be a non-negative integer: -1",
+        ),
+        (
+            "https://.:443 {\n  https {\n    max_connections abc\n  }\n  whoami\n}\n",
+            "plugin/https: Corefile:3 - Error during parsing: invalid max_connections value 'abc': strconv.Atoi: parsing \"abc\": invalid syntax",
+        ),
+        (
+            "https://.:443 {\n  https {\n    max_connections 1\n  }\n  https {\n    max_connections 2\n  }\n  whoami\n}\n",
+            "plugin/https: Corefile:6 - Error during parsing: max_connections already defined for this server block",
+        ),
+        (
+            "https://.:443 {\n  https extra\n  whoami\n}\n",
+            "plugin/https: Corefile:2 - Error during parsing: Wrong argument count or unexpected line ending after 'extra'",
+        ),
+        (
+            "https3://.:443 {\n  https3 {\n    max_streams\n  }\n  whoami\n}\n",
+            "plugin/https3: Corefile:3 - Error during parsing: Wrong argument count or unexpected line ending after 'max_streams'",
+        ),
+        (
+            "https3://.:443 {\n  https3 {\n    max_connections -2\n  }\n  whoami\n}\n",
+            "plugin/https3: Corefile:3 - Error during parsing: max_connections must be a non-negative integer: -2",
+        ),
+        (
+            "https3://.:443 {\n  https3 {\n    x 1\n  }\n  whoami\n}\n",
+            "plugin/https3: Corefile:3 - Error during parsing: unknown property 'x'",
+        ),
+        (
             ".:53 {\n  whoami extra\n}\n",
             "plugin/whoami: Corefile:2 - Error during parsing: Wrong argument count or unexpected line ending after 'extra'",
         ),

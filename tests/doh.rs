@@ -1076,27 +1076,7 @@ fn doh3_with_dnspython_and_aioquic() {
             })
         })
         .collect();
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/support/py/doh3_client.py"
-    );
-    let mut child = std::process::Command::new("python3")
-        .args([script, &port.to_string(), &ca.display().to_string(), NAME])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(serde_json::to_string(&input).unwrap().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "doh3 client failed: {stderr}");
-    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let got = doh3_client(port, &ca, &input, &[]);
     // The stream limit is QUIC's stream credit: a client cannot open more than 256 at once.
     assert_eq!(got["max_streams_bidi"], 256);
     let got = got["results"].as_array().unwrap();
@@ -1148,11 +1128,49 @@ fn doh3_with_dnspython_and_aioquic() {
     );
 }
 
+/// Runs tests/support/py/doh3_client.py (one QUIC connection to `port`, the requests of `input`;
+/// `args` after the fixed ones) and returns what it printed.
+fn doh3_client(
+    port: u16,
+    ca: &Path,
+    input: &[serde_json::Value],
+    args: &[&str],
+) -> serde_json::Value {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/support/py/doh3_client.py"
+    );
+    let mut child = std::process::Command::new("python3")
+        .args([script, &port.to_string(), &ca.display().to_string(), NAME])
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(serde_json::to_string(input).unwrap().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "doh3 client failed: {stderr}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// Start-up: which keys need `tls`, and the schemes still refused.
 #[test]
 fn startup_checks() {
     let cases: &[(&str, i32, &str)] = &[
         ("https://.:0 {\n  whoami\n}\n", 0, ""),
+        // As CoreDNS: the options of other schemes are kept in the block's config, unused.
+        (
+            ".:0 {\n  https {\n    max_connections 5\n  }\n  https3 {\n    max_streams 1\n  }\n  whoami\n}\n",
+            0,
+            "",
+        ),
         (
             "https3://.:0 {\n  whoami\n}\n",
             1,
@@ -1178,4 +1196,149 @@ fn startup_checks() {
         assert_eq!(out.status.code(), Some(*want_code), "{corefile}: {text}");
         assert!(text.contains(want), "{corefile}: {text}");
     }
+}
+
+// ---- `https` and `https3` limits ----
+
+/// An `https://` block without TLS, with `/metrics` and `extra` lines. A long idle timeout:
+/// at the cap it shrinks to a tenth, and idle connections must not go on their own.
+fn limits_corefile(extra: &str) -> String {
+    format!(
+        "https://example.org:0 {{\n  prometheus 127.0.0.1:0\n  timeouts {{\n    idle 10m\n  }}\n{extra}  hosts {{\n    192.0.2.20 www.example.org\n  }}\n}}\n"
+    )
+}
+
+/// `exdns_tcp_connections_shed_total` of the `https://` listener, every reason.
+fn shed_total(ex: &Exdns) -> u64 {
+    let (_, _, metrics) = support::http_get(ex.http_addr("127.0.0.1:0"), "/metrics");
+    metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("exdns_tcp_connections_shed_total{")
+                && l.contains("server=\"https://:0\"")
+        })
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum()
+}
+
+/// Two idle connections, then a query on a third: answered, and how many idle connections the
+/// listener closed to admit it.
+fn two_idle_then_a_query(ex: &Exdns) -> u64 {
+    let addr = ex.addr("https://");
+    let before = shed_total(ex);
+    // Accepted in order (one listening socket): both are in the table before the third.
+    let _a = TcpStream::connect(addr).unwrap();
+    let _b = TcpStream::connect(addr).unwrap();
+    answered(addr);
+    shed_total(ex) - before
+}
+
+/// `https { max_connections N }` caps the connections of an `https://` listener (CoreDNS's
+/// `DefaultHTTPSMaxConnections` 200 without it, 0: the TCP listener's own cap). At the cap a
+/// newcomer is admitted by closing the longest-idle connection (the connection table's policy).
+#[test]
+fn https_max_connections() {
+    let cases: &[(&str, u64)] = &[
+        ("", 0),
+        ("  https\n", 0),
+        ("  https {\n    max_connections 2\n  }\n", 1),
+        ("  https {\n    max_connections 3\n  }\n", 0),
+        ("  https {\n    max_connections 0\n  }\n", 0),
+    ];
+    for (extra, shed) in cases {
+        let ex = Exdns::start(&limits_corefile(extra));
+        assert_eq!(two_idle_then_a_query(&ex), *shed, "{extra:?}");
+        answered(ex.addr("https://"));
+    }
+}
+
+/// A reload that sets `https { max_connections }` applies to the next connections of the same
+/// listener.
+#[test]
+fn https_max_connections_after_a_reload() {
+    let ex = Exdns::start(&limits_corefile(""));
+    ex.replace(
+        "Corefile",
+        &limits_corefile("  https {\n    max_connections 2\n  }\n"),
+    );
+    ex.signal(libc::SIGUSR1);
+    assert!(
+        ex.wait_for_line("Running configuration SHA512", support::fwd::POLL),
+        "{}",
+        ex.output()
+    );
+    assert_eq!(two_idle_then_a_query(&ex), 1, "{}", ex.output());
+}
+
+/// An `https3://` block with the DER-strict test certificates and `extra` lines.
+fn h3_corefile(certs: &Path, extra: &str) -> String {
+    format!(
+        "https3://example.org:0 {{\n  tls {} {}\n{extra}  hosts {{\n    192.0.2.20 www.example.org\n  }}\n}}\n",
+        certs.join("cert.pem").display(),
+        certs.join("key.pem").display()
+    )
+}
+
+/// One GET on one QUIC connection and, while it is open, a second connection: the stream
+/// credit the server advertised and what the second connection got ("ok" or the QUIC error
+/// code of the server's close).
+fn h3_limits(ex: &Exdns, ca: &Path) -> (serde_json::Value, serde_json::Value) {
+    let get = serde_json::json!({
+        "method": "GET",
+        "path": format!("/dns-query?dns={}", b64(&wire("www.example.org", RecordType::A))),
+        "ctype": "",
+        "body": "",
+    });
+    let got = doh3_client(ex.addr("https3://").port(), ca, &[get], &["second"]);
+    assert_eq!(got["results"][0]["status"], 200, "{got}");
+    (got["max_streams_bidi"].clone(), got["second"].clone())
+}
+
+/// `https3 { max_streams N; max_connections N }`: the stream credit each QUIC connection gets
+/// (256 without it, 0: quinn's default, 100) and the connections open at once (200 without it,
+/// 0: no limit); a connection beyond the limit is refused (QUIC CONNECTION_REFUSED, 0x2). A
+/// reload applies new values to the next connections of the same listener.
+#[test]
+fn https3_max_streams_and_max_connections() {
+    if !require("python3") {
+        return;
+    }
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, _, _) = der_strict_certs(certs.path());
+    let refused = serde_json::json!(2);
+    let ok = serde_json::json!("ok");
+    let cases: &[(&str, u64, &serde_json::Value)] = &[
+        ("", 256, &ok),
+        ("  https3 {\n    max_streams 2\n  }\n", 2, &ok),
+        ("  https3 {\n    max_streams 0\n  }\n", 100, &ok),
+        ("  https3 {\n    max_connections 1\n  }\n", 256, &refused),
+        ("  https3 {\n    max_connections 2\n  }\n", 256, &ok),
+        ("  https3 {\n    max_connections 0\n  }\n", 256, &ok),
+    ];
+    for (extra, streams, second) in cases {
+        let ex = Exdns::start(&h3_corefile(certs.path(), extra));
+        let (got_streams, got_second) = h3_limits(&ex, &ca);
+        assert_eq!(got_streams, *streams, "{extra:?}");
+        assert_eq!(got_second, **second, "{extra:?}");
+    }
+    // Reload: from one connection with 2 streams to 3 streams and no connection limit.
+    let ex = Exdns::start(&h3_corefile(
+        certs.path(),
+        "  https3 {\n    max_streams 2\n    max_connections 1\n  }\n",
+    ));
+    assert_eq!(h3_limits(&ex, &ca), (serde_json::json!(2), refused.clone()));
+    ex.replace(
+        "Corefile",
+        &h3_corefile(
+            certs.path(),
+            "  https3 {\n    max_streams 3\n    max_connections 0\n  }\n",
+        ),
+    );
+    ex.signal(libc::SIGUSR1);
+    assert!(
+        ex.wait_for_line("Running configuration SHA512", support::fwd::POLL),
+        "{}",
+        ex.output()
+    );
+    assert_eq!(h3_limits(&ex, &ca), (serde_json::json!(3), ok.clone()));
 }

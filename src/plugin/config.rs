@@ -54,6 +54,10 @@ pub struct BlockConfig {
     pub proxyproto: Option<Arc<crate::plugin::proxyproto::ProxyProto>>,
     /// `quic { max_streams; worker_pool_size }`: the block's `quic://` listeners' limits.
     pub quic: crate::plugin::quic::QuicOptions,
+    /// `https { max_connections }`: the block's `https://` listeners' connection cap.
+    pub https: crate::plugin::https::HttpsOptions,
+    /// `https3 { max_streams; max_connections }`: the block's `https3://` listeners' limits.
+    pub https3: crate::plugin::https3::Https3Options,
 }
 
 /// `timeouts { read; write; idle; maxtcpqueries }`: what a block sets of its listeners' stream

@@ -33,6 +33,8 @@ pub mod header;
 pub mod health;
 pub mod hosts;
 pub mod http;
+pub mod https;
+pub mod https3;
 pub mod k8s_gateway;
 pub mod loadbalance;
 pub mod local;
@@ -237,6 +239,18 @@ pub static DIRECTIVES: &[DirectiveDef] = &[
         name: "quic",
         setup: quic::setup,
         once: true,
+    },
+    // CoreDNS's plugin.cfg: quic, grpc_server, https, https3 (exdns has no gRPC server).
+    DirectiveDef {
+        name: "https",
+        setup: https::setup,
+        // The setup reports a second `max_connections` with CoreDNS's words.
+        once: false,
+    },
+    DirectiveDef {
+        name: "https3",
+        setup: https3::setup,
+        once: false,
     },
     DirectiveDef {
         name: "tls",

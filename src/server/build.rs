@@ -237,6 +237,8 @@ pub fn build(cf: &Corefile) -> Result<Config, ConfigError> {
                     r.num_sockets = block.config.num_sockets;
                     // CoreDNS's `quic`: the first block of the listener sets its limits.
                     r.quic = block.config.quic;
+                    r.https = block.config.https;
+                    r.https3 = block.config.https3;
                     r
                 });
                 if router.tls.is_none() {

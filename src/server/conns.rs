@@ -186,7 +186,9 @@ struct Inner {
 /// The connections of one listener.
 pub struct ConnTable {
     server: Arc<str>,
-    max: usize,
+    /// The cap; a reload may change it ([`ConnTable::set_max`]).
+    max: AtomicUsize,
+    /// Connections from one address, at most the cap.
     per_source: usize,
     epoch: Instant,
     inner: Mutex<Inner>,
@@ -199,11 +201,22 @@ impl ConnTable {
         init_metrics();
         Arc::new(ConnTable {
             server,
-            max: max.max(1),
-            per_source: per_source.clamp(1, max.max(1)),
+            max: AtomicUsize::new(max.max(1)),
+            per_source: per_source.max(1),
             epoch: Instant::now(),
             inner: Mutex::new(Inner::default()),
         })
+    }
+
+    /// The cap now.
+    fn max(&self) -> usize {
+        self.max.load(Ordering::Relaxed)
+    }
+
+    /// Changes the cap for the connections admitted from now on (a reload changed it): open
+    /// connections beyond a lower cap stay until they close or are shed for a newcomer.
+    pub fn set_max(&self, max: usize) {
+        self.max.store(max.max(1), Ordering::Relaxed);
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -226,12 +239,13 @@ impl ConnTable {
     /// Admits a new connection from `ip`, closing idle ones to make room (see the module).
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Admit {
         let mut inner = self.lock();
-        if inner.per_ip.get(&ip).copied().unwrap_or(0) >= self.per_source {
+        let max = self.max();
+        if inner.per_ip.get(&ip).copied().unwrap_or(0) >= self.per_source.min(max) {
             if !self.shed_locked(&mut inner, Some(ip), "source") {
                 REFUSED.with_label_values(&[&self.server, "source"]).inc();
                 return Admit::No;
             }
-        } else if inner.conns.len() >= self.max && !self.shed_locked(&mut inner, None, "cap") {
+        } else if inner.conns.len() >= max && !self.shed_locked(&mut inner, None, "cap") {
             REFUSED.with_label_values(&[&self.server, "cap"]).inc();
             return Admit::No;
         }
@@ -246,7 +260,7 @@ impl ConnTable {
         });
         inner.conns.insert(state.id, state.clone());
         *inner.per_ip.entry(ip).or_insert(0) += 1;
-        if inner.conns.len() > self.max / 2 {
+        if inner.conns.len() > max / 2 {
             inner.flooded = true;
         }
         Admit::Yes(Slot {
@@ -285,7 +299,7 @@ impl ConnTable {
         Self::remove_locked(&mut inner, state);
         // A flood is over (an eighth of the cap left): give the closed connections' buffers
         // back to the system, a moment later, off the listener's tasks.
-        if inner.flooded && inner.conns.len() <= self.max / 8 {
+        if inner.flooded && inner.conns.len() <= self.max() / 8 {
             inner.flooded = false;
             std::thread::spawn(|| {
                 std::thread::sleep(Duration::from_secs(1));
@@ -317,7 +331,7 @@ impl ConnTable {
     /// How long a connection may wait for its next message now: `idle` up to half the cap,
     /// then shrinking linearly to a tenth of it at the cap.
     pub fn idle_timeout(&self, idle: Duration) -> Duration {
-        scaled_idle(idle, self.len(), self.max)
+        scaled_idle(idle, self.len(), self.max())
     }
 }
 
@@ -461,6 +475,27 @@ mod tests {
                 assert_eq!(refused(&server, c.reason), refused_n, "{}", c.what);
             }
         }
+    }
+
+    /// A reload's new cap (`https { max_connections }`) counts for the next admissions, and
+    /// the per-source limit follows it.
+    #[test]
+    fn the_cap_changes_for_new_connections() {
+        let server = "https://:20101";
+        let table = ConnTable::new(Arc::from(server), 2, 128);
+        let _a = yes(table.admit(ip(1)));
+        let _b = yes(table.admit(ip(1)));
+        table.set_max(3);
+        let _c = yes(table.admit(ip(1)));
+        assert_eq!(table.len(), 3);
+        assert_eq!(shed(server, "source") + shed(server, "cap"), 0);
+        // Lower than what is open: nobody is closed until a newcomer needs a place.
+        table.set_max(1);
+        assert_eq!(table.len(), 3);
+        let _d = yes(table.admit(ip(2)));
+        assert_eq!(shed(server, "cap"), 1);
+        let _e = yes(table.admit(ip(1)));
+        assert_eq!(shed(server, "source"), 1);
     }
 
     #[test]

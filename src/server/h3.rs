@@ -2,19 +2,22 @@
 //! one UDP socket, HTTP/3 (the `h3` crate), ALPN `h3`, and the same RFC 8484 rules, statuses and
 //! `max-age` as the HTTP/2 server ([`crate::server::doh`]).
 //!
-//! Limits, as CoreDNS's `server_https3.go`: at most [`MAX_CONNECTIONS`] QUIC connections (more
-//! are refused), [`MAX_STREAMS`] concurrent request streams per connection, request heads of at
-//! most [`doh::MAX_HEAD`] octets; the QUIC idle timeout is the listener's idle timeout, and a
-//! request's head and body must arrive within its read timeout.
+//! Limits, as CoreDNS's `server_https3.go`, from the listener's `https3 { max_streams;
+//! max_connections }` ([`crate::plugin::https3`]): at most `max_connections` QUIC connections
+//! (more are refused; 0: no limit), `max_streams` concurrent request streams per connection
+//! (QUIC's stream credit; 0: quinn's default), request heads of at most [`doh::MAX_HEAD`]
+//! octets; the QUIC idle timeout is the listener's idle timeout, and a request's head and body
+//! must arrive within its read timeout. A reload's new limits apply to new connections.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::{Buf, Bytes};
 use hyper::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 
 use crate::dns::request::Proto;
 use crate::server::conns::StreamLimits;
@@ -22,19 +25,17 @@ use crate::server::doh::{self, Head, Peer};
 use crate::server::router::Router;
 use crate::server::tracker::Tracker;
 
-/// CoreDNS's `DefaultHTTPS3MaxStreams`: concurrent request streams per QUIC connection.
-pub const MAX_STREAMS: u32 = 256;
-/// CoreDNS's `DefaultHTTPSMaxConnections`, which its DoH3 server uses too.
-pub const MAX_CONNECTIONS: usize = 200;
 /// ALPN of an `https3://` listener.
 pub const ALPN: &[u8] = b"h3";
 
 type Stream = h3::server::RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>;
 
-/// The QUIC server configuration from the listener's TLS config (ALPN set by the build).
+/// The QUIC server configuration from the listener's TLS config (ALPN set by the build) and
+/// `https3 { max_streams }`.
 fn server_config(
     tls: &rustls::ServerConfig,
     limits: &StreamLimits,
+    max_streams: usize,
 ) -> Result<quinn::ServerConfig, String> {
     let mut tls = tls.clone();
     tls.alpn_protocols = vec![ALPN.to_vec()];
@@ -43,8 +44,13 @@ fn server_config(
         .map_err(|e| format!("TLS config unusable for QUIC: {e}"))?;
     let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     let mut transport = quinn::TransportConfig::default();
+    // 0: quinn's default credit.
+    if max_streams > 0 {
+        transport.max_concurrent_bidi_streams(
+            quinn::VarInt::from_u64(max_streams as u64).unwrap_or(quinn::VarInt::MAX),
+        );
+    }
     transport
-        .max_concurrent_bidi_streams(MAX_STREAMS.into())
         // The client's control and QPACK streams (and room for a few more).
         .max_concurrent_uni_streams(16u32.into())
         .max_idle_timeout(quinn::IdleTimeout::try_from(limits.idle_timeout).ok());
@@ -64,9 +70,13 @@ pub async fn serve(
         tracing::error!("https3 listener without TLS");
         return;
     };
-    let limits = limits.with(&router.load().timeouts);
-    let cfg = match server_config(&tls, &limits) {
-        Ok(c) => c,
+    let first = router.load_full();
+    let mut cfg = match server_config(
+        &tls,
+        &limits.with(&first.timeouts),
+        first.https3.max_streams(),
+    ) {
+        Ok(c) => Arc::new(c),
         Err(e) => {
             tracing::error!("https3 listener: {e}");
             return;
@@ -74,7 +84,7 @@ pub async fn serve(
     };
     let endpoint = match quinn::Endpoint::new(
         quinn::EndpointConfig::default(),
-        Some(cfg),
+        Some((*cfg).clone()),
         socket,
         Arc::new(quinn::TokioRuntime),
     ) {
@@ -87,8 +97,12 @@ pub async fn serve(
     let local = endpoint
         .local_addr()
         .unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
-    let conns = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let mut current_tls = tls;
+    // QUIC connections open now (`https3 { max_connections }`).
+    let open = Arc::new(AtomicUsize::new(0));
+    // What the server config was made from: a reload with a new certificate, new limits or
+    // new timeouts gives the next connections a new one (this one too: an incoming connection
+    // is accepted with the config given here, not the one the endpoint had when it arrived).
+    let mut current = first;
     loop {
         let incoming = tokio::select! {
             biased;
@@ -98,49 +112,76 @@ pub async fn serve(
                 None => break,
             },
         };
-        let Ok(permit) = conns.clone().try_acquire_owned() else {
+        let now = router.load_full();
+        if !Arc::ptr_eq(&now, &current) {
+            let changed = match (&now.tls, &current.tls) {
+                (Some(a), Some(b)) => !Arc::ptr_eq(a, b),
+                _ => true,
+            } || now.https3 != current.https3
+                || now.timeouts != current.timeouts;
+            if changed && let Some(tls) = &now.tls {
+                let limits = limits.with(&now.timeouts);
+                match server_config(tls, &limits, now.https3.max_streams()) {
+                    Ok(c) => {
+                        endpoint.set_server_config(Some(c.clone()));
+                        cfg = Arc::new(c);
+                    }
+                    Err(e) => tracing::error!("https3 listener: {e}"),
+                }
+            }
+            current = now;
+        }
+        let max = current.https3.max_connections();
+        let Some(permit) = Permit::take(&open, max) else {
             tracing::debug!(
-                "https3: {} connections open, refusing {}",
-                MAX_CONNECTIONS,
+                "https3: {max} connections open, refusing {}",
                 incoming.remote_address()
             );
             incoming.refuse();
             continue;
         };
-        // A reload that changed the certificate applies to the next connections.
-        let r = router.load();
-        let limits = limits.with(&r.timeouts);
-        if let Some(tls) = r.tls.as_ref()
-            && !Arc::ptr_eq(tls, &current_tls)
-        {
-            match server_config(tls, &limits) {
-                Ok(c) => {
-                    endpoint.set_server_config(Some(c));
-                    current_tls = tls.clone();
-                }
-                Err(e) => tracing::error!("https3 listener: {e}"),
-            }
-        }
-        drop(r);
+        let limits = limits.with(&current.timeouts);
         let router = router.clone();
         let tracker = tracker.clone();
+        let cfg = cfg.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            serve_conn(incoming, local, router, tracker, limits).await;
+            serve_conn(incoming, cfg, local, router, tracker, limits).await;
         });
     }
     endpoint.close(0u32.into(), b"shutting down");
 }
 
+/// A place among a listener's open QUIC connections, given back on drop.
+struct Permit(Arc<AtomicUsize>);
+
+impl Permit {
+    /// A place if fewer than `max` connections are open (0: no limit).
+    fn take(open: &Arc<AtomicUsize>, max: usize) -> Option<Permit> {
+        open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (max == 0 || n < max).then_some(n + 1)
+        })
+        .ok()?;
+        Some(Permit(open.clone()))
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 async fn serve_conn(
     incoming: quinn::Incoming,
+    cfg: Arc<quinn::ServerConfig>,
     local: SocketAddr,
     router: Arc<ArcSwap<Router>>,
     tracker: Arc<Tracker>,
     limits: StreamLimits,
 ) {
     let src = incoming.remote_address();
-    let connecting = match incoming.accept() {
+    let connecting = match incoming.accept_with(cfg) {
         Ok(c) => c,
         Err(e) => {
             tracing::debug!("https3 connection from {src}: {e}");

@@ -207,19 +207,11 @@ impl Server {
                         stop_rx.clone(),
                     )));
                 }
+                // An `https://` listener's cap is its `https { max_connections }` (the TCP
+                // listener applies it, and a reload's new value).
                 let (kind, limits) = match key.scheme {
                     Scheme::Tls => (tcp::Kind::Tls, self.limits),
-                    // CoreDNS's DefaultHTTPSMaxConnections.
-                    Scheme::Https => (
-                        tcp::Kind::Https,
-                        StreamLimits {
-                            max_connections: self
-                                .limits
-                                .max_connections
-                                .min(crate::server::https::MAX_CONNECTIONS),
-                            ..self.limits
-                        },
-                    ),
+                    Scheme::Https => (tcp::Kind::Https, self.limits),
                     _ => (tcp::Kind::Dns, self.limits),
                 };
                 for t in tcp_l {

@@ -55,6 +55,12 @@ pub struct Router {
     /// `quic`: the limits of a `quic://` listener, from the first block that binds it (as
     /// CoreDNS).
     pub quic: crate::plugin::quic::QuicOptions,
+    /// `https`: the connection cap of an `https://` listener, from the first block that binds
+    /// it (as CoreDNS).
+    pub https: crate::plugin::https::HttpsOptions,
+    /// `https3`: the limits of an `https3://` listener, from the first block that binds it (as
+    /// CoreDNS).
+    pub https3: crate::plugin::https3::Https3Options,
 }
 
 /// The plugins whose presence in any block of a listener opens it to classes other than IN
@@ -73,6 +79,8 @@ impl Router {
             num_sockets: None,
             proxyproto: None,
             quic: Default::default(),
+            https: Default::default(),
+            https3: Default::default(),
         }
     }
 

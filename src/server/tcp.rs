@@ -49,6 +49,21 @@ pub enum Kind {
     Https,
 }
 
+impl Kind {
+    /// The connection cap of a listener of this kind whose own TCP cap is `server_cap`: an
+    /// `https://` listener's is its `https { max_connections }` (default 200, as CoreDNS; 0:
+    /// `server_cap`).
+    fn cap(self, router: &Router, server_cap: usize) -> usize {
+        match self {
+            Kind::Https => match router.https.max_connections() {
+                0 => server_cap,
+                n => n,
+            },
+            Kind::Dns | Kind::Tls => server_cap,
+        }
+    }
+}
+
 /// Accepts connections until `stop` flips; then lets open connections finish their queries.
 pub async fn serve(
     listener: std::net::TcpListener,
@@ -66,11 +81,9 @@ pub async fn serve(
         }
     };
     let server = router.load().server.clone();
-    let table = ConnTable::new(
-        server,
-        limits.max_connections.min(conns::fd_budget()),
-        limits.max_per_source,
-    );
+    let fds = conns::fd_budget();
+    let mut cap = kind.cap(&router.load(), limits.max_connections).min(fds);
+    let table = ConnTable::new(server, cap, limits.max_per_source);
     let mut last_accept_warning: Option<std::time::Instant> = None;
     loop {
         let (stream, src) = tokio::select! {
@@ -94,6 +107,13 @@ pub async fn serve(
                 }
             },
         };
+        // The listener's `timeouts` and `https` as they are now (a reload may change them).
+        let now = router.load();
+        let want = kind.cap(&now, limits.max_connections).min(fds);
+        if want != cap {
+            cap = want;
+            table.set_max(cap);
+        }
         let slot = match table.admit(src.ip()) {
             Admit::Yes(slot) => slot,
             Admit::No => {
@@ -103,8 +123,8 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
-        // The listener's `timeouts` as they are now (a reload may change them).
-        let limits = limits.with(&router.load().timeouts);
+        let limits = limits.with(&now.timeouts);
+        drop(now);
         let router = router.clone();
         let tracker = tracker.clone();
         let stop = stop.clone();

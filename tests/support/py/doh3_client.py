@@ -1,17 +1,20 @@
 """A DoH3 client for tests/doh.rs: dnspython's HTTP/3 (aioquic) connection, one request per case
 on one QUIC connection, with the method, path, content type and body each case gives.
 
-Usage: doh3_client.py PORT CA_PEM SERVER_NAME < cases.json
+Usage: doh3_client.py PORT CA_PEM SERVER_NAME [second] < cases.json
 cases: [{"method": "GET", "path": "/dns-query?dns=...", "ctype": "" | "...", "body": HEX}]
 Prints {"max_streams_bidi": the server's QUIC stream credit (aioquic's view of its transport
 parameters), "results": one object per case: {"status", "body" (hex), "content_type",
-"cache_control"}}.
+"cache_control"}}. With `second`, also "second": what a second QUIC connection opened while the
+first is still open got: "ok" (handshake done) or the QUIC error code the server closed it with.
 """
 
 import json
 import sys
 
 import dns.quic
+
+from dns.quic._common import UnexpectedEOF
 
 
 def header(headers, name):
@@ -23,6 +26,7 @@ def header(headers, name):
 
 def main():
     port, ca, name = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+    second = "" if sys.argv[4:] == ["second"] else None
     cases = json.load(sys.stdin)
     out = []
     credit = None
@@ -57,7 +61,21 @@ def main():
                         "cache_control": header(h, b"cache-control"),
                     }
                 )
-    print(json.dumps({"max_streams_bidi": credit, "results": out}))
+        if second is not None:
+            second = second_connection(port, ca, name)
+    print(json.dumps({"max_streams_bidi": credit, "results": out, "second": second}))
+
+
+def second_connection(port, ca, name):
+    """Opens another connection (its own manager: dnspython shares one per address)."""
+    with dns.quic.SyncQuicManager(verify_mode=ca, server_name=name, h3=True) as manager:
+        conn = manager.connect("127.0.0.1", port)
+        try:
+            conn.make_stream(10).close()
+            return "ok"
+        except UnexpectedEOF:
+            closed = conn._connection._close_event
+            return closed.error_code if closed is not None else "eof"
 
 
 main()
