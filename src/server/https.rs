@@ -34,9 +34,6 @@ use crate::server::tracker::Tracker;
 /// ALPN protocols of an `https://` listener, as CoreDNS sets them.
 pub const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
 
-/// CoreDNS's `DefaultHTTPSMaxConnections`: connections open at once on an `https://` listener.
-pub const MAX_CONNECTIONS: usize = 200;
-
 /// The HTTP/2 connection preface (RFC 9113 §3.4).
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
