@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::{Buf, Bytes};
-use hyper::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
 use tokio::sync::watch;
 
 use crate::dns::request::Proto;
@@ -257,24 +257,19 @@ async fn handle(req: hyper::http::Request<()>, mut stream: Stream, ctx: &Ctx) {
     crate::metrics::HTTPS3_RESPONSES
         .with_label_values(&[server.as_ref(), doh::status_label(status)])
         .inc();
-    let mut resp = hyper::http::Response::builder().status(status);
-    let body = if status == 200 {
-        resp = resp
-            .header(CONTENT_TYPE, doh::MIME)
-            .header(CACHE_CONTROL, format!("max-age={}", doh::max_age(&body)));
-        Bytes::from(body)
-    } else {
-        resp = resp
-            .header(CONTENT_TYPE, "text/plain; charset=utf-8")
-            .header("x-content-type-options", "nosniff");
-        if status == doh::METHOD_NOT_ALLOWED {
-            resp = resp.header(hyper::header::ALLOW, "GET, POST");
+    let (mut resp, body) = if status == 200 {
+        let mut resp = hyper::http::Response::new(());
+        let h = resp.headers_mut();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static(doh::MIME));
+        if let Ok(age) = HeaderValue::try_from(format!("max-age={}", doh::max_age(&body))) {
+            h.insert(CACHE_CONTROL, age);
         }
-        Bytes::from_static(doh::error_body(status).as_bytes())
+        (resp, Bytes::from(body))
+    } else {
+        (doh::error_head(status), doh::error_bytes(status))
     };
-    let Ok(resp) = resp.header(CONTENT_LENGTH, body.len()).body(()) else {
-        return;
-    };
+    resp.headers_mut()
+        .insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
     let send = async {
         stream.send_response(resp).await?;
         stream.send_data(body).await?;
@@ -290,18 +285,7 @@ async fn dns_reply(
     stream: &mut Stream,
     ctx: &Ctx,
 ) -> Result<Vec<u8>, u16> {
-    let content_length = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let head = doh::head(
-        req.method().as_str(),
-        req.uri().path(),
-        req.uri().query(),
-        req.headers().get(CONTENT_TYPE).map(|v| v.as_bytes()),
-        content_length,
-    )?;
+    let head = doh::request_head(req.method(), req.uri(), req.headers())?;
     let wire = match head {
         Head::Get(wire) => {
             doh::check_wire(&wire)?;
