@@ -42,19 +42,28 @@ pub fn setup(
 }
 
 fn parse(d: &mut Dispenser, mut opts: HttpsOptions) -> Result<HttpsOptions, ParseError> {
-    d.next(); // https
+    parse_props(d, &mut [("max_connections", &mut opts.max_connections)])?;
+    Ok(opts)
+}
+
+/// `NAME [{ PROP N … }]` as CoreDNS's *https* and *https3* read it: no arguments, each of
+/// `props` (its name and where its value goes) at most once, anything else an unknown property.
+pub(crate) fn parse_props(
+    d: &mut Dispenser,
+    props: &mut [(&str, &mut Option<usize>)],
+) -> Result<(), ParseError> {
+    d.next(); // the directive
     if !d.remaining_args().is_empty() {
         return Err(d.arg_err());
     }
     while d.next_block() {
         let prop = d.val().to_string();
-        let slot = match prop.as_str() {
-            "max_connections" => &mut opts.max_connections,
-            _ => return Err(d.err(format!("unknown property '{prop}'"))),
+        let Some((_, slot)) = props.iter_mut().find(|(name, _)| *name == prop) else {
+            return Err(d.err(format!("unknown property '{prop}'")));
         };
-        *slot = Some(non_negative(d, &prop, slot.is_some())?);
+        **slot = Some(non_negative(d, &prop, slot.is_some())?);
     }
-    Ok(opts)
+    Ok(())
 }
 
 /// The one argument of `what` as CoreDNS's *https* and *https3* read it: a Go `int`, at least

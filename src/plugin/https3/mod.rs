@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use crate::corefile::{Dispenser, ParseError};
-use crate::plugin::https::non_negative;
+use crate::plugin::https::parse_props;
 use crate::plugin::{Plugin, SetupCtx};
 
 pub const NAME: &str = "https3";
@@ -50,19 +50,13 @@ pub fn setup(
 }
 
 fn parse(d: &mut Dispenser, mut opts: Https3Options) -> Result<Https3Options, ParseError> {
-    d.next(); // https3
-    if !d.remaining_args().is_empty() {
-        return Err(d.arg_err());
-    }
-    while d.next_block() {
-        let prop = d.val().to_string();
-        let slot = match prop.as_str() {
-            "max_streams" => &mut opts.max_streams,
-            "max_connections" => &mut opts.max_connections,
-            _ => return Err(d.err(format!("unknown property '{prop}'"))),
-        };
-        *slot = Some(non_negative(d, &prop, slot.is_some())?);
-    }
+    parse_props(
+        d,
+        &mut [
+            ("max_streams", &mut opts.max_streams),
+            ("max_connections", &mut opts.max_connections),
+        ],
+    )?;
     Ok(opts)
 }
 
