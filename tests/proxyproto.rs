@@ -5,6 +5,9 @@ mod support;
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use hickory_proto::op::{Message, ResponseCode};
@@ -211,4 +214,262 @@ fn dot_after_a_proxy_header() {
     );
     let reply = Message::from_vec(&read_framed(&mut s).expect("reply")).unwrap();
     assert_eq!(whoami(&reply), ("192.0.2.7".parse().unwrap(), 4711));
+}
+
+/// The fake client a QUIC relay names in its PROXY v2 headers.
+const QUIC_CLIENT: &str = "198.51.100.7:5353";
+const QUIC_SNI: &str = "dns.example.test";
+
+/// A PROXY v2 proxy for QUIC in front of `server`, on loopback: the client's n-th datagram
+/// (from 0) goes on to the server as the datagrams `wrap(n, datagram)` gives; the server's
+/// replies go back to the client untouched.
+struct Relay {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+type Wrap = dyn Fn(u64, &[u8]) -> Vec<Vec<u8>> + Send;
+
+impl Relay {
+    fn start(server: SocketAddr, wrap: Box<Wrap>) -> Relay {
+        let front = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let back = UdpSocket::bind("127.0.0.1:0").unwrap();
+        back.connect(server).unwrap();
+        for s in [&front, &back] {
+            s.set_read_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
+        }
+        let addr = front.local_addr().unwrap();
+        let client = Arc::new(Mutex::new(None::<SocketAddr>));
+        let stop = Arc::new(AtomicBool::new(false));
+        let up = {
+            let (front, back) = (front.try_clone().unwrap(), back.try_clone().unwrap());
+            let (client, stop) = (client.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 65536];
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok((len, from)) = front.recv_from(&mut buf) else {
+                        continue;
+                    };
+                    *client.lock().unwrap() = Some(from);
+                    for d in wrap(n, &buf[..len]) {
+                        let _ = back.send(&d);
+                    }
+                    n += 1;
+                }
+            })
+        };
+        let down = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 65536];
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok(len) = back.recv(&mut buf) else {
+                        continue;
+                    };
+                    if let Some(c) = *client.lock().unwrap() {
+                        let _ = front.send_to(&buf[..len], c);
+                    }
+                }
+            })
+        };
+        Relay {
+            addr,
+            stop,
+            threads: vec![up, down],
+        }
+    }
+
+    /// Every datagram with a v2 header naming [`QUIC_CLIENT`] in front.
+    fn proxy(server: SocketAddr) -> Relay {
+        let client: SocketAddr = QUIC_CLIENT.parse().unwrap();
+        Relay::start(
+            server,
+            Box::new(move |_, d| vec![[&v2(2, client)[..], d].concat()]),
+        )
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One whoami query with dnspython over DoQ (`quic`) or DoH3 (`https3`) to `addr` (the server
+/// named [`QUIC_SNI`], trusting `ca`): the reply, or `None` when dnspython timed out
+/// (`timeout` seconds: the client's give-up time, nothing asserted about the server's).
+fn py_query(scheme: &str, addr: SocketAddr, ca: &std::path::Path, timeout: u32) -> Option<Message> {
+    const CODE: &str = "import sys, dns.exception, dns.message, dns.query\n\
+        scheme, port, ca, host, t = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])\n\
+        q = dns.message.make_query('who.example.', 'A')\n\
+        try:\n    \
+            if scheme == 'quic':\n        \
+                r = dns.query.quic(q, '127.0.0.1', port=port, verify=ca, server_hostname=host, timeout=t)\n    \
+            else:\n        \
+                r = dns.query.https(q, f'https://{host}:{port}/dns-query', bootstrap_address='127.0.0.1', http_version=dns.query.HTTPVersion.H3, verify=ca, timeout=t)\n    \
+            print(r.to_wire().hex())\n\
+        except dns.exception.Timeout:\n    \
+            print('timeout')\n";
+    let (status, out) = run(
+        "python3",
+        &[
+            "-c",
+            CODE,
+            scheme,
+            &addr.port().to_string(),
+            &ca.display().to_string(),
+            QUIC_SNI,
+            &timeout.to_string(),
+        ],
+    );
+    assert_eq!(status, 0, "{scheme}: {out}");
+    let out = out.trim();
+    if out == "timeout" {
+        return None;
+    }
+    let wire: Vec<u8> = (0..out.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&out[i..i + 2], 16).expect(out))
+        .collect();
+    Some(Message::from_vec(&wire).unwrap())
+}
+
+/// A DoQ and a DoH3 block, each with `proxyproto {pp}`, `extra` lines and whoami.
+fn quic_server(pp: &str, extra: &str) -> (Exdns, tempfile::TempDir) {
+    let certs = tempfile::tempdir().unwrap();
+    let ca = certs::TestCa::new("exdns test CA");
+    ca.write(certs.path(), "ca.pem");
+    let (cert, key) = ca.issue(&[QUIC_SNI]).write(certs.path(), "server");
+    let block = |scheme: &str| {
+        format!(
+            "{scheme}://.:0 {{\n bind 127.0.0.1\n tls {} {}\n proxyproto {{\n{pp}\n }}\n{extra}\n whoami\n}}\n",
+            cert.display(),
+            key.display()
+        )
+    };
+    let ex = Exdns::start(&(block("quic") + &block("https3")));
+    (ex, certs)
+}
+
+/// DoQ and DoH3 behind a PROXY v2 proxy: quinn's connection is the header's client, so whoami
+/// answers with it and `acl` judges it; without a proxy the peer is itself.
+#[test]
+fn quic_through_a_proxy() {
+    if !require("python3") {
+        return;
+    }
+    let (ex, certs) = quic_server(
+        " allow 127.0.0.1/32",
+        " acl {\n allow net 198.51.100.7/32\n block\n }",
+    );
+    let ca = certs.path().join("ca.pem");
+    let client: SocketAddr = QUIC_CLIENT.parse().unwrap();
+    for scheme in ["quic", "https3"] {
+        let server = ex.addr(&format!("{scheme}://"));
+        let relay = Relay::proxy(server);
+        let m = py_query(scheme, relay.addr, &ca, 10).expect(scheme);
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{scheme}");
+        assert_eq!(whoami(&m), (client.ip(), client.port()), "{scheme}");
+        // The same client again: the proxy it came through is where the replies go.
+        let m = py_query(scheme, relay.addr, &ca, 10).expect(scheme);
+        assert_eq!(whoami(&m), (client.ip(), client.port()), "{scheme}");
+        // Direct, no header: 127.0.0.1 itself, which the acl blocks.
+        let m = py_query(scheme, server, &ca, 10).expect(scheme);
+        assert_eq!(m.metadata.response_code, ResponseCode::Refused, "{scheme}");
+    }
+}
+
+/// Sources outside `allow` get `default`: `ignore` strips the header and keeps the proxy's
+/// address; `reject` drops every datagram with a header (QUIC never connects: the client gives
+/// up), while the same listener answers a client without a proxy.
+#[test]
+fn quic_sources_outside_allow() {
+    if !require("python3") {
+        return;
+    }
+    let local = IpAddr::from([127, 0, 0, 1]);
+    let (ignore, certs) = quic_server(" allow 10.0.0.0/8", "");
+    let ca = certs.path().join("ca.pem");
+    for scheme in ["quic", "https3"] {
+        let relay = Relay::proxy(ignore.addr(&format!("{scheme}://")));
+        let m = py_query(scheme, relay.addr, &ca, 10).expect(scheme);
+        assert_eq!(whoami(&m).0, local, "{scheme}");
+    }
+    let (reject, certs) = quic_server(" allow 10.0.0.0/8\n default reject", "");
+    let ca = certs.path().join("ca.pem");
+    for scheme in ["quic", "https3"] {
+        let server = reject.addr(&format!("{scheme}://"));
+        let relay = Relay::proxy(server);
+        assert!(py_query(scheme, relay.addr, &ca, 2).is_none(), "{scheme}");
+        let m = py_query(scheme, server, &ca, 10).expect(scheme);
+        assert_eq!(whoami(&m).0, local, "{scheme}");
+    }
+}
+
+/// Malformed headers (a bad v2 version, a v1 line, a STREAM v2, truncated ones) drop their
+/// datagram and nothing else: the client's retransmitted Initial, with a good header, connects.
+#[test]
+fn quic_garbage_headers_are_dropped() {
+    if !require("python3") {
+        return;
+    }
+    let (ex, certs) = quic_server(" allow 127.0.0.1/32", "");
+    let ca = certs.path().join("ca.pem");
+    let client: SocketAddr = QUIC_CLIENT.parse().unwrap();
+    let server = ex.addr("quic://");
+    let junk = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for n in 0..40 {
+        junk.send_to(&v2(2, client)[..n % 29], server).unwrap();
+    }
+    let relay = Relay::start(
+        server,
+        Box::new(move |n, d| {
+            let good = [&v2(2, client)[..], d].concat();
+            if n > 0 {
+                return vec![good];
+            }
+            let mut bad_version = good.clone();
+            bad_version[12] = 0x91;
+            vec![
+                bad_version,
+                [&b"PROXY TCP4 198.51.100.7 127.0.0.1 5353 853\r\n"[..], d].concat(),
+                [&v2(1, client)[..], d].concat(),
+            ]
+        }),
+    );
+    let m = py_query("quic", relay.addr, &ca, 10).expect("an answer after the retransmit");
+    assert_eq!(whoami(&m), (client.ip(), client.port()));
+}
+
+/// As CoreDNS's QUIC servers (their socket gets no session TTL), `udp_session_tracking` does
+/// not apply to QUIC: a header-only datagram is dropped and the headerless ones after it keep
+/// the proxy's address. The block starts (exdns used to refuse proxyproto on `quic://`).
+#[test]
+fn quic_without_udp_session_tracking() {
+    if !require("python3") {
+        return;
+    }
+    let (ex, certs) = quic_server(" udp_session_tracking 30s", "");
+    let ca = certs.path().join("ca.pem");
+    let client: SocketAddr = QUIC_CLIENT.parse().unwrap();
+    for scheme in ["quic", "https3"] {
+        let relay = Relay::start(
+            ex.addr(&format!("{scheme}://")),
+            Box::new(move |n, d| {
+                if n == 0 {
+                    vec![v2(2, client), d.to_vec()]
+                } else {
+                    vec![d.to_vec()]
+                }
+            }),
+        );
+        let m = py_query(scheme, relay.addr, &ca, 10).expect(scheme);
+        assert_eq!(whoami(&m).0, IpAddr::from([127, 0, 0, 1]), "{scheme}");
+    }
 }

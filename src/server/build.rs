@@ -246,12 +246,6 @@ pub fn build(cf: &Corefile) -> Result<Config, ConfigError> {
                 }
                 router.timeouts = router.timeouts.merged(block.config.timeouts);
                 // As CoreDNS's server: the last of its sites with a policy sets it.
-                if block.config.proxyproto.is_some() && k.scheme == Scheme::Quic {
-                    return Err(ConfigError(format!(
-                        "{}:{} - Error during setup: proxyproto is not supported on {} by exdns",
-                        sb.file, sb.line, k
-                    )));
-                }
                 if block.config.proxyproto.is_some() {
                     router.proxyproto = block.config.proxyproto.clone();
                 }

@@ -12,6 +12,7 @@ pub mod logging;
 pub mod ops;
 pub mod query;
 pub mod quic;
+pub mod quic_pp;
 pub mod router;
 pub mod tcp;
 pub mod tracker;

@@ -127,8 +127,13 @@ pub fn endpoint(
         .tls
         .as_ref()
         .ok_or_else(|| format!("{} needs the tls directive", router.server))?;
-    let cfg = server_config(tls, router, &limits.with(&router.timeouts))?;
-    Endpoint::new(
+    let limits = limits.with(&router.timeouts);
+    let cfg = server_config(tls, router, &limits)?;
+    // `proxyproto`: quinn reads through a socket that strips the PROXY headers, as CoreDNS.
+    let socket =
+        crate::server::quic_pp::socket(socket, router.proxyproto.as_deref(), limits.idle_timeout)
+            .map_err(|e| format!("quic endpoint: {e}"))?;
+    Endpoint::new_with_abstract_socket(
         EndpointConfig::default(),
         Some(cfg),
         socket,

@@ -1,0 +1,232 @@
+//! `proxyproto` on QUIC listeners (`quic://` DoQ, `https3://` DoH3), as CoreDNS 1.14 wraps their
+//! UDP socket in its proxyproto `PacketConn`: a quinn socket that strips the PROXY v2 header of
+//! every datagram and hands quinn the client address from it, so the QUIC connection's
+//! `remote_address()` (and with it `acl`, `whoami`, `log`, the per-source limits) is the client's.
+//!
+//! Replies go back through the proxy, as CoreDNS's `PacketConn.WriteTo` sends to the address a
+//! datagram came from (its `Addr.u`): quinn addresses its datagrams to the client, and this socket
+//! sends them to the proxy the client's last datagram came through (a bounded map, client →
+//! proxy, idle-expired after an hour or the QUIC idle timeout).
+//!
+//! As CoreDNS (its QUIC servers set no `UDPSessionTrackingTTL`), `udp_session_tracking` does not
+//! apply here: every datagram is judged alone. A datagram the policy drops (a malformed or v1
+//! header, a header under `reject`, a header with no payload) is dropped and the next one read.
+//! Without a policy there is no wrapper: the listener uses the runtime's socket as it is.
+
+use std::fmt;
+use std::io::{self, IoSliceMut};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use quinn::udp::{RecvMeta, Transmit};
+use quinn::{AsyncUdpSocket, Runtime, UdpPoller};
+
+use crate::plugin::proxyproto::{self, DEFAULT_MAX_SESSIONS, ProxyProto};
+
+/// How many batches of dropped datagrams one poll reads before yielding to other tasks.
+const MAX_EMPTY_BATCHES: usize = 16;
+/// How long a client's proxy is remembered without traffic, at least (QUIC's idle timeout is
+/// at most an hour here).
+const MIN_REMEMBER: Duration = Duration::from_secs(3600);
+
+/// The runtime's socket for `socket`, wrapped in the PROXY protocol when `pp` is set.
+/// `idle` is the QUIC idle timeout: how long a client's proxy is remembered without traffic.
+pub fn socket(
+    socket: std::net::UdpSocket,
+    pp: Option<&ProxyProto>,
+    idle: Duration,
+) -> io::Result<Arc<dyn AsyncUdpSocket>> {
+    let inner = quinn::TokioRuntime.wrap_udp_socket(socket)?;
+    Ok(match pp {
+        None => inner,
+        Some(pp) => Arc::new(PpSocket::new(inner, pp, idle)),
+    })
+}
+
+/// A quinn socket that reads PROXY v2 headers (see the module docs).
+pub struct PpSocket {
+    inner: Arc<dyn AsyncUdpSocket>,
+    /// The block's policy, without session tracking (CoreDNS's QUIC servers take none).
+    pp: ProxyProto,
+    /// Client address → the proxy address its last datagram came from.
+    proxies: moka::sync::Cache<SocketAddr, SocketAddr>,
+}
+
+impl fmt::Debug for PpSocket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PpSocket")
+            .field("inner", &self.inner)
+            .field("pp", &self.pp)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PpSocket {
+    pub fn new(inner: Arc<dyn AsyncUdpSocket>, pp: &ProxyProto, idle: Duration) -> Self {
+        PpSocket {
+            inner,
+            pp: ProxyProto {
+                sessions: None,
+                ..pp.clone()
+            },
+            // At least as long as a connection can stay silent, so a live connection keeps its
+            // proxy (every datagram either way refreshes it).
+            proxies: moka::sync::Cache::builder()
+                .max_capacity(DEFAULT_MAX_SESSIONS as u64)
+                .time_to_idle(idle.max(MIN_REMEMBER))
+                .build(),
+        }
+    }
+
+    /// The proxy a datagram for `client` goes through, if it came through one.
+    pub fn proxy_of(&self, client: SocketAddr) -> Option<SocketAddr> {
+        self.proxies.get(&client)
+    }
+
+    /// Applies the policy to the datagram `buf` from `peer`: moves its payload to the front of
+    /// `buf` and gives `(payload length, client)`, or `None` to drop it.
+    fn strip(&self, buf: &mut [u8], peer: SocketAddr) -> Option<(usize, SocketAddr)> {
+        let (n, client) = match proxyproto::udp(&self.pp, buf, peer) {
+            Some((payload, client)) => (payload.len(), client),
+            None => return None,
+        };
+        if n == 0 {
+            // A header alone: nothing for QUIC.
+            return None;
+        }
+        // The payload is what follows the header.
+        let off = buf.len() - n;
+        if off > 0 {
+            buf.copy_within(off.., 0);
+        }
+        if client != peer {
+            if self.proxies.get(&client) != Some(peer) {
+                self.proxies.insert(client, peer);
+            }
+        } else if self.proxies.contains_key(&peer) {
+            // The address now speaks for itself.
+            self.proxies.invalidate(&peer);
+        }
+        Some((n, client))
+    }
+
+    /// Rewrites one received buffer in place; `false` when nothing in it is kept. A GRO buffer
+    /// (several datagrams of one peer, `stride` bytes apart) keeps the datagrams that give the
+    /// same client as its first kept one, packed at a new stride.
+    fn fix(&self, buf: &mut [u8], meta: &mut RecvMeta) -> bool {
+        let peer = meta.addr;
+        let total = meta.len.min(buf.len());
+        if meta.stride == 0 || meta.stride >= total {
+            return match self.strip(&mut buf[..total], peer) {
+                Some((n, client)) => {
+                    meta.len = n;
+                    meta.stride = n;
+                    meta.addr = client;
+                    true
+                }
+                None => false,
+            };
+        }
+        let stride = meta.stride;
+        let (mut out, mut out_stride, mut client, mut closed) = (0, 0, None, false);
+        let mut at = 0;
+        while at < total {
+            let end = (at + stride).min(total);
+            if let Some((n, c)) = self.strip(&mut buf[at..end], peer) {
+                let fits = match client {
+                    None => true,
+                    Some(first) => first == c && !closed && n <= out_stride,
+                };
+                if fits {
+                    if client.is_none() {
+                        client = Some(c);
+                        out_stride = n;
+                    }
+                    // A shorter datagram can only be the last of a GRO buffer.
+                    closed = n < out_stride;
+                    buf.copy_within(at..at + n, out);
+                    out += n;
+                } else {
+                    tracing::debug!("dropping a datagram from {peer} that does not fit its batch");
+                }
+            }
+            at = end;
+        }
+        match client {
+            Some(c) => {
+                meta.len = out;
+                meta.stride = out_stride;
+                meta.addr = c;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl AsyncUdpSocket for PpSocket {
+    fn create_io_poller(self: Arc<Self>) -> Pin<Box<dyn UdpPoller>> {
+        self.inner.clone().create_io_poller()
+    }
+
+    fn try_send(&self, transmit: &Transmit) -> io::Result<()> {
+        match self.proxy_of(transmit.destination) {
+            None => self.inner.try_send(transmit),
+            Some(proxy) => self.inner.try_send(&Transmit {
+                destination: proxy,
+                ..transmit.clone()
+            }),
+        }
+    }
+
+    fn poll_recv(
+        &self,
+        cx: &mut Context,
+        bufs: &mut [IoSliceMut<'_>],
+        meta: &mut [RecvMeta],
+    ) -> Poll<io::Result<usize>> {
+        for _ in 0..MAX_EMPTY_BATCHES {
+            let n = match self.inner.poll_recv(cx, bufs, meta) {
+                Poll::Ready(Ok(n)) => n,
+                other => return other,
+            };
+            let mut kept = 0;
+            for i in 0..n.min(bufs.len()).min(meta.len()) {
+                if self.fix(&mut bufs[i], &mut meta[i]) {
+                    // Kept ones move to the front: quinn reads the first `kept` pairs.
+                    meta.swap(kept, i);
+                    bufs.swap(kept, i);
+                    kept += 1;
+                }
+            }
+            if kept > 0 {
+                return Poll::Ready(Ok(kept));
+            }
+        }
+        // Only dropped datagrams so far: let other tasks run, then read on.
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+
+    fn max_transmit_segments(&self) -> usize {
+        self.inner.max_transmit_segments()
+    }
+
+    fn max_receive_segments(&self) -> usize {
+        self.inner.max_receive_segments()
+    }
+
+    fn may_fragment(&self) -> bool {
+        self.inner.may_fragment()
+    }
+}
+
+#[cfg(test)]
+mod tests;
