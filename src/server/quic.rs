@@ -162,8 +162,11 @@ pub async fn serve(
     let workers = Arc::new(Semaphore::new(pool));
     let counters = Counters::new(&server);
     // The TLS config the endpoint was made with: a reload with a new certificate (or new
-    // limits) gives new connections a new server config.
+    // limits) gives new connections a new server config — the one that arrived just now too:
+    // it is accepted with the config made here (`fresh`), not the one the endpoint had when
+    // it arrived.
     let mut current = first;
+    let mut fresh: Option<Arc<quinn::ServerConfig>> = None;
     let bound = endpoint
         .local_addr()
         .unwrap_or_else(|_| SocketAddr::new(std::net::Ipv6Addr::UNSPECIFIED.into(), 0));
@@ -185,7 +188,10 @@ pub async fn serve(
                 || now.timeouts != current.timeouts;
             if changed && let Some(tls) = &now.tls {
                 match server_config(tls, &now, &limits.with(&now.timeouts)) {
-                    Ok(cfg) => endpoint.set_server_config(Some(cfg)),
+                    Ok(cfg) => {
+                        endpoint.set_server_config(Some(cfg.clone()));
+                        fresh = Some(Arc::new(cfg));
+                    }
                     Err(e) => tracing::error!("{}: {e}", now.server),
                 }
             }
@@ -214,10 +220,17 @@ pub async fn serve(
             bound,
         };
         let stop = stop.clone();
+        let cfg = fresh.clone();
         tokio::spawn(async move {
             let src = incoming.remote_address();
+            let accept = async {
+                match cfg {
+                    Some(cfg) => incoming.accept_with(cfg)?.await,
+                    None => incoming.accept()?.await,
+                }
+            };
             let accepted = tokio::select! {
-                r = tokio::time::timeout(limits.read_timeout, async { incoming.accept()?.await }) => r,
+                r = tokio::time::timeout(limits.read_timeout, accept) => r,
                 _ = slot.state.closed() => return,
             };
             match accepted {
