@@ -54,6 +54,10 @@ pub struct Corked<S> {
     /// Of `out`, written already.
     sent: usize,
     cork: Arc<AtomicBool>,
+    /// A read while corked found nothing: the connection's further polls in the same round
+    /// (which cannot expect more) skip the TLS read attempt; the round's last, uncorked poll
+    /// reads for real.
+    dry: bool,
 }
 
 impl<S> Corked<S> {
@@ -64,6 +68,7 @@ impl<S> Corked<S> {
             out: Vec::new(),
             sent: 0,
             cork: Arc::new(AtomicBool::new(false)),
+            dry: false,
         }
     }
 
@@ -99,7 +104,13 @@ impl<S: AsyncRead + Unpin> AsyncRead for Corked<S> {
             buf.put_slice(&self.head.split_to(n));
             return Poll::Ready(Ok(()));
         }
-        Pin::new(&mut self.io).poll_read(cx, buf)
+        let corked = self.corked();
+        if corked && self.dry {
+            return Poll::Pending;
+        }
+        let r = Pin::new(&mut self.io).poll_read(cx, buf);
+        self.dry = corked && r.is_pending();
+        r
     }
 }
 
@@ -548,6 +559,40 @@ mod tests {
             }
             assert_eq!(got, big);
         });
+    }
+
+    /// A reader that counts its polls and has nothing to give.
+    struct Empty(usize);
+
+    impl AsyncRead for Empty {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            _: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            self.0 += 1;
+            Poll::Pending
+        }
+    }
+
+    #[test]
+    fn a_dry_read_while_corked_is_not_tried_again_until_uncorked() {
+        let mut c = Corked::new(Empty(0), Bytes::new());
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut raw = [0u8; 16];
+        let mut poll = |c: &mut Corked<Empty>| {
+            let mut buf = ReadBuf::new(&mut raw);
+            Pin::new(c).poll_read(&mut cx, &mut buf).is_pending()
+        };
+        c.cork.store(true, Ordering::Relaxed);
+        assert!(poll(&mut c) && poll(&mut c) && poll(&mut c));
+        assert_eq!(c.io.0, 1, "corked: one real read per round");
+        c.cork.store(false, Ordering::Relaxed);
+        assert!(poll(&mut c) && poll(&mut c));
+        assert_eq!(c.io.0, 3, "uncorked: every poll reads");
+        c.cork.store(true, Ordering::Relaxed);
+        assert!(poll(&mut c) && poll(&mut c));
+        assert_eq!(c.io.0, 4, "the next round reads once again");
     }
 
     #[test]
