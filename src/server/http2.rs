@@ -7,10 +7,11 @@
 //! request that has arrived, answers those the fast path answers at once (the rest — POST bodies
 //! still arriving, queries the chain has to wait for — run as futures polled by the same task),
 //! and only then writes: the replies of one burst leave in one TLS record and one `write`
-//! ([`Corked`]). With 16 streams in flight per connection that halves the server's CPU per
-//! answer and the client's too (`bench/doh.sh`).
+//! ([`Corked`]). With 16 streams in flight per connection the server's CPU per answer went from
+//! 12.1 to 5.4 µs and the client's per request from 7.1 to 2.2 µs (`bench/doh.sh`; user-space
+//! instructions per answer from 45k to 30k).
 //!
-//! Limits are hyper's as exdns configured them: [`MAX_STREAMS`] streams at once (more are
+//! Limits are the ones exdns gave hyper: [`MAX_STREAMS`] streams at once (more are
 //! refused with `REFUSED_STREAM`), a header list of at most [`doh::MAX_HEAD`] octets, the
 //! preface within `read_timeout`, a POST body within `read_timeout`, and the connection closed
 //! once idle for the (adaptive) idle timeout.
