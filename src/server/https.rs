@@ -1,13 +1,15 @@
 //! DNS over HTTPS (RFC 8484) on an `https://` listener: HTTP/2 or HTTP/1.1 (by ALPN) over
 //! TLS, or plain HTTP when the block has no `tls` (as CoreDNS serves it, for a proxy in front;
-//! HTTP/1.1, and HTTP/2 with prior knowledge as `dig +http-plain` and proxies speak it). The listener's accept loop, connection table and `proxyproto` are TCP's
-//! ([`crate::server::tcp`]); this serves one accepted connection with hyper.
+//! HTTP/1.1, and HTTP/2 with prior knowledge as `dig +http-plain` and proxies speak it). The
+//! listener's accept loop, connection table and `proxyproto` are TCP's
+//! ([`crate::server::tcp`]); this serves one accepted connection: HTTP/2 on the `h2` crate
+//! ([`crate::server::http2`]), HTTP/1.1 on hyper.
 //!
 //! Limits for hostile clients: the TLS handshake and a request's head and body each get
 //! `read_timeout`; a connection with no request in flight for the (adaptive) idle timeout is
 //! closed, which also ends one that never finishes its headers (slowloris) or never reads its
-//! replies; HTTP/2 allows [`MAX_STREAMS`] streams at once per connection, and a head is at most
-//! [`doh::MAX_HEAD`] octets.
+//! replies; HTTP/2 allows [`http2::MAX_STREAMS`] streams at once per connection, and a head is
+//! at most [`doh::MAX_HEAD`] octets.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,8 +26,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::watch;
 
 use crate::dns::request::Proto;
-use crate::server::conns::StreamLimits;
-use crate::server::conns::{ConnState, ConnTable};
+use crate::server::conns::{ConnState, ConnTable, StreamLimits};
 use crate::server::doh::{self, Ctx, Head, Peer};
 use crate::server::http2;
 use crate::server::router::Router;
