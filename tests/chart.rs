@@ -1851,6 +1851,20 @@ fn with_lb_status(svc: &Value, ip: &str) -> String {
     serde_yaml::to_string(&svc).unwrap()
 }
 
+/// kdig with `args`, run again until the zone answers (the manifests source may not have
+/// indexed its objects when the listener opens; until then k8s_gateway answers SERVFAIL), for
+/// at most 10 s: the last run.
+fn kdig_synced(args: &[&str]) -> (i32, String) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (code, out) = support::run("kdig", args);
+        if (code == 0 && !out.contains("status: SERVFAIL")) || Instant::now() >= deadline {
+            return (code, out);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn wait_ready(ex: &Exdns) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while http_get(ex.http_addr("127.0.0.1:0"), "/ready").0 != 200 {
@@ -2765,19 +2779,16 @@ fn doh_and_quic_schemes_render_their_block_and_ports() {
     );
     let svc = with_lb_status(rel.one("Service"), "198.51.100.1");
     let ex = Exdns::start_with(&text, &[("objects/exdns.yaml", svc.as_str())], &[]);
-    let (code, out) = support::run(
-        "kdig",
-        &[
-            "@127.0.0.1",
-            "-p",
-            &ex.addr("https://").port().to_string(),
-            "+https",
-            &format!("+tls-ca={}", ca.display()),
-            "+tls-hostname=dns.example.test",
-            "example.com",
-            "SOA",
-        ],
-    );
+    let (code, out) = kdig_synced(&[
+        "@127.0.0.1",
+        "-p",
+        &ex.addr("https://").port().to_string(),
+        "+https",
+        &format!("+tls-ca={}", ca.display()),
+        "+tls-hostname=dns.example.test",
+        "example.com",
+        "SOA",
+    ]);
     assert_eq!(code, 0, "{out}\n{text}");
     assert!(
         out.contains("status: NOERROR") && out.contains("\tSOA\t") && out.contains("HTTP/2-POST"),
@@ -2872,19 +2883,16 @@ fn encrypted_scheme_renders_a_tls_block_with_its_certificate() {
     );
     let svc = with_lb_status(rel.one("Service"), "198.51.100.1");
     let ex = Exdns::start_with(&text, &[("objects/exdns.yaml", svc.as_str())], &[]);
-    let (code, out) = support::run(
-        "kdig",
-        &[
-            "@127.0.0.1",
-            "-p",
-            &ex.addr("tls://").port().to_string(),
-            "+tls",
-            &format!("+tls-ca={}", ca.display()),
-            "+tls-hostname=dns.example.test",
-            "example.com",
-            "SOA",
-        ],
-    );
+    let (code, out) = kdig_synced(&[
+        "@127.0.0.1",
+        "-p",
+        &ex.addr("tls://").port().to_string(),
+        "+tls",
+        &format!("+tls-ca={}", ca.display()),
+        "+tls-hostname=dns.example.test",
+        "example.com",
+        "SOA",
+    ]);
     assert_eq!(code, 0, "{out}\n{text}");
     assert!(
         out.contains("status: NOERROR") && out.contains("\tSOA\t"),
