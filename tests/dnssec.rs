@@ -260,7 +260,7 @@ fn referrals_prove_the_delegation_and_keep_ns_and_glue_unsigned() {
     let out = dig(ex.dns(), &["+dnssec", "www.sub.example.org", "A"]);
     assert!(out.contains("status: NOERROR"), "{out}");
     assert!(
-        !out.contains(" aa"),
+        !digout::flags(&out).iter().any(|f| f == "aa"),
         "a referral is not authoritative: {out}"
     );
     let auth: Vec<String> = section(&out, "AUTHORITY")
@@ -409,7 +409,7 @@ fn hostile_queries_with_do_get_sane_answers() {
             "DNSKEY",
         ],
     );
-    assert!(out.contains(" tc"), "{out}");
+    assert!(digout::flags(&out).iter().any(|f| f == "tc"), "{out}");
     let out = dig(
         ex.dns(),
         &["+dnssec", "+bufsize=512", "example.org", "DNSKEY"],

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{Record, RecordType};
+use support::digout::{flags, section, status};
 use support::nsd::Nsd;
 use support::*;
 
@@ -42,37 +43,6 @@ fn dig(ex: &Exdns, transport: &str, name: &str, qtype: &str) -> String {
     );
     assert_eq!(code, 0, "{out}");
     out
-}
-
-/// The records of a section of dig's output, fields joined by one space.
-fn section(out: &str, name: &str) -> Vec<String> {
-    out.lines()
-        .skip_while(|l| !l.starts_with(&format!(";; {name} SECTION:")))
-        .skip(1)
-        .take_while(|l| !l.trim().is_empty())
-        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-        .collect()
-}
-
-/// The header flags dig printed (`qr aa rd`).
-fn flags(out: &str) -> Vec<String> {
-    let line = out
-        .lines()
-        .find(|l| l.starts_with(";; flags:"))
-        .unwrap_or_else(|| panic!("no flags in {out}"));
-    let flags = line
-        .trim_start_matches(";; flags:")
-        .split(';')
-        .next()
-        .unwrap();
-    flags.split_whitespace().map(str::to_string).collect()
-}
-
-fn status(out: &str) -> &str {
-    out.split("status: ")
-        .nth(1)
-        .and_then(|s| s.split(',').next())
-        .unwrap_or_else(|| panic!("no status in {out}"))
 }
 
 const NS: [&str; 2] = [

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod certs;
+pub mod digout;
 pub mod dnsdist;
 pub mod fake_apiserver;
 pub mod fwd;
