@@ -114,6 +114,21 @@ pub fn header_rcode(buf: &[u8]) -> u16 {
     flags(buf) & 0x000f
 }
 
+/// The offset just past the name at `at` (its zero octet, or its first compression pointer),
+/// without following or checking pointers: a walk over a message exdns built or already
+/// [`scan`]ned. `None` when it runs out of `buf` or meets a reserved label type.
+pub fn skip_name(buf: &[u8], mut at: usize) -> Option<usize> {
+    loop {
+        let len = *buf.get(at)? as usize;
+        match len & 0xc0 {
+            0x00 if len == 0 => return Some(at + 1),
+            0x00 => at += 1 + len,
+            0xc0 if at + 2 <= buf.len() => return Some(at + 2),
+            _ => return None,
+        }
+    }
+}
+
 /// Checks the name at `pos`, following compression pointers (which must point backwards), and
 /// returns the offset just past it where it is written. `None` when it is out of bounds, uses a
 /// reserved label type, is longer than 255 octets or follows more than [`MAX_POINTERS`]

@@ -19,7 +19,8 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use base64::Engine;
 use bytes::Bytes;
-use hickory_proto::op::Message;
+use hickory_proto::op::{Message, OpCode, ResponseCode};
+use hickory_proto::rr::RecordType;
 use hyper::Response;
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE};
 
@@ -116,6 +117,10 @@ pub fn request_head(
     uri: &hyper::Uri,
     headers: &hyper::HeaderMap,
 ) -> Result<Head, u16> {
+    if method == hyper::Method::GET {
+        // A GET's headers say nothing the answer depends on (two map lookups saved per query).
+        return head("GET", uri.path(), uri.query(), None, None);
+    }
     let content_length = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -199,26 +204,54 @@ fn percent_decode(s: &str) -> Option<std::borrow::Cow<'_, str>> {
 /// answer, authority and additional records (OPT aside), at most 3600; 5 for a reply that is not
 /// NOERROR, NXDOMAIN or NODATA (SERVFAIL, REFUSED, a delegation…) and for one without records.
 pub fn max_age(reply: &[u8]) -> u32 {
+    use crate::plugin::response::{RespType, Shape, classify};
     const MINIMAL: u32 = 5;
     const MAXIMUM: u32 = 3600;
-    let Some(layout) = wire::scan(reply) else {
-        return MINIMAL;
+    // One pass over the records, nothing allocated: this runs for every answer.
+    let walk = || -> Option<u32> {
+        if reply.len() < wire::HEADER || wire::u16_at(reply, 4) != 1 {
+            return None;
+        }
+        let count = |at: usize| wire::u16_at(reply, at) as usize;
+        let (an, ns, ar) = (count(6), count(8), count(10));
+        let mut at = wire::skip_name(reply, wire::HEADER)?;
+        let qtype = wire::u16_at(reply.get(..at + 4)?, at);
+        at += 4;
+        let (mut lowest, mut soa, mut delegation, mut high) = (None::<u32>, false, false, 0);
+        for i in 0..an + ns + ar {
+            at = wire::skip_name(reply, at)?;
+            let fixed = reply.get(at..at + 10)?;
+            let rtype = u16::from_be_bytes([fixed[0], fixed[1]]);
+            let ttl = u32::from_be_bytes([fixed[4], fixed[5], fixed[6], fixed[7]]);
+            if rtype == wire::T_OPT {
+                high = fixed[4];
+            } else {
+                lowest = Some(lowest.map_or(ttl, |l| l.min(ttl)));
+            }
+            if (an..an + ns).contains(&i) {
+                soa |= rtype == wire::T_SOA;
+                delegation |= rtype == wire::T_NS;
+            }
+            at += 10 + u16::from_be_bytes([fixed[8], fixed[9]]) as usize;
+        }
+        if at > reply.len() {
+            return None;
+        }
+        let t = classify(Shape {
+            op_code: OpCode::from_u8(((wire::flags(reply) >> 11) & 0xf) as u8),
+            qtype: Some(RecordType::from(qtype)),
+            rcode: ResponseCode::from(high, wire::header_rcode(reply) as u8),
+            has_answers: an > 0,
+            soa,
+            ns: delegation,
+        });
+        matches!(
+            t,
+            RespType::NoError | RespType::NameError | RespType::NoData
+        )
+        .then(|| lowest.map_or(MINIMAL, |l| l.min(MAXIMUM)))
     };
-    let t = crate::plugin::response::typify_wire(reply, &layout, wire::rcode(reply, &layout));
-    use crate::plugin::response::RespType;
-    if !matches!(
-        t,
-        RespType::NoError | RespType::NameError | RespType::NoData
-    ) {
-        return MINIMAL;
-    }
-    layout
-        .rrs
-        .iter()
-        .filter(|r| r.rtype != wire::T_OPT)
-        .map(|r| r.ttl(reply).min(MAXIMUM))
-        .min()
-        .unwrap_or(MINIMAL)
+    walk().unwrap_or(MINIMAL)
 }
 
 /// Where a DoH query comes from and arrives at.
@@ -537,6 +570,14 @@ mod tests {
 
     #[test]
     fn max_ages() {
+        let mut cut = reply(0, &[300], None, true);
+        cut.truncate(cut.len() - 5);
+        let mut badvers = reply(0, &[300], None, true);
+        let at = badvers.len() - 6; // the OPT TTL's first octet: the extended rcode
+        badvers[at] = 1;
+        let mut delegation = reply(0, &[], Some(120), false);
+        let at = query().len() + 3; // the authority record's type: SOA (6) → NS (2)
+        delegation[at] = 2;
         let cases: &[(&str, Vec<u8>, u32)] = &[
             (
                 "answers: lowest TTL",
@@ -559,6 +600,9 @@ mod tests {
             ("REFUSED", reply(5, &[], None, false), 5),
             ("zero TTL", reply(0, &[0], None, false), 0),
             ("garbage", vec![1, 2, 3], 5),
+            ("cut short", cut, 5),
+            ("BADVERS in the OPT record", badvers, 5),
+            ("a delegation (NS, no SOA)", delegation, 5),
         ];
         for (name, r, want) in cases {
             assert_eq!(max_age(r), *want, "{name}");

@@ -548,3 +548,21 @@ fn pointer_chains_are_bounded() {
         "100 hops are fine"
     );
 }
+
+#[test]
+fn skip_name_stops_after_the_name_or_its_first_pointer() {
+    let cases: &[(&str, &[u8], usize, Option<usize>)] = &[
+        ("root", &[0], 0, Some(1)),
+        ("labels", b"\x03www\x07example\x00\xff", 0, Some(13)),
+        ("a pointer ends it", b"\x03www\xc0\x0c\xff", 0, Some(6)),
+        ("a pointer alone", &[0xc0, 0x0c], 0, Some(2)),
+        ("from an offset", b"\xff\xff\x01a\x00", 2, Some(5)),
+        ("runs out", b"\x03www\x07exa", 0, None),
+        ("pointer cut short", &[0xc0], 0, None),
+        ("reserved label type", &[0x40, 0], 0, None),
+        ("past the end", &[0], 1, None),
+    ];
+    for (name, buf, at, want) in cases {
+        assert_eq!(skip_name(buf, *at), *want, "{name}");
+    }
+}
