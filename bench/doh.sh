@@ -2,7 +2,8 @@
 # DNS over HTTPS serving (issue 17): exdns's `https://` listener against dnsdist's DoH frontend,
 # both answering every name themselves (exdns: `cache` + `template`, so every answer after the
 # first is a fast-path hit; dnsdist: `SpoofAction`), loaded by h2load (nghttp2's HTTP/2 load
-# generator) over TLS with GET and POST at several loads, up to saturation. (dnsperf 2.10's DoH
+# generator) over TLS with GET and POST at several loads, up to and past each server's peak
+# (exdns still gains from 16x64 to 16x128; dnsdist peaks near 16x64 and loses beyond). (dnsperf 2.10's DoH
 # mode counts answered queries as lost with more than one in flight per connection, and its
 # POSTs wait on Nagle: it cannot load either server.) Reports qps, the server's CPU time per
 # answer and h2load's per request, and the ratios at each server's peak. Installs nothing: it
@@ -16,7 +17,9 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 REQUESTS="${REQUESTS:-200000}"
 # Loads: connections × streams in flight on each.
-LOADS="${LOADS:-4x16 8x32 16x64}"
+# A server keeps at most its SETTINGS_MAX_CONCURRENT_STREAMS in flight per connection
+# (reported below), whatever h2load asks for.
+LOADS="${LOADS:-4x16 8x32 16x64 32x64 16x128 32x128}"
 REPEAT="${REPEAT:-3}"
 METHODS="${METHODS:-GET POST}"
 bench_init
@@ -68,6 +71,13 @@ wait_doh() { # name port
 }
 wait_doh exdns "$PORT_EX"
 wait_doh dnsdist "$PORT_DD"
+
+# max_streams PORT: the SETTINGS_MAX_CONCURRENT_STREAMS the server at PORT sends (nghttp, from
+# nghttp2-client as h2load), "?" without nghttp.
+max_streams() {
+  { nghttp -nv "https://127.0.0.1:$1/" 2>/dev/null || true; } |
+    awk -F'[:\\]]' '/recv SETTINGS/ {s = 1} s && /MAX_CONCURRENT_STREAMS/ {print $2; exit}' | grep . || echo "?"
+}
 
 # The query (name1.ZONE A, ID 0 as RFC 8484 recommends) as a POST body and a GET parameter.
 python3 - "$ZONE" "$WORK/query.bin" "$WORK/query.b64" <<'PY'
@@ -151,6 +161,7 @@ peak() {
   echo
   bench_machine
   echo "Servers and the load generator share the machine's cores over loopback."
+  echo "Streams in flight per connection at most (the server's SETTINGS_MAX_CONCURRENT_STREAMS, whatever the load asks): exdns $(max_streams "$PORT_EX"), dnsdist $(max_streams "$PORT_DD")."
   echo
   echo "exdns $(bench_rev): \`https://\` block with \`tls\` (private CA, certificate for \`$SNI\`), \`cache\` + \`template\` answering every A under \`$ZONE\`."
   echo "dnsdist $(dnsdist --version | awk 'NR==1 {print $2}'): \`addDOHLocal\` (its h2o DoH frontend) with the same certificate, \`SpoofAction(\"192.0.2.1\")\` for every query (no backend)."
