@@ -676,7 +676,7 @@ pub enum Verified {
     /// The request is signed with a known key and its MAC and time are good: sign the reply
     /// (or every message of a multi-message reply) with this.
     Valid(Signer),
-    /// The request fails: answer with [`Rejection::reply`].
+    /// The request fails: answer with [`Rejection::rcode`], its TSIG added by [`Rejection::sign`].
     Rejected(Rejection),
 }
 
