@@ -340,21 +340,75 @@ fn py_query(scheme: &str, addr: SocketAddr, ca: &std::path::Path, timeout: u32) 
     Some(Message::from_vec(&wire).unwrap())
 }
 
-/// A DoQ and a DoH3 block, each with `proxyproto {pp}`, `extra` lines and whoami.
-fn quic_server(pp: &str, extra: &str) -> (Exdns, tempfile::TempDir) {
-    let certs = tempfile::tempdir().unwrap();
-    let ca = certs::TestCa::new("exdns test CA");
-    ca.write(certs.path(), "ca.pem");
-    let (cert, key) = ca.issue(&[QUIC_SNI]).write(certs.path(), "server");
+/// A DoQ and a DoH3 block, each with `proxyproto {pp}` (none when `pp` is `None`), `extra`
+/// lines and whoami, with the certificate in `certs` (see [`quic_certs`]).
+fn quic_corefile(certs: &std::path::Path, pp: Option<&str>, extra: &str) -> String {
+    let (cert, key) = (certs.join("server.pem"), certs.join("server.key"));
+    let pp = pp.map_or(String::new(), |pp| format!(" proxyproto {{\n{pp}\n }}\n"));
     let block = |scheme: &str| {
         format!(
-            "{scheme}://.:0 {{\n bind 127.0.0.1\n tls {} {}\n proxyproto {{\n{pp}\n }}\n{extra}\n whoami\n}}\n",
+            "{scheme}://.:0 {{\n bind 127.0.0.1\n tls {} {}\n{pp}{extra}\n whoami\n}}\n",
             cert.display(),
             key.display()
         )
     };
-    let ex = Exdns::start(&(block("quic") + &block("https3")));
+    block("quic") + &block("https3")
+}
+
+/// A test CA (`ca.pem`) and a certificate for [`QUIC_SNI`] (`server.pem`, `server.key`).
+fn quic_certs() -> tempfile::TempDir {
+    let certs = tempfile::tempdir().unwrap();
+    let ca = certs::TestCa::new("exdns test CA");
+    ca.write(certs.path(), "ca.pem");
+    ca.issue(&[QUIC_SNI]).write(certs.path(), "server");
+    certs
+}
+
+/// [`quic_corefile`] served.
+fn quic_server(pp: &str, extra: &str) -> (Exdns, tempfile::TempDir) {
+    let certs = quic_certs();
+    let ex = Exdns::start(&quic_corefile(certs.path(), Some(pp), extra));
     (ex, certs)
+}
+
+/// A reload that adds or changes `proxyproto` applies to the running QUIC listeners at once, as
+/// on TCP and UDP: the same listeners (bound at start) take the new policy from the next
+/// datagram on.
+#[test]
+fn quic_proxyproto_follows_a_reload() {
+    if !require("python3") {
+        return;
+    }
+    let certs = quic_certs();
+    let ca = certs.path().join("ca.pem");
+    let ex = Exdns::start(&quic_corefile(certs.path(), None, ""));
+    let client: SocketAddr = QUIC_CLIENT.parse().unwrap();
+    let local = IpAddr::from([127, 0, 0, 1]);
+    let reload = |pp: &str| {
+        let applied = ex.count_lines("Running configuration SHA512");
+        ex.replace("Corefile", &quic_corefile(certs.path(), Some(pp), ""));
+        ex.signal(libc::SIGUSR1);
+        assert!(
+            support::fwd::wait_until(support::fwd::POLL, || ex
+                .count_lines("Running configuration SHA512")
+                > applied),
+            "{}",
+            ex.output()
+        );
+    };
+    reload(" allow 127.0.0.1/32");
+    for scheme in ["quic", "https3"] {
+        let relay = Relay::proxy(ex.addr(&format!("{scheme}://")));
+        let m = py_query(scheme, relay.addr, &ca, 10).expect(scheme);
+        assert_eq!(whoami(&m), (client.ip(), client.port()), "{scheme}");
+    }
+    // The proxy's address leaves `allow` (default ignore): headers are stripped, not believed.
+    reload(" allow 10.0.0.0/8");
+    for scheme in ["quic", "https3"] {
+        let relay = Relay::proxy(ex.addr(&format!("{scheme}://")));
+        let m = py_query(scheme, relay.addr, &ca, 10).expect(scheme);
+        assert_eq!(whoami(&m).0, local, "{scheme}");
+    }
 }
 
 /// DoQ and DoH3 behind a PROXY v2 proxy: quinn's connection is the header's client, so whoami

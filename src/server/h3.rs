@@ -82,24 +82,24 @@ pub async fn serve(
             return;
         }
     };
-    // `proxyproto`: quinn reads through a socket that strips the PROXY headers, as CoreDNS.
-    let proxyproto = router.load().proxyproto.clone();
-    let endpoint =
-        match crate::server::quic_pp::socket(socket, proxyproto.as_deref(), limits.idle_timeout)
-            .and_then(|socket| {
-                quinn::Endpoint::new_with_abstract_socket(
-                    quinn::EndpointConfig::default(),
-                    Some((*cfg).clone()),
-                    socket,
-                    Arc::new(quinn::TokioRuntime),
-                )
-            }) {
-            Ok(e) => e,
-            Err(e) => {
-                tracing::error!("https3 listener: {e}");
-                return;
-            }
-        };
+    // `proxyproto`: quinn reads through a socket that strips the PROXY headers, as CoreDNS, by
+    // the listener's policy at each read (a reload applies at once).
+    let source = crate::server::quic_pp::from_router(&router);
+    let endpoint = match crate::server::quic_pp::socket(socket, source, limits.idle_timeout)
+        .and_then(|socket| {
+            quinn::Endpoint::new_with_abstract_socket(
+                quinn::EndpointConfig::default(),
+                Some((*cfg).clone()),
+                socket,
+                Arc::new(quinn::TokioRuntime),
+            )
+        }) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::error!("https3 listener: {e}");
+            return;
+        }
+    };
     let local = endpoint
         .local_addr()
         .unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());

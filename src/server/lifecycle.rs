@@ -133,9 +133,12 @@ impl Server {
                 }
                 if key.scheme == Scheme::Quic {
                     let (sock, addr) = bind_quic(key).map_err(ConfigError)?;
-                    let ep = quic::endpoint(sock, router, &self.limits)
+                    // The endpoint's socket reads the listener's router for its policy: the
+                    // router it is served with from the start.
+                    let listener = Arc::new(ArcSwap::from_pointee(router.clone()));
+                    let ep = quic::endpoint(sock, &listener, &self.limits)
                         .map_err(|e| ConfigError(format!("listen {key}: {e}")))?;
-                    fresh.push((*key, Bound::Quic(ep), addr));
+                    fresh.push((*key, Bound::Quic(ep, listener), addr));
                     continue;
                 }
                 let (udp_socks, tcp_l, addr) =
@@ -173,12 +176,15 @@ impl Server {
             }
             for (key, bound, addr) in fresh {
                 let router = cfg_listeners.remove(&key).expect("listener in config");
-                let router = Arc::new(ArcSwap::from_pointee(router));
+                let router = match &bound {
+                    Bound::Quic(_, listener) => listener.clone(),
+                    Bound::Stream(..) => Arc::new(ArcSwap::from_pointee(router)),
+                };
                 let (stop_tx, stop_rx) = watch::channel(false);
                 let mut tasks = Vec::new();
                 let (udp_socks, tcp_l) = match bound {
                     Bound::Stream(u, t) => (u, t),
-                    Bound::Quic(ep) => {
+                    Bound::Quic(ep, _) => {
                         tasks.push(tokio::spawn(quic::serve(
                             ep,
                             router.clone(),
@@ -461,8 +467,9 @@ fn bind_listener(
 enum Bound {
     /// Plain DNS (UDP and TCP sockets) or DoT (TCP only).
     Stream(Vec<std::net::UdpSocket>, Vec<std::net::TcpListener>),
-    /// DoQ: a QUIC endpoint on one UDP socket.
-    Quic(quinn::Endpoint),
+    /// DoQ: a QUIC endpoint on one UDP socket, and the listener's router it reads its
+    /// `proxyproto` policy from.
+    Quic(quinn::Endpoint, Arc<ArcSwap<Router>>),
 }
 
 /// Binds the UDP socket of a `quic://` listener (IPv4 wildcard on hosts without IPv6).

@@ -33,6 +33,7 @@ use crate::plugin::quic::DEFAULT_MAX_CONNECTIONS;
 use crate::server::conns::StreamLimits;
 use crate::server::conns::{Admit, ConnState, ConnTable};
 use crate::server::query::{self, Prepared, Reply};
+use crate::server::quic_pp;
 use crate::server::router::Router;
 use crate::server::tracker::Tracker;
 
@@ -120,19 +121,20 @@ fn server_config(
 /// allow QUIC (no TLS 1.3).
 pub fn endpoint(
     socket: std::net::UdpSocket,
-    router: &Router,
+    listener: &Arc<ArcSwap<Router>>,
     limits: &StreamLimits,
 ) -> Result<Endpoint, String> {
+    let router = listener.load();
     let tls = router
         .tls
         .as_ref()
         .ok_or_else(|| format!("{} needs the tls directive", router.server))?;
     let limits = limits.with(&router.timeouts);
-    let cfg = server_config(tls, router, &limits)?;
-    // `proxyproto`: quinn reads through a socket that strips the PROXY headers, as CoreDNS.
-    let socket =
-        crate::server::quic_pp::socket(socket, router.proxyproto.as_deref(), limits.idle_timeout)
-            .map_err(|e| format!("quic endpoint: {e}"))?;
+    let cfg = server_config(tls, &router, &limits)?;
+    // `proxyproto`: quinn reads through a socket that strips the PROXY headers, as CoreDNS, by
+    // the listener's policy at each read (a reload applies at once).
+    let socket = quic_pp::socket(socket, quic_pp::from_router(listener), limits.idle_timeout)
+        .map_err(|e| format!("quic endpoint: {e}"))?;
     Endpoint::new_with_abstract_socket(
         EndpointConfig::default(),
         Some(cfg),

@@ -91,13 +91,38 @@ fn policy(allow: &[&str], default: Option<Policy>) -> ProxyProto {
     }
 }
 
+/// A source that always gives `pp`.
+fn fixed(pp: &ProxyProto) -> Source {
+    let pp = Arc::new(pp.clone());
+    Arc::new(move || Some(pp.clone()))
+}
+
+/// One `poll_recv` of `sock`: (address, payload) of each kept datagram, `None` for Pending.
+fn poll_once(sock: &PpSocket) -> Option<Vec<(SocketAddr, Vec<u8>)>> {
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    let mut store = [0u8; 256];
+    let mut bufs = [IoSliceMut::new(&mut store)];
+    let mut meta = [RecvMeta::default()];
+    match sock.poll_recv(&mut cx, &mut bufs, &mut meta) {
+        Poll::Ready(Ok(n)) => Some(
+            meta.iter()
+                .zip(bufs.iter())
+                .take(n)
+                .map(|(m, b)| (m.addr, b[..m.len].to_vec()))
+                .collect(),
+        ),
+        Poll::Ready(Err(e)) => panic!("{e}"),
+        Poll::Pending => None,
+    }
+}
+
 /// Feeds `batches` through a [`PpSocket`] and collects what quinn would see per poll:
 /// (address, payload) of every kept datagram (split at its stride), or `None` for Pending.
 fn run(pp: &ProxyProto, batches: Vec<Batch>) -> (Arc<Fake>, PpSocket, Seen) {
     let fake = Arc::new(Fake::default());
     let polls = batches.len();
     *fake.rx.lock().unwrap() = batches.into();
-    let sock = PpSocket::new(fake.clone(), pp, Duration::from_secs(30));
+    let sock = PpSocket::new(fake.clone(), fixed(pp), Duration::from_secs(30));
     let waker = std::task::Waker::noop();
     let mut cx = Context::from_waker(waker);
     let mut out = Vec::new();
@@ -296,18 +321,57 @@ fn no_session_tracking_on_quic() {
     assert_eq!(got, vec![Some(vec![(proxy, b"later".to_vec())])]);
 }
 
+/// The policy is read at each read: a reload that adds, changes or removes it applies to the
+/// next datagram. Without one, datagrams (headers and all) and replies pass as they are.
 #[test]
-fn no_policy_no_wrapper() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()
-        .unwrap();
-    let _g = rt.enter();
-    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let plain = socket(s, None, Duration::from_secs(30)).unwrap();
-    assert!(!format!("{plain:?}").starts_with("PpSocket"));
-    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let pp = policy(&[], None);
-    let wrapped = socket(s, Some(&pp), Duration::from_secs(30)).unwrap();
-    assert!(format!("{wrapped:?}").starts_with("PpSocket"));
+fn the_policy_follows_the_source() {
+    let slot: Arc<arc_swap::ArcSwapOption<ProxyProto>> = Default::default();
+    let source: Source = {
+        let slot = slot.clone();
+        Arc::new(move || slot.load_full())
+    };
+    let fake = Arc::new(Fake::default());
+    let sock = PpSocket::new(fake.clone(), source, Duration::from_secs(30));
+    let proxy = a(PROXY);
+    let proxied = v2(2, CLIENT, b"hello");
+    let push = |bytes: &[u8]| {
+        fake.rx
+            .lock()
+            .unwrap()
+            .push_back(vec![(proxy, bytes.to_vec(), 0)])
+    };
+    let send = |to: &str| {
+        sock.try_send(&Transmit {
+            destination: a(to),
+            ecn: None,
+            contents: b"reply",
+            segment_size: None,
+            src_ip: None,
+        })
+        .unwrap()
+    };
+    // No policy: the header is QUIC's problem (as on a listener without proxyproto).
+    push(&proxied);
+    assert_eq!(poll_once(&sock), Some(vec![(proxy, proxied.clone())]));
+    send(CLIENT);
+    // A reload adds `proxyproto`: the next datagram is the client's, its reply goes via the proxy.
+    slot.store(Some(Arc::new(policy(&["127.0.0.1/32"], None))));
+    push(&proxied);
+    assert_eq!(poll_once(&sock), Some(vec![(a(CLIENT), b"hello".to_vec())]));
+    send(CLIENT);
+    // Another reload moves the proxy out of `allow` under `default reject`: dropped.
+    slot.store(Some(Arc::new(policy(
+        &["10.0.0.0/8"],
+        Some(Policy::Reject),
+    ))));
+    push(&proxied);
+    assert_eq!(poll_once(&sock), None);
+    // And one that removes it: as it came again.
+    slot.store(None);
+    push(&proxied);
+    assert_eq!(poll_once(&sock), Some(vec![(proxy, proxied.clone())]));
+    assert_eq!(
+        *fake.sent.lock().unwrap(),
+        vec![(a(CLIENT), b"reply".to_vec()), (proxy, b"reply".to_vec())]
+    );
 }
