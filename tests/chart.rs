@@ -2337,7 +2337,7 @@ fn assert_dig(out: &str, status: &str, section: &str, want: &[&str]) {
         out.contains(&format!("status: {status},")) && out.contains("flags: qr aa;"),
         "{out}"
     );
-    assert_eq!(dig_section(out, section), want, "{out}");
+    assert_eq!(digout::section(out, section), want, "{out}");
 }
 
 /// A rendered Corefile as is, but for what a test machine needs: an ephemeral DNS port,
@@ -2369,16 +2369,6 @@ fn runnable_as_rendered(rendered: &str) -> String {
     }
     assert_eq!((key, k8s), (1, 1), "{rendered}");
     corefile
-}
-
-/// The records of a section of dig's output, fields separated by one space.
-fn dig_section(out: &str, name: &str) -> Vec<String> {
-    out.lines()
-        .skip_while(|l| !l.starts_with(&format!(";; {name} SECTION:")))
-        .skip(1)
-        .take_while(|l| !l.trim().is_empty())
-        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-        .collect()
 }
 
 #[test]
@@ -2440,7 +2430,7 @@ status:
     );
     let out = dig(&ex, &[], "_acme-challenge.example.com", "TXT");
     assert!(out.contains("status: NXDOMAIN"), "{out}");
-    let soa = dig_section(&out, "AUTHORITY");
+    let soa = digout::section(&out, "AUTHORITY");
     assert_eq!(soa.len(), 1, "{out}");
     assert!(soa[0].starts_with("example.com. "), "{out}");
     assert!(
@@ -2533,7 +2523,7 @@ fn a_rendered_zone_file_and_dns_challenge_answer_over_dig() {
             .replace("192.0.2.10", "192.0.2.20"),
     );
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !dig_section(&dig("example.org", "A"), "ANSWER")
+    while !digout::section(&dig("example.org", "A"), "ANSWER")
         .contains(&"example.org. 3600 IN A 192.0.2.20".to_string())
     {
         assert!(Instant::now() < deadline, "not reloaded:\n{}", ex.output());

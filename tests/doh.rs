@@ -1257,16 +1257,7 @@ fn https_max_connections() {
 #[test]
 fn https_max_connections_after_a_reload() {
     let ex = Exdns::start(&limits_corefile(""));
-    ex.replace(
-        "Corefile",
-        &limits_corefile("  https {\n    max_connections 2\n  }\n"),
-    );
-    ex.signal(libc::SIGUSR1);
-    assert!(
-        ex.wait_for_line("Running configuration SHA512", support::fwd::POLL),
-        "{}",
-        ex.output()
-    );
+    ex.reload_with(&limits_corefile("  https {\n    max_connections 2\n  }\n"));
     assert_eq!(two_idle_then_a_query(&ex), 1, "{}", ex.output());
 }
 
@@ -1327,18 +1318,9 @@ fn https3_max_streams_and_max_connections() {
         "  https3 {\n    max_streams 2\n    max_connections 1\n  }\n",
     ));
     assert_eq!(h3_limits(&ex, &ca), (serde_json::json!(2), refused.clone()));
-    ex.replace(
-        "Corefile",
-        &h3_corefile(
-            certs.path(),
-            "  https3 {\n    max_streams 3\n    max_connections 0\n  }\n",
-        ),
-    );
-    ex.signal(libc::SIGUSR1);
-    assert!(
-        ex.wait_for_line("Running configuration SHA512", support::fwd::POLL),
-        "{}",
-        ex.output()
-    );
+    ex.reload_with(&h3_corefile(
+        certs.path(),
+        "  https3 {\n    max_streams 3\n    max_connections 0\n  }\n",
+    ));
     assert_eq!(h3_limits(&ex, &ca), (serde_json::json!(3), ok.clone()));
 }

@@ -384,26 +384,18 @@ fn quic_proxyproto_follows_a_reload() {
     let ex = Exdns::start(&quic_corefile(certs.path(), None, ""));
     let client: SocketAddr = QUIC_CLIENT.parse().unwrap();
     let local = IpAddr::from([127, 0, 0, 1]);
-    let reload = |pp: &str| {
-        let applied = ex.count_lines("Running configuration SHA512");
-        ex.replace("Corefile", &quic_corefile(certs.path(), Some(pp), ""));
-        ex.signal(libc::SIGUSR1);
-        assert!(
-            support::fwd::wait_until(support::fwd::POLL, || ex
-                .count_lines("Running configuration SHA512")
-                > applied),
-            "{}",
-            ex.output()
-        );
-    };
-    reload(" allow 127.0.0.1/32");
+    ex.reload_with(&quic_corefile(
+        certs.path(),
+        Some(" allow 127.0.0.1/32"),
+        "",
+    ));
     for scheme in ["quic", "https3"] {
         let relay = Relay::proxy(ex.addr(&format!("{scheme}://")));
         let m = py_query(scheme, relay.addr, &ca, 10).expect(scheme);
         assert_eq!(whoami(&m), (client.ip(), client.port()), "{scheme}");
     }
     // The proxy's address leaves `allow` (default ignore): headers are stripped, not believed.
-    reload(" allow 10.0.0.0/8");
+    ex.reload_with(&quic_corefile(certs.path(), Some(" allow 10.0.0.0/8"), ""));
     for scheme in ["quic", "https3"] {
         let relay = Relay::proxy(ex.addr(&format!("{scheme}://")));
         let m = py_query(scheme, relay.addr, &ca, 10).expect(scheme);

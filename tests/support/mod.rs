@@ -263,6 +263,20 @@ impl Exdns {
         false
     }
 
+    /// Replaces the Corefile with `corefile`, has it reloaded (SIGUSR1) and waits until the
+    /// reload is applied (`Running configuration SHA512`, printed on each reload).
+    pub fn reload_with(&self, corefile: &str) {
+        const APPLIED: &str = "Running configuration SHA512";
+        let before = self.count_lines(APPLIED);
+        self.replace("Corefile", corefile);
+        self.signal(libc::SIGUSR1);
+        assert!(
+            fwd::wait_until(fwd::POLL, || self.count_lines(APPLIED) > before),
+            "the reload was not applied: {}",
+            self.output()
+        );
+    }
+
     pub fn signal(&self, sig: i32) {
         unsafe {
             libc::kill(self.child.id() as i32, sig);
