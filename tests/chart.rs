@@ -204,21 +204,11 @@ fn assert_refused(cases: &[Refused], skip_schema: bool) {
 
 /// `exdns -conf FILE -check` on a Corefile.
 fn check_corefile(corefile: &str) -> Result<(), String> {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("Corefile");
-    std::fs::write(&p, corefile).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_exdns"))
-        .arg("-conf")
-        .arg(&p)
-        .arg("-check")
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    if out.status.success() && text.contains("OK") {
+    let out = run_corefile(corefile, &["-check"]);
+    if out.code == Some(0) && out.output().contains("OK") {
         Ok(())
     } else {
-        Err(text)
+        Err(out.output())
     }
 }
 

@@ -9,20 +9,11 @@ use hickory_proto::rr::RecordType;
 use support::*;
 
 fn check(corefile: &str) -> (i32, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("Corefile");
-    std::fs::write(&p, corefile).unwrap();
-    let out = Command::new(bin())
-        .arg("-conf")
-        .arg(&p)
-        .arg("-check")
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let out = run_corefile(corefile, &["-check"]);
     (
-        out.status.code().unwrap(),
-        text.replace(&p.display().to_string(), "Corefile"),
+        out.code.unwrap(),
+        out.output()
+            .replace(&out.corefile.display().to_string(), "Corefile"),
     )
 }
 
@@ -145,15 +136,13 @@ fn check_rejects_with_file_line_and_coredns_wording() {
 
 #[test]
 fn a_bad_corefile_stops_startup_with_exit_1() {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("Corefile");
-    std::fs::write(&p, ".:0 {\n  nosuchplugin\n}\n").unwrap();
-    let out = Command::new(bin()).arg("-conf").arg(&p).output().unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let out = run_corefile(".:0 {\n  nosuchplugin\n}\n", &[]);
+    assert_eq!(out.code, Some(1));
     assert!(
-        err.contains(":2 - Error during parsing: Unknown directive 'nosuchplugin'"),
-        "{err}"
+        out.stderr
+            .contains(":2 - Error during parsing: Unknown directive 'nosuchplugin'"),
+        "{}",
+        out.stderr
     );
 }
 

@@ -129,25 +129,17 @@ fn name_rewrites_round_trip_to_the_asked_name() {
 
 #[test]
 fn bad_rewrite_rules_stop_the_server_with_coredns_wording() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("Corefile");
-    std::fs::write(
-        &path,
+    let out = run_corefile(
         ".:0 {\n    rewrite stop type AAAA BOGUS\n    whoami\n}\n",
-    )
-    .unwrap();
-    let out = std::process::Command::new(bin())
-        .arg("-conf")
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+        &[],
+    );
+    assert_eq!(out.code, Some(1));
     assert!(
-        stderr.contains(&format!(
+        out.stderr.contains(&format!(
             "plugin/rewrite: {}:2 - Error during parsing: invalid type \"BOGUS\"",
-            path.display()
+            out.corefile.display()
         )),
-        "{stderr}"
+        "{}",
+        out.stderr
     );
 }

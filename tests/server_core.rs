@@ -346,16 +346,9 @@ fn bind_to_an_address_and_to_an_interface() {
     );
     assert_eq!(r.metadata.response_code, ResponseCode::NoError);
     // A missing interface is a startup error naming it.
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("Corefile");
-    std::fs::write(&p, ".:0 {\n  bind nosuchif0\n  whoami\n}\n").unwrap();
-    let out = std::process::Command::new(bin())
-        .arg("-conf")
-        .arg(&p)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("nosuchif0"));
+    let out = run_corefile(".:0 {\n  bind nosuchif0\n  whoami\n}\n", &[]);
+    assert_eq!(out.code, Some(1));
+    assert!(out.stderr.contains("nosuchif0"), "{}", out.stderr);
 }
 
 /// As CoreDNS (SO_REUSEPORT on its listeners): a block restricted by `bind` and a wildcard block

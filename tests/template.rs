@@ -246,25 +246,17 @@ fn metrics_count_matches_and_failures() {
 
 #[test]
 fn a_bad_template_stops_the_server_with_coredns_wording() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("Corefile");
-    std::fs::write(
-        &path,
+    let out = run_corefile(
         ".:0 {\n    template IN A {\n        answer \"{{ index .Match 1\"\n    }\n}\n",
-    )
-    .unwrap();
-    let out = std::process::Command::new(bin())
-        .arg("-conf")
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+        &[],
+    );
+    assert_eq!(out.code, Some(1));
     assert!(
-        stderr.contains(&format!(
+        out.stderr.contains(&format!(
             "plugin/template: {}:3 - Error during parsing: could not compile template: {{{{ index .Match 1, template: answer:1: unclosed action",
-            path.display()
+            out.corefile.display()
         )),
-        "{stderr}"
+        "{}",
+        out.stderr
     );
 }

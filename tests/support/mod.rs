@@ -487,6 +487,82 @@ pub fn read_framed(s: &mut impl Read) -> Option<Vec<u8>> {
     Some(buf)
 }
 
+/// How the binary ended on a Corefile it was given (see [`run_corefile`]).
+pub struct Ended {
+    /// The exit code (`None`: killed by a signal).
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    /// Where the Corefile was written (error messages name it).
+    pub corefile: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Ended {
+    /// stdout then stderr.
+    pub fn output(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+}
+
+/// Runs the binary on `corefile` (written to a fresh directory) with `args` (`-check`, or none
+/// for a Corefile that must stop the start-up) until it exits, 30 s at most: a binary still
+/// running then (a Corefile that started) is killed and the test fails.
+pub fn run_corefile(corefile: &str, args: &[&str]) -> Ended {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("Corefile");
+    std::fs::write(&path, corefile).unwrap();
+    let mut child = Command::new(bin())
+        .arg("-conf")
+        .arg(&path)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Drained while it runs, so a chatty binary cannot block on a full pipe.
+    let drain = |r: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_string(&mut s);
+            }
+            s
+        })
+    };
+    let out = drain(
+        child
+            .stdout
+            .take()
+            .map(|r| Box::new(r) as Box<dyn Read + Send>),
+    );
+    let err = drain(
+        child
+            .stderr
+            .take()
+            .map(|r| Box::new(r) as Box<dyn Read + Send>),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("still running after 30 s on:\n{corefile}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Ended {
+        code: status.code(),
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+        corefile: path,
+        _dir: dir,
+    }
+}
+
 /// Runs a command, returns (status, stdout).
 pub fn run(cmd: &str, args: &[&str]) -> (i32, String) {
     let out = Command::new(cmd)
