@@ -25,10 +25,9 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use quinn::udp::{RecvMeta, Transmit};
 use quinn::{AsyncUdpSocket, Runtime, UdpPoller};
-
-use arc_swap::ArcSwap;
 
 use crate::plugin::proxyproto::{self, DEFAULT_MAX_SESSIONS, ProxyProto};
 use crate::server::router::Router;

@@ -521,27 +521,8 @@ pub fn run_corefile(corefile: &str, args: &[&str]) -> Ended {
         .spawn()
         .unwrap();
     // Drained while it runs, so a chatty binary cannot block on a full pipe.
-    let drain = |r: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            if let Some(mut r) = r {
-                let _ = r.read_to_string(&mut s);
-            }
-            s
-        })
-    };
-    let out = drain(
-        child
-            .stdout
-            .take()
-            .map(|r| Box::new(r) as Box<dyn Read + Send>),
-    );
-    let err = drain(
-        child
-            .stderr
-            .take()
-            .map(|r| Box::new(r) as Box<dyn Read + Send>),
-    );
+    let out = drain(child.stdout.take());
+    let err = drain(child.stderr.take());
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -561,6 +542,17 @@ pub fn run_corefile(corefile: &str, args: &[&str]) -> Ended {
         corefile: path,
         _dir: dir,
     }
+}
+
+/// Reads `r` to its end on a thread of its own: the text read (lossy UTF-8).
+fn drain<R: Read + Send + 'static>(r: Option<R>) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        if let Some(mut r) = r {
+            let _ = r.read_to_end(&mut bytes);
+        }
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
 }
 
 /// Runs a command, returns (status, stdout).
